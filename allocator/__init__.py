@@ -1,0 +1,1 @@
+"""Station power allocation: numba kernel, plain-Python reference, horizon planner."""

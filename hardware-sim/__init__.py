@@ -1,0 +1,1 @@
+"""Modbus emulators of the station devices with physics, scenarios and fault injection (`sems-sim`)."""
