@@ -1,0 +1,552 @@
+"""Horizon planner: one linear programme over the next day's slots, solved by HiGHS.
+
+The real-time allocator keeps the station safe second by second; this planner decides,
+slot by slot (15 minutes by default), how much each session should charge (or give back
+through V2G), what the stationary battery should do and how much the station may import,
+so that energy costs, the demand charge on the highest 15-minute import, carbon and battery
+wear are lowest while every departure target is met whenever it can be.
+
+Pure: imports neither `agent` nor `drivers` (dependency rule: agent -> allocator).
+
+Formulation (energies per slot in kWh, so a session connected for part of a slot is
+bounded by its power times the time it is connected):
+  minimise  sum_t price_imp*imp - price_exp*exp + carbon*imp + wear*(bc+bd)
+            + demand_charge*peak + penalty*(unmet + overload) + eps*t*charge
+  s.t.      imp - exp + bd - bc + pv - curtail - base - sum charge + sum v2g = 0   (each slot)
+            (imp [+ imported so far in the first slot]) / slot_h <= peak, peak >= peak so far
+            imp <= min(grid capacity, demand-response cap) * dt  (+ overload slack)
+            per charger: sum of its sessions' charge + v2g <= charger max * dt
+            per session: charge <= min(vehicle, charger) * connected time, v2g likewise
+            delivered + unmet >= energy target, delivered <= energy target
+            V2G sessions: running energy >= -(energy above v2gMinSoc) at every slot
+            battery: energy balance with efficiencies, min/max SoC, end >= end energy
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import highspy
+import numpy as np
+
+# Charging earlier is preferred when two slots cost the same: the planner cannot see future
+# arrivals, so capacity freed now is worth a little. Small enough never to outweigh a price.
+_EARLY_EPS = 1e-5
+
+
+class PlanError(ValueError):
+    """A plan request is invalid; the message names the field ("field: problem")."""
+
+
+@dataclass(frozen=True)
+class ChargerSpec:
+    id: str
+    max_power: float  # kW shared by all its connectors
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """One connected (or announced) EV, seen from the plan's start (hours offsets)."""
+
+    session_id: str
+    charger_id: str
+    departure_h: float  # hours from plan start
+    energy_needed: float  # kWh into the vehicle battery still wanted by departure
+    max_power: float  # kW the vehicle accepts
+    arrival_h: float = 0.0  # hours from plan start; <= 0 when already connected
+    v2g: bool = False
+    v2g_max_power: float = 22.0  # kW the vehicle may discharge (maxV2gPower)
+    v2g_energy: float = 0.0  # kWh in the vehicle above its v2gMinSoc, available to V2G
+
+
+@dataclass(frozen=True)
+class BatterySpec:
+    capacity: float  # kWh
+    energy: float  # kWh stored now
+    max_charge_power: float
+    max_discharge_power: float
+    min_soc: float = 0.1
+    max_soc: float = 0.95
+    charge_efficiency: float = math.sqrt(0.9)
+    discharge_efficiency: float = math.sqrt(0.9)
+    degradation_cost: float = 0.0  # EUR per kWh of throughput (charge + discharge)
+    end_energy: float | None = None  # kWh required at horizon end; None: as much as now
+    available: bool = True  # False during a maintenance window: out of dispatch
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """Everything the planner knows; per-slot sequences all have the horizon's length."""
+
+    import_price: Sequence[float]  # EUR/kWh
+    export_price: Sequence[float]  # EUR/kWh
+    pv_power: Sequence[float]  # kW forecast, slot average
+    base_load: Sequence[float]  # kW forecast, slot average
+    grid_capacity: float  # kW
+    chargers: Sequence[ChargerSpec]
+    sessions: Sequence[SessionSpec] = ()
+    battery: BatterySpec | None = None
+    carbon_intensity: Sequence[float] | None = None  # gCO2/kWh
+    carbon_price: float = 0.0  # EUR per tonne CO2
+    import_caps: Sequence[float | None] | None = None  # demand-response caps (kW), None=none
+    export_capacity: float | None = None  # kW; defaults to grid capacity
+    demand_charge: float = 0.0  # EUR per kW of the highest 15-minute average import
+    peak_so_far: float = 0.0  # kW already reached in the billing period (sunk)
+    slot_hours: float = 0.25
+    first_slot_hours: float | None = None  # shorter first slot when re-planning mid-slot
+    imported_in_first_slot: float = 0.0  # kWh already imported in the running slot
+    charging_efficiency: float = 0.95
+    v2g_efficiency: float = 0.90
+    unmet_penalty: float | None = None  # EUR/kWh; None: derived from prices
+
+    @property
+    def slots(self) -> int:
+        return len(self.import_price)
+
+
+@dataclass
+class Plan:
+    """Per-slot outputs. Powers are kW; session powers are while connected (<0: V2G)."""
+
+    slot_starts_h: np.ndarray
+    slot_hours: np.ndarray
+    grid_power: np.ndarray  # planned net import (kW, >0 imports)
+    import_cap: np.ndarray  # import the allocator may use without raising the peak (kW)
+    battery_power: np.ndarray  # kW, >0 discharges into the station
+    session_power: dict[str, np.ndarray]
+    unmet: dict[str, float]  # kWh each session is planned to miss its target by
+    peak: float
+    objective: float
+    status: str
+    solve_seconds: float
+    build_seconds: float
+    battery_energy: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def slot_at(self, hours: float) -> int:
+        """Index of the slot containing `hours` (from plan start); clamped to the horizon."""
+        ends = self.slot_starts_h + self.slot_hours
+        idx = int(np.searchsorted(ends, hours, side="right"))
+        return min(max(idx, 0), len(ends) - 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "objective": self.objective,
+            "peak": self.peak,
+            "slotStartsH": self.slot_starts_h.tolist(),
+            "gridPower": self.grid_power.tolist(),
+            "importCap": self.import_cap.tolist(),
+            "batteryPower": self.battery_power.tolist(),
+            "sessions": {k: v.tolist() for k, v in self.session_power.items()},
+            "unmet": self.unmet,
+            "solveSeconds": self.solve_seconds,
+        }
+
+
+class _Model:
+    """Row-wise LP builder: columns with bounds and costs, rows as sparse (idx, val, lo, hi)."""
+
+    def __init__(self) -> None:
+        self.lo: list[float] = []
+        self.hi: list[float] = []
+        self.cost: list[float] = []
+        self.starts: list[int] = [0]
+        self.index: list[int] = []
+        self.value: list[float] = []
+        self.row_lo: list[float] = []
+        self.row_hi: list[float] = []
+
+    def col(self, lo: float, hi: float, cost: float = 0.0) -> int:
+        self.lo.append(lo)
+        self.hi.append(hi)
+        self.cost.append(cost)
+        return len(self.lo) - 1
+
+    def row(self, cols: Sequence[int], vals: Sequence[float], lo: float, hi: float) -> None:
+        self.index.extend(cols)
+        self.value.extend(vals)
+        self.starts.append(len(self.index))
+        self.row_lo.append(lo)
+        self.row_hi.append(hi)
+
+    def solve(self, highs: highspy.Highs) -> tuple[str, np.ndarray, float]:
+        lp = highspy.HighsLp()
+        lp.num_col_ = len(self.lo)
+        lp.num_row_ = len(self.row_lo)
+        lp.col_cost_ = np.asarray(self.cost, dtype=np.float64)
+        lp.col_lower_ = np.asarray(self.lo, dtype=np.float64)
+        lp.col_upper_ = np.asarray(self.hi, dtype=np.float64)
+        lp.row_lower_ = np.asarray(self.row_lo, dtype=np.float64)
+        lp.row_upper_ = np.asarray(self.row_hi, dtype=np.float64)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+        lp.a_matrix_.num_col_ = lp.num_col_
+        lp.a_matrix_.num_row_ = lp.num_row_
+        lp.a_matrix_.start_ = np.asarray(self.starts, dtype=np.int32)
+        lp.a_matrix_.index_ = np.asarray(self.index, dtype=np.int32)
+        lp.a_matrix_.value_ = np.asarray(self.value, dtype=np.float64)
+        highs.passModel(lp)
+        highs.run()
+        status = highs.modelStatusToString(highs.getModelStatus())
+        x = np.asarray(highs.getSolution().col_value, dtype=np.float64)
+        return status, x, float(highs.getInfo().objective_function_value)
+
+
+def _series(req: PlanRequest, name: str, values: Sequence[float] | None, n: int) -> np.ndarray:
+    if values is None:
+        return np.zeros(n)
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.shape != (n,):
+        raise PlanError(f"{name}: expected {n} slot values, got {len(values)}")
+    if not np.all(np.isfinite(arr)):
+        raise PlanError(f"{name}: values must be finite numbers")
+    return arr
+
+
+def validate(req: PlanRequest) -> None:
+    """Raise PlanError naming the first bad field."""
+    n = req.slots
+    if n < 1:
+        raise PlanError("import_price: at least one slot is required")
+    for name in ("import_price", "export_price", "pv_power", "base_load"):
+        _series(req, name, getattr(req, name), n)
+    if req.carbon_intensity is not None:
+        _series(req, "carbon_intensity", req.carbon_intensity, n)
+    if req.import_caps is not None and len(req.import_caps) != n:
+        raise PlanError(f"import_caps: expected {n} slot values, got {len(req.import_caps)}")
+    if not (req.grid_capacity > 0):
+        raise PlanError("grid_capacity: must be > 0 kW")
+    if not (req.slot_hours > 0):
+        raise PlanError("slot_hours: must be > 0")
+    if req.first_slot_hours is not None and not (0 < req.first_slot_hours <= req.slot_hours):
+        raise PlanError("first_slot_hours: must be in (0, slot_hours]")
+    if not (0 < req.charging_efficiency <= 1):
+        raise PlanError("charging_efficiency: must be in (0, 1]")
+    if not (0 < req.v2g_efficiency <= 1):
+        raise PlanError("v2g_efficiency: must be in (0, 1]")
+    chargers = {c.id for c in req.chargers}
+    for c in req.chargers:
+        if not (c.max_power > 0):
+            raise PlanError(f"chargers[{c.id}].max_power: must be > 0 kW")
+    seen: set[str] = set()
+    for s in req.sessions:
+        where = f"sessions[{s.session_id}]"
+        if s.session_id in seen:
+            raise PlanError(f"{where}: duplicate session id")
+        seen.add(s.session_id)
+        if s.charger_id not in chargers:
+            raise PlanError(f"{where}.charger_id: unknown charger {s.charger_id!r}")
+        if s.energy_needed < 0 or not math.isfinite(s.energy_needed):
+            raise PlanError(f"{where}.energy_needed: must be >= 0 kWh")
+        if s.max_power < 0:
+            raise PlanError(f"{where}.max_power: must be >= 0 kW")
+        if not s.departure_h >= s.arrival_h:
+            raise PlanError(f"{where}.departure_h: must not be before arrival")
+        if s.v2g and (s.v2g_max_power < 0 or s.v2g_energy < 0):
+            raise PlanError(f"{where}.v2g_energy: V2G power and energy must be >= 0")
+    b = req.battery
+    if b is not None:
+        if not (b.capacity > 0):
+            raise PlanError("battery.capacity: must be > 0 kWh")
+        if not (0 <= b.min_soc <= b.max_soc <= 1):
+            raise PlanError("battery.min_soc: need 0 <= min_soc <= max_soc <= 1")
+        if b.max_charge_power < 0 or b.max_discharge_power < 0:
+            raise PlanError("battery.max_charge_power: battery power limits must be >= 0")
+        for name in ("charge_efficiency", "discharge_efficiency"):
+            if not (0 < getattr(b, name) <= 1):
+                raise PlanError(f"battery.{name}: must be in (0, 1]")
+
+
+class Planner:
+    """Re-usable planner. Keeps one HiGHS instance across re-plans.
+
+    Each re-plan changes the model's shape (sessions come and go, the horizon slides), so
+    the LP is rebuilt rather than edited; HiGHS's dual simplex on these sparse models takes
+    tens of milliseconds (see docs/planner.md for measured times), so warm starts would
+    buy little and are not attempted.
+    """
+
+    def __init__(self, time_limit: float = 5.0) -> None:
+        self._highs = highspy.Highs()
+        self._highs.setOptionValue("output_flag", False)
+        self._highs.setOptionValue("time_limit", float(time_limit))
+        self.last_solve_seconds = 0.0
+
+    def plan(self, req: PlanRequest) -> Plan:
+        validate(req)
+        t0 = time.perf_counter()
+        m, layout = _build(req)
+        t1 = time.perf_counter()
+        self._highs.clearModel()
+        status, x, obj = m.solve(self._highs)
+        t2 = time.perf_counter()
+        self.last_solve_seconds = t2 - t1
+        if status != "Optimal":
+            raise PlanError(f"planner: HiGHS returned {status}")
+        return _extract(req, layout, x, obj, status, t2 - t1, t1 - t0)
+
+
+def plan(req: PlanRequest) -> Plan:
+    """One-shot convenience: validate, build, solve."""
+    return Planner().plan(req)
+
+
+@dataclass
+class _Layout:
+    dt: np.ndarray
+    starts: np.ndarray
+    imp: list[int]
+    exp: list[int]
+    over: list[int]
+    bc: list[int]
+    bd: list[int]
+    benergy: list[int]
+    peak: int
+    charge: dict[str, dict[int, int]]
+    v2g: dict[str, dict[int, int]]
+    unmet: dict[str, int]
+    present: dict[str, np.ndarray]
+    peak_cap: np.ndarray
+
+
+def _build(req: PlanRequest) -> tuple[_Model, _Layout]:
+    n = req.slots
+    sh = req.slot_hours
+    dt = np.full(n, sh)
+    if req.first_slot_hours is not None:
+        dt[0] = req.first_slot_hours
+    starts = np.concatenate([[0.0], np.cumsum(dt)[:-1]])
+    ends = starts + dt
+    price_imp = _series(req, "import_price", req.import_price, n)
+    price_exp = _series(req, "export_price", req.export_price, n)
+    pv = np.maximum(_series(req, "pv_power", req.pv_power, n), 0.0)
+    base = _series(req, "base_load", req.base_load, n)
+    ci = _series(req, "carbon_intensity", req.carbon_intensity, n)
+    carbon = req.carbon_price * ci * 1e-6  # EUR/t * g/kWh -> EUR/kWh
+    cap = np.full(n, req.grid_capacity)
+    if req.import_caps is not None:
+        for t, c in enumerate(req.import_caps):
+            if c is not None:
+                cap[t] = min(cap[t], max(0.0, float(c)))
+    exp_cap = req.export_capacity if req.export_capacity is not None else req.grid_capacity
+    penalty = req.unmet_penalty
+    if penalty is None:
+        # Must outweigh any saving from not delivering a kWh: its price, its carbon and the
+        # demand charge it could add (one kWh in one slot raises the peak by 1/slot_h kW).
+        worst = float(np.max(price_imp + carbon, initial=0.0)) + req.demand_charge / sh
+        penalty = 10.0 * max(1.0, worst)
+    overload_penalty = 10.0 * penalty
+
+    m = _Model()
+    inf = highspy.kHighsInf
+    imp = [m.col(0.0, cap[t] * dt[t], price_imp[t] + carbon[t]) for t in range(n)]
+    exp = [m.col(0.0, exp_cap * dt[t], -price_exp[t]) for t in range(n)]
+    # Overload: import beyond the cap, only when base load alone cannot be covered; keeps
+    # the LP feasible on a bad forecast instead of failing the whole plan.
+    over = [m.col(0.0, inf, overload_penalty) for t in range(n)]
+    curtail = [m.col(0.0, pv[t] * dt[t]) for t in range(n)]
+    peak = m.col(max(0.0, req.peak_so_far), inf, req.demand_charge)
+
+    b = req.battery
+    bc: list[int] = []
+    bd: list[int] = []
+    benergy: list[int] = []
+    if b is not None and b.available:
+        wear = b.degradation_cost
+        e_min, e_max = b.min_soc * b.capacity, b.max_soc * b.capacity
+        e_now = min(max(b.energy, 0.0), b.capacity)
+        # When the battery starts outside its window it may only move toward it.
+        lo_bound, hi_bound = min(e_min, e_now), max(e_max, e_now)
+        e_end = e_now if b.end_energy is None else b.end_energy
+        e_end = min(max(e_end, lo_bound), hi_bound)
+        prev = None
+        for t in range(n):
+            bc.append(m.col(0.0, b.max_charge_power * dt[t], wear + _EARLY_EPS))
+            bd.append(m.col(0.0, b.max_discharge_power * dt[t], wear + _EARLY_EPS))
+            e = m.col(lo_bound, hi_bound)
+            benergy.append(e)
+            # e_t - e_{t-1} - eta_c*bc + bd/eta_d = 0
+            cols = [e, bc[t], bd[t]]
+            vals = [1.0, -b.charge_efficiency, 1.0 / b.discharge_efficiency]
+            rhs = 0.0
+            if prev is None:
+                rhs = e_now
+            else:
+                cols.append(prev)
+                vals.append(-1.0)
+            m.row(cols, vals, rhs, rhs)
+            prev = e
+        m.row([benergy[-1]], [1.0], e_end, inf)
+
+    chargers = {c.id: c.max_power for c in req.chargers}
+    charge: dict[str, dict[int, int]] = {}
+    v2g: dict[str, dict[int, int]] = {}
+    unmet: dict[str, int] = {}
+    present_by: dict[str, np.ndarray] = {}
+    per_slot_ev: list[list[tuple[int, float]]] = [[] for _ in range(n)]
+    per_charger: dict[tuple[str, int], list[int]] = {}
+    eta_c, eta_v = req.charging_efficiency, req.v2g_efficiency
+    for s in req.sessions:
+        present = np.clip(np.minimum(ends, s.departure_h) - np.maximum(starts, s.arrival_h), 0, None)
+        present_by[s.session_id] = present
+        pmax = min(s.max_power, chargers[s.charger_id])
+        slots = [t for t in range(n) if present[t] > 1e-9]
+        charge[s.session_id] = {}
+        v2g[s.session_id] = {}
+        horizon_end = ends[-1]
+        # A departure beyond the horizon: require only what later slots could not deliver.
+        target = s.energy_needed
+        if s.departure_h > horizon_end:
+            target = max(0.0, target - eta_c * pmax * (s.departure_h - max(horizon_end, s.arrival_h)))
+        u = m.col(0.0, inf, penalty)
+        unmet[s.session_id] = u
+        delivered_cols: list[int] = []
+        delivered_vals: list[float] = []
+        prev_e: int | None = None
+        for t in slots:
+            c = m.col(0.0, pmax * present[t], _EARLY_EPS * (t + 1))
+            charge[s.session_id][t] = c
+            per_slot_ev[t].append((c, -1.0))
+            per_charger.setdefault((s.charger_id, t), []).append(c)
+            delivered_cols.append(c)
+            delivered_vals.append(eta_c)
+            if s.v2g and s.v2g_max_power > 0:
+                d = m.col(0.0, min(s.v2g_max_power, chargers[s.charger_id]) * present[t])
+                v2g[s.session_id][t] = d
+                per_slot_ev[t].append((d, 1.0))
+                per_charger[(s.charger_id, t)].append(d)
+                # Running energy (kWh since now) stays within [-(energy above v2gMinSoc),
+                # energy needed]: a state variable per slot keeps the matrix sparse.
+                e = m.col(-s.v2g_energy, s.energy_needed)
+                cols, vals = [e, c, d], [1.0, -eta_c, 1.0 / eta_v]
+                if prev_e is not None:
+                    cols.append(prev_e)
+                    vals.append(-1.0)
+                m.row(cols, vals, 0.0, 0.0)
+                prev_e = e
+        if prev_e is not None:
+            m.row([prev_e, u], [1.0, 1.0], target, inf)
+        elif delivered_cols:
+            # delivered + unmet >= target; delivered <= energy needed (the EV stops when full)
+            m.row(delivered_cols + [u], delivered_vals + [1.0], target, inf)
+            m.row(delivered_cols, delivered_vals, -inf, s.energy_needed)
+        else:
+            m.row([u], [1.0], target, inf)
+
+    for (cid, t), cols in per_charger.items():
+        m.row(cols, [1.0] * len(cols), -inf, chargers[cid] * dt[t])
+
+    for t in range(n):
+        cols = [imp[t], exp[t], over[t], curtail[t]]
+        vals = [1.0, -1.0, 1.0, -1.0]
+        if bc:
+            cols += [bd[t], bc[t]]
+            vals += [1.0, -1.0]
+        for c, v in per_slot_ev[t]:
+            cols.append(c)
+            vals.append(v)
+        rhs = (base[t] - pv[t]) * dt[t]
+        m.row(cols, vals, rhs, rhs)
+        # Demand: the slot's 15-minute average import (including what the running slot
+        # already imported before this plan) stays under the peak.
+        already = req.imported_in_first_slot if t == 0 else 0.0
+        m.row([imp[t], over[t], peak], [1.0 / sh, 1.0 / sh, -1.0], -inf, -already / sh)
+
+    layout = _Layout(dt, starts, imp, exp, over, bc, bd, benergy, peak, charge, v2g, unmet,
+                     present_by, cap)
+    return m, layout
+
+
+def _extract(req: PlanRequest, lay: _Layout, x: np.ndarray, obj: float, status: str,
+             solve_s: float, build_s: float) -> Plan:
+    n = len(lay.dt)
+    dt = lay.dt
+    imp = x[lay.imp] - x[lay.exp] + x[lay.over]
+    grid = imp / dt
+    peak = float(x[lay.peak])
+    if lay.bc:
+        battery = (x[lay.bd] - x[lay.bc]) / dt
+        benergy = x[lay.benergy]
+    else:
+        battery = np.zeros(n)
+        benergy = np.zeros(0)
+    sessions: dict[str, np.ndarray] = {}
+    for sid, cols in lay.charge.items():
+        p = np.zeros(n)
+        present = lay.present[sid]
+        for t, c in cols.items():
+            p[t] = x[c] / present[t]
+        for t, d in lay.v2g[sid].items():
+            p[t] -= x[d] / present[t]
+        # Tiny LP noise is not a command.
+        p[np.abs(p) < 1e-6] = 0.0
+        sessions[sid] = p
+    unmet = {sid: float(max(0.0, x[c])) for sid, c in lay.unmet.items()}
+    # The allocator may import up to the planned peak in every slot: it costs no extra
+    # demand charge and leaves room for forecast errors; caps and capacity still bind.
+    import_cap = np.minimum(lay.peak_cap, max(peak, float(np.max(grid, initial=0.0))))
+    return Plan(
+        slot_starts_h=lay.starts.copy(),
+        slot_hours=dt.copy(),
+        grid_power=grid,
+        import_cap=import_cap,
+        battery_power=battery,
+        session_power=sessions,
+        unmet=unmet,
+        peak=peak,
+        objective=obj,
+        status=status,
+        solve_seconds=solve_s,
+        build_seconds=build_s,
+        battery_energy=benergy,
+    )
+
+
+def apply_plan(request: Mapping[str, Any], plan: Plan, hours: float) -> dict[str, Any]:
+    """Turn the plan's slot at `hours` into an allocator request (the DESIGN.md contract).
+
+    The allocator stays the safety authority: the plan only narrows what it may hand out.
+    - each planned session gets `powerCap` = its slot target (0 pauses it, never below 0:
+      V2G discharge is commanded separately, see `v2g_setpoints`);
+    - sessions with a positive target get the highest priority, so when the station is
+      short of power the planned charging is served first;
+    - the slot's import cap replaces gridCapacity when it is lower;
+    - the battery block is narrowed to the planned direction: a discharge setpoint caps
+      `maxDischargePower` (and forbids charging), a charge setpoint caps `maxChargePower`.
+    Sessions the plan does not know (arrived since) pass through unchanged.
+    """
+    t = plan.slot_at(hours)
+    out = dict(request)
+    cap = float(plan.import_cap[t])
+    out["gridCapacity"] = min(float(request["gridCapacity"]), cap)
+    sessions = []
+    for s in request.get("sessions", []):
+        s2 = dict(s)
+        target = plan.session_power.get(s["sessionId"])
+        if target is not None:
+            p = max(0.0, float(target[t]))
+            s2["powerCap"] = min(float(s.get("powerCap", p)), p) if "powerCap" in s else p
+            s2["priority"] = 1 if p > 0 else 0
+        sessions.append(s2)
+    out["sessions"] = sessions
+    batt = request.get("battery")
+    if batt is not None:
+        b2 = dict(batt)
+        setpoint = float(plan.battery_power[t])
+        if setpoint >= 0:
+            b2["maxDischargePower"] = min(float(batt["maxDischargePower"]), setpoint)
+            b2["maxChargePower"] = 0.0
+        else:
+            b2["maxChargePower"] = min(float(batt["maxChargePower"]), -setpoint)
+            b2["maxDischargePower"] = 0.0
+        out["battery"] = b2
+    return out
+
+
+def v2g_setpoints(plan: Plan, hours: float) -> dict[str, float]:
+    """Sessions the plan discharges in the slot at `hours`: sessionId -> kW (> 0)."""
+    t = plan.slot_at(hours)
+    return {sid: float(-p[t]) for sid, p in plan.session_power.items() if p[t] < 0}
