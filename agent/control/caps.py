@@ -1,0 +1,103 @@
+"""Measured-consumption caps and the rotation of paused sessions.
+
+Caps: a session that draws clearly less than its limit (by more than the probe margin, for
+`cap_after_s`) is capped at its draw plus the margin, so the allocator hands the rest to
+others. The cap follows the draw down; once the session draws up to its cap again, the cap
+lifts and the next allocation offers it its full share, so no EV is starved by a stale
+measurement. Caps never go below the session's minimum power: a cap under it would pause
+the session for good.
+
+Rotation: when the budget cannot give every session its minimum, the allocator pauses the
+latest arrivals. A session paused for `max_pause_s` is moved to the front of the order
+given to the allocator, so it runs and the session now last in line pauses in its place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class _CapState:
+    below_since: float | None = None
+    cap_kw: float | None = None
+
+
+class CapTracker:
+    def __init__(self, probe_kw: float, probe_fraction: float, cap_after_s: float) -> None:
+        self.probe_kw = probe_kw
+        self.probe_fraction = probe_fraction
+        self.cap_after_s = cap_after_s
+        self._state: dict[str, _CapState] = {}
+
+    def margin(self, measured_kw: float) -> float:
+        return max(self.probe_kw, self.probe_fraction * max(0.0, measured_kw))
+
+    def update(
+        self, session_id: str, measured_kw: float, limit_kw: float, min_kw: float, t: float
+    ) -> float | None:
+        """Feed one cycle's measurement against the limit in force; return the cap or None."""
+        st = self._state.setdefault(session_id, _CapState())
+        margin = self.margin(measured_kw)
+        if st.cap_kw is not None:
+            if measured_kw >= st.cap_kw - margin / 2:
+                st.cap_kw = None  # drawing up to its cap: offer the full share again
+                st.below_since = None
+            else:
+                st.cap_kw = max(min_kw, min(st.cap_kw, measured_kw + margin))
+            return st.cap_kw
+        if limit_kw - measured_kw > margin:
+            if st.below_since is None:
+                st.below_since = t
+            if t - st.below_since >= self.cap_after_s:
+                st.cap_kw = max(min_kw, measured_kw + margin)
+        else:
+            st.below_since = None
+        return st.cap_kw
+
+    def cap(self, session_id: str) -> float | None:
+        st = self._state.get(session_id)
+        return st.cap_kw if st else None
+
+    def forget(self, keep: Iterable[str]) -> None:
+        keep = set(keep)
+        for sid in [s for s in self._state if s not in keep]:
+            del self._state[sid]
+
+
+class PauseRotation:
+    def __init__(self, max_pause_s: float) -> None:
+        self.max_pause_s = max_pause_s
+        self._order: list[str] = []
+        self._paused_since: dict[str, float] = {}
+
+    def order(self, active: Iterable[str], t: float) -> list[str]:
+        """The allocator's session order: arrival order, with over-waited sessions first."""
+        active = list(active)
+        present = set(active)
+        self._order = [s for s in self._order if s in present]
+        known = set(self._order)
+        self._order += [s for s in active if s not in known]
+        for sid in [s for s in self._paused_since if s not in present]:
+            del self._paused_since[sid]
+        overdue = [s for s in self._order if t - self._paused_since.get(s, t) >= self.max_pause_s]
+        if overdue:
+            overdue.sort(key=lambda s: self._paused_since[s])  # longest wait first
+            self._order = overdue + [s for s in self._order if s not in set(overdue)]
+            for s in overdue:
+                # It runs from now on; if it is paused again its wait starts afresh.
+                del self._paused_since[s]
+        return list(self._order)
+
+    def observe(self, paused: Iterable[str], t: float) -> None:
+        """Sessions the allocator paused (minimum power not available) this cycle."""
+        paused = set(paused)
+        for sid in paused:
+            self._paused_since.setdefault(sid, t)
+        for sid in [s for s in self._paused_since if s not in paused]:
+            del self._paused_since[sid]
+
+    def paused_for(self, session_id: str, t: float) -> float:
+        since = self._paused_since.get(session_id)
+        return 0.0 if since is None else t - since

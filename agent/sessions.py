@@ -1,0 +1,185 @@
+"""Charging sessions from connector states, persisted so a restart resumes them.
+
+A session starts when a connector reports an EV (IEC 61851 B, C or D) and ends when it
+reports A. E/F (error, unavailable) and unreachable chargers change nothing: a session is
+not ended because a charger stopped answering. Energy comes from the charger's session
+counter (a counter that resets mid-session is accumulated, never lost); peak power is kept.
+Rows are written at start and stop, and energy/peak at most every `persist_every_s`, so
+after a restart mid-session the same session continues with the same id and energy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import sqlite_utils
+
+from agent.clock import Clock, iso
+from agent.control.snapshot import VACANT, Snapshot
+
+log = logging.getLogger(__name__)
+
+EventHook = Callable[[str, dict], None]
+
+
+@dataclass(slots=True)
+class Session:
+    id: str
+    charger_id: str
+    connector_idx: int
+    started_at: str
+    energy_kwh: float = 0.0
+    peak_kw: float = 0.0
+    power_kw: float = 0.0
+    vehicle_max_kw: float | None = None
+    # The charger counter's value when it last reset under this session (see _energy).
+    counter_offset_kwh: float = 0.0
+    last_counter_kwh: float = 0.0
+    status: str = "active"
+    stopped_at: str | None = None
+
+    def public(self) -> dict:
+        d = asdict(self)
+        d.pop("counter_offset_kwh")
+        d.pop("last_counter_kwh")
+        return d
+
+
+class SessionTracker:
+    def __init__(
+        self,
+        db: sqlite_utils.Database,
+        clock: Clock,
+        on_event: EventHook | None = None,
+        persist_every_s: float = 5.0,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.on_event = on_event
+        self.persist_every_s = persist_every_s
+        self.started = 0
+        self.stopped = 0
+        self._last_persist: dict[str, float] = {}
+        self.active: dict[tuple[str, int], Session] = {}
+        for row in db.query("SELECT * FROM sessions WHERE status = 'active' ORDER BY started_at"):
+            s = Session(
+                id=row["id"],
+                charger_id=row["charger_id"],
+                connector_idx=row["connector_idx"],
+                started_at=row["started_at"],
+                energy_kwh=row["energy_kwh"],
+                peak_kw=row["peak_kw"],
+                vehicle_max_kw=row["vehicle_max_kw"],
+                # Resume: the charger's counter still holds this session's energy, unless
+                # it reset while we were down, which _energy() detects as a drop.
+                last_counter_kwh=row["energy_kwh"],
+            )
+            self.active[(s.charger_id, s.connector_idx)] = s
+
+    def update(self, snap: Snapshot) -> list[Session]:
+        """Start, update and stop sessions from one snapshot; return the active ones."""
+        now = snap.t
+        for ch in snap.chargers:
+            if not ch.reachable:
+                continue
+            for c in ch.connectors:
+                key = (c.charger_id, c.idx)
+                s = self.active.get(key)
+                if c.occupied:
+                    if s is None:
+                        s = self._start(c.charger_id, c.idx, c.energy_kwh, snap)
+                    s.power_kw = c.power_kw
+                    s.peak_kw = max(s.peak_kw, c.power_kw)
+                    if c.ev_max_kw is not None:
+                        s.vehicle_max_kw = c.ev_max_kw
+                    s.energy_kwh = _energy(s, c.energy_kwh)
+                    if now - self._last_persist.get(s.id, now) >= self.persist_every_s:
+                        self._persist(s)
+                        self._last_persist[s.id] = now
+                elif c.state == VACANT and s is not None:
+                    self._stop(s, snap)
+        return list(self.active.values())
+
+    def _start(self, charger_id: str, idx: int, counter: float, snap: Snapshot) -> Session:
+        s = Session(
+            id=str(uuid.uuid4()),
+            charger_id=charger_id,
+            connector_idx=idx,
+            started_at=iso(snap.ts),
+            # A counter left over from the previous session is not this session's energy
+            # unless it restarts from zero, which _energy() then detects.
+            counter_offset_kwh=-counter,
+            last_counter_kwh=counter,
+        )
+        self.active[(charger_id, idx)] = s
+        self._last_persist[s.id] = snap.t
+        with self.db.conn:
+            self.db["sessions"].insert(
+                {
+                    "id": s.id,
+                    "charger_id": charger_id,
+                    "connector_idx": idx,
+                    "status": "active",
+                    "started_at": s.started_at,
+                    "updated_at": s.started_at,
+                }
+            )
+            self._event("session_started", s, snap)
+        self.started += 1
+        return s
+
+    def _stop(self, s: Session, snap: Snapshot) -> None:
+        s.status = "stopped"
+        s.stopped_at = iso(snap.ts)
+        s.power_kw = 0.0
+        with self.db.conn:
+            self._persist(s, commit=False)
+            self._event("session_stopped", s, snap)
+        del self.active[(s.charger_id, s.connector_idx)]
+        self._last_persist.pop(s.id, None)
+        self.stopped += 1
+
+    def _persist(self, s: Session, commit: bool = True) -> None:
+        row = {
+            "status": s.status,
+            "stopped_at": s.stopped_at,
+            "energy_kwh": round(s.energy_kwh, 4),
+            "peak_kw": round(s.peak_kw, 3),
+            "vehicle_max_kw": s.vehicle_max_kw,
+            "updated_at": iso(self.clock.now()),
+        }
+        if commit:
+            with self.db.conn:
+                self.db["sessions"].update(s.id, row)
+        else:
+            self.db["sessions"].update(s.id, row)
+
+    def flush(self) -> None:
+        """Persist every active session's energy and peak now (shutdown)."""
+        with self.db.conn:
+            for s in self.active.values():
+                self._persist(s, commit=False)
+
+    def _event(self, kind: str, s: Session, snap: Snapshot) -> None:
+        payload = s.public()
+        self.db["events"].insert(
+            {"ts": iso(snap.ts), "kind": kind, "session_id": s.id, "data": json.dumps(payload)}
+        )
+        if self.on_event is not None:
+            try:
+                self.on_event(kind, payload)
+            except Exception:  # the uplink must never break session tracking
+                log.exception("session event hook failed")
+
+
+def _energy(s: Session, counter: float) -> float:
+    if counter < s.last_counter_kwh - 1e-6:
+        # The counter restarted (new session on the charger, or a charger reboot): what
+        # was counted so far is kept and the new count adds to it.
+        s.counter_offset_kwh = s.energy_kwh
+    s.last_counter_kwh = counter
+    return max(s.energy_kwh, s.counter_offset_kwh + counter)

@@ -1,0 +1,276 @@
+"""Agent settings: one TOML file (default /etc/sems/agent.toml) with SEMS_* variables over it.
+
+Environment variables use `__` between levels: `SEMS_CONTROL__PERIOD_S=0.5` overrides
+`[control] period_s`. Every key has a default and a description here, beside the component
+that uses it; `config/agent.example.toml` shows them all. `load()` returns the settings or
+raises `ConfigError` listing every problem with its key path (for `sems config check` and
+for the daemon, which refuses to start with the same messages).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_PATH = Path("/etc/sems/agent.toml")
+# IEC 61851 minimum charging current (6 A) on three phases at 230 V.
+MIN_POWER_3PH_KW = 6 * 230 * 3 / 1000
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeviceSettings(_Section):
+    name: str = Field(min_length=1, description="name the station topology refers to")
+    kind: Literal["meter", "battery", "inverter", "charger"] = Field(
+        description="capability the driver offers"
+    )
+    profile: str = Field(
+        min_length=1,
+        description="register-map profile: a name under config/profiles/ or a path to a TOML file",
+    )
+    endpoint: str = Field(
+        description="tcp://HOST:PORT for Modbus TCP, rtu:///dev/ttyXXX for Modbus RTU (RS-485)"
+    )
+    unit_id: int = Field(1, ge=0, le=247, description="Modbus unit (device) id")
+    baudrate: int = Field(9600, gt=0, description="RTU only: line speed")
+    parity: Literal["N", "E", "O"] = Field("N", description="RTU only: parity")
+    timeout_s: float = Field(
+        0.1, gt=0, le=5, description="per-request timeout; keep well inside the control period"
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        url = urlsplit(value)
+        if url.scheme == "tcp":
+            if not url.hostname or url.port is None:
+                raise ValueError("expected tcp://HOST:PORT")
+        elif url.scheme == "rtu":
+            if not url.path.startswith("/"):
+                raise ValueError("expected rtu:///dev/ttyXXX")
+        else:
+            raise ValueError("scheme must be tcp:// or rtu://")
+        return value
+
+
+class ChargerSettings(_Section):
+    id: str = Field(min_length=1, description="charger id used in sessions and the uplink")
+    device: str = Field(description="name of the [[devices]] entry of kind charger")
+    max_power_kw: float = Field(gt=0, description="charger's rated power, shared by its connectors")
+    connectors: int = Field(1, ge=1, le=8, description="number of connectors")
+    min_power_kw: float = Field(
+        MIN_POWER_3PH_KW,
+        ge=0,
+        description="smallest non-zero limit (IEC 61851: 6 A per phase; 4.14 kW on 3x230 V AC)",
+    )
+    fallback_kw: float | None = Field(
+        None,
+        ge=0,
+        description="limit the charger applies if the agent goes silent; default: its share "
+        "of (grid capacity - pessimistic base load) by max power",
+    )
+
+
+class BatterySettings(_Section):
+    inverter: str = Field(description="[[devices]] entry of kind inverter that takes the setpoint")
+    bms: str | None = Field(None, description="[[devices]] entry of kind battery (the BMS)")
+    min_soc: float = Field(10.0, ge=0, le=100, description="no discharge at or below (percent)")
+    max_charge_kw: float = Field(gt=0, description="rated charge power (BMS limits apply below)")
+    max_discharge_kw: float = Field(gt=0, description="rated discharge power")
+
+
+class StationSettings(_Section):
+    id: str = Field(min_length=1, description="station id (MQTT topics, reports)")
+    grid_capacity_kw: float = Field(gt=0, description="grid connection limit (import), kW")
+    grid_meter: str = Field(description="[[devices]] entry of kind meter at the grid connection")
+    pessimistic_base_load_kw: float = Field(
+        ge=0,
+        description="base load assumed when the grid meter is stale and nothing higher was "
+        "seen recently; also sizes the chargers' fallback limits",
+    )
+    pv_inverter: str | None = Field(None, description="inverter entry whose PV power is read")
+    chargers: list[ChargerSettings] = Field(default_factory=list, description="charge points")
+    battery: BatterySettings | None = Field(None, description="stationary battery, if any")
+
+
+class ControlSettings(_Section):
+    period_s: float = Field(0.25, ge=0.1, le=1.0, description="control cycle period")
+    read_deadline_fraction: float = Field(
+        0.5, gt=0, lt=1, description="reads must finish within this share of the period"
+    )
+    stale_after_s: float = Field(
+        1.0, gt=0, description="a value older than this is stale (degraded modes apply)"
+    )
+    deadband_kw: float = Field(
+        0.5, ge=0, description="limit changes smaller than this are not written"
+    )
+    headroom_margin_kw: float = Field(
+        2.0, ge=0, description="kept free below the grid capacity when granting increases"
+    )
+    comm_timeout_s: int = Field(
+        10, ge=2, le=3600, description="charger communication timeout set at start-up"
+    )
+    refresh_fraction: float = Field(
+        0.4, gt=0, lt=1, description="limits are rewritten after this share of comm_timeout_s"
+    )
+    probe_margin_kw: float = Field(
+        1.0, ge=0, description="a session drawing below its limit is capped at measured + this..."
+    )
+    probe_margin_fraction: float = Field(
+        0.1, ge=0, le=1, description="...or + this share of its draw, whichever is larger"
+    )
+    cap_after_s: float = Field(
+        3.0, ge=0, description="a session must draw below its limit this long before it is capped"
+    )
+    max_pause_s: float = Field(
+        300.0, gt=0, description="longest a session stays paused for lack of minimum power"
+    )
+    base_load_window_s: float = Field(
+        900.0, gt=0, description="how far back the highest base load is remembered"
+    )
+    telemetry_interval_s: float = Field(10.0, gt=0, description="telemetry to the uplink")
+    health_interval_s: float = Field(60.0, gt=0, description="health report to the uplink")
+
+
+class MqttSettings(_Section):
+    enabled: bool = Field(False, description="connect the uplink")
+    host: str = Field("localhost", description="broker host")
+    port: int = Field(8883, ge=1, le=65535, description="broker port")
+    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
+    tls: bool = Field(True, description="use TLS")
+    ca_file: Path | None = Field(None, description="CA bundle for the broker certificate")
+    cert_file: Path | None = Field(None, description="client certificate (mutual TLS)")
+    key_file: Path | None = Field(None, description="client key (mutual TLS)")
+    username: str | None = Field(None, description="user name")
+    password: SecretStr | None = Field(None, description="password (prefer SEMS_MQTT__PASSWORD)")
+    keepalive_s: int = Field(15, ge=5, le=600, description="keepalive; detects a dead link")
+    topic_prefix: str = Field("sems/v1", description="topics are <prefix>/<stationId>/...")
+
+
+class StorageSettings(_Section):
+    db_path: Path = Field(
+        Path("/var/lib/sems/agent.db"), description="SQLite store (systemd StateDirectory)"
+    )
+
+
+class AgentSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SEMS_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    station: StationSettings = Field(description="topology: grid, chargers, battery, PV")
+    devices: list[DeviceSettings] = Field(default_factory=list, description="Modbus devices")
+    control: ControlSettings = Field(default_factory=ControlSettings)  # type: ignore[arg-type]
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)  # type: ignore[arg-type]
+    storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load() passes the TOML file's content as init values; the environment comes first
+        # so SEMS_* variables win over the file (sources are deep-merged, nested keys too).
+        return (env_settings, init_settings)
+
+    def device(self, name: str) -> DeviceSettings:
+        return next(d for d in self.devices if d.name == name)
+
+    def fallback_kw(self, charger: ChargerSettings) -> float:
+        """Limit a charger falls back to when the agent is silent: its share of what the grid
+        can give EVs under the pessimistic base load, by rated power, so that all chargers
+        at their fallbacks keep the station under its grid capacity."""
+        if charger.fallback_kw is not None:
+            return charger.fallback_kw
+        total = sum(c.max_power_kw for c in self.station.chargers)
+        spare = max(0.0, self.station.grid_capacity_kw - self.station.pessimistic_base_load_kw)
+        return min(charger.max_power_kw, spare * charger.max_power_kw / total)
+
+
+class ConfigError(Exception):
+    """Every problem of a settings file, each as 'key.path: message'."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def load(path: str | Path = DEFAULT_PATH) -> AgentSettings:
+    """Read, merge with SEMS_* variables, validate and cross-check; raise ConfigError."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
+    try:
+        settings = AgentSettings(**data)
+    except ValidationError as exc:
+        raise ConfigError([_format(e) for e in exc.errors()]) from None
+    problems = cross_check(settings)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def cross_check(s: AgentSettings) -> list[str]:
+    """References between sections, which field validation alone cannot see."""
+    problems: list[str] = []
+    kinds: dict[str, str] = {}
+    for i, dev in enumerate(s.devices):
+        if dev.name in kinds:
+            problems.append(f"devices[{i}].name: duplicate device name {dev.name!r}")
+        kinds[dev.name] = dev.kind
+
+    def ref(path: str, name: str | None, kind: str) -> None:
+        if name is None:
+            return
+        if name not in kinds:
+            problems.append(f"{path}: no [[devices]] entry named {name!r}")
+        elif kinds[name] != kind:
+            problems.append(f"{path}: device {name!r} is a {kinds[name]}, expected a {kind}")
+
+    st = s.station
+    ref("station.grid_meter", st.grid_meter, "meter")
+    ref("station.pv_inverter", st.pv_inverter, "inverter")
+    if st.battery is not None:
+        ref("station.battery.inverter", st.battery.inverter, "inverter")
+        ref("station.battery.bms", st.battery.bms, "battery")
+    seen: set[str] = set()
+    for i, ch in enumerate(st.chargers):
+        if ch.id in seen:
+            problems.append(f"station.chargers[{i}].id: duplicate charger id {ch.id!r}")
+        seen.add(ch.id)
+        ref(f"station.chargers[{i}].device", ch.device, "charger")
+        if ch.min_power_kw > ch.max_power_kw:
+            problems.append(f"station.chargers[{i}].min_power_kw: above max_power_kw")
+    if st.pessimistic_base_load_kw >= st.grid_capacity_kw:
+        problems.append(
+            "station.pessimistic_base_load_kw: must be below grid_capacity_kw "
+            "(nothing would be left for the chargers)"
+        )
+    if s.control.stale_after_s < s.control.period_s:
+        problems.append("control.stale_after_s: must be at least control.period_s")
+    return problems
+
+
+def _format(error: Any) -> str:
+    path = ""
+    for part in error["loc"]:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return f"{path or '(file)'}: {error['msg']}"

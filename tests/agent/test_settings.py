@@ -1,0 +1,88 @@
+"""Settings: the example file is valid, env overrides it, and every problem names its key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.settings import ConfigError, load
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "config" / "agent.example.toml"
+# The command module on its own, as `sems config` runs it (exit status and streams).
+CHECK = """
+import argparse, sys
+from agent.commands import config
+p = argparse.ArgumentParser()
+config.add_arguments(p)
+sys.exit(config.run(p.parse_args()))
+"""
+
+
+def test_example_is_valid_and_complete():
+    s = load(EXAMPLE)
+    assert s.station.grid_capacity_kw == 330.0
+    assert [c.id for c in s.station.chargers] == ["CP1", "CP2"]
+    assert s.control.period_s == 0.25
+    # Fallbacks share what the pessimistic base load leaves, by rated power.
+    assert [s.fallback_kw(c) for c in s.station.chargers] == [150.0, 150.0]
+
+
+def test_env_overrides_nested_keys(monkeypatch):
+    monkeypatch.setenv("SEMS_CONTROL__PERIOD_S", "0.5")
+    monkeypatch.setenv("SEMS_MQTT__PASSWORD", "s3cret")
+    s = load(EXAMPLE)
+    assert s.control.period_s == 0.5
+    assert s.control.deadband_kw == 0.5  # the rest of [control] still comes from the file
+    assert s.mqtt.password is not None and s.mqtt.password.get_secret_value() == "s3cret"
+
+
+def test_every_field_problem_has_its_key_path(tmp_path):
+    bad = tmp_path / "agent.toml"
+    text = EXAMPLE.read_text()
+    text = text.replace("grid_capacity_kw = 330.0", "grid_capacity_kw = -1")
+    text = text.replace("period_s = 0.25", "period_s = 5\nperod = 1")
+    text = text.replace('endpoint = "tcp://127.0.0.1:5020"', 'endpoint = "http://x"')
+    bad.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load(bad)
+    assert err.value.problems == [
+        "station.grid_capacity_kw: Input should be greater than 0",
+        "devices[0].endpoint: Value error, scheme must be tcp:// or rtu://",
+        "control.period_s: Input should be less than or equal to 1",
+        "control.perod: Extra inputs are not permitted",
+    ]
+
+
+def test_cross_references_are_checked(tmp_path):
+    bad = tmp_path / "agent.toml"
+    text = EXAMPLE.read_text().replace('device = "cp2"', 'device = "grid"')
+    text = text.replace('grid_meter = "grid"', 'grid_meter = "meter-x"')
+    bad.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load(bad)
+    assert err.value.problems == [
+        "station.grid_meter: no [[devices]] entry named 'meter-x'",
+        "station.chargers[1].device: device 'grid' is a meter, expected a charger",
+    ]
+
+
+def test_config_check_cli(tmp_path):
+    def check(path):
+        return subprocess.run(
+            [sys.executable, "-c", CHECK, "check", str(path)],
+            capture_output=True, text=True, cwd=ROOT,
+        )  # fmt: skip
+
+    ok = check(EXAMPLE)
+    assert (ok.returncode, ok.stdout) == (0, "ok\n")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[station\n")
+    res = check(broken)
+    assert res.returncode == 78
+    assert "invalid TOML" in res.stderr and "Traceback" not in res.stderr
+    missing = check(tmp_path / "nope.toml")
+    assert missing.returncode == 78 and "no such file" in missing.stderr
