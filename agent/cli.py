@@ -16,6 +16,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "allocate": ("allocate", "share a station's power for a request (JSON file or -)"),
     "demo": ("demo", "run a simulated station with the agent and show it working"),
+    "config": ("config", "check an agent settings file"),
 }
 
 
