@@ -1,0 +1,116 @@
+"""Registers <-> values for one profile point.
+
+pymodbus 3.16 has convert_from_registers/convert_to_registers with a word order, but no byte
+swap inside a register, which some inverters and BMS ship; so the codec does its own packing
+with `struct` (a few lines, one code path for every order combination).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+
+from drivers.profile import Point
+
+_FORMATS = {
+    "int16": ">h", "uint16": ">H", "int32": ">i", "uint32": ">I", "float32": ">f", "float64": ">d",
+}
+_INT_RANGES = {
+    "int16": (-(2**15), 2**15 - 1), "uint16": (0, 2**16 - 1),
+    "int32": (-(2**31), 2**31 - 1), "uint32": (0, 2**32 - 1),
+}
+# SunSpec "not implemented" markers: a device returns these for points it does not support.
+_SUNSPEC_NA = {"int16": -0x8000, "uint16": 0xFFFF, "int32": -0x80000000, "uint32": 0xFFFFFFFF}
+
+
+class CodecError(ValueError):
+    """Registers that cannot be decoded, or a value that cannot be encoded, for a point."""
+
+
+def _to_bytes(point: Point, regs: Sequence[int]) -> bytes:
+    words = list(regs)
+    if point.word_order == "little" and point.type != "string":
+        words.reverse()
+    raw = b"".join(w.to_bytes(2, "big") for w in words)
+    if point.byte_order == "little":
+        raw = b"".join(raw[i + 1 : i + 2] + raw[i : i + 1] for i in range(0, len(raw), 2))
+    return raw
+
+
+def _from_bytes(point: Point, raw: bytes) -> list[int]:
+    if point.byte_order == "little":
+        raw = b"".join(raw[i + 1 : i + 2] + raw[i : i + 1] for i in range(0, len(raw), 2))
+    words = [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
+    if point.word_order == "little" and point.type != "string":
+        words.reverse()
+    return words
+
+
+def decode_raw(point: Point, regs: Sequence[int]) -> int | float | str:
+    """The raw device value (before scale), from exactly `point.length` registers."""
+    if len(regs) != point.length:
+        raise CodecError(f"{point.name}: expected {point.length} registers, got {len(regs)}")
+    raw = _to_bytes(point, regs)
+    if point.type == "string":
+        return raw.split(b"\x00", 1)[0].decode("ascii", errors="replace").strip()
+    return struct.unpack(_FORMATS[point.type], raw)[0]  # type: ignore[no-any-return]
+
+
+def sunspec_not_implemented(point: Point, raw: int | float | str) -> bool:
+    return _SUNSPEC_NA.get(point.type) == raw
+
+
+def decode(point: Point, regs: Sequence[int], sf: int | None = None) -> float | str:
+    """Engineering value: enum meaning, string, or raw x scale x 10^sf + offset.
+
+    Raises CodecError for values that cannot mean anything (NaN/inf, unknown enum code).
+    """
+    raw = decode_raw(point, regs)
+    if point.enum is not None:
+        key = raw if isinstance(raw, str) else str(int(raw)) if float(raw).is_integer() else str(raw)
+        for k, meaning in point.enum:
+            if k == key:
+                return meaning
+        raise CodecError(f"{point.name}: value {raw!r} not in enum")
+    if isinstance(raw, str):
+        return raw
+    value = float(raw)
+    if not math.isfinite(value):
+        raise CodecError(f"{point.name}: not a finite number ({value})")
+    value *= point.scale
+    if sf is not None:
+        value *= 10.0**sf
+    return value + point.offset
+
+
+def encode(point: Point, value: float | str, sf: int | None = None) -> list[int]:
+    """Registers to write for an engineering value (inverse of decode)."""
+    if point.enum is not None and isinstance(value, str):
+        for k, meaning in point.enum:
+            if meaning == value:
+                value = k if point.type == "string" else float(k)
+                break
+        else:
+            raise CodecError(f"{point.name}: {value!r} not in enum")
+    if point.type == "string":
+        data = str(value).encode("ascii")
+        if len(data) > 2 * point.length:
+            raise CodecError(f"{point.name}: string longer than {2 * point.length} characters")
+        return _from_bytes(point, data.ljust(2 * point.length, b"\x00"))
+    if isinstance(value, str):
+        raise CodecError(f"{point.name}: expected a number, got {value!r}")
+    if not math.isfinite(value):
+        raise CodecError(f"{point.name}: cannot write {value}")
+    raw = (value - point.offset) / point.scale
+    if sf is not None:
+        raw /= 10.0**sf
+    if point.type in _INT_RANGES:
+        lo, hi = _INT_RANGES[point.type]
+        iraw = round(raw)
+        if not lo <= iraw <= hi:
+            raise CodecError(f"{point.name}: {value} out of range for {point.type}")
+        packed = struct.pack(_FORMATS[point.type], iraw)
+    else:
+        packed = struct.pack(_FORMATS[point.type], raw)
+    return _from_bytes(point, packed)

@@ -1,0 +1,258 @@
+"""A Modbus device described by a profile: planned block reads, decoding, value checks, health.
+
+Capability classes (drivers/devices.py) sit on top and turn named values into readings.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import ClassVar, NoReturn
+
+from drivers import sunspec
+from drivers.codec import CodecError, decode, decode_raw, encode, sunspec_not_implemented
+from drivers.health import Health, HealthTracker
+from drivers.plan import Block, Slot, plan_blocks
+from drivers.profile import Point, Profile
+from drivers.transport import Bus, TransportError
+
+log = logging.getLogger(__name__)
+
+Key = Hashable  # point name, or (name, connector idx) for per-connector points
+Value = float | str | None
+
+
+class DeviceError(Exception):
+    """The device gave no usable answer this time; `kind` is a health error kind."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class NotSupported(DeviceError):
+    """The profile has no (writable) point for what was asked."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("unsupported", message)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    key: Key
+    point: Point
+    unit_id: int
+    address: int
+    connector: int | None = None
+
+
+class ModbusDevice:
+    kind: ClassVar[str] = ""
+
+    def __init__(self, bus: Bus, unit_id: int, profile: Profile, *, timeout_s: float = 0.2,
+                 connectors: int | None = None, retries: int = 0, offline_after: int = 2,
+                 clock: Callable[[], float] = time.monotonic,
+                 wallclock: Callable[[], float] = time.time) -> None:
+        if self.kind and profile.kind != self.kind:
+            raise ValueError(f"{profile.path}: profile kind {profile.kind!r}, expected {self.kind!r}")
+        if not 0 <= unit_id <= 247:
+            raise ValueError(f"unit_id: {unit_id} is not 0..247")
+        if timeout_s <= 0:
+            raise ValueError("timeout_s: must be > 0")
+        if connectors is not None and connectors < 1:
+            raise ValueError("connectors: must be >= 1")
+        self.bus = bus
+        self.unit_id = unit_id
+        self.profile = profile
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.connectors = connectors or profile.connectors
+        self._clock = clock
+        self._wallclock = wallclock
+        self._health = HealthTracker(offline_after=offline_after, clock=clock, wallclock=wallclock)
+        self._targets: dict[Key, Target] | None = None
+        self._blocks: list[Block] = []
+        self._observed: dict[Key, tuple[float, float]] = {}  # key -> (value, t) for jump checks
+        self._bad: dict[Key, str] = {}  # keys currently invalid (logged once per episode)
+        self.name = f"{profile.model or profile.name}@{bus.endpoint}#{unit_id}"
+
+    # -- addressing ------------------------------------------------------------------
+    @property
+    def health(self) -> Health:
+        return self._health.snapshot()
+
+    def _unit_for(self, point: Point, idx: int | None) -> int:
+        if point.device_id is not None:
+            return point.device_id
+        if idx is None:
+            return self.unit_id
+        return self.unit_id + (idx - 1) * self.profile.connector_id_stride
+
+    async def _prepare(self) -> dict[Key, Target]:
+        if self._targets is not None:
+            return self._targets
+        models: dict[int, int] = {}
+        if self.profile.sunspec:
+            try:
+                models = await sunspec.discover(self.bus, self.unit_id, timeout_s=self.timeout_s)
+            except TransportError as exc:
+                self._fail(exc.kind, str(exc))
+            except sunspec.SunSpecError as exc:
+                self._fail("decode", str(exc))
+        targets: dict[Key, Target] = {}
+        for p in self.profile.points:
+            base = 0
+            if self.profile.sunspec:
+                found = next((models[m] for m in p.model if m in models), None)
+                if found is None:
+                    continue  # the device lacks this model: the value stays None
+                base = found
+            if p.per_connector:
+                for idx in range(1, self.connectors + 1):
+                    addr = base + p.address + (idx - 1) * self.profile.connector_stride
+                    targets[(p.name, idx)] = Target((p.name, idx), p, self._unit_for(p, idx), addr, idx)
+            else:
+                targets[p.name] = Target(p.name, p, self._unit_for(p, None), base + p.address)
+        slots = [Slot(t.key, t.unit_id, t.point.table, t.address, t.point.length)
+                 for t in targets.values() if t.point.readable]
+        self._blocks = plan_blocks(slots, self.profile.max_block, self.profile.max_gap)
+        self._targets = targets
+        return targets
+
+    @property
+    def blocks(self) -> list[Block]:
+        """The read plan (empty until the first read)."""
+        return list(self._blocks)
+
+    def _fail(self, kind: str, message: str) -> NoReturn:
+        was_online = self._health.online
+        self._health.failed(kind, message)
+        if was_online and not self._health.online:
+            log.warning("%s offline: %s", self.name, message)
+        raise DeviceError(kind, message)
+
+    # -- reading ---------------------------------------------------------------------
+    async def read_values(self) -> dict[Key, Value]:
+        """Every readable point, decoded and checked; invalid or unsupported values are None.
+
+        Raises DeviceError when the device does not answer usefully; the rest of the read is
+        abandoned then, so a silent device costs one timeout per cycle, not one per block.
+        """
+        targets = await self._prepare()
+        raw_regs: dict[Key, list[int]] = {}
+        for block in self._blocks:
+            t0 = self._clock()
+            try:
+                regs = await self.bus.read(block.unit_id, block.table, block.start, block.count,
+                                           timeout_s=self.timeout_s, retries=self.retries)
+            except TransportError as exc:
+                self._fail(exc.kind, str(exc))
+            latency = self._clock() - t0
+            for slot in block.slots:
+                raw_regs[slot.key] = block.registers_of(slot, regs)
+            self._health.latency(latency)
+        self._health.ok()
+        now = self._clock()
+        values: dict[Key, Value] = {}
+        for key, target in targets.items():
+            if key in raw_regs:
+                values[key] = self._decode_checked(target, raw_regs, now)
+        return values
+
+    def _scale_factor(self, target: Target, raw_regs: dict[Key, list[int]]) -> int | None | bool:
+        """SunSpec scale factor exponent; False when it is missing or 'not implemented'."""
+        if target.point.scale_register is None:
+            return None
+        sf_key: Key = target.point.scale_register
+        if sf_key not in raw_regs and target.connector is not None:
+            sf_key = (target.point.scale_register, target.connector)
+        regs = raw_regs.get(sf_key)
+        if regs is None or self._targets is None:
+            return False
+        sf_point = self._targets[sf_key].point
+        sf = decode_raw(sf_point, regs)
+        if not isinstance(sf, int) or sunspec_not_implemented(sf_point, sf) or not -10 <= sf <= 10:
+            return False
+        return sf
+
+    def _decode_checked(self, target: Target, raw_regs: dict[Key, list[int]], now: float) -> Value:
+        p = target.point
+        regs = raw_regs[target.key]
+        if self.profile.sunspec and p.type != "string" and p.enum is None:
+            raw = decode_raw(p, regs)
+            if sunspec_not_implemented(p, raw):
+                return None
+        sf = self._scale_factor(target, raw_regs)
+        if sf is False:
+            return self._invalid(target.key, "decode", f"{p.name}: scale factor {p.scale_register} unusable")
+        try:
+            value = decode(p, regs, sf if isinstance(sf, int) and not isinstance(sf, bool) else None)
+        except CodecError as exc:
+            return self._invalid(target.key, "decode", str(exc))
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                return self._invalid(target.key, "invalid", f"{p.name}: {value}")
+            if p.min is not None and value < p.min or p.max is not None and value > p.max:
+                self._observed[target.key] = (value, now)
+                return self._invalid(target.key, "invalid",
+                                     f"{p.name}: {value:g} outside [{p.min}, {p.max}]")
+            prev = self._observed.get(target.key)
+            self._observed[target.key] = (value, now)
+            # A jump is judged against the previous observation (valid or not), so a value
+            # that really moved is accepted from its second sighting on, never stuck out.
+            if p.max_rate is not None and prev is not None and now > prev[1]:
+                if abs(value - prev[0]) / (now - prev[1]) > p.max_rate:
+                    return self._invalid(target.key, "invalid",
+                                         f"{p.name}: jump {prev[0]:g} -> {value:g} faster than {p.max_rate:g}/s")
+        if target.key in self._bad:
+            log.info("%s: %s valid again", self.name, _key_text(target.key))
+            del self._bad[target.key]
+        self._health.value_ok(target.key)
+        return value
+
+    def _invalid(self, key: Key, kind: str, message: str) -> None:
+        self._health.value_error(kind, f"{self.name}: {message}")
+        if key not in self._bad:
+            log.warning("%s: ignoring %s (%s)", self.name, _key_text(key), message)
+        self._bad[key] = message
+        return None
+
+    # -- writing ---------------------------------------------------------------------
+    async def write_point(self, name: str, value: float | str, idx: int | None = None) -> None:
+        targets = await self._prepare()
+        point = self.profile.point(name)
+        key: Key = (name, idx) if point is not None and point.per_connector else name
+        target = targets.get(key)
+        if point is None or target is None or not point.writable:
+            raise NotSupported(f"{self.profile.path.name}: no writable point {name!r}"
+                               + (f" for connector {idx}" if idx is not None else ""))
+        sf: int | None = None
+        if point.scale_register is not None:
+            regs = await self._read_target(targets[point.scale_register])
+            raw = decode_raw(targets[point.scale_register].point, regs)
+            sf = int(raw)
+        regs = encode(point, value, sf)
+        t0 = self._clock()
+        try:
+            await self.bus.write(target.unit_id, target.address, regs, timeout_s=self.timeout_s,
+                                 retries=max(1, self.retries))
+        except TransportError as exc:
+            self._fail(exc.kind, str(exc))
+        self._health.latency(self._clock() - t0)
+        self._health.ok()
+
+    async def _read_target(self, target: Target) -> list[int]:
+        try:
+            return await self.bus.read(target.unit_id, target.point.table, target.address,
+                                       target.point.length, timeout_s=self.timeout_s)
+        except TransportError as exc:
+            self._fail(exc.kind, str(exc))
+
+
+def _key_text(key: Key) -> str:
+    if isinstance(key, tuple):
+        return f"{key[0]} (connector {key[1]})"
+    return str(key)

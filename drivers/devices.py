@@ -1,0 +1,245 @@
+"""Capability drivers: Meter, Battery, Inverter, Charger, and the `make_device` factory.
+
+Readings are frozen dataclasses in kW / kWh with the signs of DESIGN.md (grid > 0 imports,
+battery > 0 discharges, charger > 0 charges the EV). Device units (W, Wh, A, scale factors)
+are converted here, once. A field is None when the profile lacks it or its value was invalid.
+`ts` is the Unix time (UTC seconds) at which the read completed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from drivers.device import DeviceError, Key, ModbusDevice, NotSupported, Value
+from drivers.endpoint import Endpoint
+from drivers.profile import Point, Profile, load_profile
+from drivers.transport import Bus, open_endpoint
+
+log = logging.getLogger(__name__)
+
+STATES = ("A", "B", "C", "D", "E", "F")
+
+
+def to_kw(value: Value, point: Point | None, profile: Profile) -> float | None:
+    """Engineering value in the point's unit -> kW (or kWh). Amps use the profile's
+    phases x voltage, as chargers express limits per phase."""
+    if value is None or point is None or isinstance(value, str):
+        return None
+    if point.unit in ("W", "Wh"):
+        return value / 1000.0
+    if point.unit == "A":
+        return value * profile.phases * profile.voltage / 1000.0
+    return float(value)
+
+
+def from_kw(kw: float, point: Point, profile: Profile) -> float:
+    if point.unit in ("W", "Wh"):
+        return kw * 1000.0
+    if point.unit == "A":
+        return kw * 1000.0 / (profile.phases * profile.voltage)
+    return kw
+
+
+def _num(value: Value) -> float | None:
+    return value if isinstance(value, float) else None
+
+
+@dataclass(frozen=True, slots=True)
+class MeterReading:
+    power_kw: float | None
+    phases_kw: tuple[float, float, float] | None
+    energy_import_kwh: float | None
+    energy_export_kwh: float | None
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class BatteryReading:
+    soc_pct: float | None
+    soh_pct: float | None
+    power_kw: float | None
+    max_charge_kw: float | None
+    max_discharge_kw: float | None
+    temp_min_c: float | None
+    temp_max_c: float | None
+    cell_v_min: float | None
+    cell_v_max: float | None
+    alarms: int | None
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class InverterReading:
+    pv_kw: float | None
+    battery_kw: float | None
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorReading:
+    idx: int
+    state: str | None  # IEC 61851 'A'..'F'
+    power_kw: float | None
+    session_energy_kwh: float | None
+    ev_max_kw: float | None
+    limit_kw: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerReading:
+    connectors: tuple[ConnectorReading, ...]
+    max_power_kw: float | None
+    ts: float
+
+
+class _Capability(ModbusDevice):
+    def _kw(self, values: dict[Key, Value], name: str, idx: int | None = None) -> float | None:
+        point = self.profile.point(name)
+        key: Key = (name, idx) if point is not None and point.per_connector else name
+        return to_kw(values.get(key), point, self.profile)
+
+
+class Meter(_Capability):
+    kind = "meter"
+
+    async def read(self) -> MeterReading:
+        v = await self.read_values()
+        phases = [self._kw(v, f"power_l{i}") for i in (1, 2, 3)]
+        phases_kw = (phases[0], phases[1], phases[2]) if all(p is not None for p in phases) else None
+        power = self._kw(v, "power_total")
+        if power is None and "power_total" not in self.profile and phases_kw is not None:
+            power = sum(phases_kw)  # meters without a total register
+        return MeterReading(power, phases_kw,  # type: ignore[arg-type]
+                            self._kw(v, "energy_import"), self._kw(v, "energy_export"),
+                            self._wallclock())
+
+
+class Battery(_Capability):
+    kind = "battery"
+
+    async def read(self) -> BatteryReading:
+        v = await self.read_values()
+        alarms = v.get("alarms")
+        return BatteryReading(
+            soc_pct=_num(v.get("soc")), soh_pct=_num(v.get("soh")),
+            power_kw=self._kw(v, "power"),
+            max_charge_kw=self._kw(v, "max_charge_power"),
+            max_discharge_kw=self._kw(v, "max_discharge_power"),
+            temp_min_c=_num(v.get("temp_min")), temp_max_c=_num(v.get("temp_max")),
+            cell_v_min=_num(v.get("cell_v_min")), cell_v_max=_num(v.get("cell_v_max")),
+            alarms=int(alarms) if isinstance(alarms, float) else None,
+            ts=self._wallclock(),
+        )
+
+
+class Inverter(_Capability):
+    kind = "inverter"
+
+    async def read(self) -> InverterReading:
+        v = await self.read_values()
+        return InverterReading(self._kw(v, "pv_power"), self._kw(v, "battery_power"), self._wallclock())
+
+    async def set_battery_setpoint(self, kw: float) -> None:
+        """Battery power setpoint, > 0 discharges."""
+        point = self._writable("battery_setpoint")
+        await self.write_point("battery_setpoint", from_kw(kw, point, self.profile))
+
+    def _writable(self, name: str) -> Point:
+        point = self.profile.point(name)
+        if point is None or not point.writable:
+            raise NotSupported(f"{self.profile.path.name}: no writable {name!r}")
+        return point
+
+
+class Charger(_Capability):
+    kind = "charger"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._limits: dict[int, float] = {}
+        self._beat = 0
+
+    async def read(self) -> ChargerReading:
+        v = await self.read_values()
+        conns = []
+        for idx in range(1, self.connectors + 1):
+            state = v.get(("state", idx))
+            if state is not None and state not in STATES:
+                state = self._invalid(("state", idx), "invalid", f"state {state!r} is not A-F")
+            conns.append(ConnectorReading(
+                idx=idx, state=state if isinstance(state, str) else None,
+                power_kw=self._kw(v, "power", idx),
+                session_energy_kwh=self._kw(v, "session_energy", idx),
+                ev_max_kw=self._kw(v, "ev_max_power", idx),
+                limit_kw=self._kw(v, "power_limit", idx),
+            ))
+        return ChargerReading(tuple(conns), self._kw(v, "max_power"), self._wallclock())
+
+    def _check_idx(self, idx: int) -> None:
+        if not 1 <= idx <= self.connectors:
+            raise ValueError(f"connector {idx}: this charger has connectors 1..{self.connectors}")
+
+    async def set_limit(self, idx: int, kw: float) -> None:
+        """Power limit of one connector (kW >= 0); remembered so heartbeat() can renew it."""
+        self._check_idx(idx)
+        if not kw >= 0:
+            raise ValueError(f"limit: {kw} kW must be >= 0")
+        point = self.profile.point("power_limit")
+        if point is None or not point.writable:
+            raise NotSupported(f"{self.profile.path.name}: no writable 'power_limit'")
+        await self.write_point("power_limit", from_kw(kw, point, self.profile), idx)
+        self._limits[idx] = kw
+
+    async def heartbeat(self) -> None:
+        """Reset the charger's communication timer: write the heartbeat register, or on
+        chargers whose limit carries its own validity time (Alfen), rewrite the last limits."""
+        point = self.profile.point("heartbeat")
+        if point is not None and point.writable:
+            self._beat = (self._beat + 1) % 0x10000
+            await self.write_point("heartbeat", float(self._beat))
+            return
+        for idx, kw in sorted(self._limits.items()):
+            await self.set_limit(idx, kw)
+
+    async def set_fallback(self, kw: float, timeout_s: float) -> None:
+        """Limit every connector falls back to when the agent is silent for timeout_s."""
+        if not kw >= 0 or not timeout_s > 0:
+            raise ValueError("fallback: kw must be >= 0 and timeout_s > 0")
+        point = self.profile.point("fallback_limit")
+        if point is None or not point.writable:
+            raise NotSupported(f"{self.profile.path.name}: fallback limit is not writable over "
+                               "Modbus; set it in the charger's configuration tool")
+        await self.write_point("fallback_limit", from_kw(kw, point, self.profile))
+        timeout_point = self.profile.point("comm_timeout")
+        if timeout_point is not None and timeout_point.writable:
+            await self.write_point("comm_timeout", float(timeout_s))
+
+
+CLASSES: dict[str, type[_Capability]] = {
+    "meter": Meter, "battery": Battery, "inverter": Inverter, "charger": Charger,
+}
+
+
+def make_device(kind: str, endpoint: str | Endpoint | Bus, unit_id: int,
+                profile: str | Path | Profile, *, timeout_s: float = 0.2,
+                connectors: int | None = None, **kwargs: Any) -> Meter | Battery | Inverter | Charger:
+    """A capability driver on a shared endpoint. `profile` is a Profile, a path, or a name
+    under config/profiles/. Extra keyword arguments go to ModbusDevice (retries,
+    offline_after, clock, wallclock)."""
+    cls = CLASSES.get(kind)
+    if cls is None:
+        raise ValueError(f"kind: {kind!r} is not one of {', '.join(CLASSES)}")
+    prof = profile if isinstance(profile, Profile) else load_profile(profile)
+    if prof.kind != kind:
+        raise ValueError(f"profile: {prof.path.name} describes a {prof.kind}, not a {kind}")
+    bus = endpoint if isinstance(endpoint, Bus) else open_endpoint(endpoint)
+    return cls(bus, unit_id, prof, timeout_s=timeout_s, connectors=connectors, **kwargs)  # type: ignore[return-value]
+
+
+__all__ = [
+    "Battery", "BatteryReading", "Charger", "ChargerReading", "ConnectorReading", "DeviceError",
+    "Inverter", "InverterReading", "Meter", "MeterReading", "NotSupported", "make_device",
+]
