@@ -1,0 +1,219 @@
+"""Station descriptions the simulator accepts, validated into a small typed form.
+
+Accepted: an Electra-like station object (stationId, gridCapacity, chargers, battery?,
+pvPeak?), a scenario day file (its "station" key, plus "series" and "evs"), or a TOML file
+with the station at top level or under [station]. snake_case spellings are accepted too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+
+class StationError(ValueError):
+    """Bad station description; the message is one line naming the field."""
+
+
+@dataclass(frozen=True)
+class ChargerSpec:
+    id: str
+    max_kw: float
+    connectors: int = 1
+    kind: str = "ac"  # "ac" or "dc": DC chargers react faster (see physics.ChargerModel)
+
+
+@dataclass(frozen=True)
+class BatterySpec:
+    capacity_kwh: float
+    max_charge_kw: float
+    max_discharge_kw: float
+    soc: float = 0.5
+    min_soc: float = 0.1
+    max_soc: float = 0.95
+    round_trip_efficiency: float = 0.9
+
+
+@dataclass(frozen=True)
+class EvArrival:
+    """One scripted session of a scenario file (times in seconds from the scenario start)."""
+
+    session_id: str
+    charger_id: str
+    idx: int
+    arrival_s: float
+    departure_s: float
+    capacity_kwh: float
+    soc: float
+    energy_needed_kwh: float
+    max_kw: float
+    v2g: bool = False
+
+
+@dataclass(frozen=True)
+class StationSpec:
+    station_id: str
+    grid_capacity_kw: float
+    chargers: tuple[ChargerSpec, ...]
+    battery: BatterySpec | None = None
+    pv_peak_kw: float = 0.0
+    start: datetime | None = None  # scenario start (UTC); None: the wall clock at start
+    slot_s: float = 900.0
+    pv_series_kw: tuple[float, ...] = ()
+    base_series_kw: tuple[float, ...] = ()
+    evs: tuple[EvArrival, ...] = field(default_factory=tuple)
+
+
+def _get(d: dict, *names: str, default: Any = None) -> Any:
+    for n in names:
+        if n in d:
+            return d[n]
+    return default
+
+
+def _number(value: Any, where: str, *, positive: bool = False, minimum: float | None = None,
+            maximum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise StationError(f"{where}: must be a number")
+    if positive and value <= 0:
+        raise StationError(f"{where}: must be > 0")
+    if minimum is not None and value < minimum:
+        raise StationError(f"{where}: must be >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise StationError(f"{where}: must be <= {maximum}")
+    return float(value)
+
+
+def _time(value: Any, where: str) -> datetime:
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise StationError(f"{where}: not an ISO-8601 time") from None
+
+
+def load_station_file(path: str | Path) -> StationSpec:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise StationError(f"{p}: cannot read ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise StationError(f"{p}: not valid {'TOML' if p.suffix == '.toml' else 'JSON'} "
+                           f"({exc})") from None
+    if not isinstance(data, dict):
+        raise StationError(f"{p}: must hold an object")
+    return parse_station(data)
+
+
+def parse_station(data: dict) -> StationSpec:
+    """A station object, or a scenario day / agent config holding one under "station"."""
+    if not isinstance(data, dict):
+        raise StationError("station: must be an object")
+    scenario = data if isinstance(data.get("station"), dict) else None
+    st = data["station"] if scenario else data
+    pre = "station." if scenario else ""
+
+    station_id = _get(st, "stationId", "station_id", "id", default="SIM")
+    capacity = _number(_get(st, "gridCapacity", "grid_capacity"), f"{pre}gridCapacity",
+                       positive=True)
+    raw_chargers = _get(st, "chargers", default=[])
+    if not isinstance(raw_chargers, list):
+        raise StationError(f"{pre}chargers: must be a list")
+    chargers: list[ChargerSpec] = []
+    for i, c in enumerate(raw_chargers):
+        where = f"{pre}chargers[{i}]"
+        if not isinstance(c, dict):
+            raise StationError(f"{where}: must be an object")
+        cid = c.get("id")
+        if not isinstance(cid, str) or not cid:
+            raise StationError(f"{where}.id: must be a non-empty string")
+        if any(x.id == cid for x in chargers):
+            raise StationError(f"{where}.id: duplicate charger id {cid!r}")
+        connectors = _get(c, "connectors", default=1)
+        if isinstance(connectors, bool) or not isinstance(connectors, int) or not 1 <= connectors <= 8:
+            raise StationError(f"{where}.connectors: must be an integer 1..8")
+        max_kw = _number(_get(c, "maxPower", "max_power"), f"{where}.maxPower", positive=True)
+        # Without a "kind", anything above 43 kW (the largest AC charger) is taken as DC.
+        kind = str(c.get("kind", "dc" if max_kw > 43 else "ac"))
+        if kind not in ("ac", "dc"):
+            raise StationError(f"{where}.kind: must be 'ac' or 'dc'")
+        chargers.append(ChargerSpec(cid, max_kw, connectors, kind))
+
+    battery = None
+    b = st.get("battery")
+    if b is not None:
+        where = f"{pre}battery"
+        if not isinstance(b, dict):
+            raise StationError(f"{where}: must be an object")
+        battery = BatterySpec(
+            capacity_kwh=_number(_get(b, "capacity", "capacity_kwh"), f"{where}.capacity",
+                                 positive=True),
+            max_charge_kw=_number(_get(b, "maxChargePower", "max_charge_power"),
+                                  f"{where}.maxChargePower", minimum=0),
+            max_discharge_kw=_number(_get(b, "maxDischargePower", "max_discharge_power"),
+                                     f"{where}.maxDischargePower", minimum=0),
+            soc=_number(_get(b, "socStart", "soc", "soc_start", default=0.5), f"{where}.soc",
+                        minimum=0, maximum=1),
+            min_soc=_number(_get(b, "minSoc", "min_soc", default=0.1), f"{where}.minSoc",
+                            minimum=0, maximum=1),
+            max_soc=_number(_get(b, "maxSoc", "max_soc", default=0.95), f"{where}.maxSoc",
+                            minimum=0, maximum=1),
+            round_trip_efficiency=_number(
+                _get(b, "roundTripEfficiency", "round_trip_efficiency", default=0.9),
+                f"{where}.roundTripEfficiency", positive=True, maximum=1),
+        )
+        if battery.min_soc >= battery.max_soc:
+            raise StationError(f"{where}.minSoc: must be below maxSoc")
+    pv_peak = _number(_get(st, "pvPeak", "pv_peak", default=0.0), f"{pre}pvPeak", minimum=0)
+
+    spec = StationSpec(str(station_id), capacity, tuple(chargers), battery, pv_peak)
+    return _with_scenario(spec, scenario) if scenario else spec
+
+
+def _with_scenario(spec: StationSpec, scenario: dict) -> StationSpec:
+    series = scenario.get("series") or []
+    if not isinstance(series, list):
+        raise StationError("series: must be a list")
+    start = _time(series[0].get("start"), "series[0].start") if series else None
+    pv: list[float] = []
+    base: list[float] = []
+    for i, slot in enumerate(series):
+        pv.append(_number(slot.get("pvPower", 0.0), f"series[{i}].pvPower", minimum=0))
+        base.append(_number(slot.get("baseLoad", 0.0), f"series[{i}].baseLoad"))
+    chargers = {c.id: c for c in spec.chargers}
+    evs: list[EvArrival] = []
+    for i, ev in enumerate(scenario.get("evs") or []):
+        where = f"evs[{i}]"
+        conn = ev.get("connectorId") or {}
+        cid, idx = conn.get("chargerId"), conn.get("idx", 1)
+        if cid not in chargers:
+            raise StationError(f"{where}.connectorId.chargerId: unknown charger {cid!r}")
+        if not isinstance(idx, int) or not 1 <= idx <= chargers[cid].connectors:
+            raise StationError(f"{where}.connectorId.idx: no connector {idx!r} on {cid}")
+        if start is None:
+            raise StationError(f"{where}: a scenario with EVs needs a 'series' with a start")
+        arrival = (_time(ev.get("arrival"), f"{where}.arrival") - start).total_seconds()
+        departure = (_time(ev.get("departure"), f"{where}.departure") - start).total_seconds()
+        if departure <= arrival:
+            raise StationError(f"{where}.departure: must be after arrival")
+        evs.append(EvArrival(
+            session_id=str(ev.get("sessionId", f"EV{i}")), charger_id=cid, idx=idx,
+            arrival_s=arrival, departure_s=departure,
+            capacity_kwh=_number(ev.get("batteryCapacity"), f"{where}.batteryCapacity",
+                                 positive=True),
+            soc=_number(ev.get("socArrival", 0.2), f"{where}.socArrival", minimum=0, maximum=1),
+            energy_needed_kwh=_number(ev.get("energyNeeded"), f"{where}.energyNeeded",
+                                      minimum=0),
+            max_kw=_number(ev.get("vehicleMaxPower"), f"{where}.vehicleMaxPower", positive=True),
+            v2g=bool(ev.get("v2g", False)),
+        ))
+    evs.sort(key=lambda e: e.arrival_s)
+    return StationSpec(spec.station_id, spec.grid_capacity_kw, spec.chargers, spec.battery,
+                       spec.pv_peak_kw, start, 900.0, tuple(pv), tuple(base), tuple(evs))
