@@ -1,0 +1,112 @@
+"""`create_app(ctx)`: the FastAPI application of the local API.
+
+Handlers are `async def` on purpose: they run on the daemon's event loop, one at a time
+between control cycles, so they see and change the agent's state without locks (sync
+handlers would run in a thread pool and race the control loop).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from agent.api import electra, fleet, metrics
+from agent.api.context import (
+    ApiContext,
+    ApiError,
+    ConnectorBusy,
+    NotFound,
+    NotSupported,
+    UnknownConnector,
+    UnknownSession,
+)
+
+log = logging.getLogger(__name__)
+
+VERSION = "1.0.0"
+_FIELD_PATH = re.compile(r"[A-Za-z_][\w.\[\]]*")
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    # ("body", "connectorId", "idx") -> "connectorId.idx"; ("query", "day") -> "day"
+    parts = (
+        [str(p) for p in loc[1:]]
+        if loc and loc[0] in ("body", "query", "path")
+        else [str(p) for p in loc]
+    )
+    return ".".join(parts) or "body"
+
+
+def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
+    out = []
+    for err in exc.errors():
+        reason = str(err.get("msg", "invalid"))
+        reason = reason.removeprefix("Value error, ")
+        field = _field(tuple(err.get("loc", ())))
+        # Cross-field validators say "end_level: must be above start_level": name that field.
+        head, sep, tail = reason.partition(": ")
+        if sep and _FIELD_PATH.fullmatch(head):
+            field = f"{field}.{head}" if field != "body" else head
+            reason = tail
+        out.append({"field": field, "reason": reason})
+    return out
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": message, **extra})
+
+
+def create_app(ctx: ApiContext, *, title: str = "sems-edge local API") -> FastAPI:
+    """The application over a running agent (any ApiContext implementation)."""
+    app = FastAPI(
+        title=title,
+        version=VERSION,
+        description=(
+            "Electra SEMS-compatible station endpoints and the fleet energy service's "
+            "station-scope resources under /api/v1. Units: kW, kWh, ISO-8601 UTC."
+        ),
+    )
+    app.state.ctx = ctx
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = validation_errors(exc)
+        first = errors[0] if errors else {"field": "body", "reason": "invalid"}
+        return _error(
+            400,
+            f"{first['field']}: {first['reason']}",
+            field=first["field"],
+            reason=first["reason"],
+            errors=errors,
+        )
+
+    @app.exception_handler(UnknownConnector)
+    @app.exception_handler(UnknownSession)
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: ApiError) -> JSONResponse:
+        return _error(404, str(exc))
+
+    @app.exception_handler(ConnectorBusy)
+    @app.exception_handler(NotSupported)
+    async def _conflict(_: Request, exc: ApiError) -> JSONResponse:
+        return _error(409, str(exc))
+
+    @app.exception_handler(ApiError)
+    async def _bad(_: Request, exc: ApiError) -> JSONResponse:
+        return _error(400, str(exc))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        # A bug must not take the daemon down: log it with the traceback, answer 500.
+        log.exception("local API: %s %s failed", request.method, request.url.path)
+        return _error(500, f"internal error: {type(exc).__name__}")
+
+    app.include_router(electra.router)
+    app.include_router(fleet.router)
+    app.include_router(metrics.router)
+    return app
