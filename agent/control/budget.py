@@ -106,7 +106,7 @@ def _battery(snap: Snapshot, cfg: tuple[float, float, float] | None) -> dict | N
     min_soc, max_charge, max_discharge = cfg
     b = snap.battery
     return {
-        "soc": b.soc,
+        "soc": min(100.0, max(0.0, b.soc)),
         "minSoc": min_soc,
         "maxChargePower": max(0.0, min(max_charge, b.max_charge_kw)),
         "maxDischargePower": max(0.0, min(max_discharge, b.max_discharge_kw)),

@@ -1,0 +1,148 @@
+"""The station's devices as the control loop sees them, and the cycle's concurrent reads.
+
+One asyncio task per Modbus endpoint reads that endpoint's devices in turn (devices on one
+RS-485 line or gateway share its connection); endpoints are read concurrently. A read
+still running at the deadline is left to finish rather than cancelled (cancelling a
+request mid-frame would desynchronise the line): its device's values simply age, and the
+next cycle does not start a second read on that endpoint while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agent.clock import Clock
+from agent.control.snapshot import BatteryState, ChargerState, ConnectorState, Snapshot
+from agent.control.stats import CycleStats
+from agent.settings import AgentSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Latest:
+    reading: Any = None
+    at: float = float("-inf")  # monotonic time of the last good read
+
+
+class StationDevices:
+    """Drivers for every configured device, grouped by endpoint."""
+
+    def __init__(self, settings: AgentSettings, make_device: Callable[..., Any] | None = None):
+        if make_device is None:
+            from drivers import make_device as make
+
+            make_device = make
+        self.settings = settings
+        connectors = {ch.device: ch.connectors for ch in settings.station.chargers}
+        self.by_name: dict[str, Any] = {}
+        self.endpoints: dict[str, list[str]] = {}
+        for d in settings.devices:
+            extra = {"connectors": connectors[d.name]} if d.name in connectors else {}
+            self.by_name[d.name] = make_device(
+                d.kind, d.endpoint, d.unit_id, d.profile, timeout_s=d.timeout_s, **extra
+            )
+            self.endpoints.setdefault(d.endpoint, []).append(d.name)
+        st = settings.station
+        self.chargers: dict[str, Any] = {ch.id: self.by_name[ch.device] for ch in st.chargers}
+        self.inverter = self.by_name[st.battery.inverter] if st.battery else None
+
+    def health(self) -> dict[str, Any]:
+        return {name: dev.health for name, dev in self.by_name.items()}
+
+    async def close(self) -> None:
+        closed: set[int] = set()
+        for dev in self.by_name.values():
+            bus = getattr(dev, "bus", None)
+            if bus is not None and id(bus) not in closed:
+                closed.add(id(bus))
+                await bus.close()
+
+
+class Reader:
+    def __init__(self, devices: StationDevices, clock: Clock, stats: CycleStats) -> None:
+        self.devices = devices
+        self.clock = clock
+        self.stats = stats
+        self.latest: dict[str, _Latest] = {name: _Latest() for name in devices.by_name}
+        self._running: dict[str, asyncio.Task[None]] = {}
+
+    async def read_all(self, deadline: float) -> None:
+        """Start a read on every idle endpoint and wait for them until `deadline`."""
+        for endpoint, names in self.devices.endpoints.items():
+            task = self._running.get(endpoint)
+            if task is None or task.done():
+                self._running[endpoint] = asyncio.create_task(self._read_endpoint(names))
+        pending = [t for t in self._running.values() if not t.done()]
+        timeout = max(0.0, deadline - self.clock.monotonic())
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
+    async def _read_endpoint(self, names: list[str]) -> None:
+        for name in names:
+            start = self.clock.monotonic()
+            try:
+                reading = await self.devices.by_name[name].read()
+            except Exception as exc:  # DeviceError, or anything a broken device provokes
+                log.debug("read %s failed: %s", name, exc)
+                self.stats.record_read(name, None)
+                continue
+            end = self.clock.monotonic()
+            self.latest[name] = _Latest(reading, end)
+            self.stats.record_read(name, end - start)
+
+    def fresh(self, name: str | None, t: float) -> Any:
+        if name is None:
+            return None
+        latest = self.latest[name]
+        return (
+            latest.reading if t - latest.at <= self.devices.settings.control.stale_after_s else None
+        )
+
+    def snapshot(self, t: float) -> Snapshot:
+        st = self.devices.settings.station
+        meter = self.fresh(st.grid_meter, t)
+        grid = meter.power_kw if meter is not None else None
+        pv_inv = self.fresh(st.pv_inverter, t)
+        pv = pv_inv.pv_kw if pv_inv is not None else None
+        battery = None
+        if st.battery is not None:
+            bms = self.fresh(st.battery.bms, t) if st.battery.bms else None
+            inv = self.fresh(st.battery.inverter, t)
+            if bms is not None and bms.soc_pct is not None:
+                power = bms.power_kw if bms.power_kw is not None else inv.battery_kw if inv else 0.0
+                battery = BatteryState(
+                    soc=bms.soc_pct,
+                    max_charge_kw=bms.max_charge_kw
+                    if bms.max_charge_kw is not None
+                    else st.battery.max_charge_kw,
+                    max_discharge_kw=bms.max_discharge_kw
+                    if bms.max_discharge_kw is not None
+                    else st.battery.max_discharge_kw,
+                    power_kw=power or 0.0,
+                )
+        chargers = []
+        for ch in st.chargers:
+            latest = self.latest[ch.device]
+            reading = self.fresh(ch.device, t)
+            source = reading if reading is not None else latest.reading
+            conns = []
+            for i in range(1, ch.connectors + 1):
+                c = source.connectors[i - 1] if source is not None else None
+                conns.append(
+                    ConnectorState(
+                        charger_id=ch.id,
+                        idx=i,
+                        state=(c.state or "?") if c else "?",
+                        power_kw=(c.power_kw or 0.0) if c else 0.0,
+                        energy_kwh=(c.session_energy_kwh or 0.0) if c else 0.0,
+                        ev_max_kw=c.ev_max_kw if c else None,
+                        limit_kw=c.limit_kw if c else None,
+                    )
+                )
+            chargers.append(ChargerState(ch.id, reading is not None, tuple(conns)))
+        return Snapshot(t, self.clock.now(), grid, pv, battery, tuple(chargers))

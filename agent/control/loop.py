@@ -1,0 +1,524 @@
+"""The control loop: the controller (decisions, no I/O) and the periodic task (I/O).
+
+`Controller.decide(snapshot)` turns one frozen snapshot into a `Decision` (allocation,
+ordered limit writes, heartbeats, battery setpoint) and `Controller.commit()` records what
+the devices acknowledged. Tests drive these two cycle by cycle with hand-made snapshots.
+`ControlLoop` adds the I/O around them: concurrent reads with a deadline, the snapshot,
+the writes, the statistics, and the watchdog ping after a healthy cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agent.clock import Clock, iso
+from agent.control.apply import ApplyPlan, Key, execute, plan_writes
+from agent.control.budget import BudgetInputs, WindowMax, budget_inputs
+from agent.control.caps import CapTracker, PauseRotation
+from agent.control.devices import Reader, StationDevices
+from agent.control.snapshot import Snapshot
+from agent.control.stats import CycleStats
+from agent.sdnotify import Notifier
+from agent.sessions import Session, SessionTracker
+from agent.settings import AgentSettings
+
+log = logging.getLogger(__name__)
+
+Allocate = Callable[[dict], dict]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    snapshot: Snapshot
+    budget: BudgetInputs
+    request: dict  # what the allocator was asked (DESIGN.md "Allocation")
+    result: dict  # its answer: allocations, batteryPower, gridPower, binding
+    targets: dict[Key, float]
+    plan: ApplyPlan
+    heartbeats: tuple[str, ...]  # chargers to ping (no write to them this cycle)
+    battery_setpoint_kw: float | None  # None: nothing to write this cycle
+    sessions: tuple[Session, ...]
+    caps: dict[str, float] = field(default_factory=dict)
+
+
+class Controller:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        sessions: SessionTracker,
+        allocate: Allocate | None = None,
+    ) -> None:
+        if allocate is None:
+            from allocator import allocate as allocate_fn
+
+            allocate = allocate_fn
+        self.s = settings
+        self.sessions = sessions
+        self._allocate = allocate
+        c = settings.control
+        st = settings.station
+        self.chargers = {ch.id: ch for ch in st.chargers}
+        self.limits: dict[Key, float | None] = {
+            (ch.id, i): None for ch in st.chargers for i in range(1, ch.connectors + 1)
+        }
+        self.fallback_per_connector = {
+            (ch.id, i): settings.fallback_kw(ch) / ch.connectors
+            for ch in st.chargers
+            for i in range(1, ch.connectors + 1)
+        }
+        self.min_kw = {
+            (ch.id, i): ch.min_power_kw for ch in st.chargers for i in range(1, ch.connectors + 1)
+        }
+        self.last_power: dict[Key, float] = {}
+        self.last_contact: dict[str, float] = {}
+        self.base_history = WindowMax(c.base_load_window_s)
+        self.caps = CapTracker(c.probe_margin_kw, c.probe_margin_fraction, c.cap_after_s)
+        self.rotation = PauseRotation(c.max_pause_s)
+        self.battery_setpoint: float | None = None
+        self._battery_written_at = float("-inf")
+        b = st.battery
+        self._battery_cfg = (b.min_soc, b.max_charge_kw, b.max_discharge_kw) if b else None
+
+    @property
+    def refresh_s(self) -> float:
+        return self.s.control.comm_timeout_s * self.s.control.refresh_fraction
+
+    def decide(self, snap: Snapshot) -> Decision:
+        c = self.s.control
+        t = snap.t
+        sessions = self.sessions.update(snap)
+        by_key = {(x.charger_id, x.connector_idx): x for x in sessions}
+
+        current: dict[Key, float | None] = {}
+        drawing: dict[Key, float] = {}
+        reachable: dict[str, bool] = {}
+        for ch in snap.chargers:
+            reachable[ch.id] = ch.reachable
+            if not ch.reachable:
+                continue
+            for conn in ch.connectors:
+                key = (ch.id, conn.idx)
+                if conn.limit_kw is not None and key in self.limits:
+                    # The charger's own register is the truth: it shows a fallback taken
+                    # while we were silent, or a write that did not land.
+                    self.limits[key] = conn.limit_kw
+                current[key] = self.limits.get(key)
+                drawing[key] = conn.power_kw
+                self.last_power[key] = conn.power_kw
+
+        budget = budget_inputs(
+            snap,
+            self.base_history,
+            self.s.station.pessimistic_base_load_kw,
+            {k: v for k, v in self.limits.items() if v is not None},
+            self.last_power,
+            self._battery_cfg,
+        )
+
+        # Caps from measured consumption, then the allocator's order (rotation).
+        live = [x for x in sessions if reachable.get(x.charger_id, False)]
+        caps: dict[str, float] = {}
+        for x in live:
+            key = (x.charger_id, x.connector_idx)
+            cap = self.caps.update(
+                x.id, drawing.get(key, 0.0), current.get(key) or 0.0, self.min_kw[key], t
+            )
+            if cap is not None:
+                caps[x.id] = cap
+        self.caps.forget(x.id for x in live)
+        order = self.rotation.order([x.id for x in live], t)
+        by_id = {x.id: x for x in live}
+
+        request = self._request(budget, [by_id[sid] for sid in order], caps)
+        result = self._allocate(request)
+        allocations: dict[str, float] = result["allocations"]
+        binding: dict[str, str] = result.get("binding", {})
+        self.rotation.observe(
+            [sid for sid, kw in allocations.items() if kw <= 0 and binding.get(sid) == "minimum"],
+            t,
+        )
+
+        targets: dict[Key, float] = {}
+        for key in current:
+            s = by_key.get(key)
+            targets[key] = allocations.get(s.id, 0.0) if s is not None else 0.0
+
+        if snap.grid_kw is not None:
+            import_kw = snap.grid_kw
+        else:  # no measurement: the safe budget's base load plus what the EVs draw
+            import_kw = budget.base_load_kw + sum(drawing.values())
+        plan = plan_writes(
+            targets,
+            current,
+            drawing,
+            self.min_kw,
+            self.fallback_per_connector,
+            import_kw=import_kw,
+            capacity_kw=self.s.station.grid_capacity_kw,
+            margin_kw=c.headroom_margin_kw,
+            deadband_kw=c.deadband_kw,
+        )
+        written = {w.charger_id for w in plan.writes}
+        heartbeats = tuple(
+            cid
+            for cid, ok in reachable.items()
+            if ok
+            and cid not in written
+            and t - self.last_contact.get(cid, float("-inf")) >= self.refresh_s
+        )
+        return Decision(
+            snapshot=snap,
+            budget=budget,
+            request=request,
+            result=result,
+            targets=targets,
+            plan=plan,
+            heartbeats=heartbeats,
+            battery_setpoint_kw=self._battery_setpoint(budget, result, t),
+            sessions=tuple(sessions),
+            caps=caps,
+        )
+
+    def _request(self, budget: BudgetInputs, ordered: list[Session], caps: dict) -> dict:
+        st = self.s.station
+        sessions = []
+        for x in ordered:
+            ch = self.chargers[x.charger_id]
+            entry: dict[str, Any] = {
+                "sessionId": x.id,
+                "connectorId": {"chargerId": x.charger_id, "idx": x.connector_idx},
+                "vehicleMaxPower": min(x.vehicle_max_kw or ch.max_power_kw, ch.max_power_kw),
+                "minPower": ch.min_power_kw,
+            }
+            if x.id in caps:
+                entry["powerCap"] = caps[x.id]
+            sessions.append(entry)
+        request: dict[str, Any] = {
+            "stationId": st.id,
+            # The allocator shares what is left under the margin the apply step keeps free.
+            "gridCapacity": max(0.0, st.grid_capacity_kw - self.s.control.headroom_margin_kw),
+            "baseLoad": budget.base_load_kw,
+            "pvPower": budget.pv_kw,
+            "chargers": [
+                {"id": ch.id, "maxPower": ch.max_power_kw, "connectors": ch.connectors}
+                for ch in st.chargers
+            ],
+            "sessions": sessions,
+        }
+        if budget.battery is not None:
+            request["battery"] = budget.battery
+        return request
+
+    def _battery_setpoint(self, budget: BudgetInputs, result: dict, t: float) -> float | None:
+        if self._battery_cfg is None:
+            return None
+        # Stale BMS or stale grid meter: the battery is not counted on, so it idles.
+        sp = float(result.get("batteryPower", 0.0)) if budget.battery is not None else 0.0
+        prev = self.battery_setpoint
+        if (
+            prev is None
+            or abs(sp - prev) >= self.s.control.deadband_kw
+            or (sp == 0.0 and prev != 0.0)
+            or t - self._battery_written_at >= self.refresh_s
+        ):
+            return round(sp, 3)
+        return None
+
+    def commit(
+        self,
+        decision: Decision,
+        writes: Mapping[Key, bool],
+        heartbeats: Mapping[str, bool],
+        battery_ok: bool | None,
+    ) -> None:
+        """Record what the devices acknowledged; a failed write leaves the limit unknown."""
+        t = decision.snapshot.t
+        for w in decision.plan.writes:
+            key = (w.charger_id, w.idx)
+            if writes.get(key):
+                self.limits[key] = w.kw
+                self.last_contact[w.charger_id] = t
+            else:
+                self.limits[key] = None
+        for cid, ok in heartbeats.items():
+            if ok:
+                self.last_contact[cid] = t
+        if battery_ok and decision.battery_setpoint_kw is not None:
+            self.battery_setpoint = decision.battery_setpoint_kw
+            self._battery_written_at = t
+
+
+class UplinkHook(Protocol):
+    """Integration point for the MQTT uplink (agent/uplink/): the loop hands it session
+    events as they happen, telemetry every `telemetry_interval_s` and health every
+    `health_interval_s`; the uplink commits them to its outbox. Must not block."""
+
+    def enqueue(self, kind: str, payload: dict) -> None: ...
+
+
+class AgentState:
+    """Read-only view of the running agent for the uplink, the local API and the CLI.
+
+    The loop replaces `decision` whole at the end of each cycle, so a reader on the same
+    event loop always sees one consistent cycle."""
+
+    def __init__(self, settings: AgentSettings, stats: CycleStats, devices: StationDevices):
+        self.settings = settings
+        self.stats = stats
+        self._devices = devices
+        self.decision: Decision | None = None
+        self.modes: frozenset[str] = frozenset()
+        self.healthy = False
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self.decision.snapshot if self.decision else None
+
+    @property
+    def allocations(self) -> dict[str, float]:
+        return dict(self.decision.result["allocations"]) if self.decision else {}
+
+    @property
+    def bindings(self) -> dict[str, str]:
+        return dict(self.decision.result.get("binding", {})) if self.decision else {}
+
+    @property
+    def sessions(self) -> tuple[Session, ...]:
+        return self.decision.sessions if self.decision else ()
+
+    def device_health(self) -> dict[str, Any]:
+        return self._devices.health()
+
+    def telemetry(self) -> dict:
+        """Grid, PV, battery and each connector's limit and power (kW)."""
+        d = self.decision
+        if d is None:
+            return {}
+        snap = d.snapshot
+        return {
+            "gridPower": snap.grid_kw,
+            "gridCapacity": self.settings.station.grid_capacity_kw,
+            "pvPower": snap.pv_kw,
+            "battery": None
+            if snap.battery is None
+            else {"soc": snap.battery.soc, "power": snap.battery.power_kw},
+            "batterySetpoint": d.result.get("batteryPower"),
+            "connectors": [
+                {
+                    "chargerId": c.charger_id,
+                    "idx": c.idx,
+                    "state": c.state,
+                    "power": c.power_kw,
+                    "limit": d.targets.get((c.charger_id, c.idx)),
+                }
+                for c in snap.connectors()
+            ],
+            "modes": sorted(d.budget.modes),
+        }
+
+    def summary(self) -> str:
+        """One line for systemd's STATUS= and `sems status`."""
+        d = self.decision
+        if d is None:
+            return "starting"
+        grid = "stale" if d.snapshot.grid_kw is None else f"{d.snapshot.grid_kw:.1f} kW"
+        cs = self.stats.summary()["cycle_ms"]
+        modes = f"; degraded: {', '.join(sorted(d.budget.modes))}" if d.budget.modes else ""
+        return (
+            f"grid {grid} of {self.settings.station.grid_capacity_kw:g} kW, "
+            f"{len(d.sessions)} sessions, cycle p99 {cs['p99']:.1f} ms{modes}"
+        )
+
+
+class ControlLoop:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        devices: StationDevices,
+        controller: Controller,
+        clock: Clock,
+        stats: CycleStats | None = None,
+        notifier: Notifier | None = None,
+        uplink: UplinkHook | None = None,
+    ) -> None:
+        self.s = settings
+        self.devices = devices
+        self.controller = controller
+        self.clock = clock
+        self.stats = stats or CycleStats()
+        self.notifier = notifier
+        self.uplink = uplink
+        self.reader = Reader(devices, clock, self.stats)
+        self.state = AgentState(settings, self.stats, devices)
+        self._last_ping = float("-inf")
+        self._last_status = float("-inf")
+        self._last_telemetry = float("-inf")
+        self._last_health = float("-inf")
+
+    async def start(self) -> None:
+        """Give every charger its fallback limit and communication timeout, so the station
+        stays under its grid capacity if the agent dies from here on."""
+        c = self.s.control
+
+        async def one(ch_id: str) -> None:
+            ch = self.controller.chargers[ch_id]
+            per_connector = self.s.fallback_kw(ch) / ch.connectors
+            try:
+                await self.devices.chargers[ch_id].set_fallback(per_connector, c.comm_timeout_s)
+                self.controller.last_contact[ch_id] = self.clock.monotonic()
+            except Exception as exc:
+                log.warning("charger %s: fallback limit not set: %s", ch_id, exc)
+
+        await asyncio.gather(*(one(cid) for cid in self.devices.chargers))
+
+    async def cycle(self) -> Decision:
+        period = self.s.control.period_s
+        t0 = self.clock.monotonic()
+        await self.reader.read_all(t0 + period * self.s.control.read_deadline_fraction)
+        snap = self.reader.snapshot(self.clock.monotonic())
+        decision = self.controller.decide(snap)
+        writes = await execute(decision.plan, self.devices.chargers)
+        beats = await self._heartbeats(decision.heartbeats)
+        battery_ok = await self._battery(decision.battery_setpoint_kw)
+        self.controller.commit(decision, writes, beats, battery_ok)
+        if decision.budget.modes != self.state.modes:
+            self._mode_change(self.state.modes, decision.budget.modes)
+        self.state.decision = decision
+        self.state.modes = decision.budget.modes
+        self.stats.record_cycle(self.clock.monotonic() - t0, period)
+        return decision
+
+    async def run(self, stop: asyncio.Event, max_cycles: int | None = None) -> None:
+        """Cycle every period until `stop` is set. An overrun starts the next cycle at once
+        (missed slots are skipped, not caught up)."""
+        period = self.s.control.period_s
+        next_t = self.clock.monotonic()
+        n = 0
+        while not stop.is_set() and (max_cycles is None or n < max_cycles):
+            n += 1
+            try:
+                await self.cycle()
+                self.state.healthy = True
+            except Exception:
+                # No watchdog ping: if cycles keep failing, systemd restarts the agent,
+                # and the chargers' fallback limits keep the station safe meanwhile.
+                log.exception("control cycle failed")
+                self.state.healthy = False
+            self._after_cycle()
+            next_t += period
+            now = self.clock.monotonic()
+            if next_t < now:
+                next_t = now
+            await self._sleep_until(next_t, stop)
+
+    async def _sleep_until(self, deadline: float, stop: asyncio.Event) -> None:
+        # Through the injected clock (a test clock returns at once), cut short by stop.
+        sleeper = asyncio.ensure_future(self.clock.sleep_until(deadline))
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (sleeper, stopper):
+            task.cancel()
+
+    def _after_cycle(self) -> None:
+        t = self.clock.monotonic()
+        n = self.notifier
+        if n is not None and self.state.healthy and n.watchdog_interval_s is not None:
+            if t - self._last_ping >= n.watchdog_interval_s / 2:
+                n.watchdog()
+                self._last_ping = t
+        if n is not None and t - self._last_status >= 5.0:
+            n.status(self.state.summary())
+            self._last_status = t
+        if self.uplink is not None and self.state.decision is not None:
+            c = self.s.control
+            if t - self._last_telemetry >= c.telemetry_interval_s:
+                self._enqueue("telemetry", self.state.telemetry())
+                self._last_telemetry = t
+            if t - self._last_health >= c.health_interval_s:
+                self._enqueue("health", self.health_report())
+                self._last_health = t
+
+    def health_report(self) -> dict:
+        return {
+            "stats": self.stats.summary(),
+            "modes": sorted(self.state.modes),
+            "devices": {
+                name: {
+                    "online": h.online,
+                    "errors": dict(h.errors),
+                    "lastError": h.last_error,
+                    "latencyP99Ms": h.latency_p99_ms,
+                }
+                for name, h in self.devices.health().items()
+            },
+        }
+
+    def _enqueue(self, kind: str, payload: dict) -> None:
+        try:
+            assert self.uplink is not None
+            self.uplink.enqueue(kind, payload)
+        except Exception:  # the uplink must never stop the control loop
+            log.exception("uplink enqueue %s failed", kind)
+
+    def _mode_change(self, old: frozenset[str], new: frozenset[str]) -> None:
+        for mode in sorted(new - old):
+            log.warning("degraded mode on: %s", mode)
+            self._event("degraded_on", {"mode": mode})
+        for mode in sorted(old - new):
+            log.info("degraded mode off: %s", mode)
+            self._event("degraded_off", {"mode": mode})
+
+    def _event(self, kind: str, data: dict) -> None:
+        db = self.controller.sessions.db
+        with db.conn:
+            db["events"].insert(
+                {"ts": iso(self.clock.now()), "kind": kind, "data": json.dumps(data)}
+            )
+        if self.uplink is not None:
+            self._enqueue(kind, data)
+
+    async def _heartbeats(self, chargers: tuple[str, ...]) -> dict[str, bool]:
+        async def one(cid: str) -> tuple[str, bool]:
+            try:
+                await self.devices.chargers[cid].heartbeat()
+                return cid, True
+            except Exception as exc:
+                log.debug("heartbeat %s failed: %s", cid, exc)
+                return cid, False
+
+        return dict(await asyncio.gather(*(one(c) for c in chargers)))
+
+    async def _battery(self, setpoint: float | None) -> bool | None:
+        if setpoint is None or self.devices.inverter is None:
+            return None
+        try:
+            await self.devices.inverter.set_battery_setpoint(setpoint)
+            return True
+        except Exception as exc:
+            log.warning("battery setpoint %.2f kW failed: %s", setpoint, exc)
+            return False
+
+    async def shutdown(self) -> None:
+        """Leave the station safe without us: every connector at most its fallback share,
+        then the sessions' energy flushed to the store."""
+        ctl = self.controller
+
+        async def one(cid: str) -> None:
+            dev = self.devices.chargers[cid]
+            ch = ctl.chargers[cid]
+            for idx in range(1, ch.connectors + 1):
+                key = (cid, idx)
+                cur = ctl.limits.get(key)
+                safe = ctl.fallback_per_connector[key]
+                try:
+                    await dev.set_limit(idx, safe if cur is None else min(cur, safe))
+                except Exception as exc:
+                    log.warning("charger %s/%d: safe limit not written: %s", cid, idx, exc)
+
+        await asyncio.gather(*(one(cid) for cid in self.devices.chargers))
+        ctl.sessions.flush()
