@@ -139,6 +139,9 @@ class ChargerModel:
             for conn in self.connectors:
                 conn.target_kw *= self.spec.max_kw / total
         for conn in self.connectors:
+            if conn.ev is not None and conn.ev.done:
+                conn.power_kw = 0.0  # a full EV opens its S2 switch: no ramp down
+                continue
             conn.power_kw = max(0.0, _ramp(conn.power_kw, conn.target_kw, self.ramp_kw_s, dt))
             if conn.ev is not None and conn.power_kw > 0:
                 conn.ev.charge(conn.power_kw, dt)
