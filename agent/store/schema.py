@@ -42,6 +42,39 @@ TABLES = (
         session_id TEXT,
         data TEXT NOT NULL DEFAULT '{}'
     )""",
+    # Uplink outbox: every uplink message is committed here (exact bytes) before it is
+    # published; deleted only after a successful PUBACK. seq is the station's sequence.
+    """CREATE TABLE IF NOT EXISTS outbox (
+        seq INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,                -- telemetry | sessions | health | savings | reply
+        topic TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        stride INTEGER NOT NULL DEFAULT 1, -- telemetry thinning: samples this row stands for
+        created REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS outbox_kind ON outbox(kind, stride, seq)",
+    # Uplink counters that must survive restarts: next seq, drop counts.
+    """CREATE TABLE IF NOT EXISTS uplink_counters (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    )""",
+    # Cloud commands already handled, with their reply, so a repeated id does nothing twice.
+    """CREATE TABLE IF NOT EXISTS uplink_commands (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        received REAL NOT NULL,
+        reply BLOB NOT NULL
+    )""",
+    # Grid signals and schedules set by cloud commands (agent.signals): caps, tariffs, ...
+    """CREATE TABLE IF NOT EXISTS signals (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        start TEXT,
+        end TEXT,
+        data TEXT NOT NULL,
+        created TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS signals_kind ON signals(kind, end)",
 )
 
 

@@ -1,0 +1,134 @@
+"""Cloud uplink: MQTT with SQLite store-and-forward, and cloud commands (docs/mqtt.md).
+
+Wiring it into the daemon (a few lines)::
+
+    from agent.uplink import Uplink, MqttSettings, messages
+
+    uplink = Uplink.open(settings.mqtt, db_path, version=__version__, target=daemon)
+    signals = uplink.signals                   # control loop: signals.active_power_cap(now)
+    task = asyncio.create_task(uplink.run())   # connects, drains, takes commands; forever
+    uplink.publish(messages.Telemetry(grid=messages.GridReading(power_kw=42.0)))  # -> seq
+    uplink.publish_many([...])                 # several messages, one commit
+    health = messages.Health(outbox=uplink.outbox_health(), uplink=uplink.uplink_health())
+    task.cancel()                              # publishes state offline, disconnects
+
+`publish()` only commits to the outbox (a few ms, fsync): it never waits for the network.
+`target` implements `agent.uplink.commands.CommandTarget` (`stop_session`,
+`apply_station_config`); without one, `session.stop` replies `unavailable` and
+`station.config.set` is validated and stored only. Settings: `MqttSettings` (the `[mqtt]`
+table). `python -m agent.uplink.runner` is a small stand-alone producer/publisher;
+`python -m agent.uplink.schemas` regenerates docs/schemas/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agent.signals import Signals
+from agent.uplink import messages
+from agent.uplink.commands import CommandTarget, Dispatcher
+from agent.uplink.outbox import Outbox
+from agent.uplink.publisher import Publisher, UplinkStatus
+from agent.uplink.settings import MqttSettings
+
+__all__ = ["MqttSettings", "Uplink", "UplinkStatus", "messages", "CommandTarget"]
+
+
+class Uplink:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        outbox: Outbox,
+        signals: Signals,
+        *,
+        version: str,
+        target: CommandTarget | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.outbox = outbox
+        self.signals = signals
+        self.version = version
+        self.clock = clock
+        self.started = clock()
+        self.dispatcher = Dispatcher(
+            outbox, signals, base_topic=settings.base_topic, version=version, target=target,
+            clock=clock,
+        )
+        self.publisher = Publisher(
+            settings, outbox, state_payload=self._state_payload, on_command=self.dispatcher.handle
+        )
+
+    @classmethod
+    def open(
+        cls,
+        settings: MqttSettings,
+        db_path: str | os.PathLike[str],
+        *,
+        version: str,
+        target: CommandTarget | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> Uplink:
+        """Open the station database (its own connection) and build the uplink on it."""
+        from agent.store import connect
+
+        db = connect(Path(db_path))
+        outbox = Outbox(
+            db,
+            station_id=settings.station_id,
+            base_topic=settings.base_topic,
+            max_rows=settings.outbox_max_rows,
+            max_bytes=settings.outbox_max_bytes,
+            thin_max_stride=settings.telemetry_thin_max_stride,
+            clock=clock,
+        )
+        return cls(settings, outbox, Signals(db), version=version, target=target, clock=clock)
+
+    @property
+    def target(self) -> CommandTarget | None:
+        return self.dispatcher.target
+
+    @target.setter
+    def target(self, value: CommandTarget | None) -> None:
+        self.dispatcher.target = value
+
+    def publish(self, message: messages.Message) -> int:
+        """Commit one message to the outbox; returns its seq."""
+        return self.outbox.append(message)
+
+    def publish_many(self, batch: Iterable[messages.Message]) -> list[int]:
+        return self.outbox.append_many(batch)
+
+    async def run(self) -> None:
+        if not self.settings.enabled:
+            await asyncio.Event().wait()  # messages still accumulate in the outbox
+        await self.publisher.run()
+
+    @property
+    def status(self) -> UplinkStatus:
+        return self.publisher.status
+
+    def outbox_health(self) -> messages.OutboxHealth:
+        s = self.outbox.stats()
+        return messages.OutboxHealth(
+            depth=s.depth, bytes=s.bytes, oldest_seq=s.oldest_seq, last_seq=s.last_seq,
+            thinned=s.thinned, dropped=s.dropped,
+        )
+
+    def uplink_health(self) -> messages.UplinkHealth:
+        st = self.publisher.status
+        return messages.UplinkHealth(
+            connected=st.connected, last_error=st.last_error, reconnects=st.reconnects,
+            rejected=st.rejected,
+        )
+
+    def _state_payload(self, status: str) -> bytes:
+        state = messages.State(status=status, version=self.version, started=self.started)  # type: ignore[arg-type]
+        return messages.envelope_json(
+            state.SCHEMA, self.settings.station_id, self.outbox.last_seq, self.clock(),
+            state.body_json(),
+        )

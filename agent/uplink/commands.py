@@ -1,0 +1,457 @@
+"""Cloud commands: `<prefix>/<stationId>/cmd/<name>` in, `reply/<commandId>` out.
+
+Every command is `{"id", "type"?, "expires"?, ...}`. The dispatcher never raises for bad
+input: oversized (> 64 KiB), invalid JSON, unknown names, out-of-range values and expired
+commands all get an error reply (when an id can be found). A repeated id returns the stored
+reply and runs nothing twice. The reply and the command's record are committed together in
+the outbox; when an MQTT v5 sender gave a response topic, the reply is also published there
+directly (with its correlation data).
+
+Commands whose effect belongs to the daemon (`session.stop`, `station.config.set`) go
+through `CommandTarget`; the rest are stored in `agent.signals` for the control loop and
+planner, and the reply says what was stored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Literal, Protocol
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from agent import signals as sig
+from agent.uplink.messages import Reply, ReplyError, envelope_json, now
+from agent.uplink.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+MAX_COMMAND_BYTES = 64 * 1024
+# A command id becomes a topic level (reply/<id>): no '/', '+', '#', no control characters.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+INVALID_ID_TOPIC = "reply/_invalid"
+_HEAD_ID = re.compile(rb'"id"\s*:\s*"([A-Za-z0-9._:@-]{1,128})"')
+
+
+class CommandError(Exception):
+    """Raised by a handler or the daemon: becomes an error reply with this code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class CommandTarget(Protocol):
+    """What the daemon implements for commands that act on the running station."""
+
+    async def stop_session(self, session_id: str, reason: str | None) -> dict[str, Any]:
+        """Stop a session now; return its final figures. Raise KeyError if unknown."""
+        ...
+
+    async def apply_station_config(self, config: sig.StationConfig) -> None:
+        """Validate against the daemon's full model and swap it in atomically, or raise
+        ValueError("field: problem") leaving the old configuration in force."""
+        ...
+
+
+# --- command models ----------------------------------------------------------------------
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    NAME: ClassVar[str]
+
+    id: str = Field(pattern=ID_PATTERN.pattern, description="unique per command; replies go to reply/<id>")
+    type: str | None = Field(None, description="the command name, if given must match the topic")
+    expires: AwareDatetime | None = Field(None, description="refuse the command after this")
+
+
+class Ping(Command):
+    NAME: ClassVar[str] = "ping"
+
+
+class StationConfigSet(Command):
+    NAME: ClassVar[str] = "station.config.set"
+    config: sig.StationConfig
+
+
+class PowerCapSet(Command):
+    NAME: ClassVar[str] = "power.cap.set"
+    cap_kw: float = Field(ge=0, le=100_000, description="grid import cap, kW")
+    start: AwareDatetime | None = Field(None, description="default: now")
+    end: AwareDatetime
+
+    @model_validator(mode="after")
+    def _window(self) -> PowerCapSet:
+        if self.start is not None and self.end <= self.start:
+            raise ValueError("end: must be after start")
+        return self
+
+
+class TariffSet(Command):
+    NAME: ClassVar[str] = "tariff.set"
+    slots: list[sig.PriceSlot] = Field(min_length=1, max_length=2000)
+    demand_charge_eur_kw: float | None = Field(None, ge=0, le=10_000)
+
+
+class CarbonSet(Command):
+    NAME: ClassVar[str] = "carbon.set"
+    slots: list[sig.CarbonSlot] = Field(min_length=1, max_length=2000)
+
+
+class VehicleScheduleCmd(Command):
+    NAME: ClassVar[str] = "vehicle.schedule"
+    vehicle_id: str = Field(min_length=1, max_length=128)
+    departure: AwareDatetime
+    energy_target_kwh: float = Field(gt=0, le=1_000)
+    fleet_id: str | None = Field(None, max_length=128)
+    target_soc_pct: float | None = Field(None, ge=0, le=100)
+
+
+class V2gSessionStart(Command):
+    NAME: ClassVar[str] = "v2g.session.start"
+    session_id: str | None = Field(None, max_length=128)
+    vehicle_id: str | None = Field(None, max_length=128)
+    power_kw: float = Field(gt=0, le=1_000)
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    min_soc_pct: float = Field(30.0, ge=0, le=100)
+    energy_kwh: float | None = Field(None, gt=0, le=1_000)
+
+
+class V2gSessionStop(Command):
+    NAME: ClassVar[str] = "v2g.session.stop"
+    request_id: str | None = Field(None, description="id of the v2g.session.start command")
+    session_id: str | None = None
+    vehicle_id: str | None = None
+
+    @model_validator(mode="after")
+    def _target(self) -> V2gSessionStop:
+        if not (self.request_id or self.session_id or self.vehicle_id):
+            raise ValueError("requestId: give requestId, sessionId or vehicleId")
+        return self
+
+
+class BatteryMaintenanceSchedule(Command):
+    NAME: ClassVar[str] = "battery.maintenance.schedule"
+    kind: Literal["calibration", "balancing", "inspection"]
+    start: AwareDatetime
+    end: AwareDatetime
+    target_soc_pct: float | None = Field(None, ge=0, le=100)
+
+
+class OptimizationRun(Command):
+    NAME: ClassVar[str] = "optimization.run"
+    horizon_h: float = Field(24.0, gt=0, le=72)
+    objective: Literal["cost", "carbon", "peak"] = "cost"
+
+
+class SessionStop(Command):
+    NAME: ClassVar[str] = "session.stop"
+    session_id: str = Field(min_length=1, max_length=128)
+    reason: str | None = Field(None, max_length=200)
+
+
+COMMANDS: dict[str, type[Command]] = {
+    c.NAME: c
+    for c in (
+        Ping, StationConfigSet, PowerCapSet, TariffSet, CarbonSet, VehicleScheduleCmd,
+        V2gSessionStart, V2gSessionStop, BatteryMaintenanceSchedule, OptimizationRun,
+        SessionStop,
+    )
+}
+
+DirectPublish = tuple[str, bytes, bytes | None]  # (topic, payload, correlation data)
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in err["loc"]) or "command"
+    msg = err["msg"]
+    # Model validators word their own message as "field: problem".
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+        if ":" in msg.split(" ", 1)[0]:
+            return msg
+    return f"{where}: {msg}"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        outbox: Outbox,
+        signals: sig.Signals,
+        *,
+        base_topic: str,
+        version: str,
+        target: CommandTarget | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        retention: timedelta = timedelta(days=7),
+    ) -> None:
+        self.outbox = outbox
+        self.signals = signals
+        self.base_topic = base_topic
+        self.version = version
+        self.target = target
+        self.clock = clock
+        self.retention = retention
+        self.handled = 0
+        self.refused = 0
+        self._last_prune = 0.0
+        self._handlers: dict[str, Callable[[Any], Awaitable[dict[str, Any]]]] = {
+            "ping": self._ping,
+            "station.config.set": self._station_config,
+            "power.cap.set": self._power_cap,
+            "tariff.set": self._tariff,
+            "carbon.set": self._carbon,
+            "vehicle.schedule": self._vehicle_schedule,
+            "v2g.session.start": self._v2g_start,
+            "v2g.session.stop": self._v2g_stop,
+            "battery.maintenance.schedule": self._battery_maintenance,
+            "optimization.run": self._optimization,
+            "session.stop": self._session_stop,
+        }
+
+    # --- entry point --------------------------------------------------------------------
+
+    async def handle(
+        self,
+        name: str,
+        payload: bytes,
+        response_topic: str | None = None,
+        correlation: bytes | None = None,
+    ) -> list[DirectPublish]:
+        """Handle one command message; returns what to publish directly (response topic,
+        repeated replies). Never raises for bad input."""
+        cmd_id, raw, error = self._parse(payload)
+        if cmd_id is None:
+            self.refused += 1
+            if error is None:
+                error = ReplyError(code="invalid", message="id: required")
+            log.info("command %s refused without a usable id: %s", name, error.message)
+            if raw is not None and "id" in raw:
+                # An id we cannot use as a topic level: answer on a fixed topic instead.
+                body = self._reply_body(None, name, None, error)
+                self.outbox.append_raw("reply", INVALID_ID_TOPIC, Reply.SCHEMA, body)
+            return self._direct(response_topic, correlation, None, name, error)
+
+        stored = self._stored_reply(cmd_id)
+        if stored is not None:
+            topic = f"{self.base_topic}/reply/{cmd_id}"
+            out = [(topic, stored, None)]
+            if response_topic:
+                out.append((response_topic, stored, correlation))
+            return out
+
+        if error is None:
+            assert raw is not None
+            result, error = await self._run(name, raw)
+        else:
+            result = None
+        if error is not None:
+            self.refused += 1
+        else:
+            self.handled += 1
+        body = self._reply_body(cmd_id, name, result, error)
+        payload_out = self._commit_reply(cmd_id, name, body)
+        if response_topic:
+            return [(response_topic, payload_out, correlation)]
+        return []
+
+    def _parse(self, payload: bytes) -> tuple[str | None, dict[str, Any] | None, ReplyError | None]:
+        if len(payload) > MAX_COMMAND_BYTES:
+            found = _HEAD_ID.search(payload[:4096])
+            return (
+                found.group(1).decode() if found else None,
+                None,
+                ReplyError(code="too_large", message=f"payload: {len(payload)} bytes > 65536"),
+            )
+        try:
+            raw = json.loads(payload)
+        except (ValueError, RecursionError) as exc:
+            return None, None, ReplyError(code="invalid_json", message=f"payload: {exc}"[:300])
+        if not isinstance(raw, dict):
+            return None, None, ReplyError(code="invalid", message="payload: must be a JSON object")
+        cmd_id = raw.get("id")
+        if "id" in raw and not (isinstance(cmd_id, str) and ID_PATTERN.match(cmd_id)):
+            return None, raw, ReplyError(
+                code="invalid_id", message="id: must be 1-128 characters of A-Z a-z 0-9 . _ : @ -"
+            )
+        return cmd_id, raw, None
+
+    async def _run(self, name: str, raw: dict[str, Any]) -> tuple[dict[str, Any] | None, ReplyError | None]:
+        model = COMMANDS.get(name)
+        if model is None:
+            return None, ReplyError(code="unknown_command", message=f"command: unknown '{name[:64]}'")
+        if "type" in raw and raw["type"] != name:
+            return None, ReplyError(
+                code="invalid", message=f"type: '{str(raw['type'])[:64]}' does not match cmd/{name}"
+            )
+        try:
+            cmd = model.model_validate(raw)
+        except ValidationError as exc:
+            return None, ReplyError(code="invalid", message=_first_error(exc)[:500])
+        if cmd.expires is not None and cmd.expires <= self.clock():
+            return None, ReplyError(code="expired", message=f"expires: {cmd.expires.isoformat()} has passed")
+        try:
+            return await self._handlers[name](cmd), None
+        except CommandError as exc:
+            return None, ReplyError(code=exc.code, message=exc.message[:500])  # type: ignore[arg-type]
+        except ValidationError as exc:
+            self.signals.reload()
+            return None, ReplyError(code="invalid", message=_first_error(exc)[:500])
+        except ValueError as exc:
+            self.signals.reload()
+            return None, ReplyError(code="invalid", message=str(exc)[:500])
+        except Exception as exc:
+            self.signals.reload()
+            log.exception("command %s (%s) failed", name, cmd.id)
+            return None, ReplyError(code="failed", message=f"{type(exc).__name__}: {exc}"[:500])
+
+    # --- replies ------------------------------------------------------------------------
+
+    def _reply_body(
+        self, cmd_id: str | None, name: str, result: dict[str, Any] | None, error: ReplyError | None
+    ) -> str:
+        reply = Reply(
+            command_id=cmd_id,
+            command=name[:128],
+            status="error" if error else "ok",
+            result=result,
+            error=error,
+        )
+        body = reply.model_dump(mode="json", by_alias=True, exclude_none=True)
+        body.setdefault("commandId", None)  # always present: null when the command had none
+        return json.dumps(body, separators=(",", ":"))
+
+    def _commit_reply(self, cmd_id: str, name: str, body: str) -> bytes:
+        with self.outbox.transaction() as conn:
+            seq = self.outbox.append_raw("reply", f"reply/{cmd_id}", Reply.SCHEMA, body)
+            payload = conn.execute("SELECT payload FROM outbox WHERE seq = ?", (seq,)).fetchone()[0]
+            conn.execute(
+                "INSERT OR REPLACE INTO uplink_commands(id, name, received, reply) VALUES (?,?,?,?)",
+                (cmd_id, name[:128], time.time(), payload),
+            )
+            self._maybe_prune(conn)
+        return bytes(payload)
+
+    def _maybe_prune(self, conn: Any) -> None:
+        now = time.time()
+        if now - self._last_prune > 3600:
+            self._last_prune = now
+            conn.execute(
+                "DELETE FROM uplink_commands WHERE received < ?",
+                (now - self.retention.total_seconds(),),
+            )
+
+    def _stored_reply(self, cmd_id: str) -> bytes | None:
+        row = self.outbox.conn.execute(
+            "SELECT reply FROM uplink_commands WHERE id = ?", (cmd_id,)
+        ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def _direct(
+        self, response_topic: str | None, correlation: bytes | None, cmd_id: str | None,
+        name: str, error: ReplyError,
+    ) -> list[DirectPublish]:
+        if not response_topic:
+            return []
+        body = self._reply_body(cmd_id, name, None, error)
+        # Not committed (there is no id to de-duplicate on): seq is the high-water mark.
+        payload = envelope_json(Reply.SCHEMA, self.outbox.station_id, max(self.outbox.last_seq, 1), now(), body)
+        return [(response_topic, payload, correlation)]
+
+    # --- handlers -----------------------------------------------------------------------
+
+    async def _ping(self, cmd: Ping) -> dict[str, Any]:
+        return {"pong": True, "version": self.version, "time": self.clock().isoformat()}
+
+    async def _station_config(self, cmd: StationConfigSet) -> dict[str, Any]:
+        if self.target is not None:
+            await self.target.apply_station_config(cmd.config)
+        stored = self.signals.replace_station_config(cmd.config)
+        return {"applied": self.target is not None, "config": stored.dump()}
+
+    async def _power_cap(self, cmd: PowerCapSet) -> dict[str, Any]:
+        start = cmd.start or self.clock()
+        if cmd.end <= start:
+            raise CommandError("invalid", "end: must be in the future")
+        cap = self.signals.set_power_cap(sig.PowerCap(id=cmd.id, cap_kw=cmd.cap_kw, start=start, end=cmd.end))
+        return {"stored": cap.dump(), "activeCapKw": self.signals.active_power_cap(self.clock())}
+
+    async def _tariff(self, cmd: TariffSet) -> dict[str, Any]:
+        t = self.signals.set_tariff(
+            sig.Tariff(id=cmd.id, slots=cmd.slots, demand_charge_eur_kw=cmd.demand_charge_eur_kw)
+        )
+        return {"stored": {"id": t.id, "slots": len(t.slots), "from": t.slots[0].start.isoformat(),
+                           "to": t.slots[-1].end.isoformat(),
+                           "demandChargeEurKw": t.demand_charge_eur_kw}}
+
+    async def _carbon(self, cmd: CarbonSet) -> dict[str, Any]:
+        c = self.signals.set_carbon(sig.CarbonForecast(id=cmd.id, slots=cmd.slots))
+        return {"stored": {"id": c.id, "slots": len(c.slots), "from": c.slots[0].start.isoformat(),
+                           "to": c.slots[-1].end.isoformat()}}
+
+    async def _vehicle_schedule(self, cmd: VehicleScheduleCmd) -> dict[str, Any]:
+        if cmd.departure <= self.clock():
+            raise CommandError("invalid", "departure: must be in the future")
+        s = self.signals.add_vehicle_schedule(sig.VehicleSchedule(
+            id=cmd.id, vehicle_id=cmd.vehicle_id, departure=cmd.departure,
+            energy_target_kwh=cmd.energy_target_kwh, fleet_id=cmd.fleet_id,
+            target_soc_pct=cmd.target_soc_pct,
+        ))
+        return {"stored": s.dump()}
+
+    async def _v2g_start(self, cmd: V2gSessionStart) -> dict[str, Any]:
+        r = self.signals.add_v2g_request(sig.V2gRequest(
+            id=cmd.id, session_id=cmd.session_id, vehicle_id=cmd.vehicle_id, power_kw=cmd.power_kw,
+            start=cmd.start or self.clock(), end=cmd.end, min_soc_pct=cmd.min_soc_pct,
+            energy_kwh=cmd.energy_kwh,
+        ))
+        return {"stored": r.dump()}
+
+    async def _v2g_stop(self, cmd: V2gSessionStop) -> dict[str, Any]:
+        def matches(r: sig.V2gRequest) -> bool:
+            return (
+                (cmd.request_id is not None and r.id == cmd.request_id)
+                or (cmd.session_id is not None and r.session_id == cmd.session_id)
+                or (cmd.vehicle_id is not None and r.vehicle_id == cmd.vehicle_id)
+            )
+
+        stopped = self.signals.stop_v2g(matches, self.clock())
+        if not stopped:
+            raise CommandError("not_found", "requestId: no active V2G request matches")
+        return {"stopped": [r.id for r in stopped]}
+
+    async def _battery_maintenance(self, cmd: BatteryMaintenanceSchedule) -> dict[str, Any]:
+        w = self.signals.add_battery_maintenance(sig.BatteryMaintenance(
+            id=cmd.id, kind=cmd.kind, start=cmd.start, end=cmd.end, target_soc_pct=cmd.target_soc_pct
+        ))
+        return {"stored": w.dump()}
+
+    async def _optimization(self, cmd: OptimizationRun) -> dict[str, Any]:
+        r = self.signals.add_optimization_request(sig.OptimizationRequest(
+            id=cmd.id, horizon_h=cmd.horizon_h, objective=cmd.objective, requested_at=self.clock()
+        ))
+        return {"stored": r.dump()}
+
+    async def _session_stop(self, cmd: SessionStop) -> dict[str, Any]:
+        if self.target is None:
+            raise CommandError("unavailable", "session.stop: no control loop is running")
+        try:
+            return await self.target.stop_session(cmd.session_id, cmd.reason)
+        except KeyError:
+            raise CommandError("not_found", f"sessionId: no active session '{cmd.session_id}'") from None

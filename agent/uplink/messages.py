@@ -1,0 +1,282 @@
+"""Every message the station publishes, as pydantic models (the contract of docs/mqtt.md).
+
+A producer builds a body (`Telemetry`, `SessionEvent`, ...); the outbox adds the envelope
+(`schema`, `stationId`, `seq`, `ts`) when it commits the message, so `seq` is allocated in the
+same transaction that stores the bytes. JSON field names are camelCase; units kW, kWh, s;
+timestamps ISO-8601 UTC.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.alias_generators import to_camel
+
+
+class Model(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+def iso(ts: datetime) -> str:
+    """ISO-8601 UTC with a Z, millisecond precision: the one timestamp format on the wire."""
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Message(Model):
+    """A body published on `<prefix>/<stationId>/<TOPIC>`; `KIND` is its outbox class."""
+
+    SCHEMA: ClassVar[str]
+    TOPIC: ClassVar[str]
+    KIND: ClassVar[str]  # telemetry may be thinned/dropped when the outbox is full; others kept
+
+    def body_json(self) -> str:
+        return self.model_dump_json(by_alias=True, exclude_none=True)
+
+
+def envelope_json(schema: str, station_id: str, seq: int, ts: datetime, body_json: str) -> bytes:
+    """Prefix the body's JSON object with the envelope fields, without re-parsing the body."""
+    head = json.dumps(
+        {"schema": schema, "stationId": station_id, "seq": seq, "ts": iso(ts)},
+        separators=(",", ":"),
+    )
+    rest = body_json[1:]  # body_json is a JSON object: "{...}"
+    return (head[:-1] + ("," + rest if rest != "}" else "}")).encode()
+
+
+# --- telemetry ---------------------------------------------------------------------------
+
+
+class GridReading(Model):
+    power_kw: float = Field(description="> 0 imports from the grid")
+    import_kwh: float | None = Field(None, description="meter import register")
+    export_kwh: float | None = Field(None, description="meter export register")
+    stale: bool = Field(False, description="the meter did not answer in time this cycle")
+
+
+class PvReading(Model):
+    power_kw: float = Field(ge=0, description="PV production")
+    stale: bool = False
+
+
+class BatteryReading(Model):
+    power_kw: float = Field(description="> 0 discharges into the station")
+    soc_pct: float | None = Field(None, ge=0, le=100)
+    setpoint_kw: float | None = Field(None, description="setpoint written this cycle")
+    stale: bool = False
+
+
+class ConnectorReading(Model):
+    charger_id: str
+    idx: int = Field(ge=1)
+    state: str | None = Field(None, description="IEC 61851 state A-F")
+    limit_kw: float = Field(description="limit written to the charger")
+    power_kw: float = Field(description="measured; < 0 is V2G discharge")
+    session_id: str | None = None
+
+
+class Telemetry(Message):
+    SCHEMA: ClassVar[str] = "sems.telemetry.v1"
+    TOPIC: ClassVar[str] = "telemetry"
+    KIND: ClassVar[str] = "telemetry"
+
+    grid: GridReading
+    pv: PvReading | None = None
+    battery: BatteryReading | None = None
+    connectors: list[ConnectorReading] = Field(default_factory=list)
+    budget_kw: float | None = Field(None, description="power the EVs may share this cycle")
+    power_cap_kw: float | None = Field(None, description="active cloud power cap, if any")
+
+
+# --- sessions ----------------------------------------------------------------------------
+
+
+class SessionEvent(Message):
+    SCHEMA: ClassVar[str] = "sems.session.v1"
+    TOPIC: ClassVar[str] = "sessions"
+    KIND: ClassVar[str] = "sessions"
+
+    event: Literal["started", "updated", "stopped"]
+    session_id: str
+    charger_id: str
+    connector_idx: int = Field(ge=1)
+    kind: Literal["charging", "v2g"] = "charging"
+    started_at: datetime
+    stopped_at: datetime | None = None
+    energy_kwh: float = Field(0.0, ge=0, description="energy delivered to the EV")
+    discharged_kwh: float = Field(0.0, ge=0, description="V2G energy taken from the EV")
+    peak_kw: float = Field(0.0, ge=0)
+    vehicle_id: str | None = None
+    fleet_id: str | None = None
+    cost_eur: float = 0.0
+    reason: str | None = Field(None, description="why it stopped (unplugged, cloud, ...)")
+
+
+# --- health ------------------------------------------------------------------------------
+
+
+class DeviceHealth(Model):
+    id: str
+    kind: str = Field(description="meter, battery, inverter or charger")
+    link: Literal["ok", "stale", "offline"]
+    errors: int = Field(0, ge=0, description="failed exchanges since start")
+    last_error: str | None = None
+
+
+class CycleStats(Model):
+    count: int = Field(ge=0)
+    overruns: int = Field(0, ge=0, description="cycles that exceeded their period")
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+
+
+class OutboxHealth(Model):
+    depth: int = Field(ge=0, description="messages waiting for a PUBACK")
+    bytes: int = Field(ge=0)
+    oldest_seq: int | None = None
+    last_seq: int = Field(ge=0, description="last seq allocated")
+    thinned: int = Field(0, ge=0, description="telemetry rows removed by thinning (total)")
+    dropped: int = Field(0, ge=0, description="telemetry rows dropped when full (total)")
+
+
+class UplinkHealth(Model):
+    connected: bool
+    last_error: str | None = None
+    reconnects: int = Field(0, ge=0)
+    rejected: int = Field(0, ge=0, description="PUBACKs with a failure reason code")
+
+
+class BatteryHealth(Model):
+    soh_pct: float | None = Field(None, ge=0, le=100)
+    alarms: list[str] = Field(default_factory=list)
+
+
+class DiskHealth(Model):
+    free_bytes: int = Field(ge=0)
+    total_bytes: int = Field(ge=0)
+
+
+class Health(Message):
+    SCHEMA: ClassVar[str] = "sems.health.v1"
+    TOPIC: ClassVar[str] = "health"
+    KIND: ClassVar[str] = "health"
+
+    reason: Literal["periodic", "change", "startup"] = "periodic"
+    devices: list[DeviceHealth] = Field(default_factory=list)
+    cycles: CycleStats | None = None
+    outbox: OutboxHealth | None = None
+    uplink: UplinkHealth | None = None
+    battery: BatteryHealth | None = None
+    disk: DiskHealth | None = None
+    degraded: list[str] = Field(default_factory=list, description="active degraded modes")
+
+
+# --- savings -----------------------------------------------------------------------------
+
+
+class Savings(Message):
+    SCHEMA: ClassVar[str] = "sems.savings.v1"
+    TOPIC: ClassVar[str] = "savings"
+    KIND: ClassVar[str] = "savings"
+
+    period: Literal["15min", "day"]
+    start: datetime
+    end: datetime
+    import_kwh: float = Field(0.0, ge=0)
+    export_kwh: float = Field(0.0, ge=0)
+    ev_kwh: float = Field(0.0, ge=0, description="energy delivered to EVs")
+    pv_kwh: float = Field(0.0, ge=0)
+    battery_discharge_kwh: float = Field(0.0, ge=0)
+    cost_eur: float = Field(description="what the period cost")
+    baseline_cost_eur: float = Field(description="what it would have cost without the agent")
+    savings_eur: float
+    peak_kw: float = Field(0.0, ge=0)
+    co2_kg: float | None = None
+
+
+# --- state and replies -------------------------------------------------------------------
+
+
+class State(Message):
+    """Retained presence. Not stored in the outbox: its `seq` is the station's last
+    allocated seq at the time (a high-water mark), not a new number."""
+
+    SCHEMA: ClassVar[str] = "sems.state.v1"
+    TOPIC: ClassVar[str] = "state"
+    KIND: ClassVar[str] = "state"
+
+    status: Literal["online", "offline"]
+    version: str
+    started: datetime
+
+
+class ReplyError(Model):
+    code: Literal[
+        "invalid_json",
+        "too_large",
+        "invalid",
+        "invalid_id",
+        "unknown_command",
+        "expired",
+        "not_found",
+        "unavailable",
+        "failed",
+    ]
+    message: str
+
+
+class Reply(Message):
+    SCHEMA: ClassVar[str] = "sems.reply.v1"
+    TOPIC: ClassVar[str] = "reply"
+    KIND: ClassVar[str] = "reply"
+
+    command_id: str | None = Field(description="the command's id (null when it had none)")
+    command: str = Field(description="the command name from the topic")
+    status: Literal["ok", "error"]
+    result: dict[str, Any] | None = None
+    error: ReplyError | None = None
+
+
+UPLINK_MESSAGES: tuple[type[Message], ...] = (
+    Telemetry,
+    SessionEvent,
+    Health,
+    Savings,
+    State,
+    Reply,
+)
+
+
+class Envelope(Model):
+    schema_: str = Field(alias="schema", description="message schema name and version")
+    station_id: str
+    seq: int = Field(
+        ge=0, description="per station, strictly increasing, survives restarts (state: high-water mark)"
+    )
+    ts: datetime = Field(description="when the message was committed")
+
+
+_FULL: dict[type[Message], type[Model]] = {}
+
+
+def full_model(cls: type[Message]) -> type[Model]:
+    """The message as it appears on the wire: envelope fields plus the body."""
+    if cls not in _FULL:
+        fields: dict[str, Any] = {
+            name: (info.annotation, info) for name, info in Envelope.model_fields.items()
+        }
+        model = create_model(f"{cls.__name__}Message", __base__=cls, **fields)
+        model.__doc__ = f"`{cls.TOPIC}`: {(cls.__doc__ or cls.SCHEMA).strip()}"
+        _FULL[cls] = model
+    return _FULL[cls]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

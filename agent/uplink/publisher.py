@@ -1,0 +1,365 @@
+"""The MQTT side of the uplink: connect, drain the outbox in seq order, take commands.
+
+One session per connection:
+- CONNECT with a retained Will (`state` offline), then publish `state` online (retained).
+- Subscribe to `cmd/+`; each command goes to the dispatcher, whose reply lands in the
+  outbox (and, for an MQTT v5 response topic, is published directly).
+- Drain: QoS 1, oldest first, `window` publishes in flight; a row is deleted only after its
+  PUBACK arrived with a success reason code (< 0x80). aiomqtt's `publish()` returns
+  normally on a v5 failure code, so `AckClient` takes the code from paho's `on_publish`.
+- A dead link is noticed by paho's keepalive (about 2 x keepalive), which ends aiomqtt's
+  message iterator; everything in flight is then resent after the reconnect.
+- Reconnects back off exponentially with jitter, up to `backoff_max_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from agent.uplink.outbox import Outbox, Row
+from agent.uplink.settings import MqttSettings
+
+log = logging.getLogger(__name__)
+
+# Rows read from SQLite per query while draining.
+FETCH = 500
+# Acknowledged rows are deleted in batches: at this many, or after ACK_FLUSH_S.
+ACK_BATCH = 500
+ACK_FLUSH_S = 0.05
+
+
+class PublishRejected(aiomqtt.MqttError):
+    """The broker answered a PUBLISH with a failure reason code (ACL, quota, ...)."""
+
+
+class AckClient(aiomqtt.Client):
+    """aiomqtt client whose QoS 1 publishes resolve to the PUBACK reason code.
+
+    aiomqtt drops the reason code paho passes to on_publish; we keep our own table of
+    futures keyed by message id (aiomqtt's private `_client` is the paho client; pinned
+    aiomqtt <3)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._acks: dict[int, asyncio.Future[int]] = {}
+
+    def publish_qos1(
+        self, topic: str, payload: bytes, *, retain: bool = False,
+        properties: Properties | None = None,
+    ) -> asyncio.Future[int]:
+        """Send now; the future resolves to the PUBACK reason code (0 on MQTT 3.1.1)."""
+        info = self._client.publish(topic, payload, 1, retain, properties)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._acks[info.mid] = future
+        return future
+
+    def _on_publish(
+        self, client: paho.Client, userdata: Any, mid: int, reason_code: ReasonCode,
+        properties: Properties,
+    ) -> None:
+        future = self._acks.pop(mid, None)
+        if future is None:
+            super()._on_publish(client, userdata, mid, reason_code, properties)
+        elif not future.done():
+            future.set_result(int(reason_code.value))
+
+    def fail_pending(self, error: BaseException) -> None:
+        for future in self._acks.values():
+            if not future.done():
+                future.set_exception(error)
+                future.exception()  # retrieved: nobody may be awaiting it any more
+        self._acks.clear()
+
+
+def reason_name(code: int) -> str:
+    try:
+        return ReasonCode(paho.PacketTypes.PUBACK, identifier=code).getName()
+    except Exception:  # an out-of-spec code from a broken broker
+        return f"reason code {code}"
+
+
+class Backoff:
+    """Exponential delays with jitter: base * 2^n, capped, each scaled by U(0.5, 1)."""
+
+    def __init__(self, initial: float, maximum: float, rng: random.Random | None = None):
+        self.initial, self.maximum = initial, maximum
+        self.rng = rng or random.Random()
+        self.attempt = 0
+
+    def next(self) -> float:
+        ceiling = min(self.maximum, self.initial * 2 ** min(self.attempt, 30))
+        self.attempt += 1
+        return ceiling * self.rng.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+@dataclass
+class UplinkStatus:
+    connected: bool = False
+    last_error: str | None = None
+    reconnects: int = 0
+    rejected: int = 0
+    published: int = 0
+    connected_since: float | None = None
+    # Commit-to-PUBACK latencies (s) of the last published rows, for the benchmark/health.
+    latencies: list[float] = field(default_factory=list)
+    keep_latencies: int = 0
+
+
+CommandHandler = Callable[[str, bytes, str | None, bytes | None], Awaitable[list[tuple[str, bytes, bytes | None]]]]
+"""(command name, payload, v5 response topic, correlation data) -> direct publishes."""
+
+
+class Publisher:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        outbox: Outbox,
+        *,
+        state_payload: Callable[[str], bytes],
+        on_command: CommandHandler | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.outbox = outbox
+        self.state_payload = state_payload
+        self.on_command = on_command
+        self.status = UplinkStatus()
+        self.backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s, rng)
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        outbox.add_listener(self._notify)
+
+    def _notify(self) -> None:
+        # Appends may come from another thread (an executor); hop onto our loop.
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._wake.set()
+        else:
+            loop.call_soon_threadsafe(self._wake.set)
+
+    # --- connection ---------------------------------------------------------------------
+
+    def _client(self) -> AckClient:
+        s = self.settings
+        tls_context = None
+        if s.tls:
+            tls_context = ssl.create_default_context(cafile=str(s.tls_ca_file))
+            if s.tls_cert_file is not None:
+                tls_context.load_cert_chain(str(s.tls_cert_file), str(s.tls_key_file))
+            if s.tls_insecure:
+                tls_context.check_hostname = False
+        v5 = s.protocol == "5"
+        will = aiomqtt.Will(
+            s.topic("state"), self.state_payload("offline"), qos=1, retain=True
+        )
+        return AckClient(
+            s.host,
+            s.port,
+            username=s.username,
+            password=s.resolved_password(),
+            identifier=s.client_id or f"sems-{s.station_id}",
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            will=will,
+            # A persistent session keeps our cmd/ subscription's queued commands while away.
+            clean_session=None if v5 else False,
+            clean_start=False if v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=_session_expiry(7 * 24 * 3600) if v5 else None,
+            keepalive=s.keepalive_s,
+            timeout=s.connect_timeout_s,
+            tls_context=tls_context,
+            tls_insecure=s.tls_insecure if s.tls else None,
+            max_inflight_messages=s.window,
+        )
+
+    async def run(self) -> None:
+        """Connect, serve, reconnect; forever (cancel the task to stop)."""
+        self._loop = asyncio.get_running_loop()
+        while True:
+            delivered = False
+            try:
+                delivered = await self._session()
+            except aiomqtt.MqttError as exc:
+                self.status.last_error = _describe(exc)
+                log.warning("uplink: %s", self.status.last_error)
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                # TLS files missing, password file unreadable, ...: keep trying, say why.
+                self.status.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("uplink: %s", self.status.last_error)
+            except Exception as exc:  # a bug or a broken store must not end the uplink
+                self.status.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("uplink: session failed")
+            finally:
+                self.status.connected = False
+                self.status.connected_since = None
+            if delivered:
+                self.backoff.reset()
+            await asyncio.sleep(self.backoff.next())
+            self.status.reconnects += 1
+
+    async def _session(self) -> bool:
+        """One connection. Returns True when it delivered something (resets the backoff)."""
+        client = self._client()
+        published_before = self.status.published
+        try:
+            async with client:
+                self.status.connected = True
+                self.status.connected_since = time.monotonic()
+                self.status.last_error = None
+                log.info("uplink: connected to %s:%d", self.settings.host, self.settings.port)
+                code = await client.publish_qos1(
+                    self.settings.topic("state"), self.state_payload("online"), retain=True
+                )
+                if code >= 0x80:
+                    raise PublishRejected(f"state rejected: {reason_name(code)}")
+                await client.subscribe(self.settings.topic("cmd/+"), qos=1)
+                try:
+                    async with asyncio.TaskGroup() as tasks:
+                        tasks.create_task(self._drain(client))
+                        tasks.create_task(self._commands(client))
+                except asyncio.CancelledError:
+                    # Shutting down: a clean DISCONNECT suppresses the Will, so say it.
+                    with contextlib.suppress(Exception):
+                        offline = client.publish_qos1(
+                            self.settings.topic("state"), self.state_payload("offline"),
+                            retain=True,
+                        )
+                        await asyncio.wait_for(offline, 2.0)
+                    raise
+        except BaseExceptionGroup as group:
+            # The TaskGroup wraps what ended the session; report the first real cause.
+            raise _first(group) from None
+        finally:
+            client.fail_pending(aiomqtt.MqttError("disconnected"))
+        return self.status.published > published_before
+
+    async def _commands(self, client: AckClient) -> None:
+        # Ends with MqttError when the connection drops (keepalive or socket): that is how
+        # the session learns of it, and the TaskGroup then stops the drain.
+        async for message in client.messages:
+            if self.on_command is None:
+                continue
+            name = str(message.topic).rsplit("/", 1)[-1]
+            props = message.properties
+            response_topic = getattr(props, "ResponseTopic", None) if props else None
+            correlation = getattr(props, "CorrelationData", None) if props else None
+            payload = message.payload if isinstance(message.payload, bytes) else str(
+                message.payload or ""
+            ).encode()
+            try:
+                direct = await self.on_command(name, payload, response_topic, correlation)
+            except Exception:  # the dispatcher already turns bad input into replies
+                log.exception("uplink: command %s crashed the dispatcher", name)
+                continue
+            for topic, body, corr in direct:
+                props_out = None
+                if corr is not None:
+                    props_out = Properties(paho.PacketTypes.PUBLISH)
+                    props_out.CorrelationData = corr
+                # Fire and forget: a lost direct reply is also in the outbox (reply/<id>).
+                with contextlib.suppress(aiomqtt.MqttError, ValueError):
+                    client.publish_qos1(topic, body, properties=props_out)
+
+    async def _drain(self, client: AckClient) -> None:
+        window = asyncio.Semaphore(self.settings.window)
+        acked: list[int] = []
+        failure: list[BaseException] = []
+        flush_now = asyncio.Event()
+        cursor = 0  # everything still in the outbox is unacknowledged: resend from oldest
+
+        def on_ack(row: Row, future: asyncio.Future[int]) -> None:
+            window.release()
+            if future.cancelled() or future.exception() is not None:
+                return
+            code = future.result()
+            if code >= 0x80:
+                self.status.rejected += 1
+                failure.append(PublishRejected(f"seq {row.seq} rejected: {reason_name(code)}"))
+                self._wake.set()
+                return
+            acked.append(row.seq)
+            self.status.published += 1
+            if self.status.keep_latencies:
+                self.status.latencies.append(time.time() - row.created)
+            if len(acked) >= ACK_BATCH:
+                flush_now.set()
+
+        async def flusher() -> None:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(flush_now.wait(), ACK_FLUSH_S)
+                flush_now.clear()
+                if acked:
+                    batch = acked[:]
+                    del acked[:]
+                    self.outbox.delete(batch)
+
+        flush_task = asyncio.create_task(flusher())
+        try:
+            while True:
+                self._wake.clear()
+                rows = self.outbox.fetch_after(cursor, FETCH)
+                if not rows:
+                    await self._wake.wait()
+                for row in rows:
+                    await window.acquire()
+                    if failure:
+                        raise failure[0]
+                    try:
+                        future = client.publish_qos1(row.topic, row.payload)
+                    except BaseException:
+                        window.release()
+                        raise
+                    future.add_done_callback(lambda f, row=row: on_ack(row, f))
+                    cursor = row.seq
+                if failure:
+                    raise failure[0]
+        finally:
+            flush_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flush_task
+            if acked:  # acknowledged before the link went: never resend these
+                self.outbox.delete(acked)
+
+
+def _session_expiry(seconds: int) -> Properties:
+    props = Properties(paho.PacketTypes.CONNECT)
+    props.SessionExpiryInterval = seconds
+    return props
+
+
+def _first(group: BaseExceptionGroup) -> BaseException:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first(exc)
+        return exc
+    return group
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, aiomqtt.MqttCodeError) and isinstance(exc.rc, ReasonCode):
+        return f"{exc.rc.getName()} ({exc.rc.value})"
+    return str(exc) or type(exc).__name__
