@@ -181,7 +181,7 @@ class ModbusDevice:
     def _decode_checked(self, target: Target, raw_regs: dict[Key, list[int]], now: float) -> Value:
         p = target.point
         regs = raw_regs[target.key]
-        if self.profile.sunspec and p.type != "string" and p.enum is None:
+        if self.profile.sunspec and p.type != "string":
             raw = decode_raw(p, regs)
             if sunspec_not_implemented(p, raw):
                 return None
