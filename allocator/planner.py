@@ -125,6 +125,15 @@ class Plan:
     solve_seconds: float
     build_seconds: float
     battery_energy: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    billing_hours: float = 0.25  # the demand charge's averaging interval (a slot)
+    slot_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+
+    def slot_energy(self) -> np.ndarray:
+        """Planned net import per billing slot (kWh), sub-intervals summed."""
+        out = np.zeros(int(self.slot_index.max(initial=-1)) + 1)
+        np.add.at(out, self.slot_index, self.grid_power * self.slot_hours)
+        return out
+    peak_cap: np.ndarray = field(default_factory=lambda: np.zeros(0))  # capacity / DR caps
 
     def slot_at(self, hours: float) -> int:
         """Index of the slot containing `hours` (from plan start); clamped to the horizon."""
@@ -310,27 +319,57 @@ class _Layout:
     unmet: dict[str, int]
     present: dict[str, np.ndarray]
     peak_cap: np.ndarray
+    slot_of: np.ndarray
 
 
-def _build(req: PlanRequest) -> tuple[_Model, _Layout]:
-    n = req.slots
-    sh = req.slot_hours
+def _grid(req: PlanRequest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sub-intervals: billing slots split at every session arrival and departure inside
+    them, so a session is either connected for a whole sub-interval or not at all and the
+    planned powers hold at every instant, not only on a slot's average."""
+    n, sh = req.slots, req.slot_hours
     dt = np.full(n, sh)
     if req.first_slot_hours is not None:
         dt[0] = req.first_slot_hours
-    starts = np.concatenate([[0.0], np.cumsum(dt)[:-1]])
+    slot_ends = np.cumsum(dt)
+    points = set(np.concatenate([[0.0], slot_ends]).round(9).tolist())
+    horizon = float(slot_ends[-1])
+    for s in req.sessions:
+        for x in (s.arrival_h, s.departure_h):
+            if 0.0 < x < horizon:
+                points.add(round(float(x), 9))
+    boundaries = set(slot_ends.round(9).tolist())
+    edges = [0.0]
+    for x in sorted(points)[1:]:
+        # An arrival within a second of another edge would only add a sliver column.
+        if x - edges[-1] < 1.0 / 3600:
+            if x in boundaries:
+                edges[-1] = x
+            continue
+        edges.append(x)
+    edges_arr = np.array(edges)
+    starts, ends = edges_arr[:-1], edges_arr[1:]
+    slot_of = np.minimum(np.searchsorted(slot_ends, starts + 1e-9, side="right"), n - 1)
+    return starts, ends - starts, slot_of
+
+
+def _build(req: PlanRequest) -> tuple[_Model, _Layout]:
+    nslots = req.slots
+    sh = req.slot_hours
+    starts, dt, slot_of = _grid(req)
+    n = len(dt)
     ends = starts + dt
-    price_imp = _series(req, "import_price", req.import_price, n)
-    price_exp = _series(req, "export_price", req.export_price, n)
-    pv = np.maximum(_series(req, "pv_power", req.pv_power, n), 0.0)
-    base = _series(req, "base_load", req.base_load, n)
-    ci = _series(req, "carbon_intensity", req.carbon_intensity, n)
+    price_imp = _series(req, "import_price", req.import_price, nslots)[slot_of]
+    price_exp = _series(req, "export_price", req.export_price, nslots)[slot_of]
+    pv = np.maximum(_series(req, "pv_power", req.pv_power, nslots), 0.0)[slot_of]
+    base = _series(req, "base_load", req.base_load, nslots)[slot_of]
+    ci = _series(req, "carbon_intensity", req.carbon_intensity, nslots)[slot_of]
     carbon = req.carbon_price * ci * 1e-6  # EUR/t * g/kWh -> EUR/kWh
-    cap = np.full(n, req.grid_capacity)
+    slot_cap = np.full(nslots, req.grid_capacity)
     if req.import_caps is not None:
         for t, c in enumerate(req.import_caps):
             if c is not None:
-                cap[t] = min(cap[t], max(0.0, float(c)))
+                slot_cap[t] = min(slot_cap[t], max(0.0, float(c)))
+    cap = slot_cap[slot_of]
     exp_cap = req.export_capacity if req.export_capacity is not None else req.grid_capacity
     penalty = req.unmet_penalty
     if penalty is None:
@@ -361,11 +400,15 @@ def _build(req: PlanRequest) -> tuple[_Model, _Layout]:
         # When the battery starts outside its window it may only move toward it.
         lo_bound, hi_bound = min(e_min, e_now), max(e_max, e_now)
         e_end = e_now if b.end_energy is None else b.end_energy
-        e_end = min(max(e_end, lo_bound), hi_bound)
+        # Never ask for more than charging flat out could reach: the plan must solve.
+        reachable = e_now + b.max_charge_power * b.charge_efficiency * float(dt.sum())
+        e_end = min(max(e_end, lo_bound), hi_bound, reachable)
         prev = None
         for t in range(n):
-            bc.append(m.col(0.0, b.max_charge_power * dt[t], wear + _EARLY_EPS))
-            bd.append(m.col(0.0, b.max_discharge_power * dt[t], wear + _EARLY_EPS))
+            # Ties: store early and discharge late, keeping energy in hand for arrivals the
+            # planner cannot see yet.
+            bc.append(m.col(0.0, b.max_charge_power * dt[t], wear + _EARLY_EPS * (1 + starts[t] / sh)))
+            bd.append(m.col(0.0, b.max_discharge_power * dt[t], wear + _EARLY_EPS * (1 + (ends[-1] - starts[t]) / sh)))
             e = m.col(lo_bound, hi_bound)
             benergy.append(e)
             # e_t - e_{t-1} - eta_c*bc + bd/eta_d = 0
@@ -407,7 +450,7 @@ def _build(req: PlanRequest) -> tuple[_Model, _Layout]:
         delivered_vals: list[float] = []
         prev_e: int | None = None
         for t in slots:
-            c = m.col(0.0, pmax * present[t], _EARLY_EPS * (t + 1))
+            c = m.col(0.0, pmax * present[t], _EARLY_EPS * (1 + starts[t] / sh))
             charge[s.session_id][t] = c
             per_slot_ev[t].append((c, -1.0))
             per_charger.setdefault((s.charger_id, t), []).append(c)
@@ -439,6 +482,9 @@ def _build(req: PlanRequest) -> tuple[_Model, _Layout]:
     for (cid, t), cols in per_charger.items():
         m.row(cols, [1.0] * len(cols), -inf, chargers[cid] * dt[t])
 
+    in_slot: dict[int, list[int]] = {}
+    for t in range(n):
+        in_slot.setdefault(int(slot_of[t]), []).append(t)
     for t in range(n):
         cols = [imp[t], exp[t], over[t], curtail[t]]
         vals = [1.0, -1.0, 1.0, -1.0]
@@ -450,13 +496,16 @@ def _build(req: PlanRequest) -> tuple[_Model, _Layout]:
             vals.append(v)
         rhs = (base[t] - pv[t]) * dt[t]
         m.row(cols, vals, rhs, rhs)
+    for k, subs in in_slot.items():
         # Demand: the slot's 15-minute average import (including what the running slot
         # already imported before this plan) stays under the peak.
-        already = req.imported_in_first_slot if t == 0 else 0.0
-        m.row([imp[t], over[t], peak], [1.0 / sh, 1.0 / sh, -1.0], -inf, -already / sh)
+        already = req.imported_in_first_slot if k == 0 else 0.0
+        cols = [imp[t] for t in subs] + [over[t] for t in subs] + [peak]
+        vals = [1.0 / sh] * (2 * len(subs)) + [-1.0]
+        m.row(cols, vals, -inf, -already / sh)
 
     layout = _Layout(dt, starts, imp, exp, over, bc, bd, benergy, peak, charge, v2g, unmet,
-                     present_by, cap)
+                     present_by, cap, slot_of)
     return m, layout
 
 
@@ -502,10 +551,15 @@ def _extract(req: PlanRequest, lay: _Layout, x: np.ndarray, obj: float, status: 
         solve_seconds=solve_s,
         build_seconds=build_s,
         battery_energy=benergy,
+        peak_cap=lay.peak_cap.copy(),
+        billing_hours=req.slot_hours,
+        slot_index=lay.slot_of.copy(),
     )
 
 
-def apply_plan(request: Mapping[str, Any], plan: Plan, hours: float) -> dict[str, Any]:
+def apply_plan(request: Mapping[str, Any], plan: Plan, hours: float, *,
+               interval_import_kwh: float | None = None,
+               interval_remaining_h: float | None = None) -> dict[str, Any]:
     """Turn the plan's slot at `hours` into an allocator request (the DESIGN.md contract).
 
     The allocator stays the safety authority: the plan only narrows what it may hand out.
@@ -513,7 +567,11 @@ def apply_plan(request: Mapping[str, Any], plan: Plan, hours: float) -> dict[str
       V2G discharge is commanded separately, see `v2g_setpoints`);
     - sessions with a positive target get the highest priority, so when the station is
       short of power the planned charging is served first;
-    - the slot's import cap replaces gridCapacity when it is lower;
+    - the slot's import cap replaces gridCapacity when it is lower. The demand charge is on
+      the 15-minute average, so when the meter's import so far in the running interval
+      (`interval_import_kwh`) and the time left in it (`interval_remaining_h`) are given,
+      the cap is what keeps that average at the planned peak: an EV arriving mid-slot may
+      draw above the average for the part of the slot it is there;
     - the battery block is narrowed to the planned direction: a discharge setpoint caps
       `maxDischargePower` (and forbids charging), a charge setpoint caps `maxChargePower`.
     Sessions the plan does not know (arrived since) pass through unchanged.
@@ -521,6 +579,10 @@ def apply_plan(request: Mapping[str, Any], plan: Plan, hours: float) -> dict[str
     t = plan.slot_at(hours)
     out = dict(request)
     cap = float(plan.import_cap[t])
+    if interval_import_kwh is not None and interval_remaining_h is not None \
+            and interval_remaining_h > 1e-9:
+        budget = plan.peak * plan.billing_hours - interval_import_kwh
+        cap = max(cap, min(float(plan.peak_cap[t]), budget / interval_remaining_h))
     out["gridCapacity"] = min(float(request["gridCapacity"]), cap)
     sessions = []
     for s in request.get("sessions", []):
