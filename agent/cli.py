@@ -15,6 +15,13 @@ import sys
 # name -> (module under agent.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "allocate": ("allocate", "share a station's power for a request (JSON file or -)"),
+    "status": ("status", "grid, battery, PV, every connector and the uplink, live"),
+    "devices": ("devices", "each device's link state, latency and errors"),
+    "sessions": ("sessions", "active sessions (or --history) with limits and energy"),
+    "outbox": ("outbox", "uplink connection and what waits in the outbox"),
+    "read": ("read", "read raw Modbus registers (configured device or ad hoc)"),
+    "write": ("write", "write raw Modbus registers (configured device or ad hoc)"),
+    "scan": ("scan", "find the unit ids answering on an RS-485 bus"),
     "demo": ("demo", "run a simulated station with the agent and show it working"),
     "config": ("config", "check an agent settings file"),
 }

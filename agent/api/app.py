@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from agent.api import electra, fleet, metrics
+from agent.api import electra, fleet, metrics, station
 from agent.api.context import (
     ApiContext,
     ApiError,
@@ -108,5 +108,6 @@ def create_app(ctx: ApiContext, *, title: str = "sems-edge local API") -> FastAP
 
     app.include_router(electra.router)
     app.include_router(fleet.router)
+    app.include_router(station.router)
     app.include_router(metrics.router)
     return app

@@ -8,6 +8,7 @@ uplink signals, no battery) the answer says so instead of inventing figures.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -128,7 +129,7 @@ def _session_routes(kind: Literal["charging", "v2g"], prefix: str) -> None:
         _check_connector(ctx, body.charger_id, body.connector_idx)
         data = body.model_dump(mode="json", exclude={"vehicle_id", "fleet_id"})
         rec = store.create_session(kind, body.vehicle_id, body.fleet_id, data, _now(request))
-        _push_schedule(ctx, body.vehicle_id, body.fleet_id, data)
+        _push_schedule(ctx, rec["id"], body.vehicle_id, body.fleet_id, data)
         return _session_out(rec, _live(ctx), store)
 
     @router.get(prefix + "/{session_id}", response_model=FleetSession, tags=tag, responses=_404,
@@ -148,7 +149,7 @@ def _session_routes(kind: Literal["charging", "v2g"], prefix: str) -> None:
         if rec["status"] == "scheduled":
             _check_connector(ctx, data.get("charger_id"), data.get("connector_idx"))
         rec = store.update_session(session_id, _now(request), data=data)
-        _push_schedule(ctx, rec["vehicle_id"], rec["fleet_id"], data)
+        _push_schedule(ctx, rec["id"], rec["vehicle_id"], rec["fleet_id"], data)
         return _session_out(rec, _live(ctx), store)
 
     @router.delete(prefix + "/{session_id}", status_code=204, tags=tag, responses=_404,
@@ -209,16 +210,18 @@ def _field_error(field: str, reason: str) -> JSONResponse:
                                                   "reason": reason, "errors": [{"field": field, "reason": reason}]})
 
 
-def _push_schedule(ctx: ApiContext, vehicle_id: str, fleet_id: str | None, data: dict[str, Any]) -> None:
-    """Tell the planner's inputs (agent.signals) when the vehicle leaves and what it needs."""
-    signals = ctx.signals
-    setter = getattr(signals, "set_vehicle_schedule", None)
-    if setter is None or not data.get("departure"):
+def _push_schedule(ctx: ApiContext, rec_id: str, vehicle_id: str, fleet_id: str | None,
+                   data: dict[str, Any]) -> None:
+    """Give the planner (through agent.signals) the vehicle's departure and energy target."""
+    if ctx.signals is None or not data.get("departure") or not data.get("battery_capacity_kwh"):
         return
-    target = None
-    if data.get("battery_capacity_kwh"):
-        target = (data["end_level"] - data["start_level"]) / 100.0 * data["battery_capacity_kwh"]
-    setter(vehicle_id=vehicle_id, departure=data["departure"], energy_target_kwh=target, fleet_id=fleet_id)
+    from agent import signals as sig
+
+    target = (data["end_level"] - data["start_level"]) / 100.0 * data["battery_capacity_kwh"]
+    ctx.signals.add_vehicle_schedule(sig.VehicleSchedule(
+        id=f"api-{rec_id}", vehicle_id=vehicle_id, departure=data["departure"],
+        energy_target_kwh=min(1000.0, target), fleet_id=fleet_id, target_soc_pct=data["end_level"],
+    ))
 
 
 _session_routes("charging", "/charging/sessions")
@@ -277,11 +280,6 @@ async def optimization_results(opt_id: str, request: Request) -> OptimizationRes
 
 # ---------------------------------------------------------------- grid
 
-def _signal(ctx: ApiContext, name: str, *args: Any) -> Any:
-    fn = getattr(ctx.signals, name, None)
-    return fn(*args) if fn is not None else None
-
-
 @router.get("/grid/status", tags=["grid"], summary="Grid connection: capacity, import, headroom, cap")
 async def grid_status(request: Request) -> dict[str, Any]:
     view = _ctx(request).station_view()
@@ -294,13 +292,17 @@ async def grid_status(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/grid/price", tags=["grid"], summary="Import/export price now and the known tariff")
+@router.get("/grid/price", tags=["grid"], summary="Import/export price now and the demand charge")
 async def grid_price(request: Request) -> dict[str, Any]:
     ctx = _ctx(request)
-    tariff = _signal(ctx, "tariff_at", ctx.now())
-    if tariff is None:
-        return {"ts": iso(ctx.now()), "known": False, "import_eur_kwh": None, "export_eur_kwh": None}
-    return {"ts": iso(ctx.now()), "known": True, **_plain(tariff)}
+    now = ctx.now()
+    slot = ctx.signals.price_at(now) if ctx.signals is not None else None
+    if slot is None:
+        return {"ts": iso(now), "known": False, "import_eur_kwh": None, "export_eur_kwh": None,
+                "demand_charge_eur_kw": None}
+    return {"ts": iso(now), "known": True, "import_eur_kwh": slot.import_eur_kwh,
+            "export_eur_kwh": slot.export_eur_kwh, "slot_start": iso(slot.start), "slot_end": iso(slot.end),
+            "demand_charge_eur_kw": ctx.signals.demand_charge_eur_kw(now)}  # type: ignore[union-attr]
 
 
 @router.get("/grid/demand", tags=["grid"], summary="Station demand now: base load and EVs")
@@ -357,12 +359,13 @@ async def battery_optimization(request: Request, body: FleetOptimizationRequest 
              summary="Schedule a maintenance window (battery out of dispatch)")
 async def battery_maintenance(body: MaintenanceRequest, request: Request) -> Any:
     ctx = _ctx(request)
-    setter = getattr(ctx.signals, "schedule_maintenance", None)
-    if setter is None:
+    if ctx.signals is None:
         return JSONResponse(status_code=503, content={"error": "maintenance windows need the agent's signals store, absent in this mode"})
-    stored = setter(start=body.start, end=body.end, reason=body.reason)
-    return {"scheduled": True, "start": iso(body.start), "end": iso(body.end), "reason": body.reason,
-            "stored": _plain(stored) if stored is not None else None}
+    from agent import signals as sig
+
+    window = ctx.signals.add_battery_maintenance(sig.BatteryMaintenance(
+        id=str(uuid.uuid4()), kind=body.kind, start=body.start, end=body.end, target_soc_pct=body.target_soc_pct))
+    return {"scheduled": True, **window.model_dump(mode="json")}
 
 
 # ---------------------------------------------------------------- fleet and vehicles
@@ -449,12 +452,14 @@ async def vehicle_v2g(vehicle_id: IdPath, request: Request) -> dict[str, Any]:
              summary="Departure and energy target of a vehicle (planner input)")
 async def vehicle_schedule(vehicle_id: IdPath, body: VehicleSchedule, request: Request) -> Any:
     ctx = _ctx(request)
-    setter = getattr(ctx.signals, "set_vehicle_schedule", None)
-    if setter is None:
+    if ctx.signals is None:
         return JSONResponse(status_code=503, content={"error": "vehicle schedules need the agent's signals store, absent in this mode"})
-    setter(vehicle_id=vehicle_id, departure=body.departure, energy_target_kwh=body.energy_target_kwh,
-           fleet_id=body.fleet_id)
-    return {"vehicle_id": vehicle_id, **body.model_dump(mode="json")}
+    from agent import signals as sig
+
+    schedule = ctx.signals.add_vehicle_schedule(sig.VehicleSchedule(
+        id=str(uuid.uuid4()), vehicle_id=vehicle_id, departure=body.departure,
+        energy_target_kwh=body.energy_target_kwh, fleet_id=body.fleet_id, target_soc_pct=body.target_soc_pct))
+    return {"scheduled": True, **schedule.model_dump(mode="json")}
 
 
 # ---------------------------------------------------------------- analytics

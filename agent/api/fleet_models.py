@@ -121,9 +121,10 @@ class OptimizationList(BaseModel):
 
 
 class MaintenanceRequest(_Body):
+    kind: Literal["calibration", "balancing", "inspection"] = "inspection"
     start: AwareDatetime
     end: AwareDatetime
-    reason: str = Field(default="", max_length=200)
+    target_soc_pct: float | None = Level
 
     @model_validator(mode="after")
     def _window(self) -> MaintenanceRequest:
@@ -134,15 +135,9 @@ class MaintenanceRequest(_Body):
 
 class VehicleSchedule(_Body):
     departure: AwareDatetime
-    energy_target_kwh: float | None = Field(default=None, gt=0, le=2000)
-    end_level: float | None = Level
+    energy_target_kwh: float = Field(gt=0, le=1000, description="Energy wanted by departure, kWh")
     fleet_id: str | None = Field(default=None, min_length=1, max_length=64)
-
-    @model_validator(mode="after")
-    def _target(self) -> VehicleSchedule:
-        if self.energy_target_kwh is None and self.end_level is None:
-            raise ValueError("energy_target_kwh: give energy_target_kwh or end_level")
-        return self
+    target_soc_pct: float | None = Level
 
 
 class FleetOptimizationRequest(_Body):

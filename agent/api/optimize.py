@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from agent.api.context import ApiContext
@@ -42,7 +42,15 @@ def build_request(ctx: ApiContext, params: dict[str, Any]) -> tuple[lp.PlanReque
     slot_h = params.get("slot_minutes", 15) / 60.0
     n = max(1, math.ceil(params.get("horizon_hours", 24) / slot_h))
     horizon_h = n * slot_h
-    price = params.get("import_price_eur_kwh") or 0.0
+    flat = params.get("import_price_eur_kwh") or 0.0
+    starts = [now + timedelta(hours=k * slot_h) for k in range(n)]
+    slots = [ctx.signals.price_at(t) if ctx.signals is not None else None for t in starts]
+    # The tariff where it is known, the caller's flat price (or 0: peak and unmet only) beyond.
+    import_price = [s.import_eur_kwh if s else flat for s in slots]
+    export_price = [s.export_eur_kwh if s else 0.0 for s in slots]
+    demand_charge = params.get("demand_charge_eur_kw")
+    if demand_charge is None and ctx.signals is not None:
+        demand_charge = ctx.signals.demand_charge_eur_kw(now)
     store = FleetStore(ctx.store)
     fleet_filter = params.get("fleet_id")
     live = {s.session_id: s for s in ctx.sessions()}
@@ -71,14 +79,14 @@ def build_request(ctx: ApiContext, params: dict[str, Any]) -> tuple[lp.PlanReque
             )
         )
     req = lp.PlanRequest(
-        import_price=[price] * n,
-        export_price=[0.0] * n,
+        import_price=import_price,
+        export_price=export_price,
         pv_power=[view.pv_power_kw or 0.0] * n,
         base_load=[view.base_load_kw or 0.0] * n,
         grid_capacity=config.gridCapacity,
         chargers=[lp.ChargerSpec(c.id, c.maxPower) for c in config.chargers],
         sessions=specs,
-        demand_charge=params.get("demand_charge_eur_kw") or 0.0,
+        demand_charge=demand_charge or 0.0,
         slot_hours=slot_h,
     )
     return req, unplanned
