@@ -1,0 +1,81 @@
+"""The control loop against the simulator over real sockets, in real time (period 100 ms)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hardware_sim.simulator import Simulator
+from sim_helpers import STATION, agent_settings
+
+from agent.clock import RealClock
+from agent.control.devices import StationDevices
+from agent.control.loop import Controller, ControlLoop
+from agent.sessions import SessionTracker
+from agent.store import connect
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def ev(sim, cid, idx, kw):
+    sim.plug(cid, idx, max_kw=kw, capacity_kwh=80.0, soc=0.2, energy_needed_kwh=60.0)
+
+
+def commanded(sim, cid, idx):
+    return next(
+        c["commandedLimit"] for c in sim.state()["connectors"]
+        if c["chargerId"] == cid and c["idx"] == idx
+    )  # fmt: skip
+
+
+async def agent(sim, tmp_path, **control):
+    cfg = agent_settings(sim.endpoints, tmp_path / "agent.db", **control)
+    devices = StationDevices(cfg)
+    clock = RealClock()
+    sessions = SessionTracker(connect(cfg.storage.db_path), clock)
+    loop = ControlLoop(cfg, devices, Controller(cfg, sessions), clock)
+    await loop.start()
+    return loop
+
+
+async def cycles(loop, n):
+    for _ in range(n):
+        await loop.cycle()
+        await asyncio.sleep(loop.s.control.period_s)
+
+
+def test_plug_in_gets_a_limit_within_two_cycles_and_grid_stays_under_capacity(tmp_path):
+    asyncio.run(_plug_in_and_capacity(tmp_path))
+
+
+async def _plug_in_and_capacity(tmp_path):
+    async with Simulator(STATION, rtu_meter=False) as sim:
+        loop = await agent(sim, tmp_path)
+        try:
+            await cycles(loop, 3)
+            assert commanded(sim, "CP1", 1) == 0.0  # vacant connectors are closed
+            ev(sim, "CP1", 1, 50.0)
+            await cycles(loop, 2)
+            assert commanded(sim, "CP1", 1) > 4.0
+            # Arrivals, a base load step and a departure: the grid import stays under
+            # capacity (2 % tolerance for at most 1 s, the chargers' reaction time).
+            await cycles(loop, 10)
+            ev(sim, "CP2", 1, 22.0)
+            ev(sim, "CP1", 2, 50.0)
+            await cycles(loop, 15)
+            sim.set(base_load_kw=25.0)
+            await cycles(loop, 15)
+            sim.unplug("CP1", 1)
+            await cycles(loop, 15)
+            episodes = sim.overload_episodes(0.02)
+            assert all(duration <= 1.0 for _, duration, _ in episodes), episodes
+            state = sim.state()
+            assert state["gridImport"] > 50.0  # and the capacity is actually used
+            assert loop.controller.sessions.started == 3
+            assert loop.controller.sessions.stopped == 1
+            # Only the first cycle may overrun: it opens the connections and loads the
+            # allocator kernel.
+            assert loop.stats.overruns <= 1
+        finally:
+            await loop.shutdown()
+            await loop.devices.close()
