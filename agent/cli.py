@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scan": ("scan", "find the unit ids answering on an RS-485 bus"),
     "demo": ("demo", "run a simulated station with the agent and show it working"),
     "config": ("config", "check an agent settings file"),
+    "run": ("run", "run the station agent daemon (systemd starts this)"),
+    "replay": ("replay", "replay a station day file with the planner or uncontrolled"),
 }
 
 
