@@ -19,6 +19,7 @@ import os
 import random
 import tty
 from collections.abc import Iterable
+from typing import Any
 
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ModbusIOException
@@ -90,7 +91,9 @@ class Responder:
             response = ExceptionResponse(pdu.function_code, ExcCodes.ILLEGAL_FUNCTION)
         else:
             try:
-                response = await pdu.datastore_update(self.stores[pdu.dev_id], pdu.dev_id)
+                # DeviceDatastore provides the two methods the PDUs call (duck-typed).
+                store: Any = self.stores[pdu.dev_id]
+                response = await pdu.datastore_update(store, pdu.dev_id)
             except Exception:  # a bad request must never take the server down
                 log.exception("request failed on %s", device.name)
                 response = ExceptionResponse(pdu.function_code, ExcCodes.DEVICE_FAILURE)

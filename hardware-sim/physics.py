@@ -330,6 +330,10 @@ class StationModel:
             self.history.append((self.t, self.meter.total_kw))
             self._last_history_t = self.t
 
+    def settle(self) -> None:
+        """Recompute the meter after an outside change (set, plug), without time passing."""
+        self._update_meter(0.0)
+
     @property
     def battery_kw(self) -> float:
         return self.battery.power_kw if self.battery else 0.0

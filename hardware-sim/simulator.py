@@ -61,7 +61,7 @@ class Simulator:
         self.control: Any = None  # control.ControlServer when control=True
         self._ticker: asyncio.Task[None] | None = None
         self._drop_timers: dict[str, asyncio.TimerHandle] = {}
-        self.stopped = asyncio.Event()
+        self.stop_requested = asyncio.Event()  # set by the control interface's "stop"
 
     def _build_devices(self, profiles_dir: Path | None) -> None:
         def profile(name: str):  # noqa: ANN202 - local helper
@@ -130,7 +130,6 @@ class Simulator:
         if self.rtu is not None:
             await self.rtu.stop()
             self.rtu = None
-        self.stopped.set()
 
     async def _tick_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -152,6 +151,7 @@ class Simulator:
         self._refresh()
 
     def _refresh(self) -> None:
+        self.model.settle()
         for device in self.devices.values():
             device.refresh()
 
