@@ -1,13 +1,9 @@
-"""Shared helpers for the driver tests: register images built with the driver-independent
-`struct` module, so a codec bug cannot cancel itself out."""
+"""Register images for the driver tests, built with `struct` rather than drivers.codec,
+so a codec bug cannot cancel itself out."""
 
 from __future__ import annotations
 
 import struct
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def f32(value: float) -> list[int]:

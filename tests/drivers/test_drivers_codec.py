@@ -6,9 +6,9 @@ import math
 from dataclasses import replace
 
 import pytest
-from conftest import f32, f64, i16, i32, swap_bytes, swap_words, text, u32
 from hypothesis import given
 from hypothesis import strategies as st
+from regimages import f32, f64, i16, i32, swap_bytes, swap_words, text, u32
 
 from drivers.codec import CodecError, decode, decode_raw, encode
 from drivers.plan import Slot, plan_blocks

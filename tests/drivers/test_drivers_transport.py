@@ -9,8 +9,8 @@ import math
 import time
 
 import pytest
-from conftest import f32, f64, i32
 from modbus_regserver import RegisterServer, Unit
+from regimages import f32, f64, i32
 
 import drivers
 from drivers.codec import encode
