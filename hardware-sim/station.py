@@ -89,6 +89,12 @@ def _number(value: Any, where: str, *, positive: bool = False, minimum: float | 
     return float(value)
 
 
+def _fraction(value: Any, where: str) -> float:
+    """SoC as 0..1; the agent's config writes percent (values above 1 are taken as %)."""
+    x = _number(value, where, minimum=0, maximum=100)
+    return x / 100.0 if x > 1 else x
+
+
 def _time(value: Any, where: str) -> datetime:
     try:
         return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
@@ -121,7 +127,8 @@ def parse_station(data: dict) -> StationSpec:
     pre = "station." if scenario else ""
 
     station_id = _get(st, "stationId", "station_id", "id", default="SIM")
-    capacity = _number(_get(st, "gridCapacity", "grid_capacity"), f"{pre}gridCapacity",
+    capacity = _number(_get(st, "gridCapacity", "grid_capacity", "grid_capacity_kw"),
+                       f"{pre}gridCapacity",
                        positive=True)
     raw_chargers = _get(st, "chargers", default=[])
     if not isinstance(raw_chargers, list):
@@ -139,7 +146,8 @@ def parse_station(data: dict) -> StationSpec:
         connectors = _get(c, "connectors", default=1)
         if isinstance(connectors, bool) or not isinstance(connectors, int) or not 1 <= connectors <= 8:
             raise StationError(f"{where}.connectors: must be an integer 1..8")
-        max_kw = _number(_get(c, "maxPower", "max_power"), f"{where}.maxPower", positive=True)
+        max_kw = _number(_get(c, "maxPower", "max_power", "max_power_kw"), f"{where}.maxPower",
+                         positive=True)
         # Without a "kind", anything above 43 kW (the largest AC charger) is taken as DC.
         kind = str(c.get("kind", "dc" if max_kw > 43 else "ac"))
         if kind not in ("ac", "dc"):
@@ -152,26 +160,31 @@ def parse_station(data: dict) -> StationSpec:
         where = f"{pre}battery"
         if not isinstance(b, dict):
             raise StationError(f"{where}: must be an object")
+        max_charge = _number(_get(b, "maxChargePower", "max_charge_power", "max_charge_kw"),
+                             f"{where}.maxChargePower", minimum=0)
+        max_discharge = _number(
+            _get(b, "maxDischargePower", "max_discharge_power", "max_discharge_kw"),
+            f"{where}.maxDischargePower", minimum=0)
+        # The agent's config has no capacity: assume two hours at rated power.
+        default_capacity = 2.0 * max(max_charge, max_discharge, 1.0)
         battery = BatterySpec(
-            capacity_kwh=_number(_get(b, "capacity", "capacity_kwh"), f"{where}.capacity",
-                                 positive=True),
-            max_charge_kw=_number(_get(b, "maxChargePower", "max_charge_power"),
-                                  f"{where}.maxChargePower", minimum=0),
-            max_discharge_kw=_number(_get(b, "maxDischargePower", "max_discharge_power"),
-                                     f"{where}.maxDischargePower", minimum=0),
-            soc=_number(_get(b, "socStart", "soc", "soc_start", default=0.5), f"{where}.soc",
-                        minimum=0, maximum=1),
-            min_soc=_number(_get(b, "minSoc", "min_soc", default=0.1), f"{where}.minSoc",
-                            minimum=0, maximum=1),
-            max_soc=_number(_get(b, "maxSoc", "max_soc", default=0.95), f"{where}.maxSoc",
-                            minimum=0, maximum=1),
+            capacity_kwh=_number(_get(b, "capacity", "capacity_kwh", default=default_capacity),
+                                 f"{where}.capacity", positive=True),
+            max_charge_kw=max_charge,
+            max_discharge_kw=max_discharge,
+            soc=_fraction(_get(b, "socStart", "soc", "soc_start", default=0.5), f"{where}.soc"),
+            min_soc=_fraction(_get(b, "minSoc", "min_soc", default=0.1), f"{where}.minSoc"),
+            max_soc=_fraction(_get(b, "maxSoc", "max_soc", default=0.95), f"{where}.maxSoc"),
             round_trip_efficiency=_number(
                 _get(b, "roundTripEfficiency", "round_trip_efficiency", default=0.9),
                 f"{where}.roundTripEfficiency", positive=True, maximum=1),
         )
         if battery.min_soc >= battery.max_soc:
             raise StationError(f"{where}.minSoc: must be below maxSoc")
-    pv_peak = _number(_get(st, "pvPeak", "pv_peak", default=0.0), f"{pre}pvPeak", minimum=0)
+    # An agent config names a PV inverter but not its size: assume 30 % of the grid capacity.
+    pv_default = 0.3 * capacity if st.get("pv_inverter") else 0.0
+    pv_peak = _number(_get(st, "pvPeak", "pv_peak", "pv_peak_kw", default=pv_default),
+                      f"{pre}pvPeak", minimum=0)
 
     spec = StationSpec(str(station_id), capacity, tuple(chargers), battery, pv_peak)
     return _with_scenario(spec, scenario) if scenario else spec
