@@ -107,9 +107,10 @@ def _num(obj: dict[str, Any], key: str, where: str, *, lo: float | None = None,
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
         raise DayError(f"{where}.{key}: must be a number, got {v!r}")
     if lo is not None and v < lo:
-        raise DayError(f"{where}.{key}: must be >= {lo}, got {v}")
+        bound = "> 0" if 0 < lo < 1e-6 else f">= {lo:g}"
+        raise DayError(f"{where}.{key}: must be {bound}, got {v}")
     if hi is not None and v > hi:
-        raise DayError(f"{where}.{key}: must be <= {hi}, got {v}")
+        raise DayError(f"{where}.{key}: must be <= {hi:g}, got {v}")
     return float(v)
 
 
@@ -509,6 +510,7 @@ def _plan_request(day: Day, t: float, slot: int, active: list[_EvState], b_energ
             charge_efficiency=eta, discharge_efficiency=eta,
             # Hand the day back with the charge it started with (as the optimum must).
             end_energy=b.soc_start * b.capacity if end == len(day.import_price) else None,
+            end_value=refill_price(day),
         )
     current = ledger.intervals[slot] if len(ledger.intervals) > slot else None
     finished_peak = max((iv.peak_kw for iv in ledger.intervals[:slot]), default=0.0)
@@ -525,6 +527,15 @@ def _plan_request(day: Day, t: float, slot: int, active: list[_EvState], b_energ
     )
 
 
+def refill_price(day: Day) -> float:
+    """EUR per kWh of battery charge handed back short of the day's start: bought again at
+    the day's cheapest import price through the charging losses. Both the planner and the
+    optimum see it, and the replay's cost includes it, so ending emptier is never free."""
+    if day.battery is None:
+        return 0.0
+    return float(np.min(day.import_price)) / math.sqrt(day.battery.round_trip)
+
+
 def optimum(day: Day) -> dict[str, float]:
     """Perfect foresight: one LP over the whole day with every EV known from the start."""
     b = day.battery
@@ -532,7 +543,8 @@ def optimum(day: Day) -> dict[str, float]:
     if b is not None:
         eta = math.sqrt(b.round_trip)
         battery = BatterySpec(b.capacity, b.soc_start * b.capacity, b.max_charge,
-                              b.max_discharge, b.min_soc, b.max_soc, eta, eta)
+                              b.max_discharge, b.min_soc, b.max_soc, eta, eta,
+                              end_value=refill_price(day))
     sessions = [SessionSpec(
         ev.session_id, ev.charger_id, departure_h=ev.departure_h,
         energy_needed=ev.energy_needed, max_power=ev.max_power, arrival_h=ev.arrival_h,
@@ -549,11 +561,14 @@ def optimum(day: Day) -> dict[str, float]:
         v2g_efficiency=day.v2g_efficiency,
     )
     p = Planner().plan(req)
+    refill = 0.0
+    if b is not None and len(p.battery_energy):
+        refill = max(0.0, b.soc_start * b.capacity - float(p.battery_energy[-1])) * refill_price(day)
     sub = p.grid_power * p.slot_hours  # kWh per sub-interval
     price_imp, price_exp = day.import_price[p.slot_index], day.export_price[p.slot_index]
     energy_cost = float(np.sum(np.maximum(sub, 0) * price_imp - np.maximum(-sub, 0) * price_exp))
     peak = float(np.max(np.maximum(p.slot_energy(), 0.0), initial=0.0)) / day.slot_hours
-    return {"cost": energy_cost + day.demand_charge * peak, "peak": peak,
+    return {"cost": energy_cost + day.demand_charge * peak + refill, "peak": peak,
             "unmet": float(sum(p.unmet.values())), "solveSeconds": p.solve_seconds}
 
 
@@ -566,6 +581,9 @@ def run(day: Day, policy: str = "planner", *, step_s: float = 60.0,
         day, "uncontrolled", step_s=step_s, allocate=allocate)
     best = optimum(day)
     cost, base_cost = actual.ledger.cost, baseline.ledger.cost
+    if day.battery is not None and actual.battery_end_energy is not None:
+        short = day.battery.soc_start * day.battery.capacity - actual.battery_end_energy
+        cost += max(0.0, short) * refill_price(day)
     report: dict[str, Any] = {
         "cost": round(cost, 2),
         "baselineCost": round(base_cost, 2),

@@ -75,6 +75,10 @@ class BatterySpec:
     discharge_efficiency: float = math.sqrt(0.9)
     degradation_cost: float = 0.0  # EUR per kWh of throughput (charge + discharge)
     end_energy: float | None = None  # kWh required at horizon end; None: as much as now
+    # EUR per kWh short of end_energy at the horizon's end; None makes end_energy a hard
+    # constraint. A value (what refilling costs) lets the plan end lower when keeping the
+    # charge would cost more, e.g. recharging on top of the day's peak.
+    end_value: float | None = None
     available: bool = True  # False during a maintenance window: out of dispatch
 
 
@@ -422,7 +426,11 @@ def _build(req: PlanRequest) -> tuple[_Model, _Layout]:
                 vals.append(-1.0)
             m.row(cols, vals, rhs, rhs)
             prev = e
-        m.row([benergy[-1]], [1.0], e_end, inf)
+        if b.end_value is None:
+            m.row([benergy[-1]], [1.0], e_end, inf)
+        else:
+            short = m.col(0.0, inf, b.end_value)
+            m.row([benergy[-1], short], [1.0, 1.0], e_end, inf)
 
     chargers = {c.id: c.max_power for c in req.chargers}
     charge: dict[str, dict[int, int]] = {}

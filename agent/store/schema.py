@@ -34,6 +34,23 @@ TABLES = (
         updated_at TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS sessions_active ON sessions(status, charger_id, connector_idx)",
+    # Savings ledger (agent.savings): one row per billing interval and policy ('actual' or
+    # the 'uncontrolled' counterfactual); session_kwh / v2g_kwh are JSON {sessionId: kWh}.
+    """CREATE TABLE IF NOT EXISTS ledger (
+        period_start TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        interval INTEGER NOT NULL,
+        import_kwh REAL NOT NULL,
+        export_kwh REAL NOT NULL,
+        energy_cost_eur REAL NOT NULL,
+        co2_kg REAL NOT NULL,
+        peak_kw REAL NOT NULL,
+        battery_charge_kwh REAL NOT NULL DEFAULT 0,
+        battery_discharge_kwh REAL NOT NULL DEFAULT 0,
+        session_kwh TEXT NOT NULL DEFAULT '{}',
+        v2g_kwh TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (period_start, policy, interval)
+    )""",
     # Append-only event log (session started/stopped, device offline, degraded mode, ...).
     """CREATE TABLE IF NOT EXISTS events (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
