@@ -7,7 +7,7 @@ Commands ("cmd"):
   plug    {"charger", "idx", "max_kw", "capacity_kwh", "soc", "energy_needed_kwh", "v2g"?}
   unplug  {"charger", "idx"}
   state   {}                                -> {"ok": true, "state": {...}}
-  set     {"base_load_kw"?, "pv_kw"?}       (null returns to the scenario / PV curve)
+  set     {"base_load_kw"?, "pv_kw"?}       only the keys given; null returns to the scenario / PV curve
   stop    {}                                the simulator shuts down cleanly
 A malformed line gets an error reply; it never stops the server.
 """
@@ -113,10 +113,10 @@ class ControlServer:
             sim.unplug(_str(msg, "charger"), _int(msg, "idx"))
             return {"ok": True}
         if cmd == "set":
-            for key in ("base_load_kw", "pv_kw"):
-                if msg.get(key) is not None:
-                    _num(msg, key)
-            sim.set(base_load_kw=msg.get("base_load_kw"), pv_kw=msg.get("pv_kw"))
+            changes = {k: msg[k] for k in ("base_load_kw", "pv_kw") if k in msg}
+            if not changes:
+                raise ValueError("set: give base_load_kw and/or pv_kw (kW, or null)")
+            sim.set(**changes)
             return {"ok": True}
         if cmd == "stop":
             return {"ok": True, "stopping": True}

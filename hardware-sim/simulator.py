@@ -33,6 +33,17 @@ TICK_S = 0.05  # wall-clock period of the physics task
 METER_UNIT, BMS_UNIT, INVERTER_UNIT, FIRST_CHARGER_UNIT = 1, 2, 3, 10
 
 
+_KEEP = object()  # "argument not given" for Simulator.set
+
+
+def _kw_or_none(value: object, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name}: must be a number of kW or null")
+    return float(value)
+
+
 class ManualClock:
     """An injected clock: simulated time moves only through `Simulator.advance()`."""
 
@@ -188,10 +199,14 @@ class Simulator:
         self.model.unplug(charger_id, idx)
         self._refresh()
 
-    def set(self, *, base_load_kw: float | None = None, pv_kw: float | None = None) -> None:
-        """Override the base load / PV (kW); None returns to the scenario or PV curve."""
-        self.model.base_load_override = base_load_kw
-        self.model.pv_override = pv_kw
+    def set(self, *, base_load_kw: float | None | object = _KEEP,
+            pv_kw: float | None | object = _KEEP) -> None:
+        """Override the base load / PV (kW); None returns to the scenario or PV curve;
+        a value not passed stays as it is."""
+        if base_load_kw is not _KEEP:
+            self.model.base_load_override = _kw_or_none(base_load_kw, "base_load_kw")
+        if pv_kw is not _KEEP:
+            self.model.pv_override = _kw_or_none(pv_kw, "pv_kw")
         self._refresh()
 
     def _device(self, name: str) -> EmulatedDevice:

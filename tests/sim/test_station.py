@@ -25,6 +25,8 @@ def test_scenario_day_and_plain_station() -> None:
     spec = load_station_file("/work/shared/scenarios/reference-day.json")
     assert spec.station_id == "REF-SUMMER" and len(spec.evs) == 45
     assert len(spec.pv_series_kw) == 96 and spec.start is not None
+    small = load_station_file(ROOT / "hardware-sim" / "scenarios" / "small-station.json")
+    assert small.station_id == "SIM-SMALL" and small.battery is not None
     plain = parse_station(STATION)
     assert plain.battery is not None and plain.battery.capacity_kwh == 200.0
     assert [c.kind for c in plain.chargers] == ["dc", "ac"]
@@ -57,4 +59,20 @@ def test_real_clock_runs_at_the_time_factor() -> None:
             t = sim.state()["t"]
             assert 10.0 < t < 30.0  # about 0.4 s x 50
             assert sim.grid_history and sim.grid_history[-1][0] <= t
+    run(body)
+
+
+def test_set_changes_only_what_is_given() -> None:
+    from hardware_sim import ManualClock
+
+    async def body() -> None:
+        async with Simulator(STATION, clock=ManualClock(), rtu_meter=False) as sim:
+            curve = sim.state()["pvPower"]
+            sim.set(pv_kw=5.0)
+            sim.set(base_load_kw=7.0)
+            assert sim.state()["pvPower"] == 5.0 and sim.state()["baseLoad"] == 7.0
+            sim.set(pv_kw=None)
+            assert sim.state()["pvPower"] == curve and sim.state()["baseLoad"] == 7.0
+            with pytest.raises(ValueError, match="base_load_kw"):
+                sim.set(base_load_kw="lots")
     run(body)
