@@ -213,7 +213,8 @@ class ModbusDevice:
         self._health.value_ok(target.key)
         return value
 
-    def _invalid(self, key: Key, kind: str, message: str) -> None:
+    def _invalid(self, key: Key, kind: str, message: str) -> Value:
+        """Count and log (once per episode) a bad value; its reading field becomes None."""
         self._health.value_error(kind, f"{self.name}: {message}")
         if key not in self._bad:
             log.warning("%s: ignoring %s (%s)", self.name, _key_text(key), message)

@@ -107,12 +107,12 @@ class Meter(_Capability):
 
     async def read(self) -> MeterReading:
         v = await self.read_values()
-        phases = [self._kw(v, f"power_l{i}") for i in (1, 2, 3)]
-        phases_kw = (phases[0], phases[1], phases[2]) if all(p is not None for p in phases) else None
+        l1, l2, l3 = (self._kw(v, f"power_l{i}") for i in (1, 2, 3))
+        phases_kw = (l1, l2, l3) if l1 is not None and l2 is not None and l3 is not None else None
         power = self._kw(v, "power_total")
         if power is None and "power_total" not in self.profile and phases_kw is not None:
             power = sum(phases_kw)  # meters without a total register
-        return MeterReading(power, phases_kw,  # type: ignore[arg-type]
+        return MeterReading(power, phases_kw,
                             self._kw(v, "energy_import"), self._kw(v, "energy_export"),
                             self._wallclock())
 
