@@ -38,6 +38,10 @@ import numpy as np
 _EARLY_EPS = 1e-5
 
 
+# Per-slot values: a list or a numpy array.
+Series = Sequence[float] | np.ndarray
+
+
 class PlanError(ValueError):
     """A plan request is invalid; the message names the field ("field: problem")."""
 
@@ -86,15 +90,15 @@ class BatterySpec:
 class PlanRequest:
     """Everything the planner knows; per-slot sequences all have the horizon's length."""
 
-    import_price: Sequence[float]  # EUR/kWh
-    export_price: Sequence[float]  # EUR/kWh
-    pv_power: Sequence[float]  # kW forecast, slot average
-    base_load: Sequence[float]  # kW forecast, slot average
+    import_price: Series  # EUR/kWh
+    export_price: Series  # EUR/kWh
+    pv_power: Series  # kW forecast, slot average
+    base_load: Series  # kW forecast, slot average
     grid_capacity: float  # kW
     chargers: Sequence[ChargerSpec]
     sessions: Sequence[SessionSpec] = ()
     battery: BatterySpec | None = None
-    carbon_intensity: Sequence[float] | None = None  # gCO2/kWh
+    carbon_intensity: Series | None = None  # gCO2/kWh
     carbon_price: float = 0.0  # EUR per tonne CO2
     import_caps: Sequence[float | None] | None = None  # demand-response caps (kW), None=none
     export_capacity: float | None = None  # kW; defaults to grid capacity
@@ -208,7 +212,7 @@ class _Model:
         return status, x, float(highs.getInfo().objective_function_value)
 
 
-def _series(req: PlanRequest, name: str, values: Sequence[float] | None, n: int) -> np.ndarray:
+def _series(req: PlanRequest, name: str, values: Series | None, n: int) -> np.ndarray:
     if values is None:
         return np.zeros(n)
     arr = np.asarray(values, dtype=np.float64)

@@ -162,3 +162,15 @@ def test_reference_day_meets_the_savings_target():
     assert report["energyDelivered"] >= base.energy_delivered
     assert report["optimumCost"] <= report["cost"]
     print(json.dumps(report))
+
+
+def test_ledger_rows_land_in_the_store():
+    from agent.savings import store
+    from agent.store.db import connect
+
+    day = parse_day(small_day())
+    r = simulate(day, "uncontrolled")
+    db = connect(":memory:")
+    assert store(db, r.ledger, "2026-06-17T12:00:00Z", "uncontrolled") == 24
+    total = db.execute("SELECT sum(import_kwh) FROM ledger").fetchone()[0]
+    assert total == pytest.approx(r.ledger.import_kwh)
