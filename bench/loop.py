@@ -1,0 +1,149 @@
+"""Control-loop benchmark against the simulator (a child `sems-sim` process over loopback).
+
+For 2, 10 and 40 chargers (2 connectors each, one EV per charger): cycle duration p50/p99
+at 250 ms and at 100 ms, overruns, the agent process's CPU share of one core and its RSS,
+and the time from start to the end of the first cycle (warm numba cache: run once before).
+Targets: p99 <= 40 ms for 10 chargers at 250 ms; 100 ms with no overruns for 10 chargers;
+RSS <= 150 MB; first cycle within 2 s.
+
+    python bench/loop.py [--seconds 10] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+T_IMPORT = time.perf_counter()
+
+from agent.clock import RealClock  # noqa: E402 (timed from process start on purpose)
+from agent.control.devices import StationDevices  # noqa: E402
+from agent.control.loop import Controller, ControlLoop  # noqa: E402
+from agent.control.stats import CycleStats  # noqa: E402
+from agent.sessions import SessionTracker  # noqa: E402
+from agent.settings import AgentSettings  # noqa: E402
+from agent.store import connect  # noqa: E402
+
+
+def start_simulator(chargers: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    station = {
+        "stationId": "bench",
+        "gridCapacity": 30.0 * chargers,
+        "chargers": [
+            {"id": f"c{i + 1}", "maxPower": 50, "connectors": 2, "kind": "dc"}
+            for i in range(chargers)
+        ],
+    }
+    fd, path = tempfile.mkstemp(suffix=".json", prefix="bench-loop-")
+    with os.fdopen(fd, "w") as f:
+        json.dump(station, f)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from hardware_sim.cli import main; raise SystemExit(main())",
+         "--station", path, "--no-rtu"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    os.unlink(path)
+    if not line:
+        raise SystemExit(f"bench: sems-sim did not start (exit {proc.wait(5)})")
+    ready = json.loads(line)
+    host, port = ready["control"].rsplit(":", 1)
+    with socket.create_connection((host, int(port))) as ctl, ctl.makefile("rw") as f:
+        for i in range(chargers):  # one EV per charger
+            f.write(json.dumps({"cmd": "plug", "charger": f"c{i + 1}", "idx": 1, "max_kw": 50,
+                                "capacity_kwh": 80, "soc": 0.2, "energy_needed_kwh": 60}) + "\n")  # fmt: skip
+            f.flush()
+            assert json.loads(f.readline())["ok"]
+    return proc, ready["endpoints"]
+
+
+def settings(ep: dict[str, Any], period_s: float, db: str) -> AgentSettings:
+    m = ep["meter"]
+    devices = [{"name": "meter", "kind": "meter", "profile": m["profile"],
+                "endpoint": f"tcp://{m['tcp']}", "unit_id": m["unit"], "timeout_s": 0.05}]  # fmt: skip
+    chargers = []
+    for cid, e in ep["chargers"].items():
+        devices.append({"name": cid, "kind": "charger", "profile": e["profile"],
+                        "endpoint": f"tcp://{e['tcp']}", "unit_id": e["unit"], "timeout_s": 0.05})  # fmt: skip
+        chargers.append({"id": cid, "device": cid, "max_power_kw": e["maxPower"],
+                         "connectors": e["connectors"]})  # fmt: skip
+    return AgentSettings(
+        station={"id": "bench", "grid_capacity_kw": 30.0 * len(chargers), "grid_meter": "meter",
+                 "pessimistic_base_load_kw": 10.0, "chargers": chargers},  # fmt: skip
+        devices=devices,
+        control={"period_s": period_s, "stale_after_s": max(0.5, 3 * period_s)},
+        storage={"db_path": db},
+    )
+
+
+async def run_case(ep: dict[str, Any], period_s: float, seconds: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = settings(ep, period_s, f"{tmp}/agent.db")
+        t_start = time.perf_counter()
+        devices = StationDevices(cfg)
+        clock = RealClock()
+        stats = CycleStats()
+        loop = ControlLoop(cfg, devices, Controller(cfg, SessionTracker(connect(cfg.storage.db_path), clock)), clock, stats)  # fmt: skip
+        await loop.start()
+        await loop.cycle()
+        first_cycle_s = time.perf_counter() - t_start
+        stats.__init__()  # steady state only from here on
+        cpu0 = time.process_time()
+        wall0 = time.perf_counter()
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(seconds, stop.set)
+        await loop.run(stop)
+        cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+        await loop.shutdown()
+        await devices.close()
+    s = stats.summary()
+    return {
+        "period_ms": period_s * 1000, "cycles": s["cycles"], "overruns": s["overruns"],
+        "cycle_ms": s["cycle_ms"], "cpu_share": round(cpu, 3), "first_cycle_s": round(first_cycle_s, 3),
+    }  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=10.0, help="steady-state run per case")
+    ap.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    args = ap.parse_args()
+    rows = []
+    for n in (2, 10, 40):
+        proc, ep = start_simulator(n)
+        try:
+            periods = (0.25, 0.1) if n == 10 else (0.25,)
+            for period in periods:
+                row = asyncio.run(run_case(ep, period, args.seconds))
+                rows.append({"chargers": n, **row})
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out = {"rows": rows, "rss_mb": round(rss_mb, 1), "import_s": round(time.perf_counter() - T_IMPORT, 1)}
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"{'chargers':>8} {'period':>7} {'cycles':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+          f"{'overruns':>8} {'CPU':>6} {'1st cycle':>9}")  # fmt: skip
+    for r in rows:
+        c = r["cycle_ms"]
+        print(f"{r['chargers']:>8} {r['period_ms']:>5.0f}ms {r['cycles']:>6} {c['p50']:>7.1f} "
+              f"{c['p99']:>7.1f} {c['max']:>7.1f} {r['overruns']:>8} {r['cpu_share']:>6.1%} "
+              f"{r['first_cycle_s']:>8.2f}s")  # fmt: skip
+    print(f"peak RSS of the agent process: {out['rss_mb']} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
