@@ -22,7 +22,7 @@ def test_sim_charger_read_limit_heartbeat_fallback() -> None:
         u = Unit()
         u.set("holding", 0, u32(22000))  # max power 22 kW
         for idx, (state, power, energy, evmax) in enumerate([(2, 7400, 3500, 11000), (0, 0, 0, 0)]):
-            base = 100 + 100 * idx
+            base = 10 + 10 * idx
             u.set("holding", base, [state])
             u.set("holding", base + 1, list(struct.unpack(">HH", struct.pack(">i", power))))
             u.set("holding", base + 3, u32(energy))
@@ -37,7 +37,7 @@ def test_sim_charger_read_limit_heartbeat_fallback() -> None:
                 1, "C", pytest.approx(7.4), pytest.approx(3.5), pytest.approx(11.0), pytest.approx(11.0))
             assert (c2.idx, c2.state, c2.power_kw) == (2, "A", 0.0)
             await ch.set_limit(2, 4.6)
-            assert u.writes[-1] == (207, u32(4600))
+            assert u.writes[-1] == (27, u32(4600))
             await ch.heartbeat()
             await ch.heartbeat()
             assert u.writes[-2:] == [(2, [1]), (2, [2])]
@@ -47,7 +47,7 @@ def test_sim_charger_read_limit_heartbeat_fallback() -> None:
                 await ch.set_limit(3, 1.0)
             with pytest.raises(ValueError, match=">= 0"):
                 await ch.set_limit(1, -1.0)
-            u.set("holding", 100, [9])  # unknown state code
+            u.set("holding", 10, [9])  # unknown state code
             r = await ch.read()
             assert r.connectors[0].state is None and r.connectors[0].power_kw == pytest.approx(7.4)
             await ch.bus.close()

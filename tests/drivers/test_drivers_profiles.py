@@ -39,7 +39,7 @@ def test_sim_profile_details() -> None:
     assert setpoint is not None and (setpoint.word_order, setpoint.byte_order) == ("big", "big")
     assert setpoint.writable
     charger = drivers.load_profile("sim-charger")
-    assert charger.connectors == 2 and charger.connector_stride == 100
+    assert charger.connectors == 2 and charger.connector_stride == 10
 
 
 BAD = [

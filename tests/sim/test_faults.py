@@ -154,14 +154,14 @@ def test_heartbeat_and_fallback_through_registers() -> None:
             c = await tcp_client(ep["tcp"])
             assert not (await c.write_register(5, 3, device_id=unit)).isError()  # timeout 3 s
             assert not (await c.write_registers(3, [0, 7000], device_id=unit)).isError()
-            assert not (await c.write_registers(107, [1, 34464], device_id=unit)).isError()
+            assert not (await c.write_registers(17, [1, 34464], device_id=unit)).isError()
             s.advance(2.5)  # 100 kW (0x186A0) after delay and ramp
             assert not (await c.write_register(2, 1, device_id=unit)).isError()  # heartbeat
             s.advance(2.5)
-            power = (await c.read_holding_registers(101, count=2, device_id=unit)).registers
+            power = (await c.read_holding_registers(11, count=2, device_id=unit)).registers
             assert u32(power) == pytest.approx(100_000, abs=1)
             s.advance(3.0)  # no heartbeat for 3 s: fallback 7 kW
-            r = (await c.read_holding_registers(100, count=9, device_id=unit)).registers
+            r = (await c.read_holding_registers(10, count=9, device_id=unit)).registers
             assert u32(r[1:3]) == pytest.approx(7_000, abs=1)
             assert u32(r[7:9]) == 100_000  # the commanded limit still reads back
             assert s.state()["chargers"]["CP1"]["timedOut"]

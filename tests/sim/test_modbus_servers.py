@@ -111,18 +111,18 @@ def test_charger_per_connector_stride_and_limit_write() -> None:
             unit = ep["unit"]
             dev = (await c.read_holding_registers(0, count=6, device_id=unit)).registers
             assert u32(dev[0:2]) == 150_000
-            one = (await c.read_holding_registers(100, count=9, device_id=unit)).registers
-            two = (await c.read_holding_registers(200, count=9, device_id=unit)).registers
+            one = (await c.read_holding_registers(10, count=9, device_id=unit)).registers
+            two = (await c.read_holding_registers(20, count=9, device_id=unit)).registers
             assert one[0] == 0 and two[0] == 2  # A (no EV) and C (charging)
             assert i32(two[1:3]) == pytest.approx(80_000, abs=1)
             assert u32(two[5:7]) == 80_000  # EV maximum
             assert u32(two[3:5]) > 0  # session energy, Wh
-            wr = await c.write_registers(207, [0, 50_000], device_id=unit)
+            wr = await c.write_registers(27, [0, 50_000], device_id=unit)
             assert not wr.isError()
-            two = (await c.read_holding_registers(200, count=9, device_id=unit)).registers
+            two = (await c.read_holding_registers(20, count=9, device_id=unit)).registers
             assert u32(two[7:9]) == 50_000
             s.advance(3.0)
-            two = (await c.read_holding_registers(200, count=9, device_id=unit)).registers
+            two = (await c.read_holding_registers(20, count=9, device_id=unit)).registers
             assert i32(two[1:3]) == pytest.approx(50_000, abs=1)
             c.close()
     run(body)
@@ -135,7 +135,7 @@ def test_illegal_address_and_read_only_writes_are_refused() -> None:
             c = await tcp_client(ep["tcp"])
             gap = await c.read_holding_registers(6, count=4, device_id=ep["unit"])
             assert gap.registers == [0, 0, 0, 0]  # inside the span: drivers bridge gaps
-            beyond = await c.read_holding_registers(200, count=2, device_id=ep["unit"])
+            beyond = await c.read_holding_registers(20, count=2, device_id=ep["unit"])
             assert beyond.isError() and beyond.exception_code == 2  # AC1 has one connector
             ro = await c.write_register(100, 2, device_id=ep["unit"])  # state is read-only
             assert ro.isError() and ro.exception_code == 2
