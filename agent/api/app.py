@@ -106,6 +106,30 @@ def create_app(ctx: ApiContext, *, title: str = "sems-edge local API") -> FastAP
         log.exception("local API: %s %s failed", request.method, request.url.path)
         return _error(500, f"internal error: {type(exc).__name__}")
 
+    original_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # Validation errors answer 400 (see _invalid), not FastAPI's default 422: say so.
+        if app.openapi_schema is None:
+            schema = original_openapi()
+            for path in schema.get("paths", {}).values():
+                for op in path.values():
+                    responses = op.get("responses", {})
+                    if "422" in responses:
+                        responses.pop("422")
+                        responses["400"] = {"description": "Invalid request: the field and the reason",
+                                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+            schema.setdefault("components", {}).setdefault("schemas", {})["ErrorBody"] = {
+                "type": "object", "required": ["error"],
+                "properties": {"error": {"type": "string"}, "field": {"type": "string"},
+                               "reason": {"type": "string"},
+                               "errors": {"type": "array", "items": {"type": "object"}}}}
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema["components"]["schemas"].pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.include_router(electra.router)
     app.include_router(fleet.router)
     app.include_router(station.router)

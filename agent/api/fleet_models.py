@@ -7,11 +7,13 @@ the end level above the start level; a window's end after its start.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-Level = Field(ge=0, le=100, description="State of charge, percent")
+
+def Level(default: object = ...) -> Any:  # noqa: N802 (reads as a type in the models)
+    return Field(default, ge=0, le=100, description="State of charge, percent")
 
 
 class _Body(BaseModel):
@@ -21,8 +23,8 @@ class _Body(BaseModel):
 class FleetSessionCreate(_Body):
     vehicle_id: str = Field(min_length=1, max_length=64)
     fleet_id: str = Field(min_length=1, max_length=64)
-    start_level: float = Level
-    end_level: float = Level
+    start_level: float = Level()
+    end_level: float = Level()
     departure: AwareDatetime | None = Field(
         default=None, description="When the vehicle leaves (ISO-8601 with zone)"
     )
@@ -41,8 +43,8 @@ class FleetSessionCreate(_Body):
 
 
 class FleetSessionUpdate(_Body):
-    start_level: float | None = Level
-    end_level: float | None = Level
+    start_level: float | None = Level(None)
+    end_level: float | None = Level(None)
     departure: AwareDatetime | None = None
     battery_capacity_kwh: float | None = Field(default=None, gt=0, le=2000)
     max_power_kw: float | None = Field(default=None, gt=0, le=1000)
@@ -124,7 +126,7 @@ class MaintenanceRequest(_Body):
     kind: Literal["calibration", "balancing", "inspection"] = "inspection"
     start: AwareDatetime
     end: AwareDatetime
-    target_soc_pct: float | None = Level
+    target_soc_pct: float | None = Level(None)
 
     @model_validator(mode="after")
     def _window(self) -> MaintenanceRequest:
@@ -137,7 +139,7 @@ class VehicleSchedule(_Body):
     departure: AwareDatetime
     energy_target_kwh: float = Field(gt=0, le=1000, description="Energy wanted by departure, kWh")
     fleet_id: str | None = Field(default=None, min_length=1, max_length=64)
-    target_soc_pct: float | None = Level
+    target_soc_pct: float | None = Level(None)
 
 
 class FleetOptimizationRequest(_Body):
