@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
@@ -154,3 +155,24 @@ def test_result_does_not_depend_on_charger_listing_order(station: dict[str, Any]
     shuffled = dict(request, chargers=list(request["chargers"]))
     rnd.shuffle(shuffled["chargers"])
     assert allocate(shuffled) == allocate(request)
+
+
+ELECTRA = {"gridCapacity": 330,
+           "chargers": [{"id": "CP1", "maxPower": 200, "connectors": 2},
+                        {"id": "CP2", "maxPower": 200, "connectors": 2}],
+           "sessions": [{"sessionId": "a", "connectorId": {"chargerId": "CP1", "idx": 1}, "vehicleMaxPower": 80},
+                        {"sessionId": "b", "connectorId": {"chargerId": "CP1", "idx": 2}, "vehicleMaxPower": 150},
+                        {"sessionId": "c", "connectorId": {"chargerId": "CP2", "idx": 1}, "vehicleMaxPower": 150}]}
+
+
+def test_the_checks_reject_wrong_results() -> None:
+    """The property checks can fail: an unfair share and an exceeded limit are caught."""
+    good = allocate(ELECTRA)
+    check_limits(ELECTRA, good)
+    check_fairness(ELECTRA, good)
+    unfair = dict(good, allocations={"a": 80.0, "b": 110.0, "c": 110.0})  # 30 kW left unshared
+    with pytest.raises(AssertionError, match="could take more"):
+        check_fairness(ELECTRA, unfair)
+    greedy = dict(good, allocations={"a": 80.0, "b": 125.0, "c": 125.0}, gridPower=330.0)
+    with pytest.raises(AssertionError):
+        check_limits(ELECTRA, greedy)  # charger CP1 at 205 kW
