@@ -1,0 +1,97 @@
+"""`sems allocate` and the interim `sems demo`, run as real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from allocator import allocate
+
+ROOT = Path(__file__).resolve().parents[2]
+SEMS = Path(sys.executable).with_name("sems")
+
+ELECTRA = {"stationId": "E", "gridCapacity": 330,
+           "chargers": [{"id": "CP1", "maxPower": 200, "connectors": 2},
+                        {"id": "CP2", "maxPower": 200, "connectors": 2}],
+           "sessions": [
+               {"sessionId": "a", "connectorId": {"chargerId": "CP1", "idx": 1}, "vehicleMaxPower": 80},
+               {"sessionId": "b", "connectorId": {"chargerId": "CP1", "idx": 2}, "vehicleMaxPower": 150},
+               {"sessionId": "c", "connectorId": {"chargerId": "CP2", "idx": 1}, "vehicleMaxPower": 150}]}
+
+
+def sems(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba-cache"))
+    return subprocess.run([str(SEMS), *args], input=stdin, capture_output=True, text=True,
+                          timeout=120, env=env, cwd=ROOT)
+
+
+def test_allocate_file_prints_the_result_as_json(tmp_path: Path) -> None:
+    path = tmp_path / "electra.json"
+    path.write_text(json.dumps(ELECTRA))
+    done = sems("allocate", str(path))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == allocate(ELECTRA)
+    assert json.loads(done.stdout)["allocations"] == {"a": 80.0, "b": 120.0, "c": 130.0}
+
+
+def test_allocate_stdin_array_and_table() -> None:
+    second = dict(ELECTRA, gridCapacity=100)
+    done = sems("allocate", "-", stdin=json.dumps([ELECTRA, second]))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [allocate(ELECTRA), allocate(second)]
+    table = sems("allocate", "--table", "-", stdin=json.dumps(ELECTRA))
+    assert table.returncode == 0, table.stderr
+    rows = {line.split()[0]: line.split() for line in table.stdout.splitlines() if line.strip()}
+    assert rows["b"][-2:] == ["120.00", "charger"]
+    assert rows["c"][-2:] == ["130.00", "station"]
+
+
+def bad_session() -> dict[str, Any]:
+    request = json.loads(json.dumps(ELECTRA))
+    request["sessions"][2]["connectorId"]["idx"] = 3
+    return request
+
+
+@pytest.mark.parametrize(("stdin", "args", "message"), [
+    ('{"gridCapacity": 330, ', ["-"], "sems allocate: stdin: invalid JSON at line 1 column"),
+    (json.dumps(bad_session()), ["-"],
+     "sems allocate: sessions[2].connectorId.idx: connector 3 does not exist on charger CP2 (it has 2)"),
+    (json.dumps([ELECTRA, dict(ELECTRA, gridCapacity="x")]), ["-"],
+     "sems allocate: [1].gridCapacity: expected a number, got a string"),
+    ("", ["/nonexistent/request.json"],
+     "sems allocate: /nonexistent/request.json: cannot read: No such file or directory"),
+], ids=["bad-json", "validation", "array-item", "missing-file"])
+def test_allocate_invalid_input_exits_2_with_one_line(stdin: str, args: list[str], message: str) -> None:
+    done = sems("allocate", *args, stdin=stdin)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.startswith(message)
+    assert done.stderr.count("\n") == 1
+    assert "Traceback" not in done.stderr
+
+
+def test_demo_prints_the_electra_example_and_a_larger_station() -> None:
+    done = sems("demo")
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line.split() for line in done.stdout.splitlines() if line.strip()}
+    assert [rows[f"ev-{k}"][-2] for k in (1, 2, 3)] == ["80.00", "120.00", "130.00"]
+    assert "ev-20" in rows and "station GENERATED_7" in done.stdout
+
+
+def test_demo_json_with_seconds_replays_cycles() -> None:
+    done = sems("demo", "--json", "--seconds", "2")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert [s["result"] for s in out["stations"]] == [allocate(s["request"]) for s in out["stations"]]
+    assert out["replay"]["summary"]["cycles"] == 8
+    assert out["replay"]["result"] == allocate(out["replay"]["request"])
+    bad = sems("demo", "--seconds", "-1")
+    assert (bad.returncode, bad.stdout) == (2, "")
+    assert bad.stderr.startswith("sems demo: --seconds: must be between 0 and 86400")
