@@ -97,3 +97,11 @@ def parse_address(text: str) -> int:
         return int(text, 0)
     except ValueError:
         raise UsageError(f"address: {text!r} is not a number (decimal or 0x hex)") from None
+
+
+def quiet_pymodbus() -> None:
+    """pymodbus logs its own connection failures to stderr; the commands print one clear
+    line instead, so its logger is silenced for these one-shot tools."""
+    import logging
+
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL + 1)

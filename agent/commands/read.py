@@ -24,13 +24,14 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from agent.cli import UsageError
-    from agent.commands._modbus import make_point, parse_address, resolve_target
+    from agent.commands._modbus import make_point, parse_address, quiet_pymodbus, resolve_target
     from agent.commands._output import print_json, table
     from drivers.codec import CodecError, decode
     from drivers.transport import Bus, TransportError
 
     if not 1 <= args.count <= 125:
         raise UsageError("--count: must be 1..125")
+    quiet_pymodbus()
     endpoint, unit = resolve_target(args)
     first = parse_address(args.address)
     point = make_point(args, first, args.table)

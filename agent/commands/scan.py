@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from agent.cli import UsageError
-    from agent.commands._modbus import parse_address, resolve_target
+    from agent.commands._modbus import parse_address, quiet_pymodbus, resolve_target
     from agent.commands._output import print_json, table
     from drivers.transport import Bus, TransportError
 
@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--timeout: must be positive")
     args.device = None
     args.unit = args.first
+    quiet_pymodbus()
     endpoint, _ = resolve_target(args)
     address = parse_address(args.address)
     ids = range(args.first, args.last + 1)
@@ -57,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
                     regs = await bus.read(unit, args.table, address, 1, timeout_s=args.timeout, retries=0)
                     found.append({"unit": unit, "answer": "registers", "value": regs[0]})
                 except TransportError as exc:
-                    if exc.kind == "exception":  # a Modbus exception is still an answer
+                    # A Modbus exception is still an answer from that id, except a gateway's
+                    # "path unavailable" / "target failed to respond" (10, 11): nobody there.
+                    if exc.kind == "exception" and exc.code not in (10, 11):
                         found.append({"unit": unit, "answer": "exception", "value": str(exc)})
                     elif exc.kind == "disconnected" and n == 1:
                         raise

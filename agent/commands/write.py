@@ -23,11 +23,12 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from agent.cli import UsageError
-    from agent.commands._modbus import make_point, parse_address, resolve_target
+    from agent.commands._modbus import make_point, parse_address, quiet_pymodbus, resolve_target
     from agent.commands._output import print_json
     from drivers.codec import CodecError, encode
     from drivers.transport import Bus, TransportError
 
+    quiet_pymodbus()
     endpoint, unit = resolve_target(args)
     first = parse_address(args.address)
     point = make_point(args, first)
