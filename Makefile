@@ -32,7 +32,10 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check agent drivers allocator hardware-sim tests bench
-	$(BIN)/mypy agent drivers allocator hardware-sim
+	$(BIN)/mypy agent drivers allocator
+	@# mypy cannot import a folder named hardware-sim: check it through a symlink named as the package.
+	mkdir -p $(VENV)/mypypath && ln -sfn $(CURDIR)/hardware-sim $(VENV)/mypypath/hardware_sim
+	MYPYPATH=$(VENV)/mypypath $(BIN)/mypy -p hardware_sim
 
 clean:
 	rm -rf $(VENV) .numba-cache .pytest_cache .mypy_cache .ruff_cache
