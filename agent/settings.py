@@ -84,6 +84,18 @@ class BatterySettings(_Section):
     min_soc: float = Field(10.0, ge=0, le=100, description="no discharge at or below (percent)")
     max_charge_kw: float = Field(gt=0, description="rated charge power (BMS limits apply below)")
     max_discharge_kw: float = Field(gt=0, description="rated discharge power")
+    capacity_kwh: float | None = Field(
+        None, gt=0, description="nameplate energy; without it the planner leaves the battery out"
+    )
+    degradation_cost_eur_kwh: float = Field(
+        0.0, ge=0, description="wear cost per kWh of throughput, for the planner"
+    )
+    soh_alert_pct: float = Field(80.0, ge=0, le=100, description="alert below this SoH")
+    temp_max_c: float = Field(45.0, description="alert above this cell temperature")
+    temp_min_c: float = Field(0.0, description="alert below this cell temperature")
+    imbalance_max_v: float = Field(
+        0.05, gt=0, description="alert when max - min cell voltage exceeds this"
+    )
 
 
 class StationSettings(_Section):
@@ -139,6 +151,38 @@ class ControlSettings(_Section):
     health_interval_s: float = Field(60.0, gt=0, description="health report to the uplink")
 
 
+class TariffSettings(_Section):
+    """Defaults for hours no cloud tariff or carbon forecast covers (agent/signals.py)."""
+
+    import_eur_kwh: float = Field(0.25, ge=-10, le=10, description="import price")
+    export_eur_kwh: float = Field(0.05, ge=-10, le=10, description="export price")
+    demand_charge_eur_kw: float = Field(
+        0.0, ge=0, description="charge on the day's highest 15-minute average import"
+    )
+    carbon_g_kwh: float = Field(300.0, ge=0, description="grid carbon intensity")
+    carbon_price_eur_t: float = Field(0.0, ge=0, description="carbon price for the planner")
+
+
+class PlannerSettings(_Section):
+    enabled: bool = Field(True, description="run the horizon planner (off: plain fair sharing)")
+    horizon_h: float = Field(24.0, gt=0, le=72, description="planning horizon")
+    replan_s: float = Field(
+        900.0, ge=10, description="re-plan this often (wall time); events re-plan sooner"
+    )
+    solve_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="a plan not solved within this is dropped"
+    )
+    signal_poll_s: float = Field(
+        5.0, gt=0, description="how often new tariffs, caps and schedules are looked for"
+    )
+    default_energy_kwh: float = Field(
+        30.0, ge=0, description="energy target of an EV without schedule or target"
+    )
+    default_dwell_h: float = Field(
+        8.0, gt=0, description="stay of an EV without schedule, from its arrival"
+    )
+
+
 class MqttSettings(_Section):
     enabled: bool = Field(False, description="connect the uplink")
     host: str = Field("localhost", description="broker host")
@@ -170,6 +214,8 @@ class AgentSettings(BaseSettings):
     control: ControlSettings = Field(default_factory=ControlSettings)  # type: ignore[arg-type]
     mqtt: MqttSettings = Field(default_factory=MqttSettings)  # type: ignore[arg-type]
     storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
+    tariff: TariffSettings = Field(default_factory=TariffSettings)  # type: ignore[arg-type]
+    planner: PlannerSettings = Field(default_factory=PlannerSettings)  # type: ignore[arg-type]
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
 
     @classmethod

@@ -124,6 +124,11 @@ class Reader:
                     if bms.max_discharge_kw is not None
                     else st.battery.max_discharge_kw,
                     power_kw=power or 0.0,
+                    soh_pct=bms.soh_pct,
+                    temp_min_c=bms.temp_min_c,
+                    temp_max_c=bms.temp_max_c,
+                    cell_v_min=bms.cell_v_min,
+                    cell_v_max=bms.cell_v_max,
                 )
         chargers = []
         for ch in st.chargers:
@@ -145,4 +150,13 @@ class Reader:
                     )
                 )
             chargers.append(ChargerState(ch.id, reading is not None, tuple(conns)))
-        return Snapshot(t, self.clock.now(), grid, pv, battery, tuple(chargers))
+        return Snapshot(
+            t,
+            self.clock.now(),
+            grid,
+            pv,
+            battery,
+            tuple(chargers),
+            grid_import_kwh=meter.energy_import_kwh if meter is not None else None,
+            grid_export_kwh=meter.energy_export_kwh if meter is not None else None,
+        )

@@ -12,31 +12,97 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.clock import Clock, iso
 from agent.control.apply import ApplyPlan, Key, execute, plan_writes
 from agent.control.budget import BudgetInputs, WindowMax, budget_inputs
 from agent.control.caps import CapTracker, PauseRotation
 from agent.control.devices import Reader, StationDevices
+from agent.control.guidance import Guidance
 from agent.control.snapshot import Snapshot
 from agent.control.stats import CycleStats
 from agent.sdnotify import Notifier
 from agent.sessions import Session, SessionTracker
 from agent.settings import AgentSettings
+from allocator.request import BINDING_NAMES
+
+if TYPE_CHECKING:
+    from agent.signals import Signals
 
 log = logging.getLogger(__name__)
 
-Allocate = Callable[[dict], dict]
+# Hooks the daemon wires in (all optional; each is called once per cycle, must be cheap).
+GuideFn = Callable[[datetime], Guidance | None]  # the horizon plan's current slot
+IntervalFn = Callable[[datetime], tuple[float, float] | None]  # (kWh imported, h left)
+AvailableFn = Callable[[datetime], bool]  # battery in dispatch (False: maintenance)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """One session as the allocator was asked to serve it (kW)."""
+
+    session_id: str
+    charger_id: str
+    idx: int
+    vehicle_max_kw: float
+    power_cap_kw: float | None
+    min_power_kw: float
+    priority: float
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationInputs:
+    """What the allocator was given this cycle, kept for the record (API, health, tests).
+    The cycle fills the kernel's arrays directly; `as_request()` renders the same inputs
+    in the DESIGN.md JSON contract when someone asks."""
+
+    station_id: str
+    grid_capacity_kw: float
+    base_load_kw: float
+    pv_kw: float
+    battery: dict | None
+    chargers: tuple[tuple[str, float, int], ...]  # (id, max kW, connectors)
+    sessions: tuple[SessionRow, ...]  # in the order given to the allocator
+
+    def as_request(self) -> dict:
+        sessions = []
+        for r in self.sessions:
+            entry: dict[str, Any] = {
+                "sessionId": r.session_id,
+                "connectorId": {"chargerId": r.charger_id, "idx": r.idx},
+                "vehicleMaxPower": r.vehicle_max_kw,
+                "minPower": r.min_power_kw,
+            }
+            if r.power_cap_kw is not None:
+                entry["powerCap"] = r.power_cap_kw
+            if r.priority:
+                entry["priority"] = r.priority
+            sessions.append(entry)
+        request: dict[str, Any] = {
+            "stationId": self.station_id,
+            "gridCapacity": self.grid_capacity_kw,
+            "baseLoad": self.base_load_kw,
+            "pvPower": self.pv_kw,
+            "chargers": [
+                {"id": cid, "maxPower": kw, "connectors": n} for cid, kw, n in self.chargers
+            ],
+            "sessions": sessions,
+        }
+        if self.battery is not None:
+            request["battery"] = dict(self.battery)
+        return request
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     snapshot: Snapshot
     budget: BudgetInputs
-    request: dict  # what the allocator was asked (DESIGN.md "Allocation")
+    inputs: AllocationInputs  # what the allocator was asked
     result: dict  # its answer: allocations, batteryPower, gridPower, binding
     targets: dict[Key, float]
     plan: ApplyPlan
@@ -44,25 +110,49 @@ class Decision:
     battery_setpoint_kw: float | None  # None: nothing to write this cycle
     sessions: tuple[Session, ...]
     caps: dict[str, float] = field(default_factory=dict)
+    power_cap_kw: float | None = None  # demand-response cap in force (agent/signals.py)
+    planned: bool = False  # a horizon plan narrowed this cycle's allocation
+    battery_available: bool = True  # False inside a maintenance window
+
+    @property
+    def request(self) -> dict:
+        """The allocator's inputs in the DESIGN.md JSON contract (built on demand)."""
+        return self.inputs.as_request()
 
 
 class Controller:
+    """Decisions without I/O. The allocator runs on arrays allocated here once (sized for
+    every connector of the station) and filled in place each cycle."""
+
     def __init__(
         self,
         settings: AgentSettings,
         sessions: SessionTracker,
-        allocate: Allocate | None = None,
+        *,
+        signals: Signals | None = None,
+        guide: GuideFn | None = None,
+        interval: IntervalFn | None = None,
+        battery_available: AvailableFn | None = None,
     ) -> None:
-        if allocate is None:
-            from allocator import allocate as allocate_fn
+        from allocator.arrays import StationArrays  # numba: only once a controller exists
 
-            allocate = allocate_fn
         self.s = settings
         self.sessions = sessions
-        self._allocate = allocate
+        self.signals = signals
+        self.guide = guide
+        self.interval = interval
+        self.battery_available = battery_available
         c = settings.control
         st = settings.station
         self.chargers = {ch.id: ch for ch in st.chargers}
+        self._charger_index = {ch.id: j for j, ch in enumerate(st.chargers)}
+        self._charger_rows = tuple((ch.id, ch.max_power_kw, ch.connectors) for ch in st.chargers)
+        self.arrays = StationArrays(
+            len(st.chargers), max(1, sum(ch.connectors for ch in st.chargers))
+        )
+        self.arrays.n_chargers = len(st.chargers)
+        for j, ch in enumerate(st.chargers):
+            self.arrays.set_charger(j, ch.max_power_kw)
         self.limits: dict[Key, float | None] = {
             (ch.id, i): None for ch in st.chargers for i in range(1, ch.connectors + 1)
         }
@@ -111,13 +201,16 @@ class Controller:
                 drawing[key] = conn.power_kw
                 self.last_power[key] = conn.power_kw
 
+        battery_available = (
+            self.battery_available(snap.ts) if self.battery_available is not None else True
+        )
         budget = budget_inputs(
             snap,
             self.base_history,
             self.s.station.pessimistic_base_load_kw,
             {k: v for k, v in self.limits.items() if v is not None},
             self.last_power,
-            self._battery_cfg,
+            self._battery_cfg if battery_available else None,
         )
 
         # Caps from measured consumption, then the allocator's order (rotation).
@@ -134,10 +227,24 @@ class Controller:
         order = self.rotation.order([x.id for x in live], t)
         by_id = {x.id: x for x in live}
 
-        request = self._request(budget, [by_id[sid] for sid in order], caps)
-        result = self._allocate(request)
+        # The station's ceiling: grid capacity, a demand-response cap in force (obeyed from
+        # this cycle on, plan or no plan), then the plan's import cap for this slot.
+        ceiling = self.s.station.grid_capacity_kw
+        power_cap = self.signals.active_power_cap(snap.ts) if self.signals is not None else None
+        if power_cap is not None:
+            ceiling = min(ceiling, power_cap)
+        safety_ceiling = ceiling
+        guidance = self.guide(snap.ts) if self.guide is not None else None
+        if guidance is not None:
+            so_far = self.interval(snap.ts) if self.interval is not None else None
+            cap = guidance.grid_cap(*so_far) if so_far is not None else guidance.grid_cap(None, None)
+            ceiling = min(ceiling, cap)
+
+        inputs = self._fill(budget, ceiling, [by_id[sid] for sid in order], caps, guidance)
+        self.arrays.solve()
+        result = self._result(inputs)
         allocations: dict[str, float] = result["allocations"]
-        binding: dict[str, str] = result.get("binding", {})
+        binding: dict[str, str] = result["binding"]
         self.rotation.observe(
             [sid for sid, kw in allocations.items() if kw <= 0 and binding.get(sid) == "minimum"],
             t,
@@ -159,7 +266,7 @@ class Controller:
             self.min_kw,
             self.fallback_per_connector,
             import_kw=import_kw,
-            capacity_kw=self.s.station.grid_capacity_kw,
+            capacity_kw=safety_ceiling,
             margin_kw=c.headroom_margin_kw,
             deadband_kw=c.deadband_kw,
         )
@@ -174,7 +281,7 @@ class Controller:
         return Decision(
             snapshot=snap,
             budget=budget,
-            request=request,
+            inputs=inputs,
             result=result,
             targets=targets,
             plan=plan,
@@ -182,37 +289,81 @@ class Controller:
             battery_setpoint_kw=self._battery_setpoint(budget, result, t),
             sessions=tuple(sessions),
             caps=caps,
+            power_cap_kw=power_cap,
+            planned=guidance is not None,
+            battery_available=battery_available,
         )
 
-    def _request(self, budget: BudgetInputs, ordered: list[Session], caps: dict) -> dict:
-        st = self.s.station
-        sessions = []
-        for x in ordered:
+    def _fill(
+        self,
+        budget: BudgetInputs,
+        ceiling_kw: float,
+        ordered: list[Session],
+        caps: dict[str, float],
+        guidance: Guidance | None,
+    ) -> AllocationInputs:
+        """Write this cycle's inputs into the kernel's arrays (no request dict, no parsing)."""
+        a = self.arrays
+        # The allocator shares what is left under the margin the apply step keeps free.
+        grid = max(0.0, ceiling_kw - self.s.control.headroom_margin_kw)
+        b = budget.battery
+        if b is not None and guidance is not None:
+            charge, discharge = guidance.battery_limits(b["maxChargePower"], b["maxDischargePower"])
+            b = {**b, "maxChargePower": charge, "maxDischargePower": discharge}
+        a.set_station(
+            grid_capacity=grid,
+            base_load=budget.base_load_kw,
+            pv_power=budget.pv_kw,
+            battery_max_discharge=b["maxDischargePower"] if b else 0.0,
+            battery_max_charge=b["maxChargePower"] if b else 0.0,
+            battery_soc=b["soc"] if b else 0.0,
+            battery_min_soc=b["minSoc"] if b else 0.0,
+        )
+        rows = []
+        for row, x in enumerate(ordered):
             ch = self.chargers[x.charger_id]
-            entry: dict[str, Any] = {
-                "sessionId": x.id,
-                "connectorId": {"chargerId": x.charger_id, "idx": x.connector_idx},
-                "vehicleMaxPower": min(x.vehicle_max_kw or ch.max_power_kw, ch.max_power_kw),
-                "minPower": ch.min_power_kw,
-            }
-            if x.id in caps:
-                entry["powerCap"] = caps[x.id]
-            sessions.append(entry)
-        request: dict[str, Any] = {
-            "stationId": st.id,
-            # The allocator shares what is left under the margin the apply step keeps free.
-            "gridCapacity": max(0.0, st.grid_capacity_kw - self.s.control.headroom_margin_kw),
-            "baseLoad": budget.base_load_kw,
-            "pvPower": budget.pv_kw,
-            "chargers": [
-                {"id": ch.id, "maxPower": ch.max_power_kw, "connectors": ch.connectors}
-                for ch in st.chargers
-            ],
-            "sessions": sessions,
+            cap = caps.get(x.id)
+            priority = 0.0
+            if guidance is not None:
+                planned = guidance.session_cap(x.id)
+                if planned is not None:
+                    cap = planned if cap is None else min(cap, planned)
+                    priority = 1.0 if planned > 0 else 0.0
+            vmax = min(x.vehicle_max_kw or ch.max_power_kw, ch.max_power_kw)
+            a.set_session(
+                row,
+                charger=self._charger_index[x.charger_id],
+                vehicle_max=vmax,
+                power_cap=math.inf if cap is None else cap,
+                min_power=ch.min_power_kw,
+                priority=priority,
+            )
+            rows.append(
+                SessionRow(x.id, x.charger_id, x.connector_idx, vmax, cap, ch.min_power_kw, priority)
+            )
+        a.n_sessions = len(rows)
+        return AllocationInputs(
+            station_id=self.s.station.id,
+            grid_capacity_kw=grid,
+            base_load_kw=budget.base_load_kw,
+            pv_kw=budget.pv_kw,
+            battery=b,
+            chargers=self._charger_rows,
+            sessions=tuple(rows),
+        )
+
+    def _result(self, inputs: AllocationInputs) -> dict:
+        """The kernel's answer keyed by session id (the DESIGN.md result shape)."""
+        a = self.arrays
+        allocation = a.allocation
+        binding = a.binding
+        ids = [r.session_id for r in inputs.sessions]
+        return {
+            "allocations": {sid: float(allocation[i]) for i, sid in enumerate(ids)},
+            "batteryPower": a.battery_power,
+            "gridPower": round(a.grid_power, 6) + 0.0,
+            "binding": {sid: BINDING_NAMES[binding[i]] for i, sid in enumerate(ids)},
         }
-        if budget.battery is not None:
-            request["battery"] = budget.battery
-        return request
 
     def _battery_setpoint(self, budget: BudgetInputs, result: dict, t: float) -> float | None:
         if self._battery_cfg is None:

@@ -42,6 +42,12 @@ class BatteryState:
     max_charge_kw: float  # what the BMS allows now
     max_discharge_kw: float
     power_kw: float  # > 0 discharging into the station
+    # For battery health (agent/battery_watch.py); None where the BMS does not say.
+    soh_pct: float | None = None
+    temp_min_c: float | None = None
+    temp_max_c: float | None = None
+    cell_v_min: float | None = None
+    cell_v_max: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +58,9 @@ class Snapshot:
     pv_kw: float | None  # None when unknown or stale (counted as 0)
     battery: BatteryState | None  # None when the BMS is stale or absent
     chargers: tuple[ChargerState, ...]
+    # The grid meter's energy counters (kWh), None when stale or invalid (savings ledger).
+    grid_import_kwh: float | None = None
+    grid_export_kwh: float | None = None
 
     def connectors(self):
         for charger in self.chargers:

@@ -16,15 +16,6 @@ from agent.settings import AgentSettings
 from agent.store import connect
 
 
-def allocate(request: dict) -> dict:
-    import allocator
-
-    fn = getattr(allocator, "allocate", None)
-    if fn is None:  # until the allocator package exports its public API
-        from allocator.reference import allocate_reference as fn
-    return fn(request)
-
-
 def settings(**overrides) -> AgentSettings:
     station = {
         "id": "T1",
@@ -88,10 +79,11 @@ class Station:
     states: dict[tuple[str, int], str] = field(default_factory=dict)
     draw: dict[tuple[str, int], float] = field(default_factory=dict)
     limits: dict[tuple[str, int], float] = field(default_factory=dict)
+    hooks: dict = field(default_factory=dict)  # Controller keyword hooks (signals, guide...)
 
     def __post_init__(self) -> None:
         self.db = connect(":memory:")
-        self.controller = Controller(self.cfg, SessionTracker(self.db, self.clock), allocate)
+        self.controller = Controller(self.cfg, SessionTracker(self.db, self.clock), **self.hooks)
         for ch in self.cfg.station.chargers:
             for i in range(1, ch.connectors + 1):
                 self.limits[(ch.id, i)] = 0.0
