@@ -312,6 +312,16 @@ class _EvState:
         return max(0.0, held - min_soc * self.ev.capacity)
 
 
+@dataclass(frozen=True)
+class Tuning:
+    """How the rolling planner hedges against EVs it cannot see yet (station settings, not
+    derived from the day's EV list)."""
+
+    # Battery reserve: the battery's full discharge power held for this many hours (capped
+    # to its SoC window), kept in every slot unless shaving a real peak pays more.
+    reserve_hours: float = 0.0
+
+
 @dataclass
 class ReplayResult:
     policy: str
@@ -327,7 +337,7 @@ class ReplayResult:
 
 def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
              replan_minutes: float = 15.0, allocate: Allocate | None = None,
-             horizon_slots: int = 96) -> ReplayResult:
+             horizon_slots: int = 96, tuning: Tuning | None = None) -> ReplayResult:
     """Run the day under `policy`; every step calls the real allocator."""
     if policy not in POLICIES:
         raise DayError(f"policy: must be one of {', '.join(POLICIES)}")
@@ -364,7 +374,8 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
         arrived = {s.ev.session_id for s in active} - known
         if planner is not None and (t >= next_replan - 1e-9 or arrived):
             known |= arrived
-            req = _plan_request(day, t, slot, active, b_energy, ledger, horizon_slots)
+            req = _plan_request(day, t, slot, active, b_energy, ledger, horizon_slots,
+                                tuning or Tuning())
             plan = planner.plan(req)
             solve_times.append(plan.solve_seconds + plan.build_seconds)
             plan_origin = t
@@ -375,11 +386,13 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
         b_set = 0.0
         if plan is not None:
             current = ledger.intervals[slot].import_kwh if len(ledger.intervals) > slot else 0.0
-            request = apply_plan(request, plan, t - plan_origin + 1e-9,
-                                 interval_import_kwh=current,
-                                 interval_remaining_h=(slot + 1) * sh - t)
-            v2g = v2g_setpoints(plan, t - plan_origin + 1e-9)
-            b_set = float(plan.battery_power[plan.slot_at(t - plan_origin + 1e-9)])
+            # The step follows the plan's average over the step, not its value at the
+            # step's start (sub-intervals can be shorter than a step).
+            at = t - plan_origin + 1e-9
+            request = apply_plan(request, plan, at, interval_import_kwh=current,
+                                 interval_remaining_h=(slot + 1) * sh - t, window_h=step_h)
+            v2g = v2g_setpoints(plan, at, step_h)
+            b_set = plan.mean_over(plan.battery_power, at, step_h)
         # V2G vehicles that discharge are not charging this step: the allocator sees them
         # at zero so their charger's share goes to others.
         for s in request["sessions"]:
@@ -484,8 +497,16 @@ def _allocator_request(day: Day, slot: int, active: list[_EvState], step_h: floa
     return request
 
 
+def reserve_energy(b: Battery, hours: float) -> float:
+    """kWh the battery keeps against arrivals no plan can see yet: its full discharge
+    power for `hours`, above its minimum SoC and within its SoC window. Sized from the
+    battery's own limits only, never from a day's EV list."""
+    usable = (b.max_soc - b.min_soc) * b.capacity
+    return b.min_soc * b.capacity + min(usable, b.max_discharge * max(hours, 0.0))
+
+
 def _plan_request(day: Day, t: float, slot: int, active: list[_EvState], b_energy: float,
-                  ledger: SavingsLedger, horizon_slots: int) -> PlanRequest:
+                  ledger: SavingsLedger, horizon_slots: int, tuning: Tuning) -> PlanRequest:
     sh = day.slot_hours
     end = min(len(day.import_price), slot + horizon_slots)
     sl = slice(slot, end)
@@ -511,6 +532,7 @@ def _plan_request(day: Day, t: float, slot: int, active: list[_EvState], b_energ
             # Hand the day back with the charge it started with (as the optimum must).
             end_energy=b.soc_start * b.capacity if end == len(day.import_price) else None,
             end_value=refill_price(day),
+            reserve_energy=reserve_energy(b, tuning.reserve_hours),
         )
     current = ledger.intervals[slot] if len(ledger.intervals) > slot else None
     finished_peak = max((iv.peak_kw for iv in ledger.intervals[:slot]), default=0.0)

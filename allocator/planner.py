@@ -84,6 +84,13 @@ class BatterySpec:
     # charge would cost more, e.g. recharging on top of the day's peak.
     end_value: float | None = None
     available: bool = True  # False during a maintenance window: out of dispatch
+    # Robust reserve: kWh the battery should hold in every slot against arrivals the plan
+    # cannot see yet (see `reserve_energy` in agent/replay.py for sizing). Falling short is
+    # allowed but costs `reserve_value` EUR per kWh per hour short; None derives it from
+    # the demand charge (see `_reserve_value`), so the reserve outweighs price arbitrage
+    # yet still yields to shaving a real peak.
+    reserve_energy: float = 0.0
+    reserve_value: float | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,22 @@ class Plan:
         np.add.at(out, self.slot_index, self.grid_power * self.slot_hours)
         return out
     peak_cap: np.ndarray = field(default_factory=lambda: np.zeros(0))  # capacity / DR caps
+
+    def mean_over(self, values: np.ndarray, hours: float, window_h: float) -> float:
+        """Time average of a per-sub-interval series over [hours, hours + window_h].
+
+        A control step longer than a sub-interval (a 60 s replay step against a 20 s
+        sub-interval at an arrival) must follow the plan's energy over the step; holding
+        the value at the step's start for the whole step overshoots the slot's budget."""
+        if window_h <= 0:
+            return float(values[self.slot_at(hours)])
+        ends = self.slot_starts_h + self.slot_hours
+        overlap = np.clip(np.minimum(ends, hours + window_h)
+                          - np.maximum(self.slot_starts_h, hours), 0.0, None)
+        covered = float(overlap.sum())
+        if covered <= 1e-12:
+            return float(values[self.slot_at(hours)])
+        return float(np.dot(overlap, values)) / covered
 
     def slot_at(self, hours: float) -> int:
         """Index of the slot containing `hours` (from plan start); clamped to the horizon."""
@@ -300,6 +323,18 @@ class Planner:
         self._highs.clearModel()
         status, x, obj = m.solve(self._highs)
         t2 = time.perf_counter()
+        if status == "Optimal" and layout.reserve_active:
+            # Second stage: hold the battery's reserve, but within the peak the first stage
+            # found worth paying for. Refilling a reserve is never a reason to raise the
+            # peak (the LP would otherwise spread a refill over many slots at a small
+            # peak increase each and call it cheap); only real sessions may raise it.
+            ta = time.perf_counter()
+            m, layout = _build(req, reserve=True, peak_limit=float(x[layout.peak]))
+            tb = time.perf_counter()
+            self._highs.clearModel()
+            status, x, obj = m.solve(self._highs)
+            t1 += tb - ta
+            t2 = time.perf_counter()
         self.last_solve_seconds = t2 - t1
         if status != "Optimal":
             raise PlanError(f"planner: HiGHS returned {status}")
@@ -328,6 +363,7 @@ class _Layout:
     present: dict[str, np.ndarray]
     peak_cap: np.ndarray
     slot_of: np.ndarray
+    reserve_active: bool = False  # a second, reserve-holding stage is due
 
 
 def _grid(req: PlanRequest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -360,7 +396,24 @@ def _grid(req: PlanRequest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return starts, ends - starts, slot_of
 
 
-def _build(req: PlanRequest) -> tuple[_Model, _Layout]:
+# Share of a kWh's peak-shaving worth that holding it in reserve for the whole horizon
+# may cost: below 1, so the battery always yields to shaving a real peak.
+_RESERVE_SHARE = 0.5
+
+
+def _reserve_value(req: PlanRequest, horizon_h: float) -> float:
+    """EUR per kWh per hour the battery is below its reserve. One kWh discharged within a
+    billing slot lowers that slot's average import by 1/slot_h kW, worth demand_charge /
+    slot_h; a kWh short for the whole horizon costs `_RESERVE_SHARE` of that. So the
+    reserve stops hours-long price arbitrage from emptying the battery, but never stops it
+    from shaving a peak (no demand charge: no reserve)."""
+    if req.demand_charge <= 0 or horizon_h <= 0:
+        return 0.0
+    return _RESERVE_SHARE * req.demand_charge / (req.slot_hours * horizon_h)
+
+
+def _build(req: PlanRequest, reserve: bool = False,
+           peak_limit: float | None = None) -> tuple[_Model, _Layout]:
     nslots = req.slots
     sh = req.slot_hours
     starts, dt, slot_of = _grid(req)
@@ -395,12 +448,16 @@ def _build(req: PlanRequest) -> tuple[_Model, _Layout]:
     # the LP feasible on a bad forecast instead of failing the whole plan.
     over = [m.col(0.0, inf, overload_penalty) for t in range(n)]
     curtail = [m.col(0.0, pv[t] * dt[t]) for t in range(n)]
-    peak = m.col(max(0.0, req.peak_so_far), inf, req.demand_charge)
+    peak_lo = max(0.0, req.peak_so_far)
+    # A tiny tolerance: the first stage's peak must stay feasible after rounding.
+    peak_hi = inf if peak_limit is None else max(peak_lo, peak_limit * (1 + 1e-9) + 1e-6)
+    peak = m.col(peak_lo, peak_hi, req.demand_charge)
 
     b = req.battery
     bc: list[int] = []
     bd: list[int] = []
     benergy: list[int] = []
+    reserve_active = False
     if b is not None and b.available:
         wear = b.degradation_cost
         e_min, e_max = b.min_soc * b.capacity, b.max_soc * b.capacity
@@ -435,6 +492,22 @@ def _build(req: PlanRequest) -> tuple[_Model, _Layout]:
         else:
             short = m.col(0.0, inf, b.end_value)
             m.row([benergy[-1], short], [1.0, 1.0], e_end, inf)
+        target = min(max(b.reserve_energy, 0.0), e_max)
+        value = _reserve_value(req, float(dt.sum())) if b.reserve_value is None \
+            else b.reserve_value
+        reserve_active = target > e_min and value > 0
+        if reserve and reserve_active:
+            horizon_end = float(ends[-1])
+            for t in range(n):
+                # No more than the battery could still discharge before the horizon (the
+                # billing period) ends: a reserve it could not use is only stored energy.
+                level = min(target, e_min + b.max_discharge_power * (horizon_end - ends[t])
+                            / b.discharge_efficiency)
+                if level <= e_min:
+                    continue
+                # e_t + short_t >= level; each kWh short costs `value` per hour.
+                short_t = m.col(0.0, level, value * dt[t])
+                m.row([benergy[t], short_t], [1.0, 1.0], level, inf)
 
     chargers = {c.id: c.max_power for c in req.chargers}
     charge: dict[str, dict[int, int]] = {}
@@ -517,7 +590,7 @@ def _build(req: PlanRequest) -> tuple[_Model, _Layout]:
         m.row(cols, vals, -inf, -already / sh)
 
     layout = _Layout(dt, starts, imp, exp, over, bc, bd, benergy, peak, charge, v2g, unmet,
-                     present_by, cap, slot_of)
+                     present_by, cap, slot_of, reserve_active)
     return m, layout
 
 
@@ -546,9 +619,11 @@ def _extract(req: PlanRequest, lay: _Layout, x: np.ndarray, obj: float, status: 
         p[np.abs(p) < 1e-6] = 0.0
         sessions[sid] = p
     unmet = {sid: float(max(0.0, x[c])) for sid, c in lay.unmet.items()}
-    # The allocator may import up to the planned peak in every slot: it costs no extra
-    # demand charge and leaves room for forecast errors; caps and capacity still bind.
-    import_cap = np.minimum(lay.peak_cap, max(peak, float(np.max(grid, initial=0.0))))
+    # The allocator may import up to the planned peak in every sub-interval: it costs no
+    # extra demand charge and leaves room for forecast errors; above it only where the plan
+    # itself imports more (a burst inside a slot whose average stays at the peak). Caps and
+    # capacity still bind.
+    import_cap = np.minimum(lay.peak_cap, np.maximum(peak, grid))
     return Plan(
         slot_starts_h=lay.starts.copy(),
         slot_hours=dt.copy(),
@@ -571,7 +646,8 @@ def _extract(req: PlanRequest, lay: _Layout, x: np.ndarray, obj: float, status: 
 
 def apply_plan(request: Mapping[str, Any], plan: Plan, hours: float, *,
                interval_import_kwh: float | None = None,
-               interval_remaining_h: float | None = None) -> dict[str, Any]:
+               interval_remaining_h: float | None = None,
+               window_h: float = 0.0) -> dict[str, Any]:
     """Turn the plan's slot at `hours` into an allocator request (the DESIGN.md contract).
 
     The allocator stays the safety authority: the plan only narrows what it may hand out.
@@ -587,10 +663,12 @@ def apply_plan(request: Mapping[str, Any], plan: Plan, hours: float, *,
     - the battery block is narrowed to the planned direction: a discharge setpoint caps
       `maxDischargePower` (and forbids charging), a charge setpoint caps `maxChargePower`.
     Sessions the plan does not know (arrived since) pass through unchanged.
+    With `window_h` > 0 (a control step that long), every target is the plan's time
+    average over [hours, hours + window_h] instead of its value at `hours`.
     """
     t = plan.slot_at(hours)
     out = dict(request)
-    cap = float(plan.import_cap[t])
+    cap = plan.mean_over(plan.import_cap, hours, window_h)
     if interval_import_kwh is not None and interval_remaining_h is not None \
             and interval_remaining_h > 1e-9:
         budget = plan.peak * plan.billing_hours - interval_import_kwh
@@ -601,7 +679,7 @@ def apply_plan(request: Mapping[str, Any], plan: Plan, hours: float, *,
         s2 = dict(s)
         target = plan.session_power.get(s["sessionId"])
         if target is not None:
-            p = max(0.0, float(target[t]))
+            p = max(0.0, plan.mean_over(np.maximum(target, 0.0), hours, window_h))
             s2["powerCap"] = min(float(s.get("powerCap", p)), p) if "powerCap" in s else p
             s2["priority"] = 1 if p > 0 else 0
         sessions.append(s2)
@@ -609,7 +687,7 @@ def apply_plan(request: Mapping[str, Any], plan: Plan, hours: float, *,
     batt = request.get("battery")
     if batt is not None:
         b2 = dict(batt)
-        setpoint = float(plan.battery_power[t])
+        setpoint = plan.mean_over(plan.battery_power, hours, window_h)
         if setpoint >= 0:
             b2["maxDischargePower"] = min(float(batt["maxDischargePower"]), setpoint)
             b2["maxChargePower"] = 0.0
@@ -620,7 +698,12 @@ def apply_plan(request: Mapping[str, Any], plan: Plan, hours: float, *,
     return out
 
 
-def v2g_setpoints(plan: Plan, hours: float) -> dict[str, float]:
-    """Sessions the plan discharges in the slot at `hours`: sessionId -> kW (> 0)."""
-    t = plan.slot_at(hours)
-    return {sid: float(-p[t]) for sid, p in plan.session_power.items() if p[t] < 0}
+def v2g_setpoints(plan: Plan, hours: float, window_h: float = 0.0) -> dict[str, float]:
+    """Sessions the plan discharges at `hours` (averaged over `window_h` if > 0):
+    sessionId -> kW (> 0)."""
+    out = {}
+    for sid, p in plan.session_power.items():
+        kw = plan.mean_over(np.maximum(-p, 0.0), hours, window_h)
+        if kw > 1e-9:
+            out[sid] = kw
+    return out
