@@ -13,15 +13,19 @@ import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from agent.assembly import build_control
 from agent.clock import Clock, RealClock
 from agent.control.devices import StationDevices
-from agent.control.loop import Controller, ControlLoop, UplinkHook
+from agent.control.loop import UplinkHook
 from agent.control.stats import CycleStats
 from agent.sdnotify import Notifier
-from agent.sessions import SessionTracker
 from agent.settings import AgentSettings, ConfigError, load
 from agent.store import connect
+
+if TYPE_CHECKING:
+    from agent.signals import Signals
 
 log = logging.getLogger("sems.agent")
 EX_CONFIG = 78
@@ -34,10 +38,12 @@ async def run_daemon(
     environ: Mapping[str, str] | None = None,
     stop: asyncio.Event | None = None,
     uplink: UplinkHook | None = None,
+    signals: Signals | None = None,
 ) -> int:
     """Run until `stop` is set or SIGTERM/SIGINT arrives. `uplink`: the MQTT uplink's
     enqueue hook (agent/uplink/); without it session events and telemetry stay in the
-    store's event log only."""
+    store's event log only. `signals`: the uplink's persisted cloud signals (shared so a
+    new cap or tariff is obeyed at once); without it they are read from the store."""
     clock = clock or RealClock()
     stop = stop or asyncio.Event()
     notifier = Notifier(environ)
@@ -47,14 +53,16 @@ async def run_daemon(
 
     db = connect(settings.storage.db_path)
     devices = StationDevices(settings)
-    on_event = uplink.enqueue if uplink is not None else None
-    sessions = SessionTracker(db, clock, on_event)
-    controller = Controller(settings, sessions)
-    control = ControlLoop(
-        settings, devices, controller, clock, CycleStats(), notifier=notifier, uplink=uplink
-    )
+    control = build_control(
+        settings, db, devices, clock, stats=CycleStats(), notifier=notifier, uplink=uplink,
+        signals=signals,
+    )  # fmt: skip
+    sessions = control.controller.sessions
+    planning: asyncio.Task[None] | None = None
     try:
         await control.start()
+        if control.planner is not None:  # off the control loop's path: its own task
+            planning = asyncio.create_task(control.planner.run(stop))
         resumed = len(sessions.active)
         notifier.ready(
             f"{len(settings.station.chargers)} chargers, {resumed} sessions resumed, "
@@ -64,6 +72,9 @@ async def run_daemon(
         await control.run(stop)
     finally:
         notifier.stopping("writing fallback limits")
+        if planning is not None:
+            planning.cancel()
+            await asyncio.gather(planning, return_exceptions=True)
         try:
             await control.shutdown()
         finally:

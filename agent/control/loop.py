@@ -32,6 +32,9 @@ from agent.settings import AgentSettings
 from allocator.request import BINDING_NAMES
 
 if TYPE_CHECKING:
+    from agent.battery_watch import BatteryWatch
+    from agent.ledger_recorder import LedgerRecorder
+    from agent.planning import PlannerTask
     from agent.signals import Signals
 
 log = logging.getLogger(__name__)
@@ -496,8 +499,16 @@ class ControlLoop:
         stats: CycleStats | None = None,
         notifier: Notifier | None = None,
         uplink: UplinkHook | None = None,
+        *,
+        planner: PlannerTask | None = None,
+        ledger: LedgerRecorder | None = None,
+        battery: BatteryWatch | None = None,
     ) -> None:
         self.s = settings
+        self.planner = planner
+        self.ledger = ledger
+        self.battery = battery
+        self._observer_failed: set[str] = set()
         self.devices = devices
         self.controller = controller
         self.clock = clock
@@ -526,6 +537,7 @@ class ControlLoop:
                 log.warning("charger %s: fallback limit not set: %s", ch_id, exc)
 
         await asyncio.gather(*(one(cid) for cid in self.devices.chargers))
+        self.controller.arrays.warm_up()  # compile or load the kernel before the first cycle
 
     async def cycle(self) -> Decision:
         period = self.s.control.period_s
@@ -541,8 +553,26 @@ class ControlLoop:
             self._mode_change(self.state.modes, decision.budget.modes)
         self.state.decision = decision
         self.state.modes = decision.budget.modes
+        self._observe(decision)
         self.stats.record_cycle(self.clock.monotonic() - t0, period)
         return decision
+
+    def _observe(self, decision: Decision) -> None:
+        """Feed the planner, the ledger and the battery watch; none may stop the loop."""
+        for name, fn in (
+            ("planner", self.planner.notice if self.planner else None),
+            ("ledger", self.ledger.observe if self.ledger else None),
+            ("battery", (lambda d: self.battery.observe(d.snapshot)) if self.battery else None),
+        ):
+            if fn is None:
+                continue
+            try:
+                fn(decision)
+                self._observer_failed.discard(name)
+            except Exception:
+                if name not in self._observer_failed:  # logged once until it recovers
+                    log.exception("%s: observing the cycle failed", name)
+                    self._observer_failed.add(name)
 
     async def run(self, stop: asyncio.Event, max_cycles: int | None = None) -> None:
         """Cycle every period until `stop` is set. An overrun starts the next cycle at once
@@ -595,9 +625,16 @@ class ControlLoop:
                 self._last_health = t
 
     def health_report(self) -> dict:
+        now = self.clock.now()
+        d = self.state.decision
         return {
             "stats": self.stats.summary(),
             "modes": sorted(self.state.modes),
+            "powerCapKw": d.power_cap_kw if d is not None else None,
+            "planner": self.planner.status.as_dict() if self.planner is not None else None,
+            "battery": self.battery.report(now) if self.battery is not None else None,
+            "savings": self.ledger.summary() if self.ledger is not None else None,
+            "failing": sorted(self._observer_failed),
             "devices": {
                 name: {
                     "online": h.online,
@@ -673,3 +710,12 @@ class ControlLoop:
 
         await asyncio.gather(*(one(cid) for cid in self.devices.chargers))
         ctl.sessions.flush()
+        for name, save in (
+            ("ledger", self.ledger.flush if self.ledger else None),
+            ("battery health", self.battery.persist if self.battery else None),
+        ):
+            if save is not None:
+                try:
+                    save()
+                except Exception:
+                    log.exception("%s not stored at shutdown", name)
