@@ -38,9 +38,9 @@ VEHICLE_MAX, POWER_CAP, MIN_POWER, PRIORITY = 0, 1, 2, 3
 SESSION_F_ROWS = 4
 CHARGER_INDEX, ARRIVAL = 0, 1
 SESSION_I_ROWS = 2
-# scratch rows: per session, and per charger (two 6-row level workspaces + minimum sums)
-SCRATCH_SESSION_ROWS = 6
-SCRATCH_CHARGER_ROWS = 13
+# scratch rows: per session, and per charger (capacity, level, bucket offsets, minimum sums)
+SCRATCH_SESSION_ROWS = 7
+SCRATCH_CHARGER_ROWS = 4
 
 OK, BAD_CHARGER_INDEX = 0, 1
 
@@ -51,81 +51,60 @@ def _steps_down(kw: float) -> np.int64:
         return np.int64(0)
     if kw >= _NO_LIMIT_KW:
         return NO_LIMIT
-    q = kw * STEPS_PER_KW
-    nearest = math.floor(q + 0.5)
-    if abs(q - nearest) < _SNAP:
-        return np.int64(nearest)
-    return np.int64(math.floor(q))
+    return np.int64(math.floor(kw * STEPS_PER_KW + _SNAP))
 
 
 @njit(cache=True)
 def _steps_up(kw: float) -> np.int64:
     if kw != kw or kw >= _NO_LIMIT_KW:  # NaN load or minimum: the worst case
         return NO_LIMIT
-    q = kw * STEPS_PER_KW
-    nearest = math.floor(q + 0.5)
-    if abs(q - nearest) < _SNAP:
-        return np.int64(nearest)
-    return np.int64(math.ceil(q))
+    return np.int64(math.ceil(kw * STEPS_PER_KW - _SNAP))
 
 
 @njit(cache=True)
-def _levels(n, group, n_groups, low, high, active, work):  # noqa: ANN001 (numba arrays)
-    """For each group j, the highest whole level t with sum(clamp(t, low, high)) <= capacity.
+def _fill_level(pending, start, end, low, high, capacity):  # noqa: ANN001 (numba arrays)
+    """The highest whole level t with sum(clamp(t, low[i], high[i])) <= capacity over the
+    sessions pending[start:end]; NO_LIMIT when every ceiling fits.
 
-    work rows: 0 capacity (in), 1 level (out, NO_LIMIT when the group never fills),
-    2 fill at level, 3 slope at level, 4 next minimum above level, 5 done flag.
-    Requires sum(low) <= capacity per group and low <= high.
+    Requires sum(low) <= capacity and low <= high. Reorders pending[start:end] (scratch).
+    Accumulators are locals so they stay in registers: this loop is the kernel's hot spot.
     """
-    capacity = work[0]
-    level = work[1]
-    fill = work[2]
-    slope = work[3]
-    next_low = work[4]
-    done = work[5]
-    for j in range(n_groups):
-        level[j] = 0
-        done[j] = 0
-    remaining = n_groups
-    while remaining > 0:
-        for j in range(n_groups):
-            fill[j] = 0
-            slope[j] = 0
-            next_low[j] = NO_LIMIT
-        for i in range(n):
-            if active[i] == 0:
+    level = 0
+    saturated = 0  # ceilings of the sessions already at them
+    while True:
+        fill = saturated
+        slope = 0
+        next_low = NO_LIMIT
+        # Levels only rise, so a session at its ceiling stays there: it leaves the slice.
+        kept = start
+        for k in range(start, end):
+            i = pending[k]
+            h = high[i]
+            if level >= h:
+                saturated += h
+                fill += h
                 continue
-            j = group[i]
-            if done[j]:
-                continue
-            t = level[j]
-            if t < low[i]:
-                fill[j] += low[i]
-                if low[i] < next_low[j]:
-                    next_low[j] = low[i]
-            elif t < high[i]:
-                fill[j] += t
-                slope[j] += 1
+            pending[kept] = i
+            kept += 1
+            lo = low[i]
+            if level < lo:
+                fill += lo
+                if lo < next_low:
+                    next_low = lo
             else:
-                fill[j] += high[i]
-        for j in range(n_groups):
-            if done[j]:
-                continue
-            if slope[j] == 0:
-                # flat: nothing grows until the next minimum is passed, or never again
-                if next_low[j] == NO_LIMIT:
-                    level[j] = NO_LIMIT
-                    done[j] = 1
-                    remaining -= 1
-                else:
-                    level[j] = next_low[j]
-            else:
-                step = (capacity[j] - fill[j]) // slope[j]
-                if step <= 0:
-                    done[j] = 1
-                    remaining -= 1
-                else:
-                    level[j] = min(level[j] + step, next_low[j])
+                fill += level
+                slope += 1
+        end = kept
+        if slope == 0:
+            # flat: nothing grows until the next minimum is passed, or never again
+            if next_low == NO_LIMIT:
+                return NO_LIMIT
+            level = next_low
+        else:
+            step = (capacity - fill) // slope
+            if step <= 0:
+                return level
+            level = min(level + step, next_low)
 
 
 @njit(cache=True)
@@ -192,11 +171,12 @@ def solve(station, n_chargers, charger_max, n_sessions, session_f, session_i,  #
     high = scratch_s[2]
     active = scratch_s[3]
     heap = scratch_s[4]
-    station_group = scratch_s[5]
-    charger_work = scratch_c[0:6]
-    station_work = scratch_c[6:12]
-    minimum_sum = scratch_c[12]
-    charger_cap = charger_work[0]
+    pending = scratch_s[5]
+    capped = scratch_s[6]  # 1 when powerCap, not the vehicle, sets the ceiling
+    charger_cap = scratch_c[0]
+    charger_level = scratch_c[1]
+    bucket = scratch_c[2]  # sessions of charger j are pending[bucket[j]:bucket[j + 1]]
+    minimum_sum = scratch_c[3]
 
     # Rule 1: the budget.
     grid = _steps_down(station[GRID_CAPACITY])
@@ -213,11 +193,13 @@ def solve(station, n_chargers, charger_max, n_sessions, session_f, session_i,  #
         minimum_sum[j] = 0
     for i in range(n):
         j = charger_of[i]
-        c = min(_steps_down(session_f[VEHICLE_MAX, i]), _steps_down(session_f[POWER_CAP, i]))
+        vehicle = _steps_down(session_f[VEHICLE_MAX, i])
+        cap = _steps_down(session_f[POWER_CAP, i])
+        c = min(vehicle, cap)
         ceiling[i] = c
+        capped[i] = 1 if cap < vehicle else 0
         m = _steps_up(session_f[MIN_POWER, i]) if c > 0 else 0
         low[i] = m
-        station_group[i] = 0
         if m > min(c, charger_cap[j]):
             active[i] = 0  # can never reach its minimum
         else:
@@ -255,15 +237,31 @@ def solve(station, n_chargers, charger_max, n_sessions, session_f, session_i,  #
             active[i] = 0
             total_minimum -= low[i]
 
-    # Rule 3: charger levels, then the station level.
-    _levels(n, charger_of, n_chargers, low, ceiling, active, charger_work)
-    charger_level = charger_work[1]
+    # Rule 3: charger levels, then the station level. A counting sort puts each charger's
+    # active sessions next to each other in `pending`.
+    for j in range(n_chargers + 1):
+        bucket[j] = 0
+    for i in range(n):
+        if active[i]:
+            bucket[charger_of[i] + 1] += 1
+    for j in range(n_chargers):
+        bucket[j + 1] += bucket[j]
+    for i in range(n):
+        if active[i]:
+            j = charger_of[i]
+            pending[bucket[j]] = i
+            bucket[j] += 1
+    start = 0  # bucket[j] now holds the end of charger j's run
+    for j in range(n_chargers):
+        charger_level[j] = _fill_level(pending, start, bucket[j], low, ceiling, charger_cap[j])
+        start = bucket[j]
+    size = 0
     for i in range(n):
         if active[i]:
             high[i] = max(low[i], min(ceiling[i], charger_level[charger_of[i]]))
-    station_work[0, 0] = ev_budget
-    _levels(n, station_group, 1, low, high, active, station_work)
-    station_level = station_work[1, 0]
+            pending[size] = i
+            size += 1
+    station_level = _fill_level(pending, 0, size, low, high, ev_budget)
 
     ev_total = 0
     for i in range(n):
@@ -276,7 +274,7 @@ def solve(station, n_chargers, charger_max, n_sessions, session_f, session_i,  #
         allocation[i] = x / STEPS_PER_KW
         level = charger_level[charger_of[i]]
         if x >= ceiling[i]:  # Rule 4
-            if _steps_down(session_f[POWER_CAP, i]) < _steps_down(session_f[VEHICLE_MAX, i]):
+            if capped[i]:
                 binding[i] = CAP
             else:
                 binding[i] = VEHICLE

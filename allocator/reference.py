@@ -45,16 +45,12 @@ _SNAP = 1e-6  # a value this close to a whole step is that step (decimal input r
 
 def steps_down(kw: float) -> int:
     """kW to whole 0.01 kW steps, rounding down (for limits: never grant more)."""
-    q = kw * STEPS_PER_KW
-    nearest = math.floor(q + 0.5)
-    return nearest if abs(q - nearest) < _SNAP else math.floor(q)
+    return math.floor(kw * STEPS_PER_KW + _SNAP)
 
 
 def steps_up(kw: float) -> int:
     """kW to whole 0.01 kW steps, rounding up (for loads and minimums)."""
-    q = kw * STEPS_PER_KW
-    nearest = math.floor(q + 0.5)
-    return nearest if abs(q - nearest) < _SNAP else math.ceil(q)
+    return math.ceil(kw * STEPS_PER_KW - _SNAP)
 
 
 def fill_level(lows: Sequence[int], highs: Sequence[int], capacity: int) -> int | None:
