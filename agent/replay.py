@@ -28,12 +28,14 @@ import numpy as np
 
 from agent.savings import SavingsLedger
 from allocator.planner import (
+    RESERVE_RATE,
     BatterySpec,
     ChargerSpec,
     Planner,
     PlanRequest,
     SessionSpec,
     apply_plan,
+    reserve_value,
     v2g_setpoints,
 )
 
@@ -317,9 +319,12 @@ class Tuning:
     """How the rolling planner hedges against EVs it cannot see yet (station settings, not
     derived from the day's EV list)."""
 
-    # Battery reserve: the battery's full discharge power held for this many hours (capped
-    # to its SoC window), kept in every slot unless shaving a real peak pays more.
-    reserve_hours: float = 0.0
+    # Battery reserve: the battery's full discharge power for this many hours, capped to
+    # its SoC window; None keeps the whole window (the battery full), 0 turns it off.
+    reserve_hours: float | None = None
+    # Chance per hour that an unforeseen arrival needs a kWh missing from the reserve
+    # (allocator.planner.reserve_value); a prior, never derived from the day's EVs.
+    reserve_rate: float = RESERVE_RATE
 
 
 @dataclass
@@ -497,12 +502,13 @@ def _allocator_request(day: Day, slot: int, active: list[_EvState], step_h: floa
     return request
 
 
-def reserve_energy(b: Battery, hours: float) -> float:
+def reserve_energy(b: Battery, hours: float | None) -> float:
     """kWh the battery keeps against arrivals no plan can see yet: its full discharge
-    power for `hours`, above its minimum SoC and within its SoC window. Sized from the
+    power for `hours` (None: its whole window) above its minimum SoC. Sized from the
     battery's own limits only, never from a day's EV list."""
     usable = (b.max_soc - b.min_soc) * b.capacity
-    return b.min_soc * b.capacity + min(usable, b.max_discharge * max(hours, 0.0))
+    held = usable if hours is None else min(usable, b.max_discharge * max(hours, 0.0))
+    return b.min_soc * b.capacity + held
 
 
 def _plan_request(day: Day, t: float, slot: int, active: list[_EvState], b_energy: float,
@@ -533,6 +539,7 @@ def _plan_request(day: Day, t: float, slot: int, active: list[_EvState], b_energ
             end_energy=b.soc_start * b.capacity if end == len(day.import_price) else None,
             end_value=refill_price(day),
             reserve_energy=reserve_energy(b, tuning.reserve_hours),
+            reserve_value=reserve_value(day.demand_charge, sh, tuning.reserve_rate),
         )
     current = ledger.intervals[slot] if len(ledger.intervals) > slot else None
     finished_peak = max((iv.peak_kw for iv in ledger.intervals[:slot]), default=0.0)

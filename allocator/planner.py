@@ -86,9 +86,9 @@ class BatterySpec:
     available: bool = True  # False during a maintenance window: out of dispatch
     # Robust reserve: kWh the battery should hold in every slot against arrivals the plan
     # cannot see yet (see `reserve_energy` in agent/replay.py for sizing). Falling short is
-    # allowed but costs `reserve_value` EUR per kWh per hour short; None derives it from
-    # the demand charge (see `_reserve_value`), so the reserve outweighs price arbitrage
-    # yet still yields to shaving a real peak.
+    # allowed but costs `reserve_value` EUR per kWh per hour short (None: derived from the
+    # demand charge, see `reserve_value()`). It is held in a second LP stage that may not
+    # raise the peak the first stage chose, so it always yields to shaving a real peak.
     reserve_energy: float = 0.0
     reserve_value: float | None = None
 
@@ -396,20 +396,22 @@ def _grid(req: PlanRequest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return starts, ends - starts, slot_of
 
 
-# Share of a kWh's peak-shaving worth that holding it in reserve for the whole horizon
-# may cost: below 1, so the battery always yields to shaving a real peak.
-_RESERVE_SHARE = 0.5
+# Default chance per hour that an arrival the plan cannot see needs a kWh missing from the
+# reserve to hold the peak: one such surprise every two days. A prior, not a fit to a day
+# (see docs/planner.md for the sensitivity); stations set `BatterySpec.reserve_value`.
+RESERVE_RATE = 1.0 / 48.0
 
 
-def _reserve_value(req: PlanRequest, horizon_h: float) -> float:
+def reserve_value(demand_charge: float, slot_hours: float,
+                  rate: float = RESERVE_RATE) -> float:
     """EUR per kWh per hour the battery is below its reserve. One kWh discharged within a
     billing slot lowers that slot's average import by 1/slot_h kW, worth demand_charge /
-    slot_h; a kWh short for the whole horizon costs `_RESERVE_SHARE` of that. So the
-    reserve stops hours-long price arbitrage from emptying the battery, but never stops it
-    from shaving a peak (no demand charge: no reserve)."""
-    if req.demand_charge <= 0 or horizon_h <= 0:
+    slot_h; a kWh missing from the reserve loses that with probability `rate` per hour.
+    High enough that short price spreads do not empty the battery, low enough that a wide
+    spread may still borrow from it (no demand charge: no reserve)."""
+    if demand_charge <= 0 or slot_hours <= 0:
         return 0.0
-    return _RESERVE_SHARE * req.demand_charge / (req.slot_hours * horizon_h)
+    return rate * demand_charge / slot_hours
 
 
 def _build(req: PlanRequest, reserve: bool = False,
@@ -493,7 +495,7 @@ def _build(req: PlanRequest, reserve: bool = False,
             short = m.col(0.0, inf, b.end_value)
             m.row([benergy[-1], short], [1.0, 1.0], e_end, inf)
         target = min(max(b.reserve_energy, 0.0), e_max)
-        value = _reserve_value(req, float(dt.sum())) if b.reserve_value is None \
+        value = reserve_value(req.demand_charge, sh) if b.reserve_value is None \
             else b.reserve_value
         reserve_active = target > e_min and value > 0
         if reserve and reserve_active:
