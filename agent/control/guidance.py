@@ -53,8 +53,8 @@ class Guidance:
     def battery_limits(self, max_charge_kw: float, max_discharge_kw: float) -> tuple[float, float]:
         """(max charge, max discharge) narrowed to the planned direction."""
         if self.battery_kw >= 0:
-            return 0.0, min(max_discharge_kw, self.battery_kw)
-        return min(max_charge_kw, -self.battery_kw), 0.0
+            return 0.0, max(0.0, min(max_discharge_kw, self.battery_kw))
+        return max(0.0, min(max_charge_kw, -self.battery_kw)), 0.0
 
 
 def guidance_at(plan: Plan, hours: float) -> Guidance:

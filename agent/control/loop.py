@@ -230,20 +230,20 @@ class Controller:
         order = self.rotation.order([x.id for x in live], t)
         by_id = {x.id: x for x in live}
 
-        # The station's ceiling: grid capacity, a demand-response cap in force (obeyed from
-        # this cycle on, plan or no plan), then the plan's import cap for this slot.
-        ceiling = self.s.station.grid_capacity_kw
+        # The station's ceiling: grid capacity and a demand-response cap in force (obeyed
+        # from this cycle on, plan or no plan), less the margin the apply step keeps free;
+        # then the plan's import cap for this slot (economic: no margin below it).
+        safety_ceiling = self.s.station.grid_capacity_kw
         power_cap = self.signals.active_power_cap(snap.ts) if self.signals is not None else None
         if power_cap is not None:
-            ceiling = min(ceiling, power_cap)
-        safety_ceiling = ceiling
+            safety_ceiling = min(safety_ceiling, power_cap)
+        grid = max(0.0, safety_ceiling - c.headroom_margin_kw)
         guidance = self.guide(snap.ts) if self.guide is not None else None
         if guidance is not None:
             so_far = self.interval(snap.ts) if self.interval is not None else None
-            cap = guidance.grid_cap(*so_far) if so_far is not None else guidance.grid_cap(None, None)
-            ceiling = min(ceiling, cap)
+            grid = min(grid, guidance.grid_cap(*(so_far or (None, None))))
 
-        inputs = self._fill(budget, ceiling, [by_id[sid] for sid in order], caps, guidance)
+        inputs = self._fill(budget, grid, [by_id[sid] for sid in order], caps, guidance)
         self.arrays.solve()
         result = self._result(inputs)
         allocations: dict[str, float] = result["allocations"]
@@ -300,15 +300,14 @@ class Controller:
     def _fill(
         self,
         budget: BudgetInputs,
-        ceiling_kw: float,
+        grid_kw: float,
         ordered: list[Session],
         caps: dict[str, float],
         guidance: Guidance | None,
     ) -> AllocationInputs:
         """Write this cycle's inputs into the kernel's arrays (no request dict, no parsing)."""
         a = self.arrays
-        # The allocator shares what is left under the margin the apply step keeps free.
-        grid = max(0.0, ceiling_kw - self.s.control.headroom_margin_kw)
+        grid = max(0.0, grid_kw)
         b = budget.battery
         if b is not None and guidance is not None:
             charge, discharge = guidance.battery_limits(b["maxChargePower"], b["maxDischargePower"])
