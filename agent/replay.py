@@ -403,6 +403,19 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
         for s in request["sessions"]:
             if s["sessionId"] in v2g:
                 s["powerCap"] = 0.0
+        # What the V2G vehicles deliver this step (step average, kW), decided before the
+        # allocation: the plan counts on it to feed the other EVs, so the allocator may too.
+        v2g_kw: dict[str, float] = {}
+        v2g_supply = 0.0
+        for s in active:
+            sid = s.ev.session_id
+            if sid in v2g and s.ev.v2g:
+                present_h = min(t + step_h, s.ev.departure_h) - max(t, s.ev.arrival_h)
+                limit = min(v2g[sid], day.v2g_max_power, day.chargers[s.ev.charger_id][0])
+                energy_cap = s.v2g_available(day.v2g_min_soc) * day.v2g_efficiency
+                v2g_kw[sid] = min(limit, energy_cap / max(present_h, 1e-12))
+                v2g_supply += v2g_kw[sid] * max(0.0, present_h / step_h)
+        request["gridCapacity"] += v2g_supply
         b_max = 0.0
         if use_battery and b is not None:
             b_set = _battery_feasible(b, b_set, b_energy, step_h, eta_b)
@@ -411,7 +424,7 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
             # is in slot averages, so an EV there for part of a slot (or a burst inside it)
             # is covered by the battery rather than by importing above the planned peak.
             request["gridCapacity"] = request["gridCapacity"] + b_max
-        import_cap = request["gridCapacity"] - b_max
+        import_cap = request["gridCapacity"] - b_max - v2g_supply
         request.pop("battery", None)
         result = allocate(request)
         allocations: dict[str, float] = result["allocations"]
@@ -420,10 +433,8 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
             sid = s.ev.session_id
             present_h = min(t + step_h, s.ev.departure_h) - max(t, s.ev.arrival_h)
             frac = max(0.0, present_h / step_h)
-            if sid in v2g and s.ev.v2g:
-                limit = min(v2g[sid], day.v2g_max_power, day.chargers[s.ev.charger_id][0])
-                energy_cap = s.v2g_available(day.v2g_min_soc) * day.v2g_efficiency
-                kw = min(limit, energy_cap / max(present_h, 1e-12))
+            if sid in v2g_kw:
+                kw = v2g_kw[sid]
                 s.stored -= kw * present_h / day.v2g_efficiency
                 s.v2g_out += kw * present_h
                 powers[sid] = -kw * frac

@@ -142,6 +142,7 @@ class Plan:
     battery_energy: np.ndarray = field(default_factory=lambda: np.zeros(0))
     billing_hours: float = 0.25  # the demand charge's averaging interval (a slot)
     slot_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    session_present: dict[str, np.ndarray] = field(default_factory=dict)  # connected (bool)
 
     def slot_energy(self) -> np.ndarray:
         """Planned net import per billing slot (kWh), sub-intervals summed."""
@@ -150,17 +151,22 @@ class Plan:
         return out
     peak_cap: np.ndarray = field(default_factory=lambda: np.zeros(0))  # capacity / DR caps
 
-    def mean_over(self, values: np.ndarray, hours: float, window_h: float) -> float:
+    def mean_over(self, values: np.ndarray, hours: float, window_h: float,
+                  mask: np.ndarray | None = None) -> float:
         """Time average of a per-sub-interval series over [hours, hours + window_h].
 
         A control step longer than a sub-interval (a 60 s replay step against a 20 s
         sub-interval at an arrival) must follow the plan's energy over the step; holding
-        the value at the step's start for the whole step overshoots the slot's budget."""
+        the value at the step's start for the whole step overshoots the slot's budget.
+        `mask` limits the average to the sub-intervals it marks (a session's connected
+        time: a step that ends after its departure must not dilute its power)."""
         if window_h <= 0:
             return float(values[self.slot_at(hours)])
         ends = self.slot_starts_h + self.slot_hours
         overlap = np.clip(np.minimum(ends, hours + window_h)
                           - np.maximum(self.slot_starts_h, hours), 0.0, None)
+        if mask is not None:
+            overlap = np.where(mask, overlap, 0.0)
         covered = float(overlap.sum())
         if covered <= 1e-12:
             return float(values[self.slot_at(hours)])
@@ -643,6 +649,7 @@ def _extract(req: PlanRequest, lay: _Layout, x: np.ndarray, obj: float, status: 
         peak_cap=lay.peak_cap.copy(),
         billing_hours=req.slot_hours,
         slot_index=lay.slot_of.copy(),
+        session_present={sid: pr > 1e-9 for sid, pr in lay.present.items()},
     )
 
 
@@ -681,7 +688,8 @@ def apply_plan(request: Mapping[str, Any], plan: Plan, hours: float, *,
         s2 = dict(s)
         target = plan.session_power.get(s["sessionId"])
         if target is not None:
-            p = max(0.0, plan.mean_over(np.maximum(target, 0.0), hours, window_h))
+            p = max(0.0, plan.mean_over(np.maximum(target, 0.0), hours, window_h,
+                                        plan.session_present.get(s["sessionId"])))
             s2["powerCap"] = min(float(s.get("powerCap", p)), p) if "powerCap" in s else p
             s2["priority"] = 1 if p > 0 else 0
         sessions.append(s2)
@@ -705,7 +713,8 @@ def v2g_setpoints(plan: Plan, hours: float, window_h: float = 0.0) -> dict[str, 
     sessionId -> kW (> 0)."""
     out = {}
     for sid, p in plan.session_power.items():
-        kw = plan.mean_over(np.maximum(-p, 0.0), hours, window_h)
+        kw = plan.mean_over(np.maximum(-p, 0.0), hours, window_h,
+                            plan.session_present.get(sid))
         if kw > 1e-9:
             out[sid] = kw
     return out
