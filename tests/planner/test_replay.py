@@ -161,6 +161,9 @@ def test_reference_day_meets_the_savings_target():
     assert report["savingsPct"] >= 40.0
     assert report["energyDelivered"] >= base.energy_delivered
     assert report["optimumCost"] <= report["cost"]
+    # Issue 7's gap target, reached by the default battery reserve (docs/planner.md): an
+    # in-sample figure on the only reference day there is, kept here as a regression guard.
+    assert report["cost"] <= 1.03 * report["optimumCost"]
     print(json.dumps(report))
 
 
