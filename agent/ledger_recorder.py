@@ -153,6 +153,7 @@ class LedgerRecorder:
         self._acc: _Acc | None = None
         self._last_ts: datetime | None = None
         self._last_counter: tuple[float, float] | None = None
+        self._last_counter_ts: datetime | None = None
         self._session_energy: dict[str, float] = {}
         self.intervals_closed = 0
         self._day_pv_kwh = 0.0
@@ -169,29 +170,36 @@ class LedgerRecorder:
             self._open(slot_start(ts))
         acc = self._acc
         assert acc is not None
-        while ts >= acc.start + SLOT:
-            self._close(acc)
-            acc = self._open(acc.start + SLOT)
-        dt_h = 0.0
-        if self._last_ts is not None:
-            gap = (ts - self._last_ts).total_seconds()
-            if 0 < gap <= MAX_GAP_S:
-                dt_h = gap / 3600.0
+        # This sample stands for the span since the previous one; a span crossing an
+        # interval's end is split at it.
+        since = self._last_ts
+        gap_h = (ts - since).total_seconds() / 3600.0 if since is not None else 0.0
+        if since is not None and not 0 < (ts - since).total_seconds() <= MAX_GAP_S:
+            since = None
         self._last_ts = ts
-        if snap.grid_kw is not None and dt_h:
-            acc.import_int += max(snap.grid_kw, 0.0) * dt_h
-            acc.export_int += max(-snap.grid_kw, 0.0) * dt_h
-            acc.covered_h += dt_h
-            base = decision.budget.measured_base_kw
-            acc.base_kwh += (base or 0.0) * dt_h
-            acc.pv_kwh += (snap.pv_kw or 0.0) * dt_h
-        if snap.battery is not None and dt_h:
-            p = snap.battery.power_kw
-            if p > 0:
-                acc.battery_discharge_kwh += p * dt_h
-            else:
-                acc.battery_charge_kwh += -p * dt_h
-        self._counters(acc, snap.grid_import_kwh, snap.grid_export_kwh, dt_h)
+        imp, exp = snap.grid_import_kwh, snap.grid_export_kwh
+        while ts >= acc.start + SLOT:
+            end = acc.start + SLOT
+            if since is not None and since < end:
+                self._integrate(acc, decision, (end - since).total_seconds() / 3600.0)
+                since = end
+            last, last_ts = self._last_counter, self._last_counter_ts
+            if imp is not None and exp is not None and last is not None and last_ts is not None:
+                # The counters at the interval's end, interpolated between the readings
+                # either side of it (exact at constant power).
+                f = (end - last_ts) / (ts - last_ts)
+                at_end = (last[0] + (imp - last[0]) * f, last[1] + (exp - last[1]) * f)
+                self._counters(acc, at_end[0], at_end[1], (end - last_ts).total_seconds() / 3600)
+                self._last_counter_ts = end
+            else:  # no reading at the end: the counters cannot cover this interval
+                acc.counters_ok = False
+            self._close(acc)
+            acc = self._open(end)
+        if since is not None and ts > since:
+            self._integrate(acc, decision, (ts - since).total_seconds() / 3600.0)
+        self._counters(acc, imp, exp, gap_h)
+        if imp is not None and exp is not None:
+            self._last_counter_ts = ts
         for x in decision.sessions:
             prev = self._session_energy.get(x.id)
             if prev is None:
@@ -209,6 +217,21 @@ class LedgerRecorder:
         live = {x.id for x in decision.sessions}
         for sid in [s for s in self._session_energy if s not in live]:
             del self._session_energy[sid]
+
+    def _integrate(self, acc: _Acc, decision: Decision, dt_h: float) -> None:
+        snap = decision.snapshot
+        if snap.grid_kw is not None:
+            acc.import_int += max(snap.grid_kw, 0.0) * dt_h
+            acc.export_int += max(-snap.grid_kw, 0.0) * dt_h
+            acc.covered_h += dt_h
+            acc.base_kwh += (decision.budget.measured_base_kw or 0.0) * dt_h
+            acc.pv_kwh += (snap.pv_kw or 0.0) * dt_h
+        if snap.battery is not None:
+            p = snap.battery.power_kw
+            if p > 0:
+                acc.battery_discharge_kwh += p * dt_h
+            else:
+                acc.battery_charge_kwh += -p * dt_h
 
     def _counters(self, acc: _Acc, imp: float | None, exp: float | None, dt_h: float) -> None:
         if imp is None or exp is None:
@@ -303,9 +326,12 @@ class LedgerRecorder:
         self.baseline.record(t_h, h, min(grid_cf_kwh, 0.0) / h, p_imp, p_exp, carbon)
 
         day_iso = iso(self.day)
+        iv = _interval(self.actual, t_h)
+        bl = _interval(self.baseline, t_h)
         try:
-            store(self.db, self.actual, day_iso, "actual")
-            store(self.db, self.baseline, day_iso, "uncontrolled")
+            # Only this interval's row: hours the agent did not run get no row of zeros.
+            store(self.db, _only(self.actual, iv), day_iso, "actual")
+            store(self.db, _only(self.baseline, bl), day_iso, "uncontrolled")
         except Exception:  # a full disk must not stop the control loop
             log.exception("ledger not stored")
         if self.forecasts is not None and covered >= h / 2:
@@ -314,8 +340,6 @@ class LedgerRecorder:
             except Exception:
                 log.exception("forecast profile not stored")
         self.intervals_closed += 1
-        iv = _interval(self.actual, t_h)
-        bl = _interval(self.baseline, t_h)
         self._day_pv_kwh += acc.pv_kwh
         if not publish:
             return
@@ -323,11 +347,12 @@ class LedgerRecorder:
             "period": "15min",
             "start": iso(acc.start),
             "end": iso(acc.start + SLOT),
-            "importKwh": round(imp, 4),
-            "exportKwh": round(exp, 4),
-            "evKwh": round(sum(acc.session_kwh.values()), 4),
+            # The stored row's figures (after a restart mid-interval: both parts).
+            "importKwh": round(iv.import_kwh, 4),
+            "exportKwh": round(iv.export_kwh, 4),
+            "evKwh": round(sum(iv.session_kwh.values()), 4),
             "pvKwh": round(acc.pv_kwh, 4),
-            "batteryDischargeKwh": round(acc.battery_discharge_kwh, 4),
+            "batteryDischargeKwh": round(iv.battery_discharge_kwh, 4),
             "costEur": round(iv.energy_cost, 4),
             "baselineCostEur": round(bl.energy_cost, 4),
             "savingsEur": round(bl.energy_cost - iv.energy_cost, 4),
@@ -413,3 +438,10 @@ def _interval(ledger: SavingsLedger, t_h: float) -> Interval:
     """The ledger's interval at `t_h`, created (empty, peak carried) if needed."""
     ledger.record(t_h, 0.0, 0.0, 0.0, 0.0)  # a zero-length sample only creates it
     return ledger.intervals[int(t_h / ledger.interval_hours + 1e-9)]
+
+
+def _only(ledger: SavingsLedger, iv: Interval) -> SavingsLedger:
+    """A ledger holding just `iv`, for `store()` (which writes every interval it holds)."""
+    one = SavingsLedger(ledger.demand_charge, ledger.interval_hours)
+    one.intervals = [iv]
+    return one

@@ -80,6 +80,11 @@ class Station:
     draw: dict[tuple[str, int], float] = field(default_factory=dict)
     limits: dict[tuple[str, int], float] = field(default_factory=dict)
     hooks: dict = field(default_factory=dict)  # Controller keyword hooks (signals, guide...)
+    # The grid meter's energy counters and the chargers' session counters (kWh), integrated
+    # from the powers as time advances; counters=None makes the meter report none.
+    import_kwh: float | None = 1000.0
+    export_kwh: float | None = 50.0
+    energy: dict[tuple[str, int], float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.db = connect(":memory:")
@@ -105,7 +110,7 @@ class Station:
                     i,
                     self.states.get((ch.id, i), "A"),
                     self.draw.get((ch.id, i), 0.0),
-                    0.0,
+                    self.energy.get((ch.id, i), 0.0),
                     None,
                     self.limits[(ch.id, i)],
                 )  # fmt: skip
@@ -117,11 +122,29 @@ class Station:
             grid -= self.battery.power_kw
         return Snapshot(self.clock.monotonic(), self.clock.now(),
                         None if self.grid_stale else grid, self.pv_kw, self.battery,
-                        tuple(chargers))  # fmt: skip
+                        tuple(chargers), self.import_kwh, self.export_kwh)  # fmt: skip
+
+    def grid_kw(self) -> float:
+        grid = self.base_kw + sum(self.draw.values()) - (self.pv_kw or 0.0)
+        return grid - (self.battery.power_kw if self.battery is not None else 0.0)
+
+    def run_meters(self, seconds: float) -> None:
+        """Integrate the meters over `seconds` at the present powers."""
+        h = seconds / 3600.0
+        grid = self.grid_kw()
+        if self.import_kwh is not None and self.export_kwh is not None:
+            self.import_kwh += max(grid, 0.0) * h
+            self.export_kwh += max(-grid, 0.0) * h
+        for key, kw in self.draw.items():
+            if self.states.get(key) in ("B", "C", "D"):
+                self.energy[key] = self.energy.get(key, 0.0) + kw * h
+            else:
+                self.energy[key] = 0.0
 
     def cycle(self, advance: float = 0.25, follow: bool = False) -> Decision:
         """One control cycle; every write and heartbeat succeeds. `follow`: each EV then
         draws its new limit (an EV that always takes what it is given)."""
+        self.run_meters(advance)
         self.clock.advance(advance)
         d = self.controller.decide(self.snapshot())
         for w in d.plan.writes:
