@@ -20,6 +20,8 @@ bounded by its power times the time it is connected):
             delivered + unmet >= energy target, delivered <= energy target
             V2G sessions: running energy >= -(energy above v2gMinSoc) at every slot
             battery: energy balance with efficiencies, min/max SoC, end >= end energy
+With a battery reserve, a second solve adds  reserve_value*dt*short_t,  e_t + short_t >=
+reserve (tapered near the horizon's end), with the first solve's peak as an upper bound.
 """
 
 from __future__ import annotations
