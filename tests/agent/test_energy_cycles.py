@@ -16,7 +16,14 @@ from agent.control.snapshot import BatteryState
 from agent.signals import BatteryMaintenance, PowerCap, Signals
 from agent.store import connect
 from allocator import allocate_reference
-from allocator.planner import BatterySpec, ChargerSpec, Planner, PlanRequest, SessionSpec, apply_plan
+from allocator.planner import (
+    BatterySpec,
+    ChargerSpec,
+    Planner,
+    PlanRequest,
+    SessionSpec,
+    apply_plan,
+)
 
 CP1_1, CP1_2, CP2_1 = ("CP1", 1), ("CP1", 2), ("CP2", 1)
 BATTERY = {"inverter": "inv", "bms": "bms", "max_charge_kw": 40, "max_discharge_kw": 40,

@@ -1,0 +1,149 @@
+"""The planner task: its request from signals, sessions and the station; re-planning on
+events; and failures that fall back to fair sharing without stopping the control loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cycle_helpers import Station, settings
+
+from agent.clock import ManualClock, RealClock
+from agent.control.snapshot import BatteryState
+from agent.planning import PlannerTask
+from agent.signals import PowerCap, PriceSlot, Signals, Tariff, VehicleSchedule
+
+CP1_1, CP2_1 = ("CP1", 1), ("CP2", 1)
+BATTERY = {"inverter": "inv", "bms": "bms", "max_charge_kw": 40, "max_discharge_kw": 40,
+           "min_soc": 10, "capacity_kwh": 80}  # fmt: skip
+T0 = datetime(2026, 6, 17, 12, 7, tzinfo=UTC)  # mid-slot
+
+
+def rig(**planner):
+    cfg = settings(station={"battery": BATTERY},
+                   planner={"default_energy_kwh": 20.0, "default_dwell_h": 4.0, **planner})  # fmt: skip
+    held: dict = {}
+    st = Station(cfg=cfg, clock=ManualClock(wall=T0), base_kw=30.0,
+                 hooks={"guide": lambda ts: held["task"].guidance(ts)})  # fmt: skip
+    st.battery = BatteryState(soc=50.0, max_charge_kw=40.0, max_discharge_kw=40.0, power_kw=0.0)
+    signals = Signals(st.db)
+    task = PlannerTask(cfg, st.clock, st.db, signals)
+    held["task"] = task
+    return st, task, signals
+
+
+def cycle(st, task, **kw):
+    d = st.cycle(**kw)
+    task.notice(d)
+    return d
+
+
+def test_request_from_signals_schedules_and_defaults():
+    st, task, signals = rig()
+    st.plug(CP1_1)
+    st.plug(CP2_1)
+    cycle(st, task, follow=True)
+    scheduled = st.session_id(CP1_1)
+    st.db.execute("UPDATE sessions SET vehicle_id = 'EV-7' WHERE id = ?", [scheduled])
+    signals.add_vehicle_schedule(VehicleSchedule(
+        id="s1", vehicle_id="EV-7", departure=T0 + timedelta(hours=2), energy_target_kwh=35.0))  # fmt: skip
+    signals.set_tariff(Tariff(id="t", demand_charge_eur_kw=9.0, slots=[
+        PriceSlot(start=T0.replace(minute=0), end=T0.replace(minute=0) + timedelta(hours=1),
+                  import_eur_kwh=0.5, export_eur_kwh=0.1)]))  # fmt: skip
+    signals.set_power_cap(PowerCap(id="c", cap_kw=70.0, start=T0 + timedelta(minutes=20),
+                                   end=T0 + timedelta(minutes=50)))  # fmt: skip
+    req, start = task.build_request(st.clock.now())
+    assert req.slots == 96 and req.first_slot_hours == pytest.approx(8 / 60, abs=1e-3)
+    # 12:00-13:00 at 0.5 (slots 12:07, 12:15, 12:30, 12:45), then the [tariff] default.
+    assert list(req.import_price[:5]) == [0.5, 0.5, 0.5, 0.5, 0.25]
+    assert req.demand_charge == 9.0
+    # The cap 12:27-12:57 overlaps the 12:15, 12:30 and 12:45 slots only.
+    assert list(req.import_caps[:5]) == [None, 70.0, 70.0, 70.0, None]
+    by_id = {s.session_id: s for s in req.sessions}
+    assert by_id[scheduled].departure_h == pytest.approx(2.0, abs=1e-3)
+    assert by_id[scheduled].energy_needed == pytest.approx(35.0)
+    other = by_id[st.session_id(CP2_1)]  # unknown EV: the defaults
+    assert other.energy_needed == pytest.approx(20.0)
+    assert other.departure_h == pytest.approx(4.0, abs=0.01)
+    assert req.battery.energy == pytest.approx(40.0) and req.battery.available
+    assert req.base_load[0] == pytest.approx(30.0)  # the present, nothing learned yet
+
+
+def test_a_plan_guides_the_next_cycles():
+    st, task, _ = rig()
+    st.plug(CP1_1)
+    cycle(st, task, follow=True)
+    asyncio.run(task.replan("test"))
+    assert task.status.active and task.status.plans == 1
+    d = cycle(st, task, follow=True)
+    assert d.planned
+    sid = st.session_id(CP1_1)
+    planned = task.guidance(st.clock.now()).session_cap(sid)
+    assert d.inputs.sessions[0].power_cap_kw == pytest.approx(planned)
+    assert task.status.as_dict()["lastSolveMs"] is not None
+    st.clock.advance(25 * 3600)  # past the horizon: no guidance, fair sharing
+    assert task.guidance(st.clock.now()) is None
+
+
+def test_planner_failures_fall_back_to_fair_sharing_and_are_logged_once(caplog):
+    st, task, _ = rig(solve_timeout_s=0.2)
+    st.plug(CP1_1)
+    cycle(st, task, follow=True)
+    asyncio.run(task.replan("ok"))
+    assert task.status.active
+
+    def broken(request):
+        raise RuntimeError("HiGHS exploded")
+
+    task._solve = broken
+    with caplog.at_level(logging.WARNING, logger="agent.planning"):
+        asyncio.run(task.replan("again"))
+        asyncio.run(task.replan("and again"))
+    assert task.guidance(st.clock.now()) is None and not task.status.active
+    assert task.status.failures == 2 and task.status.last_error == "HiGHS exploded"
+    assert len([r for r in caplog.records if "planner failed" in r.message]) == 1
+    d = cycle(st, task, follow=True)
+    assert not d.planned and d.targets[CP1_1] == 50.0  # plain sharing: the charger's max
+
+    task._solve = lambda request: time.sleep(1.0)  # never answers in time
+    asyncio.run(task.replan("slow"))
+    assert task.status.last_error == "timed out" and task.status.failures == 3
+    assert not cycle(st, task, follow=True).planned
+
+
+def test_run_replans_on_session_changes_and_new_signals():
+    asyncio.run(_run())
+
+
+async def _run():
+    cfg = settings(planner={"signal_poll_s": 0.05})
+    st = Station(cfg=cfg, clock=ManualClock(wall=datetime.now(UTC)), base_kw=30.0)
+    signals = Signals(st.db)
+    task = PlannerTask(cfg, RealClock(), st.db, signals)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(task.run(stop))
+
+    async def plans(n):
+        for _ in range(200):  # at most 2 s
+            if task.status.plans >= n:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"{task.status.plans} plans, expected {n}")
+
+    try:
+        await plans(1)  # at start
+        st.plug(CP1_1)
+        task.notice(st.cycle(follow=True))
+        await plans(2)
+        assert task.status.last_reason == "sessions +1/-0"
+        now = datetime.now(UTC)
+        signals.set_power_cap(PowerCap(id="x", cap_kw=50.0, start=now,
+                                       end=now + timedelta(hours=1)))  # fmt: skip
+        await plans(3)
+        assert task.status.last_reason == "signals"
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 2.0)
