@@ -9,9 +9,11 @@ sorting: from a level where everything fits, jump to where the current slope say
 is reached, or to the next session minimum above the level, whichever comes first. Where the
 fill function is concave (between minimums) the jump never overshoots, and each jump that does
 not finish passes at least one session's ceiling or minimum, so the cost is O(n * levels) with
-levels the number of distinct breakpoints crossed, a handful in practice. All chargers iterate
-together in one pass over the sessions. Pausing for minimums uses a binary heap in scratch
-space: O(n + paused * log n), and only when a minimum does not fit.
+levels the number of distinct breakpoints crossed, a handful in practice. Each charger's
+sessions are bucketed together (counting sort) and solved on their own slice, then the station
+level over all active sessions; sessions at their ceiling drop out of later passes. Pausing for
+minimums uses a binary heap in scratch space: O(n + paused * log n), only when a minimum does
+not fit.
 """
 
 from __future__ import annotations
@@ -283,15 +285,19 @@ def solve(station, n_chargers, charger_max, n_sessions, session_f, session_i,  #
         else:
             binding[i] = STATION
 
-    # Rule 5: battery and grid.
-    need = ev_total + base - pv - grid
-    discharge = min(available_discharge, max(0, need))
-    charge_room = 0
+    # Rule 5: battery and grid, in kW (not steps: the setpoint must cover a base load that is
+    # not a whole step exactly). Same operations, in the same order, as the reference.
+    ev_kw = ev_total / STEPS_PER_KW
+    base_kw = station[BASE_LOAD]
+    pv_kw = station[PV_POWER]
+    discharge_kw = 0.0
+    if station[BATTERY_SOC] > station[BATTERY_MIN_SOC]:
+        need = ev_kw + base_kw - pv_kw - station[GRID_CAPACITY]
+        discharge_kw = min(station[BATTERY_MAX_DISCHARGE], max(0.0, need))
+    charge_kw = 0.0
     if station[BATTERY_SOC] < 100:
-        charge_room = _steps_down(station[BATTERY_MAX_CHARGE])
-    charge = min(charge_room, max(0, pv - base - ev_total))
-    battery_steps = discharge - charge
-    station[OUT_BATTERY_POWER] = battery_steps / STEPS_PER_KW
-    station[OUT_GRID_POWER] = (station[BASE_LOAD] + ev_total / STEPS_PER_KW - station[PV_POWER]
-                               - battery_steps / STEPS_PER_KW)
+        charge_kw = min(station[BATTERY_MAX_CHARGE], max(0.0, pv_kw - base_kw - ev_kw))
+    battery_kw = discharge_kw - charge_kw
+    station[OUT_BATTERY_POWER] = battery_kw
+    station[OUT_GRID_POWER] = base_kw + ev_kw - pv_kw - battery_kw
     return OK

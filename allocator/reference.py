@@ -27,8 +27,8 @@ Rules, in order:
    above the station's, else "station".
 5. Battery: discharges only what the EVs and base load need beyond grid capacity and PV (up to
    its available discharge), charges from PV surplus beyond base load and EVs (up to
-   maxChargePower, not when soc is 100), never from the grid.
-   gridPower = baseLoad + sum(EV) - pvPower - batteryPower.
+   maxChargePower, not when soc is 100), never from the grid. The battery setpoint is in kW,
+   not steps. gridPower = baseLoad + sum(EV) - pvPower - batteryPower.
 """
 
 from __future__ import annotations
@@ -141,18 +141,21 @@ def allocate_request(req: Request) -> dict[str, Any]:
         else:
             binding[i] = "station"
 
-    # Rule 5: the battery and the grid.
-    ev_total = sum(allocation)
-    need = ev_total + base - pv - grid
-    discharge = min(available_discharge, max(0, need))
-    charge_room = (steps_down(battery.max_charge_power)
-                   if battery and battery.soc < 100 else 0)
-    charge = min(charge_room, max(0, pv - base - ev_total))
-    battery_steps = discharge - charge
-    grid_power = req.base_load + ev_total / STEPS_PER_KW - req.pv_power - battery_steps / STEPS_PER_KW
+    # Rule 5: the battery and the grid, in kW rather than steps: the battery must be able to
+    # cover a base load that is not a whole step exactly.
+    ev_kw = sum(allocation) / STEPS_PER_KW
+    discharge = 0.0
+    if battery and battery.soc > battery.min_soc:
+        need = ev_kw + req.base_load - req.pv_power - req.grid_capacity
+        discharge = min(battery.max_discharge_power, max(0.0, need))
+    charge = 0.0
+    if battery and battery.soc < 100:
+        charge = min(battery.max_charge_power, max(0.0, req.pv_power - req.base_load - ev_kw))
+    battery_power = discharge - charge
+    grid_power = req.base_load + ev_kw - req.pv_power - battery_power
 
     return result_dict(req, [x / STEPS_PER_KW for x in allocation], binding,
-                       battery_steps / STEPS_PER_KW, grid_power)
+                       battery_power, grid_power)
 
 
 def allocate_reference(request: dict[str, Any]) -> dict[str, Any]:

@@ -280,8 +280,8 @@ def result_dict(request: Request, allocations: list[float], binding: list[str],
     ids = [s.session_id for s in request.sessions]
     return {
         "allocations": dict(zip(ids, allocations, strict=True)),
-        "batteryPower": battery_power,
-        # gridPower mixes raw inputs (base load, PV) with 0.01 kW steps: drop float noise only.
+        # Battery and grid mix raw inputs (base load, PV) with 0.01 kW steps: drop float noise.
+        "batteryPower": round(battery_power, 6) + 0.0,
         "gridPower": round(grid_power, 6) + 0.0,
         "binding": dict(zip(ids, binding, strict=True)),
     }

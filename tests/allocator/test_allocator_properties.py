@@ -13,7 +13,7 @@ from allocator import allocate, allocate_reference
 from allocator.reference import steps_down, steps_up
 
 TOL = 1e-9  # kW; results are whole 0.01 kW steps, so only float representation noise is allowed
-GRID_TOL = 1e-6  # gridPower mixes raw inputs with steps and is reported rounded to 1e-6 kW
+GRID_TOL = 1e-6  # battery and grid mix raw inputs with steps; reported rounded to 1e-6 kW
 
 
 def kw(max_value: float) -> st.SearchStrategy[float]:
@@ -89,8 +89,8 @@ def check_limits(request: dict[str, Any], result: dict[str, Any]) -> None:
     if battery is None:
         assert bat == 0
     else:
-        assert -battery["maxChargePower"] - TOL <= bat
-        assert bat <= (battery["maxDischargePower"] if battery["soc"] > battery["minSoc"] else 0) + TOL
+        assert -battery["maxChargePower"] - GRID_TOL <= bat
+        assert bat <= (battery["maxDischargePower"] if battery["soc"] > battery["minSoc"] else 0) + GRID_TOL
         if bat < 0:  # charging only from PV surplus: never imports to charge
             assert result["gridPower"] <= GRID_TOL
     if budget(request) >= 0:
