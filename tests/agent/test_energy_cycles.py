@@ -139,3 +139,32 @@ def test_maintenance_window_takes_the_battery_out_of_dispatch():
     st.clock.advance(1800)
     d = st.cycle()
     assert d.battery_available and d.request["battery"]["maxDischargePower"] == 30.0
+
+
+def test_battery_watch_alerts_cycles_and_maintenance():
+    from agent.battery_watch import BatteryWatch
+
+    cfg = settings(station={"battery": BATTERY})
+    db = connect(":memory:")
+    signals = Signals(db)
+    watch = BatteryWatch(cfg.station.battery, db, signals)
+    st = Station(cfg=cfg)
+    st.battery = BatteryState(soc=50.0, max_charge_kw=40.0, max_discharge_kw=40.0, power_kw=40.0,
+                              soh_pct=76.0, temp_min_c=20.0, temp_max_c=50.0,
+                              cell_v_min=3.20, cell_v_max=3.31)  # fmt: skip
+    for _ in range(4 * 60):  # one minute at 40 kW discharge, every 0.25 s
+        watch.observe(st.cycle().snapshot)
+    now = st.clock.now()
+    report = watch.report(now)
+    assert [a["kind"] for a in report["alerts"]] == [
+        "battery.soh", "battery.temperature", "battery.imbalance"]  # fmt: skip
+    assert report["sohPct"] == 76.0
+    assert report["throughputKwh"] == pytest.approx(40.0 / 60, rel=0.01)
+    assert report["equivalentFullCycles"] == pytest.approx(40.0 / 60 / 160, abs=1e-3)
+    assert report["inDispatch"] and watch.available(now)
+    signals.add_battery_maintenance(BatteryMaintenance(
+        id="m", kind="inspection", start=now, end=now + timedelta(hours=1)))  # fmt: skip
+    assert not watch.available(now) and watch.report(now)["maintenance"]["id"] == "m"
+    watch.persist()  # throughput survives a restart
+    again = BatteryWatch(cfg.station.battery, db, signals)
+    assert again.health.throughput_kwh == pytest.approx(watch.health.throughput_kwh)
