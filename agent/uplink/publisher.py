@@ -10,6 +10,10 @@ One session per connection:
 - A dead link is noticed by paho's keepalive (about 2 x keepalive), which ends aiomqtt's
   message iterator; everything in flight is then resent after the reconnect.
 - Reconnects back off exponentially with jitter, up to `backoff_max_s`.
+- A row the broker rejects (ACL, quota) is parked, not deleted: it stays in the outbox
+  and is retried every PARK_RETRY_S, while the rows behind it keep flowing (Mosquitto 2.0
+  even drops the connection after a denied QoS 1 publish, so retrying it at the head
+  would block the outbox for good).
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ FETCH = 500
 # Acknowledged rows are deleted in batches: at this many, or after ACK_FLUSH_S.
 ACK_BATCH = 500
 ACK_FLUSH_S = 0.05
+# A rejected row is tried again after this long.
+PARK_RETRY_S = 300.0
 
 
 class PublishRejected(aiomqtt.MqttError):
@@ -77,6 +83,14 @@ class AckClient(aiomqtt.Client):
             super()._on_publish(client, userdata, mid, reason_code, properties)
         elif not future.done():
             future.set_result(int(reason_code.value))
+
+    def _on_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason_code: ReasonCode,
+        properties: Properties | None = None,
+    ) -> None:
+        super()._on_disconnect(client, userdata, flags, reason_code, properties)
+        # A publish pending on a dead link would otherwise wait forever.
+        self.fail_pending(aiomqtt.MqttError(f"disconnected: {reason_code}"))
 
     def fail_pending(self, error: BaseException) -> None:
         for future in self._acks.values():
@@ -144,6 +158,7 @@ class Publisher:
         self.status = UplinkStatus()
         self.backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s, rng)
         self._wake = asyncio.Event()
+        self._parked: dict[int, float] = {}  # seq -> monotonic time of its last rejection
         self._loop: asyncio.AbstractEventLoop | None = None
         outbox.add_listener(self._notify)
 
@@ -286,7 +301,6 @@ class Publisher:
     async def _drain(self, client: AckClient) -> None:
         window = asyncio.Semaphore(self.settings.window)
         acked: list[int] = []
-        failure: list[BaseException] = []
         flush_now = asyncio.Event()
         cursor = 0  # everything still in the outbox is unacknowledged: resend from oldest
 
@@ -297,8 +311,10 @@ class Publisher:
             code = future.result()
             if code >= 0x80:
                 self.status.rejected += 1
-                failure.append(PublishRejected(f"seq {row.seq} rejected: {reason_name(code)}"))
-                self._wake.set()
+                self._parked[row.seq] = time.monotonic()
+                self.status.last_error = f"seq {row.seq} rejected: {reason_name(code)}"
+                log.warning("uplink: %s (kept, retried in %.0f s)", self.status.last_error,
+                            PARK_RETRY_S)
                 return
             acked.append(row.seq)
             self.status.published += 1
@@ -325,18 +341,19 @@ class Publisher:
                 if not rows:
                     await self._wake.wait()
                 for row in rows:
+                    cursor = row.seq
+                    parked = self._parked.get(row.seq)
+                    if parked is not None:
+                        if time.monotonic() - parked < PARK_RETRY_S:
+                            continue
+                        del self._parked[row.seq]
                     await window.acquire()
-                    if failure:
-                        raise failure[0]
                     try:
                         future = client.publish_qos1(row.topic, row.payload)
                     except BaseException:
                         window.release()
                         raise
                     future.add_done_callback(lambda f, row=row: on_ack(row, f))
-                    cursor = row.seq
-                if failure:
-                    raise failure[0]
         finally:
             flush_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,0 +1,117 @@
+"""Test helpers: a cloud-side subscriber that survives broker restarts, and uplink set-up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.properties import Properties
+
+from agent.uplink import MqttSettings, Uplink
+
+
+@dataclass
+class Received:
+    topic: str
+    payload: bytes
+    correlation: bytes | None = None
+
+    @property
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.payload)
+
+
+@dataclass
+class Collector:
+    """The cloud: a persistent-session v5 subscriber that reconnects on its own."""
+
+    port: int
+    topic: str = "sems/v1/#"
+    client_id: str = "cloud"
+    got: list[Received] = field(default_factory=list)
+    subscribed: asyncio.Event = field(default_factory=asyncio.Event)
+    tls: Any = None
+
+    async def run(self) -> None:
+        props = Properties(paho.PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        while True:  # cancelled by the test
+            try:
+                async with aiomqtt.Client(
+                    "127.0.0.1", self.port, identifier=self.client_id,
+                    protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props,
+                    keepalive=5,
+                ) as client:
+                    await client.subscribe(self.topic, qos=1)
+                    self.subscribed.set()
+                    async for m in client.messages:
+                        corr = getattr(m.properties, "CorrelationData", None) if m.properties else None
+                        self.got.append(Received(str(m.topic), bytes(m.payload), corr))
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.1)
+
+    def seqs(self, suffix: str = "") -> list[int]:
+        return [r.json["seq"] for r in self.got if r.topic.endswith(suffix) and "/state" not in r.topic]
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out; collected {len(self.got)} messages")
+            await asyncio.sleep(0.02)
+
+
+def settings(port: int, **overrides: Any) -> MqttSettings:
+    base: dict[str, Any] = dict(
+        host="127.0.0.1", port=port, station_id="station", keepalive_s=5,
+        backoff_initial_s=0.1, backoff_max_s=1.0, window=50,
+    )
+    base.update(overrides)
+    return MqttSettings(**base)
+
+
+@contextlib.asynccontextmanager
+async def running(uplink: Uplink):
+    task = asyncio.create_task(uplink.run())
+    try:
+        yield uplink
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def collecting(port: int, **kwargs: Any):
+    collector = Collector(port, **kwargs)
+    task = asyncio.create_task(collector.run())
+    await asyncio.wait_for(collector.subscribed.wait(), 10)
+    try:
+        yield collector
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def assert_complete_in_order(seqs: list[int], last: int) -> None:
+    """Every seq 1..last arrived at least once, and first arrivals come in order."""
+    first: list[int] = []
+    seen: set[int] = set()
+    for s in seqs:
+        if s not in seen:
+            seen.add(s)
+            first.append(s)
+    assert first == sorted(first), "first arrivals out of order"
+    missing = sorted(set(range(1, last + 1)) - seen)
+    assert not missing, f"missing seqs {missing[:20]} (of {len(missing)})"
+
+
+def open_uplink(tmp: Path, port: int, **overrides: Any) -> Uplink:
+    return Uplink.open(settings(port, **overrides), tmp / "station.db", version="test")
