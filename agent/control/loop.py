@@ -558,10 +558,11 @@ class ControlLoop:
 
     def _observe(self, decision: Decision) -> None:
         """Feed the planner, the ledger and the battery watch; none may stop the loop."""
+        battery = self.battery
         for name, fn in (
             ("planner", self.planner.notice if self.planner else None),
             ("ledger", self.ledger.observe if self.ledger else None),
-            ("battery", (lambda d: self.battery.observe(d.snapshot)) if self.battery else None),
+            ("battery", (lambda d: battery.observe(d.snapshot)) if battery else None),
         ):
             if fn is None:
                 continue
