@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,8 @@ from typing import Any, Literal, TypeVar
 import sqlite_utils
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+
+log = logging.getLogger(__name__)
 
 
 class SignalModel(BaseModel):
@@ -133,7 +136,10 @@ class V2gRequest(SignalModel):
     def _target(self) -> V2gRequest:
         if self.session_id is None and self.vehicle_id is None:
             raise ValueError("sessionId: give sessionId or vehicleId")
-        _check_window(self.start, self.end)
+        if self.status == "requested":
+            _check_window(self.start, self.end)
+        elif self.end is not None and self.end < self.start:  # stopped the moment it began
+            raise ValueError("end: must not be before start")
         return self
 
 
@@ -211,8 +217,12 @@ class Signals:
         by_kind: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
         for sid, kind, data in self.conn.execute("SELECT id, kind, data FROM signals"):
             model = KINDS.get(kind)
-            if model is not None:
+            if model is None:
+                continue
+            try:
                 by_kind[kind][sid] = model.model_validate(json.loads(data))
+            except ValueError as exc:  # a row written by another version: skip, say so
+                log.warning("signals: ignoring stored %s %s: %s", kind, sid, exc)
         self._by_kind = by_kind
 
     @contextlib.contextmanager
