@@ -11,7 +11,8 @@ One session per connection:
   message iterator; everything in flight is then resent after the reconnect.
 - Reconnects back off exponentially with jitter, up to `backoff_max_s`.
 - A row the broker rejects (ACL, quota) is parked, not deleted: it stays in the outbox
-  and is retried every PARK_RETRY_S, while the rows behind it keep flowing (Mosquitto 2.0
+  and is retried on a connection at least PARK_RETRY_S later, while the rows behind it
+  keep flowing (Mosquitto 2.0
   even drops the connection after a denied QoS 1 publish, so retrying it at the head
   would block the outbox for good).
 """
