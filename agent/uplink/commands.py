@@ -251,7 +251,7 @@ class Dispatcher:
         stored = self._stored_reply(cmd_id)
         if stored is not None:
             topic = f"{self.base_topic}/reply/{cmd_id}"
-            out = [(topic, stored, None)]
+            out: list[DirectPublish] = [(topic, stored, None)]
             if response_topic:
                 out.append((response_topic, stored, correlation))
             return out

@@ -12,15 +12,15 @@ One session per connection:
 - Reconnects back off exponentially with jitter, up to `backoff_max_s`.
 - A row the broker rejects (ACL, quota) is parked, not deleted: it stays in the outbox
   and is retried on a connection at least PARK_RETRY_S later, while the rows behind it
-  keep flowing (Mosquitto 2.0
-  even drops the connection after a denied QoS 1 publish, so retrying it at the head
-  would block the outbox for good).
+  keep flowing (Mosquitto 2.0 even drops the connection after a denied QoS 1 publish, so
+  retrying it at the head would block the outbox for good).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import ssl
@@ -354,7 +354,7 @@ class Publisher:
                     except BaseException:
                         window.release()
                         raise
-                    future.add_done_callback(lambda f, row=row: on_ack(row, f))
+                    future.add_done_callback(functools.partial(on_ack, row))
         finally:
             flush_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
