@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("config", "check an agent settings file"),
     "run": ("run", "run the station agent daemon (systemd starts this)"),
     "replay": ("replay", "replay a station day file with the planner or uncontrolled"),
+    "report": ("report", "plot a day from the ledger: grid, cap, EVs, PV, SoC, price (.png/.html)"),
 }
 
 

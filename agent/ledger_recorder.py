@@ -58,6 +58,8 @@ class _Acc:
     battery_discharge_kwh: float = 0.0
     battery_charge_kwh: float = 0.0
     session_kwh: dict[str, float] = field(default_factory=dict)
+    soc_pct: float | None = None  # last fresh BMS reading
+    cap_kw: float | None = None  # lowest import cap in force (grid capacity or DR cap)
 
 
 @dataclass
@@ -197,6 +199,7 @@ class LedgerRecorder:
             acc = self._open(end)
         if since is not None and ts > since:
             self._integrate(acc, decision, (ts - since).total_seconds() / 3600.0)
+        self._context(acc, decision)
         self._counters(acc, imp, exp, gap_h)
         if imp is not None and exp is not None:
             self._last_counter_ts = ts
@@ -232,6 +235,16 @@ class LedgerRecorder:
                 acc.battery_discharge_kwh += p * dt_h
             else:
                 acc.battery_charge_kwh += -p * dt_h
+
+    def _context(self, acc: _Acc, decision: Decision) -> None:
+        """What `sems report` plots beside the energies: battery SoC and the import cap."""
+        snap = decision.snapshot
+        if snap.battery is not None:
+            acc.soc_pct = snap.battery.soc
+        cap = self.s.station.grid_capacity_kw
+        if decision.power_cap_kw is not None:
+            cap = min(cap, decision.power_cap_kw)
+        acc.cap_kw = cap if acc.cap_kw is None else min(acc.cap_kw, cap)
 
     def _counters(self, acc: _Acc, imp: float | None, exp: float | None, dt_h: float) -> None:
         if imp is None or exp is None:
@@ -328,6 +341,14 @@ class LedgerRecorder:
         day_iso = iso(self.day)
         iv = _interval(self.actual, t_h)
         bl = _interval(self.baseline, t_h)
+        # After a restart mid-interval, iv holds the stored first part: PV adds to it, the
+        # cap is the lower of both parts, SoC and price are this part's.
+        iv.pv_kwh = (iv.pv_kwh or 0.0) + acc.pv_kwh
+        if acc.soc_pct is not None:
+            iv.soc_pct = acc.soc_pct
+        if acc.cap_kw is not None:
+            iv.import_cap_kw = acc.cap_kw if iv.import_cap_kw is None else min(iv.import_cap_kw, acc.cap_kw)
+        iv.import_price_eur_kwh = p_imp
         try:
             # Only this interval's row: hours the agent did not run get no row of zeros.
             store(self.db, _only(self.actual, iv), day_iso, "actual")
@@ -396,7 +417,8 @@ class LedgerRecorder:
         for policy, ledger in (("actual", self.actual), ("uncontrolled", self.baseline)):
             rows = self.db.execute(
                 "SELECT interval, import_kwh, export_kwh, energy_cost_eur, co2_kg, peak_kw,"
-                " battery_charge_kwh, battery_discharge_kwh, session_kwh, v2g_kwh FROM ledger"
+                " battery_charge_kwh, battery_discharge_kwh, session_kwh, v2g_kwh, pv_kwh,"
+                " soc_pct, import_cap_kw, import_price_eur_kwh FROM ledger"
                 " WHERE period_start = ? AND policy = ? ORDER BY interval",
                 [iso(day), policy],
             ).fetchall()
@@ -406,6 +428,7 @@ class LedgerRecorder:
                 iv.peak_kw = max(iv.peak_kw, r[5])
                 iv.battery_charge_kwh, iv.battery_discharge_kwh = r[6], r[7]
                 iv.session_kwh, iv.v2g_kwh = json.loads(r[8]), json.loads(r[9])
+                iv.pv_kwh, iv.soc_pct, iv.import_cap_kw, iv.import_price_eur_kwh = r[10:14]
 
     def interval_so_far(self, now: datetime) -> tuple[float, float] | None:
         """(kWh imported so far in the running interval, hours left in it), or None."""

@@ -33,6 +33,11 @@ class Interval:
     battery_discharge_kwh: float = 0.0
     session_kwh: dict[str, float] = field(default_factory=dict)  # metered at the charger
     v2g_kwh: dict[str, float] = field(default_factory=dict)  # delivered by V2G (grid side)
+    # What the interval looked like, where the recorder knows it (None: unknown).
+    pv_kwh: float | None = None
+    soc_pct: float | None = None  # stationary battery SoC at the interval's end
+    import_cap_kw: float | None = None  # lowest import cap in force
+    import_price_eur_kwh: float | None = None
 
     def to_row(self) -> dict[str, Any]:
         return {
@@ -211,13 +216,16 @@ def store(
         }
         for iv in ledger.intervals
     ]
+    context = [(iv.pv_kwh, iv.soc_pct, iv.import_cap_kw, iv.import_price_eur_kwh)
+               for iv in ledger.intervals]  # fmt: skip
     with db.conn:
-        for row in rows:
+        for row, extra in zip(rows, context, strict=True):
             db.execute(
                 "INSERT OR REPLACE INTO ledger(period_start, policy, interval, import_kwh,"
                 " export_kwh, energy_cost_eur, co2_kg, peak_kw, battery_charge_kwh,"
-                " battery_discharge_kwh, session_kwh, v2g_kwh)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, json(?), json(?))",
+                " battery_discharge_kwh, session_kwh, v2g_kwh, pv_kwh, soc_pct, import_cap_kw,"
+                " import_price_eur_kwh)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, json(?), json(?), ?, ?, ?, ?)",
                 [
                     row["period_start"],
                     row["policy"],
@@ -231,6 +239,7 @@ def store(
                     row["battery_discharge_kwh"],
                     _json(row["session_kwh"]),
                     _json(row["v2g_kwh"]),
+                    *extra,
                 ],
             )
     return len(rows)

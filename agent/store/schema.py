@@ -49,6 +49,11 @@ TABLES = (
         battery_discharge_kwh REAL NOT NULL DEFAULT 0,
         session_kwh TEXT NOT NULL DEFAULT '{}',
         v2g_kwh TEXT NOT NULL DEFAULT '{}',
+        -- what the interval looked like (for `sems report`; NULL when unknown or older rows):
+        pv_kwh REAL,                -- PV energy produced
+        soc_pct REAL,               -- stationary battery SoC at the interval's end
+        import_cap_kw REAL,         -- lowest import cap in force (grid capacity or DR cap)
+        import_price_eur_kwh REAL,  -- import price the interval was billed at
         PRIMARY KEY (period_start, policy, interval)
     )""",
     # Append-only event log (session started/stopped, device offline, degraded mode, ...).
@@ -95,11 +100,25 @@ TABLES = (
 )
 
 
+# Columns added to tables after databases were created: (table, column, declaration).
+# ensure() adds each one a database lacks, so an older station database keeps working.
+ADDED_COLUMNS = (
+    ("ledger", "pv_kwh", "REAL"),
+    ("ledger", "soc_pct", "REAL"),
+    ("ledger", "import_cap_kw", "REAL"),
+    ("ledger", "import_price_eur_kwh", "REAL"),
+)
+
+
 def ensure(db: sqlite_utils.Database) -> None:
     """Create missing tables; cheap when they exist, so every connection calls it."""
     with db.conn:
         for statement in TABLES:
             db.execute(statement)
+        for table, column, declaration in ADDED_COLUMNS:
+            have = {row[1] for row in db.execute(f"PRAGMA table_info({table})").fetchall()}
+            if column not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
         db.execute(
             "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", [str(VERSION)]
         )
