@@ -13,19 +13,26 @@ import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent.assembly import build_control
 from agent.clock import Clock, RealClock
 from agent.control.devices import StationDevices
-from agent.control.loop import UplinkHook
+from agent.control.loop import ControlLoop, UplinkHook
 from agent.control.stats import CycleStats
+from agent.daemon_api import DaemonContext, DaemonTarget
 from agent.sdnotify import Notifier
 from agent.settings import AgentSettings, ConfigError, load
+from agent.station_config import Reconfigurer, overlay
 from agent.store import connect
 
 if TYPE_CHECKING:
+    import sqlite_utils
+
+    from agent.api.server import ApiServer
     from agent.signals import Signals
+    from agent.uplink import Uplink
+    from agent.uplink_bridge import UplinkBridge
 
 log = logging.getLogger("sems.agent")
 EX_CONFIG = 78
@@ -39,11 +46,16 @@ async def run_daemon(
     stop: asyncio.Event | None = None,
     uplink: UplinkHook | None = None,
     signals: Signals | None = None,
+    serve_api: bool = True,
 ) -> int:
-    """Run until `stop` is set or SIGTERM/SIGINT arrives. `uplink`: the MQTT uplink's
-    enqueue hook (agent/uplink/); without it session events and telemetry stay in the
-    store's event log only. `signals`: the uplink's persisted cloud signals (shared so a
-    new cap or tariff is obeyed at once); without it they are read from the store."""
+    """Run until `stop` is set or SIGTERM/SIGINT arrives.
+
+    With `[mqtt]` the MQTT uplink runs in this loop on the same SQLite file (its own
+    connection; WAL lets both write): the control loop's events become uplink messages
+    (agent/uplink_bridge.py) and cloud commands act on the station (agent/daemon_api.py).
+    `uplink` (tests): a hook to use instead; `signals`: the cloud signals to share. With
+    `serve_api` the local API answers on `[api]`'s socket; a station without configured
+    chargers is driven through that API (agent/api_station.py) by the same loop."""
     clock = clock or RealClock()
     stop = stop or asyncio.Event()
     notifier = Notifier(environ)
@@ -52,17 +64,46 @@ async def run_daemon(
         loop.add_signal_handler(sig, stop.set)
 
     db = connect(settings.storage.db_path)
+    cloud: Uplink | None = None
+    bridge: UplinkBridge | None = None
+    if uplink is None and settings.mqtt is not None:
+        from agent.uplink import Uplink
+        from agent.uplink_bridge import UplinkBridge
+
+        cloud = Uplink.open(settings.mqtt, settings.storage.db_path, version=_version(),
+                            clock=clock.now)  # fmt: skip
+        signals = cloud.signals
+        bridge = UplinkBridge(cloud, settings, db, now=clock.now)
+        uplink = bridge
+    if signals is None:
+        from agent.signals import Signals
+
+        signals = Signals(db)
+    # The cloud's last station configuration (persisted) over the settings file's.
+    settings = overlay(settings, signals.station_config())
     devices = StationDevices(settings)
     control = build_control(
         settings, db, devices, clock, stats=CycleStats(), notifier=notifier, uplink=uplink,
         signals=signals,
     )  # fmt: skip
+    reconfigurer = Reconfigurer(control)
+    if bridge is not None:
+        bridge.attach(control)
+    if cloud is not None:
+        cloud.target = DaemonTarget(control, reconfigurer)
     sessions = control.controller.sessions
-    planning: asyncio.Task[None] | None = None
+    tasks: list[asyncio.Task[None]] = []
+    api: ApiServer | None = None
     try:
         await control.start()
         if control.planner is not None:  # off the control loop's path: its own task
-            planning = asyncio.create_task(control.planner.run(stop))
+            tasks.append(asyncio.create_task(control.planner.run(stop)))
+        if cloud is not None and bridge is not None:
+            tasks.append(asyncio.create_task(cloud.run()))
+            tasks.append(asyncio.create_task(bridge.watch(stop)))
+            bridge.uplink.publish(bridge.health("startup"))
+        if serve_api:
+            api = await _start_api(settings, control, db, clock, signals, reconfigurer, cloud)
         resumed = len(sessions.active)
         notifier.ready(
             f"{len(settings.station.chargers)} chargers, {resumed} sessions resumed, "
@@ -72,19 +113,69 @@ async def run_daemon(
         await control.run(stop)
     finally:
         notifier.stopping("writing fallback limits")
-        if planning is not None:
-            planning.cancel()
-            await asyncio.gather(planning, return_exceptions=True)
+        stop.set()
         try:
             await control.shutdown()
         finally:
+            if api is not None:
+                await api.stop()
+            # Cancelling the uplink publishes the retained `state` offline, then disconnects.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await devices.close()
+            if cloud is not None:
+                cloud.outbox.conn.close()
             db.conn.close()
             notifier.close()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
     log.info("agent stopped")
     return 0
+
+
+async def _start_api(
+    settings: AgentSettings,
+    control: ControlLoop,
+    db: sqlite_utils.Database,
+    clock: Clock,
+    signals: Signals,
+    reconfigurer: Reconfigurer,
+    cloud: Uplink | None,
+) -> ApiServer | None:
+    """The local API in this loop. Without configured chargers the API-only station
+    (chargers known through the API) is the context, stepped after every control cycle.
+    A socket that cannot be opened is logged, not fatal: the station stays controlled."""
+    from agent.api import create_app
+    from agent.api.server import ApiServer
+
+    ctx: Any
+    if settings.station.chargers:
+        ctx = DaemonContext(control, db, clock, signals=signals, reconfigurer=reconfigurer,
+                            uplink=cloud)  # fmt: skip
+    else:
+        from agent.api_station_store import StoredApiStation
+
+        ctx = StoredApiStation.open(settings, db, clock, signals=signals, uplink=cloud)
+        control.between_cycles.append(ctx.cycle)
+    server = ApiServer(create_app(ctx), settings.api)
+    try:
+        await server.start()
+    except (OSError, ValueError, RuntimeError, TimeoutError) as exc:
+        log.error("local API not started: %s", exc)
+        await server.stop()
+        return None
+    log.info("local API on %s", settings.api.socket_path)
+    return server
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sems-edge")
+    except PackageNotFoundError:  # running from a source tree without an install
+        return "0+unknown"
 
 
 def main(config: str | Path) -> int:

@@ -15,6 +15,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import datetime
 
 import sqlite_utils
 
@@ -65,6 +66,9 @@ class SessionTracker:
         self.stopped = 0
         self._last_persist: dict[str, float] = {}
         self.active: dict[tuple[str, int], Session] = {}
+        # Connectors whose session was stopped on request (cloud, API) while the EV stays
+        # plugged in: no new session there until the connector reports A (unplugged).
+        self.blocked: set[tuple[str, int]] = set()
         for row in db.query("SELECT * FROM sessions WHERE status = 'active' ORDER BY started_at"):
             s = Session(
                 id=row["id"],
@@ -89,6 +93,10 @@ class SessionTracker:
             for c in ch.connectors:
                 key = (c.charger_id, c.idx)
                 s = self.active.get(key)
+                if key in self.blocked:
+                    if c.state == VACANT:
+                        self.blocked.discard(key)
+                    continue
                 if c.occupied:
                     if s is None:
                         s = self._start(c.charger_id, c.idx, c.energy_kwh, snap)
@@ -101,8 +109,20 @@ class SessionTracker:
                         self._persist(s)
                         self._last_persist[s.id] = now
                 elif c.state == VACANT and s is not None:
-                    self._stop(s, snap)
+                    self._stop(s, snap.ts, "unplugged")
         return list(self.active.values())
+
+    def stop(self, session_id: str, reason: str | None = None) -> Session:
+        """End an active session now (cloud `session.stop`, the local API). Its connector
+        gets no power (no session, target 0) and no new session until the EV is unplugged.
+        Raises KeyError for an unknown id."""
+        s = next((x for x in self.active.values() if x.id == session_id), None)
+        if s is None:
+            raise KeyError(session_id)
+        key = (s.charger_id, s.connector_idx)
+        self._stop(s, self.clock.now(), reason or "stopped")
+        self.blocked.add(key)
+        return s
 
     def _start(self, charger_id: str, idx: int, counter: float, snap: Snapshot) -> Session:
         s = Session(
@@ -128,17 +148,17 @@ class SessionTracker:
                     "updated_at": s.started_at,
                 }
             )
-            self._event("session_started", s, snap)
+            self._event("session_started", s, snap.ts)
         self.started += 1
         return s
 
-    def _stop(self, s: Session, snap: Snapshot) -> None:
+    def _stop(self, s: Session, ts: datetime, reason: str) -> None:
         s.status = "stopped"
-        s.stopped_at = iso(snap.ts)
+        s.stopped_at = iso(ts)
         s.power_kw = 0.0
         with self.db.conn:
             self._persist(s, commit=False)
-            self._event("session_stopped", s, snap)
+            self._event("session_stopped", s, ts, reason=reason)
         del self.active[(s.charger_id, s.connector_idx)]
         self._last_persist.pop(s.id, None)
         self.stopped += 1
@@ -164,10 +184,12 @@ class SessionTracker:
             for s in self.active.values():
                 self._persist(s, commit=False)
 
-    def _event(self, kind: str, s: Session, snap: Snapshot) -> None:
+    def _event(self, kind: str, s: Session, ts: datetime, reason: str | None = None) -> None:
         payload = s.public()
+        if reason is not None:
+            payload["reason"] = reason
         self.db["events"].insert(
-            {"ts": iso(snap.ts), "kind": kind, "session_id": s.id, "data": json.dumps(payload)}
+            {"ts": iso(ts), "kind": kind, "session_id": s.id, "data": json.dumps(payload)}
         )
         if self.on_event is not None:
             try:

@@ -9,13 +9,24 @@ for the daemon, which refuses to start with the same messages).
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from agent.api.server import ApiServerSettings
+from agent.uplink.settings import STATION_ID_PATTERN, MqttSettings
 
 DEFAULT_PATH = Path("/etc/sems/agent.toml")
 # IEC 61851 minimum charging current (6 A) on three phases at 230 V.
@@ -147,8 +158,12 @@ class ControlSettings(_Section):
     base_load_window_s: float = Field(
         900.0, gt=0, description="how far back the highest base load is remembered"
     )
-    telemetry_interval_s: float = Field(10.0, gt=0, description="telemetry to the uplink")
-    health_interval_s: float = Field(60.0, gt=0, description="health report to the uplink")
+    telemetry_interval_s: float = Field(
+        10.0, gt=0, description="telemetry to the uplink ([mqtt] telemetry_interval_s wins)"
+    )
+    health_interval_s: float = Field(
+        60.0, gt=0, description="health report to the uplink ([mqtt] health_interval_s wins)"
+    )
 
 
 class TariffSettings(_Section):
@@ -183,21 +198,6 @@ class PlannerSettings(_Section):
     )
 
 
-class MqttSettings(_Section):
-    enabled: bool = Field(False, description="connect the uplink")
-    host: str = Field("localhost", description="broker host")
-    port: int = Field(8883, ge=1, le=65535, description="broker port")
-    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
-    tls: bool = Field(True, description="use TLS")
-    ca_file: Path | None = Field(None, description="CA bundle for the broker certificate")
-    cert_file: Path | None = Field(None, description="client certificate (mutual TLS)")
-    key_file: Path | None = Field(None, description="client key (mutual TLS)")
-    username: str | None = Field(None, description="user name")
-    password: SecretStr | None = Field(None, description="password (prefer SEMS_MQTT__PASSWORD)")
-    keepalive_s: int = Field(15, ge=5, le=600, description="keepalive; detects a dead link")
-    topic_prefix: str = Field("sems/v1", description="topics are <prefix>/<stationId>/...")
-
-
 class StorageSettings(_Section):
     db_path: Path = Field(
         Path("/var/lib/sems/agent.db"), description="SQLite store (systemd StateDirectory)"
@@ -212,7 +212,13 @@ class AgentSettings(BaseSettings):
     station: StationSettings = Field(description="topology: grid, chargers, battery, PV")
     devices: list[DeviceSettings] = Field(default_factory=list, description="Modbus devices")
     control: ControlSettings = Field(default_factory=ControlSettings)  # type: ignore[arg-type]
-    mqtt: MqttSettings = Field(default_factory=MqttSettings)  # type: ignore[arg-type]
+    mqtt: MqttSettings | None = Field(
+        None, description="cloud uplink (agent/uplink/settings.py); absent: no uplink"
+    )
+    api: ApiServerSettings = Field(
+        default_factory=ApiServerSettings,  # type: ignore[arg-type]
+        description="local API (agent/api/server.py): Unix socket, optional loopback TCP",
+    )
     storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
     tariff: TariffSettings = Field(default_factory=TariffSettings)  # type: ignore[arg-type]
     planner: PlannerSettings = Field(default_factory=PlannerSettings)  # type: ignore[arg-type]
@@ -230,6 +236,24 @@ class AgentSettings(BaseSettings):
         # load() passes the TOML file's content as init values; the environment comes first
         # so SEMS_* variables win over the file (sources are deep-merged, nested keys too).
         return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _mqtt_defaults(self) -> AgentSettings:
+        m = self.mqtt
+        if m is None:
+            return self
+        # One station id everywhere: [mqtt] station_id defaults to [station] id.
+        if "station_id" not in m.model_fields_set and re.match(STATION_ID_PATTERN, self.station.id):
+            object.__setattr__(self, "mqtt", m.model_copy(update={"station_id": self.station.id}))
+        # One period each: the uplink's, when [mqtt] sets it, drives the control loop's hook.
+        periods = {
+            key: getattr(m, key)
+            for key in ("telemetry_interval_s", "health_interval_s")
+            if key in m.model_fields_set
+        }
+        if periods:
+            object.__setattr__(self, "control", self.control.model_copy(update=periods))
+        return self
 
     def device(self, name: str) -> DeviceSettings:
         return next(d for d in self.devices if d.name == name)
@@ -312,6 +336,36 @@ def cross_check(s: AgentSettings) -> list[str]:
         )
     if s.control.stale_after_s < s.control.period_s:
         problems.append("control.stale_after_s: must be at least control.period_s")
+    problems += _uplink_and_api_problems(s)
+    return problems
+
+
+def _uplink_and_api_problems(s: AgentSettings) -> list[str]:
+    """[mqtt] and [api]: what field validation cannot see (ids, secrets, files)."""
+    from agent.secrets import check_secret_file
+
+    problems: list[str] = []
+    m = s.mqtt
+    if m is not None:
+        if not re.match(STATION_ID_PATTERN, m.station_id):
+            problems.append(
+                "mqtt.station_id: station id must be 1-64 of A-Z a-z 0-9 . _ - "
+                "(set [mqtt] station_id when [station] id has other characters)"
+            )
+        for key in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+            path = getattr(m, key)
+            if path is not None and not path.is_file():
+                problems.append(f"mqtt.{key}: no such file {path}")
+        if m.password_file is not None:
+            problems += check_secret_file("mqtt.password_file", m.password_file)
+    a = s.api
+    if a.tcp_port is not None:
+        if a.token is None and a.token_file is None:
+            problems.append("api.token: TCP (api.tcp_port) needs token or token_file")
+        if a.token is not None and a.token_file is not None:
+            problems.append("api.token, api.token_file: give one, not both")
+    if a.token_file is not None:
+        problems += check_secret_file("api.token_file", a.token_file)
     return problems
 
 

@@ -14,43 +14,21 @@ from typing import Any
 
 import sqlite_utils
 
-# Kept here (created on first use, idempotent) and mirrored in agent/store/schema.py once
-# that file is free to edit, so the whole persistent state is declared in one place.
-TABLES = (
-    """CREATE TABLE IF NOT EXISTS fleet_sessions (
-        id TEXT PRIMARY KEY,
-        kind TEXT NOT NULL,                 -- charging | v2g
-        vehicle_id TEXT NOT NULL,
-        fleet_id TEXT NOT NULL,
-        status TEXT NOT NULL,               -- scheduled | active | completed
-        data TEXT NOT NULL,                 -- levels, departure, capacity, connector (JSON)
-        session_id TEXT,                    -- the station session once started
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS fleet_sessions_vehicle ON fleet_sessions(vehicle_id, kind)",
-    "CREATE INDEX IF NOT EXISTS fleet_sessions_fleet ON fleet_sessions(fleet_id, kind)",
-    """CREATE TABLE IF NOT EXISTS optimizations (
-        id TEXT PRIMARY KEY,
-        type TEXT NOT NULL,                 -- charging | v2g | battery | fleet | cost | peak
-        status TEXT NOT NULL,               -- created | running | completed | failed
-        params TEXT NOT NULL,
-        result TEXT,
-        error TEXT,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    )""",
-)
+# The tables (fleet_sessions, optimizations) are declared with every other table in
+# agent/store/schema.py and created by agent.store.connect().
+
 
 _READY: set[int] = set()
 
 
 def ensure(db: sqlite_utils.Database) -> None:
+    """For a database opened without agent.store.connect() (a bare sqlite_utils handle);
+    once per handle, as FleetStore is built per request."""
     if id(db) in _READY:
         return
-    with db.conn:
-        for statement in TABLES:
-            db.execute(statement)
+    from agent.store import schema
+
+    schema.ensure(db)
     _READY.add(id(db))
 
 

@@ -520,6 +520,9 @@ class ControlLoop:
         self._last_status = float("-inf")
         self._last_telemetry = float("-inf")
         self._last_health = float("-inf")
+        # Run after every cycle, before the sleep (the daemon's station-config swap and the
+        # API-only station's step): between two cycles, so never in the middle of one.
+        self.between_cycles: list[Callable[[], None]] = []
 
     async def start(self) -> None:
         """Give every charger its fallback limit and communication timeout, so the station
@@ -591,6 +594,11 @@ class ControlLoop:
                 log.exception("control cycle failed")
                 self.state.healthy = False
             self._after_cycle()
+            for hook in self.between_cycles:
+                try:
+                    hook()
+                except Exception:
+                    log.exception("between-cycles hook failed")
             next_t += period
             now = self.clock.monotonic()
             if next_t < now:

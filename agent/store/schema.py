@@ -96,7 +96,31 @@ TABLES = (
         data TEXT NOT NULL,
         created TEXT NOT NULL
     )""",
-    "CREATE INDEX IF NOT EXISTS signals_kind ON signals(kind, end)",
+    "CREATE INDEX IF NOT EXISTS signals_kind ON signals(kind, end)",    # Local API (agent/api/fleet_store.py): fleet sessions, the scheduled intent of a charging
+    # or V2G session that points at its `sessions` row once started; optimisation runs.
+    """CREATE TABLE IF NOT EXISTS fleet_sessions (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,                 -- charging | v2g
+        vehicle_id TEXT NOT NULL,
+        fleet_id TEXT NOT NULL,
+        status TEXT NOT NULL,               -- scheduled | active | completed
+        data TEXT NOT NULL,                 -- levels, departure, capacity, connector (JSON)
+        session_id TEXT,                    -- the station session once started
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS fleet_sessions_vehicle ON fleet_sessions(vehicle_id, kind)",
+    "CREATE INDEX IF NOT EXISTS fleet_sessions_fleet ON fleet_sessions(fleet_id, kind)",
+    """CREATE TABLE IF NOT EXISTS optimizations (
+        id TEXT PRIMARY KEY,
+        type TEXT NOT NULL,                 -- charging | v2g | battery | fleet | cost | peak
+        status TEXT NOT NULL,               -- created | running | completed | failed
+        params TEXT NOT NULL,
+        result TEXT,
+        error TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
 )
 
 

@@ -54,7 +54,9 @@ def envelope_json(schema: str, station_id: str, seq: int, ts: datetime, body_jso
 
 
 class GridReading(Model):
-    power_kw: float = Field(description="> 0 imports from the grid")
+    power_kw: float | None = Field(
+        description="> 0 imports from the grid; null when the meter is stale (no measurement)"
+    )
     import_kwh: float | None = Field(None, description="meter import register")
     export_kwh: float | None = Field(None, description="meter export register")
     stale: bool = Field(False, description="the meter did not answer in time this cycle")
@@ -156,11 +158,24 @@ class UplinkHealth(Model):
 class BatteryHealth(Model):
     soh_pct: float | None = Field(None, ge=0, le=100)
     alarms: list[str] = Field(default_factory=list)
+    soc_pct: float | None = Field(None, ge=0, le=100)
+    equivalent_full_cycles: float | None = Field(None, ge=0)
+    in_dispatch: bool = Field(True, description="False inside a maintenance window")
 
 
 class DiskHealth(Model):
     free_bytes: int = Field(ge=0)
     total_bytes: int = Field(ge=0)
+
+
+class PlannerHealth(Model):
+    enabled: bool = True
+    active: bool = Field(False, description="a horizon plan guides the control loop now")
+    plans: int = Field(0, ge=0, description="plans solved since start")
+    failures: int = Field(0, ge=0, description="solves that failed or timed out")
+    last_plan_at: datetime | None = None
+    last_solve_ms: float | None = None
+    last_error: str | None = None
 
 
 class Health(Message):
@@ -175,6 +190,8 @@ class Health(Message):
     uplink: UplinkHealth | None = None
     battery: BatteryHealth | None = None
     disk: DiskHealth | None = None
+    planner: PlannerHealth | None = None
+    power_cap_kw: float | None = Field(None, description="cloud power cap in force, if any")
     degraded: list[str] = Field(default_factory=list, description="active degraded modes")
 
 

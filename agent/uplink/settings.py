@@ -37,7 +37,11 @@ class MqttSettings(BaseModel):
     tls_insecure: bool = Field(False, description="skip server host name check (lab only)")
     username: str | None = Field(None, description="MQTT user name")
     password: SecretStr | None = Field(None, description="MQTT password (prefer password_file)")
-    password_file: Path | None = Field(None, description="file whose first line is the password")
+    password_file: Path | None = Field(
+        None,
+        description="file whose first line is the password; a relative path is a systemd "
+        "credential ($CREDENTIALS_DIRECTORY/<name>)",
+    )
     outbox_max_rows: int = Field(
         500_000, ge=100, description="outbox cap in messages; telemetry thinned then dropped"
     )
@@ -84,6 +88,8 @@ class MqttSettings(BaseModel):
         if self.password is not None:
             return self.password.get_secret_value()
         if self.password_file is not None:
-            text = self.password_file.read_text(encoding="utf-8")
-            return text.splitlines()[0] if text else ""
+            from agent.secrets import read_secret
+
+            # Relative: a systemd credential in $CREDENTIALS_DIRECTORY (agent/secrets.py).
+            return read_secret(self.password_file, "mqtt.password_file")
         return None

@@ -86,3 +86,35 @@ def test_config_check_cli(tmp_path):
     assert "invalid TOML" in res.stderr and "Traceback" not in res.stderr
     missing = check(tmp_path / "nope.toml")
     assert missing.returncode == 78 and "no such file" in missing.stderr
+
+
+def test_mqtt_and_api_sections(tmp_path, monkeypatch):
+    s = load(EXAMPLE)
+    assert s.mqtt is not None and s.mqtt.station_id == "STATION-1"  # from [station] id
+    assert s.control.telemetry_interval_s == s.mqtt.telemetry_interval_s == 10.0
+    assert str(s.api.socket_path) == "/run/sems/api.sock" and s.api.socket_mode == 0o660
+    no_mqtt = tmp_path / "agent.toml"
+    text = EXAMPLE.read_text()
+    head, rest = text.split("[mqtt]\n", 1)
+    no_mqtt.write_text(head + "[api]\n" + rest.split("[api]\n", 1)[1])
+    assert load(no_mqtt).mqtt is None  # no [mqtt]: no uplink
+    # Secrets from files; a relative name is a systemd credential.
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "mqtt-password").write_text("pw-from-credential\n")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace('# password_file = "mqtt-password"', 'password_file = "mqtt-password"')
+                   .replace("# tcp_port = 8787", "tcp_port = 8787"))
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    with pytest.raises(ConfigError) as err:
+        load(bad)
+    assert err.value.problems == ["api.token: TCP (api.tcp_port) needs token or token_file"]
+    ok = tmp_path / "ok.toml"
+    ok.write_text(bad.read_text().replace('# token_file = "api-token"', 'token_file = "api-token"'))
+    with pytest.raises(ConfigError) as err:
+        load(ok)
+    assert err.value.problems == [f"api.token_file: no such file {creds / 'api-token'}"]
+    (creds / "api-token").write_text("t" * 20 + "\n")
+    s = load(ok)
+    assert s.mqtt is not None and s.mqtt.resolved_password() == "pw-from-credential"
+    assert s.api.bearer_token() == "t" * 20
