@@ -18,7 +18,7 @@ from typing import Any
 from agent.clock import Clock
 from agent.control.snapshot import BatteryState, ChargerState, ConnectorState, Snapshot
 from agent.control.stats import CycleStats
-from agent.settings import AgentSettings
+from agent.settings import AgentSettings, DeviceSettings
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class StationDevices:
         for d in settings.devices:
             extra = {"connectors": connectors[d.name]} if d.name in connectors else {}
             self.by_name[d.name] = make_device(
-                d.kind, d.endpoint, d.unit_id, d.profile, timeout_s=d.timeout_s, **extra
+                d.kind, line_endpoint(d), d.unit_id, d.profile, timeout_s=d.timeout_s, **extra
             )
             self.endpoints.setdefault(d.endpoint, []).append(d.name)
         st = settings.station
@@ -61,6 +61,15 @@ class StationDevices:
             if bus is not None and id(bus) not in closed:
                 closed.add(id(bus))
                 await bus.close()
+
+
+def line_endpoint(d: DeviceSettings) -> str:
+    """The endpoint URL the drivers open: an RTU line carries the entry's baudrate and
+    parity (without them the drivers would open every line at their 19200 8N1 default,
+    deaf to a 9600 baud bus). Options already in the URL are kept as written."""
+    if not d.endpoint.startswith("rtu://") or "?" in d.endpoint:
+        return d.endpoint
+    return f"{d.endpoint}?baudrate={d.baudrate}&parity={d.parity}"
 
 
 class Reader:

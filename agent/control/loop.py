@@ -553,6 +553,7 @@ class ControlLoop:
         self.controller.commit(decision, writes, beats, battery_ok)
         if decision.budget.modes != self.state.modes:
             self._mode_change(self.state.modes, decision.budget.modes)
+            self._last_status = float("-inf")  # systemd's STATUS= shows a new mode at once
         self.state.decision = decision
         self.state.modes = decision.budget.modes
         self._observe(decision)

@@ -1,0 +1,378 @@
+"""Shared scenario machinery for the fault-injection suite.
+
+A scenario runs the hardware simulator in the test's own event loop (so the test can
+inject faults and read the physics' truth) and the agent as a real `sems run` child
+process with a generated settings file, as systemd would start it: its log goes to a file,
+its sd_notify messages (READY, STATUS, WATCHDOG) to a datagram socket the test reads.
+
+    async with Scenario(tmp_path, station=STATION) as sc:
+        sc.sim.plug(...)
+        await sc.start_agent()
+        await sc.wait_for(lambda: ..., 10, "what")
+        sc.sim.inject("meter", "silent")
+        await sc.run_for(3.0)                 # lets the loop cycle, checking it stays alive
+        await sc.agent.wait_log("degraded mode on: grid_meter_stale")
+        sc.check_invariants()                 # capacity, alive and cycling
+
+Everything is bounded: every wait has a timeout, the agent is SIGKILLed at the end if it
+is still running, and only 127.0.0.1 is ever a target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hardware_sim.simulator import Simulator
+
+ROOT = Path(__file__).resolve().parents[2]
+
+STATION: dict[str, Any] = {
+    "stationId": "SIM1",
+    "gridCapacity": 60.0,
+    "chargers": [
+        {"id": "CP1", "maxPower": 50.0, "connectors": 2, "kind": "dc"},
+        {"id": "CP2", "maxPower": 22.0, "connectors": 1, "kind": "ac"},
+    ],
+}
+BATTERY_STATION: dict[str, Any] = {
+    **STATION,
+    "battery": {"capacity": 60.0, "maxChargePower": 30.0, "maxDischargePower": 30.0,
+                "socStart": 0.7},
+}  # fmt: skip
+CAPACITY_KW = 60.0
+PERIOD_S = 0.1
+WATCHDOG_USEC = 1_000_000  # the agent pings at most every 0.5 s after healthy cycles
+
+
+# ---- settings file --------------------------------------------------------------------
+def toml_value(value: Any) -> str:
+    """One TOML value. (tomli_w is not a dependency; JSON strings are valid TOML strings.)"""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML for {value!r}")
+
+
+def to_toml(data: Mapping[str, Any], prefix: str = "") -> str:
+    """Tables and arrays of tables, as deep as the agent's settings go."""
+    out: list[str] = []
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict | list) or
+               (isinstance(v, list) and not (v and isinstance(v[0], dict)))}  # fmt: skip
+    for k, v in scalars.items():
+        out.append(f"{k} = {toml_value(v)}")
+    for k, v in data.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.append(f"\n[{name}]")
+            out.append(to_toml(v, f"{name}."))
+        elif isinstance(v, list) and v and isinstance(v[0], dict):
+            for item in v:
+                out.append(f"\n[[{name}]]")
+                out.append(to_toml(item, f"{name}."))
+    return "\n".join(line for line in out if line != "")
+
+
+def agent_config(
+    endpoints: Mapping[str, Any],
+    db_path: Path,
+    *,
+    rtu_meter: bool = False,
+    battery: bool = False,
+    control: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The agent's settings for a running simulator, as a dict (write it with to_toml).
+    `rtu_meter`: the grid meter (and BMS) over the simulator's RS-485 pseudo-terminal."""
+    def device(name: str, kind: str) -> dict[str, Any]:
+        ep = endpoints[name] if name in endpoints else endpoints["chargers"][name]
+        entry = {"name": name, "kind": kind, "profile": ep["profile"], "unit_id": ep["unit"]}
+        if rtu_meter and name in ("meter", "bms"):
+            entry.update(endpoint=f"rtu://{ep['rtu']}", baudrate=115200)
+        else:
+            entry["endpoint"] = f"tcp://{ep['tcp']}"
+        return entry
+
+    devices = [device("meter", "meter")]
+    chargers = []
+    for cid, ep in endpoints["chargers"].items():
+        devices.append(device(cid, "charger"))
+        chargers.append({"id": cid, "device": cid, "max_power_kw": ep["maxPower"],
+                         "connectors": ep["connectors"]})  # fmt: skip
+    station: dict[str, Any] = {
+        "id": "SIM1", "grid_capacity_kw": CAPACITY_KW, "grid_meter": "meter",
+        "pessimistic_base_load_kw": 15.0, "chargers": chargers,
+    }  # fmt: skip
+    if battery:
+        devices += [device("bms", "battery"), device("inverter", "inverter")]
+        station["battery"] = {"inverter": "inverter", "bms": "bms", "max_charge_kw": 30.0,
+                              "max_discharge_kw": 30.0, "min_soc": 10.0, "capacity_kwh": 60.0}  # fmt: skip
+    ctl = {"period_s": PERIOD_S, "stale_after_s": 0.5, "comm_timeout_s": 3, "cap_after_s": 2.0}
+    ctl.update(control or {})
+    cfg: dict[str, Any] = {
+        "station": station, "devices": devices, "control": ctl,
+        "planner": {"enabled": False}, "storage": {"db_path": str(db_path)},
+    }  # fmt: skip
+    for section, values in (extra or {}).items():
+        cfg[section] = {**cfg.get(section, {}), **values}
+    return cfg
+
+
+# ---- the agent process ----------------------------------------------------------------
+class NotifyListener:
+    """The NOTIFY_SOCKET end systemd would hold: every datagram with its arrival time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.setblocking(False)
+        self.messages: list[tuple[float, str]] = []
+        # Read as datagrams arrive, so each carries its true arrival time (a watchdog
+        # ping's age is how long ago the agent last finished a healthy cycle).
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self.sock.fileno(), self.drain)
+
+    def drain(self) -> list[tuple[float, str]]:
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except BlockingIOError:
+                return self.messages
+            self.messages.append((time.monotonic(), data.decode(errors="replace")))
+
+    def last(self, prefix: str) -> tuple[float, str] | None:
+        found = [m for m in self.drain() if m[1].startswith(prefix)]
+        return found[-1] if found else None
+
+    def status(self) -> str:
+        """The latest STATUS= line (what `systemctl status` shows)."""
+        for _, msg in reversed(self.drain()):
+            for line in msg.splitlines():
+                if line.startswith("STATUS="):
+                    return line[len("STATUS="):]
+        return ""
+
+    def close(self) -> None:
+        self._loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+
+@dataclass
+class AgentProcess:
+    config_path: Path
+    db_path: Path
+    log_path: Path
+    notify: NotifyListener
+    env: dict[str, str]
+    proc: asyncio.subprocess.Process | None = None
+    starts: int = 0
+
+    async def start(self) -> None:
+        self.starts += 1
+        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the child
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agent.cli", "run", "--config", str(self.config_path),
+            env=self.env, cwd=ROOT, stdin=asyncio.subprocess.DEVNULL,
+            stdout=self._log_file, stderr=self._log_file,
+        )  # fmt: skip
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    async def wait_log(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        """The first log line matching the regular expression `pattern`."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = regex.search(self.log())
+            if match:
+                return match
+            if not self.running:
+                break
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no log line matching {pattern!r}; log:\n{self.log()[-3000:]}")
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(m.startswith("READY=1") for _, m in self.notify.drain()[-50:]):
+                return
+            if not self.running:
+                break
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"agent not READY; log:\n{self.log()[-3000:]}")
+
+    def assert_cycling(self, within_s: float = 1.5) -> None:
+        """Alive, and a watchdog ping (sent only after a healthy cycle) came recently."""
+        assert self.running, f"agent exited ({self.returncode}); log:\n{self.log()[-3000:]}"
+        ping = self.notify.last("WATCHDOG=1")
+        assert ping is not None, "no watchdog ping yet"
+        age = time.monotonic() - ping[0]
+        assert age <= within_s, f"last healthy cycle {age:.1f} s ago; log:\n{self.log()[-2000:]}"
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.returncode
+
+    async def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    async def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM and wait (SIGKILL if it overstays); the exit code."""
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        self._log_file.close()
+        return self.proc.returncode if self.proc.returncode is not None else -1
+
+    async def kill(self) -> None:
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        self._log_file.close()
+
+
+@dataclass
+class Scenario:
+    """The simulator (in this event loop) and the agent (a child process) for one test."""
+
+    dir: Path
+    station: Mapping[str, Any] = field(default_factory=lambda: STATION)
+    rtu_meter: bool = False
+    battery: bool = False
+    control: Mapping[str, Any] | None = None
+    extra: Mapping[str, Any] | None = None
+    env: Mapping[str, str] | None = None
+    sim: Simulator = field(init=False)
+    agent: AgentProcess = field(init=False)
+
+    async def __aenter__(self) -> Scenario:
+        self.sim = Simulator(dict(self.station), rtu_meter=self.rtu_meter)
+        await self.sim.start()
+        db_path = self.dir / "agent.db"
+        self.config = agent_config(
+            self.sim.endpoints, db_path, rtu_meter=self.rtu_meter, battery=self.battery,
+            control=self.control, extra=self.extra,
+        )  # fmt: skip
+        config_path = self.dir / "agent.toml"
+        self.write_config(self.config, config_path)
+        notify = NotifyListener(self.dir / "notify.sock")
+        env = {
+            **os.environ,
+            "NOTIFY_SOCKET": str(notify.path),
+            "WATCHDOG_USEC": str(WATCHDOG_USEC),
+            "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", str(ROOT / ".numba-cache")),
+            "PYTHONUNBUFFERED": "1",
+            **(self.env or {}),
+        }
+        env = {k: v for k, v in env.items() if not k.startswith("SEMS_") or k in (self.env or {})}
+        self.agent = AgentProcess(config_path, db_path, self.dir / "agent.log", notify, env)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            if self.agent.proc is not None:
+                await self.agent.kill()
+        finally:
+            self.agent.notify.close()
+            await self.sim.close()
+
+    @staticmethod
+    def write_config(config: Mapping[str, Any], path: Path) -> None:
+        path.write_text(to_toml(config) + "\n")
+
+    async def start_agent(self) -> None:
+        """Start `sems run` and wait until it is READY and its first limits are in force
+        (before that a charger still has its own power-on limit, which is not the agent's)."""
+        await self.agent.start()
+        await self.agent.wait_ready()
+        maxima = {c["id"]: c["maxPower"] for c in self.station["chargers"]}
+        await self.wait_for(
+            lambda: all(c["limit"] < maxima[c["chargerId"]] for c in self.sim.state()["connectors"]
+                        if c["ev"] is None),
+            10, "the agent's first limits",
+        )  # fmt: skip
+
+    def label(self, device: str) -> str:
+        """How the drivers name a device in the log: profile@endpoint#unit (regex-escaped)."""
+        entry = next(d for d in self.config["devices"] if d["name"] == device)
+        where = f"{entry['profile']}@{entry['endpoint']}"
+        return re.escape(where) + r"(\?\S*)?" + re.escape(f"#{entry['unit_id']}")
+
+    def ev(self, charger: str, idx: int, kw: float) -> None:
+        self.sim.plug(charger, idx, max_kw=kw, capacity_kwh=80.0, soc=0.2, energy_needed_kwh=60.0)
+
+    def connector(self, charger: str, idx: int) -> dict[str, Any]:
+        return next(c for c in self.sim.state()["connectors"]
+                    if c["chargerId"] == charger and c["idx"] == idx)  # fmt: skip
+
+    async def wait_for(self, pred: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if pred():
+                return
+            if self.agent.proc is not None and not self.agent.running:
+                raise AssertionError(f"agent exited waiting for {what}:\n{self.agent.log()[-3000:]}")
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}; log:\n{self.agent.log()[-2000:]}")
+
+    async def run_for(self, seconds: float) -> None:
+        """Let time pass, checking every half second that the agent is alive and cycling."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+            self.agent.assert_cycling()
+            assert_within_capacity(self.sim)
+
+    def check_invariants(self) -> None:
+        """No overload beyond 2 % for more than 1 s, and the agent alive and cycling."""
+        assert_within_capacity(self.sim)
+        self.agent.assert_cycling()
+
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        return read_events(self.agent.db_path, kind)
+
+
+def assert_within_capacity(sim: Simulator, capacity_kw: float = CAPACITY_KW) -> None:
+    """No stretch above capacity + 2 % longer than 1 s (an ongoing one counts so far)."""
+    episodes = sim.overload_episodes(0.02)
+    assert all(duration <= 1.0 for _, duration, _ in episodes), episodes
+
+
+def read_events(db_path: Path, kind: str | None = None) -> list[dict[str, Any]]:
+    """The agent's event log (read-only, beside the running agent: WAL allows it)."""
+    if not db_path.exists():
+        return []
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
+        conn.row_factory = sqlite3.Row
+        rows = conn.execute("SELECT * FROM events ORDER BY id").fetchall()
+    out = [dict(r) for r in rows]
+    return [r for r in out if kind is None or r["kind"] == kind]
