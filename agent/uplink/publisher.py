@@ -9,7 +9,17 @@ One session per connection:
   normally on a v5 failure code, so `AckClient` takes the code from paho's `on_publish`.
 - A dead link is noticed by paho's keepalive (about 2 x keepalive), which ends aiomqtt's
   message iterator; everything in flight is then resent after the reconnect.
+- Every PUBACK has a backstop (`ack_timeout_s`): a broker that keeps the TCP link and
+  the keepalive up but stops acknowledging ends the session, and the rows are resent.
 - Reconnects back off exponentially with jitter, up to `backoff_max_s`.
+- Cancelling `run()` always ends it. On Python 3.11 a cancellation can be swallowed when it
+  coincides with the awaited result: `asyncio.wait_for` (used by aiomqtt for CONNACK)
+  returns the already-finished future's outcome instead (a refused CONNACK surfaces as an
+  ordinary MqttError), the loop reconnected, and the task never ended: whoever awaited the
+  cancelled uplink hung. `run()` therefore checks the task's pending cancellation
+  (`Task.cancelling()`) after every failed session; the session's tasks are not a
+  TaskGroup, which on 3.11 both swallows a cancel that meets a child's error and leaves
+  that count raised.
 - A row the broker rejects (ACL, quota) is parked, not deleted: it stays in the outbox
   and is retried on a connection at least PARK_RETRY_S later, while the rows behind it
   keep flowing (Mosquitto 2.0 even drops the connection after a denied QoS 1 publish, so
@@ -25,7 +35,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,6 +241,7 @@ class Publisher:
             finally:
                 self.status.connected = False
                 self.status.connected_since = None
+            _raise_if_cancelled()
             if delivered:
                 self.backoff.reset()
             await asyncio.sleep(self.backoff.next())
@@ -246,16 +257,20 @@ class Publisher:
                 self.status.connected_since = time.monotonic()
                 self.status.last_error = None
                 log.info("uplink: connected to %s:%d", self.settings.host, self.settings.port)
-                code = await client.publish_qos1(
-                    self.settings.topic("state"), self.state_payload("online"), retain=True
-                )
+                async with asyncio.timeout(self.settings.ack_timeout_s):
+                    code = await client.publish_qos1(
+                        self.settings.topic("state"), self.state_payload("online"), retain=True
+                    )
                 if code >= 0x80:
                     raise PublishRejected(f"state rejected: {reason_name(code)}")
                 await client.subscribe(self.settings.topic("cmd/+"), qos=1)
+                inflight: dict[int, float] = {}
                 try:
-                    async with asyncio.TaskGroup() as tasks:
-                        tasks.create_task(self._drain(client))
-                        tasks.create_task(self._commands(client))
+                    await _first_to_end(
+                        self._drain(client, inflight),
+                        self._commands(client),
+                        self._ack_backstop(inflight),
+                    )
                 except asyncio.CancelledError:
                     # Shutting down: a clean DISCONNECT suppresses the Will, so say it.
                     with contextlib.suppress(Exception):
@@ -265,16 +280,13 @@ class Publisher:
                         )
                         await asyncio.wait_for(offline, 2.0)
                     raise
-        except BaseExceptionGroup as group:
-            # The TaskGroup wraps what ended the session; report the first real cause.
-            raise _first(group) from None
         finally:
             client.fail_pending(aiomqtt.MqttError("disconnected"))
         return self.status.published > published_before
 
     async def _commands(self, client: AckClient) -> None:
         # Ends with MqttError when the connection drops (keepalive or socket): that is how
-        # the session learns of it, and the TaskGroup then stops the drain.
+        # the session learns of it, and _first_to_end then stops the drain.
         async for message in client.messages:
             if self.on_command is None:
                 continue
@@ -299,7 +311,17 @@ class Publisher:
                 with contextlib.suppress(aiomqtt.MqttError, ValueError):
                     client.publish_qos1(topic, body, properties=props_out)
 
-    async def _drain(self, client: AckClient) -> None:
+    async def _ack_backstop(self, inflight: dict[int, float]) -> None:
+        """End the session when the oldest unacknowledged publish is older than
+        ack_timeout_s (keepalive alone misses a broker that answers pings only)."""
+        limit = self.settings.ack_timeout_s
+        while True:
+            await asyncio.sleep(min(1.0, limit / 4))
+            if inflight and time.monotonic() - min(inflight.values()) > limit:
+                raise aiomqtt.MqttError(f"no PUBACK within {limit:g} s")
+
+    async def _drain(self, client: AckClient, inflight: dict[int, float] | None = None) -> None:
+        inflight = {} if inflight is None else inflight  # seq -> monotonic send time
         window = asyncio.Semaphore(self.settings.window)
         acked: list[int] = []
         flush_now = asyncio.Event()
@@ -307,6 +329,7 @@ class Publisher:
 
         def on_ack(row: Row, future: asyncio.Future[int]) -> None:
             window.release()
+            inflight.pop(row.seq, None)
             if future.cancelled() or future.exception() is not None:
                 return
             code = future.result()
@@ -354,6 +377,7 @@ class Publisher:
                     except BaseException:
                         window.release()
                         raise
+                    inflight[row.seq] = time.monotonic()
                     future.add_done_callback(functools.partial(on_ack, row))
         finally:
             flush_task.cancel()
@@ -363,18 +387,36 @@ class Publisher:
                 self.outbox.delete(acked)
 
 
+def _raise_if_cancelled() -> None:
+    """Re-raise a cancellation that a library swallowed (see the module docstring)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _session_expiry(seconds: int) -> Properties:
     props = Properties(paho.PacketTypes.CONNECT)
     props.SessionExpiryInterval = seconds
     return props
 
 
-def _first(group: BaseExceptionGroup) -> BaseException:
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            return _first(exc)
-        return exc
-    return group
+async def _first_to_end(*coros: Coroutine[Any, Any, None]) -> None:
+    """Run the session's tasks until one ends; cancel the rest; re-raise what ended it.
+
+    Not a TaskGroup: on Python 3.11 a failing child leaves the parent task's cancel count
+    raised (`Task.cancelling()` stays 1 after the group is done), which would make the
+    check for a swallowed cancellation in `run()` stop the uplink after any dropped link."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+    raise aiomqtt.MqttError("uplink session ended")
 
 
 def _describe(exc: BaseException) -> str:

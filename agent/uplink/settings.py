@@ -29,6 +29,10 @@ class MqttSettings(BaseModel):
     )
     connect_timeout_s: float = Field(10.0, gt=0, description="TCP+CONNACK deadline")
     window: int = Field(50, ge=1, le=1000, description="QoS 1 publishes in flight (20-100 best)")
+    ack_timeout_s: float = Field(
+        30.0, gt=0, description="backstop: a PUBACK missing this long ends the connection "
+        "(reconnect, resend), for a broker that keeps the link up but stops acknowledging"
+    )
     backoff_initial_s: float = Field(0.5, gt=0, description="first reconnect delay")
     backoff_max_s: float = Field(60.0, gt=0, description="reconnect delay ceiling (with jitter)")
     tls_ca_file: Path | None = Field(None, description="CA bundle: setting it turns TLS on")
