@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from hardware_sim.simulator import Simulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,9 +98,12 @@ def agent_config(
     battery: bool = False,
     control: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
+    mqtt_port: int | None = None,
 ) -> dict[str, Any]:
     """The agent's settings for a running simulator, as a dict (write it with to_toml).
-    `rtu_meter`: the grid meter (and BMS) over the simulator's RS-485 pseudo-terminal."""
+    `rtu_meter`: the grid meter (and BMS) over the simulator's RS-485 pseudo-terminal;
+    `mqtt_port`: an [mqtt] section for a loopback broker (short keepalive and backoff);
+    the local API always answers on a socket beside the database."""
     def device(name: str, kind: str) -> dict[str, Any]:
         ep = endpoints[name] if name in endpoints else endpoints["chargers"][name]
         entry = {"name": name, "kind": kind, "profile": ep["profile"], "unit_id": ep["unit"]}
@@ -128,7 +132,13 @@ def agent_config(
     cfg: dict[str, Any] = {
         "station": station, "devices": devices, "control": ctl,
         "planner": {"enabled": False}, "storage": {"db_path": str(db_path)},
+        "api": {"socket_path": str(db_path.parent / "api.sock")},
     }  # fmt: skip
+    if mqtt_port is not None:
+        cfg["mqtt"] = {
+            "host": "127.0.0.1", "port": mqtt_port, "keepalive_s": 3, "backoff_initial_s": 0.1,
+            "backoff_max_s": 0.5, "telemetry_interval_s": 1.0, "health_interval_s": 3.0,
+        }  # fmt: skip
     for section, values in (extra or {}).items():
         cfg[section] = {**cfg.get(section, {}), **values}
     return cfg
@@ -271,6 +281,7 @@ class Scenario:
     control: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] | None = None
     env: Mapping[str, str] | None = None
+    mqtt_port: int | None = None
     sim: Simulator = field(init=False)
     agent: AgentProcess = field(init=False)
 
@@ -280,7 +291,7 @@ class Scenario:
         db_path = self.dir / "agent.db"
         self.config = agent_config(
             self.sim.endpoints, db_path, rtu_meter=self.rtu_meter, battery=self.battery,
-            control=self.control, extra=self.extra,
+            control=self.control, extra=self.extra, mqtt_port=self.mqtt_port,
         )  # fmt: skip
         config_path = self.dir / "agent.toml"
         self.write_config(self.config, config_path)
@@ -356,6 +367,17 @@ class Scenario:
         """No overload beyond 2 % for more than 1 s, and the agent alive and cycling."""
         assert_within_capacity(self.sim)
         self.agent.assert_cycling()
+
+    async def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """One request to the agent's local API over its Unix socket."""
+        transport = httpx.AsyncHTTPTransport(uds=self.config["api"]["socket_path"])
+        async with httpx.AsyncClient(transport=transport, base_url="http://agent",
+                                     timeout=5.0) as client:  # fmt: skip
+            return await client.request(method, path, **kw)
+
+    async def health(self) -> dict[str, Any]:
+        """GET /api/v1/health: {"status", "dependencies": {name: {"state", "detail"}}}."""
+        return (await self.api("GET", "/api/v1/health")).json()
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         return read_events(self.agent.db_path, kind)

@@ -38,6 +38,9 @@ def test_grid_meter_silent(tmp_path):
             await sc.run_for(3.0)
             assert "degraded: grid_meter_stale" in sc.agent.notify.status()
             assert [e["data"] for e in sc.events("degraded_on")] == ['{"mode": "grid_meter_stale"}']
+            deps = (await sc.health())["dependencies"]
+            assert deps["control"] == {"state": "degraded", "detail": "grid_meter_stale"}
+            assert deps["devices"]["state"] == "degraded" and "meter" in deps["devices"]["detail"]
             sc.check_invariants()
             sc.sim.clear("meter")
             await sc.agent.wait_log(r"degraded mode off: grid_meter_stale")
@@ -58,6 +61,9 @@ def test_charger_silent(tmp_path):
             sc.ev("CP1", 2, 50.0)
             await sc.run_for(3.0)
             assert "charger_unreachable:CP2" in sc.agent.notify.status()
+            deps = (await sc.health())["dependencies"]
+            assert "charger_unreachable:CP2" in deps["control"]["detail"]
+            assert "CP2" in deps["devices"]["detail"]
             sc.check_invariants()
             sc.sim.clear("CP2")
             await sc.agent.wait_log(r"degraded mode off: charger_unreachable:CP2")
@@ -81,6 +87,7 @@ def test_bms_silent(tmp_path):
             await sc.wait_for(lambda: sc.sim.state()["battery"]["setpoint"] == 0.0, 3, "idle battery")
             await sc.run_for(2.5)
             assert "bms_stale" in sc.agent.notify.status()
+            assert "bms_stale" in (await sc.health())["dependencies"]["control"]["detail"]
             sc.check_invariants()
             sc.sim.clear("bms")
             await sc.agent.wait_log(r"degraded mode off: bms_stale")
@@ -99,6 +106,7 @@ def test_rtu_frames_corrupted(tmp_path):
             sc.ev("CP1", 2, 50.0)
             await sc.run_for(3.0)
             sc.check_invariants()
+            assert (await sc.health())["dependencies"]["control"]["state"] == "degraded"
             sc.sim.clear("meter")  # the line resynchronises after the bad frames
             await sc.agent.wait_log(r"degraded mode off: grid_meter_stale")
             await sc.run_for(1.0)
@@ -122,5 +130,7 @@ def test_garbage_register_values(tmp_path, mode):
             sc.sim.clear("meter")
             await sc.agent.wait_log(r"degraded mode off: grid_meter_stale")
             sc.check_invariants()
+            await asyncio.sleep(0.3)  # the health view follows within a few cycles
+            assert (await sc.health())["dependencies"]["control"]["state"] == "ok"
 
     asyncio.run(scenario())
