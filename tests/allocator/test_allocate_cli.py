@@ -1,4 +1,4 @@
-"""`sems allocate` and the interim `sems demo`, run as real subprocesses."""
+"""`sems allocate` and `sems demo`'s option checks, run as real subprocesses."""
 
 from __future__ import annotations
 
@@ -77,21 +77,15 @@ def test_allocate_invalid_input_exits_2_with_one_line(stdin: str, args: list[str
     assert "Traceback" not in done.stderr
 
 
-def test_demo_prints_the_electra_example_and_a_larger_station() -> None:
-    done = sems("demo")
-    assert done.returncode == 0, done.stderr
-    rows = {line.split()[0]: line.split() for line in done.stdout.splitlines() if line.strip()}
-    assert [rows[f"ev-{k}"][-2] for k in (1, 2, 3)] == ["80.00", "120.00", "130.00"]
-    assert "ev-20" in rows and "station GENERATED_7" in done.stdout
-
-
-def test_demo_json_with_seconds_replays_cycles() -> None:
-    done = sems("demo", "--json", "--seconds", "2")
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout)
-    assert [s["result"] for s in out["stations"]] == [allocate(s["request"]) for s in out["stations"]]
-    assert out["replay"]["summary"]["cycles"] == 8
-    assert out["replay"]["result"] == allocate(out["replay"]["request"])
-    bad = sems("demo", "--seconds", "-1")
-    assert (bad.returncode, bad.stdout) == (2, "")
-    assert bad.stderr.startswith("sems demo: --seconds: must be between 0 and 86400")
+@pytest.mark.parametrize(("args", "message"), [
+    (["--seconds", "-1"], "sems demo: --seconds: must be between 0 and 86400, got -1"),
+    (["--time-factor", "0.5"], "sems demo: --time-factor: must be between 1 and 360, got 0.5"),
+    (["--scenario", "/nonexistent/day.json"],
+     "sems demo: --scenario: /nonexistent/day.json: cannot read (No such file or directory)"),
+], ids=["seconds", "time-factor", "scenario"])
+def test_demo_refuses_bad_options_before_starting_anything(args: list[str], message: str) -> None:
+    """The live demo itself runs in tests/demo/; a user mistake is one line and exit 2,
+    before any simulator or agent is started."""
+    done = sems("demo", *args)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == message + "\n"

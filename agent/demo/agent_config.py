@@ -1,0 +1,121 @@
+"""The agent's settings for a running simulator, generated from its ready line.
+
+Every emulated device becomes a [[devices]] entry over TCP, except the grid meter, which
+is read over the simulator's RS-485 line (a pseudo-terminal) as on a real station. The
+result is checked with the agent's own `load()` before the agent is started, so a mistake
+here shows up as the agent's config messages, not as a daemon that will not start.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import tomli_w
+
+if TYPE_CHECKING:
+    from agent.settings import AgentSettings
+
+COMM_TIMEOUT_WALL_S = 10.0  # the chargers' communication timeout, in real seconds
+REFRESH_WALL_S = 4.0  # limits are rewritten this often (real seconds)
+
+
+def build_agent_config(
+    ready: dict[str, Any],
+    station: dict[str, Any],
+    workdir: Path,
+    *,
+    time_factor: float,
+    broker_port: int | None,
+) -> dict[str, Any]:
+    """`ready`: the simulator's ready line; `station`: the scenario's station object
+    (battery size and SoC limits, which the ready line does not carry)."""
+    endpoints = ready["endpoints"]
+    meter = endpoints["meter"]
+    meter_endpoint = f"rtu://{meter['rtu']}" if meter.get("rtu") else f"tcp://{meter['tcp']}"
+    devices: list[dict[str, Any]] = [
+        {"name": "meter", "kind": "meter", "profile": meter["profile"],
+         "endpoint": meter_endpoint, "unit_id": meter["unit"]},
+    ]  # fmt: skip
+    for name, kind in (("bms", "battery"), ("inverter", "inverter")):
+        if name in endpoints:
+            ep = endpoints[name]
+            devices.append({"name": name, "kind": kind, "profile": ep["profile"],
+                            "endpoint": f"tcp://{ep['tcp']}", "unit_id": ep["unit"]})  # fmt: skip
+    chargers = []
+    for cid, ep in endpoints["chargers"].items():
+        devices.append({"name": cid, "kind": "charger", "profile": ep["profile"],
+                        "endpoint": f"tcp://{ep['tcp']}", "unit_id": ep["unit"]})  # fmt: skip
+        chargers.append({"id": cid, "device": cid, "max_power_kw": float(ep["maxPower"]),
+                         "connectors": int(ep["connectors"])})  # fmt: skip
+
+    capacity = float(station["gridCapacity"])
+    cfg_station: dict[str, Any] = {
+        "id": ready["stationId"],
+        "grid_capacity_kw": capacity,
+        "grid_meter": "meter",
+        # Sizes the fallback limits: a third of the connection kept for the site's own load.
+        "pessimistic_base_load_kw": round(capacity / 3, 1),
+        "chargers": chargers,
+    }
+    if "inverter" in endpoints:
+        cfg_station["pv_inverter"] = "inverter"
+    battery = station.get("battery")
+    if battery and "inverter" in endpoints:
+        b: dict[str, Any] = {
+            "inverter": "inverter",
+            "min_soc": _percent(battery.get("minSoc", 0.1)),
+            "max_charge_kw": float(battery["maxChargePower"]),
+            "max_discharge_kw": float(battery["maxDischargePower"]),
+        }
+        if "bms" in endpoints:
+            b["bms"] = "bms"
+        if "capacity" in battery:
+            b["capacity_kwh"] = float(battery["capacity"])
+        cfg_station["battery"] = b
+
+    # The simulator counts the chargers' communication timeout in simulated seconds, the
+    # agent refreshes limits after refresh_fraction x comm_timeout_s real ones: scale the
+    # timeout to stay 10 real seconds and keep the refresh at 4 real seconds, else an idle
+    # charger times out to its fallback limit between two refreshes.
+    comm_timeout = max(2, math.ceil(COMM_TIMEOUT_WALL_S * time_factor))
+    config: dict[str, Any] = {
+        "log_level": "WARNING",
+        "station": cfg_station,
+        "devices": devices,
+        "control": {
+            "period_s": 0.25,  # real time: the demo accelerates the station, not the agent
+            "comm_timeout_s": comm_timeout,
+            "refresh_fraction": min(0.5, REFRESH_WALL_S / comm_timeout),
+        },
+        # The planner plans in wall-clock hours; at 60x its plan would be stale within
+        # seconds. The demo shows the real-time allocator, which is the safety authority.
+        "planner": {"enabled": False},
+        "storage": {"db_path": str(workdir / "agent.db")},
+    }
+    if broker_port is not None:
+        config["mqtt"] = {"enabled": True, "host": "127.0.0.1", "port": broker_port}
+    config["api"] = {"socket_path": str(workdir / "api.sock")}
+    return _known_sections(config)
+
+
+def _known_sections(config: dict[str, Any]) -> dict[str, Any]:
+    """Leave out the sections this agent's settings do not define ([api] and [mqtt] came
+    after [station]): the settings forbid unknown keys."""
+    from agent.settings import AgentSettings
+
+    return {k: v for k, v in config.items() if k in AgentSettings.model_fields}
+
+
+def _percent(soc: float) -> float:
+    """Scenario SoC is a fraction 0..1; the agent's settings use percent."""
+    return float(soc) * 100.0 if soc <= 1 else float(soc)
+
+
+def write_agent_config(config: dict[str, Any], path: Path) -> tuple[Path, AgentSettings]:
+    """Write the TOML and check it with the agent's loader; ConfigError lists problems."""
+    from agent.settings import load
+
+    path.write_text(tomli_w.dumps(config), encoding="utf-8")
+    return path, load(path)

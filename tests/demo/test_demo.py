@@ -1,0 +1,130 @@
+"""`sems demo` as a user runs it: a real simulator, agent and (when installed) Mosquitto as
+child processes. Checks the summary against the simulator's truth and that no child
+outlives the demo, whether it ends by itself or by SIGINT / SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SEMS = Path(sys.executable).with_name("sems")
+HAS_MOSQUITTO = any(os.access(p, os.X_OK) for p in ("/usr/sbin/mosquitto", "/usr/bin/mosquitto"))
+EXPECTED_CHILDREN = {"sems-sim", "sems", "mosquitto"} if HAS_MOSQUITTO else {"sems-sim", "sems"}
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def start_demo(*args: str) -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    env.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba-cache"))
+    return subprocess.Popen([str(SEMS), "demo", "--json", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+
+
+def children_of(pid: int) -> dict[int, str]:
+    """pid -> program name (basename of argv[0] or of the script run by python)."""
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid != pid or not argv[0]:
+            continue
+        names = [Path(a.decode()).name for a in argv[:2]]
+        found[int(entry.name)] = next((n for n in names if n in EXPECTED_CHILDREN), names[0])
+    return found
+
+
+def wait_for_children(demo: subprocess.Popen[str]) -> dict[int, str]:
+    """Read the demo's stderr up to its "agent running" line (it comes once the agent has
+    told the demo READY over sd_notify), then list the processes it started."""
+    assert demo.stderr is not None
+    lines = []
+    for line in demo.stderr:  # ends at the demo's exit at the latest
+        lines.append(line)
+        if "agent running" in line:
+            break
+    children = children_of(demo.pid)
+    assert EXPECTED_CHILDREN <= set(children.values()), (children, lines, demo.poll())
+    pids = lines[-1].split("(pids: ", 1)[1].rstrip(")\n")
+    assert {int(p.split()[-1]) for p in pids.split(", ")} == set(children)
+    return children
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def finish(demo: subprocess.Popen[str], timeout_s: float) -> dict[str, Any]:
+    out, err = demo.communicate(timeout=timeout_s)
+    assert demo.returncode == 0, err
+    return json.loads(out)
+
+
+def assert_gone(children: dict[int, str]) -> None:
+    left = {pid: name for pid, name in children.items() if alive(pid)}
+    assert not left, f"left behind: {left}"
+
+
+def test_headless_run_summarises_a_controlled_station() -> None:
+    demo = start_demo("--seconds", "15")
+    children = wait_for_children(demo)
+    s = finish(demo, timeout_s=90)
+    assert_gone(children)
+
+    assert s["interrupted"] is False
+    assert 14.5 <= s["wallSeconds"] <= 20
+    # The station ran accelerated (60x), the agent in real time at 4 Hz.
+    assert s["simulatedSeconds"] >= 50 * s["wallSeconds"]
+    assert s["cycles"] >= 2 * s["wallSeconds"], s
+    assert set(s["cycle_ms"]) == {"p50", "p99", "max"}
+    assert 0 < s["cycle_ms"]["p50"] <= s["cycle_ms"]["p99"] <= s["cycle_ms"]["max"]
+    assert s["overruns"] <= 0.05 * s["cycles"]
+    # The simulator's truth: within capacity, but for the odd agent period after a step in
+    # the site's base load (15 simulated seconds at 60x: the agent runs in real time).
+    assert s["gridCapacity"] > 0
+    assert 0 < s["maxGridImport"] <= 1.05 * s["gridCapacity"]
+    assert s["secondsOverCapacity"] <= 0.01 * s["simulatedSeconds"]
+    assert s["wallSecondsOverCapacity"] <= 1.0
+    # EVs arrived and the agent's sessions and energy match what the chargers delivered.
+    assert s["sessionsStarted"] > 0
+    assert 0 <= s["sessionsStopped"] <= s["sessionsStarted"]
+    assert s["energyDeliveredKwh"] > 0
+    assert s["energyDeliveredKwh"] == pytest.approx(s["simulatorEnergyKwh"], rel=0.15, abs=1.0)
+    if HAS_MOSQUITTO:
+        assert s["uplinkMessages"].get("sessions", 0) >= s["sessionsStarted"]
+        assert s["uplinkMessages"].get("state", 0) >= 1
+    # Every child stopped on SIGTERM by itself, none needed SIGKILL.
+    assert s["exitStatus"] == {name: 0 for name in s["exitStatus"]}
+    assert {"agent", "simulator"} <= set(s["exitStatus"])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_mid_run_stops_everything(sig: signal.Signals) -> None:
+    demo = start_demo()  # no --seconds: runs until a signal
+    children = wait_for_children(demo)
+    time.sleep(1)  # let the agent run a few cycles
+    demo.send_signal(sig)
+    s = finish(demo, timeout_s=40)
+    assert_gone(children)
+    assert s["interrupted"] is True
+    assert s["exitStatus"]["agent"] == 0  # the agent shut down itself (fallback limits)
+    assert all(code == 0 for code in s["exitStatus"].values()), s["exitStatus"]
