@@ -47,6 +47,7 @@ async def run_daemon(
     uplink: UplinkHook | None = None,
     signals: Signals | None = None,
     serve_api: bool = True,
+    config_path: Path | None = None,
 ) -> int:
     """Run until `stop` is set or SIGTERM/SIGINT arrives.
 
@@ -55,7 +56,8 @@ async def run_daemon(
     (agent/uplink_bridge.py) and cloud commands act on the station (agent/daemon_api.py).
     `uplink` (tests): a hook to use instead; `signals`: the cloud signals to share. With
     `serve_api` the local API answers on `[api]`'s socket; a station without configured
-    chargers is driven through that API (agent/api_station.py) by the same loop."""
+    chargers is driven through that API (agent/api_station.py) by the same loop.
+    `config_path`: the settings file, re-read on SIGHUP (agent/config_reload.py)."""
     clock = clock or RealClock()
     stop = stop or asyncio.Event()
     notifier = Notifier(environ)
@@ -87,6 +89,16 @@ async def run_daemon(
         signals=signals,
     )  # fmt: skip
     reconfigurer = Reconfigurer(control)
+    reloads: set[asyncio.Task[bool]] = set()
+    if config_path is not None:
+        from agent.config_reload import reload
+
+        def on_sighup() -> None:
+            task = loop.create_task(reload(config_path, control.s, reconfigurer))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
     if bridge is not None:
         bridge.attach(control)
     if cloud is not None:
@@ -128,7 +140,7 @@ async def run_daemon(
                 cloud.outbox.conn.close()
             db.conn.close()
             notifier.close()
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
     log.info("agent stopped")
     return 0
@@ -191,4 +203,4 @@ def main(config: str | Path) -> int:
         format="%(levelname)s %(name)s: %(message)s",  # journald adds the time
         stream=sys.stderr,
     )
-    return asyncio.run(run_daemon(settings))
+    return asyncio.run(run_daemon(settings, config_path=Path(config)))
