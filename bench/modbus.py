@@ -25,6 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+# Run as a script, bench/ comes first on sys.path and bench/allocator.py would shadow the
+# `allocator` package: drop that folder (bench/run_all.py also runs each with `python -P`).
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import drivers  # noqa: E402

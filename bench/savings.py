@@ -23,6 +23,10 @@ import statistics
 import sys
 from pathlib import Path
 
+# Run as a script, bench/ comes first on sys.path and bench/allocator.py would shadow the
+# `allocator` package: drop that folder (bench/run_all.py also runs each with `python -P`).
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 

@@ -19,8 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
+# Run as a script, bench/ comes first on sys.path and bench/allocator.py would shadow the
+# `allocator` package: drop that folder (bench/run_all.py also runs each with `python -P`).
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the test suite's broker launcher
+# ... but tests/agent and tests/allocator must not stand in for the packages.
+sys.path.insert(0, str(ROOT))
 
 from mosquitto import Mosquitto  # noqa: E402
 
