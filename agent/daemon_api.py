@@ -99,9 +99,12 @@ class DaemonContext:
         )  # fmt: skip
         try:
             # Validated and swapped first; stored only if that worked (old config stays).
-            self._signals.replace_station_config(cloud, apply=self.reconfigurer.apply_now)
+            self._signals.replace_station_config(cloud, apply=self._apply_now)
         except ValueError as exc:
             raise ApiError(str(exc)) from None
+
+    def _apply_now(self, config: CloudStationConfig) -> None:
+        self.reconfigurer.apply_now(config)
 
     # --- live state -----------------------------------------------------------------------
 

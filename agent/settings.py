@@ -246,7 +246,7 @@ class AgentSettings(BaseSettings):
         if "station_id" not in m.model_fields_set and re.match(STATION_ID_PATTERN, self.station.id):
             object.__setattr__(self, "mqtt", m.model_copy(update={"station_id": self.station.id}))
         # One period each: the uplink's, when [mqtt] sets it, drives the control loop's hook.
-        periods = {
+        periods: dict[str, Any] = {
             key: getattr(m, key)
             for key in ("telemetry_interval_s", "health_interval_s")
             if key in m.model_fields_set
