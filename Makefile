@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml setup.py
 system-deps:
 	@bash scripts/system-deps.sh
 
+# A minute of a simulated station under the agent, then a summary; ends by itself.
 demo: install
-	$(BIN)/sems demo
+	$(BIN)/sems demo --seconds 60
 
 test: install system-deps
 	$(BIN)/python -m pytest
