@@ -64,4 +64,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as `python -m agent.cli`, this file is `__main__` while the command modules import
+    # `agent.cli`: delegate to that one module so `except UsageError` catches theirs.
+    from agent.cli import main as _main
+
+    sys.exit(_main())
