@@ -42,7 +42,7 @@ LEAD_WALL_S = 5.0  # the first EV comes at least this long after the simulator s
 #                    which covers the agent's start-up (imports, cached numba kernel)
 READY_TIMEOUT_S = 120.0  # a cold numba cache compiles the kernel first
 AGENT_STOP_S = 15.0
-RANDOM_EVS_PER_HOUR = 12.0  # for a bare station file, which has no EVs of its own
+RANDOM_EVS_PER_HOUR = 30.0  # for a bare station file, which has no EVs of its own
 
 
 @dataclass(frozen=True)
@@ -85,12 +85,22 @@ def _warm_kernel() -> None:
     StationArrays(1, 1).warm_up()
 
 
+def _workdir() -> Path:
+    """A fresh temp dir ($TMPDIR) for the config, store, logs and sockets; under /tmp when
+    $TMPDIR is so deep that a socket path would pass AF_UNIX's 108-byte limit."""
+    d = Path(tempfile.mkdtemp(prefix="sems-demo-"))
+    if len(str(d / "notify.sock").encode()) > 100:
+        d.rmdir()
+        d = Path(tempfile.mkdtemp(prefix="sems-demo-", dir="/tmp"))
+    return d
+
+
 class Demo:
     def __init__(self, opts: DemoOptions, out: TextIO, err: TextIO) -> None:
         self.opts = opts
         self.out = out
         self.err = err
-        self.workdir = Path(tempfile.mkdtemp(prefix="sems-demo-"))
+        self.workdir = _workdir()
         self.children: list[Child] = []
         self.truth = Truth()
         self.sim_probe: SimProbe | None = None
@@ -98,7 +108,7 @@ class Demo:
         self.notify: NotifyListener | None = None
         self.uplink: UplinkCounter | None = None
         self.broker_note = "no broker (--no-broker)"
-        self.window_label = "+00:00"
+        self.window_label = "now"  # where in the scenario's day the demo starts (ISO time)
         self.station_id = ""
         self.started_wall: float | None = None
         self.ended_wall: float | None = None
@@ -114,8 +124,8 @@ class Demo:
         if is_day(data):
             span = (opts.seconds or 60.0) * opts.time_factor
             window = busy_window(data, span, LEAD_WALL_S * opts.time_factor)
-            self.window_label = window.label
             data = rotate_day(data, window.offset_s)
+            self.window_label = data["series"][0]["start"]
         else:
             random_evs = RANDOM_EVS_PER_HOUR
         scenario_file = self.workdir / "scenario.json"
@@ -176,7 +186,7 @@ class Demo:
             self.notify.drain()
         self.started_wall = time.monotonic()
         pids = ", ".join(f"{c.name} {c.pid}" for c in self.children)
-        print(f"sems demo: {self.station_id} from its day's {self.window_label} at "
+        print(f"sems demo: {self.station_id} from {self.window_label} at "
               f"{self.opts.time_factor:g}x; agent running (pids: {pids})", file=self.err, flush=True)
 
     # ---- run -----------------------------------------------------------------------------
@@ -335,7 +345,7 @@ def _human_summary(s: dict[str, Any]) -> str:
               f"max {c.get('max')} ms, {s['overruns']} overruns")
     return (
         f"\n{s['wallSeconds']:g} s at {s['timeFactor']:g}x = {s['simulatedSeconds'] / 60:.0f} "
-        f"simulated minutes of {s['stationId']} from day start {s['scenarioStart']}: {cycles}\n"
+        f"simulated minutes of {s['stationId']} from {s['scenarioStart']}: {cycles}\n"
         f"grid import max {s['maxGridImport']} of {s['gridCapacity']:g} kW, over capacity "
         f"{s['secondsOverCapacity']:g} simulated s; sessions started {s['sessionsStarted']}, "
         f"stopped {s['sessionsStopped']}; {s['energyDeliveredKwh']} kWh delivered "

@@ -76,11 +76,6 @@ class Window:
     offset_s: float  # where the demo's t = 0 falls in the day (a slot boundary)
     arrivals: int  # EVs arriving within [lead, lead + span) of it
 
-    @property
-    def label(self) -> str:
-        h, rem = divmod(int(self.offset_s), 3600)
-        return f"+{h:02d}:{rem // 60:02d}"
-
 
 def busy_window(data: dict[str, Any], span_s: float, lead_s: float) -> Window:
     """The slot start with the most EV arrivals in [start + lead, start + lead + span),

@@ -23,9 +23,10 @@ EXPECTED_CHILDREN = {"sems-sim", "sems", "mosquitto"} if HAS_MOSQUITTO else {"se
 pytestmark = pytest.mark.timeout(120)
 
 
-def start_demo(*args: str) -> subprocess.Popen[str]:
+def start_demo(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     env = dict(os.environ)
     env.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba-cache"))
+    env["TMPDIR"] = str(tmp_path)  # the demo's work dir, left behind only by SIGKILL
     return subprocess.Popen([str(SEMS), "demo", "--json", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
 
@@ -84,11 +85,12 @@ def assert_gone(children: dict[int, str]) -> None:
     assert not left, f"left behind: {left}"
 
 
-def test_headless_run_summarises_a_controlled_station() -> None:
-    demo = start_demo("--seconds", "15")
+def test_headless_run_summarises_a_controlled_station(tmp_path: Path) -> None:
+    demo = start_demo(tmp_path, "--seconds", "15")
     children = wait_for_children(demo)
     s = finish(demo, timeout_s=90)
     assert_gone(children)
+    assert list(tmp_path.iterdir()) == []  # its work dir removed
 
     assert s["interrupted"] is False
     assert 14.5 <= s["wallSeconds"] <= 20
@@ -118,8 +120,8 @@ def test_headless_run_summarises_a_controlled_station() -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_mid_run_stops_everything(sig: signal.Signals) -> None:
-    demo = start_demo()  # no --seconds: runs until a signal
+def test_signal_mid_run_stops_everything(sig: signal.Signals, tmp_path: Path) -> None:
+    demo = start_demo(tmp_path)  # no --seconds: runs until a signal
     children = wait_for_children(demo)
     time.sleep(1)  # let the agent run a few cycles
     demo.send_signal(sig)
@@ -128,3 +130,15 @@ def test_signal_mid_run_stops_everything(sig: signal.Signals) -> None:
     assert s["interrupted"] is True
     assert s["exitStatus"]["agent"] == 0  # the agent shut down itself (fallback limits)
     assert all(code == 0 for code in s["exitStatus"].values()), s["exitStatus"]
+
+
+def test_children_die_with_a_killed_demo(tmp_path: Path) -> None:
+    """SIGKILL gives the demo no chance to clean up: the kernel's parent-death signal must."""
+    demo = start_demo(tmp_path)
+    children = wait_for_children(demo)
+    demo.kill()
+    demo.communicate(timeout=10)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(alive(pid) for pid in children):
+        time.sleep(0.1)
+    assert_gone(children)
