@@ -65,7 +65,7 @@ async def run_daemon(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    db = connect(settings.storage.db_path)
+    db = connect(settings.storage.db_path, max_pages=settings.storage.max_pages)
     cloud: Uplink | None = None
     bridge: UplinkBridge | None = None
     if uplink is None and settings.mqtt is not None:

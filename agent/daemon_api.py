@@ -240,7 +240,10 @@ class DaemonContext:
             ))  # fmt: skip
         try:
             self._db.execute("SELECT 1").fetchone()
-            deps.append(DependencyState("store", "ok"))
+            # Readable but refusing writes (disk full): control goes on, records wait.
+            refused = self.loop.store_error
+            deps.append(DependencyState("store", "degraded", refused) if refused
+                        else DependencyState("store", "ok"))  # fmt: skip
         except Exception as exc:  # the health endpoint must answer when SQLite fails
             deps.append(DependencyState("store", "down", str(exc)))
         planner = self.loop.planner

@@ -6,12 +6,17 @@ not ended because a charger stopped answering. Energy comes from the charger's s
 counter (a counter that resets mid-session is accumulated, never lost); peak power is kept.
 Rows are written at start and stop, and energy/peak at most every `persist_every_s`, so
 after a restart mid-session the same session continues with the same id and energy.
+
+A store that refuses writes (disk full, I/O error) never stops the tracking, nor the
+control cycle that calls it: the failed writes are kept in order (one per session and
+kind) and retried every `RETRY_S` until they succeed; `store_error` says why meanwhile.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -23,6 +28,8 @@ from agent.clock import Clock, iso
 from agent.control.snapshot import VACANT, Snapshot
 
 log = logging.getLogger(__name__)
+
+RETRY_S = 1.0  # how often writes a failing store refused are tried again
 
 EventHook = Callable[[str, dict], None]
 
@@ -69,6 +76,10 @@ class SessionTracker:
         # Connectors whose session was stopped on request (cloud, API) while the EV stays
         # plugged in: no new session there until the connector reports A (unplugged).
         self.blocked: set[tuple[str, int]] = set()
+        # Writes the store refused, in order, keyed so a session has one of each kind.
+        self._pending: dict[tuple[str, str], Callable[[], None]] = {}
+        self._retry_at = float("-inf")
+        self.store_error: str | None = None
         for row in db.query("SELECT * FROM sessions WHERE status = 'active' ORDER BY started_at"):
             s = Session(
                 id=row["id"],
@@ -87,6 +98,8 @@ class SessionTracker:
     def update(self, snap: Snapshot) -> list[Session]:
         """Start, update and stop sessions from one snapshot; return the active ones."""
         now = snap.t
+        if self._pending and now >= self._retry_at:
+            self._retry(now)
         for ch in snap.chargers:
             if not ch.reachable:
                 continue
@@ -137,18 +150,23 @@ class SessionTracker:
         )
         self.active[(charger_id, idx)] = s
         self._last_persist[s.id] = snap.t
-        with self.db.conn:
-            self.db["sessions"].insert(
-                {
-                    "id": s.id,
-                    "charger_id": charger_id,
-                    "connector_idx": idx,
-                    "status": "active",
-                    "started_at": s.started_at,
-                    "updated_at": s.started_at,
-                }
-            )
-            self._event("session_started", s, snap.ts)
+        ts = snap.ts
+
+        def write() -> None:
+            with self.db.conn:
+                self.db["sessions"].insert(
+                    {
+                        "id": s.id,
+                        "charger_id": charger_id,
+                        "connector_idx": idx,
+                        "status": "active",
+                        "started_at": s.started_at,
+                        "updated_at": s.started_at,
+                    }
+                )
+                self._event("session_started", s, ts)
+
+        self._store(("start", s.id), write, snap.t)
         self.started += 1
         return s
 
@@ -156,14 +174,28 @@ class SessionTracker:
         s.status = "stopped"
         s.stopped_at = iso(ts)
         s.power_kw = 0.0
-        with self.db.conn:
-            self._persist(s, commit=False)
-            self._event("session_stopped", s, ts, reason=reason)
+
+        def write() -> None:
+            with self.db.conn:
+                self._persist_row(s)
+                self._event("session_stopped", s, ts, reason=reason)
+
+        self._pending.pop(("persist", s.id), None)  # the stop row carries the final figures
+        self._store(("stop", s.id), write, self.clock.monotonic())
         del self.active[(s.charger_id, s.connector_idx)]
         self._last_persist.pop(s.id, None)
         self.stopped += 1
 
-    def _persist(self, s: Session, commit: bool = True) -> None:
+    def _persist(self, s: Session) -> None:
+        """Energy and peak so far (its own transaction; kept for a retry if refused)."""
+
+        def write() -> None:
+            with self.db.conn:
+                self._persist_row(s)
+
+        self._store(("persist", s.id), write, self.clock.monotonic())
+
+    def _persist_row(self, s: Session) -> None:
         row = {
             "status": s.status,
             "stopped_at": s.stopped_at,
@@ -172,17 +204,48 @@ class SessionTracker:
             "vehicle_max_kw": s.vehicle_max_kw,
             "updated_at": iso(self.clock.now()),
         }
-        if commit:
-            with self.db.conn:
-                self.db["sessions"].update(s.id, row)
-        else:
-            self.db["sessions"].update(s.id, row)
+        self.db["sessions"].update(s.id, row)
 
     def flush(self) -> None:
-        """Persist every active session's energy and peak now (shutdown)."""
+        """Persist every active session's energy and peak now (shutdown); writes the store
+        refused earlier are tried once more first. Raises if the store still refuses."""
+        self._retry(self.clock.monotonic())
         with self.db.conn:
             for s in self.active.values():
-                self._persist(s, commit=False)
+                self._persist_row(s)
+
+    def _store(self, key: tuple[str, str], write: Callable[[], None], now: float) -> None:
+        """Run one write transaction; when the store refuses it, keep it for a retry (after
+        the writes already waiting, so a session's rows land in order)."""
+        if self._pending:
+            self._pending[key] = write
+            if now >= self._retry_at:
+                self._retry(now)
+            return
+        try:
+            write()
+        except sqlite3.Error as exc:
+            self._pending[key] = write
+            self._failed(exc, now)
+
+    def _retry(self, now: float) -> None:
+        while self._pending:
+            key, write = next(iter(self._pending.items()))
+            try:
+                write()
+            except sqlite3.Error as exc:
+                self._failed(exc, now)
+                return
+            del self._pending[key]
+        if self.store_error is not None:
+            log.info("store writable again: session records caught up")
+            self.store_error = None
+
+    def _failed(self, exc: sqlite3.Error, now: float) -> None:
+        if self.store_error is None:  # logged once per episode
+            log.error("store refuses session writes (%s): kept in memory, retrying", exc)
+        self.store_error = f"{exc} ({len(self._pending)} session writes pending)"
+        self._retry_at = now + RETRY_S
 
     def _event(self, kind: str, s: Session, ts: datetime, reason: str | None = None) -> None:
         payload = s.public()

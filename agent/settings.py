@@ -202,6 +202,9 @@ class StorageSettings(_Section):
     db_path: Path = Field(
         Path("/var/lib/sems/agent.db"), description="SQLite store (systemd StateDirectory)"
     )
+    max_pages: int | None = Field(
+        None, ge=16, description="cap the store at this many pages (tests of a full disk)"
+    )
 
 
 class AgentSettings(BaseSettings):

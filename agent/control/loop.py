@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import math
+import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from agent.signals import Signals
 
 log = logging.getLogger(__name__)
+MAX_UNLOGGED = 1000  # events kept in memory while the store refuses writes
 
 # Hooks the daemon wires in (all optional; each is called once per cycle, must be cheap).
 GuideFn = Callable[[datetime], Guidance | None]  # the horizon plan's current slot
@@ -520,6 +522,9 @@ class ControlLoop:
         self._last_status = float("-inf")
         self._last_telemetry = float("-inf")
         self._last_health = float("-inf")
+        self._event_error: str | None = None
+        self._unlogged: list[dict] = []  # events the store refused, oldest first
+        self._event_retry_at = float("-inf")
         # Run after every cycle, before the sleep (the daemon's station-config swap and the
         # API-only station's step): between two cycles, so never in the middle of one.
         self.between_cycles: list[Callable[[], None]] = []
@@ -616,6 +621,8 @@ class ControlLoop:
 
     def _after_cycle(self) -> None:
         t = self.clock.monotonic()
+        if self._unlogged and t >= self._event_retry_at:
+            self._log_events()
         n = self.notifier
         if n is not None and self.state.healthy and n.watchdog_interval_s is not None:
             if t - self._last_ping >= n.watchdog_interval_s / 2:
@@ -670,12 +677,34 @@ class ControlLoop:
             log.info("degraded mode off: %s", mode)
             self._event("degraded_off", {"mode": mode})
 
-    def _event(self, kind: str, data: dict) -> None:
+    def _log_events(self) -> None:
+        """Write the events waiting for the store; a store refusing writes (disk full) keeps
+        them for a retry a second later and never stops the control loop."""
         db = self.controller.sessions.db
-        with db.conn:
-            db["events"].insert(
-                {"ts": iso(self.clock.now()), "kind": kind, "data": json.dumps(data)}
-            )
+        try:
+            with db.conn:
+                db["events"].insert_all(self._unlogged)
+        except sqlite3.Error as exc:
+            if self._event_error is None:
+                log.error("store refuses the event log (%s): events kept, retrying", exc)
+            self._event_error = f"{exc} ({len(self._unlogged)} events pending)"
+            del self._unlogged[:-MAX_UNLOGGED]  # a long outage keeps the latest ones
+            self._event_retry_at = self.clock.monotonic() + 1.0
+            return
+        self._unlogged.clear()
+        if self._event_error is not None:
+            log.info("store writable again: event log caught up")
+            self._event_error = None
+
+    @property
+    def store_error(self) -> str | None:
+        """Why the store refuses writes (disk full, I/O error), or None when it takes them."""
+        return self.controller.sessions.store_error or self._event_error
+
+    def _event(self, kind: str, data: dict) -> None:
+        row = {"ts": iso(self.clock.now()), "kind": kind, "data": json.dumps(data)}
+        self._unlogged.append(row)
+        self._log_events()
         if self.uplink is not None:
             self._enqueue(kind, data)
 
@@ -718,8 +747,8 @@ class ControlLoop:
                     log.warning("charger %s/%d: safe limit not written: %s", cid, idx, exc)
 
         await asyncio.gather(*(one(cid) for cid in self.devices.chargers))
-        ctl.sessions.flush()
         for name, save in (
+            ("sessions", ctl.sessions.flush),
             ("ledger", self.ledger.flush if self.ledger else None),
             ("battery health", self.battery.persist if self.battery else None),
         ):

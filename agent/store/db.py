@@ -23,8 +23,11 @@ PRAGMAS = (
 )
 
 
-def connect(path: str | Path, *, check_same_thread: bool = True) -> sqlite_utils.Database:
-    """Open (creating if needed) the store at `path` (":memory:" for tests) with its schema."""
+def connect(
+    path: str | Path, *, check_same_thread: bool = True, max_pages: int | None = None
+) -> sqlite_utils.Database:
+    """Open (creating if needed) the store at `path` (":memory:" for tests) with its schema.
+    `max_pages`: a full disk, simulated (writes that need more pages fail as on ENOSPC)."""
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), check_same_thread=check_same_thread, isolation_level=None)
@@ -32,4 +35,6 @@ def connect(path: str | Path, *, check_same_thread: bool = True) -> sqlite_utils
         conn.execute(pragma)
     db = sqlite_utils.Database(conn)
     schema.ensure(db)
+    if max_pages is not None:
+        conn.execute(f"PRAGMA max_page_count = {int(max_pages)}")
     return db
