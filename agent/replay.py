@@ -6,6 +6,10 @@ energy target from then on. Every step (60 s by default) the real `allocator.all
 decides the actual powers (it is the safety authority); with the `planner` policy the
 planner re-plans every `replan_minutes` of simulated time and on every arrival, and its
 current slot narrows the allocator's request (`allocator.planner.apply_plan`).
+A re-plan that fails or hits `solve_time_limit` is survived as the daemon's PlannerTask
+survives it: no plan until one succeeds, the allocator sharing plainly (fair sharing)
+meanwhile; a plan is followed while its horizon covers the step, then dropped the same way.
+Each failure is counted in the result (`planFailures`).
 
 Physics: an EV stores its charger power times the charging efficiency and takes no more
 than its energy target; V2G delivers power out of the vehicle at the V2G efficiency, never
@@ -31,6 +35,7 @@ from allocator.planner import (
     RESERVE_RATE,
     BatterySpec,
     ChargerSpec,
+    Plan,
     Planner,
     PlanRequest,
     SessionSpec,
@@ -41,6 +46,11 @@ from allocator.planner import (
 
 Allocate = Callable[[dict[str, Any]], dict[str, Any]]
 POLICIES = ("planner", "uncontrolled")
+# HiGHS time limit per re-plan (s): what the daemon's planner.solve_timeout_s defaults to.
+SOLVE_TIME_LIMIT_S = 5.0
+# The perfect-foresight LP is one solve over the whole day, not a control decision: it
+# gets a generous limit of its own so a loaded machine does not lose the comparison.
+OPTIMUM_TIME_LIMIT_S = 60.0
 
 
 class DayError(ValueError):
@@ -338,16 +348,22 @@ class ReplayResult:
     plan_solve_seconds: list[float] = field(default_factory=list)
     wall_seconds: float = 0.0
     battery_end_energy: float | None = None
+    plan_failures: int = 0  # re-plans that failed or timed out (the replay went on)
+    plan_errors: list[str] = field(default_factory=list)  # their messages, in order
 
 
 def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
              replan_minutes: float = 15.0, allocate: Allocate | None = None,
-             horizon_slots: int = 96, tuning: Tuning | None = None) -> ReplayResult:
-    """Run the day under `policy`; every step calls the real allocator."""
+             horizon_slots: int = 96, tuning: Tuning | None = None,
+             solve_time_limit: float = SOLVE_TIME_LIMIT_S) -> ReplayResult:
+    """Run the day under `policy`; every step calls the real allocator. Each re-plan may
+    take at most `solve_time_limit` seconds of HiGHS time; a failed one is survived."""
     if policy not in POLICIES:
         raise DayError(f"policy: must be one of {', '.join(POLICIES)}")
     if not 0 < step_s <= 60:
         raise DayError("step: must be in (0, 60] seconds")
+    if not (math.isfinite(solve_time_limit) and solve_time_limit > 0):
+        raise DayError(f"solve_time_limit: must be > 0 seconds, got {solve_time_limit}")
     if allocate is None:
         from allocator import allocate as _allocate
 
@@ -360,14 +376,15 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
     step_h = sh / per_slot
     n_steps = per_slot * len(day.import_price)
     ledger = SavingsLedger(day.demand_charge, sh)
-    planner = Planner() if policy == "planner" else None
+    planner = Planner(time_limit=solve_time_limit) if policy == "planner" else None
     solve_times: list[float] = []
+    plan_errors: list[str] = []
     states = {ev.session_id: _EvState(ev) for ev in day.evs}
     b = day.battery
     use_battery = b is not None and policy == "planner"
     eta_b = math.sqrt(b.round_trip) if b is not None else 1.0
     b_energy = b.soc_start * b.capacity if b is not None else 0.0
-    plan = None
+    plan: Plan | None = None
     plan_origin = 0.0
     next_replan = 0.0
     known: set[str] = set()
@@ -381,11 +398,20 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
             known |= arrived
             req = _plan_request(day, t, slot, active, b_energy, ledger, horizon_slots,
                                 tuning or Tuning())
-            plan = planner.plan(req)
-            solve_times.append(plan.solve_seconds + plan.build_seconds)
-            plan_origin = t
+            try:
+                fresh = planner.plan(req)
+            except Exception as exc:  # as the daemon: a failed re-plan never stops control
+                plan_errors.append(str(exc) or type(exc).__name__)
+                # As agent/planning.py: the failed plan's predecessor is dropped too (it
+                # never saw this arrival, and its import cap would starve it).
+                plan = None
+            else:
+                plan, plan_origin = fresh, t
+                solve_times.append(fresh.solve_seconds + fresh.build_seconds)
             if t >= next_replan - 1e-9:
                 next_replan = t + replan_minutes / 60.0
+        if plan is not None and t - plan_origin >= _horizon_h(plan) - 1e-9:
+            plan = None  # the last plan ran out: plain fair sharing until one succeeds
         request = _allocator_request(day, slot, active, step_h, t, b_energy)
         v2g: dict[str, float] = {}
         b_set = 0.0
@@ -471,7 +497,15 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
         v2g_energy=sum(s.v2g_out for s in states.values()),
         plan_solve_seconds=solve_times, wall_seconds=time.perf_counter() - wall0,
         battery_end_energy=b_energy if b is not None else None,
+        plan_failures=len(plan_errors), plan_errors=plan_errors,
     )
+
+
+def _horizon_h(plan: Plan) -> float:
+    """Hours from the plan's start that it covers."""
+    if not len(plan.slot_starts_h):
+        return 0.0
+    return float(plan.slot_starts_h[-1] + plan.slot_hours[-1])
 
 
 def _battery_feasible(b: Battery, setpoint: float, energy: float, step_h: float,
@@ -576,7 +610,7 @@ def refill_price(day: Day) -> float:
     return float(np.min(day.import_price)) / math.sqrt(day.battery.round_trip)
 
 
-def optimum(day: Day) -> dict[str, float]:
+def optimum(day: Day, time_limit: float = OPTIMUM_TIME_LIMIT_S) -> dict[str, float]:
     """Perfect foresight: one LP over the whole day with every EV known from the start."""
     b = day.battery
     battery = None
@@ -600,7 +634,7 @@ def optimum(day: Day) -> dict[str, float]:
         slot_hours=day.slot_hours, charging_efficiency=day.charging_efficiency,
         v2g_efficiency=day.v2g_efficiency,
     )
-    p = Planner().plan(req)
+    p = Planner(time_limit=time_limit).plan(req)
     refill = 0.0
     if b is not None and len(p.battery_energy):
         refill = max(0.0, b.soc_start * b.capacity - float(p.battery_energy[-1])) * refill_price(day)
@@ -613,10 +647,11 @@ def optimum(day: Day) -> dict[str, float]:
 
 
 def run(day: Day, policy: str = "planner", *, step_s: float = 60.0,
-        replan_minutes: float = 15.0, allocate: Allocate | None = None) -> dict[str, Any]:
+        replan_minutes: float = 15.0, allocate: Allocate | None = None,
+        solve_time_limit: float = SOLVE_TIME_LIMIT_S) -> dict[str, Any]:
     """The replay report (JSON keys as `sems replay --json` prints them)."""
     actual = simulate(day, policy, step_s=step_s, replan_minutes=replan_minutes,
-                      allocate=allocate)
+                      allocate=allocate, solve_time_limit=solve_time_limit)
     baseline = actual if policy == "uncontrolled" else simulate(
         day, "uncontrolled", step_s=step_s, allocate=allocate)
     best = optimum(day)
@@ -636,5 +671,6 @@ def run(day: Day, policy: str = "planner", *, step_s: float = 60.0,
         "batteryThroughput": round(actual.ledger.battery_throughput_kwh, 2),
         "co2Kg": round(actual.ledger.co2_kg, 2),
         "optimumCost": round(best["cost"], 2),
+        "planFailures": actual.plan_failures,
     }
     return report

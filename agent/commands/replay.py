@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 # Printed in this order; the JSON keys are the contract (issue 7).
 _ROWS = (
@@ -31,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="simulation step, (0, 60] seconds (default 60)")
     parser.add_argument("--replan", type=float, default=15.0, metavar="MINUTES",
                         help="re-plan period in simulated minutes (also on every arrival)")
+    parser.add_argument("--solve-time-limit", type=float, default=5.0, metavar="SECONDS",
+                        help="HiGHS time limit per re-plan (default 5); a re-plan that fails "
+                             "or runs out of time is counted and the replay goes on")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,9 +44,12 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 < args.replan <= 24 * 60:
         raise UsageError("--replan: must be in (0, 1440] minutes")
+    if not (math.isfinite(args.solve_time_limit) and args.solve_time_limit > 0):
+        raise UsageError("--solve-time-limit: must be > 0 seconds")
     try:
         day = load_day(args.scenario)
-        report = replay(day, args.policy, step_s=args.step, replan_minutes=args.replan)
+        report = replay(day, args.policy, step_s=args.step, replan_minutes=args.replan,
+                        solve_time_limit=args.solve_time_limit)
     except DayError as exc:
         raise UsageError(str(exc)) from None
     if args.json:
@@ -51,4 +58,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"{day.station_id}: {len(day.evs)} EVs, {day.hours:g} h, policy {args.policy}")
     for key, label in _ROWS:
         print(f"  {label:<34} {report[key]:>10.2f}")
+    print(f"  {'failed re-plans (fair sharing)':<34} {report['planFailures']:>10d}")
     return 0

@@ -59,7 +59,7 @@ def small_day(hours: int = 6, seed: int = 3) -> dict:
 
 KEYS = {"cost", "baselineCost", "savingsPct", "peakImport", "energyRequested",
         "energyDelivered", "unmetEnergy", "v2gEnergy", "batteryThroughput", "co2Kg",
-        "optimumCost"}
+        "optimumCost", "planFailures"}
 
 
 def test_small_day_planner_beats_uncontrolled_and_delivers_as_much():
