@@ -55,6 +55,7 @@ def test_required_settings_are_present():
     text = UNIT.read_text()
     for line in (
         "Type=notify",
+        "ExecReload=/bin/kill -HUP $MAINPID",
         "Restart=always",
         "User=sems",
         "SupplementaryGroups=dialout",
