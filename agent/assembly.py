@@ -17,7 +17,7 @@ from agent.clock import Clock
 from agent.control.devices import StationDevices
 from agent.control.loop import Controller, ControlLoop, UplinkHook
 from agent.control.stats import CycleStats
-from agent.ledger_recorder import LedgerRecorder
+from agent.ledger_recorder import LedgerRecorder, prices_at
 from agent.planning import Forecasts, PlannerTask
 from agent.sdnotify import Notifier
 from agent.sessions import SessionTracker
@@ -49,7 +49,10 @@ def build_control(
 
         signals = Signals(db)
     emit = uplink.enqueue if uplink is not None else None
-    sessions = SessionTracker(db, clock, emit)
+    # Each session's cost: its kWh at the import price in force (the ledger's lookup).
+    sessions = SessionTracker(
+        db, clock, emit, import_price=lambda ts: prices_at(settings.tariff, signals, ts)[0]
+    )
     battery = (
         BatteryWatch(settings.station.battery, db, signals)
         if settings.station.battery is not None

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from agent.clock import iso
 from agent.planning import SLOT, SLOT_H, Forecasts, slot_start
 from agent.savings import Interval, SavingsLedger, savings, store
-from agent.settings import AgentSettings
+from agent.settings import AgentSettings, TariffSettings
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -292,14 +292,7 @@ class LedgerRecorder:
         return acc.import_int, acc.export_int, "integrated"
 
     def _prices(self, t: datetime) -> tuple[float, float, float]:
-        tariff = self.s.tariff
-        price = self.signals.price_at(t) if self.signals is not None else None
-        carbon = self.signals.carbon_at(t) if self.signals is not None else None
-        return (
-            price.import_eur_kwh if price else tariff.import_eur_kwh,
-            price.export_eur_kwh if price else tariff.export_eur_kwh,
-            carbon if carbon is not None else tariff.carbon_g_kwh,
-        )
+        return prices_at(self.s.tariff, self.signals, t)
 
     def flush(self) -> None:
         """Shutdown: store the running interval's part so far (no message). After a restart
@@ -455,6 +448,19 @@ class LedgerRecorder:
             "baselineCostEur": round(cmp["baselineCost"], 3),
             "savingsEur": round(cmp["savingsEur"], 3),
         }
+
+
+def prices_at(tariff: TariffSettings, signals: Signals | None, t: datetime) -> tuple[float, float, float]:
+    """(import EUR/kWh, export EUR/kWh, gCO2/kWh) in force at `t`: the cloud's tariff and
+    carbon signals where they cover `t`, else the `[tariff]` defaults. The one price lookup
+    of the agent: the ledger's intervals and each session's cost (agent.sessions) use it."""
+    price = signals.price_at(t) if signals is not None else None
+    carbon = signals.carbon_at(t) if signals is not None else None
+    return (
+        price.import_eur_kwh if price else tariff.import_eur_kwh,
+        price.export_eur_kwh if price else tariff.export_eur_kwh,
+        carbon if carbon is not None else tariff.carbon_g_kwh,
+    )
 
 
 def _interval(ledger: SavingsLedger, t_h: float) -> Interval:

@@ -7,6 +7,15 @@ counter (a counter that resets mid-session is accumulated, never lost); peak pow
 Rows are written at start and stop, and energy/peak at most every `persist_every_s`, so
 after a restart mid-session the same session continues with the same id and energy.
 
+Cost: each kWh the session's counter adds is priced at the import price in force when it
+was counted (`import_price(ts)`, the ledger's tariff lookup), so a session spanning a price
+change pays each part at its own price; the sum is persisted with the energy (`cost_eur`).
+
+Stop latch: a session stopped on request (cloud `session.stop`, the local API) with the EV
+still plugged in leaves its connector blocked (no session, 0 kW) until the EV is unplugged.
+The latch is the stopped row's `latched` flag, so it survives an agent restart; the
+connector reporting A (vacant) releases it.
+
 A store that refuses writes (disk full, I/O error) never stops the tracking, nor the
 control cycle that calls it: the failed writes are kept in order (one per session and
 kind) and retried every `RETRY_S` until they succeed; `store_error` says why meanwhile.
@@ -32,6 +41,7 @@ log = logging.getLogger(__name__)
 RETRY_S = 1.0  # how often writes a failing store refused are tried again
 
 EventHook = Callable[[str, dict], None]
+ImportPrice = Callable[[datetime], float]  # EUR/kWh in force at a time
 
 
 @dataclass(slots=True)
@@ -49,6 +59,7 @@ class Session:
     last_counter_kwh: float = 0.0
     status: str = "active"
     stopped_at: str | None = None
+    cost_eur: float = 0.0  # energy so far, each kWh at the import price when it was counted
 
     def public(self) -> dict:
         d = asdict(self)
@@ -64,11 +75,13 @@ class SessionTracker:
         clock: Clock,
         on_event: EventHook | None = None,
         persist_every_s: float = 5.0,
+        import_price: ImportPrice | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
         self.on_event = on_event
         self.persist_every_s = persist_every_s
+        self.import_price = import_price
         self.started = 0
         self.stopped = 0
         self._last_persist: dict[str, float] = {}
@@ -92,14 +105,18 @@ class SessionTracker:
                 # Resume: the charger's counter still holds this session's energy, unless
                 # it reset while we were down, which _energy() detects as a drop.
                 last_counter_kwh=row["energy_kwh"],
+                cost_eur=row["cost_eur"],
             )
             self.active[(s.charger_id, s.connector_idx)] = s
+        for row in db.query("SELECT charger_id, connector_idx FROM sessions WHERE latched = 1"):
+            self.blocked.add((row["charger_id"], row["connector_idx"]))
 
     def update(self, snap: Snapshot) -> list[Session]:
         """Start, update and stop sessions from one snapshot; return the active ones."""
         now = snap.t
         if self._pending and now >= self._retry_at:
             self._retry(now)
+        price: float | None = None  # looked up once per snapshot, only if energy was added
         for ch in snap.chargers:
             if not ch.reachable:
                 continue
@@ -108,7 +125,7 @@ class SessionTracker:
                 s = self.active.get(key)
                 if key in self.blocked:
                     if c.state == VACANT:
-                        self.blocked.discard(key)
+                        self._release(key)
                     continue
                 if c.occupied:
                     if s is None:
@@ -117,7 +134,12 @@ class SessionTracker:
                     s.peak_kw = max(s.peak_kw, c.power_kw)
                     if c.ev_max_kw is not None:
                         s.vehicle_max_kw = c.ev_max_kw
+                    before = s.energy_kwh
                     s.energy_kwh = _energy(s, c.energy_kwh)
+                    if s.energy_kwh > before and self.import_price is not None:
+                        if price is None:
+                            price = self._price(snap.ts)
+                        s.cost_eur += (s.energy_kwh - before) * price
                     if now - self._last_persist.get(s.id, now) >= self.persist_every_s:
                         self._persist(s)
                         self._last_persist[s.id] = now
@@ -133,9 +155,31 @@ class SessionTracker:
         if s is None:
             raise KeyError(session_id)
         key = (s.charger_id, s.connector_idx)
+        self.blocked.add(key)  # before the stop row is written: it carries the latch
         self._stop(s, self.clock.now(), reason or "stopped")
-        self.blocked.add(key)
         return s
+
+    def _price(self, ts: datetime) -> float:
+        assert self.import_price is not None
+        try:
+            return float(self.import_price(ts))
+        except Exception as exc:  # a broken tariff store must not stop session tracking
+            log.warning("import price unavailable (%s): energy not costed this cycle", exc)
+            return 0.0
+
+    def _release(self, key: tuple[str, int]) -> None:
+        """The EV left a latched connector: sessions may start there again."""
+        self.blocked.discard(key)
+
+        def write() -> None:
+            with self.db.conn:
+                self.db.execute(
+                    "UPDATE sessions SET latched = 0 WHERE latched = 1 AND charger_id = ?"
+                    " AND connector_idx = ?",
+                    list(key),
+                )
+
+        self._store(("release", f"{key[0]}/{key[1]}"), write, self.clock.monotonic())
 
     def _start(self, charger_id: str, idx: int, counter: float, snap: Snapshot) -> Session:
         s = Session(
@@ -174,10 +218,14 @@ class SessionTracker:
         s.status = "stopped"
         s.stopped_at = iso(ts)
         s.power_kw = 0.0
+        latched = (s.charger_id, s.connector_idx) in self.blocked
 
         def write() -> None:
             with self.db.conn:
                 self._persist_row(s)
+                self.db.table("sessions").update(
+                    s.id, {"stop_reason": reason, "latched": int(latched)}
+                )
                 self._event("session_stopped", s, ts, reason=reason)
 
         self._pending.pop(("persist", s.id), None)  # the stop row carries the final figures
@@ -202,6 +250,7 @@ class SessionTracker:
             "energy_kwh": round(s.energy_kwh, 4),
             "peak_kw": round(s.peak_kw, 3),
             "vehicle_max_kw": s.vehicle_max_kw,
+            "cost_eur": round(s.cost_eur, 6),
             "updated_at": iso(self.clock.now()),
         }
         self.db["sessions"].update(s.id, row)

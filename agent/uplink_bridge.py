@@ -120,7 +120,9 @@ class UplinkBridge:
             peak_kw=round(max(0.0, s.get("peak_kw") or 0.0), 3),
             vehicle_id=vehicle_id,
             fleet_id=fleet_id,
-            cost_eur=round(cost or 0.0, 4),
+            # The live figure when the tracker hands it over (the row lags by up to
+            # persist_every_s), else the stored one (API sessions).
+            cost_eur=round(s.get("cost_eur", cost) or 0.0, 4),
             reason=s.get("reason") if event == "stopped" else None,
         )
 

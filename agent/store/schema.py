@@ -131,6 +131,10 @@ ADDED_COLUMNS = (
     ("ledger", "soc_pct", "REAL"),
     ("ledger", "import_cap_kw", "REAL"),
     ("ledger", "import_price_eur_kwh", "REAL"),
+    # why a session ended (unplugged, cloud, api, ...), and 1 while its stop on request
+    # keeps the connector at 0 kW until the EV is unplugged (agent.sessions: the latch)
+    ("sessions", "stop_reason", "TEXT"),
+    ("sessions", "latched", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 
