@@ -9,6 +9,7 @@ are converted here, once. A field is None when the profile lacks it or its value
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,7 @@ class ConnectorReading:
     session_energy_kwh: float | None
     ev_max_kw: float | None
     limit_kw: float | None
+    soc_pct: float | None = None  # the EV's state of charge, where the charger knows it
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +177,7 @@ class Charger(_Capability):
                 session_energy_kwh=self._kw(v, "session_energy", idx),
                 ev_max_kw=self._kw(v, "ev_max_power", idx),
                 limit_kw=self._kw(v, "power_limit", idx),
+                soc_pct=_num(v.get(("soc", idx))),
             ))
         return ChargerReading(tuple(conns), self._kw(v, "max_power"), self._wallclock())
 
@@ -182,11 +185,22 @@ class Charger(_Capability):
         if not 1 <= idx <= self.connectors:
             raise ValueError(f"connector {idx}: this charger has connectors 1..{self.connectors}")
 
+    @property
+    def bidirectional(self) -> bool:
+        """The profile says power_limit accepts negative values (V2G discharge): the device
+        key `bidirectional = true`, or a power_limit point whose valid range goes below 0."""
+        point = self.profile.point("power_limit")
+        return self.profile.bidirectional or (
+            point is not None and point.min is not None and point.min < 0
+        )
+
     async def set_limit(self, idx: int, kw: float) -> None:
-        """Power limit of one connector (kW >= 0); remembered so heartbeat() can renew it."""
+        """Power limit of one connector (kW >= 0; < 0 discharges the EV, only on bidirectional
+        profiles); remembered so heartbeat() can renew it."""
         self._check_idx(idx)
-        if not kw >= 0:
-            raise ValueError(f"limit: {kw} kW must be >= 0")
+        if not math.isfinite(kw) or (kw < 0 and not self.bidirectional):
+            raise ValueError(f"limit: {kw} kW must be >= 0 ({self.profile.path.name} is not "
+                             "bidirectional)")
         point = self.profile.point("power_limit")
         if point is None or not point.writable:
             raise NotSupported(f"{self.profile.path.name}: no writable 'power_limit'")

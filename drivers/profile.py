@@ -24,7 +24,7 @@ UNITS = ("", "W", "kW", "Wh", "kWh", "A", "V", "Hz", "%", "degC", "s")
 _DEVICE_KEYS = {
     "name", "kind", "vendor", "model", "word_order", "byte_order", "max_block", "max_gap",
     "connectors", "connector_stride", "connector_id_stride", "sunspec", "phases", "voltage",
-    "description",
+    "description", "bidirectional",
 }
 _POINT_KEYS = {
     "name", "address", "table", "type", "length", "scale", "scale_register", "offset", "unit",
@@ -89,6 +89,7 @@ class Profile:
     phases: int = 3
     voltage: float = 230.0
     description: str = ""
+    bidirectional: bool = False  # chargers: power_limit may be negative (V2G discharge)
     _by_name: dict[str, Point] = field(default_factory=dict, compare=False, repr=False)
 
     def point(self, name: str) -> Point | None:
@@ -189,6 +190,7 @@ def parse_profile(data: dict[str, Any], path: Path) -> Profile:
         connector_id_stride=_get(dev, "connector_id_stride", int, 0, "[device]", fail),
         sunspec=sunspec, phases=phases, voltage=voltage,
         description=_get(dev, "description", str, "", "[device]", fail),
+        bidirectional=_get(dev, "bidirectional", bool, False, "[device]", fail),
         _by_name=by_name,
     )
 

@@ -139,6 +139,7 @@ class ChargerDevice(EmulatedDevice):
             self._set("session_energy", conn.session_energy_kwh * 1000.0, i)
             self._set("ev_max_power", conn.ev.accept_kw() * 1000.0 if conn.ev else 0.0, i)
             self._set("power_limit", _from_kw(conn.commanded_kw, self._unit("power_limit")), i)
+            self._set("soc", conn.ev.soc * 100.0 if conn.ev else 0.0, i)
 
     def apply(self, slot: Slot, value: float | str) -> None:
         if isinstance(value, str):

@@ -16,6 +16,11 @@ Charger dynamics (documented contract for the agent):
   `fallback_kw` until the next write.
 - Grid-side power feeds the EV battery with efficiency 0.95; `session_energy` is grid side,
   an EV's `energy_needed_kwh` is battery side.
+- V2G: a bidirectional charger (`ChargerSpec.v2g`) takes limits down to -max_kw. An EV with
+  `v2g=True` follows a negative limit (up to its max_kw and v2g_max_kw, 22 kW), taking grid-side kW / 0.90 out of
+  its battery, down to its `v2g_min_soc` (0.2) only: there its power drops to 0 at once (the
+  EV ends the discharge). Other EVs, and unidirectional chargers, treat a negative limit as 0.
+  The grid meter sees the discharge as negative charger power.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ from datetime import UTC, datetime, timedelta
 from .station import ChargerSpec, StationSpec
 
 CHARGING_EFFICIENCY = 0.95
+V2G_EFFICIENCY = 0.90  # battery-side kWh per grid-side kWh delivered: 1 / 0.90
+V2G_MIN_SOC = 0.2
+V2G_MAX_KW = 22.0  # maxV2gPower: what a V2G vehicle discharges at most
 TAPER_SOC = 0.8  # above this SoC the EV's acceptance falls linearly to 5% at full
 MAX_SUBSTEP_S = 0.05
 HISTORY_PERIOD_S = 0.1
@@ -55,7 +63,9 @@ class Ev:
     v2g: bool = False
     session_id: str = ""
     departure_s: float | None = None
-    delivered_kwh: float = 0.0  # into the battery
+    delivered_kwh: float = 0.0  # net into the battery (V2G takes it back out)
+    v2g_min_soc: float = V2G_MIN_SOC
+    v2g_max_kw: float = V2G_MAX_KW
 
     @property
     def done(self) -> bool:
@@ -69,10 +79,21 @@ class Ev:
             return self.max_kw
         return self.max_kw * max(0.05, (1.0 - self.soc) / (1.0 - TAPER_SOC))
 
+    def discharge_kw(self) -> float:
+        """How much it will give back now (kW grid side, >= 0): its maximum while above
+        its V2G floor, nothing otherwise or without V2G."""
+        if not self.v2g or self.soc <= self.v2g_min_soc:
+            return 0.0
+        return min(self.max_kw, self.v2g_max_kw)
+
     def charge(self, grid_kw: float, dt: float) -> None:
-        kwh = grid_kw * CHARGING_EFFICIENCY * dt / 3600.0
+        """`grid_kw` > 0 charges; < 0 discharges (V2G) at V2G_EFFICIENCY."""
+        if grid_kw >= 0:
+            kwh = grid_kw * CHARGING_EFFICIENCY * dt / 3600.0
+        else:
+            kwh = grid_kw / V2G_EFFICIENCY * dt / 3600.0
         self.delivered_kwh += kwh
-        self.soc = min(1.0, self.soc + kwh / self.capacity_kwh)
+        self.soc = min(1.0, max(0.0, self.soc + kwh / self.capacity_kwh))
 
 
 @dataclass
@@ -84,6 +105,7 @@ class Connector:
     power_kw: float = 0.0
     target_kw: float = 0.0
     session_energy_kwh: float = 0.0  # grid side, since plug-in
+    discharged_kwh: float = 0.0  # V2G, grid side, since plug-in
     pending: list[tuple[float, float]] = field(default_factory=list)  # (apply at, kW)
 
     @property
@@ -91,7 +113,7 @@ class Connector:
         """IEC 61851-1: A no EV, B EV connected not charging, C charging."""
         if self.ev is None:
             return "A"
-        return "C" if self.power_kw > 0.01 or self.target_kw > 0 else "B"
+        return "C" if abs(self.power_kw) > 0.01 or self.target_kw != 0 else "B"
 
 
 class ChargerModel:
@@ -117,7 +139,7 @@ class ChargerModel:
 
     def write_limit(self, idx: int, kw: float, now: float) -> None:
         conn = self.connector(idx)
-        kw = _clamp(kw, 0.0, self.spec.max_kw)
+        kw = _clamp(kw, -self.spec.max_kw if self.spec.v2g else 0.0, self.spec.max_kw)
         conn.commanded_kw = kw
         conn.pending.append((now + self.delay_s, kw))
         self.heartbeat(now)
@@ -133,19 +155,34 @@ class ChargerModel:
             while conn.pending and conn.pending[0][0] <= now:
                 conn.applied_kw = conn.pending.pop(0)[1]
             limit = self.fallback_kw if self.timed_out else conn.applied_kw
-            conn.target_kw = min(limit, conn.ev.accept_kw()) if conn.ev else 0.0
-        total = sum(c.target_kw for c in self.connectors)
+            conn.target_kw = self._target(limit, conn.ev)
+        total = sum(abs(c.target_kw) for c in self.connectors)
         if total > self.spec.max_kw:  # connectors share the charger's power stage
             for conn in self.connectors:
                 conn.target_kw *= self.spec.max_kw / total
         for conn in self.connectors:
-            if conn.ev is not None and conn.ev.done:
+            ev = conn.ev
+            if ev is not None and conn.target_kw >= 0 and ev.done:
                 conn.power_kw = 0.0  # a full EV opens its S2 switch: no ramp down
                 continue
-            conn.power_kw = max(0.0, _ramp(conn.power_kw, conn.target_kw, self.ramp_kw_s, dt))
-            if conn.ev is not None and conn.power_kw > 0:
-                conn.ev.charge(conn.power_kw, dt)
-                conn.session_energy_kwh += conn.power_kw * dt / 3600.0
+            if conn.power_kw < 0 and (ev is None or ev.discharge_kw() <= 0):
+                conn.power_kw = 0.0  # at its V2G floor the EV ends the discharge at once
+            conn.power_kw = _ramp(conn.power_kw, conn.target_kw, self.ramp_kw_s, dt)
+            if ev is not None and conn.power_kw != 0:
+                ev.charge(conn.power_kw, dt)
+                if conn.power_kw > 0:
+                    conn.session_energy_kwh += conn.power_kw * dt / 3600.0
+                else:
+                    conn.discharged_kwh -= conn.power_kw * dt / 3600.0
+
+    def _target(self, limit: float, ev: Ev | None) -> float:
+        """What the connector heads for under `limit`: the EV's acceptance when charging,
+        its V2G discharge when the limit is negative (on a bidirectional charger)."""
+        if ev is None:
+            return 0.0
+        if limit >= 0 or not self.spec.v2g:
+            return min(max(limit, 0.0), ev.accept_kw())
+        return -min(-limit, ev.discharge_kw())
 
 
 class BatteryModel:
@@ -297,7 +334,7 @@ class StationModel:
         if conn.ev is not None:
             raise ValueError(f"{charger_id}/{idx}: connector already occupied")
         conn.ev = ev
-        conn.session_energy_kwh = 0.0
+        conn.session_energy_kwh = conn.discharged_kwh = 0.0
 
     def unplug(self, charger_id: str, idx: int) -> Ev | None:
         conn = self._charger(charger_id).connector(idx)
@@ -360,7 +397,8 @@ class StationModel:
             if conn.ev is None:  # a late leaver keeps the connector; the newcomer goes away
                 self.plug(a.charger_id, a.idx, Ev(a.max_kw, a.capacity_kwh, a.soc,
                                                   a.energy_needed_kwh, a.v2g, a.session_id,
-                                                  a.departure_s))
+                                                  a.departure_s, v2g_min_soc=a.v2g_min_soc,
+                                                  v2g_max_kw=a.v2g_max_kw))
         for charger in self.chargers.values():
             for conn in charger.connectors:
                 if conn.ev and conn.ev.departure_s is not None and conn.ev.departure_s <= self.t:

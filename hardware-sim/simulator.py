@@ -87,13 +87,15 @@ class Simulator:
             self.devices["inverter"] = InverterDevice("inverter", INVERTER_UNIT,
                                                       profile("sim-inverter"), self.model)
             self._profiles["inverter"] = "sim-inverter"
-        charger_profile = profile("sim-charger")
+        # Bidirectional (V2G) chargers answer with the signed-limit map.
+        charger_profiles = {False: "sim-charger", True: "sim-charger-v2g"}
         for i, spec in enumerate(self.spec.chargers):
             if spec.id in ("meter", "bms", "inverter"):
                 raise ValueError(f"chargers[{i}].id: {spec.id!r} is reserved for a device")
+            name = charger_profiles[spec.v2g]
             self.devices[spec.id] = ChargerDevice(spec.id, FIRST_CHARGER_UNIT + i,
-                                                  charger_profile, self.model)
-            self._profiles[spec.id] = "sim-charger"
+                                                  profile(name), self.model)
+            self._profiles[spec.id] = name
 
     # ---- lifecycle -----------------------------------------------------------------------
     async def __aenter__(self) -> Simulator:
@@ -177,7 +179,7 @@ class Simulator:
                 entry["rtu"] = self.rtu.path
             if isinstance(device, ChargerDevice):
                 entry.update(connectors=device.connectors, kind=device.charger.spec.kind,
-                             maxPower=device.charger.spec.max_kw)
+                             maxPower=device.charger.spec.max_kw, v2g=device.charger.spec.v2g)
                 out["chargers"][name] = entry
             else:
                 out[name] = entry
@@ -262,6 +264,7 @@ class Simulator:
                     "limit": charger.fallback_kw if charger.timed_out else conn.applied_kw,
                     "commandedLimit": conn.commanded_kw,
                     "sessionEnergy": conn.session_energy_kwh,
+                    "dischargedEnergy": conn.discharged_kwh,
                     "ev": None if ev is None else {
                         "sessionId": ev.session_id, "soc": ev.soc, "maxPower": ev.max_kw,
                         "acceptPower": ev.accept_kw(), "delivered": ev.delivered_kwh,

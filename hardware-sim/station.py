@@ -26,6 +26,7 @@ class ChargerSpec:
     max_kw: float
     connectors: int = 1
     kind: str = "ac"  # "ac" or "dc": DC chargers react faster (see physics.ChargerModel)
+    v2g: bool = False  # bidirectional: takes negative limits (V2G discharge)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class EvArrival:
     energy_needed_kwh: float
     max_kw: float
     v2g: bool = False
+    v2g_min_soc: float = 0.2  # the scenario's "v2g": {"v2gMinSoc"}
+    v2g_max_kw: float = 22.0  # the scenario's "v2g": {"maxPower"}
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,10 @@ def parse_station(data: dict) -> StationSpec:
         kind = str(c.get("kind", "dc" if max_kw > 43 else "ac"))
         if kind not in ("ac", "dc"):
             raise StationError(f"{where}.kind: must be 'ac' or 'dc'")
-        chargers.append(ChargerSpec(cid, max_kw, connectors, kind))
+        v2g = _get(c, "v2g", "bidirectional", default=False)
+        if not isinstance(v2g, bool):
+            raise StationError(f"{where}.v2g: must be true or false")
+        chargers.append(ChargerSpec(cid, max_kw, connectors, kind, v2g))
 
     battery = None
     b = st.get("battery")
@@ -201,6 +207,11 @@ def _with_scenario(spec: StationSpec, scenario: dict) -> StationSpec:
         pv.append(_number(slot.get("pvPower", 0.0), f"series[{i}].pvPower", minimum=0))
         base.append(_number(slot.get("baseLoad", 0.0), f"series[{i}].baseLoad"))
     chargers = {c.id: c for c in spec.chargers}
+    v2g = scenario.get("v2g") or {}
+    if not isinstance(v2g, dict):
+        raise StationError("v2g: must be an object")
+    v2g_min_soc = _number(v2g.get("v2gMinSoc", 0.2), "v2g.v2gMinSoc", minimum=0, maximum=1)
+    v2g_max_kw = _number(v2g.get("maxPower", 22.0), "v2g.maxPower", minimum=0)
     evs: list[EvArrival] = []
     for i, ev in enumerate(scenario.get("evs") or []):
         where = f"evs[{i}]"
@@ -226,6 +237,8 @@ def _with_scenario(spec: StationSpec, scenario: dict) -> StationSpec:
                                       minimum=0),
             max_kw=_number(ev.get("vehicleMaxPower"), f"{where}.vehicleMaxPower", positive=True),
             v2g=bool(ev.get("v2g", False)),
+            v2g_min_soc=v2g_min_soc,
+            v2g_max_kw=v2g_max_kw,
         ))
     evs.sort(key=lambda e: e.arrival_s)
     return StationSpec(spec.station_id, spec.grid_capacity_kw, spec.chargers, spec.battery,
