@@ -36,6 +36,7 @@ from agent.api.context import (
     ConnectorView,
     DependencyState,
     DeviceView,
+    NewSession,
     SessionView,
     StationView,
     UnknownConnector,
@@ -87,12 +88,13 @@ class ApiStation:
         planner: Any | None = None,
     ) -> None:
         self._config = config
-        self._store = store
+        # ApiContext's collaborators, as plain attributes.
+        self.store = store
+        self.signals = signals
+        self.planner = planner
         self._clock = clock
         # Reports are explicit measurements, so a cap may apply from the first one.
         self._caps = CapTracker(probe_kw, probe_fraction, cap_after_s=0.0)
-        self._signals = signals
-        self._planner = planner
         self._sessions: dict[str, _Session] = {}  # insertion order = arrival order
         self.cycles = 0
         self._cycle_ms: list[float] = []
@@ -160,7 +162,7 @@ class ApiStation:
 
     def dependencies(self) -> list[DependencyState]:
         try:
-            self._store.execute("SELECT 1").fetchone()
+            self.store.execute("SELECT 1").fetchone()
             store = DependencyState("store", "ok")
         except Exception as exc:  # the health endpoint must answer even when SQLite fails
             store = DependencyState("store", "down", str(exc))
@@ -173,29 +175,9 @@ class ApiStation:
     def uplink(self) -> UplinkView | None:
         return None
 
-    @property
-    def store(self) -> sqlite_utils.Database:
-        return self._store
-
-    @property
-    def signals(self) -> Any | None:
-        return self._signals
-
-    @property
-    def planner(self) -> Any | None:
-        return self._planner
-
     # ----- ApiContext: sessions -----
-    def create_session(
-        self,
-        charger_id: str,
-        idx: int,
-        vehicle_max_kw: float,
-        *,
-        kind: Literal["charging", "v2g"] = "charging",
-        vehicle_id: str | None = None,
-        fleet_id: str | None = None,
-    ) -> SessionView:
+    def create_session(self, new: NewSession) -> SessionView:
+        charger_id, idx = new.charger_id, new.idx
         charger = self._config.charger(charger_id)
         if charger is None:
             raise UnknownConnector(f"connectorId.chargerId: unknown charger {charger_id!r}")
@@ -211,10 +193,10 @@ class ApiStation:
             id=str(uuid.uuid4()),
             charger_id=charger_id,
             idx=idx,
-            vehicle_max_kw=vehicle_max_kw,
-            kind=kind,
-            vehicle_id=vehicle_id,
-            fleet_id=fleet_id,
+            vehicle_max_kw=new.vehicle_max_kw,
+            kind=new.kind,
+            vehicle_id=new.vehicle_id,
+            fleet_id=new.fleet_id,
             started_at=iso(now),
         )
         self._sessions[session.id] = session
@@ -224,18 +206,18 @@ class ApiStation:
             max(0.0, min(targets.get(session.id, 0.0), self._headroom(charger_id)))
         )
         session.binding = bindings.get(session.id)
-        self._store["sessions"].insert(
+        self.store.table("sessions").insert(
             {
                 "id": session.id,
                 "charger_id": charger_id,
                 "connector_idx": idx,
                 "status": "active",
-                "kind": kind,
+                "kind": new.kind,
                 "source": "api",
                 "started_at": session.started_at,
-                "vehicle_max_kw": vehicle_max_kw,
-                "vehicle_id": vehicle_id,
-                "fleet_id": fleet_id,
+                "vehicle_max_kw": new.vehicle_max_kw,
+                "vehicle_id": new.vehicle_id,
+                "fleet_id": new.fleet_id,
                 "updated_at": session.started_at,
             }
         )
@@ -254,7 +236,7 @@ class ApiStation:
         if s.cap_kw is not None:
             # A decrease of its own limit is always safe, so it applies at once.
             s.allocated_kw = _floor2(min(s.allocated_kw, s.cap_kw))
-        self._store["sessions"].update(
+        self.store.table("sessions").update(
             s.id,
             {
                 "energy_kwh": round(s.energy_kwh, 6),
@@ -299,7 +281,7 @@ class ApiStation:
 
     # ----- internals -----
     def _power_cap(self) -> float | None:
-        signals = self._signals
+        signals = self.signals
         if signals is None or not hasattr(signals, "active_power_cap"):
             return None
         cap = signals.active_power_cap(self._clock.now())
@@ -355,7 +337,7 @@ class ApiStation:
         s = self._sessions.pop(session_id)
         self._caps.forget(self._sessions)
         now = iso(self._clock.now())
-        self._store["sessions"].update(
+        self.store.table("sessions").update(
             s.id, {"status": "stopped", "stopped_at": now, "updated_at": now}
         )
         self._event("session_stopped", s.id, {"reason": reason, "energy_kwh": s.energy_kwh})
@@ -363,7 +345,7 @@ class ApiStation:
     def _event(self, kind: str, session_id: str, data: dict[str, Any]) -> None:
         import json
 
-        self._store["events"].insert(
+        self.store.table("events").insert(
             {
                 "ts": iso(self._clock.now()),
                 "kind": kind,

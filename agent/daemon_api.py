@@ -19,6 +19,7 @@ from agent.api.context import (
     ConnectorView,
     DependencyState,
     DeviceView,
+    NewSession,
     NotSupported,
     SessionView,
     StationView,
@@ -50,9 +51,12 @@ class DaemonContext:
         uplink: Uplink | None = None,
     ) -> None:
         self.loop = loop
-        self._db = db
+        # ApiContext's collaborators, as plain attributes. No planner object: optimisation
+        # requests run allocator.planner's LP (agent/api/optimize.py).
+        self.store = db
+        self.signals = signals
+        self.planner: Any | None = None
         self._clock = clock
-        self._signals = signals
         self.reconfigurer = reconfigurer
         self._uplink = uplink
         self._last_ack_wall: float | None = None
@@ -60,20 +64,6 @@ class DaemonContext:
 
     def now(self) -> datetime:
         return self._clock.now()
-
-    # --- collaborators --------------------------------------------------------------------
-
-    @property
-    def store(self) -> sqlite_utils.Database:
-        return self._db
-
-    @property
-    def signals(self) -> Any | None:
-        return self._signals
-
-    @property
-    def planner(self) -> Any | None:
-        return None  # optimisation requests run allocator.planner's LP (agent/api/optimize.py)
 
     # --- configuration --------------------------------------------------------------------
 
@@ -99,7 +89,7 @@ class DaemonContext:
         )  # fmt: skip
         try:
             # Validated and swapped first; stored only if that worked (old config stays).
-            self._signals.replace_station_config(cloud, apply=self._apply_now)
+            self.signals.replace_station_config(cloud, apply=self._apply_now)
         except ValueError as exc:
             raise ApiError(str(exc)) from None
 
@@ -178,7 +168,7 @@ class DaemonContext:
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        rows = self._db.execute(
+        rows = self.store.execute(
             f"SELECT id, kind, vehicle_id, fleet_id FROM sessions WHERE id IN ({marks})", ids
         ).fetchall()
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
@@ -239,7 +229,7 @@ class DaemonContext:
                 "connected" if st.connected else (st.last_error or "connecting"),
             ))  # fmt: skip
         try:
-            self._db.execute("SELECT 1").fetchone()
+            self.store.execute("SELECT 1").fetchone()
             # Readable but refusing writes (disk full): control goes on, records wait.
             refused = self.loop.store_error
             deps.append(DependencyState("store", "degraded", refused) if refused
@@ -303,7 +293,7 @@ class DaemonContext:
         today = ledger.summary()
         totals: dict[str, float] = {}
         for policy in ("actual", "uncontrolled"):
-            row = self._db.execute(
+            row = self.store.execute(
                 "SELECT COALESCE(SUM(import_kwh),0), COALESCE(SUM(export_kwh),0), "
                 "COALESCE(SUM(energy_cost_eur),0), COALESCE(SUM(co2_kg),0), "
                 "COALESCE(SUM(battery_discharge_kwh),0), COUNT(*) FROM ledger WHERE policy = ?",
@@ -338,7 +328,7 @@ class DaemonContext:
 
     def _ev_kwh(self) -> float:
         total = 0.0
-        for (blob,) in self._db.execute(
+        for (blob,) in self.store.execute(
             "SELECT session_kwh FROM ledger WHERE policy = 'actual'"
         ).fetchall():
             import json
@@ -352,16 +342,7 @@ class DaemonContext:
 
     # --- sessions -------------------------------------------------------------------------
 
-    def create_session(
-        self,
-        charger_id: str,
-        idx: int,
-        vehicle_max_kw: float,
-        *,
-        kind: Literal["charging", "v2g"] = "charging",
-        vehicle_id: str | None = None,
-        fleet_id: str | None = None,
-    ) -> SessionView:
+    def create_session(self, new: NewSession) -> SessionView:
         raise NotSupported(
             "sessions on this station start when an EV is plugged in (connector state B/C)"
         )

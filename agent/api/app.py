@@ -20,6 +20,7 @@ from agent.api.context import (
     ApiContext,
     ApiError,
     ConnectorBusy,
+    FieldError,
     NotFound,
     NotSupported,
     UnknownConnector,
@@ -61,6 +62,13 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": message, **extra})
 
 
+def _field_errors(errors: list[dict[str, str]]) -> JSONResponse:
+    """400 naming the first wrong field, with every error listed (schema: ErrorBody)."""
+    first = errors[0]
+    return _error(400, f"{first['field']}: {first['reason']}", field=first["field"],
+                  reason=first["reason"], errors=errors)
+
+
 def create_app(ctx: ApiContext, *, title: str = "sems-edge local API") -> FastAPI:
     """The application over a running agent (any ApiContext implementation)."""
     app = FastAPI(
@@ -76,14 +84,11 @@ def create_app(ctx: ApiContext, *, title: str = "sems-edge local API") -> FastAP
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = validation_errors(exc)
-        first = errors[0] if errors else {"field": "body", "reason": "invalid"}
-        return _error(
-            400,
-            f"{first['field']}: {first['reason']}",
-            field=first["field"],
-            reason=first["reason"],
-            errors=errors,
-        )
+        return _field_errors(errors or [{"field": "body", "reason": "invalid"}])
+
+    @app.exception_handler(FieldError)
+    async def _invalid_field(_: Request, exc: FieldError) -> JSONResponse:
+        return _field_errors([{"field": exc.field, "reason": exc.reason}])
 
     @app.exception_handler(UnknownConnector)
     @app.exception_handler(UnknownSession)

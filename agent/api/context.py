@@ -45,6 +45,28 @@ class NotSupported(ApiError):
     hardware charger whose EV presence comes from the connector state (HTTP 409)."""
 
 
+class FieldError(ApiError):
+    """One field of a valid-looking request is wrong given the stored state (HTTP 400,
+    answered in the same shape as a validation error: field, reason, errors)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class NewSession:
+    """What `ApiContext.create_session` needs: a connector and the vehicle's limits."""
+
+    charger_id: str
+    idx: int
+    vehicle_max_kw: float
+    kind: Literal["charging", "v2g"] = "charging"
+    vehicle_id: str | None = None
+    fleet_id: str | None = None
+
+
 @dataclass(frozen=True)
 class SessionView:
     """One active session, whichever way it was created."""
@@ -164,16 +186,7 @@ class ApiContext(Protocol):
         """None when no uplink is configured."""
 
     # --- sessions created through the API ---
-    def create_session(
-        self,
-        charger_id: str,
-        idx: int,
-        vehicle_max_kw: float,
-        *,
-        kind: Literal["charging", "v2g"] = "charging",
-        vehicle_id: str | None = None,
-        fleet_id: str | None = None,
-    ) -> SessionView:
+    def create_session(self, new: NewSession) -> SessionView:
         """Start a session; its allocation is what it may draw now without overrunning the
         others. Raises UnknownConnector, ConnectorBusy or NotSupported."""
 
@@ -183,7 +196,7 @@ class ApiContext(Protocol):
     def stop_session(self, session_id: str) -> None:
         """End an active session (API-created or hardware). Raises UnknownSession."""
 
-    # --- collaborators (None when absent in this mode) ---
+    # --- collaborators (None when absent in this mode); plain attributes satisfy these ---
     @property
     def store(self) -> sqlite_utils.Database: ...
 

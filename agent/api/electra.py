@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 
-from agent.api.context import ApiContext, SessionView
+from agent.api.context import ApiContext, NewSession, SessionView
 from agent.api.models import (
     ConnectorId,
     Health,
@@ -22,7 +24,7 @@ from agent.api.models import (
 
 router = APIRouter(tags=["electra"])
 
-_NOT_FOUND = {404: {"description": "Unknown charger, connector index or session id"}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Unknown charger, connector index or session id"}}
 
 
 def _ctx(request: Request) -> ApiContext:
@@ -76,7 +78,7 @@ async def station_status(request: Request) -> StationStatus:
 )
 async def create_session(body: SessionCreate, request: Request) -> SessionEnvelope:
     view = _ctx(request).create_session(
-        body.connectorId.chargerId, body.connectorId.idx, body.vehicleMaxPower
+        NewSession(body.connectorId.chargerId, body.connectorId.idx, body.vehicleMaxPower)
     )
     return SessionEnvelope(session=electra_session(view))
 

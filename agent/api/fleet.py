@@ -10,13 +10,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from agent.api import optimize
-from agent.api.context import ApiContext, ApiError, NotFound, NotSupported, SessionView
+from agent.api.context import (
+    ApiContext,
+    ApiError,
+    FieldError,
+    NewSession,
+    NotFound,
+    NotSupported,
+    SessionView,
+)
 from agent.api.fleet_models import (
     FleetOptimizationRequest,
     FleetSession,
@@ -36,7 +45,13 @@ from agent.clock import iso
 
 router = APIRouter(prefix="/api/v1")
 
-_404 = {404: {"description": "Not found"}}
+# Typed as FastAPI's parameters are, so these can be passed and merged as they are.
+Tags = list[str | Enum]
+Responses = dict[int | str, dict[str, Any]]
+_404: Responses = {404: {"description": "Not found"}}
+# sqlite-utils writes OFFSET into the SQL text: past 64 bits it becomes a REAL, which SQLite
+# refuses (a 500 the fuzz test found). No station holds anywhere near this many records.
+MAX_OFFSET = 1_000_000_000
 
 
 def _ctx(request: Request) -> ApiContext:
@@ -96,7 +111,7 @@ def _sync_status(ctx: ApiContext, store: FleetStore, rec: dict[str, Any], now: s
 
 def _session_routes(kind: Literal["charging", "v2g"], prefix: str) -> None:
     label = "V2G" if kind == "v2g" else "charging"
-    tag = [f"{label} sessions"]
+    tag: Tags = [f"{label} sessions"]
 
     def load(request: Request, session_id: str) -> dict[str, Any]:
         store = _store(request)
@@ -112,7 +127,7 @@ def _session_routes(kind: Literal["charging", "v2g"], prefix: str) -> None:
         vehicle_id: str | None = Query(default=None, min_length=1, max_length=64),
         fleet_id: str | None = Query(default=None, min_length=1, max_length=64),
         limit: int = Query(default=100, ge=1, le=1000),
-        offset: int = Query(default=0, ge=0),
+        offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
     ) -> FleetSessionList:
         ctx, store, now = _ctx(request), _store(request), _now(request)
         for rec in store.list_sessions(kind, status="active", limit=10_000):
@@ -145,7 +160,7 @@ def _session_routes(kind: Literal["charging", "v2g"], prefix: str) -> None:
         rec = load(request, session_id)
         data = {**rec["data"], **body.model_dump(mode="json", exclude_unset=True)}
         if data["end_level"] <= data["start_level"]:
-            return _field_error("end_level", "must be above start_level")
+            raise FieldError("end_level", "must be above start_level")
         if rec["status"] == "scheduled":
             _check_connector(ctx, data.get("charger_id"), data.get("connector_idx"))
         rec = store.update_session(session_id, _now(request), data=data)
@@ -175,11 +190,11 @@ def _session_routes(kind: Literal["charging", "v2g"], prefix: str) -> None:
             data.update(body.model_dump(exclude_none=True))
         charger_id, idx = data.get("charger_id"), data.get("connector_idx")
         if charger_id is None or idx is None:
-            return _field_error("charger_id", "a charger_id and connector_idx are needed to start")
+            raise FieldError("charger_id", "a charger_id and connector_idx are needed to start")
         charger = ctx.station_config().charger(charger_id)
         vehicle_max = data.get("max_power_kw") or (charger.maxPower if charger else 0.0)
-        view = ctx.create_session(charger_id, idx, vehicle_max, kind=kind,
-                                  vehicle_id=rec["vehicle_id"], fleet_id=rec["fleet_id"])
+        view = ctx.create_session(NewSession(charger_id, idx, vehicle_max, kind=kind,
+                                             vehicle_id=rec["vehicle_id"], fleet_id=rec["fleet_id"]))
         rec = store.update_session(session_id, _now(request), status="active", session_id=view.session_id, data=data)
         return _session_out(rec, _live(ctx), store)
 
@@ -203,11 +218,6 @@ def _check_connector(ctx: ApiContext, charger_id: str | None, idx: int | None) -
         raise ApiError(f"charger_id: unknown charger {charger_id!r}")
     if idx is not None and idx > charger.connectors:
         raise ApiError(f"connector_idx: charger {charger_id!r} has connectors 1..{charger.connectors}")
-
-
-def _field_error(field: str, reason: str) -> JSONResponse:
-    return JSONResponse(status_code=400, content={"error": f"{field}: {reason}", "field": field,
-                                                  "reason": reason, "errors": [{"field": field, "reason": reason}]})
 
 
 def _push_schedule(ctx: ApiContext, rec_id: str, vehicle_id: str, fleet_id: str | None,
@@ -248,7 +258,7 @@ async def _run_opt(request: Request, rec: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/optimization", response_model=OptimizationList, tags=["optimization"], summary="List optimizations")
 async def list_optimizations(request: Request, limit: int = Query(default=100, ge=1, le=1000),
-                             offset: int = Query(default=0, ge=0)) -> OptimizationList:
+                             offset: int = Query(default=0, ge=0, le=MAX_OFFSET)) -> OptimizationList:
     rows = _store(request).list_optimizations(limit, offset)
     return OptimizationList(optimizations=[_opt_out(r) for r in rows], total=len(rows))
 
@@ -370,7 +380,10 @@ async def battery_maintenance(body: MaintenanceRequest, request: Request) -> Any
 
 # ---------------------------------------------------------------- fleet and vehicles
 
-def _energy(ctx: ApiContext, column: str, value: str) -> dict[str, Any]:
+Owner = Literal["fleet_id", "vehicle_id"]
+
+
+def _energy(ctx: ApiContext, column: Owner, value: str) -> dict[str, Any]:
     row = ctx.store.execute(
         f"SELECT COUNT(*), COALESCE(SUM(energy_kwh),0), COALESCE(SUM(discharged_kwh),0), "
         f"COALESCE(MAX(peak_kw),0), COALESCE(SUM(cost_eur),0) FROM sessions WHERE {column} = ?",  # noqa: S608 (column is ours)
@@ -378,6 +391,7 @@ def _energy(ctx: ApiContext, column: str, value: str) -> dict[str, Any]:
     ).fetchone()
     live = [s for s in ctx.sessions() if getattr(s, column) == value]
     return {
+        column: value,
         "sessions": row[0], "energy_charged_kwh": round(row[1], 6),
         "energy_discharged_kwh": round(row[2], 6), "peak_kw": row[3], "cost_eur": round(row[4], 4),
         "active_sessions": len(live), "power_kw": round(sum(s.consumed_kw or 0.0 for s in live), 3),
@@ -385,10 +399,13 @@ def _energy(ctx: ApiContext, column: str, value: str) -> dict[str, Any]:
     }
 
 
-def _kind_status(request: Request, kind: str, column: str, value: str) -> dict[str, Any]:
+def _kind_status(request: Request, kind: str, column: Owner, value: str) -> dict[str, Any]:
     ctx, store = _ctx(request), _store(request)
     live = _live(ctx)
-    recs = store.list_sessions(kind, limit=1000, **{column: value})
+    if column == "fleet_id":
+        recs = store.list_sessions(kind, fleet_id=value, limit=1000)
+    else:
+        recs = store.list_sessions(kind, vehicle_id=value, limit=1000)
     recs = [_sync_status(ctx, store, r, _now(request)) for r in recs]
     active_station = [s for s in ctx.sessions() if getattr(s, column) == value and s.kind == kind]
     return {
@@ -408,19 +425,27 @@ def _session_view(s: SessionView) -> dict[str, Any]:
 IdPath = str
 
 
-@router.get("/fleet/{fleet_id}/energy", tags=["fleet"], summary="Energy of a fleet at this station")
-async def fleet_energy(fleet_id: IdPath, request: Request) -> dict[str, Any]:
-    return {"fleet_id": fleet_id, **_energy(_ctx(request), "fleet_id", fleet_id)}
+def _owner_routes(prefix: str, column: Owner, name: str, energy_summary: str | None = None) -> None:
+    """`/{prefix}/{column}/energy`, `/charging` and `/v2g` for one owner of sessions (a fleet
+    or a vehicle). Route names keep the operation ids (`fleet_energy`, `vehicle_v2g`, ...)."""
+    tags: Tags = [prefix]
+    path = f"/{prefix}/{{{column}}}"
+    owner_id = Path(alias=column)  # one parameter object, named as in the path
+
+    @router.get(path + "/energy", tags=tags, name=f"{name}_energy", summary=energy_summary)
+    async def energy(request: Request, owner: IdPath = owner_id) -> dict[str, Any]:
+        return _energy(_ctx(request), column, owner)
+
+    @router.get(path + "/charging", tags=tags, name=f"{name}_charging")
+    async def charging(request: Request, owner: IdPath = owner_id) -> dict[str, Any]:
+        return _kind_status(request, "charging", column, owner)
+
+    @router.get(path + "/v2g", tags=tags, name=f"{name}_v2g")
+    async def v2g(request: Request, owner: IdPath = owner_id) -> dict[str, Any]:
+        return _kind_status(request, "v2g", column, owner)
 
 
-@router.get("/fleet/{fleet_id}/charging", tags=["fleet"])
-async def fleet_charging(fleet_id: IdPath, request: Request) -> dict[str, Any]:
-    return _kind_status(request, "charging", "fleet_id", fleet_id)
-
-
-@router.get("/fleet/{fleet_id}/v2g", tags=["fleet"])
-async def fleet_v2g(fleet_id: IdPath, request: Request) -> dict[str, Any]:
-    return _kind_status(request, "v2g", "fleet_id", fleet_id)
+_owner_routes("fleet", "fleet_id", "fleet", "Energy of a fleet at this station")
 
 
 @router.post("/fleet/{fleet_id}/optimization", response_model=Optimization, tags=["fleet"],
@@ -432,19 +457,7 @@ async def fleet_optimization(fleet_id: IdPath, request: Request,
     return _opt_out(await _run_opt(request, rec))
 
 
-@router.get("/vehicles/{vehicle_id}/energy", tags=["vehicles"])
-async def vehicle_energy(vehicle_id: IdPath, request: Request) -> dict[str, Any]:
-    return {"vehicle_id": vehicle_id, **_energy(_ctx(request), "vehicle_id", vehicle_id)}
-
-
-@router.get("/vehicles/{vehicle_id}/charging", tags=["vehicles"])
-async def vehicle_charging(vehicle_id: IdPath, request: Request) -> dict[str, Any]:
-    return _kind_status(request, "charging", "vehicle_id", vehicle_id)
-
-
-@router.get("/vehicles/{vehicle_id}/v2g", tags=["vehicles"])
-async def vehicle_v2g(vehicle_id: IdPath, request: Request) -> dict[str, Any]:
-    return _kind_status(request, "v2g", "vehicle_id", vehicle_id)
+_owner_routes("vehicles", "vehicle_id", "vehicle")
 
 
 @router.post("/vehicles/{vehicle_id}/schedule", status_code=201, tags=["vehicles"],

@@ -60,11 +60,11 @@ class FleetStore:
             "created_at": now,
             "updated_at": now,
         }
-        self.db["fleet_sessions"].insert(rec)
+        self.db.table("fleet_sessions").insert(rec)
         return _row(rec)
 
     def get_session(self, kind: str, session_id: str) -> dict[str, Any] | None:
-        rows = list(self.db["fleet_sessions"].rows_where("id = ? AND kind = ?", [session_id, kind]))
+        rows = list(self.db.table("fleet_sessions").rows_where("id = ? AND kind = ?", [session_id, kind]))
         return _row(rows[0]) if rows else None
 
     def list_sessions(
@@ -87,7 +87,7 @@ class FleetStore:
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
-        rows = self.db["fleet_sessions"].rows_where(
+        rows = self.db.table("fleet_sessions").rows_where(
             " AND ".join(where), args, order_by="created_at, id", limit=limit, offset=offset
         )
         return [_row(r) for r in rows]
@@ -95,11 +95,11 @@ class FleetStore:
     def update_session(self, rec_id: str, now: str, **fields: Any) -> dict[str, Any]:
         if "data" in fields:
             fields["data"] = json.dumps(fields["data"])
-        self.db["fleet_sessions"].update(rec_id, {**fields, "updated_at": now})
-        return _row(self.db["fleet_sessions"].get(rec_id))
+        self.db.table("fleet_sessions").update(rec_id, {**fields, "updated_at": now})
+        return _row(self.db.table("fleet_sessions").get(rec_id))
 
     def delete_session(self, session_id: str) -> None:
-        self.db["fleet_sessions"].delete(session_id)
+        self.db.table("fleet_sessions").delete(session_id)
 
     # --- optimisation runs ---
     def create_optimization(self, type_: str, params: dict[str, Any], now: str) -> dict[str, Any]:
@@ -113,15 +113,15 @@ class FleetStore:
             "created_at": now,
             "updated_at": now,
         }
-        self.db["optimizations"].insert(rec)
+        self.db.table("optimizations").insert(rec)
         return _row(rec)
 
     def get_optimization(self, opt_id: str) -> dict[str, Any] | None:
-        rows = list(self.db["optimizations"].rows_where("id = ?", [opt_id]))
+        rows = list(self.db.table("optimizations").rows_where("id = ?", [opt_id]))
         return _row(rows[0]) if rows else None
 
     def list_optimizations(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-        rows = self.db["optimizations"].rows_where(
+        rows = self.db.table("optimizations").rows_where(
             order_by="created_at, id", limit=limit, offset=offset
         )
         return [_row(r) for r in rows]
@@ -129,7 +129,7 @@ class FleetStore:
     def finish_optimization(
         self, opt_id: str, now: str, *, result: dict[str, Any] | None, error: str | None
     ) -> dict[str, Any]:
-        self.db["optimizations"].update(
+        self.db.table("optimizations").update(
             opt_id,
             {
                 "status": "completed" if error is None else "failed",
@@ -138,7 +138,7 @@ class FleetStore:
                 "updated_at": now,
             },
         )
-        return _row(self.db["optimizations"].get(opt_id))
+        return _row(self.db.table("optimizations").get(opt_id))
 
     def optimization_counts(self) -> list[tuple[str, str, int]]:
         return [
