@@ -189,6 +189,30 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {msg}"
 
 
+class RefusalLog:
+    """Logs commands refused without a usable id (no reply topic to answer on) at most once
+    per interval: a storm of malformed commands must not flood the journal. The first refusal
+    is logged at once; those that follow within the interval are only counted, and the first
+    one after it is logged with that count. Nothing here keeps a timer, so the count of a
+    storm's last interval waits for the next refusal (the total is `Dispatcher.refused`)."""
+
+    def __init__(self, interval_s: float = 60.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self.monotonic = monotonic
+        self.unlogged = 0  # refusals counted since the last line
+        self._logged_at: float | None = None
+
+    def refused(self, name: str, message: str) -> None:
+        now = self.monotonic()
+        if self._logged_at is not None and now - self._logged_at < self.interval_s:
+            self.unlogged += 1
+            return
+        more = (f" ({self.unlogged} more refused in the {now - self._logged_at:.0f} s before, not logged)"
+                if self.unlogged and self._logged_at is not None else "")  # fmt: skip
+        log.info("command %s refused without a usable id: %s%s", name[:64], message, more)
+        self._logged_at, self.unlogged = now, 0
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -200,6 +224,7 @@ class Dispatcher:
         target: CommandTarget | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         retention: timedelta = timedelta(days=7),
+        refusal_log: RefusalLog | None = None,
     ) -> None:
         self.outbox = outbox
         self.signals = signals
@@ -210,6 +235,7 @@ class Dispatcher:
         self.retention = retention
         self.handled = 0
         self.refused = 0
+        self.refusal_log = refusal_log or RefusalLog()
         self._last_prune = 0.0
         self._handlers: dict[str, Callable[[Any], Awaitable[dict[str, Any]]]] = {
             "ping": self._ping,
@@ -241,7 +267,7 @@ class Dispatcher:
             self.refused += 1
             if error is None:
                 error = ReplyError(code="invalid", message="id: required")
-            log.info("command %s refused without a usable id: %s", name, error.message)
+            self.refusal_log.refused(name, error.message)
             if raw is not None and "id" in raw:
                 # An id we cannot use as a topic level: answer on a fixed topic instead.
                 body = self._reply_body(None, name, None, error)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,7 @@ from paho.mqtt.properties import Properties
 from agent import signals as sig
 from agent.store import connect
 from agent.uplink import Uplink
-from agent.uplink.commands import COMMANDS, Dispatcher
+from agent.uplink.commands import COMMANDS, Dispatcher, RefusalLog
 from agent.uplink.outbox import Outbox
 from uplink.helpers import collecting, running
 from uplink.helpers import settings as settings_for
@@ -186,6 +187,25 @@ def test_oversized_invalid_json_and_bad_ids(tmp_path):
     send(d, "ping", {"id": "a/b#"})
     [row] = [r for r in d.outbox.fetch_after(0, 10) if r.topic.endswith("_invalid")]
     assert json.loads(row.payload)["error"]["code"] == "invalid_id"
+
+
+def test_refusals_without_an_id_log_one_line_per_interval(tmp_path, caplog):
+    """2,500 id-less commands in 50 s (a storm) give one line per minute with the count of
+    those not logged one by one; every one is still counted as refused."""
+    t = [0.0]
+    d = make(tmp_path)
+    d.refusal_log = RefusalLog(interval_s=60.0, monotonic=lambda: t[0])
+    with caplog.at_level(logging.INFO, logger="agent.uplink.commands"):
+        for i in range(2500):
+            t[0] = i * 0.02
+            send(d, "ping", b"{not json")
+        t[0] = 61.0
+        send(d, "ping", b"[1]")
+    lines = [r.getMessage() for r in caplog.records if "without a usable id" in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert "invalid_json" not in lines[0] and "payload:" in lines[0] and "more" not in lines[0]
+    assert "2499 more refused in the 61 s before" in lines[1] and "must be a JSON object" in lines[1]
+    assert d.refused == 2501
 
 
 # --- malformed commands at volume ----------------------------------------------------
