@@ -1,6 +1,14 @@
 """A Modbus device described by a profile: planned block reads, decoding, value checks, health.
 
 Capability classes (drivers/devices.py) sit on top and turn named values into readings.
+
+Value checks, per read: decoding (NaN, SunSpec scale factors), the point's range, its
+`max_rate` against the previous observation, then the capability's cross-checks between
+points (`cross_check`: a meter's phases must add up to its total). A point that was invalid
+becomes valid again only when two consecutive reads are plausible (in range, consistent
+with each other, passing the cross-checks): random register contents (a gateway answering
+with garbage) pass every single-read check now and then, and one such read must not flip
+the value back to trusted.
 """
 
 from __future__ import annotations
@@ -41,6 +49,25 @@ class NotSupported(DeviceError):
 
 
 @dataclass(frozen=True, slots=True)
+class _Bad:
+    """Why a value is invalid this read. `value`: the number it was, when it decoded to one
+    (the next read's jump is judged against it); `plausible`: it was in range and finite and
+    only its jump from the previous one was refused, so it may confirm the next read."""
+
+    kind: str
+    message: str
+    value: float | None = None
+    plausible: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    value: float
+    t: float
+    plausible: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     key: Key
     point: Point
@@ -75,7 +102,7 @@ class ModbusDevice:
         self._health = HealthTracker(offline_after=offline_after, clock=clock, wallclock=wallclock)
         self._targets: dict[Key, Target] | None = None
         self._blocks: list[Block] = []
-        self._observed: dict[Key, tuple[float, float]] = {}  # key -> (value, t) for jump checks
+        self._observed: dict[Key, _Seen] = {}  # the last observation: jump and recovery checks
         self._bad: dict[Key, str] = {}  # keys currently invalid (logged once per episode)
         self.name = f"{profile.model or profile.name}@{bus.endpoint}#{unit_id}"
 
@@ -156,11 +183,39 @@ class ModbusDevice:
             self._health.latency(latency)
         self._health.ok()
         now = self._clock()
-        values: dict[Key, Value] = {}
-        for key, target in targets.items():
-            if key in raw_regs:
-                values[key] = self._decode_checked(target, raw_regs, now)
-        return values
+        checked: dict[Key, Value | _Bad] = {
+            key: self._decode_checked(target, raw_regs, now)
+            for key, target in targets.items() if key in raw_regs
+        }
+        good = {k: v for k, v in checked.items() if isinstance(v, float)}
+        for key, message in self.cross_check(good).items():
+            checked[key] = _Bad("invalid", message, value=good[key])
+        return {key: self._settle(key, result, now) for key, result in checked.items()}
+
+    def cross_check(self, values: dict[Key, float]) -> dict[Key, str]:
+        """Points whose values (each valid on its own, engineering units) contradict each
+        other this read, with the reason; capabilities override this."""
+        return {}
+
+    def _settle(self, key: Key, result: Value | _Bad, now: float) -> Value:
+        """Record the observation and turn a checked value into the reading's value."""
+        if isinstance(result, _Bad):
+            prev = self._observed.get(key)
+            # Without a number (NaN, decode error) the last one stays the jump reference.
+            value = result.value if result.value is not None else prev.value if prev else math.nan
+            self._observed[key] = _Seen(value, now, result.plausible)
+            return self._invalid(key, result.kind, result.message)
+        if result is None:
+            return None  # SunSpec's "not implemented": no value, no error
+        prev = self._observed.get(key)
+        self._observed[key] = _Seen(result if isinstance(result, float) else math.nan, now, True)
+        if key in self._bad:
+            if prev is None or not prev.plausible:
+                return None  # first plausible read after invalid ones: wait for a second
+            log.info("%s: %s valid again", self.name, _key_text(key))
+            del self._bad[key]
+        self._health.value_ok(key)
+        return result
 
     def _scale_factor(self, target: Target, raw_regs: dict[Key, list[int]]) -> int | None | bool:
         """SunSpec scale factor exponent; False when it is missing or 'not implemented'."""
@@ -178,7 +233,8 @@ class ModbusDevice:
             return False
         return sf
 
-    def _decode_checked(self, target: Target, raw_regs: dict[Key, list[int]], now: float) -> Value:
+    def _decode_checked(self, target: Target, raw_regs: dict[Key, list[int]],
+                        now: float) -> Value | _Bad:
         p = target.point
         regs = raw_regs[target.key]
         if self.profile.sunspec and p.type != "string":
@@ -187,30 +243,24 @@ class ModbusDevice:
                 return None
         sf = self._scale_factor(target, raw_regs)
         if sf is False:
-            return self._invalid(target.key, "decode", f"{p.name}: scale factor {p.scale_register} unusable")
+            return _Bad("decode", f"{p.name}: scale factor {p.scale_register} unusable")
         try:
             value = decode(p, regs, sf if isinstance(sf, int) and not isinstance(sf, bool) else None)
         except CodecError as exc:
-            return self._invalid(target.key, "decode", str(exc))
+            return _Bad("decode", str(exc))
         if isinstance(value, float):
             if not math.isfinite(value):
-                return self._invalid(target.key, "invalid", f"{p.name}: {value}")
+                return _Bad("invalid", f"{p.name}: {value}")
             if p.min is not None and value < p.min or p.max is not None and value > p.max:
-                self._observed[target.key] = (value, now)
-                return self._invalid(target.key, "invalid",
-                                     f"{p.name}: {value:g} outside [{p.min}, {p.max}]")
+                return _Bad("invalid", f"{p.name}: {value:g} outside [{p.min}, {p.max}]",
+                            value=value)
             prev = self._observed.get(target.key)
-            self._observed[target.key] = (value, now)
             # A jump is judged against the previous observation (valid or not), so a value
             # that really moved is accepted from its second sighting on, never stuck out.
-            if p.max_rate is not None and prev is not None and now > prev[1]:
-                if abs(value - prev[0]) / (now - prev[1]) > p.max_rate:
-                    return self._invalid(target.key, "invalid",
-                                         f"{p.name}: jump {prev[0]:g} -> {value:g} faster than {p.max_rate:g}/s")
-        if target.key in self._bad:
-            log.info("%s: %s valid again", self.name, _key_text(target.key))
-            del self._bad[target.key]
-        self._health.value_ok(target.key)
+            if p.max_rate is not None and prev is not None and now > prev.t:
+                if abs(value - prev.value) / (now - prev.t) > p.max_rate:
+                    return _Bad("invalid", f"{p.name}: jump {prev.value:g} -> {value:g} faster "
+                                f"than {p.max_rate:g}/s", value=value, plausible=True)
         return value
 
     def _invalid(self, key: Key, kind: str, message: str) -> Value:

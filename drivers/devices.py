@@ -104,8 +104,29 @@ class _Capability(ModbusDevice):
         return to_kw(values.get(key), point, self.profile)
 
 
+# A meter's phase powers and its total come from one measurement: they agree up to
+# rounding and the phases being sampled a moment apart. Beyond this they contradict each
+# other (random register contents pass range checks often, a consistent set almost never).
+PHASE_SUM_TOLERANCE_KW = 0.5
+PHASE_SUM_TOLERANCE_FRACTION = 0.03
+
+
 class Meter(_Capability):
     kind = "meter"
+
+    def cross_check(self, values: dict[Key, float]) -> dict[Key, str]:
+        """When the total and all three phase powers were read, they must add up."""
+        names = ("power_total", "power_l1", "power_l2", "power_l3")
+        kw = [to_kw(values.get(n), self.profile.point(n), self.profile) for n in names]
+        if any(x is None for x in kw):
+            return {}
+        total, *phases = (float(x) for x in kw if x is not None)
+        gap = abs(sum(phases) - total)
+        scale = max(abs(total), sum(abs(x) for x in phases))
+        if gap <= PHASE_SUM_TOLERANCE_KW + PHASE_SUM_TOLERANCE_FRACTION * scale:
+            return {}
+        why = f"phases add up to {sum(phases):.3f} kW, total says {total:.3f} kW"
+        return {n: f"{n}: {why}" for n in names}
 
     async def read(self) -> MeterReading:
         v = await self.read_values()

@@ -79,6 +79,10 @@ class Reader:
         self.stats = stats
         self.latest: dict[str, _Latest] = {name: _Latest() for name in devices.by_name}
         self._running: dict[str, asyncio.Task[None]] = {}
+        # Grid meter hysteresis (_steady_grid): trusted once, lost since, valid again since.
+        self._grid_trusted = False
+        self._grid_stale = False
+        self._grid_back_since: float | None = None
 
     async def read_all(self, deadline: float) -> None:
         """Start a read on every idle endpoint and wait for them until `deadline`."""
@@ -112,10 +116,32 @@ class Reader:
             latest.reading if t - latest.at <= self.devices.settings.control.stale_after_s else None
         )
 
+    def _steady_grid(self, grid_kw: float | None, t: float) -> float | None:
+        """The grid power the cycle may trust. Losing it is immediate (the safe budget
+        applies at once); after a stale spell it is trusted again only once the meter has
+        given valid power for `stale_after_s` without a gap, the time it takes to be
+        declared stale: a meter answering garbage that now and then passes every check
+        must not flip the degraded mode on and off. The first reading after start-up is
+        trusted at once."""
+        if grid_kw is None:
+            self._grid_stale = self._grid_trusted  # not before the first valid reading
+            self._grid_back_since = None
+            return None
+        if not self._grid_stale:
+            self._grid_trusted = True
+            return grid_kw
+        if self._grid_back_since is None:
+            self._grid_back_since = t
+        if t - self._grid_back_since < self.devices.settings.control.stale_after_s:
+            return None
+        self._grid_stale = False
+        self._grid_back_since = None
+        return grid_kw
+
     def snapshot(self, t: float) -> Snapshot:
         st = self.devices.settings.station
         meter = self.fresh(st.grid_meter, t)
-        grid = meter.power_kw if meter is not None else None
+        grid = self._steady_grid(meter.power_kw if meter is not None else None, t)
         pv_inv = self.fresh(st.pv_inverter, t)
         pv = pv_inv.pv_kw if pv_inv is not None else None
         battery = None
