@@ -17,6 +17,7 @@ from agent.clock import Clock
 from agent.control.devices import StationDevices
 from agent.control.loop import Controller, ControlLoop, UplinkHook
 from agent.control.stats import CycleStats
+from agent.control.v2g import V2gDispatch
 from agent.ledger_recorder import LedgerRecorder, prices_at
 from agent.planning import Forecasts, PlannerTask
 from agent.sdnotify import Notifier
@@ -81,6 +82,9 @@ def build_control(
             battery_available=available,
             solve=solve,
         )
+    v2g = V2gDispatch(settings.v2g, db, signals)
+    if planner is not None:
+        planner.v2g = v2g
     controller = Controller(
         settings,
         sessions,
@@ -88,6 +92,7 @@ def build_control(
         guide=planner.guidance if planner is not None else None,
         interval=ledger.interval_so_far,
         battery_available=available,
+        v2g=v2g,
     )
     return ControlLoop(
         settings,

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     import sqlite_utils
 
     from agent.control.loop import Decision
+    from agent.control.v2g import V2gDispatch
     from agent.sessions import Session
     from agent.signals import Signals
     from allocator.planner import Plan, PlanRequest
@@ -176,6 +177,9 @@ class PlannerTask:
         self._pv_kw: float | None = None
         self._signals_seen: str | None = None
         self._logged_failure = False
+        # V2G (agent/control/v2g.py): which sessions may discharge, how much they gave back;
+        # told each session's goal so the control loop can guard departure targets.
+        self.v2g: V2gDispatch | None = None
 
     # --- fed by the control loop (every cycle: cheap) ------------------------------------
 
@@ -328,6 +332,7 @@ class PlannerTask:
             peak_so_far=self.peak_so_far() if self.peak_so_far is not None else 0.0,
             first_slot_hours=first_h,
             imported_in_first_slot=so_far[0] if so_far is not None else 0.0,
+            v2g_efficiency=s.v2g.efficiency,
         )
         return request, now
 
@@ -386,10 +391,16 @@ class PlannerTask:
             departure = (_parse(x.started_at) or now) + timedelta(hours=p.default_dwell_h)
         if target is None:
             target = p.default_energy_kwh
-        needed = max(0.0, target - x.energy_kwh * CHARGING_EFFICIENCY)
+        v2g: dict[str, Any] = {}
+        taken = 0.0  # battery kWh V2G took back out of the vehicle
+        if self.v2g is not None:
+            self.v2g.set_goal(x.id, departure, target)
+            v2g = self.v2g.plan_fields(x, ch, now, self.clock.monotonic())
+            taken = self.v2g.battery_taken_kwh(x.id)
+        needed = max(0.0, target - (x.energy_kwh * CHARGING_EFFICIENCY - taken))
         dep_h = max((departure - now).total_seconds() / 3600.0, SLOT_H)  # overdue: soon
         vmax = min(x.vehicle_max_kw or ch.max_power_kw, ch.max_power_kw)
-        return SessionSpec(x.id, x.charger_id, dep_h, needed, vmax)
+        return SessionSpec(x.id, x.charger_id, dep_h, needed, vmax, **v2g)
 
     def _battery_spec(self, now: datetime, spec: Any) -> Any:
         b = self.s.station.battery

@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from agent.api.server import ApiServerSettings
+from agent.control.v2g import V2gSettings
 from agent.uplink.settings import STATION_ID_PATTERN, MqttSettings
 
 DEFAULT_PATH = Path("/etc/sems/agent.toml")
@@ -86,6 +87,11 @@ class ChargerSettings(_Section):
         ge=0,
         description="limit the charger applies if the agent goes silent; default: its share "
         "of (grid capacity - pessimistic base load) by max power",
+    )
+    v2g: bool = Field(
+        False,
+        description="bidirectional: its profile takes negative limits, so permitted sessions "
+        "may discharge (V2G, [v2g])",
     )
 
 
@@ -225,6 +231,10 @@ class AgentSettings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
     tariff: TariffSettings = Field(default_factory=TariffSettings)  # type: ignore[arg-type]
     planner: PlannerSettings = Field(default_factory=PlannerSettings)  # type: ignore[arg-type]
+    v2g: V2gSettings = Field(
+        default_factory=V2gSettings,  # type: ignore[arg-type]
+        description="vehicle-to-grid (agent/control/v2g.py)",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
 
     @classmethod

@@ -10,6 +10,11 @@ Rules (DESIGN.md, step 4):
   a few cycles instead of overshooting.
 - A connector at 0 is not started below its minimum power (the EV would not charge).
 - Changes under the deadband are not written; a stop (to 0) always is.
+- V2G (targets < 0, agent/control/v2g.py): deepening a discharge lowers the import, so it is
+  written with the decreases. Ending or easing one raises the import: it is written in the
+  same cycle (a stop must not wait for headroom) but after every decrease, and what it adds
+  is taken off the headroom the other increases share. A discharge that turns into charging
+  stops at 0 first; the charging part comes out of headroom like any increase.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ class Write:
     idx: int
     kw: float
     previous_kw: float | None
-    reason: str  # "decrease" | "increase" | "initial"
+    reason: str  # "decrease" | "initial" | "v2g_end" | "increase" (the order they are sent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +63,16 @@ def plan_writes(
     `drawing`: measured power per connector.
     `initial_kw`: safe limit for a connector whose limit in force is unknown (its fallback)."""
     decreases: list[Write] = []
+    v2g_ends: list[Write] = []
     wants: list[tuple[Key, float, float | None]] = []
     outstanding = 0.0
     for key, cur in current.items():
         if cur is not None:
-            outstanding += max(0.0, cur - max(0.0, drawing.get(key, 0.0)))
+            # What the limit in force allows above the draw (a discharging EV may stop).
+            outstanding += max(0.0, cur - drawing.get(key, 0.0))
+    ending = 0.0
     for key, target in targets.items():
         cur = current.get(key)
-        target = max(0.0, target)
         if cur is None:
             # Unknown limit in force (first cycle, failed write): write at most the
             # fallback, which is safe by construction; more comes out of headroom later.
@@ -74,11 +81,16 @@ def plan_writes(
             continue
         if target < cur and (target == 0.0 or cur - target >= deadband_kw):
             decreases.append(Write(key[0], key[1], target, cur, "decrease"))
+        elif cur < 0.0 and target > cur and (target >= 0.0 or target - cur >= deadband_kw):
+            end = min(target, 0.0)
+            v2g_ends.append(Write(key[0], key[1], end, cur, "v2g_end"))
+            ending += end - max(cur, drawing.get(key, cur))
         elif target - cur >= deadband_kw:
             wants.append((key, target, cur))
 
-    # Decreases free power only once the EV follows, so they add no headroom this cycle.
-    headroom = max(0.0, capacity_kw - margin_kw - import_kw - outstanding)
+    # Decreases free power only once the EV follows, so they add no headroom this cycle;
+    # a V2G discharge ending takes its share first.
+    headroom = max(0.0, capacity_kw - margin_kw - import_kw - outstanding - ending)
     asked = sum(t - c for _, t, c in wants if c is not None)
     share = 1.0 if asked <= headroom or asked == 0 else headroom / asked
     increases: list[Write] = []
@@ -93,7 +105,7 @@ def plan_writes(
         granted_total += new - cur
         increases.append(Write(key[0], key[1], round(new, 3), cur, "increase"))
     return ApplyPlan(
-        writes=tuple(decreases + increases),
+        writes=tuple(decreases + v2g_ends + increases),
         headroom_kw=headroom,
         held_back_kw=max(0.0, asked - granted_total),
     )
@@ -104,12 +116,14 @@ class LimitWriter(Protocol):
 
 
 async def execute(plan: ApplyPlan, chargers: Mapping[str, LimitWriter]) -> dict[Key, bool]:
-    """Send the plan: every decrease (concurrently across chargers) before any increase.
-    Returns success per connector; a failed write leaves the limit in force unknown to us."""
+    """Send the plan: every decrease (concurrently across chargers) before any V2G end,
+    those before any increase. Returns success per connector; a failed write leaves the
+    limit in force unknown to us."""
     results: dict[Key, bool] = {}
-    decreases = [w for w in plan.writes if w.reason != "increase"]
+    decreases = [w for w in plan.writes if w.reason in ("decrease", "initial")]
+    ends = [w for w in plan.writes if w.reason == "v2g_end"]
     increases = [w for w in plan.writes if w.reason == "increase"]
-    for batch in (decreases, increases):
+    for batch in (decreases, ends, increases):
         if batch:
             await _send(batch, chargers, results)
     return results

@@ -182,6 +182,7 @@ class Reader:
                         energy_kwh=(c.session_energy_kwh or 0.0) if c else 0.0,
                         ev_max_kw=c.ev_max_kw if c else None,
                         limit_kw=c.limit_kw if c else None,
+                        soc_pct=getattr(c, "soc_pct", None) if c else None,
                     )
                 )
             chargers.append(ChargerState(ch.id, reading is not None, tuple(conns)))

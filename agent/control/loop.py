@@ -27,6 +27,7 @@ from agent.control.devices import Reader, StationDevices
 from agent.control.guidance import Guidance
 from agent.control.snapshot import Snapshot
 from agent.control.stats import CycleStats
+from agent.control.v2g import V2gDispatch, V2gOrders
 from agent.sdnotify import Notifier
 from agent.sessions import Session, SessionTracker
 from agent.settings import AgentSettings
@@ -73,6 +74,7 @@ class AllocationInputs:
     battery: dict | None
     chargers: tuple[tuple[str, float, int], ...]  # (id, max kW, connectors)
     sessions: tuple[SessionRow, ...]  # in the order given to the allocator
+    v2g_supply_kw: float = 0.0  # confirmed V2G discharge, counted like PV
 
     def as_request(self) -> dict:
         sessions = []
@@ -92,7 +94,7 @@ class AllocationInputs:
             "stationId": self.station_id,
             "gridCapacity": self.grid_capacity_kw,
             "baseLoad": self.base_load_kw,
-            "pvPower": self.pv_kw,
+            "pvPower": self.pv_kw + self.v2g_supply_kw,  # what the kernel was given
             "chargers": [
                 {"id": cid, "maxPower": kw, "connectors": n} for cid, kw, n in self.chargers
             ],
@@ -118,6 +120,7 @@ class Decision:
     power_cap_kw: float | None = None  # demand-response cap in force (agent/signals.py)
     planned: bool = False  # a horizon plan narrowed this cycle's allocation
     battery_available: bool = True  # False inside a maintenance window
+    v2g: V2gOrders = field(default_factory=V2gOrders)  # this cycle's V2G discharges
 
     @property
     def request(self) -> dict:
@@ -138,12 +141,14 @@ class Controller:
         guide: GuideFn | None = None,
         interval: IntervalFn | None = None,
         battery_available: AvailableFn | None = None,
+        v2g: V2gDispatch | None = None,
     ) -> None:
         from allocator.arrays import StationArrays  # numba: only once a controller exists
 
         self.s = settings
         self.sessions = sessions
         self.signals = signals
+        self.v2g = v2g
         self.guide = guide
         self.interval = interval
         self.battery_available = battery_available
@@ -186,6 +191,8 @@ class Controller:
     def decide(self, snap: Snapshot) -> Decision:
         c = self.s.control
         t = snap.t
+        if self.v2g is not None:  # before the tracker: a session ending now keeps its kWh
+            self.v2g.account(snap, self.sessions.active)
         sessions = self.sessions.update(snap)
         by_key = {(x.charger_id, x.connector_idx): x for x in sessions}
 
@@ -245,7 +252,12 @@ class Controller:
             so_far = self.interval(snap.ts) if self.interval is not None else None
             grid = min(grid, guidance.grid_cap(*(so_far or (None, None))))
 
-        inputs = self._fill(budget, grid, [by_id[sid] for sid in order], caps, guidance)
+        v2g = (
+            self.v2g.dispatch(snap, live, self.chargers, guidance)
+            if self.v2g is not None
+            else V2gOrders()
+        )
+        inputs = self._fill(budget, grid, [by_id[sid] for sid in order], caps, guidance, v2g)
         self.arrays.solve()
         result = self._result(inputs)
         allocations: dict[str, float] = result["allocations"]
@@ -259,6 +271,8 @@ class Controller:
         for key in current:
             s = by_key.get(key)
             targets[key] = allocations.get(s.id, 0.0) if s is not None else 0.0
+            if s is not None and s.id in v2g.discharge_kw:
+                targets[key] = -v2g.discharge_kw[s.id]
 
         if snap.grid_kw is not None:
             import_kw = snap.grid_kw
@@ -297,6 +311,7 @@ class Controller:
             power_cap_kw=power_cap,
             planned=guidance is not None,
             battery_available=battery_available,
+            v2g=v2g,
         )
 
     def _fill(
@@ -306,6 +321,7 @@ class Controller:
         ordered: list[Session],
         caps: dict[str, float],
         guidance: Guidance | None,
+        v2g: V2gOrders,
     ) -> AllocationInputs:
         """Write this cycle's inputs into the kernel's arrays (no request dict, no parsing)."""
         a = self.arrays
@@ -317,7 +333,7 @@ class Controller:
         a.set_station(
             grid_capacity=grid,
             base_load=budget.base_load_kw,
-            pv_power=budget.pv_kw,
+            pv_power=budget.pv_kw + v2g.supply_kw,
             battery_max_discharge=b["maxDischargePower"] if b else 0.0,
             battery_max_charge=b["maxChargePower"] if b else 0.0,
             battery_soc=b["soc"] if b else 0.0,
@@ -328,7 +344,9 @@ class Controller:
             ch = self.chargers[x.charger_id]
             cap = caps.get(x.id)
             priority = 0.0
-            if guidance is not None:
+            if x.id in v2g.guarded:  # departure guard: charge now, whatever the plan said
+                priority = 1.0
+            elif guidance is not None:
                 planned = guidance.session_cap(x.id)
                 if planned is not None:
                     cap = planned if cap is None else min(cap, planned)
@@ -354,6 +372,7 @@ class Controller:
             battery=b,
             chargers=self._charger_rows,
             sessions=tuple(rows),
+            v2g_supply_kw=v2g.supply_kw,
         )
 
     def _result(self, inputs: AllocationInputs) -> dict:
@@ -544,7 +563,17 @@ class ControlLoop:
                 log.warning("charger %s: fallback limit not set: %s", ch_id, exc)
 
         await asyncio.gather(*(one(cid) for cid in self.devices.chargers))
+        self._check_bidirectional()
         self.controller.arrays.warm_up()  # compile or load the kernel before the first cycle
+
+    def _check_bidirectional(self) -> None:
+        """A charger configured for V2G whose profile refuses negative limits gets none."""
+        for cid, ch in list(self.controller.chargers.items()):
+            dev = self.devices.chargers.get(cid)
+            if ch.v2g and dev is not None and not getattr(dev, "bidirectional", False):
+                log.error("charger %s: v2g = true but its profile takes no negative limit "
+                          "(bidirectional = true); V2G is off for it", cid)
+                self.controller.chargers[cid] = ch.model_copy(update={"v2g": False})
 
     async def cycle(self) -> Decision:
         period = self.s.control.period_s
@@ -741,8 +770,8 @@ class ControlLoop:
                 key = (cid, idx)
                 cur = ctl.limits.get(key)
                 safe = ctl.fallback_per_connector[key]
-                try:
-                    await dev.set_limit(idx, safe if cur is None else min(cur, safe))
+                try:  # a V2G discharge ends too: the fallback shares are safe without it
+                    await dev.set_limit(idx, safe if cur is None else max(0.0, min(cur, safe)))
                 except Exception as exc:
                     log.warning("charger %s/%d: safe limit not written: %s", cid, idx, exc)
 

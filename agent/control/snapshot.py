@@ -23,6 +23,7 @@ class ConnectorState:
     energy_kwh: float  # the charger's session counter
     ev_max_kw: float | None = None  # the EV's maximum, where the charger knows it
     limit_kw: float | None = None  # limit the charger reports applying, where readable
+    soc_pct: float | None = None  # the EV's state of charge, where the charger reports it
 
     @property
     def occupied(self) -> bool:
