@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -70,6 +71,7 @@ class _Session:
     binding: str | None = None
     energy_kwh: float = 0.0
     peak_kw: float = 0.0
+    cost_eur: float = 0.0  # each reported kWh at the import price in force
 
 
 class ApiStation:
@@ -86,8 +88,10 @@ class ApiStation:
         probe_fraction: float = 0.05,
         signals: Any | None = None,
         planner: Any | None = None,
+        import_price: Callable[[datetime], float] | None = None,
     ) -> None:
         self._config = config
+        self._import_price = import_price  # EUR/kWh at a time (agent.ledger_recorder.prices_at)
         # ApiContext's collaborators, as plain attributes.
         self.store = store
         self.signals = signals
@@ -228,7 +232,10 @@ class ApiStation:
         s = self._get(session_id)
         t = self._clock.monotonic()
         if s.consumed_kw is not None and s.consumed_at is not None:
-            s.energy_kwh += s.consumed_kw * max(0.0, t - s.consumed_at) / 3600.0
+            kwh = s.consumed_kw * max(0.0, t - s.consumed_at) / 3600.0
+            s.energy_kwh += kwh
+            if self._import_price is not None:
+                s.cost_eur += kwh * self._import_price(self._clock.now())
         s.consumed_kw, s.consumed_at = consumed_kw, t
         s.peak_kw = max(s.peak_kw, consumed_kw)
         # The daemon's cap rule, fed with each report (a report is a fresh measurement).
@@ -241,6 +248,7 @@ class ApiStation:
             {
                 "energy_kwh": round(s.energy_kwh, 6),
                 "peak_kw": s.peak_kw,
+                "cost_eur": round(s.cost_eur, 6),
                 "updated_at": iso(self._clock.now()),
             },
         )
@@ -366,6 +374,7 @@ class ApiStation:
             kind=s.kind,
             started_at=s.started_at,
             energy_kwh=round(s.energy_kwh, 6),
+            cost_eur=round(s.cost_eur, 4),
             binding=s.binding,
             vehicle_id=s.vehicle_id,
             fleet_id=s.fleet_id,

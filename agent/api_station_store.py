@@ -57,9 +57,11 @@ class StoredApiStation(ApiStation):
             except (ValueError, ValidationError) as exc:
                 log.warning("stored API station configuration ignored: %s", exc)
         c = settings.control
+        from agent.ledger_recorder import prices_at
+
         return cls(config, db, clock, probe_kw=c.probe_margin_kw,
-                   probe_fraction=c.probe_margin_fraction, signals=signals,
-                   uplink=uplink)  # fmt: skip
+                   probe_fraction=c.probe_margin_fraction, signals=signals, uplink=uplink,
+                   import_price=lambda ts: prices_at(settings.tariff, signals, ts)[0])  # fmt: skip
 
     def replace_station_config(self, config: StationConfig) -> None:
         with self.store.conn:

@@ -160,6 +160,7 @@ class DaemonContext:
                 vehicle_max_kw=s.vehicle_max_kw, consumed_kw=round(s.power_kw, 3),
                 source="hardware", kind="v2g" if kind == "v2g" else "charging",
                 started_at=s.started_at, energy_kwh=round(s.energy_kwh, 4),
+                cost_eur=round(s.cost_eur, 4),
                 binding=bindings.get(s.id), vehicle_id=vehicle_id, fleet_id=fleet_id,
             ))  # fmt: skip
         return out
@@ -380,7 +381,7 @@ class DaemonTarget:
         return {
             "sessionId": s.id, "chargerId": s.charger_id, "connectorIdx": s.connector_idx,
             "stoppedAt": s.stopped_at, "energyKwh": round(s.energy_kwh, 4),
-            "peakKw": round(s.peak_kw, 3),
+            "peakKw": round(s.peak_kw, 3), "costEur": round(s.cost_eur, 4),
         }  # fmt: skip
 
     async def apply_station_config(self, config: CloudStationConfig) -> None:

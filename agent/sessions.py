@@ -198,7 +198,7 @@ class SessionTracker:
 
         def write() -> None:
             with self.db.conn:
-                self.db["sessions"].insert(
+                self.db.table("sessions").insert(
                     {
                         "id": s.id,
                         "charger_id": charger_id,
@@ -253,7 +253,7 @@ class SessionTracker:
             "cost_eur": round(s.cost_eur, 6),
             "updated_at": iso(self.clock.now()),
         }
-        self.db["sessions"].update(s.id, row)
+        self.db.table("sessions").update(s.id, row)
 
     def flush(self) -> None:
         """Persist every active session's energy and peak now (shutdown); writes the store
@@ -300,7 +300,7 @@ class SessionTracker:
         payload = s.public()
         if reason is not None:
             payload["reason"] = reason
-        self.db["events"].insert(
+        self.db.table("events").insert(
             {"ts": iso(ts), "kind": kind, "session_id": s.id, "data": json.dumps(payload)}
         )
         if self.on_event is not None:

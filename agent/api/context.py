@@ -81,6 +81,7 @@ class SessionView:
     kind: Literal["charging", "v2g"] = "charging"
     started_at: str = ""
     energy_kwh: float = 0.0
+    cost_eur: float = 0.0  # energy so far at the import price in force as it was delivered
     binding: str | None = None  # which limit stopped it: vehicle, cap, charger, station, minimum
     vehicle_id: str | None = None
     fleet_id: str | None = None

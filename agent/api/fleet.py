@@ -419,6 +419,7 @@ def _kind_status(request: Request, kind: str, column: Owner, value: str) -> dict
 def _session_view(s: SessionView) -> dict[str, Any]:
     return {"session_id": s.session_id, "charger_id": s.charger_id, "connector_idx": s.idx,
             "allocated_kw": s.allocated_kw, "power_kw": s.consumed_kw, "energy_kwh": s.energy_kwh,
+            "cost_eur": s.cost_eur,
             "binding": s.binding, "started_at": s.started_at, "vehicle_id": s.vehicle_id, "fleet_id": s.fleet_id}
 
 
