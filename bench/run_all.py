@@ -158,12 +158,19 @@ def _beside(rows: list[tuple[str, str, list[str]]]) -> list[str]:
                   "l" + "r" * (len(head) - 1))  # fmt: skip
 
 
-def _missing(name: str, bench: dict[str, Any] | None) -> list[str] | None:
+def _of_periods(seconds: float, unit: str = "{period:g} s") -> list[str]:
+    """`seconds` as a share of each peer's period, e.g. "1.2 % of 1 s"."""
+    return [f"{_pct(seconds, p[1])} of {unit.format(period=p[1])}" for p in PEERS]
+
+
+def _section(title: str, name: str, bench: dict[str, Any] | None) -> tuple[list[str], Any]:
+    """A section's heading and the benchmark's result, or (heading + why there is none, None)."""
+    out = [f"## {title}", ""]
     if bench is None:
-        return ["_Not run this time (`bench/run_all.py --only` left it out)._", ""]
+        return out + ["_Not run this time (`bench/run_all.py --only` left it out)._", ""], None
     if "error" in bench:
-        return [f"**The {name} benchmark failed**: {bench['error']}", ""]
-    return None
+        return out + [f"**The {name} benchmark failed**: {bench['error']}", ""], None
+    return out, bench["result"]
 
 
 def _loop_row(loop: dict[str, Any], chargers: int, period_ms: float) -> dict[str, Any] | None:
@@ -206,12 +213,9 @@ def _summary(b: dict[str, Any]) -> list[str]:
 
 
 def _allocator(bench: dict[str, Any] | None) -> list[str]:
-    out = ["## Allocator (`bench/allocator.py`)", ""]
-    missing = _missing("allocator", bench)
-    if missing:
-        return out + missing
-    assert bench is not None
-    r = bench["result"]
+    out, r = _section("Allocator (`bench/allocator.py`)", "allocator", bench)
+    if r is None:
+        return out
     out += [
         "Median microseconds per call on one core; sessions spread 4 per charger, mixed DC/AC "
         "vehicles with caps, minimums, battery and PV. `kernel`: `StationArrays.solve()` on "
@@ -237,17 +241,14 @@ def _allocator(bench: dict[str, Any] | None) -> list[str]:
     us = big["kernel_us"]
     out += [f"Beside the peers' periods, one allocation of {big['sessions']} sessions:", ""]
     out += _beside([(f"kernel, {big['sessions']} sessions", f"{_f(us, 1)} us",
-                     [f"{_pct(us / 1e6, p[1])} of a {p[1]:g} s period" for p in PEERS])])
+                     _of_periods(us / 1e6, "a {period:g} s period"))])
     return out
 
 
 def _modbus(bench: dict[str, Any] | None) -> list[str]:
-    out = ["## Modbus (`bench/modbus.py`)", ""]
-    missing = _missing("Modbus", bench)
-    if missing:
-        return out + missing
-    assert bench is not None
-    r = bench["result"]
+    out, r = _section("Modbus (`bench/modbus.py`)", "Modbus", bench)
+    if r is None:
+        return out
     s, st = r["single_device"], r["station"]
     out += [
         "Loopback TCP against the hardware simulator (`sems-sim`, a child process). Single "
@@ -272,17 +273,14 @@ def _modbus(bench: dict[str, Any] | None) -> list[str]:
             "period and the shared-bus lock are for.", ""]
     out += _beside([(f"whole-station read p99 ({r['chargers']} chargers)",
                      f"{st['p99_ms']:.1f} ms ({_pct(p99, 0.25)} of 250 ms)",
-                     [f"{_pct(p99, p[1])} of {p[1]:g} s" for p in PEERS])])  # fmt: skip
+                     _of_periods(p99))])  # fmt: skip
     return out
 
 
 def _loop(bench: dict[str, Any] | None) -> list[str]:
-    out = ["## Control loop (`bench/loop.py`)", ""]
-    missing = _missing("control-loop", bench)
-    if missing:
-        return out + missing
-    assert bench is not None
-    r = bench["result"]
+    out, r = _section("Control loop (`bench/loop.py`)", "control-loop", bench)
+    if r is None:
+        return out
     out += [
         "The loop as the daemon assembles it (planner and savings ledger included) against the "
         "simulator over loopback, one EV per charger (2 connectors each). Cycle = read every "
@@ -316,7 +314,7 @@ def _loop(bench: dict[str, Any] | None) -> list[str]:
         p99 = ten["cycle_ms"]["p99"] / 1000
         out += _beside([
             ("cycle p99, 10 chargers", f"{ten['cycle_ms']['p99']:.1f} ms",
-             [f"{_pct(p99, p[1])} of {p[1]:g} s" for p in PEERS]),
+             _of_periods(p99)),
             ("decisions per charger per minute", f"{60 / 0.25:.0f} (600 at 100 ms)",
              [f"{60 / p[1]:.0f}" if i < 2 else f"{60 / (p[1] * EVCC_CHARGERS):.1f} "
               f"({EVCC_CHARGERS} loadpoints)" for i, p in enumerate(PEERS)]),
@@ -325,12 +323,9 @@ def _loop(bench: dict[str, Any] | None) -> list[str]:
 
 
 def _uplink(bench: dict[str, Any] | None) -> list[str]:
-    out = ["## Uplink (`bench/uplink.py`)", ""]
-    missing = _missing("uplink", bench)
-    if missing:
-        return out + missing
-    assert bench is not None
-    r = bench["result"]
+    out, r = _section("Uplink (`bench/uplink.py`)", "uplink", bench)
+    if r is None:
+        return out
     out += [
         "Against a real Mosquitto on loopback. Drain: messages buffered in the SQLite outbox "
         "while offline, then published at QoS 1 with a window of publishes in flight, each row "
@@ -358,7 +353,7 @@ def _uplink(bench: dict[str, Any] | None) -> list[str]:
     p99 = lat["p99Ms"] / 1000
     out += _beside([
         ("commit -> PUBACK p99", f"{lat['p99Ms']} ms",
-         [f"{_pct(p99, p[1])} of {p[1]:g} s" for p in PEERS]),
+         _of_periods(p99)),
         ("a day offline (10 s telemetry) drains in", f"{day_s:.1f} s",
          [f"{day_s / p[1]:.2g} periods of {p[1]:g} s" for p in PEERS]),
     ])  # fmt: skip
@@ -366,12 +361,9 @@ def _uplink(bench: dict[str, Any] | None) -> list[str]:
 
 
 def _planner_and_savings(bench: dict[str, Any] | None) -> list[str]:
-    out = ["## Planner and savings (`bench/savings.py`)", ""]
-    missing = _missing("savings", bench)
-    if missing:
-        return out + [*missing, "(The planner's solve times come from the same run.)", ""]
-    assert bench is not None
-    r = bench["result"]
+    out, r = _section("Planner and savings (`bench/savings.py`)", "savings", bench)
+    if r is None:
+        return out + ["(The planner's solve times come from the same run.)", ""]
     rows = r["planner"]
     default = next((x for x in rows if x["variant"] == "default"), rows[0])
     out += [
@@ -394,7 +386,7 @@ def _planner_and_savings(bench: dict[str, Any] | None) -> list[str]:
             f"{r['optimumSolveS'] * 1000:.0f} ms.", ""]  # fmt: skip
     out += _beside([("planner solve, median / max (default)",
                      f"{med * 1000:.1f} / {default['solveMaxS'] * 1000:.1f} ms",
-                     [f"{_pct(default['solveMaxS'], p[1])} of {p[1]:g} s (max)" for p in PEERS])])
+                     _of_periods(default["solveMaxS"], "{period:g} s (max)"))])
     out += ["### Savings", ""]
     out += _table(["variant", "replan", "cost EUR", "savings", "over optimum", "peak kW",
                    "delivered kWh", "unmet kWh"],

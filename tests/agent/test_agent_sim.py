@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 from hardware_sim.simulator import Simulator
-from sim_helpers import STATION, agent_settings
+from sim_agent import STATION, agent_settings, cycles, ev
 
 from agent.clock import RealClock
 from agent.control.devices import StationDevices
@@ -15,10 +15,6 @@ from agent.sessions import SessionTracker
 from agent.store import connect
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def ev(sim, cid, idx, kw):
-    sim.plug(cid, idx, max_kw=kw, capacity_kwh=80.0, soc=0.2, energy_needed_kwh=60.0)
 
 
 def commanded(sim, cid, idx):
@@ -36,12 +32,6 @@ async def agent(sim, tmp_path, **control):
     loop = ControlLoop(cfg, devices, Controller(cfg, sessions), clock)
     await loop.start()
     return loop
-
-
-async def cycles(loop, n):
-    for _ in range(n):
-        await loop.cycle()
-        await asyncio.sleep(loop.s.control.period_s)
 
 
 def test_plug_in_gets_a_limit_within_two_cycles_and_grid_stays_under_capacity(tmp_path):

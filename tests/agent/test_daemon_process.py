@@ -13,7 +13,7 @@ import time
 
 import pytest
 from hardware_sim.simulator import Simulator
-from sim_helpers import STATION
+from sim_agent import STATION
 
 pytestmark = pytest.mark.timeout(90)
 

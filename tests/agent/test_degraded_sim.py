@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 from hardware_sim.simulator import Simulator
-from sim_helpers import STATION, agent_settings
+from sim_agent import BATTERY_STATION, STATION, agent_settings, cycles, ev
 
 from agent.assembly import build_control
 from agent.clock import RealClock
@@ -23,21 +23,11 @@ pytestmark = pytest.mark.timeout(60)
 CAPACITY = 60.0
 
 
-def ev(sim, cid, idx, kw):
-    sim.plug(cid, idx, max_kw=kw, capacity_kwh=80.0, soc=0.2, energy_needed_kwh=60.0)
-
-
 async def start(sim, tmp_path, **kw):
     cfg = agent_settings(sim.endpoints, tmp_path / "agent.db", **kw)
     loop = build_control(cfg, connect(cfg.storage.db_path), StationDevices(cfg), RealClock())
     await loop.start()
     return loop
-
-
-async def cycles(loop, n):
-    for _ in range(n):
-        await loop.cycle()
-        await asyncio.sleep(loop.s.control.period_s)
 
 
 def assert_within_capacity(sim):
@@ -115,13 +105,9 @@ def test_silent_bms_counts_on_no_battery_discharge(tmp_path):
 
 
 async def _silent_bms(tmp_path):
-    station = {**STATION, "battery": {"capacity": 60.0, "maxChargePower": 30.0,
-                                      "maxDischargePower": 30.0, "socStart": 0.7}}  # fmt: skip
-    battery = {"max_charge_kw": 30.0, "max_discharge_kw": 30.0, "min_soc": 10.0,
-               "capacity_kwh": 60.0}  # fmt: skip
-    async with Simulator(station, rtu_meter=False) as sim:
+    async with Simulator(BATTERY_STATION, rtu_meter=False) as sim:
         sim.set(base_load_kw=30.0, pv_kw=0.0)
-        loop = await start(sim, tmp_path, battery=battery)
+        loop = await start(sim, tmp_path, battery=True)
         try:
             ev(sim, "CP1", 1, 50.0)
             ev(sim, "CP1", 2, 50.0)

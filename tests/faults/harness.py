@@ -21,7 +21,6 @@ is still running, and only 127.0.0.1 is ever a target.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import signal
@@ -36,112 +35,18 @@ from typing import Any
 
 import httpx
 from hardware_sim.simulator import Simulator
+from sim_agent import (  # noqa: F401 (BATTERY_STATION: the suite imports it from here)
+    BATTERY_STATION,
+    CAPACITY_KW,
+    STATION,
+    agent_config,
+    ev,
+    write_config,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
-STATION: dict[str, Any] = {
-    "stationId": "SIM1",
-    "gridCapacity": 60.0,
-    "chargers": [
-        {"id": "CP1", "maxPower": 50.0, "connectors": 2, "kind": "dc"},
-        {"id": "CP2", "maxPower": 22.0, "connectors": 1, "kind": "ac"},
-    ],
-}
-BATTERY_STATION: dict[str, Any] = {
-    **STATION,
-    "battery": {"capacity": 60.0, "maxChargePower": 30.0, "maxDischargePower": 30.0,
-                "socStart": 0.7},
-}  # fmt: skip
-CAPACITY_KW = 60.0
-PERIOD_S = 0.1
 WATCHDOG_USEC = 1_000_000  # the agent pings at most every 0.5 s after healthy cycles
-
-
-# ---- settings file --------------------------------------------------------------------
-def toml_value(value: Any) -> str:
-    """One TOML value. (tomli_w is not a dependency; JSON strings are valid TOML strings.)"""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str | Path):
-        return json.dumps(str(value))
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    raise TypeError(f"no TOML for {value!r}")
-
-
-def to_toml(data: Mapping[str, Any], prefix: str = "") -> str:
-    """Tables and arrays of tables, as deep as the agent's settings go."""
-    out: list[str] = []
-    scalars = {k: v for k, v in data.items() if not isinstance(v, dict | list) or
-               (isinstance(v, list) and not (v and isinstance(v[0], dict)))}  # fmt: skip
-    for k, v in scalars.items():
-        out.append(f"{k} = {toml_value(v)}")
-    for k, v in data.items():
-        name = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.append(f"\n[{name}]")
-            out.append(to_toml(v, f"{name}."))
-        elif isinstance(v, list) and v and isinstance(v[0], dict):
-            for item in v:
-                out.append(f"\n[[{name}]]")
-                out.append(to_toml(item, f"{name}."))
-    return "\n".join(line for line in out if line != "")
-
-
-def agent_config(
-    endpoints: Mapping[str, Any],
-    db_path: Path,
-    *,
-    rtu_meter: bool = False,
-    battery: bool = False,
-    control: Mapping[str, Any] | None = None,
-    extra: Mapping[str, Any] | None = None,
-    mqtt_port: int | None = None,
-) -> dict[str, Any]:
-    """The agent's settings for a running simulator, as a dict (write it with to_toml).
-    `rtu_meter`: the grid meter (and BMS) over the simulator's RS-485 pseudo-terminal;
-    `mqtt_port`: an [mqtt] section for a loopback broker (short keepalive and backoff);
-    the local API always answers on a socket beside the database."""
-    def device(name: str, kind: str) -> dict[str, Any]:
-        ep = endpoints[name] if name in endpoints else endpoints["chargers"][name]
-        entry = {"name": name, "kind": kind, "profile": ep["profile"], "unit_id": ep["unit"]}
-        if rtu_meter and name in ("meter", "bms"):
-            entry.update(endpoint=f"rtu://{ep['rtu']}", baudrate=115200)
-        else:
-            entry["endpoint"] = f"tcp://{ep['tcp']}"
-        return entry
-
-    devices = [device("meter", "meter")]
-    chargers = []
-    for cid, ep in endpoints["chargers"].items():
-        devices.append(device(cid, "charger"))
-        chargers.append({"id": cid, "device": cid, "max_power_kw": ep["maxPower"],
-                         "connectors": ep["connectors"]})  # fmt: skip
-    station: dict[str, Any] = {
-        "id": "SIM1", "grid_capacity_kw": CAPACITY_KW, "grid_meter": "meter",
-        "pessimistic_base_load_kw": 15.0, "chargers": chargers,
-    }  # fmt: skip
-    if battery:
-        devices += [device("bms", "battery"), device("inverter", "inverter")]
-        station["battery"] = {"inverter": "inverter", "bms": "bms", "max_charge_kw": 30.0,
-                              "max_discharge_kw": 30.0, "min_soc": 10.0, "capacity_kwh": 60.0}  # fmt: skip
-    ctl = {"period_s": PERIOD_S, "stale_after_s": 0.5, "comm_timeout_s": 3, "cap_after_s": 2.0}
-    ctl.update(control or {})
-    cfg: dict[str, Any] = {
-        "station": station, "devices": devices, "control": ctl,
-        "planner": {"enabled": False}, "storage": {"db_path": str(db_path)},
-        "api": {"socket_path": str(db_path.parent / "api.sock")},
-    }  # fmt: skip
-    if mqtt_port is not None:
-        cfg["mqtt"] = {
-            "host": "127.0.0.1", "port": mqtt_port, "keepalive_s": 3, "backoff_initial_s": 0.1,
-            "backoff_max_s": 0.5, "telemetry_interval_s": 1.0, "health_interval_s": 3.0,
-        }  # fmt: skip
-    for section, values in (extra or {}).items():
-        cfg[section] = {**cfg.get(section, {}), **values}
-    return cfg
 
 
 # ---- the agent process ----------------------------------------------------------------
@@ -294,7 +199,7 @@ class Scenario:
             control=self.control, extra=self.extra, mqtt_port=self.mqtt_port,
         )  # fmt: skip
         config_path = self.dir / "agent.toml"
-        self.write_config(self.config, config_path)
+        write_config(self.config, config_path)
         notify = NotifyListener(self.dir / "notify.sock")
         env = {
             **os.environ,
@@ -316,10 +221,6 @@ class Scenario:
             self.agent.notify.close()
             await self.sim.close()
 
-    @staticmethod
-    def write_config(config: Mapping[str, Any], path: Path) -> None:
-        path.write_text(to_toml(config) + "\n")
-
     async def start_agent(self) -> None:
         """Start `sems run` and wait until it is READY and its first limits are in force
         (before that a charger still has its own power-on limit, which is not the agent's)."""
@@ -339,7 +240,7 @@ class Scenario:
         return re.escape(where) + r"(\?\S*)?" + re.escape(f"#{entry['unit_id']}")
 
     def ev(self, charger: str, idx: int, kw: float) -> None:
-        self.sim.plug(charger, idx, max_kw=kw, capacity_kwh=80.0, soc=0.2, energy_needed_kwh=60.0)
+        ev(self.sim, charger, idx, kw)
 
     def connector(self, charger: str, idx: int) -> dict[str, Any]:
         return next(c for c in self.sim.state()["connectors"]

@@ -13,41 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import sim_agent
 
-STATION = {
-    "stationId": "E2E1",
-    "gridCapacity": 60.0,
-    "chargers": [
-        {"id": "CP1", "maxPower": 50.0, "connectors": 2, "kind": "dc"},
-        {"id": "CP2", "maxPower": 22.0, "connectors": 1, "kind": "ac"},
-    ],
-}
+STATION = {**sim_agent.STATION, "stationId": "E2E1"}
 REPO = Path(__file__).resolve().parents[2]
 
 
 def write_config(path: Path, endpoints: dict[str, Any], tmp: Path, broker_port: int,
                  *, telemetry_s: float = 1.0, health_s: float = 3.0) -> Path:
-    """A complete agent TOML for the simulator's devices, the broker and an API socket."""
-    lines = ['[station]', 'id = "E2E1"', 'grid_capacity_kw = 60.0', 'grid_meter = "meter"',
-             'pessimistic_base_load_kw = 15.0']
-    for cid, ep in endpoints["chargers"].items():
-        lines += ["[[station.chargers]]", f'id = "{cid}"', f'device = "{cid}"',
-                  f"max_power_kw = {ep['maxPower']}", f"connectors = {ep['connectors']}"]
-    devices = [("meter", "meter", endpoints["meter"])]
-    devices += [(cid, "charger", ep) for cid, ep in endpoints["chargers"].items()]
-    for name, kind, ep in devices:
-        lines += ["[[devices]]", f'name = "{name}"', f'kind = "{kind}"',
-                  f'profile = "{ep["profile"]}"', f'endpoint = "tcp://{ep["tcp"]}"',
-                  f"unit_id = {ep['unit']}"]
-    lines += ["[control]", "period_s = 0.1", "stale_after_s = 0.5", "comm_timeout_s = 3",
-              "[planner]", "enabled = false",
-              "[mqtt]", 'host = "127.0.0.1"', f"port = {broker_port}", "keepalive_s = 3",
-              "backoff_initial_s = 0.1", "backoff_max_s = 0.5",
-              f"telemetry_interval_s = {telemetry_s}", f"health_interval_s = {health_s}",
-              "[api]", f'socket_path = "{tmp / "api.sock"}"',
-              "[storage]", f'db_path = "{tmp / "agent.db"}"']
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    """A complete agent TOML for the simulator's devices, the broker and an API socket
+    (`tmp`/api.sock), with the store at `tmp`/agent.db."""
+    config = sim_agent.agent_config(
+        endpoints, tmp / "agent.db", station_id="E2E1", mqtt_port=broker_port,
+        extra={"mqtt": {"telemetry_interval_s": telemetry_s, "health_interval_s": health_s}},
+    )
+    return sim_agent.write_config(config, path)
 
 
 def agent_env() -> dict[str, str]:
