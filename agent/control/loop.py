@@ -712,7 +712,7 @@ class ControlLoop:
         db = self.controller.sessions.db
         try:
             with db.conn:
-                db["events"].insert_all(self._unlogged)
+                db.table("events").insert_all(self._unlogged)
         except sqlite3.Error as exc:
             if self._event_error is None:
                 log.error("store refuses the event log (%s): events kept, retrying", exc)
