@@ -112,13 +112,19 @@ class CarbonForecast(SignalModel):
         return self
 
 
-class VehicleSchedule(SignalModel):
-    id: str
+class VehicleScheduleFields(SignalModel):
+    """A vehicle's departure and energy target: what the `vehicle.schedule` command carries
+    (agent.uplink.commands) and what is stored with an id."""
+
     vehicle_id: str = Field(min_length=1, max_length=128)
     departure: AwareDatetime
     energy_target_kwh: float = Field(gt=0, le=1_000)
     fleet_id: str | None = Field(None, max_length=128)
     target_soc_pct: float | None = Field(None, ge=0, le=100)
+
+
+class VehicleSchedule(VehicleScheduleFields):
+    id: str
 
 
 class V2gRequest(SignalModel):

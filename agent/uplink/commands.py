@@ -112,13 +112,8 @@ class CarbonSet(Command):
     slots: list[sig.CarbonSlot] = Field(min_length=1, max_length=2000)
 
 
-class VehicleScheduleCmd(Command):
+class VehicleScheduleCmd(Command, sig.VehicleScheduleFields):
     NAME: ClassVar[str] = "vehicle.schedule"
-    vehicle_id: str = Field(min_length=1, max_length=128)
-    departure: AwareDatetime
-    energy_target_kwh: float = Field(gt=0, le=1_000)
-    fleet_id: str | None = Field(None, max_length=128)
-    target_soc_pct: float | None = Field(None, ge=0, le=100)
 
 
 class V2gSessionStart(Command):
@@ -434,11 +429,8 @@ class Dispatcher:
     async def _vehicle_schedule(self, cmd: VehicleScheduleCmd) -> dict[str, Any]:
         if cmd.departure <= self.clock():
             raise CommandError("invalid", "departure: must be in the future")
-        s = self.signals.add_vehicle_schedule(sig.VehicleSchedule(
-            id=cmd.id, vehicle_id=cmd.vehicle_id, departure=cmd.departure,
-            energy_target_kwh=cmd.energy_target_kwh, fleet_id=cmd.fleet_id,
-            target_soc_pct=cmd.target_soc_pct,
-        ))
+        fields = cmd.model_dump(include=set(sig.VehicleScheduleFields.model_fields))
+        s = self.signals.add_vehicle_schedule(sig.VehicleSchedule(id=cmd.id, **fields))
         return {"stored": s.dump()}
 
     async def _v2g_start(self, cmd: V2gSessionStart) -> dict[str, Any]:
