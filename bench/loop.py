@@ -31,6 +31,7 @@ T_IMPORT = time.perf_counter()
 # the allocator package.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+sys.path.insert(0, os.path.dirname(_HERE))  # the project root: bench.simproc
 
 from agent.assembly import build_control  # noqa: E402 (timed from process start on purpose)
 from agent.clock import RealClock  # noqa: E402
@@ -38,10 +39,11 @@ from agent.control.devices import StationDevices  # noqa: E402
 from agent.control.stats import CycleStats  # noqa: E402
 from agent.settings import AgentSettings  # noqa: E402
 from agent.store import connect  # noqa: E402
+from bench.simproc import simulator  # noqa: E402
 
 
-def start_simulator(chargers: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    station = {
+def station(chargers: int) -> dict[str, Any]:
+    return {
         "stationId": "bench",
         "gridCapacity": 30.0 * chargers,
         "chargers": [
@@ -49,28 +51,17 @@ def start_simulator(chargers: int) -> tuple[subprocess.Popen[str], dict[str, Any
             for i in range(chargers)
         ],
     }
-    fd, path = tempfile.mkstemp(suffix=".json", prefix="bench-loop-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(station, f)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from hardware_sim.cli import main; raise SystemExit(main())",
-         "--station", path, "--no-rtu"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    os.unlink(path)
-    if not line:
-        raise SystemExit(f"bench: sems-sim did not start (exit {proc.wait(5)})")
-    ready = json.loads(line)
+
+
+def plug_evs(ready: dict[str, Any], chargers: int) -> None:
+    """One EV per charger, through the simulator's control socket."""
     host, port = ready["control"].rsplit(":", 1)
     with socket.create_connection((host, int(port))) as ctl, ctl.makefile("rw") as f:
-        for i in range(chargers):  # one EV per charger
+        for i in range(chargers):
             f.write(json.dumps({"cmd": "plug", "charger": f"c{i + 1}", "idx": 1, "max_kw": 50,
                                 "capacity_kwh": 80, "soc": 0.2, "energy_needed_kwh": 60}) + "\n")  # fmt: skip
             f.flush()
             assert json.loads(f.readline())["ok"]
-    return proc, ready["endpoints"]
 
 
 def settings(ep: dict[str, Any], period_s: float, db: str) -> AgentSettings:
@@ -183,17 +174,15 @@ def main() -> int:
     rows = []
     memory: dict[str, Any] = {}
     for n in (2, 10, 40):
-        proc, ep = start_simulator(n)
-        try:
+        with simulator(station(n)) as ready:
+            plug_evs(ready, n)
+            ep = ready["endpoints"]
             periods = (0.25, 0.1) if n == 10 else (0.25,)
             for period in periods:
                 row = asyncio.run(run_case(ep, period, args.seconds))
                 rows.append({"chargers": n, **row})
             if n == 10:
                 memory = daemon_memory(ep, max(args.seconds, 10.0))
-        finally:
-            proc.terminate()
-            proc.wait(10)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out = {"rows": rows, "daemon": memory, "bench_rss_mb": round(rss_mb, 1),
            "import_s": round(time.perf_counter() - T_IMPORT, 1)}  # fmt: skip

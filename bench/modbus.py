@@ -16,11 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +28,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import drivers  # noqa: E402
+from bench.simproc import simulator  # noqa: E402
 
 TARGET_MS = 25.0
 
@@ -41,25 +38,12 @@ def percentile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
-def start_simulator(chargers: int) -> tuple[subprocess.Popen[str], dict[str, Any], str]:
-    station = {
+def station(chargers: int) -> dict[str, Any]:
+    return {
         "stationId": "bench", "gridCapacity": 400, "pvPeak": 50,
         "battery": {"capacity": 200, "maxChargePower": 100, "maxDischargePower": 100},
         "chargers": [{"id": f"c{i + 1}", "maxPower": 22, "connectors": 2} for i in range(chargers)],
     }
-    fd, path = tempfile.mkstemp(suffix=".json", prefix="bench-station-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(station, f)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from hardware_sim.cli import main; raise SystemExit(main())",
-         "--station", path, "--no-rtu"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.wait(5)
-        raise SystemExit(f"bench: sems-sim did not start (exit {proc.returncode})")
-    return proc, json.loads(line)["endpoints"], path
 
 
 def make_devices(ep: dict[str, Any], timeout_s: float) -> dict[str, Any]:
@@ -117,16 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.chargers < 1 or args.seconds <= 0 or args.rounds < 1:
         p.error("--chargers, --seconds and --rounds must be positive")
-    proc, endpoints, station_file = start_simulator(args.chargers)
-    try:
-        result = asyncio.run(measure(endpoints, args.seconds, args.rounds))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        os.unlink(station_file)
+    with simulator(station(args.chargers)) as ready:
+        result = asyncio.run(measure(ready["endpoints"], args.seconds, args.rounds))
     result["chargers"] = args.chargers
     if args.json:
         print(json.dumps(result))
