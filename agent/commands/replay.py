@@ -57,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"{day.station_id}: {len(day.evs)} EVs, {day.hours:g} h, policy {args.policy}")
     for key, label in _ROWS:
-        print(f"  {label:<34} {report[key]:>10.2f}")
+        value = report[key]
+        print(f"  {label:<34} " + ("{:>10}".format("n/a") if value is None else f"{value:>10.2f}"))
+    if "optimumError" in report:
+        print(f"  optimum not computed: {report['optimumError']}")
     print(f"  {'failed re-plans (fair sharing)':<34} {report['planFailures']:>10d}")
     return 0
