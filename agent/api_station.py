@@ -112,6 +112,9 @@ class ApiStation:
     def savings(self) -> dict[str, Any] | None:
         return None  # no meter, so no ledger: savings need measured import
 
+    def plan_view(self) -> dict[str, Any] | None:
+        return None  # no rolling plan without a meter; optimisations run on request
+
     # ----- ApiContext: configuration -----
     def station_config(self) -> StationConfig:
         return self._config

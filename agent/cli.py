@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "read": ("read", "read raw Modbus registers (configured device or ad hoc)"),
     "write": ("write", "write raw Modbus registers (configured device or ad hoc)"),
     "scan": ("scan", "find the unit ids answering on an RS-485 bus"),
+    "plan": ("plan", "the plan the agent follows now, or a whole-day plan for a day file"),
     "demo": ("demo", "run a simulated station with the agent and show it working"),
     "config": ("config", "check an agent settings file"),
     "run": ("run", "run the station agent daemon (systemd starts this)"),

@@ -261,7 +261,11 @@ class DaemonContext:
             dropped=stats.dropped, last_ack=_iso_ts(self._last_ack_wall),
         )  # fmt: skip
 
-    # --- battery and savings ----------------------------------------------------------------
+    # --- battery, plan and savings ----------------------------------------------------------
+
+    def plan_view(self) -> dict[str, Any] | None:
+        planner = self.loop.planner
+        return planner.view(self.now()) if planner is not None else None
 
     def battery(self) -> dict[str, Any] | None:
         watch = self.loop.battery

@@ -216,6 +216,16 @@ class PlannerTask:
             g = cur.by_slot[t] = guidance_at(cur.plan, hours)
         return g
 
+    def view(self, now: datetime, slots: int = 96) -> dict[str, Any] | None:
+        """The plan guiding the loop from the slot containing `now` on, for the API and
+        `sems plan` (None without a current plan)."""
+        cur = self._current
+        if cur is None:
+            return None
+        first = cur.plan.slot_at((now - cur.start).total_seconds() / 3600.0)
+        return {**plan_rows(cur.plan, cur.start, first, slots), "horizonH": cur.horizon_h,
+                "status": self.status.as_dict()}
+
     # --- the task -------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -421,6 +431,25 @@ class PlannerTask:
             degradation_cost=b.degradation_cost_eur_kwh,
             available=available,
         )
+
+
+def plan_rows(plan: Plan, start: datetime, first: int = 0, slots: int | None = None) -> dict[str, Any]:
+    """A plan as JSON-able rows from slot `first` on: per slot its start time, the planned
+    net import, the import cap and battery setpoint (kW, > 0 discharging) and each connected
+    session's target (kW, < 0 V2G)."""
+    last = len(plan.slot_starts_h) if slots is None else min(len(plan.slot_starts_h), first + slots)
+    rows = [{
+        "start": (start + timedelta(hours=float(plan.slot_starts_h[i]))).isoformat(),
+        "hours": round(float(plan.slot_hours[i]), 4),
+        "gridKw": round(float(plan.grid_power[i]), 2),
+        "importCapKw": round(float(plan.import_cap[i]), 2),
+        "batteryKw": round(float(plan.battery_power[i]), 2),
+        "sessions": {sid: round(float(p[i]), 2) for sid, p in plan.session_power.items()
+                     if sid not in plan.session_present or plan.session_present[sid][i]},
+    } for i in range(first, last)]
+    return {"start": start.isoformat(), "peakKw": round(plan.peak, 2),
+            "unmetKwh": {k: round(v, 3) for k, v in plan.unmet.items() if v > 1e-6},
+            "slots": rows}
 
 
 def _parse(value: Any) -> datetime | None:

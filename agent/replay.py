@@ -611,8 +611,9 @@ def refill_price(day: Day) -> float:
     return float(np.min(day.import_price)) / math.sqrt(day.battery.round_trip)
 
 
-def optimum(day: Day, time_limit: float = OPTIMUM_TIME_LIMIT_S) -> dict[str, float]:
-    """Perfect foresight: one LP over the whole day with every EV known from the start."""
+def optimum_request(day: Day) -> PlanRequest:
+    """The whole day as one planning problem with every EV known from the start (perfect
+    foresight; also what a depot with a published vehicle schedule can plan ahead)."""
     b = day.battery
     battery = None
     if b is not None:
@@ -627,7 +628,7 @@ def optimum(day: Day, time_limit: float = OPTIMUM_TIME_LIMIT_S) -> dict[str, flo
         v2g_energy=(max(0.0, (ev.soc_arrival - day.v2g_min_soc) * ev.capacity)
                     if ev.v2g and ev.capacity and ev.soc_arrival is not None else 0.0),
     ) for ev in day.evs]
-    req = PlanRequest(
+    return PlanRequest(
         import_price=day.import_price, export_price=day.export_price, pv_power=day.pv,
         base_load=day.base_load, carbon_intensity=day.carbon, grid_capacity=day.grid_capacity,
         chargers=[ChargerSpec(cid, mp) for cid, (mp, _n) in day.chargers.items()],
@@ -635,7 +636,12 @@ def optimum(day: Day, time_limit: float = OPTIMUM_TIME_LIMIT_S) -> dict[str, flo
         slot_hours=day.slot_hours, charging_efficiency=day.charging_efficiency,
         v2g_efficiency=day.v2g_efficiency,
     )
-    p = Planner(time_limit=time_limit).plan(req)
+
+
+def optimum(day: Day, time_limit: float = OPTIMUM_TIME_LIMIT_S) -> dict[str, float]:
+    """Perfect foresight: one LP over the whole day with every EV known from the start."""
+    b = day.battery
+    p = Planner(time_limit=time_limit).plan(optimum_request(day))
     refill = 0.0
     if b is not None and len(p.battery_energy):
         refill = max(0.0, b.soc_start * b.capacity - float(p.battery_energy[-1])) * refill_price(day)

@@ -186,6 +186,10 @@ class ApiContext(Protocol):
     def uplink(self) -> UplinkView | None:
         """None when no uplink is configured."""
 
+    def plan_view(self) -> dict[str, Any] | None:
+        """The rolling plan guiding the control loop from now on (agent.planning
+        PlannerTask.view), or None when planning is off or no plan has succeeded yet."""
+
     # --- sessions created through the API ---
     def create_session(self, new: NewSession) -> SessionView:
         """Start a session; its allocation is what it may draw now without overrunning the

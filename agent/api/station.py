@@ -44,6 +44,11 @@ async def devices(request: Request) -> dict[str, Any]:
     return {"devices": [as_dict(d) for d in _ctx(request).devices()]}
 
 
+@router.get("/plan", summary="The rolling plan guiding the control loop, slot by slot from now")
+async def plan(request: Request) -> dict[str, Any]:
+    return {"plan": _ctx(request).plan_view()}
+
+
 @router.get("/uplink", summary="Uplink connection and outbox state")
 async def uplink(request: Request) -> dict[str, Any]:
     ctx = _ctx(request)

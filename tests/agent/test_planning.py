@@ -88,6 +88,29 @@ def test_a_plan_guides_the_next_cycles():
     assert task.guidance(st.clock.now()) is None
 
 
+def test_view_shows_the_plan_from_the_current_slot_on():
+    st, task, _ = rig()
+    assert task.view(st.clock.now()) is None  # no plan yet
+    st.plug(CP1_1)
+    cycle(st, task, follow=True)
+    planned_at = st.clock.now()
+    asyncio.run(task.replan("test"))
+    sid = st.session_id(CP1_1)
+    view = task.view(planned_at)
+    first = view["slots"][0]
+    # The plan starts mid-slot (12:07): its first row is that piece, then whole slots.
+    assert datetime.fromisoformat(first["start"]) == planned_at
+    assert datetime.fromisoformat(view["slots"][1]["start"]) == T0.replace(minute=15)
+    assert first["sessions"][sid] == pytest.approx(task.guidance(planned_at).session_cap(sid), abs=0.01)
+    assert first["importCapKw"] >= first["gridKw"] - 1e-6
+    assert view["status"]["plans"] == 1 and view["horizonH"] == 24
+    st.clock.advance(3600)  # an hour on: the view starts at 13:00's slot
+    later = task.view(st.clock.now())
+    assert datetime.fromisoformat(later["slots"][0]["start"]) == T0.replace(hour=13, minute=0)
+    whole = task.view(planned_at, slots=1000)["slots"]  # the default shows at most 96 rows
+    assert len(task.view(st.clock.now(), slots=1000)["slots"]) == len(whole) - 4
+
+
 def test_planner_failures_fall_back_to_fair_sharing_and_are_logged_once(caplog):
     st, task, _ = rig(solve_timeout_s=0.2)
     st.plug(CP1_1)

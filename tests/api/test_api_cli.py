@@ -45,6 +45,8 @@ def test_status_sessions_devices_outbox(live):
     assert r.returncode == 0 and "no devices configured" in r.stdout
     r = sems("outbox", "--socket", sock)
     assert r.returncode == 0 and "uplink not configured" in r.stdout
+    r = sems("plan", "--socket", sock)  # an API-only station plans nothing on its own
+    assert r.returncode == 1 and "no plan" in r.stderr and r.stdout == ""
 
 
 def test_unreachable_agent_is_one_line_and_exit_69(tmp_path):
