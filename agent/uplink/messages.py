@@ -116,7 +116,8 @@ class SessionEvent(Message):
     peak_kw: float = Field(0.0, ge=0)
     vehicle_id: str | None = None
     fleet_id: str | None = None
-    cost_eur: float = 0.0
+    cost_eur: float = Field(0.0, description="energy cost so far at the import price in force "
+                            "as each kWh was delivered (EUR)")
     reason: str | None = Field(None, description="why it stopped (unplugged, cloud, ...)")
 
 
