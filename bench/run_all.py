@@ -463,12 +463,52 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+README_BEGIN, README_END = "<!-- bench:tables -->", "<!-- /bench:tables -->"
+
+
+def readme_tables(data: dict[str, Any]) -> str:
+    """The README's measured tables (allocator; savings), from the same run as the doc."""
+    out = [f"Measured by `make bench` on {data['machine']['date']} "
+           f"({data['machine'].get('cpu', 'this machine')}, shared and noisy; medians).", ""]
+    alloc = data["benches"].get("allocator", {}).get("result")
+    if alloc:
+        out += _table(["sessions", "kernel us", "allocate() us", "reference us", "reference / kernel"],
+                      [[x["sessions"], _f(x["kernel_us"], 2), _f(x["api_us"], 0),
+                        _f(x["reference_us"], 0), f"{x['ratio']:.0f}x"] for x in alloc["rows"]])
+    sav = data["benches"].get("savings", {}).get("result")
+    if sav:
+        d = next((x for x in sav["planner"] if x["variant"] == "default"), sav["planner"][0])
+        out += _table(["reference day", "cost EUR", "savings", "peak kW", "delivered kWh"], [
+            ["uncontrolled (every EV at its maximum)", _f(sav["baselineCost"], 2), "-", "-",
+             _f(sav["baselineDelivered"], 1)],
+            ["sems-edge rolling planner", _f(d["cost"], 2), f"{d['savingsPct']:.1f} %",
+             _f(d["peakImport"], 1), _f(d["energyDelivered"], 1)],
+            ["perfect-foresight optimum", _f(sav["optimumCost"], 2),
+             f"{100 * (1 - sav['optimumCost'] / sav['baselineCost']):.1f} %",
+             _f(sav["optimumPeak"], 1), _f(sav["optimumDelivered"], 1)],
+        ], "lrrrr")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def update_readme(path: Path, data: dict[str, Any]) -> bool:
+    """Rewrite the README's block between the bench markers; False when it has none."""
+    text = path.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    path.write_text(f"{head}{README_BEGIN}\n{readme_tables(data)}{README_END}{tail}")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", action="append", choices=[b.name for b in BENCHES],
                     help="run just this benchmark (repeatable); the others show as not run")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md")
     ap.add_argument("--raw", type=Path, help="also write the benchmarks' JSON here")
+    ap.add_argument("--readme", type=Path, default=ROOT / "README.md",
+                    help="README whose bench:tables block is rewritten (default README.md)")
     ap.add_argument("--from-raw", type=Path, help="render from a --raw file, run nothing")
     args = ap.parse_args(argv)  # fmt: skip
 
@@ -493,6 +533,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.raw is not None:  # before rendering: a rendering bug loses no measurement
         args.raw.write_text(json.dumps(data, indent=1) + "\n")
     args.out.write_text(render(data))
+    if update_readme(args.readme, data):
+        print(f"bench: updated the tables in {args.readme}", file=sys.stderr)
     failed = [name for name, b in data["benches"].items() if "error" in b]
     for name in failed:
         print(f"bench: {name} failed: {data['benches'][name]['error']}", file=sys.stderr)
