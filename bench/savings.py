@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 from agent.replay import Day, Tuning, load_day, optimum, refill_price, simulate  # noqa: E402
 from allocator.planner import RESERVE_RATE  # noqa: E402
 
-DEFAULT = Path("/work/shared/scenarios/reference-day.json")
+# The shared reference day, beside this checkout (../shared, as CI and the demo find it).
+DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "scenarios" / "reference-day.json"
 
 VARIANTS: list[tuple[str, Tuning, float]] = [
     ("no reserve", Tuning(reserve_hours=0.0), 15.0),

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from agent.replay import DayError, load_day, parse_day, run, simulate
 from agent.savings import SavingsLedger
+from tests.shared_files import REFERENCE_DAY
 
-REFERENCE = Path("/work/shared/scenarios/reference-day.json")
+REFERENCE = REFERENCE_DAY
 
 
 def small_day(hours: int = 6, seed: int = 3) -> dict:

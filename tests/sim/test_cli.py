@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.shared_files import REFERENCE_DAY
+
 from .helpers import f32, run, tcp_client
 
-SCENARIO = "/work/shared/scenarios/reference-day.json"
+SCENARIO = str(REFERENCE_DAY)
 CLI = [sys.executable, "-c", "import sys; from hardware_sim.cli import main; sys.exit(main())"]
 
 

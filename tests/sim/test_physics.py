@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 from hardware_sim.physics import Ev, StationModel, clear_sky_fraction
 from hardware_sim.station import parse_station
 
+from tests.shared_files import REFERENCE_DAY
+
 from .helpers import STATION
 
-SCENARIO = Path("/work/shared/scenarios/reference-day.json")
+SCENARIO = REFERENCE_DAY
 
 
 def model(**overrides) -> StationModel:

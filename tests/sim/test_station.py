@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from hardware_sim import Simulator, StationError, load_station_file, parse_station
 
+from tests.shared_files import REFERENCE_DAY
+
 from .helpers import STATION, run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,7 +24,7 @@ def test_agent_example_config_is_a_station() -> None:
 
 
 def test_scenario_day_and_plain_station() -> None:
-    spec = load_station_file("/work/shared/scenarios/reference-day.json")
+    spec = load_station_file(str(REFERENCE_DAY))
     assert spec.station_id == "REF-SUMMER" and len(spec.evs) == 45
     assert len(spec.pv_series_kw) == 96 and spec.start is not None
     small = load_station_file(ROOT / "hardware-sim" / "scenarios" / "small-station.json")
