@@ -138,3 +138,29 @@ def test_scan_finds_unit_ids(modbus_server):
     # (DESIGN.md's trap), so only ids 1 and 7 answer with registers here; on a real bus the
     # others are silent and scan lists only 1 and 7.
     assert [f["unit"] for f in found if f["answer"] == "registers"] == [1, 7]
+
+
+def test_scan_of_a_real_rs485_line_finds_exactly_the_devices_on_it(tmp_path):
+    """The simulator serves its grid meter (unit 1) and BMS (unit 2) on one RTU line over a
+    pseudo-terminal and stays silent for ids it does not own, as a real bus does."""
+    station = {"stationId": "SCAN", "gridCapacity": 100,
+               "chargers": [{"id": "CP1", "maxPower": 22, "connectors": 1}],
+               "battery": {"capacity": 50, "maxChargePower": 20, "maxDischargePower": 20, "soc": 0.5}}
+    path = tmp_path / "station.json"
+    path.write_text(json.dumps(station))
+    sim = subprocess.Popen([str(Path(sys.executable).parent / "sems-sim"), "--station", str(path)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert sim.stdout is not None
+        ready = json.loads(sim.stdout.readline())
+        line = ready["endpoints"]["meter"]["rtu"]
+        assert ready["endpoints"]["bms"]["rtu"] == line
+        r = sems("scan", "--rtu", line, "--baud", "19200", "--first", "1", "--last", "5",
+                 "--timeout", "0.2", "--json")
+        assert r.returncode == 0, r.stderr
+        assert [f["unit"] for f in json.loads(r.stdout)["found"]] == [1, 2]
+        r = sems("scan", "--rtu", line, "--first", "1", "--last", "3", "--timeout", "0.2")
+        assert r.returncode == 0 and "Traceback" not in r.stderr
+    finally:
+        sim.terminate()
+        sim.wait(timeout=10)
