@@ -11,18 +11,24 @@ Rules (DESIGN.md, step 4):
 - A connector at 0 is not started below its minimum power (the EV would not charge).
 - Changes under the deadband are not written; a stop (to 0) always is.
 - V2G (targets < 0, agent/control/v2g.py): deepening a discharge lowers the import, so it is
-  written with the decreases. Ending or easing one raises the import: it is written in the
-  same cycle (a stop must not wait for headroom) but after every decrease, and what it adds
-  is taken off the headroom the other increases share. A discharge that turns into charging
-  stops at 0 first; the charging part comes out of headroom like any increase.
+  written with the decreases. Ending or easing one raises the import by what it gave, so it
+  is an increase for the grid and a two-phase step: the cycle it becomes due, the allocator
+  has already left the discharge out of the other EVs' supply, so their decreases go out
+  (phase 1) and the discharge holds; from then on it ends (or ramps down by what there is)
+  only out of the headroom the meter confirms, before any other increase (phase 2). It is
+  bounded: once it has waited `end_timeout_s`, or from its second cycle on when the meter is
+  stale (no headroom can be confirmed), it ends anyway, after the decreases; the others'
+  limits were lowered in its first cycle already. A discharge turning into charging stops at
+  0 first; the charging part comes out of headroom like any increase.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 log = logging.getLogger(__name__)
@@ -37,6 +43,7 @@ class Write:
     kw: float
     previous_kw: float | None
     reason: str  # "decrease" | "initial" | "v2g_end" | "increase" (the order they are sent)
+    # "v2g_end" covers a discharge ramped down by the headroom there is, not only ended.
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +51,10 @@ class ApplyPlan:
     writes: tuple[Write, ...]  # decreases first
     headroom_kw: float  # granted to increases this cycle (before grants)
     held_back_kw: float  # increases asked for but not granted for lack of headroom
+    # Discharges still waiting to end after this cycle's writes: key -> since when (the
+    # `now` of the cycle the end became due). The caller hands it back next cycle.
+    ends_waiting: Mapping[Key, float] = field(default_factory=dict)
+    forced_ends: tuple[Key, ...] = ()  # ended without confirmed headroom (stale meter, timeout)
 
 
 def plan_writes(
@@ -57,20 +68,25 @@ def plan_writes(
     capacity_kw: float,
     margin_kw: float,
     deadband_kw: float,
+    now: float = 0.0,
+    meter_fresh: bool = True,
+    ends_waiting: Mapping[Key, float] | None = None,
+    end_timeout_s: float = 5.0,
 ) -> ApplyPlan:
     """`import_kw`: the measured grid import (or the safe-budget estimate when stale).
     `current`: limit in force per connector (None: unknown, e.g. first cycle).
     `drawing`: measured power per connector.
-    `initial_kw`: safe limit for a connector whose limit in force is unknown (its fallback)."""
+    `initial_kw`: safe limit for a connector whose limit in force is unknown (its fallback).
+    `now`, `meter_fresh`, `ends_waiting` (the previous plan's), `end_timeout_s`: when a
+    discharge that must end may end without the meter confirming its headroom."""
     decreases: list[Write] = []
-    v2g_ends: list[Write] = []
+    ends: list[tuple[Key, float, float, float]] = []  # (key, end kW, limit, import it adds)
     wants: list[tuple[Key, float, float | None]] = []
     outstanding = 0.0
     for key, cur in current.items():
         if cur is not None:
             # What the limit in force allows above the draw (a discharging EV may stop).
             outstanding += max(0.0, cur - drawing.get(key, 0.0))
-    ending = 0.0
     for key, target in targets.items():
         cur = current.get(key)
         if cur is None:
@@ -83,14 +99,18 @@ def plan_writes(
             decreases.append(Write(key[0], key[1], target, cur, "decrease"))
         elif cur < 0.0 and target > cur and (target >= 0.0 or target - cur >= deadband_kw):
             end = min(target, 0.0)
-            v2g_ends.append(Write(key[0], key[1], end, cur, "v2g_end"))
-            ending += end - max(cur, drawing.get(key, cur))
+            # What the import rises by: from what the EV gives now (it may give less than
+            # its limit) to the new limit.
+            ends.append((key, end, cur, max(0.0, end - max(cur, drawing.get(key, cur)))))
         elif target - cur >= deadband_kw:
             wants.append((key, target, cur))
 
-    # Decreases free power only once the EV follows, so they add no headroom this cycle;
-    # a V2G discharge ending takes its share first.
-    headroom = max(0.0, capacity_kw - margin_kw - import_kw - outstanding - ending)
+    # Decreases free power only once the EV follows, so they add no headroom this cycle.
+    headroom = max(0.0, capacity_kw - margin_kw - import_kw - outstanding)
+    v2g_ends, waiting, forced, headroom = _plan_ends(
+        ends, headroom, now=now, meter_fresh=meter_fresh, waiting=ends_waiting or {},
+        timeout_s=end_timeout_s, deadband_kw=deadband_kw,
+    )  # fmt: skip
     asked = sum(t - c for _, t, c in wants if c is not None)
     share = 1.0 if asked <= headroom or asked == 0 else headroom / asked
     increases: list[Write] = []
@@ -108,7 +128,55 @@ def plan_writes(
         writes=tuple(decreases + v2g_ends + increases),
         headroom_kw=headroom,
         held_back_kw=max(0.0, asked - granted_total),
+        ends_waiting=waiting,
+        forced_ends=forced,
     )
+
+
+EPS_KW = 1e-6  # float noise: a headroom equal to the need covers it
+
+
+def _plan_ends(
+    ends: list[tuple[Key, float, float, float]],
+    headroom: float,
+    *,
+    now: float,
+    meter_fresh: bool,
+    waiting: Mapping[Key, float],
+    timeout_s: float,
+    deadband_kw: float,
+) -> tuple[list[Write], dict[Key, float], tuple[Key, ...], float]:
+    """Phase 2 of ending discharges: (writes, still waiting, forced, headroom left).
+
+    An end is written whole when the headroom covers what it adds, when it adds nothing (the
+    EV already stopped giving), or when it is forced: it has waited at least one cycle (the
+    others' decreases went out then) and the meter is stale or `timeout_s` has passed.
+    Otherwise it ramps down by the headroom there is, if that passes the deadband, and waits.
+    """
+    writes: list[Write] = []
+    still: dict[Key, float] = {}
+    forced: list[Key] = []
+    for key, end, cur, adds in ends:
+        since = waiting.get(key, now)
+        overdue = since < now and (not meter_fresh or now - since >= timeout_s)
+        if adds <= headroom + EPS_KW or overdue:
+            writes.append(Write(key[0], key[1], end, cur, "v2g_end"))
+            headroom = max(0.0, headroom - adds)
+            if overdue and adds > EPS_KW:
+                forced.append(key)
+                log.warning(
+                    "V2G %s/%d: discharge ended after %.1f s without the headroom it needs "
+                    "(%s; the other EVs were lowered first)", key[0], key[1], now - since,
+                    "grid meter stale" if not meter_fresh else "timeout",
+                )  # fmt: skip
+            continue
+        still[key] = since
+        # Ramp down by what the meter confirms (floored to the watt: never above it).
+        ramped = math.floor((end - adds + headroom) * 1000.0) / 1000.0
+        if meter_fresh and ramped - cur >= deadband_kw:
+            writes.append(Write(key[0], key[1], ramped, cur, "v2g_end"))
+            headroom = 0.0
+    return writes, still, tuple(forced), headroom
 
 
 class LimitWriter(Protocol):

@@ -181,6 +181,8 @@ class Controller:
         self.rotation = PauseRotation(c.max_pause_s)
         self.battery_setpoint: float | None = None
         self._battery_written_at = float("-inf")
+        # V2G discharges waiting for the headroom to end (apply.py): key -> since when.
+        self.ends_waiting: dict[Key, float] = {}
         b = st.battery
         self._battery_cfg = (b.min_soc, b.max_charge_kw, b.max_discharge_kw) if b else None
 
@@ -288,6 +290,10 @@ class Controller:
             capacity_kw=safety_ceiling,
             margin_kw=c.headroom_margin_kw,
             deadband_kw=c.deadband_kw,
+            now=t,
+            meter_fresh=snap.grid_kw is not None,
+            ends_waiting=self.ends_waiting,
+            end_timeout_s=self.s.v2g.end_timeout_s,
         )
         written = {w.charger_id for w in plan.writes}
         heartbeats = tuple(
@@ -412,6 +418,7 @@ class Controller:
     ) -> None:
         """Record what the devices acknowledged; a failed write leaves the limit unknown."""
         t = decision.snapshot.t
+        self.ends_waiting = dict(decision.plan.ends_waiting)
         for w in decision.plan.writes:
             key = (w.charger_id, w.idx)
             if writes.get(key):

@@ -19,11 +19,13 @@ safety authority):
   its target stops discharging for good and charges with priority.
 - Supply: discharge counts for the other EVs like an unreliable source: only what the
   charger measures, only with a fresh grid meter, and only for sessions that keep
-  discharging this cycle (a discharge ending now is not counted, so the other EVs are lowered
-  in the same cycle the stop is written). Increases for them still come only out of headroom
-  the meter confirms (agent/control/apply.py).
-- `v2g.session.stop` takes effect at the next cycle: permissions are read every cycle from
-  the signals' in-memory copy.
+  discharging this cycle (a discharge that must end is not counted from its first cycle, so
+  the other EVs are lowered at once). The end itself is written by safe apply only out of
+  headroom the meter confirms, within `end_timeout_s` (agent/control/apply.py), and increases
+  for the others still come only out of headroom the meter confirms.
+- `v2g.session.stop` begins at the next cycle (permissions are read every cycle from the
+  signals' in-memory copy): the others are lowered then, the discharge ends once the meter
+  shows their decrease, at the latest `end_timeout_s` later.
 - Records: the discharged kWh (grid side, integrated from the charger's measured power) and
   kind 'v2g' are written to the session's row at most every `PERSIST_S` while it discharges
   and as soon as its EV leaves, so the uplink's session messages carry them.
@@ -80,6 +82,12 @@ class V2gSettings(BaseModel):
         ge=0,
         description="departure guard: discharge stops once the time left less this, at full "
         "charge power, can no longer reach the vehicle's target",
+    )
+    end_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="a discharge that must end waits at most this long for the grid meter to "
+        "confirm the headroom its end needs (the other EVs are lowered first); then it ends",
     )
 
 

@@ -2,9 +2,11 @@
 
 A bidirectional charger (CP1) with a permitted session the plan discharges, and a plain
 charger (CP2) with an EV that wants more than the grid gives: the discharge is written as a
-negative limit, counts for CP2 only once measured with a fresh meter, ends within one cycle
-of `v2g.session.stop` (after CP2 was lowered), stops at the SoC floor and energy budget, and
-yields to the departure guard.
+negative limit, counts for CP2 only once measured with a fresh meter, stops at the SoC floor
+and energy budget, and yields to the departure guard. Ending a discharge raises the import,
+so it takes two phases: `v2g.session.stop` (or any planned end) lowers CP2 in the next
+cycle, and the discharge ends (or ramps down) only once the meter shows the headroom, at
+the latest `[v2g] end_timeout_s` later, or one cycle later when the meter is stale.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from agent.control.apply import plan_writes
 from agent.control.guidance import Guidance
 from agent.control.loop import Controller, Decision
 from agent.control.snapshot import Snapshot
-from agent.control.v2g import V2gDispatch
+from agent.control.v2g import V2gDispatch, V2gSettings
 from agent.sessions import SessionTracker
 from agent.signals import Signals, V2gRequest
 
@@ -136,21 +138,101 @@ def test_stale_meter_counts_no_v2g() -> None:
     assert d.targets[OTHER] <= CAPACITY - 2.0 - 65.0 + 1e-6
 
 
-def test_v2g_stop_ends_the_discharge_within_one_cycle_after_lowering_the_others() -> None:
+def writes(d: Decision) -> list[tuple[str, int, float, str]]:
+    return [(w.charger_id, w.idx, w.kw, w.reason) for w in d.plan.writes]
+
+
+def test_v2g_stop_lowers_the_others_first_and_ends_once_the_meter_shows_the_headroom() -> None:
     st, sid, _ = discharging_station()
     st.steady()
     assert st.limits[V2G] == -15.0
     st.signals.stop_v2g(lambda r: r.session_id == sid, st.clock.now())
     d = st.cycle()
-    reasons = [(w.charger_id, w.idx, w.kw, w.reason) for w in d.plan.writes]
-    assert reasons == [("CP2", 1, pytest.approx(33.0), "decrease"), ("CP1", 1, 0.0, "v2g_end")]
+    # Phase 1 (the next cycle): CP2 lowered as if the discharge were gone; the discharge holds.
+    assert writes(d) == [("CP2", 1, pytest.approx(33.0), "decrease")]
     assert d.v2g.discharge_kw == {} and d.v2g.supply_kw == 0.0
     assert d.v2g.held[sid] == "no V2G permission"
-    st.draw[V2G], st.draw[OTHER] = 0.0, 33.0  # both follow
-    assert st.grid_kw() <= CAPACITY
+    assert d.plan.ends_waiting == {V2G: d.snapshot.t}
+    assert st.limits[V2G] == -15.0
+    d = st.cycle()  # CP2 has not followed yet: no headroom, nothing written
+    assert writes(d) == [] and st.limits[V2G] == -15.0
+    st.draw[OTHER] = 33.0  # CP2 follows: the meter shows 15 kW of headroom
+    assert st.grid_kw() == pytest.approx(CAPACITY - 2.0 - 15.0)
+    d = st.cycle()  # phase 2: the end, out of that headroom
+    assert writes(d) == [("CP1", 1, 0.0, "v2g_end")]
+    assert d.plan.ends_waiting == {} and d.plan.forced_ends == ()
+    st.draw[V2G] = 0.0  # the discharge ends
+    assert st.grid_kw() <= CAPACITY - 2.0 + 1e-9
 
 
-def test_ending_a_discharge_is_written_without_headroom_and_takes_its_share() -> None:
+def test_a_discharge_ramps_down_by_the_headroom_the_meter_confirms() -> None:
+    st, sid, _ = discharging_station()
+    st.steady()
+    st.planned = {sid: 0.0}  # the plan ends it
+    assert writes(st.cycle()) == [("CP2", 1, pytest.approx(33.0), "decrease")]
+    st.draw[OTHER] = 40.0  # an AC EV follows slowly: 8 kW of the 15 shown so far
+    d = st.cycle()
+    assert writes(d) == [("CP1", 1, -7.0, "v2g_end")] and V2G in d.plan.ends_waiting
+    # The DC charger has not reacted yet: its limit's 8 kW above the draw are outstanding,
+    # so the same headroom is not granted twice.
+    assert writes(st.cycle()) == []
+    st.draw[V2G] = -7.0
+    assert writes(st.cycle()) == []  # the meter shows it consumed: nothing left
+    st.draw[OTHER] = 33.0
+    d = st.cycle()
+    assert writes(d) == [("CP1", 1, 0.0, "v2g_end")] and d.plan.ends_waiting == {}
+    st.draw[V2G] = 0.0
+    assert st.grid_kw() <= CAPACITY - 2.0 + 1e-9
+
+
+def test_stale_meter_ends_the_discharge_one_cycle_after_the_others_were_lowered() -> None:
+    st, sid, _ = discharging_station()
+    st.steady()
+    st.signals.stop_v2g(lambda r: r.session_id == sid, st.clock.now())
+    d = st.cycle()
+    assert writes(d) == [("CP2", 1, pytest.approx(33.0), "decrease")]
+    st.grid_stale = True  # no headroom can be confirmed from here on
+    d = st.cycle()
+    assert ("CP1", 1, 0.0, "v2g_end") in writes(d)
+    assert d.plan.forced_ends == (V2G,) and d.plan.ends_waiting == {}
+    assert st.limits[OTHER] <= 33.0 + 1e-9  # CP2's limit reflects the end already
+
+
+def test_an_end_without_headroom_is_forced_after_the_timeout_only() -> None:
+    cfg = v2g_settings().model_copy(update={"v2g": V2gSettings(end_timeout_s=2.0)})
+    st = V2gStation(cfg=cfg, base_kw=65.0)
+    st.plug(V2G)
+    st.plug(OTHER)
+    st.cycle()
+    sid = st.session_id(V2G)
+    st.planned = {sid: -20.0}
+    st.permit(sid, power_kw=15.0)
+    st.steady()
+    st.signals.stop_v2g(lambda r: r.session_id == sid, st.clock.now())
+    first = st.cycle()
+    assert writes(first) == [("CP2", 1, pytest.approx(33.0), "decrease")]
+    # CP2's EV ignores its lower limit (a stuck charger): the headroom never shows.
+    for _ in range(7):
+        d = st.cycle()
+        assert writes(d) == [] and st.limits[V2G] == -15.0
+        assert d.plan.ends_waiting == {V2G: first.snapshot.t}
+    d = st.cycle()  # 2.0 s after the end became due
+    assert d.snapshot.t - first.snapshot.t == pytest.approx(2.0)
+    assert writes(d) == [("CP1", 1, 0.0, "v2g_end")] and d.plan.forced_ends == (V2G,)
+
+
+def test_discharge_resumed_before_its_end_forgets_the_wait() -> None:
+    st, sid, _ = discharging_station()
+    st.steady()
+    st.planned = {sid: 0.0}
+    assert st.cycle().plan.ends_waiting == {V2G: pytest.approx(st.clock.monotonic())}
+    st.planned = {sid: -20.0}  # the plan discharges again before the end was written
+    d = st.cycle()
+    assert d.plan.ends_waiting == {} and st.controller.ends_waiting == {}
+    assert d.v2g.discharge_kw == {sid: 15.0}
+
+
+def test_ending_a_discharge_comes_out_of_headroom_before_other_increases() -> None:
     plan = plan_writes(
         {V2G: 0.0, OTHER: 40.0}, {V2G: -15.0, OTHER: 30.0}, {V2G: -15.0, OTHER: 30.0},
         {V2G: 4.14, OTHER: 4.14}, {}, import_kw=80.0, capacity_kw=CAPACITY, margin_kw=2.0,
@@ -164,6 +246,14 @@ def test_ending_a_discharge_is_written_without_headroom_and_takes_its_share() ->
     plan = plan_writes({V2G: 10.0}, {V2G: -15.0}, {V2G: -15.0}, {V2G: 4.14}, {},
                        import_kw=50.0, capacity_kw=CAPACITY, margin_kw=2.0, deadband_kw=0.5)
     assert [(w.kw, w.reason) for w in plan.writes] == [(0.0, "v2g_end")]
+    # Too little headroom: the discharge ramps down by all of it and CP2 gets nothing yet.
+    plan = plan_writes(
+        {V2G: 0.0, OTHER: 40.0}, {V2G: -15.0, OTHER: 30.0}, {V2G: -15.0, OTHER: 30.0},
+        {V2G: 4.14, OTHER: 4.14}, {}, import_kw=90.0, capacity_kw=CAPACITY, margin_kw=2.0,
+        deadband_kw=0.5, now=10.0, ends_waiting={V2G: 9.0},
+    )  # fmt: skip
+    assert [(w.charger_id, w.kw, w.reason) for w in plan.writes] == [("CP1", -7.0, "v2g_end")]
+    assert plan.ends_waiting == {V2G: 9.0} and plan.held_back_kw == pytest.approx(10.0)
 
 
 def test_discharge_stops_at_the_soc_floor_and_at_the_energy_budget() -> None:
@@ -173,14 +263,17 @@ def test_discharge_stops_at_the_soc_floor_and_at_the_energy_budget() -> None:
     assert st.limits[V2G] == -15.0
     st.soc[V2G] = 30.0
     d = st.cycle(follow=True)
-    assert d.v2g.held[sid] == "at the V2G SoC floor" and st.limits[V2G] == 0.0
+    assert d.v2g.held[sid] == "at the V2G SoC floor"
+    st.cycle(follow=True)  # CP2 followed its decrease: the end comes out of that headroom
+    assert st.limits[V2G] == 0.0
 
     st, sid, _ = discharging_station(energy_kwh=0.01)  # battery side: 0.009 kWh delivered
     cycles = st.steady(20)
     stopped = next(i for i, d in enumerate(cycles) if sid in d.v2g.held)
     assert cycles[stopped].v2g.held[sid] == "V2G energy budget used"
     assert 6 <= stopped <= 12  # 0.009 kWh at 15 kW is 2.2 s of 0.25 s cycles
-    assert st.v2g.discharged_kwh(sid) == pytest.approx(0.009, abs=0.0011)
+    # The end waits a cycle for CP2's decrease to show: at most two cycles at 15 kW past it.
+    assert 0.009 - 0.0011 <= st.v2g.discharged_kwh(sid) <= 0.009 + 2 * 15.0 * 0.25 / 3600
     assert st.limits[V2G] == 0.0
 
 
@@ -193,6 +286,7 @@ def test_departure_guard_stops_discharge_for_good_and_charges_first() -> None:
     # 15 minutes on: 1 h 15 min left, less the margin: 1 h x 47.5 kW < 50 kWh.
     d = st.cycle(advance=900.0, follow=True)
     assert d.v2g.held[sid] == "departure guard" and sid in d.v2g.guarded
+    st.cycle(follow=True)  # the end, once CP2's decrease shows on the meter
     assert st.limits[V2G] == 0.0
     row = next(r for r in d.inputs.sessions if r.session_id == sid)
     assert row.priority == 1.0 and row.power_cap_kw is None  # the plan's pause is lifted

@@ -5,8 +5,10 @@ A price peak now and an AC EV that must leave within the hour on a 50 kW connect
 35 kW of base load: without V2G it could get 13 kW. The plan discharges the permitted V2G EV
 on the bidirectional charger; the simulator's EV follows the negative limit, the grid
 import drops by what it gives, and the AC EV gets the confirmed discharge on top. Then
-`v2g.session.stop`: the discharge ends at the next cycle, the AC EV is lowered with it, and
-the grid stays within its capacity throughout.
+`v2g.session.stop`: the AC EV is lowered at the next cycle, and the discharge ramps down only
+as far as the meter confirms headroom (first what was free, then the AC EV's decrease as it
+shows), so the grid import stays within capacity + 2 % throughout, though the DC charger
+reacts 0.5 s faster than the AC one.
 """
 
 from __future__ import annotations
@@ -71,6 +73,17 @@ async def run_cycles(loop, seconds: float) -> None:  # type: ignore[no-untyped-d
         await asyncio.sleep(loop.s.control.period_s)
 
 
+async def cycles_until(loop, done, limit_s: float) -> float:  # type: ignore[no-untyped-def]
+    """Cycle until `done()`; the seconds it took (bounded by `limit_s`)."""
+    start = asyncio.get_running_loop().time()
+    while not done():
+        elapsed = asyncio.get_running_loop().time() - start
+        assert elapsed < limit_s, f"not done after {elapsed:.1f} s"
+        await asyncio.sleep(loop.s.control.period_s)
+        await loop.cycle()
+    return asyncio.get_running_loop().time() - start
+
+
 def test_price_peak_makes_the_v2g_ev_discharge_and_the_import_drop(tmp_path) -> None:
     asyncio.run(_price_peak(tmp_path))
 
@@ -121,17 +134,26 @@ async def _price_peak(tmp_path) -> None:  # type: ignore[no-untyped-def]
             assert d.v2g.supply_kw == pytest.approx(22.0, abs=0.5)
             assert sim.overload_episodes(0.0) == []
 
+            stop_t = sim.model.t
             signals.stop_v2g(lambda r: r.id == "r1", clock.now())
             d = await loop.cycle()
+            # The stop begins at once: the AC EV is lowered; the discharge eases by the
+            # headroom there already is (13 kW) and waits for the rest.
             writes = {(w.charger_id, w.reason) for w in d.plan.writes}
-            assert ("BIDI", "v2g_end") in writes and ("AC", "decrease") in writes
-            assert connector(sim, "BIDI")["commandedLimit"] >= 0.0  # within one cycle
-            await run_cycles(loop, 3.0)
+            assert ("AC", "decrease") in writes and d.plan.ends_waiting
+            assert -22.0 < connector(sim, "BIDI")["commandedLimit"] < 0.0
+            ended = await cycles_until(loop, lambda: not loop.controller.ends_waiting, 4.0)
+            # Bound: the AC charger's 1 s delay and 0.4 s ramp, a cycle or two of meter lag.
+            assert ended <= 2.5, ended
+            assert connector(sim, "BIDI")["commandedLimit"] >= 0.0
+            assert loop.state.decision is not None and loop.state.decision.plan.forced_ends == ()
+            await run_cycles(loop, 2.0)
             assert connector(sim, "BIDI")["power"] >= 0.0
-            # The DC charger ends its discharge faster than the AC one lowers its EV: at most
-            # a short excursion (the chargers' reaction time), then under capacity.
             episodes = sim.overload_episodes(0.02)
-            assert all(duration <= 1.5 for _, duration, _ in episodes), episodes
+            assert episodes == [], episodes
+            peak = max(kw for t, kw in sim.grid_history if t >= stop_t)
+            print(f"stop: ended {ended:.2f} s after the stop's first cycle; peak import "
+                  f"{peak:.2f} kW of {CAPACITY:g}")
             assert sim.state()["gridImport"] <= CAPACITY
             row = db.execute("SELECT kind, discharged_kwh FROM sessions WHERE id = ?",
                              [v2g_sid]).fetchone()
