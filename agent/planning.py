@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from agent.clock import Clock
-from agent.control.guidance import Guidance, guidance_at
 from agent.control.snapshot import BatteryState
 from agent.settings import AgentSettings
 from allocator.forecast import WeekdayProfile
+from allocator.guidance import Guidance, guidance_at
 
 if TYPE_CHECKING:
     import sqlite_utils

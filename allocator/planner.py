@@ -35,6 +35,8 @@ from typing import Any
 import highspy
 import numpy as np
 
+from allocator.guidance import guidance_at
+
 # Charging earlier is preferred when two slots cost the same: the planner cannot see future
 # arrivals, so capacity freed now is worth a little. Small enough never to outweigh a price.
 _EARLY_EPS = 1e-5
@@ -677,36 +679,24 @@ def apply_plan(request: Mapping[str, Any], plan: Plan, hours: float, *,
     With `window_h` > 0 (a control step that long), every target is the plan's time
     average over [hours, hours + window_h] instead of its value at `hours`.
     """
-    t = plan.slot_at(hours)
+    g = guidance_at(plan, hours, window_h)
     out = dict(request)
-    cap = plan.mean_over(plan.import_cap, hours, window_h)
-    if interval_import_kwh is not None and interval_remaining_h is not None \
-            and interval_remaining_h > 1e-9:
-        budget = plan.peak * plan.billing_hours - interval_import_kwh
-        cap = max(cap, min(float(plan.peak_cap[t]), budget / interval_remaining_h))
-    out["gridCapacity"] = min(float(request["gridCapacity"]), cap)
+    out["gridCapacity"] = min(float(request["gridCapacity"]),
+                              g.grid_cap(interval_import_kwh, interval_remaining_h))
     sessions = []
     for s in request.get("sessions", []):
         s2 = dict(s)
-        target = plan.session_power.get(s["sessionId"])
-        if target is not None:
-            p = max(0.0, plan.mean_over(np.maximum(target, 0.0), hours, window_h,
-                                        plan.session_present.get(s["sessionId"])))
+        p = g.session_cap(s["sessionId"])
+        if p is not None:
             s2["powerCap"] = min(float(s.get("powerCap", p)), p) if "powerCap" in s else p
             s2["priority"] = 1 if p > 0 else 0
         sessions.append(s2)
     out["sessions"] = sessions
     batt = request.get("battery")
     if batt is not None:
-        b2 = dict(batt)
-        setpoint = plan.mean_over(plan.battery_power, hours, window_h)
-        if setpoint >= 0:
-            b2["maxDischargePower"] = min(float(batt["maxDischargePower"]), setpoint)
-            b2["maxChargePower"] = 0.0
-        else:
-            b2["maxChargePower"] = min(float(batt["maxChargePower"]), -setpoint)
-            b2["maxDischargePower"] = 0.0
-        out["battery"] = b2
+        charge, discharge = g.battery_limits(float(batt["maxChargePower"]),
+                                             float(batt["maxDischargePower"]))
+        out["battery"] = {**batt, "maxChargePower": charge, "maxDischargePower": discharge}
     return out
 
 

@@ -24,13 +24,13 @@ from agent.control.apply import ApplyPlan, Key, execute, plan_writes
 from agent.control.budget import BudgetInputs, WindowMax, budget_inputs
 from agent.control.caps import CapTracker, PauseRotation
 from agent.control.devices import Reader, StationDevices
-from agent.control.guidance import Guidance
 from agent.control.snapshot import Snapshot
 from agent.control.stats import CycleStats
 from agent.control.v2g import V2gDispatch, V2gOrders
 from agent.sdnotify import Notifier
 from agent.sessions import Session, SessionTracker
 from agent.settings import AgentSettings
+from allocator.guidance import Guidance
 from allocator.request import BINDING_NAMES
 
 if TYPE_CHECKING:

@@ -47,9 +47,9 @@ from agent.control.snapshot import VACANT, ConnectorState, Snapshot
 if TYPE_CHECKING:
     import sqlite_utils
 
-    from agent.control.guidance import Guidance
     from agent.sessions import Session
     from agent.signals import Signals
+    from allocator.guidance import Guidance
 
 log = logging.getLogger(__name__)
 

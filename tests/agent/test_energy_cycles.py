@@ -11,11 +11,11 @@ from datetime import timedelta
 import pytest
 from cycle_helpers import Station, settings
 
-from agent.control.guidance import guidance_at
 from agent.control.snapshot import BatteryState
 from agent.signals import BatteryMaintenance, PowerCap, Signals
 from agent.store import connect
 from allocator import allocate_reference
+from allocator.guidance import guidance_at
 from allocator.planner import (
     BatterySpec,
     ChargerSpec,

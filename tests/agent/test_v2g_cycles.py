@@ -18,12 +18,12 @@ import pytest
 from cycle_helpers import Station, settings
 
 from agent.control.apply import plan_writes
-from agent.control.guidance import Guidance
 from agent.control.loop import Controller, Decision
 from agent.control.snapshot import Snapshot
 from agent.control.v2g import V2gDispatch, V2gSettings
 from agent.sessions import SessionTracker
 from agent.signals import Signals, V2gRequest
+from allocator.guidance import Guidance
 
 V2G = ("CP1", 1)
 OTHER = ("CP2", 1)

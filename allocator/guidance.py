@@ -1,7 +1,7 @@
 """What the horizon plan asks of the current control cycle, in the allocator's terms.
 
-The mapping is docs/planner.md's (`allocator.planner.apply_plan`), done on values instead of
-a request dict so the control loop can fill its pre-allocated arrays directly:
+The one statement of docs/planner.md's mapping: the control loop applies it to its
+pre-allocated arrays, `allocator.planner.apply_plan` to a request dict (the replay).
 - a planned session target becomes its `powerCap` (0 pauses it; V2G targets < 0 give 0,
   the discharge itself being commanded separately) and priority 1 when it is > 0;
 - the slot's import cap lowers the allocator's grid capacity; with the meter's import so
@@ -9,7 +9,8 @@ a request dict so the control loop can fill its pre-allocated arrays directly:
   the planned peak (an EV arriving mid-slot may draw above the slot average meanwhile);
 - the battery setpoint narrows the battery to the planned direction and size.
 The allocator stays the safety authority: guidance only ever narrows what it may hand out.
-tests/agent/test_planning.py checks this against `apply_plan` on the same plan.
+Pure like the planner, and without its solver import (highspy), so the control loop can
+hold guidance without loading the LP machinery.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ class Guidance:
     peak_cap_kw: float  # capacity / demand-response cap of the slot: never above it
     billing_h: float  # the demand charge's averaging interval
     battery_kw: float  # planned setpoint, > 0 discharges
-    session_kw: Mapping[str, float] = field(default_factory=dict)  # planned target (kW)
+    session_kw: Mapping[str, float] = field(default_factory=dict)  # planned target (kW, < 0 V2G)
+    # Planned charging (kW >= 0) where it differs from max(0, session_kw): over a window in
+    # which a target changes sign, the average of its charging part.
+    charge_kw: Mapping[str, float] = field(default_factory=dict)
 
     def grid_cap(
         self, interval_import_kwh: float | None, interval_remaining_h: float | None
@@ -47,6 +51,8 @@ class Guidance:
 
     def session_cap(self, session_id: str) -> float | None:
         """Planned power cap of a session (>= 0), or None when the plan does not know it."""
+        if session_id in self.charge_kw:
+            return self.charge_kw[session_id]
         target = self.session_kw.get(session_id)
         return None if target is None else max(0.0, target)
 
@@ -57,14 +63,26 @@ class Guidance:
         return max(0.0, min(max_charge_kw, -self.battery_kw)), 0.0
 
 
-def guidance_at(plan: Plan, hours: float) -> Guidance:
-    """The plan's slot containing `hours` (from the plan's start), as guidance."""
+def guidance_at(plan: Plan, hours: float, window_h: float = 0.0) -> Guidance:
+    """The plan's slot containing `hours` (from the plan's start), as guidance; with
+    `window_h` > 0 (a control step that long), each value is the plan's time average over
+    [hours, hours + window_h] instead (Plan.mean_over)."""
     t = plan.slot_at(hours)
+    peak_cap = float(plan.peak_cap[t]) if len(plan.peak_cap) else float(plan.import_cap[t])
+    if window_h <= 0:
+        return Guidance(
+            import_cap_kw=float(plan.import_cap[t]), peak_kw=float(plan.peak),
+            peak_cap_kw=peak_cap, billing_h=float(plan.billing_hours),
+            battery_kw=float(plan.battery_power[t]),
+            session_kw={sid: float(p[t]) for sid, p in plan.session_power.items()},
+        )
+    present = plan.session_present
     return Guidance(
-        import_cap_kw=float(plan.import_cap[t]),
-        peak_kw=float(plan.peak),
-        peak_cap_kw=float(plan.peak_cap[t]) if len(plan.peak_cap) else float(plan.import_cap[t]),
-        billing_h=float(plan.billing_hours),
-        battery_kw=float(plan.battery_power[t]),
-        session_kw={sid: float(p[t]) for sid, p in plan.session_power.items()},
+        import_cap_kw=plan.mean_over(plan.import_cap, hours, window_h),
+        peak_kw=float(plan.peak), peak_cap_kw=peak_cap, billing_h=float(plan.billing_hours),
+        battery_kw=plan.mean_over(plan.battery_power, hours, window_h),
+        session_kw={sid: plan.mean_over(p, hours, window_h, present.get(sid))
+                    for sid, p in plan.session_power.items()},
+        charge_kw={sid: max(0.0, plan.mean_over(p.clip(min=0.0), hours, window_h, present.get(sid)))
+                   for sid, p in plan.session_power.items()},
     )
