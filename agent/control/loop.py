@@ -27,6 +27,7 @@ from agent.control.devices import Reader, StationDevices
 from agent.control.snapshot import Snapshot
 from agent.control.stats import CycleStats
 from agent.control.v2g import V2gDispatch, V2gOrders
+from agent.memory import release_compiler_pages
 from agent.sdnotify import Notifier
 from agent.sessions import Session, SessionTracker
 from agent.settings import AgentSettings
@@ -572,6 +573,7 @@ class ControlLoop:
         await asyncio.gather(*(one(cid) for cid in self.devices.chargers))
         self._check_bidirectional()
         self.controller.arrays.warm_up()  # compile or load the kernel before the first cycle
+        release_compiler_pages()  # LLVM is not needed again: its ~70 MB may leave RAM
 
     def _check_bidirectional(self) -> None:
         """A charger configured for V2G whose profile refuses negative limits gets none."""
