@@ -178,8 +178,10 @@ def test_random_arrivals_are_reproducible_with_a_seed() -> None:
         return sorted(f"{c.spec.id}/{k.idx}:{k.ev.session_id}" for c in m.chargers.values()
                       for k in c.connectors if k.ev)
 
-    assert run(1) == run(1)
-    assert run(1) or run(2)  # 30 an hour over 3 connectors: someone is plugged in
+    first = run(1)
+    assert first == run(1)
+    assert first  # 30 an hour over 3 connectors: someone is plugged in
+    assert run(2) != first  # and the seed is what decides who
 
 
 def test_clear_sky_curve() -> None:
