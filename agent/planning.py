@@ -312,14 +312,11 @@ class PlannerTask:
         starts = [first_start + i * SLOT for i in range(n)]
         mids = [now + timedelta(hours=first_h / 2)] + [t + SLOT / 2 for t in starts[1:]]
 
+        from agent.ledger_recorder import prices_at  # it imports this module
+
         tariff = s.tariff
-        imp, exp, carbon = [], [], []
-        for t in mids:
-            price = self.signals.price_at(t) if self.signals is not None else None
-            imp.append(price.import_eur_kwh if price else tariff.import_eur_kwh)
-            exp.append(price.export_eur_kwh if price else tariff.export_eur_kwh)
-            g = self.signals.carbon_at(t) if self.signals is not None else None
-            carbon.append(g if g is not None else tariff.carbon_g_kwh)
+        priced = [prices_at(tariff, self.signals, t) for t in mids]
+        imp, exp, carbon = ([p[i] for p in priced] for i in range(3))
         demand = self.signals.demand_charge_eur_kw(now) if self.signals is not None else None
 
         pv, base = self._forecast(starts)
