@@ -39,21 +39,6 @@ class Interval:
     import_cap_kw: float | None = None  # lowest import cap in force
     import_price_eur_kwh: float | None = None
 
-    def to_row(self) -> dict[str, Any]:
-        return {
-            "interval": self.index,
-            "startH": round(self.start_h, 6),
-            "importKwh": self.import_kwh,
-            "exportKwh": self.export_kwh,
-            "energyCost": self.energy_cost,
-            "co2Kg": self.co2_kg,
-            "peakKw": self.peak_kw,
-            "batteryChargeKwh": self.battery_charge_kwh,
-            "batteryDischargeKwh": self.battery_discharge_kwh,
-            "sessionKwh": dict(self.session_kwh),
-            "v2gKwh": dict(self.v2g_kwh),
-        }
-
 
 class SavingsLedger:
     """Integrates samples into intervals. Time is hours from the ledger's start (injected)."""
@@ -199,27 +184,8 @@ def store(
     db: sqlite_utils.Database, ledger: SavingsLedger, station_start: str, policy: str = "actual"
 ) -> int:
     """Upsert the ledger's intervals into the `ledger` table; returns rows written."""
-    rows = [
-        {
-            "period_start": station_start,
-            "policy": policy,
-            "interval": iv.index,
-            "import_kwh": iv.import_kwh,
-            "export_kwh": iv.export_kwh,
-            "energy_cost_eur": iv.energy_cost,
-            "co2_kg": iv.co2_kg,
-            "peak_kw": iv.peak_kw,
-            "battery_charge_kwh": iv.battery_charge_kwh,
-            "battery_discharge_kwh": iv.battery_discharge_kwh,
-            "session_kwh": iv.session_kwh,
-            "v2g_kwh": iv.v2g_kwh,
-        }
-        for iv in ledger.intervals
-    ]
-    context = [(iv.pv_kwh, iv.soc_pct, iv.import_cap_kw, iv.import_price_eur_kwh)
-               for iv in ledger.intervals]  # fmt: skip
     with db.conn:
-        for row, extra in zip(rows, context, strict=True):
+        for iv in ledger.intervals:
             db.execute(
                 "INSERT OR REPLACE INTO ledger(period_start, policy, interval, import_kwh,"
                 " export_kwh, energy_cost_eur, co2_kg, peak_kw, battery_charge_kwh,"
@@ -227,22 +193,13 @@ def store(
                 " import_price_eur_kwh)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, json(?), json(?), ?, ?, ?, ?)",
                 [
-                    row["period_start"],
-                    row["policy"],
-                    row["interval"],
-                    row["import_kwh"],
-                    row["export_kwh"],
-                    row["energy_cost_eur"],
-                    row["co2_kg"],
-                    row["peak_kw"],
-                    row["battery_charge_kwh"],
-                    row["battery_discharge_kwh"],
-                    _json(row["session_kwh"]),
-                    _json(row["v2g_kwh"]),
-                    *extra,
+                    station_start, policy, iv.index, iv.import_kwh, iv.export_kwh,
+                    iv.energy_cost, iv.co2_kg, iv.peak_kw, iv.battery_charge_kwh,
+                    iv.battery_discharge_kwh, _json(iv.session_kwh), _json(iv.v2g_kwh),
+                    iv.pv_kwh, iv.soc_pct, iv.import_cap_kw, iv.import_price_eur_kwh,
                 ],
             )
-    return len(rows)
+    return len(ledger.intervals)
 
 
 def _json(value: Any) -> str:
