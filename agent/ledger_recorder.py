@@ -207,7 +207,7 @@ class LedgerRecorder:
             prev = self._session_energy.get(x.id)
             if prev is None:
                 ch = next(c for c in self.s.station.chargers if c.id == x.charger_id)
-                vmax = min(x.vehicle_max_kw or ch.max_power_kw, ch.max_power_kw)
+                vmax = x.max_kw(ch.max_power_kw)
                 expected = self.expected_kwh(x.id) if self.expected_kwh is not None else None
                 target = expected if expected is not None else self.s.planner.default_energy_kwh
                 self.counterfactual.session(x.id, x.charger_id, x.connector_idx, vmax,

@@ -406,7 +406,7 @@ class PlannerTask:
             taken = self.v2g.battery_taken_kwh(x.id)
         needed = max(0.0, target - (x.energy_kwh * CHARGING_EFFICIENCY - taken))
         dep_h = max((departure - now).total_seconds() / 3600.0, SLOT_H)  # overdue: soon
-        vmax = min(x.vehicle_max_kw or ch.max_power_kw, ch.max_power_kw)
+        vmax = x.max_kw(ch.max_power_kw)
         return SessionSpec(x.id, x.charger_id, dep_h, needed, vmax, **v2g)
 
     def _battery_spec(self, now: datetime, spec: Any) -> Any:

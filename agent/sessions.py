@@ -61,6 +61,10 @@ class Session:
     stopped_at: str | None = None
     cost_eur: float = 0.0  # energy so far, each kWh at the import price when it was counted
 
+    def max_kw(self, charger_max_kw: float) -> float:
+        """The most it may draw: the EV's maximum where known, within the charger's rating."""
+        return min(self.vehicle_max_kw or charger_max_kw, charger_max_kw)
+
     def public(self) -> dict:
         d = asdict(self)
         d.pop("counter_offset_kwh")

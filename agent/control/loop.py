@@ -358,7 +358,7 @@ class Controller:
                 if planned is not None:
                     cap = planned if cap is None else min(cap, planned)
                     priority = 1.0 if planned > 0 else 0.0
-            vmax = min(x.vehicle_max_kw or ch.max_power_kw, ch.max_power_kw)
+            vmax = x.max_kw(ch.max_power_kw)
             a.set_session(
                 row,
                 charger=self._charger_index[x.charger_id],

@@ -290,7 +290,7 @@ class V2gDispatch:
             departure, target = goal
             net = s.energy_kwh * CHARGING_EFFICIENCY - self.battery_taken_kwh(s.id)
             needed = target - net
-            vmax = min(s.vehicle_max_kw or ch.max_power_kw, ch.max_power_kw)
+            vmax = s.max_kw(ch.max_power_kw)
             left_h = (departure - snap.ts).total_seconds() / 3600.0 - self.cfg.departure_margin_h
             if needed > 0 and max(0.0, left_h) * vmax * CHARGING_EFFICIENCY < needed:
                 self._guarded.add(s.id)
