@@ -413,7 +413,7 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
                 next_replan = t + replan_minutes / 60.0
         if plan is not None and t - plan_origin >= _horizon_h(plan) - 1e-9:
             plan = None  # the last plan ran out: plain fair sharing until one succeeds
-        request = _allocator_request(day, slot, active, step_h, t, b_energy)
+        request = _allocator_request(day, slot, active, step_h, t)
         v2g: dict[str, float] = {}
         b_set = 0.0
         if plan is not None:
@@ -452,7 +452,6 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
             # is covered by the battery rather than by importing above the planned peak.
             request["gridCapacity"] = request["gridCapacity"] + b_max
         import_cap = request["gridCapacity"] - b_max - v2g_supply
-        request.pop("battery", None)
         result = allocate(request)
         allocations: dict[str, float] = result["allocations"]
         powers: dict[str, float] = {}
@@ -519,8 +518,10 @@ def _battery_feasible(b: Battery, setpoint: float, energy: float, step_h: float,
     return -min(-setpoint, b.max_charge, room)
 
 
-def _allocator_request(day: Day, slot: int, active: list[_EvState], step_h: float, t: float,
-                       b_energy: float) -> dict[str, Any]:
+def _allocator_request(day: Day, slot: int, active: list[_EvState], step_h: float,
+                       t: float) -> dict[str, Any]:
+    """The step's allocator request, without a battery block: the replay dispatches the
+    battery itself and hands the allocator its discharge headroom as grid capacity."""
     sessions = []
     for s in active:
         present_h = min(t + step_h, s.ev.departure_h) - max(t, s.ev.arrival_h)
@@ -531,7 +532,7 @@ def _allocator_request(day: Day, slot: int, active: list[_EvState], step_h: floa
             "connectorId": {"chargerId": s.ev.charger_id, "idx": s.ev.idx},
             "vehicleMaxPower": max(0.0, min(s.ev.max_power, need_kw)),
         })
-    request: dict[str, Any] = {
+    return {
         "stationId": day.station_id,
         "gridCapacity": day.grid_capacity,
         "baseLoad": float(day.base_load[slot]),
@@ -540,12 +541,6 @@ def _allocator_request(day: Day, slot: int, active: list[_EvState], step_h: floa
                      for cid, (mp, n) in day.chargers.items()],
         "sessions": sessions,
     }
-    if day.battery is not None:
-        b = day.battery
-        request["battery"] = {"maxDischargePower": b.max_discharge,
-                              "maxChargePower": b.max_charge,
-                              "soc": b_energy / b.capacity, "minSoc": b.min_soc}
-    return request
 
 
 def reserve_energy(b: Battery, hours: float | None) -> float:
