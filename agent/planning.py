@@ -35,6 +35,7 @@ import numpy as np
 
 from agent.clock import Clock
 from agent.control.snapshot import BatteryState
+from agent.control.v2g import CHARGING_EFFICIENCY  # charger kWh -> vehicle battery kWh
 from agent.settings import AgentSettings
 from allocator.forecast import WeekdayProfile
 from allocator.guidance import Guidance, guidance_at
@@ -52,9 +53,6 @@ log = logging.getLogger(__name__)
 
 SLOT = timedelta(minutes=15)
 SLOT_H = 0.25
-# Delivered kWh at the charger reach the vehicle's battery with this efficiency (the
-# planner's default); targets are vehicle-side.
-CHARGING_EFFICIENCY = 0.95
 
 
 def slot_start(ts: datetime) -> datetime:
