@@ -429,9 +429,7 @@ class LedgerRecorder:
         if acc is None or not acc.start <= now < acc.start + SLOT:
             return None
         left_h = (acc.start + SLOT - now).total_seconds() / 3600.0
-        if acc.counters_ok and acc.counter_start is not None and acc.counter_end is not None:
-            return acc.counter_end[0] - acc.counter_start[0], left_h
-        return acc.import_int, left_h
+        return self.measured(acc)[0], left_h
 
     def peak_so_far(self) -> float:
         """Today's highest 15-minute average import (kW): sunk for the planner."""
