@@ -8,10 +8,11 @@ number of 100 ms cycles and stops by itself.
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 
 import pytest
 from hardware_sim.simulator import Simulator
-from sim_agent import BATTERY_STATION, STATION, agent_settings, cycles, ev
+from sim_agent import BATTERY_STATION, CAPACITY_KW, STATION, agent_settings, cycles, ev
 
 from agent.assembly import build_control
 from agent.clock import RealClock
@@ -20,21 +21,27 @@ from agent.store import connect
 
 pytestmark = pytest.mark.timeout(60)
 
-CAPACITY = 60.0
 
-
-async def start(sim, tmp_path, **kw):
-    cfg = agent_settings(sim.endpoints, tmp_path / "agent.db", **kw)
-    loop = build_control(cfg, connect(cfg.storage.db_path), StationDevices(cfg), RealClock())
-    await loop.start()
-    return loop
+@asynccontextmanager
+async def running(tmp_path, station=STATION, *, base_load_kw, **kw):
+    """The simulator (no PV) and the assembled control loop on it, both stopped after."""
+    async with Simulator(station, rtu_meter=False) as sim:
+        sim.set(base_load_kw=base_load_kw, pv_kw=0.0)
+        cfg = agent_settings(sim.endpoints, tmp_path / "agent.db", **kw)
+        loop = build_control(cfg, connect(cfg.storage.db_path), StationDevices(cfg), RealClock())
+        await loop.start()
+        try:
+            yield sim, loop
+        finally:
+            await loop.shutdown()
+            await loop.devices.close()
 
 
 def assert_within_capacity(sim):
     # The chargers react within about a second; the DESIGN allows 2 % for at most 1 s.
     episodes = sim.overload_episodes(0.02)
     assert all(duration <= 1.0 for _, duration, _ in episodes), episodes
-    assert sim.state()["gridImport"] <= CAPACITY * 1.02
+    assert sim.state()["gridImport"] <= CAPACITY_KW * 1.02
 
 
 def test_silent_grid_meter_gives_a_safe_budget(tmp_path):
@@ -42,31 +49,25 @@ def test_silent_grid_meter_gives_a_safe_budget(tmp_path):
 
 
 async def _silent_meter(tmp_path):
-    async with Simulator(STATION, rtu_meter=False) as sim:
-        sim.set(base_load_kw=20.0, pv_kw=0.0)
-        loop = await start(sim, tmp_path)
-        try:
-            ev(sim, "CP1", 1, 50.0)
-            ev(sim, "CP2", 1, 22.0)
-            await cycles(loop, 25)
-            assert sim.state()["gridImport"] > 50.0  # the capacity is in use
-            sim.inject("meter", "silent")
-            await cycles(loop, 20)
-            d = loop.state.decision
-            assert "grid_meter_stale" in d.budget.modes
-            # Safe budget: the highest base load seen (20) beats the pessimistic 15 kW.
-            assert d.budget.base_load_kw == pytest.approx(20.0, abs=1.0)
-            assert d.inputs.pv_kw == 0.0
-            ev(sim, "CP1", 2, 50.0)  # an arrival while blind gets only confirmed headroom
-            await cycles(loop, 20)
-            assert_within_capacity(sim)
-            sim.clear("meter")
-            await cycles(loop, 10)
-            assert "grid_meter_stale" not in loop.state.modes
-            assert_within_capacity(sim)
-        finally:
-            await loop.shutdown()
-            await loop.devices.close()
+    async with running(tmp_path, base_load_kw=20.0) as (sim, loop):
+        ev(sim, "CP1", 1, 50.0)
+        ev(sim, "CP2", 1, 22.0)
+        await cycles(loop, 25)
+        assert sim.state()["gridImport"] > 50.0  # the capacity is in use
+        sim.inject("meter", "silent")
+        await cycles(loop, 20)
+        d = loop.state.decision
+        assert "grid_meter_stale" in d.budget.modes
+        # Safe budget: the highest base load seen (20) beats the pessimistic 15 kW.
+        assert d.budget.base_load_kw == pytest.approx(20.0, abs=1.0)
+        assert d.inputs.pv_kw == 0.0
+        ev(sim, "CP1", 2, 50.0)  # an arrival while blind gets only confirmed headroom
+        await cycles(loop, 20)
+        assert_within_capacity(sim)
+        sim.clear("meter")
+        await cycles(loop, 10)
+        assert "grid_meter_stale" not in loop.state.modes
+        assert_within_capacity(sim)
 
 
 def test_silent_charger_keeps_its_last_limit_reserved(tmp_path):
@@ -74,30 +75,24 @@ def test_silent_charger_keeps_its_last_limit_reserved(tmp_path):
 
 
 async def _silent_charger(tmp_path):
-    async with Simulator(STATION, rtu_meter=False) as sim:
-        sim.set(base_load_kw=10.0, pv_kw=0.0)
-        loop = await start(sim, tmp_path)
-        try:
-            ev(sim, "CP1", 1, 50.0)
-            ev(sim, "CP2", 1, 22.0)
-            await cycles(loop, 25)
-            held = loop.controller.limits[("CP2", 1)]
-            assert held is not None and held > 4.0
-            sim.inject("CP2", "silent")
-            await cycles(loop, 15)
-            d = loop.state.decision
-            assert "charger_unreachable:CP2" in d.budget.modes
-            assert d.budget.reserved_kw == pytest.approx(held)
-            # The others share what is left after the reserve; nothing is written to CP2.
-            assert all(w.charger_id != "CP2" for w in d.plan.writes)
-            assert d.targets[("CP1", 1)] <= CAPACITY - 2.0 - d.budget.base_load_kw + 0.01
-            ev(sim, "CP1", 2, 50.0)
-            await cycles(loop, 20)
-            assert_within_capacity(sim)
-            assert len(loop.controller.sessions.active) == 3  # CP2's session not ended
-        finally:
-            await loop.shutdown()
-            await loop.devices.close()
+    async with running(tmp_path, base_load_kw=10.0) as (sim, loop):
+        ev(sim, "CP1", 1, 50.0)
+        ev(sim, "CP2", 1, 22.0)
+        await cycles(loop, 25)
+        held = loop.controller.limits[("CP2", 1)]
+        assert held is not None and held > 4.0
+        sim.inject("CP2", "silent")
+        await cycles(loop, 15)
+        d = loop.state.decision
+        assert "charger_unreachable:CP2" in d.budget.modes
+        assert d.budget.reserved_kw == pytest.approx(held)
+        # The others share what is left after the reserve; nothing is written to CP2.
+        assert all(w.charger_id != "CP2" for w in d.plan.writes)
+        assert d.targets[("CP1", 1)] <= CAPACITY_KW - 2.0 - d.budget.base_load_kw + 0.01
+        ev(sim, "CP1", 2, 50.0)
+        await cycles(loop, 20)
+        assert_within_capacity(sim)
+        assert len(loop.controller.sessions.active) == 3  # CP2's session not ended
 
 
 def test_silent_bms_counts_on_no_battery_discharge(tmp_path):
@@ -105,27 +100,21 @@ def test_silent_bms_counts_on_no_battery_discharge(tmp_path):
 
 
 async def _silent_bms(tmp_path):
-    async with Simulator(BATTERY_STATION, rtu_meter=False) as sim:
-        sim.set(base_load_kw=30.0, pv_kw=0.0)
-        loop = await start(sim, tmp_path, battery=True)
-        try:
-            ev(sim, "CP1", 1, 50.0)
-            ev(sim, "CP1", 2, 50.0)
-            await cycles(loop, 30)
-            # 28 kW from the grid is not enough for two 50 kW EVs: the battery helps.
-            assert sim.state()["battery"]["power"] > 5.0
-            assert loop.state.decision.inputs.battery is not None
-            health = loop.health_report()["battery"]  # fed from the BMS readings
-            assert health["inDispatch"] and health["throughputKwh"] > 0.0
-            sim.inject("bms", "silent")
-            await cycles(loop, 25)
-            d = loop.state.decision
-            assert "bms_stale" in d.budget.modes
-            assert d.inputs.battery is None  # no discharge counted on ...
-            assert loop.controller.battery_setpoint == 0.0  # ... and the battery set idle
-            assert sim.state()["battery"]["setpoint"] == 0.0
-            assert sum(d.result["allocations"].values()) <= CAPACITY - 2.0 - 30.0 + 0.5
-            assert_within_capacity(sim)
-        finally:
-            await loop.shutdown()
-            await loop.devices.close()
+    async with running(tmp_path, BATTERY_STATION, base_load_kw=30.0, battery=True) as (sim, loop):
+        ev(sim, "CP1", 1, 50.0)
+        ev(sim, "CP1", 2, 50.0)
+        await cycles(loop, 30)
+        # 28 kW from the grid is not enough for two 50 kW EVs: the battery helps.
+        assert sim.state()["battery"]["power"] > 5.0
+        assert loop.state.decision.inputs.battery is not None
+        health = loop.health_report()["battery"]  # fed from the BMS readings
+        assert health["inDispatch"] and health["throughputKwh"] > 0.0
+        sim.inject("bms", "silent")
+        await cycles(loop, 25)
+        d = loop.state.decision
+        assert "bms_stale" in d.budget.modes
+        assert d.inputs.battery is None  # no discharge counted on ...
+        assert loop.controller.battery_setpoint == 0.0  # ... and the battery set idle
+        assert sim.state()["battery"]["setpoint"] == 0.0
+        assert sum(d.result["allocations"].values()) <= CAPACITY_KW - 2.0 - 30.0 + 0.5
+        assert_within_capacity(sim)
