@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from agent.control.snapshot import Snapshot
@@ -54,8 +55,8 @@ def budget_inputs(
     snap: Snapshot,
     base_history: WindowMax,
     pessimistic_base_kw: float,
-    last_limits: dict[tuple[str, int], float],
-    last_power: dict[tuple[str, int], float],
+    last_limits: Mapping[tuple[str, int], float | None],  # None: unknown, reserves nothing
+    last_power: Mapping[tuple[str, int], float],
     battery_cfg: tuple[float, float, float] | None,  # (min_soc, max_charge_kw, max_discharge_kw)
 ) -> BudgetInputs:
     modes: set[str] = set()
@@ -69,7 +70,7 @@ def budget_inputs(
         modes.add(f"charger_unreachable:{ch.id}")
         for c in ch.connectors:
             key = (ch.id, c.idx)
-            reserved += last_limits.get(key, 0.0)
+            reserved += last_limits.get(key) or 0.0
             unreachable_draw += last_power.get(key, 0.0)
 
     if snap.battery is None and battery_cfg is not None:

@@ -223,7 +223,7 @@ class Controller:
             snap,
             self.base_history,
             self.s.station.pessimistic_base_load_kw,
-            {k: v for k, v in self.limits.items() if v is not None},
+            self.limits,
             self.last_power,
             self._battery_cfg if battery_available else None,
         )
