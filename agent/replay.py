@@ -606,6 +606,20 @@ def refill_price(day: Day) -> float:
     return float(np.min(day.import_price)) / math.sqrt(day.battery.round_trip)
 
 
+def refill_cost(day: Day, end_energy: float | None) -> float:
+    """EUR to hand the battery back with the charge the day started with, from `end_energy`
+    kWh (None: unknown, nothing charged) at `refill_price`."""
+    if day.battery is None or end_energy is None:
+        return 0.0
+    short = day.battery.soc_start * day.battery.capacity - end_energy
+    return max(0.0, short) * refill_price(day)
+
+
+def result_cost(day: Day, result: ReplayResult) -> float:
+    """A replay's cost as reported: the ledger's (energy and demand charge) plus the refill."""
+    return result.ledger.cost + refill_cost(day, result.battery_end_energy)
+
+
 def optimum_request(day: Day) -> PlanRequest:
     """The whole day as one planning problem with every EV known from the start (perfect
     foresight; also what a depot with a published vehicle schedule can plan ahead)."""
@@ -635,11 +649,8 @@ def optimum_request(day: Day) -> PlanRequest:
 
 def optimum(day: Day, time_limit: float = OPTIMUM_TIME_LIMIT_S) -> dict[str, float]:
     """Perfect foresight: one LP over the whole day with every EV known from the start."""
-    b = day.battery
     p = Planner(time_limit=time_limit).plan(optimum_request(day))
-    refill = 0.0
-    if b is not None and len(p.battery_energy):
-        refill = max(0.0, b.soc_start * b.capacity - float(p.battery_energy[-1])) * refill_price(day)
+    refill = refill_cost(day, float(p.battery_energy[-1]) if len(p.battery_energy) else None)
     sub = p.grid_power * p.slot_hours  # kWh per sub-interval
     price_imp, price_exp = day.import_price[p.slot_index], day.export_price[p.slot_index]
     energy_cost = float(np.sum(np.maximum(sub, 0) * price_imp - np.maximum(-sub, 0) * price_exp))
@@ -664,10 +675,7 @@ def run(day: Day, policy: str = "planner", *, step_s: float = 60.0,
         optimum_error = None
     except PlanError as exc:
         best_cost, optimum_error = None, str(exc)
-    cost, base_cost = actual.ledger.cost, baseline.ledger.cost
-    if day.battery is not None and actual.battery_end_energy is not None:
-        short = day.battery.soc_start * day.battery.capacity - actual.battery_end_energy
-        cost += max(0.0, short) * refill_price(day)
+    cost, base_cost = result_cost(day, actual), baseline.ledger.cost
     report: dict[str, Any] = {
         "cost": round(cost, 2),
         "baselineCost": round(base_cost, 2),

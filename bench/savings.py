@@ -30,7 +30,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.replay import Day, Tuning, load_day, optimum, refill_price, simulate  # noqa: E402
+from agent.replay import Day, Tuning, load_day, optimum, result_cost, simulate  # noqa: E402
 from allocator.planner import RESERVE_RATE  # noqa: E402
 
 # The shared reference day, beside this checkout (../shared, as CI and the demo find it).
@@ -49,10 +49,7 @@ VARIANTS: list[tuple[str, Tuning, float]] = [
 def _row(day: Day, name: str, tuning: Tuning, replan: float, base_cost: float,
          best_cost: float) -> dict:
     r = simulate(day, "planner", replan_minutes=replan, tuning=tuning)
-    cost = r.ledger.cost
-    if day.battery is not None and r.battery_end_energy is not None:
-        short = day.battery.soc_start * day.battery.capacity - r.battery_end_energy
-        cost += max(0.0, short) * refill_price(day)
+    cost = result_cost(day, r)
     solves = r.plan_solve_seconds
     return {
         "variant": name,
