@@ -237,11 +237,11 @@ class V2gDispatch:
         chargers: Mapping[str, ChargerLike],
         guidance: Guidance | None,
     ) -> V2gOrders:
-        """This cycle's discharges (kW > 0 per session), guarded sessions and the supply."""
+        """This cycle's discharges (kW > 0 per session), guarded sessions and the supply.
+        `sessions`: those on reachable chargers (the controller's live ones)."""
         if guidance is None:
             return V2gOrders()
         conns = {(c.charger_id, c.idx): c for c in snap.connectors()}
-        reachable = {ch.id for ch in snap.chargers if ch.reachable}
         out: dict[str, float] = {}
         held: dict[str, str] = {}
         supply = 0.0
@@ -250,10 +250,7 @@ class V2gDispatch:
             ch = chargers.get(s.charger_id)
             if planned is None or planned >= 0 or ch is None or not ch.v2g:
                 continue
-            conn = conns.get((s.charger_id, s.connector_idx))
-            if conn is None or s.charger_id not in reachable:
-                held[s.id] = "charger unreachable"
-                continue
+            conn = conns[(s.charger_id, s.connector_idx)]
             kw, why = self._discharge(s, ch, conn, -planned, snap)
             if why is not None:
                 held[s.id] = why
