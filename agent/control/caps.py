@@ -56,10 +56,6 @@ class CapTracker:
             st.below_since = None
         return st.cap_kw
 
-    def cap(self, session_id: str) -> float | None:
-        st = self._state.get(session_id)
-        return st.cap_kw if st else None
-
     def forget(self, keep: Iterable[str]) -> None:
         keep = set(keep)
         for sid in [s for s in self._state if s not in keep]:
@@ -97,7 +93,3 @@ class PauseRotation:
             self._paused_since.setdefault(sid, t)
         for sid in [s for s in self._paused_since if s not in paused]:
             del self._paused_since[sid]
-
-    def paused_for(self, session_id: str, t: float) -> float:
-        since = self._paused_since.get(session_id)
-        return 0.0 if since is None else t - since
