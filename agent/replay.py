@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.savings import SavingsLedger
+from agent.savings import SavingsLedger, savings_pct
 from allocator.planner import (
     RESERVE_RATE,
     BatterySpec,
@@ -679,7 +679,7 @@ def run(day: Day, policy: str = "planner", *, step_s: float = 60.0,
     report: dict[str, Any] = {
         "cost": round(cost, 2),
         "baselineCost": round(base_cost, 2),
-        "savingsPct": round(100.0 * (base_cost - cost) / base_cost, 2) if base_cost > 0 else 0.0,
+        "savingsPct": round(savings_pct(cost, base_cost), 2),
         "peakImport": round(actual.ledger.peak_kw, 2),
         "energyRequested": round(actual.energy_requested, 2),
         "energyDelivered": round(actual.energy_delivered, 2),

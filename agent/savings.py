@@ -168,15 +168,18 @@ class SavingsLedger:
         }
 
 
+def savings_pct(cost: float, baseline_cost: float) -> float:
+    """What `cost` saves on `baseline_cost`, in % of it (0 when the baseline cost nothing)."""
+    return 100.0 * (baseline_cost - cost) / baseline_cost if baseline_cost > 0 else 0.0
+
+
 def savings(actual: SavingsLedger, baseline: SavingsLedger) -> dict[str, float]:
     """Counterfactual cost minus actual cost, in EUR and % of the counterfactual."""
-    eur = baseline.cost - actual.cost
-    pct = 100.0 * eur / baseline.cost if baseline.cost > 0 else 0.0
     return {
         "cost": actual.cost,
         "baselineCost": baseline.cost,
-        "savingsEur": eur,
-        "savingsPct": pct,
+        "savingsEur": baseline.cost - actual.cost,
+        "savingsPct": savings_pct(actual.cost, baseline.cost),
     }
 
 

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent.replay import Day, Tuning, load_day, optimum, result_cost, simulate  # noqa: E402
+from agent.savings import savings_pct  # noqa: E402
 from allocator.planner import RESERVE_RATE  # noqa: E402
 
 # The shared reference day, beside this checkout (../shared, as CI and the demo find it).
@@ -55,7 +56,7 @@ def _row(day: Day, name: str, tuning: Tuning, replan: float, base_cost: float,
         "variant": name,
         "replanMinutes": replan,
         "cost": round(cost, 2),
-        "savingsPct": round(100 * (base_cost - cost) / base_cost, 2),
+        "savingsPct": round(savings_pct(cost, base_cost), 2),
         "overOptimumPct": round(100 * (cost - best_cost) / best_cost, 2),
         "peakImport": round(r.ledger.peak_kw, 1),
         "energyDelivered": round(r.energy_delivered, 1),
