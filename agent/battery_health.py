@@ -1,15 +1,13 @@
-"""Stationary battery health: SoH, equivalent full cycles, throughput, alerts, maintenance.
+"""Stationary battery health: SoH, equivalent full cycles, throughput, alerts.
 
-Pure logic the daemon feeds with BMS readings (inject the time). Alerts are dicts ready for
-the `health` topic. A maintenance window (`battery.maintenance.schedule`) takes the battery
-out of dispatch: `available(now)` is False inside it, and the planner is then given
-`BatterySpec(available=False)`.
+Pure logic the daemon feeds with BMS readings (agent/battery_watch.py). Alerts are dicts
+ready for the `health` topic. Maintenance windows are not kept here: they are cloud signals
+(`battery.maintenance.schedule`, agent/signals.py), read by BatteryWatch.available.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 
 
 @dataclass(frozen=True)
@@ -27,7 +25,6 @@ class BatteryHealth:
     charged_kwh: float = 0.0
     discharged_kwh: float = 0.0
     soh: float = 1.0
-    maintenance: list[tuple[datetime, datetime]] = field(default_factory=list)
 
     @property
     def throughput_kwh(self) -> float:
@@ -74,12 +71,3 @@ class BatteryHealth:
                         "message": f"cell voltage spread {spread * 1000:.0f} mV above "
                                    f"{lim.imbalance_max_v * 1000:.0f} mV"})
         return out
-
-    def schedule_maintenance(self, start: datetime, end: datetime) -> None:
-        if end <= start:
-            raise ValueError("battery.maintenance.schedule: end must be after start")
-        self.maintenance.append((start, end))
-
-    def available(self, now: datetime) -> bool:
-        """False inside a maintenance window: the battery is out of dispatch."""
-        return not any(start <= now < end for start, end in self.maintenance)

@@ -21,7 +21,7 @@ def test_profile_smooths_per_weekday_and_falls_back_to_other_days():
     assert fc.tolist() == pytest.approx([0.0, 15.0, 0.0])
 
 
-def test_battery_health_cycles_alerts_and_maintenance():
+def test_battery_health_cycles_and_alerts():
     h = BatteryHealth(capacity_kwh=200.0)
     h.record_power(-100.0, 2.0)  # charge 200 kWh
     h.record_power(100.0, 2.0)  # discharge 200 kWh
@@ -31,6 +31,3 @@ def test_battery_health_cycles_alerts_and_maintenance():
     kinds = {a["kind"] for a in h.alerts([25.0, 50.0], [3.30, 3.40])}
     assert kinds == {"battery.soh", "battery.temperature", "battery.imbalance"}
     assert BatteryHealth(200.0).alerts([25.0], [3.3, 3.31]) == []
-    h.schedule_maintenance(MONDAY, MONDAY + timedelta(hours=4))
-    assert not h.available(MONDAY + timedelta(hours=1))
-    assert h.available(MONDAY + timedelta(hours=4))
