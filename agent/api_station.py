@@ -22,6 +22,7 @@ analytics and the uplink see them like hardware sessions.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import uuid
 from collections.abc import Callable
@@ -47,6 +48,7 @@ from agent.api.context import (
 from agent.api.models import StationConfig
 from agent.clock import Clock, iso
 from agent.control.caps import CapTracker
+from agent.control.stats import CycleStats
 
 
 def _floor2(kw: float) -> float:
@@ -91,6 +93,7 @@ class ApiStation:
         import_price: Callable[[datetime], float] | None = None,
     ) -> None:
         self._config = config
+        self._chargers = [c.model_dump() for c in config.chargers]  # the allocator's form
         self._import_price = import_price  # EUR/kWh at a time (agent.ledger_recorder.prices_at)
         # ApiContext's collaborators, as plain attributes.
         self.store = store
@@ -100,8 +103,7 @@ class ApiStation:
         # Reports are explicit measurements, so a cap may apply from the first one.
         self._caps = CapTracker(probe_kw, probe_fraction, cap_after_s=0.0)
         self._sessions: dict[str, _Session] = {}  # insertion order = arrival order
-        self.cycles = 0
-        self._cycle_ms: list[float] = []
+        self._stats = CycleStats()
 
     def now(self) -> datetime:
         return self._clock.now()
@@ -124,6 +126,11 @@ class ApiStation:
         for session_id in list(self._sessions):
             self._end(session_id, reason="config_replaced")
         self._config = config
+        self._chargers = [c.model_dump() for c in config.chargers]
+
+    @property
+    def cycles(self) -> int:
+        return self._stats.cycles
 
     # ----- ApiContext: live state -----
     def station_view(self) -> StationView:
@@ -156,7 +163,7 @@ class ApiStation:
             ev_power_kw=round(ev_power, 3),
             connectors=tuple(connectors),
             cycles=self.cycles,
-            cycle_ms=self._cycle_stats(),
+            cycle_ms=self._stats.summary()["cycle_ms"],
             power_cap_kw=self._power_cap(),
             mode="api",
         )
@@ -207,10 +214,11 @@ class ApiStation:
             started_at=iso(now),
         )
         self._sessions[session.id] = session
-        targets, bindings = self._targets()
+        budget = self._budget()
+        targets, bindings = self._targets(budget)
         # What it may draw now: its fair share, but never more than is free at this moment.
         session.allocated_kw = _floor2(
-            max(0.0, min(targets.get(session.id, 0.0), self._headroom(charger_id)))
+            max(0.0, min(targets.get(session.id, 0.0), self._headroom(charger_id, budget)))
         )
         session.binding = bindings.get(session.id)
         self.store.table("sessions").insert(
@@ -265,20 +273,18 @@ class ApiStation:
     def cycle(self) -> None:
         """Allocate and apply: decreases first, then increases out of what is free."""
         t0 = self._clock.monotonic()
-        targets, bindings = self._targets()
-        sessions = list(self._sessions.values())
-        for s in sessions:
+        budget = self._budget()
+        targets, bindings = self._targets(budget)
+        sessions = [(s, _floor2(targets.get(s.id, 0.0))) for s in self._sessions.values()]
+        for s, target in sessions:
             s.binding = bindings.get(s.id)
-            target = _floor2(targets.get(s.id, 0.0))
             if target < s.allocated_kw:
                 s.allocated_kw = target
-        for s in sessions:
-            target = _floor2(targets.get(s.id, 0.0))
+        for s, target in sessions:
             if target > s.allocated_kw:
-                s.allocated_kw = _floor2(min(target, s.allocated_kw + self._headroom(s.charger_id)))
-        self.cycles += 1
-        self._cycle_ms.append((self._clock.monotonic() - t0) * 1000.0)
-        del self._cycle_ms[:-1000]
+                free = self._headroom(s.charger_id, budget)
+                s.allocated_kw = _floor2(min(target, s.allocated_kw + free))
+        self._stats.record_cycle(self._clock.monotonic() - t0, math.inf)
 
     async def run(self, period_s: float, stop: asyncio.Event) -> None:
         """Drive `cycle()` every period until `stop` is set (the no-hardware control loop)."""
@@ -292,11 +298,10 @@ class ApiStation:
 
     # ----- internals -----
     def _power_cap(self) -> float | None:
-        signals = self.signals
-        if signals is None or not hasattr(signals, "active_power_cap"):
+        if self.signals is None:
             return None
-        cap = signals.active_power_cap(self._clock.now())
-        return None if cap is None else float(getattr(cap, "kw", cap))
+        cap: float | None = self.signals.active_power_cap(self._clock.now())
+        return cap
 
     def _budget(self) -> float:
         capacity = self._config.gridCapacity
@@ -305,12 +310,11 @@ class ApiStation:
             capacity = min(capacity, cap)
         return capacity - (self._config.baseLoad or 0.0)
 
-    def _request(self) -> dict[str, Any]:
-        budget = self._budget()
+    def _request(self, budget: float) -> dict[str, Any]:
         return {
             "stationId": self._config.stationId,
             "gridCapacity": max(0.0, budget),
-            "chargers": [c.model_dump() for c in self._config.chargers],
+            "chargers": self._chargers,
             "sessions": [
                 {
                     "sessionId": s.id,
@@ -322,21 +326,22 @@ class ApiStation:
             ],
         }
 
-    def _targets(self) -> tuple[dict[str, float], dict[str, str]]:
+    def _targets(self, budget: float) -> tuple[dict[str, float], dict[str, str]]:
         if not self._sessions:
             return {}, {}
-        result = allocator.allocate(self._request())
+        result = allocator.allocate(self._request(budget))
         return result["allocations"], result.get("binding", {})
 
-    def _headroom(self, charger_id: str) -> float:
-        """Power free now at the station and on this charger, given current allocations."""
+    def _headroom(self, charger_id: str, budget: float) -> float:
+        """Power free now at the station (`budget`: `_budget()`, read once per step) and on
+        this charger, given current allocations."""
         station_used = sum(s.allocated_kw for s in self._sessions.values())
         charger = self._config.charger(charger_id)
         charger_used = sum(
             s.allocated_kw for s in self._sessions.values() if s.charger_id == charger_id
         )
         charger_free = (charger.maxPower if charger else 0.0) - charger_used
-        return max(0.0, min(self._budget() - station_used, charger_free))
+        return max(0.0, min(budget - station_used, charger_free))
 
     def _get(self, session_id: str) -> _Session:
         s = self._sessions.get(session_id)
@@ -354,8 +359,6 @@ class ApiStation:
         self._event("session_stopped", s.id, {"reason": reason, "energy_kwh": s.energy_kwh})
 
     def _event(self, kind: str, session_id: str, data: dict[str, Any]) -> None:
-        import json
-
         self.store.table("events").insert(
             {
                 "ts": iso(self._clock.now()),
@@ -382,10 +385,3 @@ class ApiStation:
             vehicle_id=s.vehicle_id,
             fleet_id=s.fleet_id,
         )
-
-    def _cycle_stats(self) -> dict[str, float]:
-        if not self._cycle_ms:
-            return {}
-        data = sorted(self._cycle_ms)
-        pick = lambda q: data[min(len(data) - 1, int(q * len(data)))]  # noqa: E731
-        return {"p50": round(pick(0.5), 3), "p99": round(pick(0.99), 3), "max": round(data[-1], 3)}
