@@ -7,11 +7,10 @@ import asyncio
 import time
 from typing import Any
 
+import hardware_sim
 import pytest
 
 import drivers
-
-hardware_sim = pytest.importorskip("hardware_sim")
 
 STATION = {
     "stationId": "drv-test", "gridCapacity": 150, "pvPeak": 20,

@@ -7,11 +7,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import hardware_sim
 import pytest
 
 import drivers
-
-hardware_sim = pytest.importorskip("hardware_sim")
 
 STATION = {
     "stationId": "v2g-drv", "gridCapacity": 100,
