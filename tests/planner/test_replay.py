@@ -153,7 +153,6 @@ def test_bad_day_files_give_one_line_errors_naming_the_field(tmp_path):
         load_day(bad)
 
 
-@pytest.mark.skipif(not REFERENCE.exists(), reason="shared reference day not present")
 def test_reference_day_meets_the_savings_target():
     day = load_day(REFERENCE)
     report = run(day, "planner")
