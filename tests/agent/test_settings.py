@@ -40,34 +40,38 @@ def test_env_overrides_nested_keys(monkeypatch):
     assert s.mqtt.password is not None and s.mqtt.password.get_secret_value() == "s3cret"
 
 
-def test_every_field_problem_has_its_key_path(tmp_path):
-    bad = tmp_path / "agent.toml"
+@pytest.mark.parametrize(
+    ("edits", "problems"),
+    [
+        pytest.param(
+            [("grid_capacity_kw = 330.0", "grid_capacity_kw = -1"),
+             ("period_s = 0.25", "period_s = 5\nperod = 1"),
+             ('endpoint = "tcp://127.0.0.1:5020"', 'endpoint = "http://x"')],
+            ["station.grid_capacity_kw: Input should be greater than 0",
+             "devices[0].endpoint: Value error, scheme must be tcp:// or rtu://",
+             "control.period_s: Input should be less than or equal to 1",
+             "control.perod: Extra inputs are not permitted"],
+            id="every field problem has its key path",
+        ),
+        pytest.param(
+            [('device = "cp2"', 'device = "grid"'),
+             ('grid_meter = "grid"', 'grid_meter = "meter-x"')],
+            ["station.grid_meter: no [[devices]] entry named 'meter-x'",
+             "station.chargers[1].device: device 'grid' is a meter, expected a charger"],
+            id="cross references are checked",
+        ),
+    ],
+)  # fmt: skip
+def test_problems_are_named_by_key_path(tmp_path, edits, problems):
     text = EXAMPLE.read_text()
-    text = text.replace("grid_capacity_kw = 330.0", "grid_capacity_kw = -1")
-    text = text.replace("period_s = 0.25", "period_s = 5\nperod = 1")
-    text = text.replace('endpoint = "tcp://127.0.0.1:5020"', 'endpoint = "http://x"')
-    bad.write_text(text)
-    with pytest.raises(ConfigError) as err:
-        load(bad)
-    assert err.value.problems == [
-        "station.grid_capacity_kw: Input should be greater than 0",
-        "devices[0].endpoint: Value error, scheme must be tcp:// or rtu://",
-        "control.period_s: Input should be less than or equal to 1",
-        "control.perod: Extra inputs are not permitted",
-    ]
-
-
-def test_cross_references_are_checked(tmp_path):
+    for old, new in edits:
+        assert old in text, old  # the example still has what the edit targets
+        text = text.replace(old, new)
     bad = tmp_path / "agent.toml"
-    text = EXAMPLE.read_text().replace('device = "cp2"', 'device = "grid"')
-    text = text.replace('grid_meter = "grid"', 'grid_meter = "meter-x"')
     bad.write_text(text)
     with pytest.raises(ConfigError) as err:
         load(bad)
-    assert err.value.problems == [
-        "station.grid_meter: no [[devices]] entry named 'meter-x'",
-        "station.chargers[1].device: device 'grid' is a meter, expected a charger",
-    ]
+    assert err.value.problems == problems
 
 
 def test_config_check_cli(tmp_path):
