@@ -145,7 +145,9 @@ def test_passwords_acl_and_wrong_credentials_visible_in_health(mosquitto_factory
     async def scenario() -> None:
         wrong = open_uplink(tmp_path / "wrong", broker.port, username="station", password="nope")
         async with running(wrong):
-            await asyncio.sleep(1.0)
+            deadline = time.monotonic() + 10
+            while not wrong.status.last_error and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
         h = messages.Health(uplink=wrong.uplink_health(), outbox=wrong.outbox_health())
         assert h.uplink is not None and not h.uplink.connected
         assert "Bad user name or password" in (h.uplink.last_error or "") or "authorized" in (
