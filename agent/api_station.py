@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlite_utils
 
@@ -44,11 +44,15 @@ from agent.api.context import (
     UnknownConnector,
     UnknownSession,
     UplinkView,
+    broker_state,
 )
 from agent.api.models import StationConfig
 from agent.clock import Clock, iso
 from agent.control.caps import CapTracker
 from agent.control.stats import CycleStats
+
+if TYPE_CHECKING:
+    from agent.uplink import Uplink
 
 
 def _floor2(kw: float) -> float:
@@ -91,6 +95,7 @@ class ApiStation:
         signals: Any | None = None,
         planner: Any | None = None,
         import_price: Callable[[datetime], float] | None = None,
+        uplink: Uplink | None = None,
     ) -> None:
         self._config = config
         self._chargers = [c.model_dump() for c in config.chargers]  # the allocator's form
@@ -100,6 +105,7 @@ class ApiStation:
         self.signals = signals
         self.planner = planner
         self._clock = clock
+        self._uplink = uplink
         # Reports are explicit measurements, so a cap may apply from the first one.
         self._caps = CapTracker(probe_kw, probe_fraction, cap_after_s=0.0)
         self._sessions: dict[str, _Session] = {}  # insertion order = arrival order
@@ -182,12 +188,16 @@ class ApiStation:
             store = DependencyState("store", "down", str(exc))
         return [
             DependencyState("devices", "disabled", "no hardware configured: chargers via API"),
-            DependencyState("broker", "disabled", "no uplink configured"),
+            broker_state(self._uplink),
             store,
         ]
 
     def uplink(self) -> UplinkView | None:
-        return None
+        if self._uplink is None:
+            return None
+        stats = self._uplink.outbox.stats()
+        return UplinkView(connected=self._uplink.status.connected, outbox_rows=stats.depth,
+                          outbox_bytes=stats.bytes, dropped=stats.dropped, last_ack=None)  # fmt: skip
 
     # ----- ApiContext: sessions -----
     def create_session(self, new: NewSession) -> SessionView:

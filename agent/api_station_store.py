@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from agent.api.context import DependencyState, UplinkView
 from agent.api.models import StationConfig
 from agent.api_station import ApiStation
 
@@ -31,10 +30,6 @@ META_KEY = "api_station_config"
 
 
 class StoredApiStation(ApiStation):
-    def __init__(self, *args: Any, uplink: Uplink | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._cloud = uplink
-
     @classmethod
     def open(
         cls,
@@ -70,19 +65,3 @@ class StoredApiStation(ApiStation):
                 [META_KEY, config.model_dump_json()],
             )
         super().replace_station_config(config)
-
-    def dependencies(self) -> list[DependencyState]:
-        deps = super().dependencies()
-        if self._cloud is None:
-            return deps
-        st = self._cloud.status
-        broker = DependencyState("broker", "ok" if st.connected else "degraded",
-                                 "connected" if st.connected else (st.last_error or "connecting"))
-        return [broker if d.name == "broker" else d for d in deps]
-
-    def uplink(self) -> UplinkView | None:
-        if self._cloud is None:
-            return None
-        stats = self._cloud.outbox.stats()
-        return UplinkView(connected=self._cloud.status.connected, outbox_rows=stats.depth,
-                          outbox_bytes=stats.bytes, dropped=stats.dropped, last_ack=None)

@@ -25,6 +25,7 @@ from agent.api.context import (
     StationView,
     UnknownSession,
     UplinkView,
+    broker_state,
 )
 from agent.api.models import ChargerConfig, StationConfig
 from agent.clock import Clock, iso
@@ -221,14 +222,7 @@ class DaemonContext:
             deps.append(DependencyState("devices", "degraded", detail))
         else:
             deps.append(DependencyState("devices", "ok", f"{len(views)} online"))
-        if self._uplink is None:
-            deps.append(DependencyState("broker", "disabled", "no [mqtt] configured"))
-        else:
-            st = self._uplink.status
-            deps.append(DependencyState(
-                "broker", "ok" if st.connected else "degraded",
-                "connected" if st.connected else (st.last_error or "connecting"),
-            ))  # fmt: skip
+        deps.append(broker_state(self._uplink))
         try:
             self.store.execute("SELECT 1").fetchone()
             # Readable but refusing writes (disk full): control goes on, records wait.

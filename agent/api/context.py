@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import sqlite_utils
 
 from agent.api.models import StationConfig
+
+if TYPE_CHECKING:
+    from agent.uplink import Uplink
 
 
 class ApiError(Exception):
@@ -140,6 +143,17 @@ class DependencyState:
     name: str
     state: Literal["ok", "degraded", "down", "disabled"]
     detail: str = ""
+
+
+def broker_state(uplink: Uplink | None) -> DependencyState:
+    """The `broker` line of /health: the MQTT uplink's connection, or disabled without one."""
+    if uplink is None:
+        return DependencyState("broker", "disabled", "no [mqtt] configured")
+    st = uplink.status
+    return DependencyState(
+        "broker", "ok" if st.connected else "degraded",
+        "connected" if st.connected else (st.last_error or "connecting"),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
