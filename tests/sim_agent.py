@@ -97,7 +97,7 @@ def agent_config(
     extra: Mapping[str, Any] | None = None,
     mqtt_port: int | None = None,
 ) -> dict[str, Any]:
-    """The agent's settings for a running simulator (STATION's topology), as a dict.
+    """The agent's settings for a running simulator (its chargers, V2G ones too), as a dict.
     `rtu_meter`: the grid meter (and BMS) over the simulator's RS-485 pseudo-terminal;
     `battery`: BATTERY_STATION's BMS and inverter; `mqtt_port`: an [mqtt] section for a
     loopback broker (short keepalive and backoff); `extra`: keys merged into each section.
@@ -116,7 +116,7 @@ def agent_config(
     for cid, ep in endpoints["chargers"].items():
         devices.append(device(cid, "charger"))
         chargers.append({"id": cid, "device": cid, "max_power_kw": ep["maxPower"],
-                         "connectors": ep["connectors"]})  # fmt: skip
+                         "connectors": ep["connectors"], "v2g": ep["v2g"]})  # fmt: skip
     station: dict[str, Any] = {
         "id": station_id, "grid_capacity_kw": CAPACITY_KW, "grid_meter": "meter",
         "pessimistic_base_load_kw": 15.0, "chargers": chargers,

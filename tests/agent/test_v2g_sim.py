@@ -18,6 +18,7 @@ from datetime import timedelta
 
 import pytest
 from hardware_sim.simulator import Simulator
+from sim_agent import agent_config
 
 from agent.assembly import build_control
 from agent.clock import RealClock
@@ -42,24 +43,12 @@ STATION = {
 
 
 def settings(endpoints: dict, db_path) -> AgentSettings:  # type: ignore[no-untyped-def]
-    devices = [{"name": "meter", "kind": "meter", "profile": endpoints["meter"]["profile"],
-                "endpoint": f"tcp://{endpoints['meter']['tcp']}",
-                "unit_id": endpoints["meter"]["unit"]}]  # fmt: skip
-    chargers = []
-    for cid, ep in endpoints["chargers"].items():
-        devices.append({"name": cid, "kind": "charger", "profile": ep["profile"],
-                        "endpoint": f"tcp://{ep['tcp']}", "unit_id": ep["unit"]})  # fmt: skip
-        chargers.append({"id": cid, "device": cid, "max_power_kw": ep["maxPower"],
-                         "connectors": ep["connectors"], "v2g": ep["v2g"]})  # fmt: skip
-    return AgentSettings(
-        station={"id": "V2G1", "grid_capacity_kw": CAPACITY, "grid_meter": "meter",
-                 "pessimistic_base_load_kw": 30.0, "chargers": chargers},
-        devices=devices,
-        control={"period_s": 0.1, "stale_after_s": 0.5, "comm_timeout_s": 5, "cap_after_s": 2.0},
-        tariff={"import_eur_kwh": 0.10, "export_eur_kwh": 0.0},
-        planner={"enabled": True, "solve_timeout_s": 10.0},
-        storage={"db_path": str(db_path)},
-    )  # fmt: skip
+    return AgentSettings(**agent_config(
+        endpoints, db_path, station_id="V2G1", control={"comm_timeout_s": 5},
+        extra={"station": {"grid_capacity_kw": CAPACITY, "pessimistic_base_load_kw": 30.0},
+               "tariff": {"import_eur_kwh": 0.10, "export_eur_kwh": 0.0},
+               "planner": {"enabled": True, "solve_timeout_s": 10.0}},
+    ))  # fmt: skip
 
 
 def connector(sim: Simulator, cid: str) -> dict:
