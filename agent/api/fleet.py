@@ -334,18 +334,6 @@ async def grid_supply(request: Request) -> dict[str, Any]:
             "battery_max_discharge_kw": battery.get("max_discharge_kw")}
 
 
-def _plain(obj: Any) -> dict[str, Any]:
-    if isinstance(obj, dict):
-        return obj
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump(mode="json")
-    from dataclasses import asdict, is_dataclass
-
-    if is_dataclass(obj):
-        return asdict(obj)  # type: ignore[arg-type]
-    return {"value": obj}
-
-
 # ---------------------------------------------------------------- battery
 
 @router.get("/battery/health", tags=["battery"], summary="Stationary battery: SoC, SoH, cycles, alerts")
@@ -519,7 +507,7 @@ async def cost_analysis(request: Request, start: datetime | None = None, end: da
 
 @router.get("/analytics/efficiency", tags=["analytics"], summary="Charging and V2G efficiency")
 async def efficiency(request: Request) -> dict[str, Any]:
-    ledger = _ledger(_ctx(request))
+    ledger = _ctx(request).savings()
     if ledger is None:
         return {"known": False, "reason": "no savings ledger in this mode"}
     return {"known": True, **{k: ledger.get(k) for k in ("charging_efficiency", "v2g_efficiency") if k in ledger}}
@@ -527,15 +515,10 @@ async def efficiency(request: Request) -> dict[str, Any]:
 
 @router.get("/analytics/savings", tags=["analytics"], summary="Savings against the uncontrolled counterfactual")
 async def savings(request: Request) -> dict[str, Any]:
-    ledger = _ledger(_ctx(request))
+    ledger = _ctx(request).savings()
     if ledger is None:
         return {"known": False, "reason": "no savings ledger in this mode"}
     return {"known": True, **ledger}
-
-
-def _ledger(ctx: ApiContext) -> dict[str, Any] | None:
-    value = ctx.savings()
-    return None if value is None else _plain(value)
 
 
 # ---------------------------------------------------------------- health
