@@ -326,14 +326,12 @@ class DaemonContext:
         }
 
     def _ev_kwh(self) -> float:
-        total = 0.0
-        for (blob,) in self.store.execute(
-            "SELECT session_kwh FROM ledger WHERE policy = 'actual'"
-        ).fetchall():
-            import json
-
-            total += sum(float(v) for v in json.loads(blob or "{}").values())
-        return total
+        # session_kwh is JSON {sessionId: kWh} (agent/store/schema.py): summed in SQLite.
+        row = self.store.execute(
+            "SELECT COALESCE(SUM(j.value), 0) FROM ledger, json_each(ledger.session_kwh) AS j "
+            "WHERE ledger.policy = 'actual'"
+        ).fetchone()
+        return float(row[0])
 
     def _base_load(self) -> float | None:
         d = self.loop.state.decision
