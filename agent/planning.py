@@ -154,7 +154,6 @@ class PlannerTask:
         battery_available: Callable[[datetime], bool] | None = None,
         solve: Solve | None = None,
     ) -> None:
-        self.s = settings
         self.clock = clock
         self.db = db
         self.signals = signals
@@ -169,7 +168,7 @@ class PlannerTask:
         self._reasons: list[str] = []
         self._session_ids: frozenset[str] = frozenset()
         self._sessions: tuple[Session, ...] = ()
-        self._chargers = {ch.id: ch for ch in settings.station.chargers}
+        self.configure_station(settings)
         self._battery: BatteryState | None = None
         self._base_kw: float | None = None
         self._pv_kw: float | None = None
@@ -178,6 +177,12 @@ class PlannerTask:
         # V2G (agent/control/v2g.py): which sessions may discharge, how much they gave back;
         # told each session's goal so the control loop can guard departure targets.
         self.v2g: V2gDispatch | None = None
+
+    def configure_station(self, settings: AgentSettings) -> None:
+        """At start, and when a new station configuration is swapped in: the next plan uses
+        its capacity and charger ratings."""
+        self.s = settings
+        self._chargers = {ch.id: ch for ch in settings.station.chargers}
 
     # --- fed by the control loop (every cycle: cheap) ------------------------------------
 

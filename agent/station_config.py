@@ -86,23 +86,7 @@ def overlay(settings: AgentSettings, config: StationConfig | None) -> AgentSetti
 
 def swap(loop: ControlLoop, new: AgentSettings) -> None:
     """Put `new` into the running loop; synchronous, so nothing runs in between."""
-    ctl = loop.controller
-    st = new.station
-    loop.s = loop.state.settings = ctl.s = new
-    ctl.chargers = {ch.id: ch for ch in st.chargers}
-    ctl._charger_rows = tuple((ch.id, ch.max_power_kw, ch.connectors) for ch in st.chargers)
-    for j, ch in enumerate(st.chargers):
-        ctl.arrays.set_charger(j, ch.max_power_kw)
-    ctl.fallback_per_connector = {
-        (ch.id, i): new.fallback_kw(ch) / ch.connectors
-        for ch in st.chargers
-        for i in range(1, ch.connectors + 1)
-    }
-    for part in (loop.planner, loop.ledger):
-        if part is not None:
-            part.s = new  # type: ignore[union-attr]
-    if loop.planner is not None:
-        loop.planner._chargers = dict(ctl.chargers)
+    loop.configure_station(new)
 
 
 class Reconfigurer:

@@ -146,7 +146,6 @@ class Controller:
     ) -> None:
         from allocator.arrays import StationArrays  # numba: only once a controller exists
 
-        self.s = settings
         self.sessions = sessions
         self.signals = signals
         self.v2g = v2g
@@ -155,22 +154,14 @@ class Controller:
         self.battery_available = battery_available
         c = settings.control
         st = settings.station
-        self.chargers = {ch.id: ch for ch in st.chargers}
         self._charger_index = {ch.id: j for j, ch in enumerate(st.chargers)}
-        self._charger_rows = tuple((ch.id, ch.max_power_kw, ch.connectors) for ch in st.chargers)
         self.arrays = StationArrays(
             len(st.chargers), max(1, sum(ch.connectors for ch in st.chargers))
         )
         self.arrays.n_chargers = len(st.chargers)
-        for j, ch in enumerate(st.chargers):
-            self.arrays.set_charger(j, ch.max_power_kw)
+        self.configure_station(settings)
         self.limits: dict[Key, float | None] = {
             (ch.id, i): None for ch in st.chargers for i in range(1, ch.connectors + 1)
-        }
-        self.fallback_per_connector = {
-            (ch.id, i): settings.fallback_kw(ch) / ch.connectors
-            for ch in st.chargers
-            for i in range(1, ch.connectors + 1)
         }
         self.min_kw = {
             (ch.id, i): ch.min_power_kw for ch in st.chargers for i in range(1, ch.connectors + 1)
@@ -186,6 +177,22 @@ class Controller:
         self.ends_waiting: dict[Key, float] = {}
         b = st.battery
         self._battery_cfg = (b.min_soc, b.max_charge_kw, b.max_discharge_kw) if b else None
+
+    def configure_station(self, settings: AgentSettings) -> None:
+        """(Re)derive what depends on the station's ratings: at start and when a new station
+        configuration (same chargers and connectors, new capacity or ratings) is swapped in
+        between two cycles (agent/station_config.py)."""
+        self.s = settings
+        st = settings.station
+        self.chargers = {ch.id: ch for ch in st.chargers}
+        self._charger_rows = tuple((ch.id, ch.max_power_kw, ch.connectors) for ch in st.chargers)
+        for j, ch in enumerate(st.chargers):
+            self.arrays.set_charger(j, ch.max_power_kw)
+        self.fallback_per_connector = {
+            (ch.id, i): settings.fallback_kw(ch) / ch.connectors
+            for ch in st.chargers
+            for i in range(1, ch.connectors + 1)
+        }
 
     @property
     def refresh_s(self) -> float:
@@ -555,6 +562,18 @@ class ControlLoop:
         # Run after every cycle, before the sleep (the daemon's station-config swap and the
         # API-only station's step): between two cycles, so never in the middle of one.
         self.between_cycles: list[Callable[[], None]] = []
+
+    def configure_station(self, settings: AgentSettings) -> None:
+        """Swap in a validated station configuration between two cycles: every part that
+        derives from it re-derives itself, and a V2G charger whose profile cannot take
+        negative limits stays downgraded (as at start)."""
+        self.s = self.state.settings = settings
+        self.controller.configure_station(settings)
+        if self.planner is not None:
+            self.planner.configure_station(settings)
+        if self.ledger is not None:
+            self.ledger.s = settings
+        self._check_bidirectional()
 
     async def start(self) -> None:
         """Give every charger its fallback limit and communication timeout, so the station
