@@ -27,6 +27,9 @@ reserve (tapered near the horizon's end), with the first solve's peak as an uppe
 from __future__ import annotations
 
 import math
+import os
+import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -310,19 +313,51 @@ def validate(req: PlanRequest) -> None:
                 raise PlanError(f"battery.{name}: must be in (0, 1]")
 
 
+_BANNER_LOCK = threading.Lock()
+_banner_shown = False
+
+
+def _new_highs(time_limit: float) -> highspy.Highs:
+    """A fresh, silent HiGHS solver whose time limit counts from now.
+
+    Why fresh: HiGHS compares `time_limit` with the object's total run time over all its
+    solves, so a reused object fails every plan once a few seconds of solving have
+    accumulated (a daemon re-planning every few minutes died after about a day).
+    Why the redirect: since highspy 1.12 the first solver of a process prints its banner on
+    stdout from C++ while it is constructed, before any option can silence it; that would
+    corrupt `--json` output and the daemon's stdout. Only the first construction prints, so
+    only that one sends file descriptor 1 to stderr (the log) for its duration.
+    """
+    global _banner_shown
+    with _BANNER_LOCK:
+        if _banner_shown:
+            highs = highspy.Highs()
+        else:
+            sys.stdout.flush()
+            saved = os.dup(1)
+            try:
+                os.dup2(2, 1)
+                highs = highspy.Highs()
+            finally:
+                os.dup2(saved, 1)
+                os.close(saved)
+            _banner_shown = True
+    highs.setOptionValue("output_flag", False)
+    highs.setOptionValue("time_limit", float(time_limit))
+    return highs
+
+
 class Planner:
-    """Re-usable planner. Keeps one HiGHS instance across re-plans.
+    """Re-usable planner: validation, model building and a fresh HiGHS solver per solve.
 
     Each re-plan changes the model's shape (sessions come and go, the horizon slides), so
     the LP is rebuilt rather than edited; HiGHS's dual simplex on these sparse models takes
     tens of milliseconds (see docs/planner.md for measured times), so warm starts would
-    buy little and are not attempted.
+    buy little and are not attempted. A solver object costs well under a millisecond.
     """
 
     def __init__(self, time_limit: float = 5.0) -> None:
-        self._highs = highspy.Highs()
-        self._highs.setOptionValue("output_flag", False)
-        self._highs.setOptionValue("time_limit", float(time_limit))
+        self.time_limit = float(time_limit)
         self.last_solve_seconds = 0.0
 
     def plan(self, req: PlanRequest) -> Plan:
@@ -330,8 +365,7 @@ class Planner:
         t0 = time.perf_counter()
         m, layout = _build(req)
         t1 = time.perf_counter()
-        self._highs.clearModel()
-        status, x, obj = m.solve(self._highs)
+        status, x, obj = m.solve(_new_highs(self.time_limit))
         t2 = time.perf_counter()
         if status == "Optimal" and layout.reserve_active:
             # Second stage: hold the battery's reserve, but within the peak the first stage
@@ -341,8 +375,7 @@ class Planner:
             ta = time.perf_counter()
             m, layout = _build(req, reserve=True, peak_limit=float(x[layout.peak]))
             tb = time.perf_counter()
-            self._highs.clearModel()
-            status, x, obj = m.solve(self._highs)
+            status, x, obj = m.solve(_new_highs(self.time_limit))
             t1 += tb - ta
             t2 = time.perf_counter()
         self.last_solve_seconds = t2 - t1

@@ -179,3 +179,29 @@ def test_96_slots_50_sessions_solve_within_a_second():
         planner.plan(req)
         times.append(time.perf_counter() - t0)
     assert float(np.median(times)) <= 1.0
+
+
+def test_a_planner_outlives_its_time_limit_in_total_solver_time():
+    # HiGHS counts time_limit over an object's whole life: a reused solver failed every plan
+    # once the sum of its solves passed the limit (the daemon's planner died after a day).
+    # 40 solves of this day add up to several times the 0.05 s limit given here.
+    req = day(96, sessions=[SessionSpec(f"S{i}", "AC1", arrival_h=i, departure_h=i + 30,
+                                        energy_needed=30.0, max_power=22.0)
+                            for i in range(20)])
+    planner = Planner(time_limit=0.05)
+    total = 0.0
+    for _ in range(40):
+        planner.plan(req)
+        total += planner.last_solve_seconds
+    assert total > 0.05  # the limit was passed in total, and no plan failed
+
+
+def test_the_first_solver_of_a_process_prints_nothing_on_stdout():
+    code = ("from allocator.planner import plan, PlanRequest, ChargerSpec\n"
+            "plan(PlanRequest(import_price=[0.3], export_price=[0.0], pv_power=[0.0],"
+            " base_load=[0.0], grid_capacity=10.0, chargers=[ChargerSpec('A', 11.0)]))\n")
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ""
