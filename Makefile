@@ -5,16 +5,35 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba-cache
 
-.PHONY: install demo test test-fast bench lint clean system-deps
+LOCK    := requirements.lock
+UV      := uv==0.13.9
+
+.PHONY: install lock test-latest demo test test-fast bench lint clean system-deps
 
 install: $(STAMP)
 
-# Re-install only when the packaging changed: quick and idempotent otherwise.
-$(STAMP): pyproject.toml setup.py
+# Installs exactly the locked tree (every package pinned, every file hash-checked), so a
+# release elsewhere cannot change a fresh clone; then the project itself, without deps.
+# Re-installs only when the lock or the packaging changed: quick and idempotent otherwise.
+$(STAMP): $(LOCK) pyproject.toml setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
+
+# Re-resolves the whole dependency tree within pyproject.toml's ranges, for every platform
+# (x86-64 and ARM64 stations alike). Commit the result after `make test` passes on it.
+lock:
+	$(PY) -m pip install --quiet $(UV)
+	$(PY) -m uv pip compile pyproject.toml --extra dev --generate-hashes --universal \
+		--python-version 3.11 -o $(LOCK)
+
+# The suite on the newest releases the ranges allow, in a separate virtualenv: run it
+# weekly to see drift before it reaches the lock (and a fresh clone).
+test-latest: system-deps
+	rm -rf .venv-latest && $(PY) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install --quiet --upgrade -e '.[dev]'
+	NUMBA_CACHE_DIR=$(CURDIR)/.numba-cache-latest .venv-latest/bin/python -m pytest
 
 # Debian packages the tests need: Mosquitto (real broker), openssl (TLS test certificates),
 # systemd-analyze (unit verification). Installed with apt-get as root, otherwise explained.
@@ -39,4 +58,4 @@ lint: install
 	MYPYPATH=$(VENV)/mypypath $(BIN)/mypy -p hardware_sim
 
 clean:
-	rm -rf $(VENV) .numba-cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-latest .numba-cache .numba-cache-latest .pytest_cache .mypy_cache .ruff_cache
