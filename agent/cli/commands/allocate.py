@@ -18,7 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE",
                         help="request JSON (DESIGN.md 'Allocation'), or - for stdin; "
                              "one object or an array of them")
-    parser.add_argument("--table", action="store_true", help="print human tables instead of JSON")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--table", action="store_true", help="print human tables instead of JSON")
+    out.add_argument("--json", action="store_true", help="print JSON (the default), for scripts")
 
 
 def _read(name: str) -> str:

@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--config", type=Path, default=Path("/etc/sems/agent.toml"),
                         help="agent settings whose [storage] db_path to read "
                              "(default /etc/sems/agent.toml)")  # fmt: skip
+    parser.add_argument("--json", action="store_true",
+                        help="print what was written and the day's totals as JSON")
 
 
 @dataclass
@@ -305,6 +307,12 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"sems report: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    if args.json:
+        from agent.cli.commands._output import print_json
+
+        print_json({"out": str(args.out), "day": day.isoformat(), "stationId": station,
+                    "totals": d.totals})
+        return 0
     print(f"wrote {args.out} ({d.totals['intervals']} intervals, "
           f"{d.totals['importKwh']:.1f} kWh imported, {d.totals['evKwh']:.1f} kWh to EVs)")  # fmt: skip
     return 0

@@ -11,9 +11,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="/etc/sems/agent.toml",
         help="agent settings TOML (default /etc/sems/agent.toml); SEMS_* variables override it",
     )
+    parser.add_argument("--json", action="store_true",
+                        help="log one JSON object per line on stderr (time, level, logger, "
+                             "message); stdout stays empty")
 
 
 def run(args: argparse.Namespace) -> int:
     from agent.app.daemon import main
 
-    return main(args.config)
+    return main(args.config, json_logs=args.json)
