@@ -65,7 +65,7 @@ async def run_daemon(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    db = connect(settings.storage.db_path, max_pages=settings.storage.max_pages)
+    db = _open_store(settings)
     cloud: Uplink | None = None
     bridge: UplinkBridge | None = None
     if uplink is None and settings.mqtt is not None:
@@ -83,7 +83,11 @@ async def run_daemon(
         signals = Signals(db)
     # The cloud's last station configuration (persisted) over the settings file's.
     settings = overlay(settings, signals.station_config())
-    devices = StationDevices(settings)
+    try:
+        devices = StationDevices(settings)
+    except ValueError as exc:  # ProfileError, EndpointError: settings.load() checks these first
+        db.conn.close()
+        raise ConfigError([f"devices: {exc}"]) from None
     control = build_control(
         settings, db, devices, clock, stats=CycleStats(), notifier=notifier, uplink=uplink,
         signals=signals,
@@ -146,6 +150,17 @@ async def run_daemon(
     return 0
 
 
+def _open_store(settings: AgentSettings) -> sqlite_utils.Database:
+    import sqlite3
+
+    path = settings.storage.db_path
+    try:
+        return connect(path, max_pages=settings.storage.max_pages)
+    except (OSError, sqlite3.Error) as exc:
+        why = getattr(exc, "strerror", None) or exc
+        raise ConfigError([f"storage.db_path: cannot open {path}: {why}"]) from None
+
+
 async def _start_api(
     settings: AgentSettings,
     control: ControlLoop,
@@ -190,17 +205,31 @@ def _version() -> str:
         return "0+unknown"
 
 
-def main(config: str | Path) -> int:
-    """`sems run`: validate the settings (same messages as `sems config check`), then run."""
+def main(config: str | Path, *, json_logs: bool = False) -> int:
+    """`sems run`: validate the settings (same messages as `sems config check`), then run.
+    A configuration the daemon cannot start with is exit 78 with those lines, never a
+    traceback: systemd's RestartPreventExitStatus=78 then stops restarting it in a loop."""
+    from agent.app import logs
+
     try:
         settings = load(config)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+        _refuse(exc, json_logs)
         return EX_CONFIG
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(levelname)s %(name)s: %(message)s",  # journald adds the time
-        stream=sys.stderr,
-    )
-    return asyncio.run(run_daemon(settings, config_path=Path(config)))
+    logs.setup(settings.log_level, as_json=json_logs)
+    try:
+        return asyncio.run(run_daemon(settings, config_path=Path(config)))
+    except ConfigError as exc:
+        _refuse(exc, json_logs)
+        return EX_CONFIG
+
+
+def _refuse(exc: ConfigError, json_logs: bool) -> None:
+    for problem in exc.problems:
+        if json_logs:
+            from agent.app.logs import JsonLines
+
+            record = logging.LogRecord("sems.agent", logging.ERROR, "", 0, problem, None, None)
+            print(JsonLines().format(record), file=sys.stderr)
+        else:
+            print(problem, file=sys.stderr)

@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from agent.api.server import ApiServerSettings
+from agent.config import device_check
 from agent.control.v2g import V2gSettings
 from agent.uplink.settings import STATION_ID_PATTERN, MqttSettings
 
@@ -62,13 +63,17 @@ class DeviceSettings(_Section):
     def _endpoint(cls, value: str) -> str:
         url = urlsplit(value)
         if url.scheme == "tcp":
-            if not url.hostname or url.port is None:
-                raise ValueError("expected tcp://HOST:PORT")
+            try:
+                port = url.port
+            except ValueError:  # urlsplit refuses a port out of range or not a number
+                raise ValueError(f"{value!r}: port must be a number 1..65535") from None
+            if not url.hostname or port is None:
+                raise ValueError(f"{value!r}: expected tcp://HOST:PORT")
         elif url.scheme == "rtu":
             if not url.path.startswith("/"):
-                raise ValueError("expected rtu:///dev/ttyXXX")
+                raise ValueError(f"{value!r}: expected rtu:///dev/ttyXXX")
         else:
-            raise ValueError("scheme must be tcp:// or rtu://")
+            raise ValueError(f"{value!r}: expected tcp://HOST:PORT or rtu:///dev/ttyXXX")
         return value
 
 
@@ -350,6 +355,7 @@ def cross_check(s: AgentSettings) -> list[str]:
     if s.control.stale_after_s < s.control.period_s:
         problems.append("control.stale_after_s: must be at least control.period_s")
     problems += _uplink_and_api_problems(s)
+    problems += device_check.problems(s)
     return problems
 
 
@@ -386,4 +392,5 @@ def _format(error: Any) -> str:
     path = ""
     for part in error["loc"]:
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return f"{path or '(file)'}: {error['msg']}"
+    # pydantic prefixes a validator's own message with "Value error, ": noise for a technician.
+    return f"{path or '(file)'}: {error['msg'].removeprefix('Value error, ')}"

@@ -48,7 +48,7 @@ def test_env_overrides_nested_keys(monkeypatch):
              ("period_s = 0.25", "period_s = 5\nperod = 1"),
              ('endpoint = "tcp://127.0.0.1:5020"', 'endpoint = "http://x"')],
             ["station.grid_capacity_kw: Input should be greater than 0",
-             "devices[0].endpoint: Value error, scheme must be tcp:// or rtu://",
+             "devices[0].endpoint: 'http://x': expected tcp://HOST:PORT or rtu:///dev/ttyXXX",
              "control.period_s: Input should be less than or equal to 1",
              "control.perod: Extra inputs are not permitted"],
             id="every field problem has its key path",
