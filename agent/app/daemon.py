@@ -217,6 +217,8 @@ def main(config: str | Path, *, json_logs: bool = False) -> int:
         _refuse(exc, json_logs)
         return EX_CONFIG
     logs.setup(settings.log_level, as_json=json_logs)
+    if json_logs and settings.planner.enabled:
+        logs.swallow_solver_banner()
     try:
         return asyncio.run(run_daemon(settings, config_path=Path(config)))
     except ConfigError as exc:

@@ -37,3 +37,27 @@ def setup(level: str, *, as_json: bool = False) -> None:
     # one device fault episode (drivers/health.py), so its own loggers stay quiet unless
     # the operator asks for DEBUG.
     logging.getLogger("pymodbus").setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)
+
+
+def swallow_solver_banner() -> None:
+    """highspy prints a banner from C++ when the process's first solver is built (the
+    planner sends it to stderr: allocator/planner.py `_new_highs`). With JSON logs that
+    line would break "one JSON object per line", so the first solver is built here with
+    both descriptors on /dev/null; later ones print nothing."""
+    import os
+
+    import highspy
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        highspy.Highs()
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)

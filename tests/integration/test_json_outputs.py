@@ -1,0 +1,122 @@
+"""Every `sems` command with `--json` prints JSON that parses, and nothing else, on stdout.
+
+One real simulator (the shipped example's station) and one `sems run --json` against it;
+then each command runs as a subprocess, as a script on a station would run it. `sems run
+--json` itself: stdout stays empty and every stderr line is one JSON object. The list of
+commands is checked against the CLI's own table, so a new command without a case fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.cli import COMMANDS
+
+pytestmark = pytest.mark.timeout(300)
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = (REPO / "config" / "agent.example.toml").read_text()
+DAY = REPO / "hardware-sim" / "scenarios" / "reference-day.json"
+SEMS = [sys.executable, "-m", "agent.cli"]
+SEMS_SIM = [sys.executable, "-c", "import sys; from hardware_sim.cli import main; sys.exit(main())"]
+REQUEST = {"stationId": "E", "gridCapacity": 100,
+           "chargers": [{"id": "CP1", "maxPower": 200, "connectors": 2}],
+           "sessions": [{"sessionId": "a", "connectorId": {"chargerId": "CP1", "idx": 1},
+                         "vehicleMaxPower": 80},
+                        {"sessionId": "b", "connectorId": {"chargerId": "CP1", "idx": 2},
+                         "vehicleMaxPower": 150}]}  # fmt: skip
+
+
+def test_every_command_prints_clean_json(tmp_path):
+    sim = subprocess.Popen([*SEMS_SIM, "--station", str(REPO / "config" / "agent.example.toml"),
+                            "--no-rtu"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                           text=True, cwd=REPO)  # fmt: skip
+    agent = None
+    try:
+        endpoints = json.loads(sim.stdout.readline())["endpoints"]
+        text = EXAMPLE
+        for port, ep in (("5020", endpoints["meter"]), ("5021", endpoints["bms"]),
+                         ("5022", endpoints["inverter"]), ("5023", endpoints["chargers"]["CP1"]),
+                         ("5024", endpoints["chargers"]["CP2"])):  # fmt: skip
+            text = text.replace(f"127.0.0.1:{port}", ep["tcp"])
+        config = tmp_path / "agent.toml"
+        config.write_text(text)
+        env = dict(os.environ, SEMS_STORAGE__DB_PATH=str(tmp_path / "agent.db"),
+                   SEMS_API__SOCKET_PATH=str(tmp_path / "api.sock"), SEMS_MQTT__ENABLED="false",
+                   SEMS_API_SOCKET=str(tmp_path / "api.sock"),
+                   NUMBA_CACHE_DIR=os.environ.get("NUMBA_CACHE_DIR", str(REPO / ".numba-cache")))
+        out, err = (tmp_path / "run.out").open("w"), (tmp_path / "run.err").open("w")
+        agent = subprocess.Popen([*SEMS, "run", "--config", str(config), "--json"], stdout=out,
+                                 stderr=err, env=env, cwd=REPO)  # fmt: skip
+
+        def sems(*args: str, codes: tuple[int, ...] = (0,)) -> object:
+            done = subprocess.run([*SEMS, *args, "--json"], capture_output=True, text=True,
+                                  env=env, timeout=120, cwd=REPO)  # fmt: skip
+            assert done.returncode in codes, (args, done.returncode, done.stderr)
+            return json.loads(done.stdout)  # the whole of stdout is one JSON document
+
+        deadline = time.monotonic() + 90
+        while True:
+            assert agent.poll() is None, (tmp_path / "run.err").read_text()
+            probe = subprocess.run([*SEMS, "devices", "--json"], capture_output=True, text=True,
+                                   env=env, timeout=60, cwd=REPO)  # fmt: skip
+            if probe.returncode == 0 and all(d["state"] == "online"
+                                             for d in json.loads(probe.stdout)):
+                break
+            assert time.monotonic() < deadline, probe.stderr
+            time.sleep(0.5)
+
+        request = tmp_path / "request.json"
+        request.write_text(json.dumps(REQUEST))
+        meter = endpoints["meter"]["tcp"]
+        covered = {
+            "allocate": sems("allocate", str(request)),
+            "status": sems("status"),
+            "devices": sems("devices"),
+            "sessions": sems("sessions"),
+            "outbox": sems("outbox"),
+            "read": sems("read", "--device", "grid", "--config", str(config), "--table", "input",
+                         "--type", "float32", "0"),
+            "write": sems("write", "--device", "cp1", "--config", str(config), "2", "1"),
+            "scan": sems("scan", "--tcp", meter, "--first", "1", "--last", "2"),
+            "plan": sems("plan", "--scenario", str(DAY), "--slots", "4"),
+            "config": sems("config", "check", str(config)),
+            "replay": sems("replay", "--scenario", str(DAY), "--policy", "uncontrolled"),
+            "report": sems("report", "--day", "2026-06-17", "--db", str(_ledger_day(tmp_path)),
+                           "--out", str(tmp_path / "day.html")),
+            "demo": sems("demo", "--seconds", "3", "--no-broker", "--time-factor", "60"),
+        }
+        assert covered["allocate"]["allocations"]
+        assert covered["status"]["station_id"] == "STATION-1"
+        assert covered["scan"]["found"][0]["unit"] == 1
+        assert covered["config"]["ok"] is True
+        assert covered["report"]["totals"]["intervals"] > 0
+        assert set(covered) | {"run"} == set(COMMANDS)
+    finally:
+        if agent is not None:
+            agent.terminate()
+            assert agent.wait(30) == 0
+        sim.terminate()
+        sim.wait(30)
+    # `sems run --json`: nothing on stdout, one JSON object per stderr line.
+    assert (tmp_path / "run.out").read_text() == ""
+    lines = (tmp_path / "run.err").read_text().splitlines()
+    logged = [json.loads(line) for line in lines]
+    assert any(e["message"].startswith("agent started for station STATION-1") for e in logged)
+    assert {"time", "level", "logger", "message"} <= set(logged[0])
+
+
+def _ledger_day(tmp_path: Path) -> Path:
+    """A station database holding a recorded day (tests/report's control-loop day)."""
+    from tests.report.test_report import record_day
+
+    db = tmp_path / "ledger.db"
+    record_day(db)
+    return db
