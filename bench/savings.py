@@ -34,8 +34,8 @@ from agent.energy.replay import Day, Tuning, load_day, optimum, result_cost, sim
 from agent.energy.savings import savings_pct  # noqa: E402
 from allocator.planner import RESERVE_RATE  # noqa: E402
 
-# The shared reference day, beside this checkout (../shared, as CI and the demo find it).
-DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "scenarios" / "reference-day.json"
+# The reference day, shipped with the simulator (as the demo and the tests use it).
+DEFAULT = ROOT / "hardware-sim" / "scenarios" / "reference-day.json"
 
 VARIANTS: list[tuple[str, Tuning, float]] = [
     ("no reserve", Tuning(reserve_hours=0.0), 15.0),

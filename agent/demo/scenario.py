@@ -23,15 +23,11 @@ class ScenarioError(ValueError):
 
 
 def default_scenario() -> Path:
-    """The shared reference day when this checkout sits beside ../shared (the project's
-    workspace), else the small day shipped with the simulator."""
-    root = Path(__file__).resolve().parents[2]
-    shared = root.parent / "shared" / "scenarios" / "reference-day.json"
-    if shared.is_file():
-        return shared
+    """The reference day shipped with the simulator (hardware-sim/scenarios/): a busy
+    station day with PV, a battery and a binding grid connection."""
     import hardware_sim
 
-    return Path(hardware_sim.__file__).resolve().parent / "scenarios" / "demo-day.json"
+    return Path(hardware_sim.__file__).resolve().parent / "scenarios" / "reference-day.json"
 
 
 def load_scenario(path: Path) -> dict[str, Any]:

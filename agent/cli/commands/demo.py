@@ -15,8 +15,8 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", type=Path, metavar="FILE",
-                        help="scenario day (or station) JSON; default: ../shared/scenarios/"
-                             "reference-day.json if present, else the simulator's demo day")
+                        help="scenario day (or station) JSON; default: the reference day "
+                             "shipped in hardware-sim/scenarios/reference-day.json")
     parser.add_argument("--time-factor", type=float, default=60.0, metavar="F",
                         help="simulated seconds per real second, 1..360 (default 60)")
     parser.add_argument("--seconds", type=float, metavar="N",
