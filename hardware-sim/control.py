@@ -4,7 +4,8 @@ One JSON object per line in, one per line out: {"ok": true, ...} or {"ok": false
 Commands ("cmd"):
   fault   {"device", "fault", ...params}   e.g. {"cmd": "fault", "device": "meter", "fault": "exception", "code": 4}
   clear   {"device"}
-  plug    {"charger", "idx", "max_kw", "capacity_kwh", "soc", "energy_needed_kwh", "v2g"?}
+  plug    {"charger", "idx", "max_kw", "capacity_kwh", "soc", "energy_needed_kwh", "v2g"?,
+           "session_id"?, "announces_max"? (false: the charger reads the EV's maximum as 0)}
   unplug  {"charger", "idx"}
   state   {}                                -> {"ok": true, "state": {...}}
   set     {"base_load_kw"?, "pv_kw"?}       only the keys given; null returns to the scenario / PV curve
@@ -107,7 +108,8 @@ class ControlServer:
             sim.plug(_str(msg, "charger"), _int(msg, "idx"), max_kw=_num(msg, "max_kw"),
                      capacity_kwh=_num(msg, "capacity_kwh"), soc=_num(msg, "soc"),
                      energy_needed_kwh=_num(msg, "energy_needed_kwh"),
-                     v2g=bool(msg.get("v2g", False)), session_id=str(msg.get("session_id", "")))
+                     v2g=bool(msg.get("v2g", False)), session_id=str(msg.get("session_id", "")),
+                     announces_max=bool(msg.get("announces_max", True)))
             return {"ok": True}
         if cmd == "unplug":
             sim.unplug(_str(msg, "charger"), _int(msg, "idx"))

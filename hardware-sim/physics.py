@@ -66,6 +66,9 @@ class Ev:
     delivered_kwh: float = 0.0  # net into the battery (V2G takes it back out)
     v2g_min_soc: float = V2G_MIN_SOC
     v2g_max_kw: float = V2G_MAX_KW
+    # False: the charger cannot tell the EV's maximum (IEC 61851 PWM signalling, many AC
+    # chargers): its ev_max_power register reads 0, and the agent learns only from the draw.
+    announces_max: bool = True
 
     @property
     def done(self) -> bool:

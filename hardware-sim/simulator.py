@@ -188,13 +188,14 @@ class Simulator:
     # ---- EVs, environment, faults --------------------------------------------------------
     def plug(self, charger_id: str, idx: int, *, max_kw: float, capacity_kwh: float,
              soc: float, energy_needed_kwh: float, v2g: bool = False,
-             session_id: str = "", departure_in_s: float | None = None) -> None:
+             session_id: str = "", departure_in_s: float | None = None,
+             announces_max: bool = True) -> None:
         if not (max_kw > 0 and capacity_kwh > 0 and 0 <= soc <= 1 and energy_needed_kwh >= 0):
             raise ValueError("plug: need max_kw > 0, capacity_kwh > 0, 0 <= soc <= 1, "
                              "energy_needed_kwh >= 0")
         departure = self.model.t + departure_in_s if departure_in_s is not None else None
         self.model.plug(charger_id, idx, Ev(max_kw, capacity_kwh, soc, energy_needed_kwh, v2g,
-                                            session_id, departure))
+                                            session_id, departure, announces_max=announces_max))
         self._refresh()
 
     def unplug(self, charger_id: str, idx: int) -> None:

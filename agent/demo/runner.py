@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from agent.demo.acts import Acts
 from agent.demo.children import (
     Child,
     ChildError,
@@ -115,6 +116,9 @@ class Demo:
         self.interrupted = False
         self.exit_status: dict[str, int | None] = {}  # child -> its exit status (0: clean)
         self.tty = out.isatty()
+        self.acts: Acts | None = None
+        self.rated_kw: dict[str, float] = {}
+        self.demand_charge: float | None = None  # EUR per kW of the day's peak, if priced
 
     # ---- start ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -128,6 +132,9 @@ class Demo:
             self.window_label = data["series"][0]["start"]
         else:
             random_evs = RANDOM_EVS_PER_HOUR
+        self.rated_kw = {c["id"]: float(c["maxPower"]) for c in station_of(data)["chargers"]}
+        charge = (data.get("tariff") or {}).get("demandCharge")
+        self.demand_charge = float(charge) if charge is not None else None
         scenario_file = self.workdir / "scenario.json"
         scenario_file.write_text(json.dumps(data))
         _warm_kernel()
@@ -201,7 +208,18 @@ class Demo:
                                  f"{child.tail()}")
 
     def run(self) -> None:
-        assert self.started_wall is not None and self.notify is not None
+        from agent.cli.client import ApiClient
+
+        assert self.started_wall is not None and self.sim_probe is not None
+        api = ApiClient(str(self.agent_probe.socket_path), timeout_s=2.0)
+        self.acts = Acts(self.sim_probe, api, self.rated_kw)  # the staged rush and cut
+        try:
+            self._loop()
+        finally:
+            api.__exit__(None, None, None)
+
+    def _loop(self) -> None:
+        assert self.started_wall is not None and self.acts is not None
         end = None if self.opts.seconds is None else self.started_wall + self.opts.seconds
         next_refresh = 0.0
         last_shown = float("-inf")
@@ -209,6 +227,8 @@ class Demo:
             self._check_alive()
             self.sample()
             now = time.monotonic()
+            assert self.truth.last is not None
+            self.acts.step(now - self.started_wall, self.truth.last, self.agent_probe.view.station)
             if now >= next_refresh:
                 self.poll_agent()
                 next_refresh = now + REFRESH_S
@@ -233,7 +253,8 @@ class Demo:
         return Frame(self.truth, self.agent_probe.view,
                      self.uplink.snapshot() if self.uplink is not None else None,
                      self.broker_note, self.opts.time_factor,
-                     wall - (self.started_wall or wall), self.opts.seconds)
+                     wall - (self.started_wall or wall), self.opts.seconds,
+                     tuple(self.acts.w.staged) if self.acts else ())
 
     def show(self) -> None:
         text = render(self.frame())
@@ -298,6 +319,28 @@ class Demo:
             "uplinkMessages": self.uplink.snapshot() if self.uplink is not None else None,
             "truthSamples": t.samples,
             "exitStatus": dict(self.exit_status),
+            **self._operator_figures(),
+        }
+
+    def _operator_figures(self) -> dict[str, Any]:
+        """What a station operator asks: the peak, the cut, the battery, sessions, money."""
+        w = (self.acts or Acts(None, None, {})).w
+        t = self.truth
+        served = sum(1 for kwh in t.session_energy.values() if kwh > 0.01)
+        avoided = max(0.0, w.uncontrolled_peak_kw - t.max_import_kw)
+        saved = None if self.demand_charge is None else round(avoided * self.demand_charge, 2)
+        return {
+            "sessionsServed": served,
+            "energyToEvsKwh": round(t.energy_kwh, 1),
+            "uncontrolledPeakKw": round(w.uncontrolled_peak_kw, 1),
+            "batteryMaxDischargeKw": round(w.battery_max_discharge_kw, 1),
+            "cut": {"kw": w.cut_kw, "appliedCycles": w.cut_applied_cycles,
+                    "appliedWallSeconds": w.cut_applied_wall_s,
+                    "peakAfterKw": round(w.peak_after_cut_kw, 1)},
+            "demandChargeEurKw": self.demand_charge,
+            "savedEur": saved,
+            "firstSeenWallSeconds": dict(w.first_seen),
+            "staged": list(w.staged),
         }
 
     def cleanup(self, keep: bool) -> None:
@@ -338,16 +381,31 @@ def run_demo(opts: DemoOptions, out: TextIO = sys.stdout, err: TextIO = sys.stde
 
 
 def _human_summary(s: dict[str, Any]) -> str:
+    """The end of the demo in a station operator's words: one energy total, one peak."""
+    minutes = s["simulatedSeconds"] / 60
+    lines = [f"\nSummary: {s['wallSeconds']:g} s of demo covered {minutes:.0f} min of "
+             f"{s['stationId']}'s day from {s['scenarioStart']} (the station ran "
+             f"{s['timeFactor']:g}x faster; the agent in real time)."]
+    lines.append(f"  Peak grid import {s['maxGridImport']:.0f} kW, kept under the "
+                 f"{s['gridCapacity']:g} kW connection"
+                 + (f"; uncontrolled charging would have reached {s['uncontrolledPeakKw']:.0f} kW."
+                    if s["uncontrolledPeakKw"] > s["maxGridImport"] else "."))
+    cut = s["cut"]
+    if cut["kw"] is not None:
+        lines.append(f"  Grid cut to {cut['kw']:g} kW: " + (
+            f"import under it {cut['appliedCycles']} control cycle(s) later "
+            f"({cut['appliedWallSeconds']:g} s), at most {cut['peakAfterKw']:.0f} kW after."
+            if cut["appliedCycles"] is not None else "import not under it before the end."))
+    if s["batteryMaxDischargeKw"] > 0:
+        lines.append(f"  The battery gave up to {s['batteryMaxDischargeKw']:.0f} kW to shave "
+                     "the peak.")
+    lines.append(f"  {s['sessionsServed']} sessions served, {s['energyToEvsKwh']:.1f} kWh "
+                 "delivered to EVs.")
+    if s["savedEur"] is not None:
+        lines.append(f"  {s['savedEur']:.2f} EUR saved against uncontrolled charging (demand "
+                     f"charge {s['demandChargeEurKw']:.2f} EUR per kW of peak).")
     c = s["cycle_ms"] or {}
-    cycles = ("cycle statistics not available (this agent serves no local API)"
-              if s["cycles"] is None else
-              f"{s['cycles']} cycles, p50 {c.get('p50')} ms, p99 {c.get('p99')} ms, "
-              f"max {c.get('max')} ms, {s['overruns']} overruns")
-    return (
-        f"\n{s['wallSeconds']:g} s at {s['timeFactor']:g}x = {s['simulatedSeconds'] / 60:.0f} "
-        f"simulated minutes of {s['stationId']} from {s['scenarioStart']}: {cycles}\n"
-        f"grid import max {s['maxGridImport']} of {s['gridCapacity']:g} kW, over capacity "
-        f"{s['secondsOverCapacity']:g} simulated s; sessions started {s['sessionsStarted']}, "
-        f"stopped {s['sessionsStopped']}; {s['energyDeliveredKwh']} kWh delivered "
-        f"(simulator: {s['simulatorEnergyKwh']} kWh)"
-    )
+    lines.append("  Agent: cycle statistics not available." if s["cycles"] is None else
+                 f"  Agent: {s['cycles']} control cycles, p99 {c.get('p99')} ms, "
+                 f"{s['overruns']} overruns.")
+    return "\n".join(lines)

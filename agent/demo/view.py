@@ -18,6 +18,7 @@ class Frame:
     time_factor: float
     wall_s: float
     wall_total_s: float | None  # --seconds, or None (until Ctrl-C)
+    events: tuple[str, ...] = ()  # what the demo staged (agent/demo/acts.py), oldest first
 
 
 def _clock(seconds: float) -> str:
@@ -54,7 +55,9 @@ def render(f: Frame) -> str:
     else:
         lines.append(f"agent    {a.status or 'starting'}")
     lines.append(f"sessions started {a.started}   stopped {a.stopped}   "
-                 f"energy {a.energy_kwh:.1f} kWh (agent's store)")
+                 f"delivered to EVs {f.truth.energy_kwh:.1f} kWh")
+    if f.events:
+        lines.append("events   " + "; ".join(f.events[-3:]))
     if f.uplink is None:
         lines.append(f"uplink   {f.broker}")
     else:

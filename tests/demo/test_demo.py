@@ -117,6 +117,36 @@ def test_headless_run_summarises_a_controlled_station(tmp_path: Path) -> None:
     # Every child stopped on SIGTERM by itself, none needed SIGKILL.
     assert s["exitStatus"] == {name: 0 for name in s["exitStatus"]}
     assert {"agent", "simulator"} <= set(s["exitStatus"])
+    shows_the_point(s)
+
+
+def shows_the_point(s: dict[str, Any]) -> None:
+    """Within its first 10 s the demo shows what the agent is for (agent/demo/acts.py):
+    sharing under the station limit, the battery shaving the peak, a session capped at its
+    draw, and a grid cut through the API obeyed within a cycle or two (counted in the
+    agent's cycles, not in seconds) by the simulator's meter."""
+    seen = s["firstSeenWallSeconds"]
+    for what in ("binding:station", "binding:cap", "battery discharging"):
+        assert what in seen and seen[what] <= 10.0, (what, seen)
+    assert s["batteryMaxDischargeKw"] > 10
+    cut = s["cut"]
+    assert cut["kw"] == pytest.approx(s["gridCapacity"] / 2, abs=10)
+    assert cut["appliedCycles"] is not None and cut["appliedCycles"] <= 2, cut
+    assert cut["peakAfterKw"] <= cut["kw"] * 1.05, cut
+    assert len(s["staged"]) == 4
+    # One energy total, the operator's figures, and the words they are printed in.
+    assert s["energyToEvsKwh"] == pytest.approx(s["simulatorEnergyKwh"], abs=0.1)
+    assert s["sessionsServed"] >= 3
+    assert s["uncontrolledPeakKw"] > s["maxGridImport"]
+    assert s["savedEur"] == pytest.approx(
+        (s["uncontrolledPeakKw"] - s["maxGridImport"]) * s["demandChargeEurKw"], abs=0.05)
+    from agent.demo.runner import _human_summary
+
+    words = _human_summary(s)
+    assert f"kept under the {s['gridCapacity']:g} kW connection" in words
+    assert f"{s['sessionsServed']} sessions served, {s['energyToEvsKwh']:.1f} kWh" in words
+    assert f"{s['savedEur']:.2f} EUR saved against uncontrolled charging" in words
+    assert words.count("kWh") == 1  # one energy total
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
