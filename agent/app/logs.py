@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+
+REPEAT_WINDOW_S = 600.0  # the same transport line for the same endpoint: once per 10 min
 
 
 class JsonLines(logging.Formatter):
@@ -37,6 +41,38 @@ def setup(level: str, *, as_json: bool = False) -> None:
     # one device fault episode (drivers/health.py), so its own loggers stay quiet unless
     # the operator asks for DEBUG.
     logging.getLogger("pymodbus").setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)
+    transport = logging.getLogger("drivers.transport")
+    transport.filters[:] = [] if level == "DEBUG" else [Repeats()]
+
+
+class Repeats(logging.Filter):
+    """The drivers' transport logs every reconnect: a peer that accepts and then never
+    answers (a device on the wrong port, a web server) gave two lines per cycle. The first
+    line of a kind per endpoint passes; the same again within `window_s` is counted, and
+    the count rides on the next one that passes. The fault's start and end are the agent's
+    own lines (agent/control/episodes.py); `sems devices` keeps the exact counts."""
+
+    def __init__(self, window_s: float = REPEAT_WINDOW_S,
+                 now: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        super().__init__()
+        self.window_s = window_s
+        self.now = now
+        self._seen: dict[tuple[str, str], list[float]] = {}  # -> [passed at, held back]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        first = record.args[0] if isinstance(record.args, tuple) and record.args else ""
+        key = (str(record.msg), str(first))
+        t = self.now()
+        seen = self._seen.get(key)
+        if seen is not None and t - seen[0] < self.window_s:
+            seen[1] += 1
+            return False
+        if seen is not None and seen[1]:
+            record.msg = f"{record.msg} (%d more like this in the last %.0f min)"
+            record.args = (*(record.args if isinstance(record.args, tuple) else ()),
+                           int(seen[1]), (t - seen[0]) / 60)  # fmt: skip
+        self._seen[key] = [t, 0]
+        return True
 
 
 def swallow_solver_banner() -> None:

@@ -29,7 +29,10 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from agent.control.episodes import FaultLog
 
 log = logging.getLogger(__name__)
 
@@ -183,21 +186,23 @@ class LimitWriter(Protocol):
     async def set_limit(self, idx: int, kw: float) -> None: ...
 
 
-async def execute(plan: ApplyPlan, chargers: Mapping[str, LimitWriter]) -> dict[Key, bool]:
+async def execute(plan: ApplyPlan, chargers: Mapping[str, LimitWriter],
+                  faults: FaultLog | None = None) -> dict[Key, bool]:  # fmt: skip
     """Send the plan: every decrease (concurrently across chargers) before any V2G end,
     those before any increase. Returns success per connector; a failed write leaves the
-    limit in force unknown to us."""
+    limit in force unknown to us. `faults`: failures logged per episode, not per write."""
     results: dict[Key, bool] = {}
     decreases = [w for w in plan.writes if w.reason in ("decrease", "initial")]
     ends = [w for w in plan.writes if w.reason == "v2g_end"]
     increases = [w for w in plan.writes if w.reason == "increase"]
     for batch in (decreases, ends, increases):
         if batch:
-            await _send(batch, chargers, results)
+            await _send(batch, chargers, results, faults)
     return results
 
 
-async def _send(batch: list[Write], chargers: Mapping[str, LimitWriter], out: dict) -> None:
+async def _send(batch: list[Write], chargers: Mapping[str, LimitWriter], out: dict,
+                faults: FaultLog | None) -> None:  # fmt: skip
     # One charger's writes go out in order on its connection; chargers run concurrently.
     by_charger: dict[str, list[Write]] = {}
     for w in batch:
@@ -205,11 +210,18 @@ async def _send(batch: list[Write], chargers: Mapping[str, LimitWriter], out: di
 
     async def one(cid: str, writes: list[Write]) -> None:
         for w in writes:
+            key = f"limit:{cid}/{w.idx}"
             try:
                 await chargers[cid].set_limit(w.idx, w.kw)
                 out[(w.charger_id, w.idx)] = True
             except Exception as exc:  # a device error must not stop the other writes
-                log.warning("limit write %s/%d=%.2f kW failed: %s", cid, w.idx, w.kw, exc)
+                if faults is None:
+                    log.warning("limit write %s/%d=%.2f kW failed: %s", cid, w.idx, w.kw, exc)
+                else:
+                    faults.failed(key, f"limit write {cid}/{w.idx} failed", str(exc))
                 out[(w.charger_id, w.idx)] = False
+            else:
+                if faults is not None:
+                    faults.succeeded(key)
 
     await asyncio.gather(*(one(cid, ws) for cid, ws in by_charger.items()))

@@ -26,6 +26,7 @@ from agent.control.apply import ApplyPlan, Key, execute, plan_writes
 from agent.control.budget import BudgetInputs, WindowMax, budget_inputs
 from agent.control.caps import CapTracker, PauseRotation
 from agent.control.devices import Reader, StationDevices
+from agent.control.episodes import FaultLog
 from agent.control.sessions import Session, SessionTracker
 from agent.control.stats import CycleStats
 from agent.control.v2g import V2gDispatch, V2gOrders
@@ -552,6 +553,7 @@ class ControlLoop:
         self.uplink = uplink
         self.reader = Reader(devices, clock, self.stats)
         self.state = AgentState(settings, self.stats, devices)
+        self.faults = FaultLog(log, clock.monotonic)  # retried every cycle, logged per episode
         self._last_ping = float("-inf")
         self._last_status = float("-inf")
         self._last_telemetry = float("-inf")
@@ -609,7 +611,7 @@ class ControlLoop:
         await self.reader.read_all(t0 + period * self.s.control.read_deadline_fraction)
         snap = self.reader.snapshot(self.clock.monotonic())
         decision = self.controller.decide(snap)
-        writes = await execute(decision.plan, self.devices.chargers)
+        writes = await execute(decision.plan, self.devices.chargers, self.faults)
         beats = await self._heartbeats(decision.heartbeats)
         battery_ok = await self._battery(decision.battery_setpoint_kw)
         self.controller.commit(decision, writes, beats, battery_ok)
@@ -618,6 +620,7 @@ class ControlLoop:
             self._last_status = float("-inf")  # systemd's STATUS= shows a new mode at once
         self.state.decision = decision
         self.state.modes = decision.budget.modes
+        self.faults.tick()
         self._observe(decision)
         self.stats.record_cycle(self.clock.monotonic() - t0, period)
         return decision
@@ -728,10 +731,11 @@ class ControlLoop:
 
     def _mode_change(self, old: frozenset[str], new: frozenset[str]) -> None:
         for mode in sorted(new - old):
-            log.warning("degraded mode on: %s", mode)
+            self.faults.failed(f"mode:{mode}", "degraded mode on", mode,
+                               ended=f"degraded mode off: {mode}")  # fmt: skip
             self._event("degraded_on", {"mode": mode})
         for mode in sorted(old - new):
-            log.info("degraded mode off: %s", mode)
+            self.faults.succeeded(f"mode:{mode}")
             self._event("degraded_off", {"mode": mode})
 
     def _log_events(self) -> None:
@@ -781,10 +785,11 @@ class ControlLoop:
             return None
         try:
             await self.devices.inverter.set_battery_setpoint(setpoint)
-            return True
         except Exception as exc:
-            log.warning("battery setpoint %.2f kW failed: %s", setpoint, exc)
+            self.faults.failed("setpoint", "battery setpoint not written", str(exc))
             return False
+        self.faults.succeeded("setpoint")
+        return True
 
     async def shutdown(self) -> None:
         """Leave the station safe without us: every connector at most its fallback share,
