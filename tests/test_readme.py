@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -30,3 +31,24 @@ def test_configuration_example_is_a_valid_settings_file(tmp_path):
     settings = load(path)
     assert settings.station.grid_capacity_kw == 330.0
     assert {d.name for d in settings.devices} == {"grid", "cp1"}
+
+
+def test_the_allocation_docs_worked_example_is_what_the_allocator_gives():
+    from allocator import allocate
+
+    doc = (ROOT / "docs" / "allocation.md").read_text()
+    section = doc.split("Electra's README example", 1)[1]
+    request = json.loads(re.search(r"```json\n(.*?)```", section, re.S).group(1))
+    shown = re.search(r"```text\n(.*?)```", section, re.S).group(1).splitlines()[2:-1]
+    result = allocate(request)
+    rows = {cols[0]: (float(cols[7]), cols[8]) for cols in (ln.split() for ln in shown)}
+    assert rows == {sid: (kw, result["binding"][sid]) for sid, kw in result["allocations"].items()}
+
+
+def test_every_command_is_in_the_readme_table_with_its_exit_codes():
+    from agent.cli import COMMANDS
+
+    table = README.split("| command | what it does | exit codes |", 1)[1].split("\n\n", 1)[0]
+    for name in COMMANDS:
+        assert f"`sems {name}" in table, name
+    assert "`sems-sim" in table
