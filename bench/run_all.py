@@ -478,15 +478,24 @@ def readme_tables(data: dict[str, Any]) -> str:
     sav = data["benches"].get("savings", {}).get("result")
     if sav:
         d = next((x for x in sav["planner"] if x["variant"] == "default"), sav["planner"][0])
-        out += _table(["reference day", "cost EUR", "savings", "peak kW", "delivered kWh"], [
+        # Unmet: what the EVs asked for by departure and did not get (requested - delivered),
+        # so a saving is never read without what it cost the drivers.
+        requested = sav.get("requested")
+
+        def unmet(delivered: float) -> str:
+            return "-" if requested is None else _f(max(0.0, requested - delivered), 1)
+
+        out += _table(["reference day", "cost EUR", "savings", "peak kW", "delivered kWh",
+                       "unmet kWh"], [
             ["uncontrolled (every EV at its maximum)", _f(sav["baselineCost"], 2), "-", "-",
-             _f(sav["baselineDelivered"], 1)],
+             _f(sav["baselineDelivered"], 1), unmet(sav["baselineDelivered"])],
             ["sems-edge rolling planner", _f(d["cost"], 2), f"{d['savingsPct']:.1f} %",
-             _f(d["peakImport"], 1), _f(d["energyDelivered"], 1)],
+             _f(d["peakImport"], 1), _f(d["energyDelivered"], 1), _f(d["unmetEnergy"], 1)],
             ["perfect-foresight optimum", _f(sav["optimumCost"], 2),
              f"{100 * (1 - sav['optimumCost'] / sav['baselineCost']):.1f} %",
-             _f(sav["optimumPeak"], 1), _f(sav["optimumDelivered"], 1)],
-        ], "lrrrr")
+             _f(sav["optimumPeak"], 1), _f(sav["optimumDelivered"], 1),
+             unmet(sav["optimumDelivered"])],
+        ], "lrrrrr")  # fmt: skip
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -78,6 +78,7 @@ def measure(path: Path) -> dict:
         "scenario": str(path),
         "baselineCost": round(base.ledger.cost, 2),
         "baselineDelivered": round(base.energy_delivered, 1),
+        "requested": round(sum(ev.energy_needed for ev in day.evs), 1),
         "optimumCost": round(best["cost"], 2),
         "optimumPeak": round(best["peak"], 1),
         "optimumDelivered": round(sum(ev.energy_needed for ev in day.evs) - best["unmet"], 1),
