@@ -163,6 +163,22 @@ class UplinkView:
     outbox_bytes: int
     dropped: int
     last_ack: str | None
+    broker: str | None = None  # host:port, and whether TLS is on
+    last_error: str | None = None  # why the last connection failed or dropped
+    reconnects: int = 0
+
+
+def uplink_view(uplink: Uplink, last_ack: str | None) -> UplinkView:
+    """The uplink as `sems outbox` shows it: where it connects, whether it is, and why not."""
+    st = uplink.status
+    stats = uplink.outbox.stats()
+    m = uplink.settings
+    tls = "TLS" if getattr(m, "tls_ca_file", None) is not None else "no TLS"
+    return UplinkView(
+        connected=st.connected, outbox_rows=stats.depth, outbox_bytes=stats.bytes,
+        dropped=stats.dropped, last_ack=last_ack, broker=f"{m.host}:{m.port} ({tls})",
+        last_error=st.last_error, reconnects=st.reconnects,
+    )  # fmt: skip
 
 
 class ApiContext(Protocol):

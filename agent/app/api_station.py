@@ -45,6 +45,7 @@ from agent.api.context import (
     UnknownSession,
     UplinkView,
     broker_state,
+    uplink_view,
 )
 from agent.api.models import StationConfig
 from agent.control.caps import CapTracker
@@ -195,9 +196,7 @@ class ApiStation:
     def uplink(self) -> UplinkView | None:
         if self._uplink is None:
             return None
-        stats = self._uplink.outbox.stats()
-        return UplinkView(connected=self._uplink.status.connected, outbox_rows=stats.depth,
-                          outbox_bytes=stats.bytes, dropped=stats.dropped, last_ack=None)  # fmt: skip
+        return uplink_view(self._uplink, None)
 
     # ----- ApiContext: sessions -----
     def create_session(self, new: NewSession) -> SessionView:

@@ -26,6 +26,7 @@ from agent.api.context import (
     UnknownSession,
     UplinkView,
     broker_state,
+    uplink_view,
 )
 from agent.api.models import ChargerConfig, StationConfig
 from agent.energy.signals import StationConfig as CloudStationConfig
@@ -246,14 +247,10 @@ class DaemonContext:
         if self._uplink is None:
             return None
         st = self._uplink.status
-        stats = self._uplink.outbox.stats()
         if st.published != self._last_published:
             self._last_published = st.published
             self._last_ack_wall = time.time()
-        return UplinkView(
-            connected=st.connected, outbox_rows=stats.depth, outbox_bytes=stats.bytes,
-            dropped=stats.dropped, last_ack=_iso_ts(self._last_ack_wall),
-        )  # fmt: skip
+        return uplink_view(self._uplink, _iso_ts(self._last_ack_wall))
 
     # --- battery, plan and savings ----------------------------------------------------------
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 import time
@@ -40,7 +42,8 @@ def test_every_command_prints_clean_json(tmp_path):
                            text=True, cwd=REPO)  # fmt: skip
     agent = None
     try:
-        endpoints = json.loads(sim.stdout.readline())["endpoints"]
+        ready = json.loads(sim.stdout.readline())
+        endpoints = ready["endpoints"]
         text = EXAMPLE
         for port, ep in (("5020", endpoints["meter"]), ("5021", endpoints["bms"]),
                          ("5022", endpoints["inverter"]), ("5023", endpoints["chargers"]["CP1"]),
@@ -99,6 +102,26 @@ def test_every_command_prints_clean_json(tmp_path):
         assert covered["config"]["ok"] is True
         assert covered["report"]["totals"]["intervals"] > 0
         assert set(covered) | {"run"} == set(COMMANDS)
+
+        # The same commands for a technician: what limits a session in words, the broker.
+        host, port = ready["control"].rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as ctl:
+            ctl.sendall(json.dumps({"cmd": "plug", "charger": "CP2", "idx": 1, "max_kw": 40,
+                                    "capacity_kwh": 80, "soc": 0.2, "energy_needed_kwh": 30,
+                                    "session_id": "EV1"}).encode() + b"\n")  # fmt: skip
+            assert json.loads(ctl.makefile().readline())["ok"]
+        deadline = time.monotonic() + 30
+        while True:
+            shown = subprocess.run([*SEMS, "status"], capture_output=True, text=True, env=env,
+                                   timeout=60, cwd=REPO).stdout  # fmt: skip
+            if "the vehicle takes no more" in shown or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert re.search(r"^CP2#1\s+[BC]\s+\S{8}\s.*vehicle\s+the vehicle takes no more$", shown,
+                         re.M), shown  # fmt: skip
+        outbox = subprocess.run([*SEMS, "outbox"], capture_output=True, text=True, env=env,
+                                timeout=60, cwd=REPO).stdout  # fmt: skip
+        assert "broker mqtt.example.net:8883 (no TLS): DISCONNECTED" in outbox, outbox
     finally:
         if agent is not None:
             agent.terminate()

@@ -18,6 +18,30 @@ def fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
+def short_id(value: Any, wide: bool = False) -> str:
+    """Session ids are UUIDs: the first 8 characters tell them apart on one station."""
+    return "-" if value is None else str(value) if wide else str(value)[:8]
+
+
+def short_time(value: Any, wide: bool = False) -> str:
+    """An ISO-8601 UTC time as "MM-DD HH:MM:SS" (to the second); `wide`: as given."""
+    if value is None:
+        return "-"
+    if wide:
+        return str(value)
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).strftime("%m-%d %H:%M:%S")
+    except ValueError:
+        return str(value)
+
+
+def add_wide_argument(parser: Any) -> None:
+    parser.add_argument("--wide", action="store_true",
+                        help="full session ids and timestamps (default: short, to fit a terminal)")
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(h) for h in headers]] + [[fmt(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]

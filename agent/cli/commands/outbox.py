@@ -21,10 +21,14 @@ def run(args: argparse.Namespace) -> int:
             print_json(up)
             return 0
         if not up["configured"]:
-            print("uplink not configured")
+            print("uplink not configured (no [mqtt] in the settings)")
         else:
-            print(f"broker {'connected' if up['connected'] else 'DISCONNECTED'}   outbox {up['outbox_rows']} rows, "
-                  f"{up['outbox_bytes']} bytes   dropped {up['dropped']}   last ack {fmt(up['last_ack'])}")
+            state = "connected" if up["connected"] else "DISCONNECTED"
+            print(f"broker {fmt(up.get('broker'))}: {state}   reconnects {up.get('reconnects', 0)}")
+            if not up["connected"] or up.get("last_error"):
+                print(f"last error: {fmt(up.get('last_error'))}")
+            print(f"outbox {up['outbox_rows']} rows, {up['outbox_bytes']} bytes   dropped "
+                  f"{up['dropped']}   last ack {fmt(up['last_ack'])}")
         if up["by_kind"]:
             print(table(["kind", "rows", "oldest seq", "newest seq", "bytes"],
                         [[k["kind"], k["rows"], k["oldest_seq"], k["newest_seq"], k["bytes"]] for k in up["by_kind"]]))

@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="plan this station day file offline instead of asking the agent")
     parser.add_argument("--slots", type=int, default=16, metavar="N",
                         help="slots to show in the table (default 16; --json gives all)")
+    from agent.cli.commands._output import add_wide_argument
+
+    add_wide_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--slots: must be 1..10000")
     if args.scenario is not None:
         view = _offline(args.scenario)
-        print_json(view) if args.json else print(render(view, args.slots))
+        print_json(view) if args.json else print(render(view, args.slots, args.wide))
         return 0
 
     def body(client: Any) -> int:
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"sems {args.command}: the agent has no plan (planner disabled, or no "
                   "plan has succeeded yet: see sems status)", file=sys.stderr)
             return 1
-        print_json(view) if args.json else print(render(view, args.slots))
+        print_json(view) if args.json else print(render(view, args.slots, args.wide))
         return 0
 
     return with_agent(args, body)
@@ -61,21 +64,27 @@ def _offline(path: str) -> dict[str, Any]:
     return {**plan_rows(plan, day.start), "stationId": day.station_id}
 
 
-def render(view: dict[str, Any], limit: int) -> str:
-    from agent.cli.commands._output import table
+def render(view: dict[str, Any], limit: int, wide: bool = False) -> str:
+    from agent.cli.commands._output import short_id, short_time, table
 
     rows = view["slots"][:limit]
-    head = f"plan from {view['start']}: planned peak {view['peakKw']:.1f} kW"
+    head = f"plan from {short_time(view['start'], wide)}: planned peak {view['peakKw']:.1f} kW"
     unmet = view.get("unmetKwh") or {}
     if unmet:
-        head += f"; short of target: {', '.join(f'{k} {v:.1f} kWh' for k, v in unmet.items())}"
+        import textwrap
+
+        short = ", ".join(f"{short_id(k, wide)} {v:.1f}" for k, v in unmet.items())
+        head += "\n" + textwrap.fill(f"short of target (kWh): {short}", width=100,
+                                     subsequent_indent="  ")  # fmt: skip
     status = view.get("status")
     if status:
-        head += f"\nlast plan {status.get('lastPlanAt')} ({status.get('lastReason')}, {status.get('lastSolveMs')} ms)"
+        head += (f"\nlast plan {short_time(status.get('lastPlanAt'), wide)} "
+                 f"({status.get('lastReason')}, {status.get('lastSolveMs')} ms)")
     body = table(
         ["slot", "grid kW", "cap kW", "battery kW", "sessions (target kW)"],
         [[datetime.fromisoformat(r["start"]).strftime("%m-%d %H:%M"), r["gridKw"], r["importCapKw"],
-          r["batteryKw"], " ".join(f"{k}={v:g}" for k, v in r["sessions"].items()) or "-"]
+          r["batteryKw"],
+          " ".join(f"{short_id(k, wide)}={v:g}" for k, v in r["sessions"].items()) or "-"]
          for r in rows])
     more = len(view["slots"]) - len(rows)
     return head + "\n" + body + (f"\n(+{more} more slots: --slots N or --json)" if more > 0 else "")

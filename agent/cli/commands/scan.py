@@ -75,8 +75,11 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         found = asyncio.run(scan())
-    except TransportError as exc:
-        print(f"sems scan: {exc}", file=sys.stderr)
+    except TransportError as exc:  # the line or gateway itself: say why
+        from agent.cli.commands._diagnose import explain
+
+        why, _ = explain(endpoint, args.first, str(exc), max(args.timeout, 1.0))
+        print(f"sems scan: {why}", file=sys.stderr)
         return 1
     if args.json:
         print_json({"endpoint": endpoint, "scanned": [args.first, args.last], "found": found})

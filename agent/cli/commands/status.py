@@ -14,16 +14,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--watch", type=float, metavar="SECONDS", nargs="?", const=1.0,
                         help="refresh every SECONDS (default 1) until Ctrl-C")
     parser.add_argument("--count", type=int, default=None, help="with --watch: stop after N refreshes")
+    from agent.cli.commands._output import add_wide_argument
+
+    add_wide_argument(parser)
 
 
-def render(st: dict[str, Any]) -> str:
-    from agent.cli.commands._output import fmt, table
+def why(binding: str | None, c: dict[str, Any], st: dict[str, Any]) -> str:
+    """What limits a connector's session, in words (the allocator's binding limit)."""
+    if not binding or not c.get("session_id"):
+        return ""
+    cap = st.get("power_cap_kw")
+    grid = (f"a {cap:g} kW cap" if cap is not None else
+            f"the {st['grid_capacity_kw']:g} kW grid connection")
+    return {
+        "vehicle": "the vehicle takes no more",
+        "cap": "draws less than offered: capped near its draw",
+        "charger": f"charger {c['charger_id']} is at its rated power, shared by its connectors",
+        "station": f"sharing {grid} with the other sessions",
+        "minimum": "paused: too little power left for its minimum",
+    }.get(binding, binding)
+
+
+def render(st: dict[str, Any], wide: bool = False) -> str:
+    from agent.cli.commands._output import fmt, short_id, short_time, table
 
     cap = st["grid_capacity_kw"]
     grid = st["grid_power_kw"]
     share = f" ({grid / cap * 100:.0f}% of capacity)" if grid is not None and cap else ""
     lines = [
-        f"station {st['station_id']}  {st['ts']}  mode {st['mode']}  cycles {st['cycles']}",
+        f"station {st['station_id']}  {short_time(st['ts'], wide)}  mode {st['mode']}  "
+        f"cycles {st['cycles']}",
         f"grid    {fmt(grid)} / {fmt(cap)} kW{share}"
         + (f"  cap {fmt(st['power_cap_kw'])} kW" if st.get("power_cap_kw") is not None else ""),
         f"EVs     {fmt(st['ev_power_kw'])} kW   base load {fmt(st['base_load_kw'])} kW   PV {fmt(st['pv_power_kw'])} kW",
@@ -39,9 +59,11 @@ def render(st: dict[str, Any]) -> str:
     lines.append("uplink  not configured" if up is None else
                  f"uplink  {'connected' if up['connected'] else 'DISCONNECTED'}  outbox {up['outbox_rows']} rows "
                  f"({up['outbox_bytes']} B)  dropped {up['dropped']}  last ack {fmt(up['last_ack'])}")
-    rows = [[f"{c['charger_id']}#{c['idx']}", c["state"], (c["session_id"] or "-")[:8], c["limit_kw"],
-             c["power_kw"], c["binding"]] for c in st["connectors"]]
-    lines += ["", table(["connector", "state", "session", "limit kW", "power kW", "binding"], rows)]
+    rows = [[f"{c['charger_id']}#{c['idx']}", c["state"], short_id(c["session_id"], wide),
+             c["limit_kw"], c["power_kw"], c["binding"], why(c["binding"], c, st)]
+            for c in st["connectors"]]  # fmt: skip
+    lines += ["", table(["connector", "state", "session", "limit kW", "power kW", "binding",
+                         "what limits it"], rows)]
     return "\n".join(lines)
 
 
@@ -64,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 if args.watch is not None and sys.stdout.isatty():
                     sys.stdout.write("\x1b[2J\x1b[H")
-                print(render(st), flush=True)
+                print(render(st, args.wide), flush=True)
             shown += 1
             if args.watch is None or (args.count is not None and shown >= args.count):
                 return 0

@@ -62,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(write())
     except TransportError as exc:
-        print(f"sems write: {exc}", file=sys.stderr)
+        from agent.cli.commands._diagnose import explain
+
+        why, step = explain(endpoint, unit, str(exc), args.timeout)
+        print(f"sems write: {why}; try: {step}", file=sys.stderr)
         return 1
     if args.json:
         print_json({"endpoint": endpoint, "unit": unit, "address": first, "registers": regs})
