@@ -137,8 +137,10 @@ class ChargerDevice(EmulatedDevice):
             self._set("state", conn.state, i)
             self._set("power", conn.power_kw * 1000.0, i)
             self._set("session_energy", conn.session_energy_kwh * 1000.0, i)
-            announced = conn.ev is not None and conn.ev.announces_max
-            self._set("ev_max_power", conn.ev.accept_kw() * 1000.0 if announced else 0.0, i)
+            ev = conn.ev
+            announced = ev is not None and ev.announces_max
+            self._set("ev_max_power", ev.accept_kw() * 1000.0 if ev is not None and announced
+                      else 0.0, i)  # fmt: skip
             self._set("power_limit", _from_kw(conn.commanded_kw, self._unit("power_limit")), i)
             self._set("soc", conn.ev.soc * 100.0 if conn.ev else 0.0, i)
 

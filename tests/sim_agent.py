@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +152,48 @@ def agent_settings(
     """`agent_config` as validated settings, for a control loop built in the test's process;
     `control`: [control] keys."""
     return AgentSettings(**agent_config(endpoints, db_path, battery=battery, control=control))
+
+
+# --- the shipped example (config/agent.example.toml) against `sems-sim`, as processes ------
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "config" / "agent.example.toml"
+SEMS = [sys.executable, "-m", "agent.cli"]
+SEMS_SIM = [sys.executable, "-c", "import sys; from hardware_sim.cli import main; sys.exit(main())"]
+# The example's device endpoints, in the simulator's device order.
+EXAMPLE_PORTS = {"meter": "5020", "bms": "5021", "inverter": "5022", "CP1": "5023", "CP2": "5024"}
+
+
+@contextmanager
+def example_sim() -> Iterator[dict[str, Any]]:
+    """`sems-sim` serving the example's station on free loopback ports: its ready line."""
+    proc = subprocess.Popen([*SEMS_SIM, "--station", str(EXAMPLE), "--no-rtu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            cwd=REPO)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        yield json.loads(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def example_config(endpoints: Mapping[str, Any], path: Path,
+                   **moved: str) -> Path:  # fmt: skip
+    """The example with its endpoints moved to the running simulator's ports; `moved`:
+    HOST:PORT for a device (meter, bms, inverter, CP1, CP2) to point elsewhere."""
+    text = EXAMPLE.read_text()
+    for name, port in EXAMPLE_PORTS.items():
+        ep = endpoints[name] if name in endpoints else endpoints["chargers"][name]
+        text = text.replace(f"127.0.0.1:{port}", moved.get(name, ep["tcp"]))
+    path.write_text(text)
+    return path
+
+
+def example_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """Environment of the example on a laptop (as docs/quickstart.md sets it): store and API
+    socket in `tmp`, no cloud broker; plus `extra` variables."""
+    return dict(os.environ, SEMS_STORAGE__DB_PATH=str(tmp / "agent.db"),
+                SEMS_API__SOCKET_PATH=str(tmp / "api.sock"), SEMS_MQTT__ENABLED="false",
+                SEMS_API_SOCKET=str(tmp / "api.sock"),
+                NUMBA_CACHE_DIR=os.environ.get("NUMBA_CACHE_DIR", str(REPO / ".numba-cache")),
+                **extra)  # fmt: skip

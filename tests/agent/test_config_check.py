@@ -5,25 +5,19 @@ loop). `--probe` reads the devices once and says why one does not answer."""
 from __future__ import annotations
 
 import json
-import os
+import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import sim_agent
 
 pytestmark = pytest.mark.timeout(120)
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = (REPO / "config" / "agent.example.toml").read_text()
-SEMS = [sys.executable, "-m", "agent.cli"]
-SEMS_SIM = [sys.executable, "-c", "import sys; from hardware_sim.cli import main; sys.exit(main())"]
-
-
-def env(tmp: Path) -> dict[str, str]:
-    return dict(os.environ, SEMS_STORAGE__DB_PATH=str(tmp / "agent.db"),
-                SEMS_API__SOCKET_PATH=str(tmp / "api.sock"), SEMS_MQTT__ENABLED="false",
-                NUMBA_CACHE_DIR=os.environ.get("NUMBA_CACHE_DIR", str(REPO / ".numba-cache")))
+EXAMPLE = sim_agent.EXAMPLE.read_text()
+REPO = sim_agent.REPO
+SEMS = sim_agent.SEMS
+env = sim_agent.example_env
 
 
 def sems(tmp: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -100,34 +94,18 @@ def test_a_database_the_daemon_cannot_open_is_exit_78_not_a_traceback(tmp_path):
 
 
 @pytest.fixture
-def sim(tmp_path):
-    """`sems-sim` on the example's own station, on free ports."""
-    proc = subprocess.Popen([*SEMS_SIM, "--station", str(REPO / "config" / "agent.example.toml"),
-                             "--no-rtu"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, cwd=REPO)  # fmt: skip
-    try:
-        yield json.loads(proc.stdout.readline())["endpoints"]
-    finally:
-        proc.terminate()
-        proc.wait(30)
+def sim():
+    with sim_agent.example_sim() as ready:
+        yield ready["endpoints"]
 
 
 def test_probe_says_which_device_answers_and_why_the_others_do_not(tmp_path, sim):
-    text = EXAMPLE
-    ports = {"5020": sim["meter"]["tcp"], "5021": sim["bms"]["tcp"],
-             "5022": sim["inverter"]["tcp"], "5023": sim["chargers"]["CP1"]["tcp"]}
-    for old, new in ports.items():
-        text = text.replace(f"127.0.0.1:{old}", new)
-    # cp2: a port where nothing listens (the closed control port of nothing: bind and close).
-    import socket
-
-    with socket.socket() as s:
+    with socket.socket() as s:  # cp2: a port where nothing listens
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
-    text = text.replace("127.0.0.1:5024", f"127.0.0.1:{dead}")
-    text = text.replace("unit_id = 3", "unit_id = 7")  # the inverter under a wrong unit id
-    path = tmp_path / "agent.toml"
-    path.write_text(text)
+    path = sim_agent.example_config(sim, tmp_path / "agent.toml", CP2=f"127.0.0.1:{dead}")
+    # The inverter under a wrong unit id.
+    path.write_text(path.read_text().replace("unit_id = 3", "unit_id = 7"))
 
     done = sems(tmp_path, "config", "check", str(path), "--probe", "--json")
     assert done.returncode == 69, done.stderr

@@ -12,23 +12,21 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socketserver
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+import sim_agent
 
 from agent.control.episodes import FaultLog
 
 pytestmark = pytest.mark.timeout(180)
 
-REPO = Path(__file__).resolve().parents[2]
-SEMS = [sys.executable, "-m", "agent.cli"]
-SEMS_SIM = [sys.executable, "-c", "import sys; from hardware_sim.cli import main; sys.exit(main())"]
+REPO = sim_agent.REPO
+SEMS = sim_agent.SEMS
 CYCLES_PER_MINUTE = 240  # at the default 250 ms period
 
 
@@ -64,35 +62,37 @@ class _NotModbus(socketserver.BaseRequestHandler):
 
 
 def test_a_minute_of_a_dead_inverter_on_a_non_modbus_port_is_at_most_five_lines(tmp_path):
-    example = (REPO / "config" / "agent.example.toml").read_text()
-    sim = subprocess.Popen([*SEMS_SIM, "--station", str(REPO / "config" / "agent.example.toml"),
-                            "--no-rtu"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                           text=True, cwd=REPO)  # fmt: skip
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _NotModbus)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    agent = None
+    dead = f"127.0.0.1:{server.server_address[1]}"
     try:
-        ep = json.loads(sim.stdout.readline())["endpoints"]
-        port_of_dead = server.server_address[1]
-        text = example
-        for port, tcp in (("5020", ep["meter"]["tcp"]), ("5021", ep["bms"]["tcp"]),
-                          ("5022", f"127.0.0.1:{port_of_dead}"),  # the inverter
-                          ("5023", ep["chargers"]["CP1"]["tcp"]),
-                          ("5024", ep["chargers"]["CP2"]["tcp"])):  # fmt: skip
-            text = text.replace(f"127.0.0.1:{port}", tcp)
-        config = tmp_path / "agent.toml"
-        config.write_text(text)
-        env = dict(os.environ, SEMS_STORAGE__DB_PATH=str(tmp_path / "agent.db"),
-                   SEMS_API__SOCKET_PATH=str(tmp_path / "api.sock"), SEMS_MQTT__ENABLED="false",
-                   SEMS_CONTROL__PERIOD_S="0.1", SEMS_PLANNER__ENABLED="false",
-                   SEMS_API_SOCKET=str(tmp_path / "api.sock"),
-                   NUMBA_CACHE_DIR=os.environ.get("NUMBA_CACHE_DIR", str(REPO / ".numba-cache")))
-        log = tmp_path / "agent.log"
-        with log.open("w") as err:
-            agent = subprocess.Popen([*SEMS, "run", "--config", str(config)],
-                                     stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=REPO)
+        with sim_agent.example_sim() as ready:
+            lines = _a_minute(tmp_path, ready["endpoints"], dead)
+    finally:
+        server.shutdown()
+        server.server_close()
+    started = next(i for i, ln in enumerate(lines) if "agent started" in ln)
+    # A minute's cycles (and a little more) after the start: the lines the dead inverter
+    # caused. The healthy devices' first "connected to" lines are not the fault's.
+    during = [ln for ln in lines[started + 1:] if dead in ln or "setpoint" in ln
+              or "inverter" in ln or "battery" in ln]  # fmt: skip
+    assert 1 <= len(during) <= 5, during
+    others = [ln for ln in lines[started + 1:] if ln not in during]
+    assert all("connected to" in ln or "agent stopped" in ln for ln in others), others
+    assert not [ln for ln in lines if "pymodbus" in ln or "0x" in ln], lines
 
+
+def _a_minute(tmp_path: Path, endpoints: dict, dead: str) -> list[str]:
+    """`sems run` with the inverter at `dead`, for a minute's worth of cycles: its log."""
+    config = sim_agent.example_config(endpoints, tmp_path / "agent.toml", inverter=dead)
+    env = sim_agent.example_env(tmp_path, SEMS_CONTROL__PERIOD_S="0.1",
+                                SEMS_PLANNER__ENABLED="false")
+    log = tmp_path / "agent.log"
+    with log.open("w") as err:
+        agent = subprocess.Popen([*SEMS, "run", "--config", str(config)],
+                                 stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=REPO)
+    try:
         def cycles() -> int | None:
             done = subprocess.run([*SEMS, "status", "--json"], capture_output=True, text=True,
                                   env=env, timeout=60, cwd=REPO)  # fmt: skip
@@ -105,22 +105,7 @@ def test_a_minute_of_a_dead_inverter_on_a_non_modbus_port_is_at_most_five_lines(
         while (cycles() or 0) < first + CYCLES_PER_MINUTE:
             assert agent.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.5)
-        lines = log.read_text().splitlines()
     finally:
-        if agent is not None:
-            agent.terminate()
-            agent.wait(30)
-        server.shutdown()
-        server.server_close()
-        sim.terminate()
-        sim.wait(30)
-    started = next(i for i, ln in enumerate(lines) if "agent started" in ln)
-    dead = f"127.0.0.1:{port_of_dead}"
-    # A minute's cycles (and a little more) after the start: the lines the dead inverter
-    # caused. The healthy devices' first "connected to" lines are not the fault's.
-    during = [ln for ln in lines[started + 1:] if dead in ln or "setpoint" in ln
-              or "inverter" in ln or "battery" in ln]  # fmt: skip
-    assert 1 <= len(during) <= 5, during
-    others = [ln for ln in lines[started + 1:] if ln not in during]
-    assert all("connected to" in ln or "agent stopped" in ln for ln in others), others
-    assert not [ln for ln in lines if "pymodbus" in ln or "0x" in ln], lines
+        agent.terminate()
+        agent.wait(30)
+    return log.read_text().splitlines()

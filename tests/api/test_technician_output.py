@@ -16,10 +16,10 @@ import threading
 from pathlib import Path
 
 import pytest
+import sim_agent
 
 ROOT = Path(__file__).resolve().parents[2]
 SEMS = [str(Path(sys.executable).parent / "sems")]
-SEMS_SIM = [sys.executable, "-c", "import sys; from hardware_sim.cli import main; sys.exit(main())"]
 ENV = {**os.environ, "NUMBA_CACHE_DIR": str(ROOT / ".numba-cache")}
 DAY = ROOT / "hardware-sim" / "scenarios" / "reference-day.json"
 
@@ -33,14 +33,8 @@ def sems(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def sim():
-    proc = subprocess.Popen([*SEMS_SIM, "--station", str(ROOT / "config" / "agent.example.toml"),
-                             "--no-rtu"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, cwd=ROOT)  # fmt: skip
-    try:
-        yield json.loads(proc.stdout.readline())["endpoints"]
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    with sim_agent.example_sim() as ready:
+        yield ready["endpoints"]
 
 
 def test_read_by_point_name_and_every_point_of_a_profile(sim):
@@ -98,8 +92,7 @@ def test_a_failed_read_says_why_and_what_to_run_next(sim):
     finally:
         server.shutdown()
         server.server_close()
-    for r in (r,):
-        assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr  # one line
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr  # one line
 
 
 def test_plan_shows_short_times_by_default_and_all_with_wide():

@@ -9,25 +9,22 @@ commands is checked against the CLI's own table, so a new command without a case
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+import sim_agent
 
 from agent.cli import COMMANDS
 
 pytestmark = pytest.mark.timeout(300)
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = (REPO / "config" / "agent.example.toml").read_text()
+REPO = sim_agent.REPO
 DAY = REPO / "hardware-sim" / "scenarios" / "reference-day.json"
-SEMS = [sys.executable, "-m", "agent.cli"]
-SEMS_SIM = [sys.executable, "-c", "import sys; from hardware_sim.cli import main; sys.exit(main())"]
+SEMS = sim_agent.SEMS
 REQUEST = {"stationId": "E", "gridCapacity": 100,
            "chargers": [{"id": "CP1", "maxPower": 200, "connectors": 2}],
            "sessions": [{"sessionId": "a", "connectorId": {"chargerId": "CP1", "idx": 1},
@@ -37,24 +34,22 @@ REQUEST = {"stationId": "E", "gridCapacity": 100,
 
 
 def test_every_command_prints_clean_json(tmp_path):
-    sim = subprocess.Popen([*SEMS_SIM, "--station", str(REPO / "config" / "agent.example.toml"),
-                            "--no-rtu"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                           text=True, cwd=REPO)  # fmt: skip
+    with sim_agent.example_sim() as ready:
+        _every_command(tmp_path, ready)
+    # `sems run --json`: nothing on stdout, one JSON object per stderr line.
+    assert (tmp_path / "run.out").read_text() == ""
+    lines = (tmp_path / "run.err").read_text().splitlines()
+    logged = [json.loads(line) for line in lines]
+    assert any(e["message"].startswith("agent started for station STATION-1") for e in logged)
+    assert {"time", "level", "logger", "message"} <= set(logged[0])
+
+
+def _every_command(tmp_path: Path, ready: dict) -> None:
+    endpoints = ready["endpoints"]
+    config = sim_agent.example_config(endpoints, tmp_path / "agent.toml")
+    env = sim_agent.example_env(tmp_path)
     agent = None
     try:
-        ready = json.loads(sim.stdout.readline())
-        endpoints = ready["endpoints"]
-        text = EXAMPLE
-        for port, ep in (("5020", endpoints["meter"]), ("5021", endpoints["bms"]),
-                         ("5022", endpoints["inverter"]), ("5023", endpoints["chargers"]["CP1"]),
-                         ("5024", endpoints["chargers"]["CP2"])):  # fmt: skip
-            text = text.replace(f"127.0.0.1:{port}", ep["tcp"])
-        config = tmp_path / "agent.toml"
-        config.write_text(text)
-        env = dict(os.environ, SEMS_STORAGE__DB_PATH=str(tmp_path / "agent.db"),
-                   SEMS_API__SOCKET_PATH=str(tmp_path / "api.sock"), SEMS_MQTT__ENABLED="false",
-                   SEMS_API_SOCKET=str(tmp_path / "api.sock"),
-                   NUMBA_CACHE_DIR=os.environ.get("NUMBA_CACHE_DIR", str(REPO / ".numba-cache")))
         out, err = (tmp_path / "run.out").open("w"), (tmp_path / "run.err").open("w")
         agent = subprocess.Popen([*SEMS, "run", "--config", str(config), "--json"], stdout=out,
                                  stderr=err, env=env, cwd=REPO)  # fmt: skip
@@ -126,14 +121,6 @@ def test_every_command_prints_clean_json(tmp_path):
         if agent is not None:
             agent.terminate()
             assert agent.wait(30) == 0
-        sim.terminate()
-        sim.wait(30)
-    # `sems run --json`: nothing on stdout, one JSON object per stderr line.
-    assert (tmp_path / "run.out").read_text() == ""
-    lines = (tmp_path / "run.err").read_text().splitlines()
-    logged = [json.loads(line) for line in lines]
-    assert any(e["message"].startswith("agent started for station STATION-1") for e in logged)
-    assert {"time", "level", "logger", "message"} <= set(logged[0])
 
 
 def _ledger_day(tmp_path: Path) -> Path:
