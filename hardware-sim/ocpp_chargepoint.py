@@ -39,7 +39,6 @@ from ocpp.v201 import call_result as result201
 from websockets.asyncio.client import connect
 
 from .ocpp_schedule import ProfileStore, from_payload
-from .physics import Ev
 
 log = logging.getLogger("hardware_sim.ocpp")
 
@@ -344,10 +343,10 @@ class SimChargePoint:
             values.append({"measurand": "SoC", "value": round(conn.ev.soc * 100.0, 1)})
         if self.version == "1.6":
             units = ("W", "Wh", "Percent")
-            values = [{**v, "value": str(v["value"]), "unit": u} for v, u in zip(values, units)]
+            values = [{**v, "value": str(v["value"]), "unit": u} for v, u in zip(values, units, strict=False)]
         else:
             units = ("W", "Wh", "Percent")
-            values = [{**v, "unit_of_measure": {"unit": u}} for v, u in zip(values, units)]
+            values = [{**v, "unit_of_measure": {"unit": u}} for v, u in zip(values, units, strict=False)]
         return {"timestamp": _now_iso(), "sampled_value": values}
 
     # ---- what the agent sends -------------------------------------------------------------

@@ -23,6 +23,7 @@ from agent.control.devices import StationDevices
 from agent.control.loop import ControlLoop, UplinkHook
 from agent.control.stats import CycleStats
 from agent.model.clock import Clock, RealClock
+from agent.ocpp.wiring import attach_ocpp
 from agent.state.daemon_context import DaemonContext, DaemonTarget
 from agent.store import connect
 
@@ -84,6 +85,7 @@ async def run_daemon(
     # The cloud's last station configuration (persisted) over the settings file's.
     settings = overlay(settings, signals.station_config())
     devices = StationDevices(settings)
+    central = attach_ocpp(devices, settings)
     control = build_control(
         settings, db, devices, clock, stats=CycleStats(), notifier=notifier, uplink=uplink,
         signals=signals,
@@ -107,6 +109,8 @@ async def run_daemon(
     tasks: list[asyncio.Task[None]] = []
     api: ApiServer | None = None
     try:
+        if central is not None:  # chargers connect from here on; limits wait for the loop
+            await central.start()
         await control.start()
         if control.planner is not None:  # off the control loop's path: its own task
             tasks.append(asyncio.create_task(control.planner.run(stop)))
@@ -136,6 +140,8 @@ async def run_daemon(
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await devices.close()
+            if central is not None:
+                await central.close()
             if cloud is not None:
                 cloud.outbox.conn.close()
             db.conn.close()

@@ -16,8 +16,8 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class OcppChargerConfig(_Section):
-    """One OCPP charge point as the adapter needs it."""
+class OcppDeviceSettings(_Section):
+    """A [[devices]] entry's `ocpp` table: what only the charger itself can say."""
 
     charge_point_id: str = Field(
         min_length=1, max_length=48, pattern=r"^[A-Za-z0-9._:\-]+$",
@@ -26,8 +26,6 @@ class OcppChargerConfig(_Section):
     version: Literal["1.6", "2.0.1"] | None = Field(
         None, description="expected protocol version; None: whatever the charger negotiates"
     )
-    connectors: int = Field(1, ge=1, le=8, description="connectors (1.6) / EVSEs (2.0.1)")
-    max_power_kw: float = Field(gt=0, description="charger rating, the ceiling of its max profile")
     rate_unit: Literal["W", "A"] | None = Field(
         None, description="override the unit read from the charger at boot"
     )
@@ -38,6 +36,14 @@ class OcppChargerConfig(_Section):
     password_file: Path | None = Field(
         None, description="security profile 1/2: basic-auth password (a credentials file)"
     )
+
+
+class OcppChargerConfig(OcppDeviceSettings):
+    """One OCPP charge point as the adapter needs it: the device entry plus the station's
+    word on its connectors and rating."""
+
+    connectors: int = Field(1, ge=1, le=8, description="connectors (1.6) / EVSEs (2.0.1)")
+    max_power_kw: float = Field(gt=0, description="charger rating, the ceiling of its max profile")
 
 
 class OcppSettings(_Section):

@@ -14,14 +14,15 @@ from hardware_sim.ocpp_chargepoint import SimChargePoint
 from hardware_sim.simulator import Simulator
 from sim_agent import agent_config
 
-from agent.clock import RealClock
+from agent.config.settings import AgentSettings
 from agent.control.devices import StationDevices
 from agent.control.loop import Controller, ControlLoop
+from agent.control.sessions import SessionTracker
+from agent.model.clock import RealClock
 from agent.ocpp.charger import OcppCharger
 from agent.ocpp.server import CentralSystem
 from agent.ocpp.settings import OcppChargerConfig, OcppSettings
-from agent.sessions import SessionTracker
-from agent.settings import AgentSettings
+from agent.ocpp.wiring import swap_in
 from agent.store import connect
 
 
@@ -34,18 +35,6 @@ def ocpp_chargers(station: dict, versions: dict[str, str], **cfg: Any) -> dict[s
 
 def make_chargers(configs: dict[str, OcppChargerConfig], ocpp: OcppSettings) -> dict[str, OcppCharger]:
     return {cid: OcppCharger(cid, c, ocpp) for cid, c in configs.items()}
-
-
-def swap_in(devices: StationDevices, chargers: dict[str, OcppCharger]) -> None:
-    """Replace the Modbus drivers of these chargers by the OCPP ones (what the daemon's
-    wiring does from `protocol = "ocpp"`)."""
-    for cid, ch in chargers.items():
-        devices.by_name[cid] = ch
-        devices.chargers[cid] = ch
-        for names in devices.endpoints.values():
-            if cid in names:
-                names.remove(cid)
-        devices.endpoints[f"ocpp://{cid}"] = [cid]
 
 
 class OcppStation:
@@ -100,7 +89,8 @@ async def ocpp_station(tmp_path: Path, station: dict, versions: dict[str, str], 
             cfg["station"]["pessimistic_base_load_kw"] = pessimistic_base_kw
             s = AgentSettings(**cfg)
             devices = StationDevices(s)
-            swap_in(devices, chargers)
+            for cid, ch in chargers.items():  # device name = charger id here
+                swap_in(devices, cid, cid, ch)
             clock = RealClock()
             loop = ControlLoop(s, devices, Controller(s, SessionTracker(connect(s.storage.db_path), clock)), clock)
         cps = {cid: SimChargePoint(sim, cid, f"ws://127.0.0.1:{cs.port}/ocpp/{cid}",

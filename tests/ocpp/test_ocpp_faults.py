@@ -104,39 +104,39 @@ async def _storms(tmp_path):
             assert drawn <= chargers[cid].max.fallback_kw + 0.05, (cid, drawn)
 
 
-def test_rejected_and_late_profiles_count_at_the_last_accepted_limit(tmp_path):
-    asyncio.run(_reject_and_late(tmp_path))
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+def test_rejected_and_late_profiles_count_at_the_last_accepted_limit(tmp_path, version):
+    asyncio.run(_reject_and_late(tmp_path, version))
 
 
-async def _reject_and_late(tmp_path):
+async def _reject_and_late(tmp_path, version):
     station = {"stationId": "R1", "gridCapacity": 100.0,
                "chargers": [{"id": "CP1", "maxPower": 50.0, "connectors": 1, "kind": "dc"}]}
-    for version in ("1.6", "2.0.1"):
-        async with ocpp_station(tmp_path / version.replace(".", ""), station, {"CP1": version},
-                                with_loop=False, ocpp={"min_interval_s": 0.0,
-                                                       "call_timeout_s": 1.0}) as st:
-            charger, cp = st.cs.chargers["CP1"], st.cps["CP1"]
-            assert await st.until(lambda: charger.ready)
-            await cp.plug(1, max_kw=50.0)
-            assert await st.until(lambda: charger.conns[1].tx_id is not None)
-            await charger.set_limit(1, 20.0)
-            assert await st.until(lambda: charger.conns[1].accepted == 20.0)
-            assert await st.until(lambda: abs(st.power("CP1", 1) - 20.0) < 0.5)
+    async with ocpp_station(tmp_path, station, {"CP1": version},
+                            with_loop=False, ocpp={"min_interval_s": 0.0,
+                                                   "call_timeout_s": 1.0}) as st:
+        charger, cp = st.cs.chargers["CP1"], st.cps["CP1"]
+        assert await st.until(lambda: charger.ready)
+        await cp.plug(1, max_kw=50.0)
+        assert await st.until(lambda: charger.conns[1].tx_id is not None)
+        await charger.set_limit(1, 20.0)
+        assert await st.until(lambda: charger.conns[1].accepted == 20.0)
+        assert await st.until(lambda: abs(st.power("CP1", 1) - 20.0) < 0.5)
 
-            cp.fault("reject")
-            await charger.set_limit(1, 10.0)
-            assert await st.until(lambda: charger.conns[1].last_answer == "Rejected")
-            reading = await charger.read()
-            assert reading.connectors[0].limit_kw == 20.0  # counted at the last accepted
-            assert charger.health.errors.get("rejected", 0) >= 1
-            cp.fault("reject", on=False)
+        cp.fault("reject")
+        await charger.set_limit(1, 10.0)
+        assert await st.until(lambda: charger.conns[1].last_answer == "Rejected")
+        reading = await charger.read()
+        assert reading.connectors[0].limit_kw == 20.0  # counted at the last accepted
+        assert charger.health.errors.get("rejected", 0) >= 1
+        cp.fault("reject", on=False)
 
-            cp.fault("late", seconds=3.0)
-            await charger.set_limit(1, 12.0)
-            # While in flight a decrease counts at the old limit; then it times out.
-            assert (await charger.read()).connectors[0].limit_kw == 20.0
-            assert await st.until(lambda: charger.conns[1].last_answer == "Timeout")
-            assert charger.health.errors.get("timeout", 0) >= 1
-            assert (await charger.read()).connectors[0].limit_kw == 20.0
-            cp.fault("late", seconds=0.0)
-            assert await st.until(lambda: charger.conns[1].accepted == 12.0, timeout=20)
+        cp.fault("late", seconds=3.0)
+        await charger.set_limit(1, 12.0)
+        # While in flight a decrease counts at the old limit; then it times out.
+        assert (await charger.read()).connectors[0].limit_kw == 20.0
+        assert await st.until(lambda: charger.conns[1].last_answer == "Timeout")
+        assert charger.health.errors.get("timeout", 0) >= 1
+        assert (await charger.read()).connectors[0].limit_kw == 20.0
+        cp.fault("late", seconds=0.0)
+        assert await st.until(lambda: charger.conns[1].accepted == 12.0, timeout=20)

@@ -37,7 +37,7 @@ async def _electra(tmp_path, version):
 
         def converged() -> bool:
             got = (st.power("CPA", 1), st.power("CPA", 2), st.power("CPB", 1))
-            return all(abs(g - w) <= 1.0 for g, w in zip(got, (80.0, 120.0, 130.0)))
+            return all(abs(g - w) <= 1.0 for g, w in zip(got, (80.0, 120.0, 130.0), strict=False))
 
         assert await st.until(converged, timeout=60), (
             st.power("CPA", 1), st.power("CPA", 2), st.power("CPB", 1))
