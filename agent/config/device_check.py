@@ -21,6 +21,8 @@ def problems(s: AgentSettings) -> list[str]:
 
     found: list[str] = []
     for i, dev in enumerate(s.devices):
+        if getattr(dev, "protocol", "modbus") != "modbus":
+            continue  # OCPP chargers connect to us: no profile, no endpoint to open
         where = f"devices[{i}]"
         try:
             profile = load_profile(dev.profile)
@@ -40,7 +42,7 @@ def problems(s: AgentSettings) -> list[str]:
 def warnings(s: AgentSettings) -> list[str]:
     found: list[str] = []
     for i, dev in enumerate(s.devices):
-        if dev.endpoint.startswith("rtu://"):
+        if (dev.endpoint or "").startswith("rtu://"):
             path = dev.endpoint.removeprefix("rtu://").split("?", 1)[0]
             if not os.path.exists(path):
                 found.append(f"devices[{i}].endpoint: no serial device {path} now "
