@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 
 from agent.savings import SavingsLedger, savings_pct
+from allocator.forecast import ArrivalForecast, SessionRecord, station_prior
+from allocator.foresight import expected_sessions
 from allocator.planner import (
     RESERVE_RATE,
     BatterySpec,
@@ -47,6 +49,8 @@ from allocator.planner import (
 
 Allocate = Callable[[dict[str, Any]], dict[str, Any]]
 POLICIES = ("planner", "uncontrolled")
+# Chargers at least this strong count as fast ones for the new-station arrival prior.
+FAST_CHARGER_KW = 50.0
 # HiGHS time limit per re-plan (s): what the daemon's planner.solve_timeout_s defaults to.
 SOLVE_TIME_LIMIT_S = 5.0
 # The perfect-foresight LP is one solve over the whole day, not a control decision: it
@@ -336,6 +340,11 @@ class Tuning:
     # Chance per hour that an unforeseen arrival needs a kWh missing from the reserve
     # (allocator.planner.reserve_value); a prior, never derived from the day's EVs.
     reserve_rate: float = RESERVE_RATE
+    # Plan for the arrivals the history expects (allocator.foresight); False: only the
+    # EVs plugged in (the planner before issue 16).
+    expected_arrivals: bool = True
+    # Expected sessions want their mean energy plus `risk` day-to-day standard deviations.
+    risk: float = 0.0
 
 
 @dataclass
@@ -356,9 +365,12 @@ class ReplayResult:
 def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
              replan_minutes: float = 15.0, allocate: Allocate | None = None,
              horizon_slots: int = 96, tuning: Tuning | None = None,
-             solve_time_limit: float = SOLVE_TIME_LIMIT_S) -> ReplayResult:
+             solve_time_limit: float = SOLVE_TIME_LIMIT_S,
+             history: Sequence[Day] = ()) -> ReplayResult:
     """Run the day under `policy`; every step calls the real allocator. Each re-plan may
-    take at most `solve_time_limit` seconds of HiGHS time; a failed one is survived."""
+    take at most `solve_time_limit` seconds of HiGHS time; a failed one is survived.
+    `history`: earlier days of the station; the arrival forecast learns from their
+    sessions (a station without history plans from `station_prior`)."""
     if policy not in POLICIES:
         raise DayError(f"policy: must be one of {', '.join(POLICIES)}")
     if not 0 < step_s <= 60:
@@ -374,8 +386,6 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
     step_h = step_s / 3600.0
     # Steps never straddle a slot boundary: slot length divided into whole steps.
     per_slot = max(1, round(sh / step_h))
-    step_h = sh / per_slot
-    n_steps = per_slot * len(day.import_price)
     ledger = SavingsLedger(day.demand_charge, sh)
     planner = Planner(time_limit=solve_time_limit) if policy == "planner" else None
     solve_times: list[float] = []
@@ -389,16 +399,16 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
     plan_origin = 0.0
     next_replan = 0.0
     known: set[str] = set()
-    for k in range(n_steps):
-        t = k * step_h
-        slot = k // per_slot
+    tuning = tuning or Tuning()
+    arrivals = learn_arrivals(day, history) if tuning.expected_arrivals else None
+    for t, step_h, slot in _steps(day, per_slot):
         active = [s for s in states.values()
-                  if s.ev.arrival_h < t + step_h and s.ev.departure_h > t]
+                  if s.ev.arrival_h < t + step_h - 1e-12 and s.ev.departure_h > t + 1e-12]
         arrived = {s.ev.session_id for s in active} - known
         if planner is not None and (t >= next_replan - 1e-9 or arrived):
             known |= arrived
             req = _plan_request(day, t, slot, active, b_energy, ledger, horizon_slots,
-                                tuning or Tuning())
+                                tuning, arrivals)
             try:
                 fresh = planner.plan(req)
             except Exception as exc:  # as the daemon: a failed re-plan never stops control
@@ -552,8 +562,48 @@ def reserve_energy(b: Battery, hours: float | None) -> float:
     return b.min_soc * b.capacity + held
 
 
+def _steps(day: Day, per_slot: int) -> list[tuple[float, float, int]]:
+    """(start h, length h, slot) of every simulation step: `per_slot` equal steps per slot,
+    split where a connector changes EV inside a step (one leaves, the next plugs in), so
+    no step ever holds two sessions on one connector (the allocator refuses that, as a
+    real connector cannot serve two EVs at once)."""
+    sh = day.slot_hours
+    step_h = sh / per_slot
+    last: dict[tuple[str, int], float] = {}
+    cuts: set[float] = set()
+    for ev in day.evs:  # sorted by arrival
+        conn = (ev.charger_id, ev.idx)
+        prev = last.get(conn)
+        if prev is not None and ev.arrival_h < math.ceil(prev / step_h - 1e-9) * step_h:
+            cuts.update((prev, ev.arrival_h))
+        last[conn] = ev.departure_h
+    out: list[tuple[float, float, int]] = []
+    for k in range(per_slot * len(day.import_price)):
+        t0, t1 = k * step_h, (k + 1) * step_h
+        inner = sorted(c for c in cuts if t0 + 1e-9 < c < t1 - 1e-9)
+        edges = [t0, *inner, t1]
+        out.extend((a, b - a, k // per_slot) for a, b in zip(edges, edges[1:], strict=False))
+    return out
+
+
+def learn_arrivals(day: Day, history: Sequence[Day]) -> ArrivalForecast:
+    """The arrival forecast a station would have on `day`: the station prior (from its
+    chargers) refined by the sessions of every history day."""
+    fast = sum(n for mp, n in day.chargers.values() if mp >= FAST_CHARGER_KW)
+    slow = sum(n for mp, n in day.chargers.values() if mp < FAST_CHARGER_KW)
+    forecast = ArrivalForecast(prior=station_prior(fast, slow))
+    for h in history:
+        forecast.observe(h.start, h.hours, [
+            SessionRecord(h.start + timedelta(hours=ev.arrival_h),
+                          h.start + timedelta(hours=ev.departure_h), ev.energy_needed,
+                          min(ev.max_power, h.chargers[ev.charger_id][0]))
+            for ev in h.evs])
+    return forecast
+
+
 def _plan_request(day: Day, t: float, slot: int, active: list[_EvState], b_energy: float,
-                  ledger: SavingsLedger, horizon_slots: int, tuning: Tuning) -> PlanRequest:
+                  ledger: SavingsLedger, horizon_slots: int, tuning: Tuning,
+                  arrivals: ArrivalForecast | None = None) -> PlanRequest:
     sh = day.slot_hours
     end = min(len(day.import_price), slot + horizon_slots)
     sl = slice(slot, end)
@@ -576,22 +626,28 @@ def _plan_request(day: Day, t: float, slot: int, active: list[_EvState], b_energ
             capacity=b.capacity, energy=b_energy, max_charge_power=b.max_charge,
             max_discharge_power=b.max_discharge, min_soc=b.min_soc, max_soc=b.max_soc,
             charge_efficiency=eta, discharge_efficiency=eta,
-            # Hand the day back with the charge it started with (as the optimum must).
+            # Hand the day back with the charge it started with, as the optimum must: an
+            # honest day's account does not borrow from tomorrow's battery.
             end_energy=b.soc_start * b.capacity if end == len(day.import_price) else None,
-            end_value=refill_price(day),
             reserve_energy=reserve_energy(b, tuning.reserve_hours),
             reserve_value=reserve_value(day.demand_charge, sh, tuning.reserve_rate),
         )
+    chargers = [ChargerSpec(cid, mp) for cid, (mp, _n) in day.chargers.items()]
+    first_h = max(first, 1e-6) if first < sh - 1e-9 else None
+    if arrivals is not None:
+        expected, virtual = expected_sessions(
+            arrivals.expected(day.start + timedelta(hours=slot_start), end - slot), sh,
+            first_h, tuning.risk)
+        sessions += expected
+        chargers += virtual
     current = ledger.intervals[slot] if len(ledger.intervals) > slot else None
     finished_peak = max((iv.peak_kw for iv in ledger.intervals[:slot]), default=0.0)
     return PlanRequest(
         import_price=day.import_price[sl], export_price=day.export_price[sl],
         pv_power=day.pv[sl], base_load=day.base_load[sl], carbon_intensity=day.carbon[sl],
-        grid_capacity=day.grid_capacity,
-        chargers=[ChargerSpec(cid, mp) for cid, (mp, _n) in day.chargers.items()],
+        grid_capacity=day.grid_capacity, chargers=chargers,
         sessions=sessions, battery=battery, demand_charge=day.demand_charge,
-        peak_so_far=finished_peak, slot_hours=sh,
-        first_slot_hours=max(first, 1e-6) if first < sh - 1e-9 else None,
+        peak_so_far=finished_peak, slot_hours=sh, first_slot_hours=first_h,
         imported_in_first_slot=current.import_kwh if current is not None else 0.0,
         charging_efficiency=day.charging_efficiency, v2g_efficiency=day.v2g_efficiency,
     )
@@ -627,9 +683,9 @@ def optimum_request(day: Day) -> PlanRequest:
     battery = None
     if b is not None:
         eta = math.sqrt(b.round_trip)
+        # Ends the day with at least the charge it started with (end_energy None: as now).
         battery = BatterySpec(b.capacity, b.soc_start * b.capacity, b.max_charge,
-                              b.max_discharge, b.min_soc, b.max_soc, eta, eta,
-                              end_value=refill_price(day))
+                              b.max_discharge, b.min_soc, b.max_soc, eta, eta)
     sessions = [SessionSpec(
         ev.session_id, ev.charger_id, departure_h=ev.departure_h,
         energy_needed=ev.energy_needed, max_power=ev.max_power, arrival_h=ev.arrival_h,
