@@ -11,7 +11,7 @@ together. Day k's history is days k-7 .. k-1 of the same site, so a forecast lea
 from them has something true to learn and something it cannot know.
 
 Pure data: numpy's seeded generator only, no simulator code; the output is the JSON
-document `agent.replay.parse_day` reads. Days run noon to noon UTC, 96 slots of 15 minutes.
+document `agent.energy.replay.parse_day` reads. Days run noon to noon UTC, 96 slots of 15 minutes.
 """
 
 from __future__ import annotations

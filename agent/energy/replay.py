@@ -9,7 +9,7 @@ current slot narrows the allocator's request (`allocator.planner.apply_plan`).
 A re-plan that fails or hits `solve_time_limit` is survived as the daemon's PlannerTask
 survives it: no plan until one succeeds, the allocator sharing plainly (fair sharing)
 meanwhile; a plan is followed while its horizon covers the step, then dropped the same way.
-Each failure is counted in the result (`planFailures`).
+Each failure is counted in the result (`failedPlans`).
 
 Physics: an EV stores its charger power times the charging efficiency and takes no more
 than its energy target; V2G delivers power out of the vehicle at the V2G efficiency, never
@@ -48,7 +48,10 @@ from allocator.planner import (
 )
 
 Allocate = Callable[[dict[str, Any]], dict[str, Any]]
-POLICIES = ("planner", "uncontrolled")
+# planner: the rolling plan; uncontrolled: every EV flat out, no battery (the baseline);
+# fair: the allocator's fair sharing with the battery only holding the grid capacity (what
+# the station does without a plan).
+POLICIES = ("planner", "uncontrolled", "fair")
 # Chargers at least this strong count as fast ones for the new-station arrival prior.
 FAST_CHARGER_KW = 50.0
 # HiGHS time limit per re-plan (s): what the daemon's planner.solve_timeout_s defaults to.
@@ -340,9 +343,14 @@ class Tuning:
     # Chance per hour that an unforeseen arrival needs a kWh missing from the reserve
     # (allocator.planner.reserve_value); a prior, never derived from the day's EVs.
     reserve_rate: float = RESERVE_RATE
-    # Plan for the arrivals the history expects (allocator.foresight); False: only the
-    # EVs plugged in (the planner before issue 16).
+    # Plan for the arrivals the history expects (allocator.foresight) when there is
+    # history; False: only the EVs plugged in (the planner before issue 16).
     expected_arrivals: bool = True
+    # The reserve while planning with expected arrivals: they stand for the unseen EVs
+    # the reserve was a proxy for, and measured on the bench's days a reserve on top of
+    # them doubled the worst gap (docs/planner.md). The reserve above serves a station
+    # without history.
+    forecast_reserve_hours: float | None = 0.0
     # Expected sessions want their mean energy plus `risk` day-to-day standard deviations.
     risk: float = 0.0
 
@@ -392,7 +400,7 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
     plan_errors: list[str] = []
     states = {ev.session_id: _EvState(ev) for ev in day.evs}
     b = day.battery
-    use_battery = b is not None and policy == "planner"
+    use_battery = b is not None and policy != "uncontrolled"
     eta_b = math.sqrt(b.round_trip) if b is not None else 1.0
     b_energy = b.soc_start * b.capacity if b is not None else 0.0
     plan: Plan | None = None
@@ -400,7 +408,9 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
     next_replan = 0.0
     known: set[str] = set()
     tuning = tuning or Tuning()
-    arrivals = learn_arrivals(day, history) if tuning.expected_arrivals else None
+    # A station without history has only a generic prior, which measured worse than the
+    # reserve alone (docs/planner.md): it plans from the reserve until it has history.
+    arrivals = learn_arrivals(day, history) if tuning.expected_arrivals and history else None
     for t, step_h, slot in _steps(day, per_slot):
         active = [s for s in states.values()
                   if s.ev.arrival_h < t + step_h - 1e-12 and s.ev.departure_h > t + 1e-12]
@@ -629,7 +639,8 @@ def _plan_request(day: Day, t: float, slot: int, active: list[_EvState], b_energ
             # Hand the day back with the charge it started with, as the optimum must: an
             # honest day's account does not borrow from tomorrow's battery.
             end_energy=b.soc_start * b.capacity if end == len(day.import_price) else None,
-            reserve_energy=reserve_energy(b, tuning.reserve_hours),
+            reserve_energy=reserve_energy(b, tuning.reserve_hours if arrivals is None
+                                          else tuning.forecast_reserve_hours),
             reserve_value=reserve_value(day.demand_charge, sh, tuning.reserve_rate),
         )
     chargers = [ChargerSpec(cid, mp) for cid, (mp, _n) in day.chargers.items()]
@@ -653,27 +664,43 @@ def _plan_request(day: Day, t: float, slot: int, active: list[_EvState], b_energ
     )
 
 
-def refill_price(day: Day) -> float:
-    """EUR per kWh of battery charge handed back short of the day's start: bought again at
-    the day's cheapest import price through the charging losses. Both the planner and the
-    optimum see it, and the replay's cost includes it, so ending emptier is never free."""
-    if day.battery is None:
+def refill_cost(day: Day, result: ReplayResult) -> float:
+    """EUR it really costs to hand the battery back with the charge the day started with:
+    the cheapest way to buy the shortfall (through the charging losses, at most the
+    battery's charge power) on top of what the day actually imported, the demand charge
+    on any higher peak included. One small LP: the day's metered import as a fixed load
+    and the refill as one flexible session; the cost is what it adds to the day's bill."""
+    b = day.battery
+    if b is None or result.battery_end_energy is None:
         return 0.0
-    return float(np.min(day.import_price)) / math.sqrt(day.battery.round_trip)
-
-
-def refill_cost(day: Day, end_energy: float | None) -> float:
-    """EUR to hand the battery back with the charge the day started with, from `end_energy`
-    kWh (None: unknown, nothing charged) at `refill_price`."""
-    if day.battery is None or end_energy is None:
+    short = b.soc_start * b.capacity - result.battery_end_energy
+    if short <= 1e-6:
         return 0.0
-    short = day.battery.soc_start * day.battery.capacity - end_energy
-    return max(0.0, short) * refill_price(day)
+    sh = day.slot_hours
+    n = len(day.import_price)
+    net = np.zeros(n)
+    for i, iv in enumerate(result.ledger.intervals[:n]):
+        net[i] = (iv.import_kwh - iv.export_kwh) / sh
+
+    def bill(sessions: list[SessionSpec]) -> float:
+        p = Planner(time_limit=OPTIMUM_TIME_LIMIT_S).plan(PlanRequest(
+            import_price=day.import_price, export_price=day.export_price,
+            pv_power=np.maximum(-net, 0.0), base_load=np.maximum(net, 0.0),
+            grid_capacity=max(day.grid_capacity, float(net.max(initial=0.0)) + b.max_charge),
+            chargers=[ChargerSpec("refill", b.max_charge)], sessions=sessions,
+            demand_charge=day.demand_charge, slot_hours=sh,
+            charging_efficiency=math.sqrt(b.round_trip)))
+        return p.objective
+
+    refill = SessionSpec("refill", "refill", departure_h=n * sh, energy_needed=short,
+                         max_power=b.max_charge)
+    return max(0.0, bill([refill]) - bill([]))
 
 
 def result_cost(day: Day, result: ReplayResult) -> float:
-    """A replay's cost as reported: the ledger's (energy and demand charge) plus the refill."""
-    return result.ledger.cost + refill_cost(day, result.battery_end_energy)
+    """A replay's cost as reported: the ledger's (energy and demand charge) plus what it
+    really costs to refill the battery to its starting charge (`refill_cost`)."""
+    return result.ledger.cost + refill_cost(day, result)
 
 
 def optimum_request(day: Day) -> PlanRequest:
@@ -706,22 +733,23 @@ def optimum_request(day: Day) -> PlanRequest:
 def optimum(day: Day, time_limit: float = OPTIMUM_TIME_LIMIT_S) -> dict[str, float]:
     """Perfect foresight: one LP over the whole day with every EV known from the start."""
     p = Planner(time_limit=time_limit).plan(optimum_request(day))
-    refill = refill_cost(day, float(p.battery_energy[-1]) if len(p.battery_energy) else None)
     sub = p.grid_power * p.slot_hours  # kWh per sub-interval
     price_imp, price_exp = day.import_price[p.slot_index], day.export_price[p.slot_index]
     energy_cost = float(np.sum(np.maximum(sub, 0) * price_imp - np.maximum(-sub, 0) * price_exp))
     peak = float(np.max(np.maximum(p.slot_energy(), 0.0), initial=0.0)) / day.slot_hours
-    return {"cost": energy_cost + day.demand_charge * peak + refill, "peak": peak,
+    return {"cost": energy_cost + day.demand_charge * peak, "peak": peak,
             "unmet": float(sum(p.unmet.values())), "solveSeconds": p.solve_seconds}
 
 
 def run(day: Day, policy: str = "planner", *, step_s: float = 60.0,
         replan_minutes: float = 15.0, allocate: Allocate | None = None,
         solve_time_limit: float = SOLVE_TIME_LIMIT_S,
-        optimum_time_limit: float = OPTIMUM_TIME_LIMIT_S) -> dict[str, Any]:
-    """The replay report (JSON keys as `sems replay --json` prints them)."""
+        optimum_time_limit: float = OPTIMUM_TIME_LIMIT_S,
+        history: Sequence[Day] = ()) -> dict[str, Any]:
+    """The replay report (JSON keys as `sems replay --json` prints them). `history`:
+    earlier days whose sessions the arrival forecast learns from."""
     actual = simulate(day, policy, step_s=step_s, replan_minutes=replan_minutes,
-                      allocate=allocate, solve_time_limit=solve_time_limit)
+                      allocate=allocate, solve_time_limit=solve_time_limit, history=history)
     baseline = actual if policy == "uncontrolled" else simulate(
         day, "uncontrolled", step_s=step_s, allocate=allocate)
     # The optimum is a yardstick, not the replay's result: a solver that runs out of time on
@@ -736,7 +764,7 @@ def run(day: Day, policy: str = "planner", *, step_s: float = 60.0,
         "cost": round(cost, 2),
         "baselineCost": round(base_cost, 2),
         "savingsPct": round(savings_pct(cost, base_cost), 2),
-        "peakImport": round(actual.ledger.peak_kw, 2),
+        "peakKw": round(actual.ledger.peak_kw, 2),
         "energyRequested": round(actual.energy_requested, 2),
         "energyDelivered": round(actual.energy_delivered, 2),
         "unmetEnergy": round(actual.unmet_energy, 2),
@@ -744,7 +772,11 @@ def run(day: Day, policy: str = "planner", *, step_s: float = 60.0,
         "batteryThroughput": round(actual.ledger.battery_throughput_kwh, 2),
         "co2Kg": round(actual.ledger.co2_kg, 2),
         "optimumCost": None if best_cost is None else round(best_cost, 2),
-        "planFailures": actual.plan_failures,
+        "batteryStartKwh": None if day.battery is None else round(
+            day.battery.soc_start * day.battery.capacity, 2),
+        "batteryEndKwh": None if actual.battery_end_energy is None else round(
+            actual.battery_end_energy, 2),
+        "failedPlans": actual.plan_failures,
     }
     if optimum_error is not None:
         report["optimumError"] = optimum_error
