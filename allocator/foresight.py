@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from allocator.forecast import ExpectedArrivals
-from allocator.planner import ChargerSpec, SessionSpec
+if TYPE_CHECKING:  # the planner (highspy) is imported only where plans are made
+    from allocator.forecast import ExpectedArrivals
+    from allocator.planner import ChargerSpec, SessionSpec
 
 # Session and charger ids of expected sessions start with this; no real id does (the
 # planner's callers drop them from what they apply).
@@ -39,6 +41,8 @@ def expected_sessions(arrivals: Sequence[ExpectedArrivals], slot_hours: float,
     (and lasts `first_slot_hours` when the plan starts mid-slot). Slot 0's arrivals are
     left out: the plan is re-made at every real arrival, and the rest of that slot is
     too short to matter for a peak the next plan can still see."""
+    from allocator.planner import ChargerSpec, SessionSpec
+
     first = slot_hours if first_slot_hours is None else first_slot_hours
     sessions: list[SessionSpec] = []
     chargers: list[ChargerSpec] = []

@@ -124,6 +124,11 @@ class PlanRequest:
     charging_efficiency: float = 0.95
     v2g_efficiency: float = 0.90
     unmet_penalty: float | None = None  # EUR/kWh; None: derived from prices
+    # Hours from now in which raising the import above `peak_so_far` is charged the demand
+    # charge on its own (a "firm" peak), whatever the plan's later peak. With expected
+    # sessions the plan's peak is a forecast, and left alone the plan fills it now with
+    # battery charging as if it were already paid; the next re-plan sees the truth.
+    firm_hours: float = 0.0
 
     @property
     def slots(self) -> int:
@@ -626,6 +631,14 @@ def _build(req: PlanRequest, reserve: bool = False,
             vals.append(v)
         rhs = (base[t] - pv[t]) * dt[t]
         m.row(cols, vals, rhs, rhs)
+    if req.firm_hours > 0 and req.demand_charge > 0:
+        firm = m.col(peak_lo, inf, req.demand_charge)
+        for k, subs in in_slot.items():
+            if starts[subs[0]] >= req.firm_hours - 1e-9:
+                continue
+            already = req.imported_in_first_slot if k == 0 else 0.0
+            m.row([imp[t] for t in subs] + [over[t] for t in subs] + [firm],
+                  [1.0 / sh] * (2 * len(subs)) + [-1.0], -inf, -already / sh)
     for k, subs in in_slot.items():
         # Demand: the slot's 15-minute average import (including what the running slot
         # already imported before this plan) stays under the peak.

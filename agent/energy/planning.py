@@ -35,9 +35,11 @@ import numpy as np
 
 from agent.config.settings import AgentSettings
 from agent.control.v2g import CHARGING_EFFICIENCY  # charger kWh -> vehicle battery kWh
+from agent.energy.foresight import Foresight, Tuning, learn_from_sessions, reserve_energy
 from agent.model.clock import Clock
 from agent.model.snapshot import BatteryState
 from allocator.forecast import WeekdayProfile
+from allocator.foresight import is_expected
 from allocator.guidance import Guidance, guidance_at
 
 if TYPE_CHECKING:
@@ -177,6 +179,10 @@ class PlannerTask:
         # V2G (agent/control/v2g.py): which sessions may discharge, how much they gave back;
         # told each session's goal so the control loop can guard departure targets.
         self.v2g: V2gDispatch | None = None
+        # Expected arrivals and the reserve: the same Tuning and code as the replay
+        # (agent/energy/foresight.py); relearnt from the sessions table once an hour.
+        self.tuning = Tuning()
+        self._foresight: tuple[datetime, Foresight] | None = None
 
     def configure_station(self, settings: AgentSettings) -> None:
         """At start, and when a new station configuration is swapped in: the next plan uses
@@ -326,25 +332,39 @@ class PlannerTask:
         sessions = [self._session_spec(x, now) for x in self._sessions]
         st = s.station
         so_far = self.interval_so_far(now) if self.interval_so_far is not None else None
+        demand_charge = demand if demand is not None else tariff.demand_charge_eur_kw
+        foresight = self.foresight(now)
+        sessions, chargers = foresight.extend(
+            sessions, [ChargerSpec(ch.id, ch.max_power_kw) for ch in st.chargers],
+            first_start, n, SLOT_H, first_h)
         request = PlanRequest(
             import_price=imp,
             export_price=exp,
             pv_power=pv,
             base_load=base,
             grid_capacity=st.grid_capacity_kw,
-            chargers=[ChargerSpec(ch.id, ch.max_power_kw) for ch in st.chargers],
+            chargers=chargers,
             sessions=sessions,
-            battery=self._battery_spec(now, BatterySpec),
+            battery=self._battery_spec(now, BatterySpec, foresight, demand_charge),
             carbon_intensity=carbon,
             carbon_price=tariff.carbon_price_eur_t,
             import_caps=self._caps(starts, now),
-            demand_charge=demand if demand is not None else tariff.demand_charge_eur_kw,
+            demand_charge=demand_charge,
             peak_so_far=self.peak_so_far() if self.peak_so_far is not None else 0.0,
+            firm_hours=foresight.firm_hours,
             first_slot_hours=first_h,
             imported_in_first_slot=so_far[0] if so_far is not None else 0.0,
             v2g_efficiency=s.v2g.efficiency,
         )
         return request, now
+
+    def foresight(self, now: datetime) -> Foresight:
+        """Expected arrivals from the station's own sessions (relearnt hourly)."""
+        if self._foresight is None or now - self._foresight[0] >= timedelta(hours=1) \
+                or now < self._foresight[0]:
+            chargers = {ch.id: (ch.max_power_kw, ch.connectors) for ch in self.s.station.chargers}
+            self._foresight = (now, learn_from_sessions(self.db, now, chargers, self.tuning))
+        return self._foresight[1]
 
     def _forecast(self, starts: list[datetime]) -> tuple[list[float], list[float]]:
         f = self.forecasts
@@ -412,10 +432,12 @@ class PlannerTask:
         vmax = x.max_kw(ch.max_power_kw)
         return SessionSpec(x.id, x.charger_id, dep_h, needed, vmax, **v2g)
 
-    def _battery_spec(self, now: datetime, spec: Any) -> Any:
+    def _battery_spec(self, now: datetime, spec: Any, foresight: Foresight,
+                      demand_charge: float) -> Any:
         b = self.s.station.battery
         if b is None or b.capacity_kwh is None or self._battery is None:
             return None
+        from allocator.planner import reserve_value
         available = self.battery_available(now) if self.battery_available is not None else True
         cap = b.capacity_kwh
         soc = min(max(self._battery.soc / 100.0, 0.0), 1.0)
@@ -430,6 +452,9 @@ class PlannerTask:
             max_soc=max_soc,
             degradation_cost=b.degradation_cost_eur_kwh,
             available=available,
+            reserve_energy=reserve_energy(cap, min_soc, max_soc, b.max_discharge_kw,
+                                          foresight.reserve_hours),
+            reserve_value=reserve_value(demand_charge, SLOT_H, foresight.tuning.reserve_rate),
         )
 
 
@@ -445,10 +470,12 @@ def plan_rows(plan: Plan, start: datetime, first: int = 0, slots: int | None = N
         "importCapKw": round(float(plan.import_cap[i]), 2),
         "batteryKw": round(float(plan.battery_power[i]), 2),
         "sessions": {sid: round(float(p[i]), 2) for sid, p in plan.session_power.items()
-                     if sid not in plan.session_present or plan.session_present[sid][i]},
+                     if (sid not in plan.session_present or plan.session_present[sid][i])
+                     and not is_expected(sid)},
     } for i in range(first, last)]
     return {"start": start.isoformat(), "peakKw": round(plan.peak, 2),
-            "unmetKwh": {k: round(v, 3) for k, v in plan.unmet.items() if v > 1e-6},
+            "unmetKwh": {k: round(v, 3) for k, v in plan.unmet.items()
+                         if v > 1e-6 and not is_expected(k)},
             "slots": rows}
 
 

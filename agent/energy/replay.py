@@ -31,10 +31,9 @@ from typing import Any
 import numpy as np
 
 from agent.energy.savings import SavingsLedger, savings_pct
-from allocator.forecast import ArrivalForecast, SessionRecord, station_prior
-from allocator.foresight import expected_sessions
+from agent.energy.foresight import Foresight, Tuning, reserve_energy as _reserve_kwh
+from allocator.forecast import SessionRecord
 from allocator.planner import (
-    RESERVE_RATE,
     BatterySpec,
     ChargerSpec,
     Plan,
@@ -52,8 +51,6 @@ Allocate = Callable[[dict[str, Any]], dict[str, Any]]
 # fair: the allocator's fair sharing with the battery only holding the grid capacity (what
 # the station does without a plan).
 POLICIES = ("planner", "uncontrolled", "fair")
-# Chargers at least this strong count as fast ones for the new-station arrival prior.
-FAST_CHARGER_KW = 50.0
 # HiGHS time limit per re-plan (s): what the daemon's planner.solve_timeout_s defaults to.
 SOLVE_TIME_LIMIT_S = 5.0
 # The perfect-foresight LP is one solve over the whole day, not a control decision: it
@@ -332,29 +329,6 @@ class _EvState:
         return max(0.0, held - min_soc * self.ev.capacity)
 
 
-@dataclass(frozen=True)
-class Tuning:
-    """How the rolling planner hedges against EVs it cannot see yet (station settings, not
-    derived from the day's EV list)."""
-
-    # Battery reserve: the battery's full discharge power for this many hours, capped to
-    # its SoC window; None keeps the whole window (the battery full), 0 turns it off.
-    reserve_hours: float | None = None
-    # Chance per hour that an unforeseen arrival needs a kWh missing from the reserve
-    # (allocator.planner.reserve_value); a prior, never derived from the day's EVs.
-    reserve_rate: float = RESERVE_RATE
-    # Plan for the arrivals the history expects (allocator.foresight) when there is
-    # history; False: only the EVs plugged in (the planner before issue 16).
-    expected_arrivals: bool = True
-    # The reserve while planning with expected arrivals: they stand for the unseen EVs
-    # the reserve was a proxy for, and measured on the bench's days a reserve on top of
-    # them doubled the worst gap (docs/planner.md). The reserve above serves a station
-    # without history.
-    forecast_reserve_hours: float | None = 0.0
-    # Expected sessions want their mean energy plus `risk` day-to-day standard deviations.
-    risk: float = 0.0
-
-
 @dataclass
 class ReplayResult:
     policy: str
@@ -408,9 +382,7 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
     next_replan = 0.0
     known: set[str] = set()
     tuning = tuning or Tuning()
-    # A station without history has only a generic prior, which measured worse than the
-    # reserve alone (docs/planner.md): it plans from the reserve until it has history.
-    arrivals = learn_arrivals(day, history) if tuning.expected_arrivals and history else None
+    foresight = learn_arrivals(day, history, tuning)
     for t, step_h, slot in _steps(day, per_slot):
         active = [s for s in states.values()
                   if s.ev.arrival_h < t + step_h - 1e-12 and s.ev.departure_h > t + 1e-12]
@@ -418,7 +390,7 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
         if planner is not None and (t >= next_replan - 1e-9 or arrived):
             known |= arrived
             req = _plan_request(day, t, slot, active, b_energy, ledger, horizon_slots,
-                                tuning, arrivals)
+                                foresight)
             try:
                 fresh = planner.plan(req)
             except Exception as exc:  # as the daemon: a failed re-plan never stops control
@@ -564,12 +536,10 @@ def _allocator_request(day: Day, slot: int, active: list[_EvState], step_h: floa
 
 
 def reserve_energy(b: Battery, hours: float | None) -> float:
-    """kWh the battery keeps against arrivals no plan can see yet: its full discharge
-    power for `hours` (None: its whole window) above its minimum SoC. Sized from the
-    battery's own limits only, never from a day's EV list."""
-    usable = (b.max_soc - b.min_soc) * b.capacity
-    held = usable if hours is None else min(usable, b.max_discharge * max(hours, 0.0))
-    return b.min_soc * b.capacity + held
+    """kWh the replay's battery keeps against arrivals no plan can see yet
+    (agent.energy.foresight.reserve_energy): sized from the battery's own limits only,
+    never from a day's EV list."""
+    return _reserve_kwh(b.capacity, b.min_soc, b.max_soc, b.max_discharge, hours)
 
 
 def _steps(day: Day, per_slot: int) -> list[tuple[float, float, int]]:
@@ -596,24 +566,20 @@ def _steps(day: Day, per_slot: int) -> list[tuple[float, float, int]]:
     return out
 
 
-def learn_arrivals(day: Day, history: Sequence[Day]) -> ArrivalForecast:
-    """The arrival forecast a station would have on `day`: the station prior (from its
-    chargers) refined by the sessions of every history day."""
-    fast = sum(n for mp, n in day.chargers.values() if mp >= FAST_CHARGER_KW)
-    slow = sum(n for mp, n in day.chargers.values() if mp < FAST_CHARGER_KW)
-    forecast = ArrivalForecast(prior=station_prior(fast, slow))
-    for h in history:
-        forecast.observe(h.start, h.hours, [
+def learn_arrivals(day: Day, history: Sequence[Day], tuning: Tuning | None = None) -> Foresight:
+    """The foresight a station would have on `day`, from the sessions of its history days
+    (as the daemon's from its sessions table)."""
+    return Foresight.from_history(tuning or Tuning(), day.chargers, [
+        (h.start, h.hours, [
             SessionRecord(h.start + timedelta(hours=ev.arrival_h),
                           h.start + timedelta(hours=ev.departure_h), ev.energy_needed,
                           min(ev.max_power, h.chargers[ev.charger_id][0]))
-            for ev in h.evs])
-    return forecast
+            for ev in h.evs]) for h in history])
 
 
 def _plan_request(day: Day, t: float, slot: int, active: list[_EvState], b_energy: float,
-                  ledger: SavingsLedger, horizon_slots: int, tuning: Tuning,
-                  arrivals: ArrivalForecast | None = None) -> PlanRequest:
+                  ledger: SavingsLedger, horizon_slots: int, foresight: Foresight,
+                  ) -> PlanRequest:
     sh = day.slot_hours
     end = min(len(day.import_price), slot + horizon_slots)
     sl = slice(slot, end)
@@ -639,18 +605,14 @@ def _plan_request(day: Day, t: float, slot: int, active: list[_EvState], b_energ
             # Hand the day back with the charge it started with, as the optimum must: an
             # honest day's account does not borrow from tomorrow's battery.
             end_energy=b.soc_start * b.capacity if end == len(day.import_price) else None,
-            reserve_energy=reserve_energy(b, tuning.reserve_hours if arrivals is None
-                                          else tuning.forecast_reserve_hours),
-            reserve_value=reserve_value(day.demand_charge, sh, tuning.reserve_rate),
+            reserve_energy=reserve_energy(b, foresight.reserve_hours),
+            reserve_value=reserve_value(day.demand_charge, sh, foresight.tuning.reserve_rate),
         )
     chargers = [ChargerSpec(cid, mp) for cid, (mp, _n) in day.chargers.items()]
     first_h = max(first, 1e-6) if first < sh - 1e-9 else None
-    if arrivals is not None:
-        expected, virtual = expected_sessions(
-            arrivals.expected(day.start + timedelta(hours=slot_start), end - slot), sh,
-            first_h, tuning.risk)
-        sessions += expected
-        chargers += virtual
+    sessions, chargers = foresight.extend(sessions, chargers,
+                                          day.start + timedelta(hours=slot_start), end - slot,
+                                          sh, first_h)
     current = ledger.intervals[slot] if len(ledger.intervals) > slot else None
     finished_peak = max((iv.peak_kw for iv in ledger.intervals[:slot]), default=0.0)
     return PlanRequest(
@@ -659,6 +621,7 @@ def _plan_request(day: Day, t: float, slot: int, active: list[_EvState], b_energ
         grid_capacity=day.grid_capacity, chargers=chargers,
         sessions=sessions, battery=battery, demand_charge=day.demand_charge,
         peak_so_far=finished_peak, slot_hours=sh, first_slot_hours=first_h,
+        firm_hours=foresight.firm_hours,
         imported_in_first_slot=current.import_kwh if current is not None else 0.0,
         charging_efficiency=day.charging_efficiency, v2g_efficiency=day.v2g_efficiency,
     )

@@ -63,7 +63,7 @@ def test_a_new_station_starts_from_its_prior_and_history_takes_over():
 def test_expected_sessions_skip_the_running_slot_and_can_deliver_their_energy():
     doc, hist = with_history(2, 9)
     d = parse_day(doc)
-    arrivals = learn_arrivals(d, [parse_day(h) for h in hist]).expected(d.start, 96)
+    arrivals = learn_arrivals(d, [parse_day(h) for h in hist]).arrivals.expected(d.start, 96)
     sessions, chargers = expected_sessions(arrivals, 0.25, first_slot_hours=0.1, risk=1.0)
     assert sessions and len(sessions) == len(chargers)
     assert all(is_expected(s.session_id) and s.arrival_h >= 0.1 - 1e-9 for s in sessions)

@@ -1,0 +1,151 @@
+"""What a plan adds for what it cannot see yet: one statement for the daemon and the replay.
+
+Both build their plan requests through `Foresight.extend` (expected sessions from the
+station's arrival forecast, the firm-peak window) and `Foresight.reserve_kwh` (the battery
+reserve), with the same `Tuning`, so the replay measures the planner the station runs.
+
+History: the daemon learns from its `sessions` table (`learn_from_sessions`), the replay
+from the history day files it is given; a station with less than a day of it plans from
+the battery reserve alone (the generic `station_prior` measured worse than the reserve on
+the reference day, docs/planner.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from allocator.forecast import ArrivalForecast, SessionRecord, station_prior
+from allocator.foresight import expected_sessions
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+    from allocator.planner import ChargerSpec, SessionSpec
+
+# Chance per hour that an unforeseen arrival needs a kWh missing from the reserve: one such
+# surprise every two days (allocator.planner.RESERVE_RATE; repeated here so the control
+# loop's modules need not import the LP machinery).
+RESERVE_RATE = 1.0 / 48.0
+# Chargers at least this strong count as fast ones for the new-station arrival prior.
+FAST_CHARGER_KW = 50.0
+# History the daemon's forecast learns from.
+HISTORY_DAYS = 28
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """How the rolling planner hedges against EVs it cannot see yet."""
+
+    # Without history: the battery's full discharge power for this many hours, capped to
+    # its SoC window, as a reserve; None keeps the whole window (the battery full).
+    reserve_hours: float | None = None
+    # Chance per hour that an unforeseen arrival needs a kWh missing from the reserve
+    # (allocator.planner.reserve_value); a prior.
+    reserve_rate: float = RESERVE_RATE
+    # Plan for the arrivals the history expects; False: only the EVs plugged in (the
+    # planner before issue 16).
+    expected_arrivals: bool = True
+    # The reserve while planning with expected arrivals: they stand for the unseen EVs
+    # the reserve was a proxy for; on the bench's days a reserve on top of them doubled
+    # the worst gap (docs/planner.md).
+    forecast_reserve_hours: float | None = 0.0
+    # Expected sessions want their mean energy plus `risk` day-to-day standard deviations.
+    risk: float = 0.0
+    # With expected sessions, hours ahead in which a higher peak is charged as certain
+    # (allocator.planner.PlanRequest.firm_hours).
+    firm_hours: float = 1.0
+
+
+def reserve_energy(capacity: float, min_soc: float, max_soc: float, max_discharge: float,
+                   hours: float | None) -> float:
+    """kWh the battery keeps against arrivals no plan can see yet: its full discharge
+    power for `hours` (None: its whole window) above its minimum SoC (fractions 0..1)."""
+    usable = (max_soc - min_soc) * capacity
+    held = usable if hours is None else min(usable, max_discharge * max(hours, 0.0))
+    return min_soc * capacity + held
+
+
+class Foresight:
+    """The expectations one plan is made with: `arrivals` None plans without them."""
+
+    def __init__(self, tuning: Tuning, arrivals: ArrivalForecast | None) -> None:
+        self.tuning = tuning
+        self.arrivals = arrivals if tuning.expected_arrivals else None
+
+    @classmethod
+    def from_history(cls, tuning: Tuning, chargers: dict[str, tuple[float, int]],
+                     windows: Sequence[tuple[datetime, float, Sequence[SessionRecord]]],
+                     ) -> Foresight:
+        """From observed windows (start, hours, sessions that arrived in them); with less
+        than a day observed, no expected arrivals (the reserve stands in)."""
+        fast = sum(n for mp, n in chargers.values() if mp >= FAST_CHARGER_KW)
+        slow = sum(n for mp, n in chargers.values() if mp < FAST_CHARGER_KW)
+        forecast = ArrivalForecast(prior=station_prior(fast, slow))
+        hours = 0.0
+        for start, h, sessions in windows:
+            forecast.observe(start, h, sessions)
+            hours += h
+        return cls(tuning, forecast if hours >= 24.0 - 1e-9 else None)
+
+    @property
+    def reserve_hours(self) -> float | None:
+        return self.tuning.reserve_hours if self.arrivals is None \
+            else self.tuning.forecast_reserve_hours
+
+    @property
+    def firm_hours(self) -> float:
+        return self.tuning.firm_hours if self.arrivals is not None else 0.0
+
+    def extend(self, sessions: list[SessionSpec], chargers: list[ChargerSpec],
+               slot0_start: datetime, slots: int, slot_hours: float,
+               first_slot_hours: float | None) -> tuple[list[SessionSpec], list[ChargerSpec]]:
+        """The plan's sessions and chargers with the expected ones added (slot 0 starts
+        at `slot0_start`, a slot boundary, and lasts `first_slot_hours` from now)."""
+        if self.arrivals is None:
+            return sessions, chargers
+        expected, virtual = expected_sessions(self.arrivals.expected(slot0_start, slots),
+                                              slot_hours, first_slot_hours, self.tuning.risk)
+        return sessions + expected, chargers + virtual
+
+
+def learn_from_sessions(db: sqlite_utils.Database, now: datetime,
+                        chargers: dict[str, tuple[float, int]], tuning: Tuning,
+                        days: int = HISTORY_DAYS) -> Foresight:
+    """The daemon's foresight: the sessions that started in the last `days` days (their
+    target, else what they took), one observed window per day since the first of them."""
+    since = now - timedelta(days=days)
+    rows = db.execute(
+        "SELECT charger_id, started_at, stopped_at, energy_kwh, energy_target_kwh, "
+        "vehicle_max_kw FROM sessions WHERE started_at >= ? ORDER BY started_at",
+        [since.astimezone(UTC).isoformat()]).fetchall()
+    records: list[SessionRecord] = []
+    for cid, started, stopped, took, target, vmax in rows:
+        a, b = _time(started), _time(stopped)
+        if a is None:
+            continue
+        charger_kw = chargers.get(cid, (0.0, 1))[0]
+        records.append(SessionRecord(
+            a, b or now, float(target if target is not None else took or 0.0),
+            min(float(vmax), charger_kw) if vmax else charger_kw))
+    windows: list[tuple[datetime, float, list[SessionRecord]]] = []
+    if records:
+        day0 = records[0].arrival.replace(minute=0, second=0, microsecond=0)
+        t = day0
+        while t + timedelta(days=1) <= now:  # whole days only: the running one is not over
+            end = t + timedelta(days=1)
+            windows.append((t, 24.0, [r for r in records if t <= r.arrival < end]))
+            t = end
+    return Foresight.from_history(tuning, chargers, windows)
+
+
+def _time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        ts = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
