@@ -72,6 +72,12 @@ class SessionSpec:
     v2g: bool = False
     v2g_max_power: float = 22.0  # kW the vehicle may discharge (maxV2gPower)
     v2g_energy: float = 0.0  # kWh in the vehicle above its v2gMinSoc, available to V2G
+    # An EV whose real target is unknown (energy_needed is then only a default): it may
+    # take up to `extra_energy` kWh more, each worth `extra_value` EUR to the plan, so it
+    # keeps charging while that costs less (price, carbon, no higher peak) instead of
+    # being paused at the default.
+    extra_energy: float = 0.0
+    extra_value: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -124,11 +130,6 @@ class PlanRequest:
     charging_efficiency: float = 0.95
     v2g_efficiency: float = 0.90
     unmet_penalty: float | None = None  # EUR/kWh; None: derived from prices
-    # Hours from now in which raising the import above `peak_so_far` is charged the demand
-    # charge on its own (a "firm" peak), whatever the plan's later peak. With expected
-    # sessions the plan's peak is a forecast, and left alone the plan fills it now with
-    # battery charging as if it were already paid; the next re-plan sees the truth.
-    firm_hours: float = 0.0
 
     @property
     def slots(self) -> int:
@@ -303,6 +304,8 @@ def validate(req: PlanRequest) -> None:
             raise PlanError(f"{where}.max_power: must be >= 0 kW")
         if not s.departure_h >= s.arrival_h:
             raise PlanError(f"{where}.departure_h: must not be before arrival")
+        if s.extra_energy < 0 or s.extra_value < 0:
+            raise PlanError(f"{where}.extra_energy: must be >= 0")
         if s.v2g and (s.v2g_max_power < 0 or s.v2g_energy < 0):
             raise PlanError(f"{where}.v2g_energy: V2G power and energy must be >= 0")
     b = req.battery
@@ -610,7 +613,12 @@ def _build(req: PlanRequest, reserve: bool = False,
         elif delivered_cols:
             # delivered + unmet >= target; delivered <= energy needed (the EV stops when full)
             m.row(delivered_cols + [u], delivered_vals + [1.0], target, inf)
-            m.row(delivered_cols, delivered_vals, -inf, s.energy_needed)
+            m.row(delivered_cols, delivered_vals, -inf, s.energy_needed + s.extra_energy)
+            if s.extra_energy > 0 and s.extra_value > 0:
+                # Delivered energy is worth extra_value a kWh (extra <= delivered): the
+                # default part is required anyway, so only charging beyond it is a choice.
+                extra = m.col(0.0, s.energy_needed + s.extra_energy, -s.extra_value)
+                m.row(delivered_cols + [extra], delivered_vals + [-1.0], 0.0, inf)
         else:
             m.row([u], [1.0], target, inf)
 
@@ -631,14 +639,6 @@ def _build(req: PlanRequest, reserve: bool = False,
             vals.append(v)
         rhs = (base[t] - pv[t]) * dt[t]
         m.row(cols, vals, rhs, rhs)
-    if req.firm_hours > 0 and req.demand_charge > 0:
-        firm = m.col(peak_lo, inf, req.demand_charge)
-        for k, subs in in_slot.items():
-            if starts[subs[0]] >= req.firm_hours - 1e-9:
-                continue
-            already = req.imported_in_first_slot if k == 0 else 0.0
-            m.row([imp[t] for t in subs] + [over[t] for t in subs] + [firm],
-                  [1.0 / sh] * (2 * len(subs)) + [-1.0], -inf, -already / sh)
     for k, subs in in_slot.items():
         # Demand: the slot's 15-minute average import (including what the running slot
         # already imported before this plan) stays under the peak.

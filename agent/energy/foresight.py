@@ -1,7 +1,7 @@
 """What a plan adds for what it cannot see yet: one statement for the daemon and the replay.
 
 Both build their plan requests through `Foresight.extend` (expected sessions from the
-station's arrival forecast, the firm-peak window) and `Foresight.reserve_kwh` (the battery
+station's arrival forecast,) and `Foresight.reserve_kwh` (the battery
 reserve), with the same `Tuning`, so the replay measures the planner the station runs.
 
 History: the daemon learns from its `sessions` table (`learn_from_sessions`), the replay
@@ -54,9 +54,6 @@ class Tuning:
     forecast_reserve_hours: float | None = 0.0
     # Expected sessions want their mean energy plus `risk` day-to-day standard deviations.
     risk: float = 0.0
-    # With expected sessions, hours ahead in which a higher peak is charged as certain
-    # (allocator.planner.PlanRequest.firm_hours).
-    firm_hours: float = 1.0
 
 
 def reserve_energy(capacity: float, min_soc: float, max_soc: float, max_discharge: float,
@@ -71,9 +68,14 @@ def reserve_energy(capacity: float, min_soc: float, max_soc: float, max_discharg
 class Foresight:
     """The expectations one plan is made with: `arrivals` None plans without them."""
 
-    def __init__(self, tuning: Tuning, arrivals: ArrivalForecast | None) -> None:
+    def __init__(self, tuning: Tuning, arrivals: ArrivalForecast | None,
+                 surprise_kwh: float | None = None) -> None:
         self.tuning = tuning
         self.arrivals = arrivals if tuning.expected_arrivals else None
+        # Learnt from history: on a typical day, the most energy that arrived within an
+        # hour beyond what the forecast expected for that hour (short dwells only: they
+        # must be served at once). The reserve with a forecast is sized to it.
+        self.surprise_kwh = surprise_kwh
 
     @classmethod
     def from_history(cls, tuning: Tuning, chargers: dict[str, tuple[float, int]],
@@ -88,16 +90,24 @@ class Foresight:
         for start, h, sessions in windows:
             forecast.observe(start, h, sessions)
             hours += h
-        return cls(tuning, forecast if hours >= 24.0 - 1e-9 else None)
+        if hours < 24.0 - 1e-9:
+            return cls(tuning, None)
+        return cls(tuning, forecast, _surprise(forecast, windows))
 
     @property
     def reserve_hours(self) -> float | None:
         return self.tuning.reserve_hours if self.arrivals is None \
             else self.tuning.forecast_reserve_hours
 
-    @property
-    def firm_hours(self) -> float:
-        return self.tuning.firm_hours if self.arrivals is not None else 0.0
+    def reserve_kwh(self, capacity: float, min_soc: float, max_soc: float,
+                    max_discharge: float) -> float:
+        """The battery reserve: without a forecast, `reserve_hours` of full discharge;
+        with one, the typical day's surprise (`surprise_kwh`) when `forecast_reserve_hours`
+        is None ('learnt'), else those hours."""
+        hours = self.reserve_hours
+        if self.arrivals is not None and hours is None and self.surprise_kwh is not None:
+            hours = self.surprise_kwh / max(max_discharge, 1e-9)
+        return reserve_energy(capacity, min_soc, max_soc, max_discharge, hours)
 
     def extend(self, sessions: list[SessionSpec], chargers: list[ChargerSpec],
                slot0_start: datetime, slots: int, slot_hours: float,
@@ -109,6 +119,32 @@ class Foresight:
         expected, virtual = expected_sessions(self.arrivals.expected(slot0_start, slots),
                                               slot_hours, first_slot_hours, self.tuning.risk)
         return sessions + expected, chargers + virtual
+
+
+def _surprise(forecast: ArrivalForecast,
+              windows: Sequence[tuple[datetime, float, Sequence[SessionRecord]]]) -> float:
+    """Median over the observed days of the largest one-hour excess of short-dwell energy
+    arriving over the forecast's expectation for that hour."""
+    import numpy as np
+
+    from allocator.forecast import LONG_DWELL_H
+
+    per_day: list[float] = []
+    for start, h, sessions in windows:
+        n = int(round(h * 4))
+        expected = np.zeros(n)
+        for a in forecast.expected(start, n):
+            if not a.long_dwell:
+                expected[a.slot] += a.energy_kwh
+        actual = np.zeros(n)
+        for s in sessions:
+            k = int((s.arrival - start).total_seconds() // 900)
+            dwell = (s.departure - s.arrival).total_seconds() / 3600.0
+            if 0 <= k < n and dwell < LONG_DWELL_H:
+                actual[k] += s.energy_kwh
+        excess = np.convolve(actual - expected, np.ones(4), mode="valid")
+        per_day.append(float(max(excess.max(initial=0.0), 0.0)))
+    return float(np.median(per_day)) if per_day else 0.0
 
 
 def learn_from_sessions(db: sqlite_utils.Database, now: datetime,

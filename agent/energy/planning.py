@@ -27,7 +27,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,7 @@ import numpy as np
 
 from agent.config.settings import AgentSettings
 from agent.control.v2g import CHARGING_EFFICIENCY  # charger kWh -> vehicle battery kWh
-from agent.energy.foresight import Foresight, Tuning, learn_from_sessions, reserve_energy
+from agent.energy.foresight import Foresight, Tuning, learn_from_sessions
 from agent.model.clock import Clock
 from agent.model.snapshot import BatteryState
 from allocator.forecast import WeekdayProfile
@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SLOT = timedelta(minutes=15)
+# What an EV of unknown target is worth charging for beyond the default energy, relative
+# to the horizon's mean import price: a little above it, so flat prices still charge it.
+OPEN_ENDED_PRICE_FACTOR = 1.1
 SLOT_H = 0.25
 
 
@@ -180,7 +183,8 @@ class PlannerTask:
         # told each session's goal so the control loop can guard departure targets.
         self.v2g: V2gDispatch | None = None
         # Expected arrivals and the reserve: the same Tuning and code as the replay
-        # (agent/energy/foresight.py); relearnt from the sessions table once an hour.
+        # (agent/energy/foresight.py); relearnt from the sessions table once a day (it
+        # learns from whole days only).
         self.tuning = Tuning()
         self._foresight: tuple[datetime, Foresight] | None = None
 
@@ -333,6 +337,12 @@ class PlannerTask:
         st = s.station
         so_far = self.interval_so_far(now) if self.interval_so_far is not None else None
         demand_charge = demand if demand is not None else tariff.demand_charge_eur_kw
+        # An EV without a known target keeps charging while power is not dear (at most
+        # OPEN_ENDED_PRICE_FACTOR x the horizon's mean price) and raises no peak
+        # (SessionSpec.extra_energy).
+        value = OPEN_ENDED_PRICE_FACTOR * float(np.mean(imp)) if len(imp) else 0.0
+        sessions = [replace(x, extra_value=value) if x.extra_energy > 0 else x
+                    for x in sessions]
         foresight = self.foresight(now)
         sessions, chargers = foresight.extend(
             sessions, [ChargerSpec(ch.id, ch.max_power_kw) for ch in st.chargers],
@@ -351,16 +361,15 @@ class PlannerTask:
             import_caps=self._caps(starts, now),
             demand_charge=demand_charge,
             peak_so_far=self.peak_so_far() if self.peak_so_far is not None else 0.0,
-            firm_hours=foresight.firm_hours,
-            first_slot_hours=first_h,
+                first_slot_hours=first_h,
             imported_in_first_slot=so_far[0] if so_far is not None else 0.0,
             v2g_efficiency=s.v2g.efficiency,
         )
         return request, now
 
     def foresight(self, now: datetime) -> Foresight:
-        """Expected arrivals from the station's own sessions (relearnt hourly)."""
-        if self._foresight is None or now - self._foresight[0] >= timedelta(hours=1) \
+        """Expected arrivals from the station's own sessions (relearnt daily)."""
+        if self._foresight is None or now - self._foresight[0] >= timedelta(days=1) \
                 or now < self._foresight[0]:
             chargers = {ch.id: (ch.max_power_kw, ch.connectors) for ch in self.s.station.chargers}
             self._foresight = (now, learn_from_sessions(self.db, now, chargers, self.tuning))
@@ -419,6 +428,7 @@ class PlannerTask:
                     target = target if target is not None else sch.energy_target_kwh
         if departure is None:
             departure = (_parse(x.started_at) or now) + timedelta(hours=p.default_dwell_h)
+        open_ended = target is None
         if target is None:
             target = p.default_energy_kwh
         v2g: dict[str, Any] = {}
@@ -430,7 +440,11 @@ class PlannerTask:
         needed = max(0.0, target - (x.energy_kwh * CHARGING_EFFICIENCY - taken))
         dep_h = max((departure - now).total_seconds() / 3600.0, SLOT_H)  # overdue: soon
         vmax = x.max_kw(ch.max_power_kw)
-        return SessionSpec(x.id, x.charger_id, dep_h, needed, vmax, **v2g)
+        # Without a known target the default is only what the plan must deliver; the EV
+        # may take as much more as it could draw by its departure, valued in build_request
+        # at the horizon's mean price: it is never stopped for want of a target.
+        extra = vmax * dep_h if open_ended else 0.0
+        return SessionSpec(x.id, x.charger_id, dep_h, needed, vmax, extra_energy=extra, **v2g)
 
     def _battery_spec(self, now: datetime, spec: Any, foresight: Foresight,
                       demand_charge: float) -> Any:
@@ -452,8 +466,7 @@ class PlannerTask:
             max_soc=max_soc,
             degradation_cost=b.degradation_cost_eur_kwh,
             available=available,
-            reserve_energy=reserve_energy(cap, min_soc, max_soc, b.max_discharge_kw,
-                                          foresight.reserve_hours),
+            reserve_energy=foresight.reserve_kwh(cap, min_soc, max_soc, b.max_discharge_kw),
             reserve_value=reserve_value(demand_charge, SLOT_H, foresight.tuning.reserve_rate),
         )
 

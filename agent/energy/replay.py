@@ -605,7 +605,8 @@ def _plan_request(day: Day, t: float, slot: int, active: list[_EvState], b_energ
             # Hand the day back with the charge it started with, as the optimum must: an
             # honest day's account does not borrow from tomorrow's battery.
             end_energy=b.soc_start * b.capacity if end == len(day.import_price) else None,
-            reserve_energy=reserve_energy(b, foresight.reserve_hours),
+            reserve_energy=foresight.reserve_kwh(b.capacity, b.min_soc, b.max_soc,
+                                                 b.max_discharge),
             reserve_value=reserve_value(day.demand_charge, sh, foresight.tuning.reserve_rate),
         )
     chargers = [ChargerSpec(cid, mp) for cid, (mp, _n) in day.chargers.items()]
@@ -621,7 +622,6 @@ def _plan_request(day: Day, t: float, slot: int, active: list[_EvState], b_energ
         grid_capacity=day.grid_capacity, chargers=chargers,
         sessions=sessions, battery=battery, demand_charge=day.demand_charge,
         peak_so_far=finished_peak, slot_hours=sh, first_slot_hours=first_h,
-        firm_hours=foresight.firm_hours,
         imported_in_first_slot=current.import_kwh if current is not None else 0.0,
         charging_efficiency=day.charging_efficiency, v2g_efficiency=day.v2g_efficiency,
     )
