@@ -29,6 +29,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from hardware_sim.station_days import with_history  # noqa: E402
+
 from agent.energy.replay import (  # noqa: E402
     Day,
     Tuning,
@@ -39,7 +41,6 @@ from agent.energy.replay import (  # noqa: E402
     simulate,
 )
 from agent.energy.savings import savings_pct  # noqa: E402
-from hardware_sim.station_days import with_history  # noqa: E402
 
 # The shared reference day, beside this checkout (../shared, as CI and the demo find it).
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "scenarios" / "reference-day.json"
@@ -67,7 +68,7 @@ def day_row(day: Day, history: list[Day], tuning: Tuning | None = None) -> dict:
     best = optimum(day)
     cost = result_cost(day, ours)
     b = day.battery
-    return {
+    row = {
         "day": day.station_id + "/" + day.start.date().isoformat(),
         "evs": len(day.evs),
         "uncontrolled": round(base.ledger.cost, 2),
@@ -87,6 +88,8 @@ def day_row(day: Day, history: list[Day], tuning: Tuning | None = None) -> dict:
         "failedPlans": ours.plan_failures,
         "wallS": round(ours.wall_seconds, 1),
     }
+    # Plain numbers for JSON (numpy scalars are not serialisable).
+    return {k: v.item() if hasattr(v, "item") else v for k, v in row.items()}
 
 
 def summary(rows: list[dict]) -> dict:
@@ -97,9 +100,9 @@ def summary(rows: list[dict]) -> dict:
         "savingsMin": min(sav), "savingsMedian": statistics.median(sav), "savingsMax": max(sav),
         "gapMedian": statistics.median(gap), "gapWorst": max(gap),
         "deliveredAtLeastUncontrolled": sum(
-            r["delivered"] >= r["uncontrolledDelivered"] - 0.05 for r in rows),
+            bool(r["delivered"] >= r["uncontrolledDelivered"] - 0.05) for r in rows),
         "batteryEndAtLeastStart": sum(
-            r["batteryEndKwh"] is None or r["batteryEndKwh"] >= r["batteryStartKwh"] - 0.05
+            bool(r["batteryEndKwh"] is None or r["batteryEndKwh"] >= r["batteryStartKwh"] - 0.05)
             for r in rows),
         "failedPlans": sum(r["failedPlans"] for r in rows),
         "unmetEnergy": round(sum(r["unmetEnergy"] for r in rows), 1),
@@ -156,6 +159,7 @@ def main() -> int:
     rows = [day_row(*generated_day(i)) for i in range(args.days)]
     res["days"] = rows
     res["summary"] = summary(rows) if rows else {}
+    res = json.loads(json.dumps(res, default=lambda v: v.item()))
     if args.json:
         print(json.dumps(res))
         return 0

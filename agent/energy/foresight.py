@@ -12,6 +12,7 @@ the reference day, docs/planner.md).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -151,7 +152,8 @@ def learn_from_sessions(db: sqlite_utils.Database, now: datetime,
                         chargers: dict[str, tuple[float, int]], tuning: Tuning,
                         days: int = HISTORY_DAYS) -> Foresight:
     """The daemon's foresight: the sessions that started in the last `days` days (their
-    target, else what they took), one observed window per day since the first of them."""
+    target, else what they took), one observed window per whole day before `now` since
+    the first of them."""
     since = now - timedelta(days=days)
     rows = db.execute(
         "SELECT charger_id, started_at, stopped_at, energy_kwh, energy_target_kwh, "
@@ -168,12 +170,13 @@ def learn_from_sessions(db: sqlite_utils.Database, now: datetime,
             min(float(vmax), charger_kw) if vmax else charger_kw))
     windows: list[tuple[datetime, float, list[SessionRecord]]] = []
     if records:
-        day0 = records[0].arrival.replace(minute=0, second=0, microsecond=0)
-        t = day0
-        while t + timedelta(days=1) <= now:  # whole days only: the running one is not over
+        # Whole days ending now (the same hour of day as the plan: a replay day starting at
+        # noon sees the same windows as its history day files), from the first session on.
+        k = math.ceil((now - records[0].arrival) / timedelta(days=1) - 1e-9)
+        for j in range(k, 0, -1):
+            t = now - timedelta(days=j)
             end = t + timedelta(days=1)
             windows.append((t, 24.0, [r for r in records if t <= r.arrival < end]))
-            t = end
     return Foresight.from_history(tuning, chargers, windows)
 
 

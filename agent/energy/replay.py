@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from agent.energy.foresight import Foresight, Tuning
+from agent.energy.foresight import reserve_energy as _reserve_kwh
 from agent.energy.savings import SavingsLedger, savings_pct
-from agent.energy.foresight import Foresight, Tuning, reserve_energy as _reserve_kwh
 from allocator.forecast import SessionRecord
 from allocator.planner import (
     BatterySpec,
@@ -342,6 +343,7 @@ class ReplayResult:
     battery_end_energy: float | None = None
     plan_failures: int = 0  # re-plans that failed or timed out (the replay went on)
     plan_errors: list[str] = field(default_factory=list)  # their messages, in order
+    unmet_by_session: dict[str, float] = field(default_factory=dict)  # kWh short, > 0 only
 
 
 def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
@@ -490,6 +492,7 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
         plan_solve_seconds=solve_times, wall_seconds=time.perf_counter() - wall0,
         battery_end_energy=b_energy if b is not None else None,
         plan_failures=len(plan_errors), plan_errors=plan_errors,
+        unmet_by_session={sid: s.headroom() for sid, s in states.items() if s.headroom() > 1e-6},
     )
 
 

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hardware_sim.station_days import day, with_history
 
 from agent.cli import main as sems
 from agent.energy.replay import (
@@ -18,7 +19,6 @@ from agent.energy.replay import (
 )
 from allocator.forecast import ArrivalForecast, SessionRecord, station_prior
 from allocator.foresight import expected_sessions, is_expected
-from hardware_sim.station_days import day, with_history
 from tests.planner.test_replay import small_day
 
 
@@ -114,3 +114,33 @@ def test_replay_json_with_history_reports_the_issue_16_keys(tmp_path, capsys):
     assert report["batteryEndKwh"] >= report["batteryStartKwh"] - 0.5
     assert report["cost"] < report["baselineCost"]
     assert report["optimumCost"] <= report["cost"] + 1e-6
+
+
+def test_the_daemon_learns_from_its_sessions_table_what_the_replay_learns_from_day_files():
+    """One foresight: the daemon's (agent.energy.foresight.learn_from_sessions, reading the
+    sessions table as the daemon writes it) and the replay's (history day files) expect
+    the same sessions and hold the same reserve, so both plan alike."""
+    from agent.energy.foresight import Tuning, learn_from_sessions
+    from agent.store.db import connect
+
+    doc, hist = with_history(5, 12)
+    d, history = parse_day(doc), [parse_day(h) for h in hist]
+    db = connect(":memory:")
+    for h in history:
+        for ev in h.evs:
+            t0 = h.start + timedelta(hours=ev.arrival_h)
+            db["sessions"].insert({
+                "id": f"{h.start.date()}-{ev.session_id}", "charger_id": ev.charger_id,
+                "connector_idx": ev.idx, "status": "stopped", "started_at": t0.isoformat(),
+                "stopped_at": (h.start + timedelta(hours=ev.departure_h)).isoformat(),
+                "energy_kwh": ev.energy_needed * 0.9, "energy_target_kwh": ev.energy_needed,
+                "vehicle_max_kw": ev.max_power, "updated_at": t0.isoformat()})
+    daemon = learn_from_sessions(db, d.start, d.chargers, Tuning())
+    replay = learn_arrivals(d, history)
+    assert daemon.arrivals is not None and replay.arrivals is not None
+    a = expected_sessions(daemon.arrivals.expected(d.start, 96), 0.25)
+    b = expected_sessions(replay.arrivals.expected(d.start, 96), 0.25)
+    assert a == b and len(a[0]) > 10
+    b_ = d.battery
+    args = (b_.capacity, b_.min_soc, b_.max_soc, b_.max_discharge)
+    assert daemon.reserve_kwh(*args) == pytest.approx(replay.reserve_kwh(*args))
