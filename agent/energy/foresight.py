@@ -161,7 +161,7 @@ def learn_from_sessions(db: sqlite_utils.Database, now: datetime,
         [since.astimezone(UTC).isoformat()]).fetchall()
     records: list[SessionRecord] = []
     for cid, started, stopped, took, target, vmax in rows:
-        a, b = _time(started), _time(stopped)
+        a, b = parse_time(started), parse_time(stopped)
         if a is None:
             continue
         charger_kw = chargers.get(cid, (0.0, 1))[0]
@@ -180,9 +180,11 @@ def learn_from_sessions(db: sqlite_utils.Database, now: datetime,
     return Foresight.from_history(tuning, chargers, windows)
 
 
-def _time(value: Any) -> datetime | None:
-    if not value:
-        return None
+def parse_time(value: Any) -> datetime | None:
+    """A stored timestamp (ISO-8601 text, or a datetime) as an aware datetime (naive
+    means UTC); None for nothing or an unreadable value."""
+    if value is None or isinstance(value, datetime):
+        return value
     try:
         ts = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:

@@ -36,6 +36,7 @@ import numpy as np
 from agent.config.settings import AgentSettings
 from agent.control.v2g import CHARGING_EFFICIENCY  # charger kWh -> vehicle battery kWh
 from agent.energy.foresight import Foresight, Tuning, learn_from_sessions
+from agent.energy.foresight import parse_time as _parse
 from agent.model.clock import Clock
 from agent.model.snapshot import BatteryState
 from allocator.forecast import WeekdayProfile
@@ -490,16 +491,6 @@ def plan_rows(plan: Plan, start: datetime, first: int = 0, slots: int | None = N
             "unmetKwh": {k: round(v, 3) for k, v in plan.unmet.items()
                          if v > 1e-6 and not is_expected(k)},
             "slots": rows}
-
-
-def _parse(value: Any) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    try:
-        ts = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 async def _wait_any(events: tuple[asyncio.Event, ...], timeout: float) -> None:
