@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +55,10 @@ class Tuning:
     forecast_reserve_hours: float | None = 0.0
     # Expected sessions want their mean energy plus `risk` day-to-day standard deviations.
     risk: float = 0.0
+    # Today so far against the forecast: the rest of the day's expectations are scaled by
+    # (arrived + k) / (expected + k), within x0.5..x2, with k this many kWh (None: off).
+    # k = 100 measured best of 100 / 300 (docs/planner.md).
+    intraday_kwh: float | None = 100.0
 
 
 def reserve_energy(capacity: float, min_soc: float, max_soc: float, max_discharge: float,
@@ -112,13 +116,27 @@ class Foresight:
 
     def extend(self, sessions: list[SessionSpec], chargers: list[ChargerSpec],
                slot0_start: datetime, slots: int, slot_hours: float,
-               first_slot_hours: float | None) -> tuple[list[SessionSpec], list[ChargerSpec]]:
+               first_slot_hours: float | None,
+               today: tuple[datetime, Sequence[SessionRecord]] | None = None,
+               ) -> tuple[list[SessionSpec], list[ChargerSpec]]:
         """The plan's sessions and chargers with the expected ones added (slot 0 starts
-        at `slot0_start`, a slot boundary, and lasts `first_slot_hours` from now)."""
+        at `slot0_start`, a slot boundary, and lasts `first_slot_hours` from now).
+        `today`: since when, and the sessions that arrived since (intraday scaling)."""
         if self.arrivals is None:
             return sessions, chargers
-        expected, virtual = expected_sessions(self.arrivals.expected(slot0_start, slots),
-                                              slot_hours, first_slot_hours, self.tuning.risk)
+        ahead = self.arrivals.expected(slot0_start, slots)
+        k = self.tuning.intraday_kwh
+        if k is not None and today is not None:
+            since, arrived = today
+            n = int((slot0_start - since) / timedelta(minutes=self.arrivals.slot_minutes))
+            if n > 0:
+                so_far = sum(a.energy_kwh for a in self.arrivals.expected(since, n))
+                got = sum(r.energy_kwh for r in arrived if r.arrival < slot0_start)
+                ratio = min(2.0, max(0.5, (got + k) / (so_far + k)))
+                ahead = [replace(a, count=a.count * ratio, energy_kwh=a.energy_kwh * ratio,
+                                 energy_std_kwh=a.energy_std_kwh * ratio) for a in ahead]
+        expected, virtual = expected_sessions(ahead, slot_hours, first_slot_hours,
+                                              self.tuning.risk)
         return sessions + expected, chargers + virtual
 
 
@@ -148,13 +166,10 @@ def _surprise(forecast: ArrivalForecast,
     return float(np.median(per_day)) if per_day else 0.0
 
 
-def learn_from_sessions(db: sqlite_utils.Database, now: datetime,
-                        chargers: dict[str, tuple[float, int]], tuning: Tuning,
-                        days: int = HISTORY_DAYS) -> Foresight:
-    """The daemon's foresight: the sessions that started in the last `days` days (their
-    target, else what they took), one observed window per whole day before `now` since
-    the first of them."""
-    since = now - timedelta(days=days)
+def session_records(db: sqlite_utils.Database, since: datetime, now: datetime,
+                    chargers: dict[str, tuple[float, int]]) -> list[SessionRecord]:
+    """Sessions of the `sessions` table that started since `since`, as the forecast learns
+    them: their target, else what they took; open ones as if leaving now."""
     rows = db.execute(
         "SELECT charger_id, started_at, stopped_at, energy_kwh, energy_target_kwh, "
         "vehicle_max_kw FROM sessions WHERE started_at >= ? ORDER BY started_at",
@@ -168,6 +183,16 @@ def learn_from_sessions(db: sqlite_utils.Database, now: datetime,
         records.append(SessionRecord(
             a, b or now, float(target if target is not None else took or 0.0),
             min(float(vmax), charger_kw) if vmax else charger_kw))
+    return records
+
+
+def learn_from_sessions(db: sqlite_utils.Database, now: datetime,
+                        chargers: dict[str, tuple[float, int]], tuning: Tuning,
+                        days: int = HISTORY_DAYS) -> Foresight:
+    """The daemon's foresight: the sessions that started in the last `days` days (their
+    target, else what they took), one observed window per whole day before `now` since
+    the first of them."""
+    records = session_records(db, now - timedelta(days=days), now, chargers)
     windows: list[tuple[datetime, float, list[SessionRecord]]] = []
     if records:
         # Whole days ending now (the same hour of day as the plan: a replay day starting at

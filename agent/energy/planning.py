@@ -35,7 +35,7 @@ import numpy as np
 
 from agent.config.settings import AgentSettings
 from agent.control.v2g import CHARGING_EFFICIENCY  # charger kWh -> vehicle battery kWh
-from agent.energy.foresight import Foresight, Tuning, learn_from_sessions
+from agent.energy.foresight import Foresight, Tuning, learn_from_sessions, session_records
 from agent.energy.foresight import parse_time as _parse
 from agent.model.clock import Clock
 from agent.model.snapshot import BatteryState
@@ -345,9 +345,14 @@ class PlannerTask:
         sessions = [replace(x, extra_value=value) if x.extra_energy > 0 else x
                     for x in sessions]
         foresight = self.foresight(now)
+        # Today (the billing day, from UTC midnight as the ledger's) so far, for the
+        # intraday scaling of the expectations.
+        midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        today = (midnight, session_records(self.db, midnight, now, {
+            ch.id: (ch.max_power_kw, ch.connectors) for ch in st.chargers}))
         sessions, chargers = foresight.extend(
             sessions, [ChargerSpec(ch.id, ch.max_power_kw) for ch in st.chargers],
-            first_start, n, SLOT_H, first_h)
+            first_start, n, SLOT_H, first_h, today)
         request = PlanRequest(
             import_price=imp,
             export_price=exp,

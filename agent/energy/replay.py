@@ -614,9 +614,13 @@ def _plan_request(day: Day, t: float, slot: int, active: list[_EvState], b_energ
         )
     chargers = [ChargerSpec(cid, mp) for cid, (mp, _n) in day.chargers.items()]
     first_h = max(first, 1e-6) if first < sh - 1e-9 else None
+    today = (day.start, [SessionRecord(day.start + timedelta(hours=ev.arrival_h),
+                                       day.start + timedelta(hours=ev.departure_h),
+                                       ev.energy_needed, ev.max_power)
+                         for ev in day.evs if ev.arrival_h < t])
     sessions, chargers = foresight.extend(sessions, chargers,
                                           day.start + timedelta(hours=slot_start), end - slot,
-                                          sh, first_h)
+                                          sh, first_h, today)
     current = ledger.intervals[slot] if len(ledger.intervals) > slot else None
     finished_peak = max((iv.peak_kw for iv in ledger.intervals[:slot]), default=0.0)
     return PlanRequest(
