@@ -411,6 +411,32 @@ def _planner_and_savings(bench: dict[str, Any] | None) -> list[str]:
         "what the variants change.",
         "",
     ]  # fmt: skip
+    return out + _generated_days(r)
+
+
+def _generated_days(r: dict[str, Any]) -> list[str]:
+    """Issue 16's bench: generated days, each after seven days of history."""
+    days, sm = r.get("days") or [], r.get("summary") or {}
+    if not days:
+        return []
+    out = ["### Days it has never seen", "",
+           f"{sm['days']} generated days (`hardware_sim.station_days`), each replayed after "
+           "learning from the seven days before it (docs/planner.md has the method).", ""]
+    out += _table(["day", "uncontrolled EUR", "ours EUR", "optimum EUR", "savings", "gap",
+                   "peak kW", "unmet kWh", "failed plans"],
+                  [[d["day"], _f(d["uncontrolled"], 2), _f(d["cost"], 2), _f(d["optimum"], 2),
+                    f"{d['savingsPct']:.1f} %", f"{d['gapPct']:+.1f} %", _f(d["peakKw"], 1),
+                    _f(d["unmetEnergy"], 1), d["failedPlans"]] for d in days])  # fmt: skip
+    n = sm["days"]
+    out += [
+        f"Targets (issue 16): savings >= 40 % every day: "
+        f"{_met(sm['savingsMin'] >= 40)} ({sm['savingsMin']:.1f} to {sm['savingsMax']:.1f} %); "
+        f"median gap <= 3 %: {_met(sm['gapMedian'] <= 3)} ({sm['gapMedian']:+.1f} %); worst "
+        f"<= 8 %: {_met(sm['gapWorst'] <= 8)} ({sm['gapWorst']:+.1f} %); delivered >= "
+        f"uncontrolled: {sm['deliveredAtLeastUncontrolled']}/{n} days; battery end >= start: "
+        f"{sm['batteryEndAtLeastStart']}/{n} days; failed plans: {sm['failedPlans']}.",
+        "",
+    ]  # fmt: skip
     return out
 
 
