@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from drivers import sunspec_control
 from drivers.device import DeviceError, Key, ModbusDevice, NotSupported, Value
 from drivers.endpoint import Endpoint
 from drivers.profile import Point, Profile, load_profile
@@ -146,11 +147,12 @@ class Battery(_Capability):
     async def read(self) -> BatteryReading:
         v = await self.read_values()
         alarms = v.get("alarms")
+        soc = _num(v.get("soc"))
         return BatteryReading(
-            soc_pct=_num(v.get("soc")), soh_pct=_num(v.get("soh")),
+            soc_pct=soc if soc is not None else _num(v.get("soc_124")), soh_pct=_num(v.get("soh")),
             power_kw=self._kw(v, "power"),
-            max_charge_kw=self._kw(v, "max_charge_power"),
-            max_discharge_kw=self._kw(v, "max_discharge_power"),
+            max_charge_kw=self._limit_kw(v, "charge"),
+            max_discharge_kw=self._limit_kw(v, "discharge"),
             temp_min_c=_num(v.get("temp_min")), temp_max_c=_num(v.get("temp_max")),
             cell_v_min=_num(v.get("cell_v_min")), cell_v_max=_num(v.get("cell_v_max")),
             alarms=int(alarms) if isinstance(alarms, float) else None,
@@ -158,15 +160,36 @@ class Battery(_Capability):
         )
 
 
+    def _limit_kw(self, v: dict[Key, Value], direction: str) -> float | None:
+        """The power the battery accepts now: the BMS's instantaneous current limit times
+        the battery voltage where the profile has them (SunSpec 802 AChaMax/ADisChaMax),
+        else the profile's power limit (124's WChaMax bounds both directions)."""
+        amps = _num(v.get(f"max_{direction}_current"))
+        volts = _num(v.get("voltage"))
+        if amps is not None and volts is not None:
+            return amps * volts / 1000.0
+        kw = self._kw(v, f"max_{direction}_power")
+        if kw is None and direction == "discharge" and "max_discharge_power" not in self.profile:
+            kw = self._kw(v, "max_charge_power")
+        return kw
+
+
 class Inverter(_Capability):
     kind = "inverter"
 
     async def read(self) -> InverterReading:
         v = await self.read_values()
-        return InverterReading(self._kw(v, "pv_power"), self._kw(v, "battery_power"), self._wallclock())
+        # Per-MPPT DC power (SunSpec 160) excludes a hybrid's battery flow, unlike 103's DCW.
+        mppt = [self._kw(v, p.name) for p in self.profile.points if p.name.startswith("pv_mppt_")]
+        known = [x for x in mppt if x is not None]
+        pv = sum(known) if known else self._kw(v, "pv_power")
+        return InverterReading(pv, self._kw(v, "battery_power"), self._wallclock())
 
     async def set_battery_setpoint(self, kw: float) -> None:
         """Battery power setpoint, > 0 discharges."""
+        if self.profile.sunspec and "battery_setpoint" not in self.profile:
+            await sunspec_control.set_battery_setpoint(self, kw)
+            return
         point = self._writable("battery_setpoint")
         await self.write_point("battery_setpoint", from_kw(kw, point, self.profile))
 

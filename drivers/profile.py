@@ -11,11 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drivers import sunspec_models
+from drivers.sunspec_models import CODEC_TYPE
+
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "config" / "profiles"
 
 KINDS = ("meter", "battery", "inverter", "charger")
-TYPES = ("int16", "uint16", "int32", "uint32", "float32", "float64", "string")
-TYPE_LENGTH = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "float64": 4}
+TYPES = ("int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "string")
+TYPE_LENGTH = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "int64": 4, "uint64": 4,
+               "float32": 2, "float64": 4}
 TABLES = ("holding", "input")
 ORDERS = ("big", "little")
 ACCESS = ("r", "rw", "w")
@@ -60,6 +64,7 @@ class Point:
     device_id: int | None = None  # fixed unit id for this point (e.g. Alfen station block on 200)
     model: tuple[int, ...] = ()  # SunSpec models this point may live in (first found wins)
     sunspec_point: str = ""
+    sunspec_type: str = ""  # SunSpec type (acc32, enum16, ...): its "not implemented" marker
 
     @property
     def readable(self) -> bool:
@@ -211,6 +216,19 @@ def _parse_point(raw: dict[str, Any], where: str, fail: Any, word_order: str, by
         if "model" in raw:
             raise fail(f"{where} model", "only for profiles with sunspec = true")
         model = ()
+    sunspec_type = ""
+    if sunspec:
+        # Offset, type and scale factor come from the published model definition; a profile
+        # that states them anyway is checked against it.
+        spoint, sunspec_type, def_address, size = _sunspec_point(raw, model, where, fail)
+        raw = {**raw, "type": CODEC_TYPE[sunspec_type], "length": raw.get("length", size),
+               "address": raw.get("address", def_address)}
+        if raw["address"] != def_address:
+            raise fail(f"{where} address", f"SunSpec model {model[0]} puts {spoint} at "
+                       f"offset {def_address}, not {raw['address']}")
+        if "scale_register" in raw:
+            raise fail(f"{where} scale_register", "SunSpec scale factors come from the model "
+                       "definition; leave it out")
     address = _get(raw, "address", int, None, where, fail)
     if not 0 <= address <= 0xFFFF:
         raise fail(f"{where} address", "must be 0..65535")
@@ -262,7 +280,29 @@ def _parse_point(raw: dict[str, Any], where: str, fail: Any, word_order: str, by
         description=_get(raw, "description", str, "", where, fail),
         device_id=device_id, model=model,
         sunspec_point=_get(raw, "sunspec_point", str, "", where, fail),
+        sunspec_type=sunspec_type,
     )
+
+
+def _sunspec_point(raw: dict[str, Any], models: tuple[int, ...], where: str,
+                   fail: Any) -> tuple[str, str, int, int]:
+    """(point name, SunSpec type, offset) of a SunSpec point in the first listed model;
+    every listed model must define the point."""
+    name = _get(raw, "sunspec_point", str, None, where, fail)
+    for m in models:
+        try:
+            if not sunspec_models.has_point(m, name):
+                raise fail(f"{where} sunspec_point", f"SunSpec model {m} has no point {name!r}")
+        except sunspec_models.ModelDefError as exc:
+            raise fail(f"{where} model", str(exc)) from None
+    mdef = sunspec_models.model_def(models[0])
+    pdef = mdef.layout(mdef.fixed_length + 4096).get(name)
+    if pdef is None:
+        raise fail(f"{where} sunspec_point", f"{name!r} sits in a repeating group whose count "
+                   "is a point; only fixed points and length-counted groups can be profiled")
+    if "type" in raw and raw["type"] != sunspec_models.CODEC_TYPE[pdef.type]:
+        raise fail(f"{where} type", f"SunSpec model {models[0]} defines {name} as {pdef.type}")
+    return name, pdef.type, pdef.offset, pdef.size
 
 
 def _check_keys(table: dict[str, Any], allowed: set[str], where: str, fail: Any) -> None:

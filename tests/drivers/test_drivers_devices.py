@@ -140,7 +140,9 @@ def sunspec_image(base: int = 40000) -> dict[int, int]:
     regs += [103, 50] + inv
     bat = [0xFFFF] * 62
     bat[1] = 100  # WHRtg x 10^3 = 100 kWh
-    bat[2], bat[3] = 500, 600  # x 10^2 W
+    bat[2], bat[3] = 500, 600  # nameplate x 10^2 W: not what the driver reports as limits
+    bat[32], bat[57] = 8000, (-1) & 0xFFFF  # V = 800.0 V
+    bat[43], bat[44], bat[60] = 625, 750, (-1) & 0xFFFF  # AChaMax 62.5 A, ADisChaMax 75.0 A
     bat[9], bat[11] = 6543, 97  # SoC x 10^-2 ; SoH x 10^0
     bat[24:26] = [0, 2]  # Evt1: over-temperature alarm bit
     bat[35], bat[38] = 3345, 3301  # cell V x 10^-3
@@ -178,6 +180,7 @@ def test_sunspec_discovery_and_scale_factors(base: int) -> None:
             rb = await bat.read()
             assert rb.soc_pct == pytest.approx(65.43) and rb.soh_pct == pytest.approx(97.0)
             assert rb.power_kw == pytest.approx(-15.0)
+            # the BMS's instantaneous limits: 62.5 A x 800 V, 75 A x 800 V
             assert (rb.max_charge_kw, rb.max_discharge_kw) == pytest.approx((50.0, 60.0))
             assert (rb.cell_v_min, rb.cell_v_max) == pytest.approx((3.301, 3.345))
             assert rb.alarms == 2 and rb.temp_min_c is None
