@@ -55,7 +55,12 @@ def decode_raw(point: Point, regs: Sequence[int]) -> int | float | str:
     raw = _to_bytes(point, regs)
     if point.type == "string":
         return raw.split(b"\x00", 1)[0].decode("ascii", errors="replace").strip()
-    return struct.unpack(_FORMATS[point.type], raw)[0]  # type: ignore[no-any-return]
+    value = struct.unpack(_FORMATS[point.type], raw)[0]
+    if point.mask is not None:
+        # the field's bits of the register as an unsigned number
+        unsigned = int.from_bytes(raw, "big")
+        value = (unsigned & point.mask) >> point.shift
+    return value  # type: ignore[no-any-return]
 
 
 def sunspec_not_implemented(point: Point, regs: Sequence[int]) -> bool:

@@ -300,7 +300,7 @@ class ModbusDevice:
         t0 = self._clock()
         try:
             await self.bus.write(target.unit_id, target.address, regs, timeout_s=self.timeout_s,
-                                 retries=max(1, self.retries))
+                                 retries=max(1, self.retries), function=point.write_function)
         except TransportError as exc:
             self._fail(exc.kind, str(exc))
         self._health.latency(self._clock() - t0)

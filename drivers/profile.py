@@ -33,8 +33,10 @@ _DEVICE_KEYS = {
 _POINT_KEYS = {
     "name", "address", "table", "type", "length", "scale", "scale_register", "offset", "unit",
     "access", "word_order", "byte_order", "per_connector", "min", "max", "max_rate", "enum",
-    "description", "device_id", "model", "sunspec_point",
+    "description", "device_id", "model", "sunspec_point", "mask", "shift", "byte",
+    "write_function",
 }
+WRITE_FUNCTIONS = (6, 16)  # write single register / write multiple registers
 
 
 class ProfileError(ValueError):
@@ -65,6 +67,9 @@ class Point:
     model: tuple[int, ...] = ()  # SunSpec models this point may live in (first found wins)
     sunspec_point: str = ""
     sunspec_type: str = ""  # SunSpec type (acc32, enum16, ...): its "not implemented" marker
+    mask: int | None = None  # integer points: keep these bits of the raw value...
+    shift: int = 0  # ...then shift right (a byte or bit field inside a register)
+    write_function: int = 16  # 6 for devices that only take single-register writes
 
     @property
     def readable(self) -> bool:
@@ -259,6 +264,16 @@ def _parse_point(raw: dict[str, Any], where: str, fail: Any, word_order: str, by
             raise fail(f"{where} {key}", "must be a number")
     if lo is not None and hi is not None and lo > hi:
         raise fail(f"{where} min", "greater than max")
+    mask, shift = _bit_field(raw, ptype, length, where, fail)
+    write_function = _get(raw, "write_function", int, 16, where, fail)
+    if write_function not in WRITE_FUNCTIONS:
+        raise fail(f"{where} write_function", "must be 6 (single register) or 16 (multiple)")
+    if write_function == 6 and length != 1:
+        raise fail(f"{where} write_function", "6 writes one register; this point has "
+                   f"{length}")
+    if mask is not None and raw.get("access", "r") != "r":
+        raise fail(f"{where} mask", "a bit field is read-only (writing it would clobber the "
+                   "register's other bits)")
     device_id = raw.get("device_id")
     if device_id is not None and (not isinstance(device_id, int) or not 0 <= device_id <= 247):
         raise fail(f"{where} device_id", "must be 0..247")
@@ -280,8 +295,34 @@ def _parse_point(raw: dict[str, Any], where: str, fail: Any, word_order: str, by
         description=_get(raw, "description", str, "", where, fail),
         device_id=device_id, model=model,
         sunspec_point=_get(raw, "sunspec_point", str, "", where, fail),
-        sunspec_type=sunspec_type,
+        sunspec_type=sunspec_type, mask=mask, shift=shift, write_function=write_function,
     )
+
+
+def _bit_field(raw: dict[str, Any], ptype: str, length: int, where: str,
+               fail: Any) -> tuple[int | None, int]:
+    """`mask`/`shift`, or `byte = "high"|"low"` as shorthand for a byte of a 16-bit register."""
+    byte = raw.get("byte")
+    if byte is not None:
+        if "mask" in raw or "shift" in raw:
+            raise fail(f"{where} byte", "use either byte or mask/shift")
+        if byte not in ("high", "low") or ptype not in ("uint16", "int16"):
+            raise fail(f"{where} byte", "must be 'high' or 'low', on a 16-bit integer point")
+        return (0xFF00, 8) if byte == "high" else (0x00FF, 0)
+    mask = raw.get("mask")
+    shift = _get(raw, "shift", int, 0, where, fail)
+    if mask is None and "shift" not in raw:
+        return None, 0
+    if ptype not in TYPE_LENGTH or ptype.startswith("float"):
+        raise fail(f"{where} mask", "bit fields need an integer type")
+    bits = 16 * length
+    if mask is None:
+        mask = (1 << bits) - 1
+    if isinstance(mask, bool) or not isinstance(mask, int) or not 0 < mask < (1 << bits):
+        raise fail(f"{where} mask", f"must be an integer 1..{(1 << bits) - 1}")
+    if not 0 <= shift < bits:
+        raise fail(f"{where} shift", f"must be 0..{bits - 1}")
+    return mask, shift
 
 
 def _sunspec_point(raw: dict[str, Any], models: tuple[int, ...], where: str,
