@@ -10,39 +10,20 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from drivers import sunspec_control
+from drivers import fallback_check, sunspec_control
 from drivers.device import DeviceError, Key, ModbusDevice, NotSupported, Value
 from drivers.endpoint import Endpoint
 from drivers.profile import Point, Profile, load_profile
 from drivers.transport import Bus, open_endpoint
+from drivers.units import from_kw, to_kw
 
 log = logging.getLogger(__name__)
 
 STATES = ("A", "B", "C", "D", "E", "F")
-
-
-def to_kw(value: Value, point: Point | None, profile: Profile) -> float | None:
-    """Engineering value in the point's unit -> kW (or kWh). Amps use the profile's
-    phases x voltage, as chargers express limits per phase."""
-    if value is None or point is None or isinstance(value, str):
-        return None
-    if point.unit in ("W", "Wh"):
-        return value / 1000.0
-    if point.unit == "A":
-        return value * profile.phases * profile.voltage / 1000.0
-    return float(value)
-
-
-def from_kw(kw: float, point: Point, profile: Profile) -> float:
-    if point.unit in ("W", "Wh"):
-        return kw * 1000.0
-    if point.unit == "A":
-        return kw * 1000.0 / (profile.phases * profile.voltage)
-    return kw
 
 
 def _num(value: Value) -> float | None:
@@ -207,9 +188,29 @@ class Charger(_Capability):
         super().__init__(*args, **kwargs)
         self._limits: dict[int, float] = {}
         self._beat = 0
+        self._phases: dict[int, int] = {}  # per connector, from `charge_phases` (Alfen 1215)
+
+    def _conn_profile(self, idx: int | None) -> Profile:
+        """The profile with the connector's phase count, for A <-> kW conversions."""
+        phases = self._phases.get(idx or 1)
+        if phases is None or phases == self.profile.phases:
+            return self.profile
+        return replace(self.profile, phases=phases)
+
+    def _kw(self, values: dict[Key, Value], name: str, idx: int | None = None) -> float | None:
+        point = self.profile.point(name)
+        key: Key = (name, idx) if point is not None and point.per_connector else name
+        return to_kw(values.get(key), point, self._conn_profile(idx))
 
     async def read(self) -> ChargerReading:
         v = await self.read_values()
+        for idx in range(1, self.connectors + 1):
+            phases = v.get(("charge_phases", idx))
+            if phases in (1.0, 3.0):
+                self._phases[idx] = int(phases)  # type: ignore[arg-type]
+        # The limit in force: the charger's applied limit where it reports one (Alfen 1206,
+        # the lowest of every limit acting), else the last setpoint written.
+        limit_name = "applied_limit" if "applied_limit" in self.profile else "power_limit"
         conns = []
         for idx in range(1, self.connectors + 1):
             state = v.get(("state", idx))
@@ -220,7 +221,7 @@ class Charger(_Capability):
                 power_kw=self._kw(v, "power", idx),
                 session_energy_kwh=self._kw(v, "session_energy", idx),
                 ev_max_kw=self._kw(v, "ev_max_power", idx),
-                limit_kw=self._kw(v, "power_limit", idx),
+                limit_kw=self._kw(v, limit_name, idx),
                 soc_pct=_num(v.get(("soc", idx))),
             ))
         return ChargerReading(tuple(conns), self._kw(v, "max_power"), self._wallclock())
@@ -248,7 +249,7 @@ class Charger(_Capability):
         point = self.profile.point("power_limit")
         if point is None or not point.writable:
             raise NotSupported(f"{self.profile.path.name}: no writable 'power_limit'")
-        await self.write_point("power_limit", from_kw(kw, point, self.profile), idx)
+        await self.write_point("power_limit", from_kw(kw, point, self._conn_profile(idx)), idx)
         self._limits[idx] = kw
 
     async def heartbeat(self) -> None:
@@ -267,6 +268,9 @@ class Charger(_Capability):
         if not kw >= 0 or not timeout_s > 0:
             raise ValueError("fallback: kw must be >= 0 and timeout_s > 0")
         point = self.profile.point("fallback_limit")
+        if point is not None and point.readable and not point.writable:
+            await fallback_check.check_configured(self, kw)
+            return
         if point is None or not point.writable:
             raise NotSupported(f"{self.profile.path.name}: fallback limit is not writable over "
                                "Modbus; set it in the charger's configuration tool")
