@@ -86,8 +86,11 @@ class ModbusDevice:
                  wallclock: Callable[[], float] = time.time) -> None:
         if self.kind and profile.kind != self.kind:
             raise ValueError(f"{profile.path}: profile kind {profile.kind!r}, expected {self.kind!r}")
-        if not 0 <= unit_id <= 247:
-            raise ValueError(f"unit_id: {unit_id} is not 0..247")
+        # Modbus TCP devices may use the whole byte (Keba and Vestel answer on 255); on a
+        # serial line 248-255 are reserved.
+        top = 247 if bus.endpoint.is_serial else 255
+        if not 0 <= unit_id <= top:
+            raise ValueError(f"unit_id: {unit_id} is not 0..{top}")
         if timeout_s <= 0:
             raise ValueError("timeout_s: must be > 0")
         if connectors is not None and connectors < 1:

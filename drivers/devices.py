@@ -216,6 +216,10 @@ class Charger(_Capability):
             state = v.get(("state", idx))
             if state is not None and state not in STATES:
                 state = self._invalid(("state", idx), "invalid", f"state {state!r} is not A-F")
+            if state == "B" and v.get(("charging", idx)) == "yes":
+                # Keba, Vestel: the cable register says "vehicle connected", a second
+                # register says "charging"; together they are state C.
+                state = "C"
             conns.append(ConnectorReading(
                 idx=idx, state=state if isinstance(state, str) else None,
                 power_kw=self._kw(v, "power", idx),
@@ -257,6 +261,9 @@ class Charger(_Capability):
         chargers whose limit carries its own validity time (Alfen), rewrite the last limits."""
         point = self.profile.point("heartbeat")
         if point is not None and point.writable:
+            if point.enum:  # a fixed "alive" value (Vestel: write 1 to 6000)
+                await self.write_point("heartbeat", point.enum[0][1])
+                return
             self._beat = (self._beat + 1) % 0x10000
             await self.write_point("heartbeat", float(self._beat))
             return
