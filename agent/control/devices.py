@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent.clock import Clock
-from agent.control.snapshot import BatteryState, ChargerState, ConnectorState, Snapshot
+from agent.config.settings import AgentSettings, DeviceSettings
 from agent.control.stats import CycleStats
-from agent.settings import AgentSettings, DeviceSettings
+from agent.model.clock import Clock
+from agent.model.snapshot import BatteryState, ChargerState, ConnectorState, Snapshot
 
 log = logging.getLogger(__name__)
 
