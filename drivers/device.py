@@ -83,7 +83,7 @@ class ModbusDevice:
     def __init__(self, bus: Bus, unit_id: int, profile: Profile, *, timeout_s: float = 0.2,
                  connectors: int | None = None, retries: int = 0, offline_after: int = 2,
                  clock: Callable[[], float] = time.monotonic,
-                 wallclock: Callable[[], float] = time.time) -> None:
+                 wallclock: Callable[[], float] = time.time, invert: bool = False) -> None:
         if self.kind and profile.kind != self.kind:
             raise ValueError(f"{profile.path}: profile kind {profile.kind!r}, expected {self.kind!r}")
         # Modbus TCP devices may use the whole byte (Keba and Vestel answer on 255); on a
@@ -101,6 +101,9 @@ class ModbusDevice:
         self.timeout_s = timeout_s
         self.retries = retries
         self.connectors = connectors or profile.connectors
+        # A device mounted or wired the other way round (SolarEdge export meters, evcc
+        # reads them with scale -1): its capability flips the sign of power readings.
+        self.invert = invert
         self._clock = clock
         self._wallclock = wallclock
         self._health = HealthTracker(offline_after=offline_after, clock=clock, wallclock=wallclock)

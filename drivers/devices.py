@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 STATES = ("A", "B", "C", "D", "E", "F")
 
 
+def _neg(kw: float | None) -> float | None:
+    return None if kw is None else -kw
+
+
 def _num(value: Value) -> float | None:
     return value if isinstance(value, float) else None
 
@@ -117,9 +121,12 @@ class Meter(_Capability):
         power = self._kw(v, "power_total")
         if power is None and "power_total" not in self.profile and phases_kw is not None:
             power = sum(phases_kw)  # meters without a total register
-        return MeterReading(power, phases_kw,
-                            self._kw(v, "energy_import"), self._kw(v, "energy_export"),
-                            self._wallclock())
+        imported, exported = self._kw(v, "energy_import"), self._kw(v, "energy_export")
+        if self.invert:  # mounted the other way round: its import is the grid's export
+            power = _neg(power)
+            phases_kw = tuple(-x for x in phases_kw) if phases_kw else None  # type: ignore[assignment]
+            imported, exported = exported, imported
+        return MeterReading(power, phases_kw, imported, exported, self._wallclock())
 
 
 class Battery(_Capability):
@@ -131,7 +138,7 @@ class Battery(_Capability):
         soc = _num(v.get("soc"))
         return BatteryReading(
             soc_pct=soc if soc is not None else _num(v.get("soc_124")), soh_pct=_num(v.get("soh")),
-            power_kw=self._kw(v, "power"),
+            power_kw=_neg(self._kw(v, "power")) if self.invert else self._kw(v, "power"),
             max_charge_kw=self._limit_kw(v, "charge"),
             max_discharge_kw=self._limit_kw(v, "discharge"),
             temp_min_c=_num(v.get("temp_min")), temp_max_c=_num(v.get("temp_max")),
@@ -164,7 +171,8 @@ class Inverter(_Capability):
         mppt = [self._kw(v, p.name) for p in self.profile.points if p.name.startswith("pv_mppt_")]
         known = [x for x in mppt if x is not None]
         pv = sum(known) if known else self._kw(v, "pv_power")
-        return InverterReading(pv, self._kw(v, "battery_power"), self._wallclock())
+        battery = self._kw(v, "battery_power")
+        return InverterReading(pv, _neg(battery) if self.invert else battery, self._wallclock())
 
     async def set_battery_setpoint(self, kw: float) -> None:
         """Battery power setpoint, > 0 discharges."""

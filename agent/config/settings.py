@@ -50,7 +50,14 @@ class DeviceSettings(_Section):
     endpoint: str = Field(
         description="tcp://HOST:PORT for Modbus TCP, rtu:///dev/ttyXXX for Modbus RTU (RS-485)"
     )
-    unit_id: int = Field(1, ge=0, le=247, description="Modbus unit (device) id")
+    unit_id: int = Field(
+        1, ge=0, le=255, description="Modbus unit (device) id; 248-255 only over TCP "
+        "(KEBA and Vestel answer on 255)"
+    )
+    invert: bool = Field(
+        False, description="the device reports power with the opposite sign (a meter "
+        "mounted the other way round, e.g. SolarEdge export meters): flip it"
+    )
     baudrate: int = Field(9600, gt=0, description="RTU only: line speed")
     parity: Literal["N", "E", "O"] = Field("N", description="RTU only: parity")
     timeout_s: float = Field(

@@ -42,7 +42,9 @@ class StationDevices:
         self.by_name: dict[str, Any] = {}
         self.endpoints: dict[str, list[str]] = {}
         for d in settings.devices:
-            extra = {"connectors": connectors[d.name]} if d.name in connectors else {}
+            extra: dict[str, Any] = {"connectors": connectors[d.name]} if d.name in connectors else {}
+            if d.invert:
+                extra["invert"] = True
             self.by_name[d.name] = make_device(
                 d.kind, line_endpoint(d), d.unit_id, d.profile, timeout_s=d.timeout_s, **extra
             )
