@@ -26,7 +26,12 @@ TOLERANCE_KW = 0.05  # rounding of A <-> kW; not a margin on the promise
 
 
 class FallbackRefused(NotSupported):
-    """The charger's own fallback exceeds the share the station needs it to fall back to."""
+    """The charger's own fallback exceeds the share the station needs it to fall back to;
+    `configured_kw`: what each connector falls back to instead."""
+
+    def __init__(self, message: str, configured_kw: float | None = None) -> None:
+        super().__init__(message)
+        self.configured_kw = configured_kw
 
 
 async def check_configured(ch: Charger, share_kw: float) -> None:
@@ -55,7 +60,7 @@ async def check_configured(ch: Charger, share_kw: float) -> None:
         f"{ch.name}: '{name}' is {safe:g} {unit} ({per_kw:.1f} kW) per connector x "
         f"{ch.connectors} = {per_kw * ch.connectors:.1f} kW, more than the station's fallback "
         f"share of {share_kw * ch.connectors:.1f} kW; set '{name}' to at most {most:.1f} {unit} "
-        f"in {tool} (refusing to control this charger until then)")
+        f"in {tool}", configured_kw=per_kw)
 
 
 def _profile_for(ch: Charger) -> Profile:

@@ -187,6 +187,8 @@ class ChargerDevice(EmulatedDevice):
             self._set_kw("power_limit", conn.commanded_kw, i)
             self._set_kw("applied_limit", conn.commanded_kw, i)
             self._set("soc", conn.ev.soc * 100.0 if conn.ev else 0.0, i)
+            self._set("charge_phases", self.profile.phases, i)
+            self._set_kw("fallback_limit", c.fallback_kw, i)  # per socket on Alfen
 
     def apply(self, slot: Slot, value: float | str) -> None:
         now = self.model.t

@@ -26,6 +26,7 @@ from agent.control.apply import ApplyPlan, Key, execute, plan_writes
 from agent.control.budget import BudgetInputs, WindowMax, budget_inputs
 from agent.control.caps import CapTracker, PauseRotation
 from agent.control.devices import Reader, StationDevices
+from agent.control.fallbacks import set_fallbacks
 from agent.control.sessions import Session, SessionTracker
 from agent.control.stats import CycleStats
 from agent.control.v2g import V2gDispatch, V2gOrders
@@ -578,18 +579,15 @@ class ControlLoop:
     async def start(self) -> None:
         """Give every charger its fallback limit and communication timeout, so the station
         stays under its grid capacity if the agent dies from here on."""
-        c = self.s.control
+        chargers = {cid: self.controller.chargers[cid] for cid in self.devices.chargers}
 
-        async def one(ch_id: str) -> None:
-            ch = self.controller.chargers[ch_id]
-            per_connector = self.s.fallback_kw(ch) / ch.connectors
-            try:
-                await self.devices.chargers[ch_id].set_fallback(per_connector, c.comm_timeout_s)
-                self.controller.last_contact[ch_id] = self.clock.monotonic()
-            except Exception as exc:
-                log.warning("charger %s: fallback limit not set: %s", ch_id, exc)
+        def contact(ch_id: str) -> None:
+            self.controller.last_contact[ch_id] = self.clock.monotonic()
 
-        await asyncio.gather(*(one(cid) for cid in self.devices.chargers))
+        await set_fallbacks(self.devices.chargers,
+                            {cid: self.s.fallback_kw(ch) for cid, ch in chargers.items()},
+                            {cid: ch.connectors for cid, ch in chargers.items()},
+                            self.s.control.comm_timeout_s, contact)
         self._check_bidirectional()
         self.controller.arrays.warm_up()  # compile or load the kernel before the first cycle
         release_compiler_pages()  # LLVM is not needed again: its ~70 MB may leave RAM
