@@ -48,15 +48,32 @@ async def discover(bus: Bus, unit_id: int, *, timeout_s: float) -> dict[int, Mod
 async def discover_chain(bus: Bus, unit_id: int, *, timeout_s: float) -> list[ModelAt]:
     """Every model instance in chain order, from the first base address holding "SunS"."""
     for base in BASE_ADDRESSES:
-        try:
-            marker = await bus.read(unit_id, "holding", base, 2, timeout_s=timeout_s)
-        except TransportError as exc:
-            if exc.kind == "exception":
-                continue
-            raise
-        if marker == SUNS_MARKER:
+        if await _has_marker(bus, unit_id, base, timeout_s):
             return await _walk(bus, unit_id, base + 2, timeout_s)
     raise SunSpecError(f"unit {unit_id}: no SunSpec marker at {', '.join(map(str, BASE_ADDRESSES))}")
+
+
+async def chains_at_every_base(bus: Bus, unit_id: int, *,
+                               timeout_s: float) -> dict[int, list[ModelAt] | str]:
+    """For `sems scan --sunspec`: each base address holding "SunS" -> its model chain, or
+    why the chain could not be walked. Empty when the unit has no SunSpec map."""
+    found: dict[int, list[ModelAt] | str] = {}
+    for base in BASE_ADDRESSES:
+        if await _has_marker(bus, unit_id, base, timeout_s):
+            try:
+                found[base] = await _walk(bus, unit_id, base + 2, timeout_s)
+            except SunSpecError as exc:
+                found[base] = str(exc)
+    return found
+
+
+async def _has_marker(bus: Bus, unit_id: int, base: int, timeout_s: float) -> bool:
+    try:
+        return await bus.read(unit_id, "holding", base, 2, timeout_s=timeout_s) == SUNS_MARKER
+    except TransportError as exc:
+        if exc.kind == "exception":  # nothing mapped there
+            return False
+        raise
 
 
 async def _walk(bus: Bus, unit_id: int, address: int, timeout_s: float) -> list[ModelAt]:
