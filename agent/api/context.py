@@ -134,6 +134,7 @@ class DeviceView:
     errors: dict[str, int]
     last_error: str | None
     last_ok: str | None  # ISO timestamp of the last good read
+    missing: str | None = None  # SunSpec models the profile reads but the device lacks
 
 
 @dataclass(frozen=True)

@@ -198,7 +198,7 @@ class DaemonContext:
                 name=dev.name, kind=dev.kind, endpoint=f"{endpoint}#{dev.unit_id}", state=state,
                 latency_ms_p50=h.latency_p50_ms, latency_ms_p99=h.latency_p99_ms,
                 errors=dict(h.errors), last_error=h.last_error,
-                last_ok=_iso_ts(h.last_ok_ts),
+                last_ok=_iso_ts(h.last_ok_ts), missing=getattr(h, "missing", "") or None,
             ))  # fmt: skip
         return out
 
