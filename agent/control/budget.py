@@ -66,9 +66,12 @@ def budget_inputs(
     reserved = 0.0
     unreachable_draw = 0.0
     reachable_draw = 0.0
+    steady_draw = 0.0  # the lower of this and the last cycle's draw, per connector
     for ch in snap.chargers:
         if ch.reachable:
             reachable_draw += sum(c.power_kw for c in ch.connectors)
+            steady_draw += sum(min(c.power_kw, last_power.get((ch.id, c.idx), c.power_kw))
+                               for c in ch.connectors)
             continue
         modes.add(f"charger_unreachable:{ch.id}")
         for c in ch.connectors:
@@ -82,7 +85,9 @@ def budget_inputs(
 
     implausible = None
     if snap.grid_kw is not None:
-        implausible = contradiction(snap.grid_kw, reachable_draw + unreachable_draw,
+        # The meter's reading may be a cycle older than the chargers' while an EV ramps
+        # up: only draw already there last cycle can contradict it.
+        implausible = contradiction(snap.grid_kw, steady_draw + unreachable_draw,
                                     snap.pv_kw or 0.0, battery_power)
         if implausible is not None:
             modes.add("grid_meter_implausible")

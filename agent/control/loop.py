@@ -210,6 +210,7 @@ class Controller:
         current: dict[Key, float | None] = {}
         drawing: dict[Key, float] = {}
         reachable: dict[str, bool] = {}
+        previous_power = dict(self.last_power)  # last cycle's, for the grid sign check
         for ch in snap.chargers:
             reachable[ch.id] = ch.reachable
             if not ch.reachable:
@@ -232,7 +233,7 @@ class Controller:
             self.base_history,
             self.s.station.pessimistic_base_load_kw,
             self.limits,
-            self.last_power,
+            previous_power,
             self._battery_cfg if battery_available else None,
         )
 
