@@ -150,3 +150,18 @@ def test_setpoint_through_model_124(kw: float, mode: int, out_pct: int, in_pct: 
             assert (back.OutWRte.value, back.InWRte.value) == (out_pct, in_pct)
             await inv.bus.close()
     asyncio.run(main())
+
+
+def test_model_802_soc_reserve_is_writable() -> None:
+    models = [build(1), build(802, values={"SoC_SF": -1})]
+
+    async def main() -> None:
+        async with _serve(*models) as srv:
+            unit = srv.units[1]
+            bat = drivers.make_device("battery", srv.endpoint, 1, "sunspec-storage", timeout_s=1.0)
+            await bat.write_point("soc_reserve_min", 12.5)  # % with SoC_SF = -1 -> 125
+            back = _model_back(unit, 802, models)
+            assert back.SoCRsvMin.value == 125
+            assert back.SoCRsvMin.cvalue == pytest.approx(12.5)
+            await bat.bus.close()
+    asyncio.run(main())
