@@ -92,3 +92,20 @@ def test_sunspec_meter_battery_inverter_served_by_pysunspec2_images() -> None:
             for d in (met, bat, inv):
                 await d.bus.close()
     run(main())
+
+
+@pytest.mark.parametrize("profile", ["eastron-sdm630", "carlo-gavazzi-em24"])
+def test_vendor_meter_maps_served(profile: str) -> None:
+    async def main() -> None:
+        async with hardware_sim.Simulator(STATION, clock=hardware_sim.ManualClock(),
+                                          profiles={"meter": profile}) as sim:
+            sim.set(base_load_kw=40.0, pv_kw=5.0)
+            sim.advance(10.0)
+            met = dev(sim, "meter", "meter")
+            r = await met.read()
+            truth = sim.state()
+            assert r.power_kw == pytest.approx(truth["gridImport"], abs=0.05)
+            assert r.phases_kw is not None
+            assert sum(r.phases_kw) == pytest.approx(truth["gridImport"], abs=0.1)
+            await met.bus.close()
+    run(main())
