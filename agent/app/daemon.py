@@ -20,9 +20,11 @@ from agent.app.sdnotify import Notifier
 from agent.config.settings import AgentSettings, ConfigError, load
 from agent.config.station_config import Reconfigurer, overlay
 from agent.control.devices import StationDevices
-from agent.control.loop import ControlLoop, UplinkHook
+from agent.control.events import UplinkHook
+from agent.control.loop import ControlLoop
 from agent.control.stats import CycleStats
 from agent.model.clock import Clock, RealClock
+from agent.ocpp.wiring import attach_ocpp
 from agent.state.daemon_context import DaemonContext, DaemonTarget
 from agent.store import connect
 
@@ -84,6 +86,7 @@ async def run_daemon(
     # The cloud's last station configuration (persisted) over the settings file's.
     settings = overlay(settings, signals.station_config())
     devices = StationDevices(settings)
+    central = attach_ocpp(devices, settings)
     control = build_control(
         settings, db, devices, clock, stats=CycleStats(), notifier=notifier, uplink=uplink,
         signals=signals,
@@ -107,6 +110,8 @@ async def run_daemon(
     tasks: list[asyncio.Task[None]] = []
     api: ApiServer | None = None
     try:
+        if central is not None:  # chargers connect from here on; limits wait for the loop
+            await central.start()
         await control.start()
         if control.planner is not None:  # off the control loop's path: its own task
             tasks.append(asyncio.create_task(control.planner.run(stop)))
@@ -136,6 +141,8 @@ async def run_daemon(
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await devices.close()
+            if central is not None:
+                await central.close()
             if cloud is not None:
                 cloud.outbox.conn.close()
             db.conn.close()

@@ -42,6 +42,8 @@ class StationDevices:
         self.by_name: dict[str, Any] = {}
         self.endpoints: dict[str, list[str]] = {}
         for d in settings.devices:
+            if d.protocol == "ocpp":  # made and swapped in by agent.ocpp.wiring
+                continue
             extra: dict[str, Any] = {"connectors": connectors[d.name]} if d.name in connectors else {}
             if d.invert:
                 extra["invert"] = True
@@ -50,7 +52,9 @@ class StationDevices:
             )
             self.endpoints.setdefault(d.endpoint, []).append(d.name)
         st = settings.station
-        self.chargers: dict[str, Any] = {ch.id: self.by_name[ch.device] for ch in st.chargers}
+        self.chargers: dict[str, Any] = {
+            ch.id: self.by_name[ch.device] for ch in st.chargers if ch.device in self.by_name
+        }
         self.inverter = self.by_name[st.battery.inverter] if st.battery else None
 
     def health(self) -> dict[str, Any]:

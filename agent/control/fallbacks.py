@@ -35,8 +35,9 @@ def resize(shares: Mapping[str, float], fixed: Mapping[str, float]) -> dict[str,
 
 async def set_fallbacks(chargers: Mapping[str, Any], shares: Mapping[str, float],
                         connectors: Mapping[str, int], timeout_s: float,
-                        on_set: Callable[[str], None]) -> None:
-    """`shares`: each charger's total fallback (kW); `on_set(id)` after each success."""
+                        on_set: Callable[[str], None]) -> dict[str, float]:
+    """`shares`: each charger's total fallback (kW); `on_set(id)` after each success.
+    Returns the chargers whose fallback was lowered, with their new total."""
     from drivers.fallback_check import FallbackRefused
 
     fixed: dict[str, float] = {}
@@ -55,14 +56,15 @@ async def set_fallbacks(chargers: Mapping[str, Any], shares: Mapping[str, float]
 
     await asyncio.gather(*(one(cid, kw) for cid, kw in shares.items()))
     if not refusals:
-        return
+        return {}
     smaller = resize(shares, fixed) if len(fixed) == len(refusals) else None
     if smaller is None:
         for cid, why in refusals.items():
             log.error("charger %s: the station limit cannot be promised if the agent stops: %s",
                       cid, why)
-        return
+        return {}
     for cid, why in refusals.items():
         log.warning("charger %s: %s; the other chargers' fallbacks are lowered to make room",
                     cid, why)
     await asyncio.gather(*(one(cid, kw) for cid, kw in smaller.items()))
+    return smaller
