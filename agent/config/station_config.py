@@ -141,11 +141,7 @@ class Reconfigurer:
         task.add_done_callback(self._fallbacks.discard)
 
     async def _write_fallbacks(self) -> None:
+        from agent.control.fallbacks import give_fallbacks
+
         loop = self.loop
-        timeout = loop.s.control.comm_timeout_s
-        for cid, dev in loop.devices.chargers.items():
-            ch = loop.controller.chargers[cid]
-            try:
-                await dev.set_fallback(loop.s.fallback_kw(ch) / ch.connectors, timeout)
-            except Exception as exc:
-                log.warning("charger %s: new fallback limit not set: %s", cid, exc)
+        await give_fallbacks(loop.devices.chargers, loop.controller, loop.s, lambda _cid: None)

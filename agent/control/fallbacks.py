@@ -68,3 +68,19 @@ async def set_fallbacks(chargers: Mapping[str, Any], shares: Mapping[str, float]
                     cid, why)
     await asyncio.gather(*(one(cid, kw) for cid, kw in smaller.items()))
     return smaller
+
+
+async def give_fallbacks(devices: Mapping[str, Any], controller: Any, settings: Any,
+                         on_set: Callable[[str], None]) -> None:
+    """Every charger's fallback per the settings' shares (at start, and after a station
+    reconfiguration); shares lowered around a fixed fallback become the controller's too,
+    so its own safe limits (shutdown) agree with what the chargers fall back to."""
+    chargers = {cid: controller.chargers[cid] for cid in devices}
+    lowered = await set_fallbacks(
+        devices, {cid: settings.fallback_kw(ch) for cid, ch in chargers.items()},
+        {cid: ch.connectors for cid, ch in chargers.items()},
+        settings.control.comm_timeout_s, on_set)
+    for cid, total_kw in lowered.items():
+        n = chargers[cid].connectors
+        for idx in range(1, n + 1):
+            controller.fallback_per_connector[(cid, idx)] = total_kw / n

@@ -28,7 +28,7 @@ from agent.control.controller import Controller
 from agent.control.decision import Decision
 from agent.control.devices import Reader, StationDevices
 from agent.control.events import EventLog, UplinkHook
-from agent.control.fallbacks import set_fallbacks
+from agent.control.fallbacks import give_fallbacks
 from agent.control.stats import CycleStats
 from agent.model.clock import Clock
 from agent.model.snapshot import Snapshot
@@ -102,19 +102,11 @@ class ControlLoop:
     async def start(self) -> None:
         """Give every charger its fallback limit and communication timeout, so the station
         stays under its grid capacity if the agent dies from here on."""
-        chargers = {cid: self.controller.chargers[cid] for cid in self.devices.chargers}
 
         def contact(ch_id: str) -> None:
             self.controller.last_contact[ch_id] = self.clock.monotonic()
 
-        lowered = await set_fallbacks(
-            self.devices.chargers, {cid: self.s.fallback_kw(ch) for cid, ch in chargers.items()},
-            {cid: ch.connectors for cid, ch in chargers.items()},
-            self.s.control.comm_timeout_s, contact)
-        for cid, total_kw in lowered.items():  # sized around a charger's fixed fallback
-            n = chargers[cid].connectors
-            for idx in range(1, n + 1):
-                self.controller.fallback_per_connector[(cid, idx)] = total_kw / n
+        await give_fallbacks(self.devices.chargers, self.controller, self.s, contact)
         self._check_bidirectional()
         self.controller.arrays.warm_up()  # compile or load the kernel before the first cycle
         release_compiler_pages()  # LLVM is not needed again: its ~70 MB may leave RAM

@@ -62,6 +62,9 @@ async def _run(tmp_path):  # type: ignore[no-untyped-def]
         await asyncio.sleep(2.0)  # the chargers settle on their fallbacks
         state = sim.state()
         assert all(c["timedOut"] for c in state["chargers"].values())
+        # from start through shutdown to the fallbacks, never over for more than a second
+        episodes = sim.overload_episodes(0.02)
+        assert all(duration <= 1.0 for _, duration, _ in episodes), episodes
         return cp1_fallback, state["gridImport"]
 
 
