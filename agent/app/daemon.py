@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import sqlite_utils
 
     from agent.api.server import ApiServer
-    from agent.energy.signals import Signals
+    from agent.store.signals import Signals
     from agent.uplink import Uplink
     from agent.uplink.bridge import UplinkBridge
 
@@ -79,7 +79,7 @@ async def run_daemon(
         bridge = UplinkBridge(cloud, settings, db, now=clock.now)
         uplink = bridge
     if signals is None:
-        from agent.energy.signals import Signals
+        from agent.store.signals import Signals
 
         signals = Signals(db)
     # The cloud's last station configuration (persisted) over the settings file's.

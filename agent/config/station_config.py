@@ -9,7 +9,7 @@ so a bad one raises `ValueError("field: problem")` and the old configuration sta
 
 A valid one is swapped into the control loop between two cycles (`Reconfigurer`): the
 controller's charger limits and fallbacks, the planner and the ledger all see the new
-settings from the same cycle on. The cloud's copy is persisted by `agent.energy.signals` and laid
+settings from the same cycle on. The cloud's copy is persisted by `agent.store.signals` and laid
 over the TOML file at the next start (`overlay`).
 """
 
@@ -25,7 +25,7 @@ from agent.config.settings import AgentSettings, cross_check
 
 if TYPE_CHECKING:
     from agent.control.loop import ControlLoop
-    from agent.energy.signals import StationConfig
+    from agent.store.signals import StationConfig
 
 log = logging.getLogger(__name__)
 APPLY_TIMEOUT_S = 5.0

@@ -17,10 +17,8 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from agent.app.memory import release_compiler_pages
-from agent.app.sdnotify import Notifier
 from agent.config.settings import AgentSettings
 from agent.control.agent_state import AgentState
 from agent.control.apply import Key, execute
@@ -28,6 +26,7 @@ from agent.control.controller import Controller
 from agent.control.decision import Decision
 from agent.control.devices import Reader, StationDevices
 from agent.control.events import EventLog, UplinkHook
+from agent.control.memory import release_compiler_pages
 from agent.control.stats import CycleStats
 from agent.model.clock import Clock
 from agent.model.snapshot import Snapshot
@@ -38,6 +37,16 @@ if TYPE_CHECKING:
     from agent.energy.planning import PlannerTask
 
 log = logging.getLogger(__name__)
+
+
+class Notifier(Protocol):
+    """systemd's notification socket (agent/app/sdnotify.py), as the loop uses it."""
+
+    watchdog_interval_s: float | None
+
+    def watchdog(self) -> object: ...
+
+    def status(self, text: str) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,15 +28,15 @@ from agent.api.context import (
     broker_state,
 )
 from agent.api.models import ChargerConfig, StationConfig
-from agent.energy.signals import StationConfig as CloudStationConfig
 from agent.model.clock import Clock, iso
+from agent.store.signals import StationConfig as CloudStationConfig
 
 if TYPE_CHECKING:
     import sqlite_utils
 
     from agent.config.station_config import Reconfigurer
     from agent.control.loop import ControlLoop
-    from agent.energy.signals import Signals
+    from agent.store.signals import Signals
     from agent.uplink import Uplink
 
 

@@ -87,7 +87,7 @@ TABLES = (
         received REAL NOT NULL,
         reply BLOB NOT NULL
     )""",
-    # Grid signals and schedules set by cloud commands (agent.energy.signals): caps, tariffs, ...
+    # Grid signals and schedules set by cloud commands (agent.store.signals): caps, tariffs, ...
     """CREATE TABLE IF NOT EXISTS signals (
         id TEXT PRIMARY KEY,
         kind TEXT NOT NULL,
