@@ -84,11 +84,6 @@ def overlay(settings: AgentSettings, config: StationConfig | None) -> AgentSetti
         return settings
 
 
-def swap(loop: ControlLoop, new: AgentSettings) -> None:
-    """Put `new` into the running loop; synchronous, so nothing runs in between."""
-    loop.configure_station(new)
-
-
 class Reconfigurer:
     """Queues a validated configuration and swaps it in between two cycles of the loop."""
 
@@ -130,7 +125,7 @@ class Reconfigurer:
 
     def _swap(self, new: AgentSettings) -> None:
         old = self.loop.s
-        swap(self.loop, new)
+        self.loop.configure_station(new)  # synchronous: nothing runs in between
         log.info(
             "station configuration replaced: grid %.1f -> %.1f kW",
             old.station.grid_capacity_kw, new.station.grid_capacity_kw,

@@ -85,7 +85,7 @@ class ControlLoop:
         self.notifier = notifier
         self.uplink = uplink
         self.reader = Reader(devices, clock, self.stats)
-        self.state = AgentState(settings, self.stats, devices)
+        self.state = AgentState(settings, self.stats)
         self._last_ping = float("-inf")
         self._last_status = float("-inf")
         self._last_telemetry = float("-inf")
@@ -246,30 +246,8 @@ class ControlLoop:
                 self.events.enqueue("telemetry", self.state.telemetry())
                 self._last_telemetry = t
             if t - self._last_health >= c.health_interval_s:
-                self.events.enqueue("health", self.health_report())
+                self.events.enqueue("health", {})  # the uplink builds its health message
                 self._last_health = t
-
-    def health_report(self) -> dict:
-        now = self.clock.now()
-        d = self.state.decision
-        return {
-            "stats": self.stats.summary(),
-            "modes": sorted(self.state.modes),
-            "powerCapKw": d.power_cap_kw if d is not None else None,
-            "planner": self.planner.status.as_dict() if self.planner is not None else None,
-            "battery": self.battery.report(now) if self.battery is not None else None,
-            "savings": self.ledger.summary() if self.ledger is not None else None,
-            "failing": sorted(self._observer_failed),
-            "devices": {
-                name: {
-                    "online": h.online,
-                    "errors": dict(h.errors),
-                    "lastError": h.last_error,
-                    "latencyP99Ms": h.latency_p99_ms,
-                }
-                for name, h in self.devices.health().items()
-            },
-        }
 
     @property
     def store_error(self) -> str | None:
