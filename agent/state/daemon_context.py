@@ -28,8 +28,8 @@ from agent.api.context import (
     broker_state,
 )
 from agent.api.models import ChargerConfig, StationConfig
+from agent.control.links import link_state
 from agent.model.clock import Clock, iso
-from agent.state.links import link_state
 from agent.store.signals import StationConfig as CloudStationConfig
 
 if TYPE_CHECKING:

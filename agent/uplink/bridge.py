@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from agent.state.links import link_state
+from agent.control.links import link_state
 from agent.uplink import messages as m
 
 if TYPE_CHECKING:
