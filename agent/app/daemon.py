@@ -25,6 +25,7 @@ from agent.control.events import UplinkHook
 from agent.control.loop import ControlLoop
 from agent.control.stats import CycleStats
 from agent.model.clock import Clock, RealClock
+from agent.ocpp.wiring import attach_ocpp
 from agent.state.daemon_context import DaemonContext, DaemonTarget
 from agent.store import connect
 from agent.store.schema import SchemaError
@@ -87,6 +88,7 @@ async def run_daemon(
     # The cloud's last station configuration (persisted) over the settings file's.
     settings = overlay(settings, signals.station_config())
     devices = StationDevices(settings)
+    central = attach_ocpp(devices, settings)
     control = build_control(
         settings, db, devices, clock, stats=CycleStats(), notifier=notifier, uplink=uplink,
         signals=signals,
@@ -110,6 +112,8 @@ async def run_daemon(
     tasks: list[asyncio.Task[None]] = []
     api: ApiServer | None = None
     try:
+        if central is not None:  # chargers connect from here on; limits wait for the loop
+            await central.start()
         await control.start()
         if control.planner is not None:  # off the control loop's path: its own task
             tasks.append(asyncio.create_task(control.planner.run(stop)))
@@ -140,6 +144,8 @@ async def run_daemon(
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await devices.close()
+            if central is not None:
+                await central.close()
             if cloud is not None:
                 cloud.outbox.conn.close()
             db.conn.close()
