@@ -31,6 +31,7 @@ log = logging.getLogger("hardware_sim")
 
 TICK_S = 0.05  # wall-clock period of the physics task
 METER_UNIT, BMS_UNIT, INVERTER_UNIT, FIRST_CHARGER_UNIT = 1, 2, 3, 10
+MAX_UNIT = 247  # Modbus unit ids run 1..247
 
 
 _KEEP = object()  # "argument not given" for Simulator.set
@@ -99,9 +100,11 @@ class Simulator:
         for i, spec in enumerate(self.spec.chargers):
             if spec.id in ("meter", "bms", "inverter"):
                 raise ValueError(f"chargers[{i}].id: {spec.id!r} is reserved for a device")
+            # Each device answers on its own TCP port (as behind a depot's Modbus gateways),
+            # so charger unit ids may repeat: they wrap instead of running out at 238.
+            unit = FIRST_CHARGER_UNIT + i % (MAX_UNIT - FIRST_CHARGER_UNIT + 1)
             self.devices[spec.id] = ChargerDevice(
-                spec.id, FIRST_CHARGER_UNIT + i, profile(spec.id, charger_profiles[spec.v2g]),
-                self.model)
+                spec.id, unit, profile(spec.id, charger_profiles[spec.v2g]), self.model)
 
     # ---- lifecycle -----------------------------------------------------------------------
     async def __aenter__(self) -> Simulator:

@@ -222,7 +222,7 @@ class ApiContext(Protocol):
 
     @property
     def signals(self) -> Any | None:
-        """agent.energy.signals store (tariffs, caps, schedules, maintenance), when available."""
+        """agent.store.signals store (tariffs, caps, schedules, maintenance), when available."""
 
     @property
     def planner(self) -> Any | None:

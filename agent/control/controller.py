@@ -23,11 +23,11 @@ from agent.control.decision import AllocationInputs, ConnectorDecision, Decision
 from agent.control.sessions import Session, SessionTracker
 from agent.control.v2g import V2gDispatch, V2gOrders
 from agent.model.snapshot import Snapshot
+from allocator.binding import BINDING_NAMES
 from allocator.guidance import Guidance
-from allocator.request import BINDING_NAMES
 
 if TYPE_CHECKING:
-    from agent.energy.signals import Signals
+    from agent.store.signals import Signals
 
 # Hooks the daemon wires in (all optional; each is called once per cycle, must be cheap).
 GuideFn = Callable[[datetime], Guidance | None]  # the horizon plan's current slot
