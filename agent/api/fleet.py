@@ -468,14 +468,17 @@ async def vehicle_schedule(vehicle_id: IdPath, body: VehicleSchedule, request: R
 
 def _window(ctx: ApiContext, start: datetime | None, end: datetime | None) -> tuple[str, str]:
     end = end or ctx.now()
-    start = start or end - timedelta(days=1)
-    if start.tzinfo is None:
-        start = start.replace(tzinfo=UTC)
     if end.tzinfo is None:
         end = end.replace(tzinfo=UTC)
-    if end <= start:
-        raise ApiError("end: must be after start")
-    return iso(start), iso(end)
+    try:  # a date at the edge of the calendar (year 1 or 9999) cannot be shifted or converted
+        start = start or end - timedelta(days=1)
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=UTC)
+        if end <= start:
+            raise ApiError("end: must be after start")
+        return iso(start), iso(end)
+    except OverflowError:
+        raise ApiError("start: the window must lie between the years 1 and 9999 in UTC") from None
 
 
 @router.get("/analytics/energy-usage", tags=["analytics"], summary="Energy delivered by session kind over a window")
