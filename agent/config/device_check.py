@@ -10,13 +10,13 @@ yet, which the daemon survives (the device is offline until it appears).
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from agent.config.settings import AgentSettings
+# `s` below is agent.config.settings.AgentSettings, which calls problems() from its own
+# load(): typed Any so that this module does not import settings back (no import cycle).
 
 
-def problems(s: AgentSettings) -> list[str]:
+def problems(s: Any) -> list[str]:
     from drivers import EndpointError, ProfileError, load_profile, parse_endpoint
 
     found: list[str] = []
@@ -39,7 +39,7 @@ def problems(s: AgentSettings) -> list[str]:
     return found
 
 
-def warnings(s: AgentSettings) -> list[str]:
+def warnings(s: Any) -> list[str]:
     found: list[str] = []
     for i, dev in enumerate(s.devices):
         if (dev.endpoint or "").startswith("rtu://"):
