@@ -400,10 +400,10 @@ def _ocpp_problems(s: AgentSettings) -> list[str]:
         path = getattr(o, key)
         if path is not None and not path.is_file():
             problems.append(f"ocpp.{key}: no such file {path}")
-    if o.upstream is not None and not o.upstream.startswith(("ws://", "wss://")):
-        problems.append("ocpp.upstream: expected ws:// or wss://")
-    if o.upstream is not None:
-        problems.append("ocpp.upstream: local controller mode is not implemented yet")
+    from agent.ocpp.settings import upstream_problems
+
+    problems += upstream_problems(o, [(i, d.ocpp) for i, d in enumerate(s.devices)
+                                      if d.ocpp is not None and d.protocol == "ocpp"])
     return problems
 
 
