@@ -134,6 +134,7 @@ class DeviceView:
     errors: dict[str, int]
     last_error: str | None
     last_ok: str | None  # ISO timestamp of the last good read
+    ocpp: dict[str, Any] | None = None  # OCPP chargers: OcppCharger.describe()
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,10 @@ class ApiContext(Protocol):
         """Active sessions in arrival order."""
 
     def devices(self) -> list[DeviceView]: ...
+
+    def ocpp_log(self, charge_point_id: str, limit: int) -> list[dict[str, Any]]:
+        """The last `limit` OCPP frames of that charge point, oldest first (NotFound if no
+        OCPP charger has this id)."""
 
     def dependencies(self) -> list[DependencyState]: ...
 

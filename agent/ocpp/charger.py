@@ -465,7 +465,6 @@ class OcppCharger:
                  "lastProfile": c.last_profile}
                 for idx, c in self.conns.items()
             ],
-            "traffic": {"callsIn": self.traffic.calls_in, "callsOut": self.traffic.calls_out,
-                        "errors": self.traffic.errors},
+            "traffic": self.traffic.summary(),
             "upstream": self.relay.describe() if self.relay is not None else None,
         }
