@@ -132,6 +132,4 @@ def upstream_problems(o: OcppSettings, devices: list[tuple[int, OcppDeviceSettin
         return problems
     if not o.upstream.startswith(("ws://", "wss://")):
         problems.append("ocpp.upstream: expected ws:// or wss://")
-    if o.relay_stack_level <= 0:
-        problems.append("ocpp.relay_stack_level: must be above the CSMS's stack levels")
     return problems

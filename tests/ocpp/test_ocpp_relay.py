@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import ssl
+import subprocess
 from collections import Counter
+from typing import Any
 
 import pytest
 from fake_csms import FakeCsms
@@ -158,3 +162,51 @@ async def _scenario(st, csms, version):
         given = [json.loads(r)[2]["transactionId"] for r in csms.sent["CP1"]
                  if json.loads(r)[0] == 3 and json.loads(r)[1] in starts]
         assert [s["transactionId"] for s in stops] == given[:len(stops)]
+
+
+def _self_signed(tmp_path, name: str, *, ip: bool) -> tuple:
+    cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    san = ["-addext", "subjectAltName=IP:127.0.0.1"] if ip else []
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", f"/CN={name}", *san, "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+def test_upstream_security_profile_3_client_certificate(tmp_path):
+    """The relay logs in at a wss CSMS that demands a client certificate (profile 3); without
+    one the handshake fails, the agent answers the charger itself and queues its calls."""
+    csms_cert, csms_key = _self_signed(tmp_path, "csms", ip=True)
+    cp_cert, cp_key = _self_signed(tmp_path, "CP1", ip=False)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(str(csms_cert), str(csms_key))
+    server.verify_mode = ssl.CERT_REQUIRED
+    server.load_verify_locations(cafile=str(cp_cert))
+
+    async def run(with_cert: bool) -> tuple[FakeCsms, Any]:
+        csms = FakeCsms(ssl_context=server)
+        await csms.start()
+        cfg: dict = {"upstream_ca_file": csms_cert}
+        if with_cert:
+            cfg.update(upstream_cert_file=cp_cert, upstream_key_file=cp_key)
+        try:
+            async with ocpp_station(tmp_path, STATION, {"CP1": "1.6"}, with_loop=False,
+                                    ocpp={**OCPP, "upstream": csms.url},
+                                    charger_cfg=cfg) as st:
+                relay = st.cs.relays["CP1"]
+                if with_cert:
+                    assert await st.until(lambda: any(
+                        a == "BootNotification" for _, a, _ in csms.calls("CP1")))
+                    assert relay.connected_upstream
+                else:
+                    # The charger still boots (the agent answers) and its boot waits in the queue.
+                    assert await st.until(lambda: st.cps["CP1"].boots == 1)
+                    assert relay.describe()["queued"] >= 1 and not relay.connected_upstream
+                    assert csms.calls("CP1") == []
+                return csms, relay
+        finally:
+            await csms.stop()
+
+    asyncio.run(run(True))
+    asyncio.run(run(False))
