@@ -376,9 +376,9 @@ class SimChargePoint:
         self.store.set(profile)
         return "Accepted"
 
-    def composite(self, connector: int, duration: float, unit: str | None) -> dict | None:
+    def composite(self, connector: int, duration: float, unit: str | None) -> dict:
         now = time.time()
-        periods = []
+        periods: list[dict[str, Any]] = []
         for offset in self.store.change_points(now, duration):
             at = now + offset
             kw = self.store.max_kw(at) if connector == 0 else min(

@@ -36,6 +36,7 @@ class CsmsProfile:
     recurring: bool
 
     def limit_kw(self, now: float, cfg: OcppChargerConfig) -> float | None:
+        rate: float | None
         if self.recurring:
             rate = min(limit for _, limit in self.periods)
         else:
