@@ -81,7 +81,7 @@ async def run_case(n: int, seconds: float, version: str) -> dict[str, Any]:
     from agent.ocpp.charger import OcppCharger
     from agent.ocpp.wiring import attach_ocpp
     from agent.store import connect
-    from bench.simproc import stop
+    from bench.simproc import stop as stop_child
 
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-P", os.path.abspath(__file__), "--child",
@@ -141,7 +141,7 @@ async def run_case(n: int, seconds: float, version: str) -> dict[str, Any]:
             await devices.close()
             await central.close()
     finally:
-        stop(proc)
+        stop_child(proc)
     s = stats.summary()
     return {"charge_points": n, "version": version, "connected": connected,
             "period_ms": PERIOD_S * 1000, "cycles": s["cycles"], "overruns": s["overruns"],
