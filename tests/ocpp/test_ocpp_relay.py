@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import ssl
 import subprocess
@@ -27,8 +28,6 @@ from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 from ocpp_station import ocpp_station
 
-pytestmark = pytest.mark.timeout(180)
-
 STATION = {"stationId": "LC1", "gridCapacity": 60.0, "chargers": [
     {"id": "CP1", "maxPower": 200.0, "connectors": 1, "kind": "dc"},
 ]}  # fmt: skip
@@ -37,7 +36,9 @@ CONTROL = {"headroom_margin_kw": 0.0, "probe_margin_kw": 0.3, "probe_margin_frac
 # Meter values once a minute: the outage then starts with no charger call in flight (a call
 # in flight when the CSMS drops is sent again, which a test of "exactly once" cannot allow).
 OCPP = {"min_interval_s": 0.2, "meter_interval_s": 60}
-OUTAGE_S = 3.0
+# A few seconds in the suite; SEMS_OCPP_OUTAGE_S=60 runs the issue's 60 s outage by hand.
+OUTAGE_S = float(os.environ.get("SEMS_OCPP_OUTAGE_S", "3"))
+pytestmark = pytest.mark.timeout(180 + 2 * OUTAGE_S)
 AGENT_KW = 40.0  # well above the CSMS's 25 kW below, and below the station's 60 kW
 
 
@@ -124,7 +125,7 @@ async def _scenario(st, csms, version):
     assert relay.describe()["queued"] > 0
     await csms.start()  # same port
     assert await st.until(lambda: relay.forwarding and relay.describe()["queued"] == 0,
-                          timeout=60)
+                          timeout=90)
     await cp.unplug(1)  # its stop goes straight through, with the CSMS's transaction id
 
     # ---- what crossed, at both ends ------------------------------------------------------
