@@ -254,11 +254,12 @@ class Relay:
         finally:
             self.link.forwarding = False
 
-    async def _answer_locally(self, item: _Queued) -> None:
+    async def _answer_locally(self, item: _Queued, *, enqueue: bool = True) -> None:
         self.stats.answered_locally += 1
         self.local_answers.add(item.uid)
         self._last_local_tx = None
-        self._enqueue(item)
+        if enqueue:
+            self._enqueue(item)
         await self._observe(item.raw, forwarded=False)
         if item.action == "StartTransaction":
             item.local_tx = self._last_local_tx
@@ -359,14 +360,16 @@ class Relay:
             if not p.answer.done():
                 p.answer.cancel()
         self.pending_up.clear()
+        for p in waiting:  # queued now, ahead of anything the charger sends from here on
+            self._enqueue(p.item)
         if waiting and self.ws is not None:
-            # The charger waits for these: the agent answers and sends them again later.
+            # The charger waits for these: the agent answers, and sends them again later.
             asyncio.get_running_loop().create_task(self._answer_all(waiting))
 
     async def _answer_all(self, waiting: list[_Pending]) -> None:
         for p in waiting:
             with contextlib.suppress(Exception):
-                await self._answer_locally(p.item)
+                await self._answer_locally(p.item, enqueue=False)
 
     async def _replay(self) -> None:
         while self.queue_tx or self.queue_other:
