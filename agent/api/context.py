@@ -134,6 +134,7 @@ class DeviceView:
     errors: dict[str, int]
     last_error: str | None
     last_ok: str | None  # ISO timestamp of the last good read
+    missing: str | None = None  # SunSpec models the profile reads but the device lacks
     ocpp: dict[str, Any] | None = None  # OCPP chargers: OcppCharger.describe()
 
 
@@ -226,7 +227,7 @@ class ApiContext(Protocol):
 
     @property
     def signals(self) -> Any | None:
-        """agent.energy.signals store (tariffs, caps, schedules, maintenance), when available."""
+        """agent.store.signals store (tariffs, caps, schedules, maintenance), when available."""
 
     @property
     def planner(self) -> Any | None:

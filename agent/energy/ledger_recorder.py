@@ -5,7 +5,7 @@ the wall clock passes its end and then:
 - imported/exported kWh from the grid meter's energy counters (the difference across the
   interval, the counter at its start being the last reading before it); when a counter is
   missing at either end, goes backwards or jumps implausibly, from the integrated power;
-- prices the interval with the tariff in force (agent/energy/signals.py, else `[tariff]`), adds the
+- prices the interval with the tariff in force (agent/store/signals.py, else `[tariff]`), adds the
   CO2, the running peak and each session's kWh (charger counters) to today's
   `SavingsLedger` (agent/energy/savings.py) and stores it (`ledger` table, policy "actual");
 - steps the counterfactual (`Counterfactual`, policy "uncontrolled") and stores it too;
@@ -24,16 +24,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from agent.config.settings import AgentSettings, TariffSettings
+from agent.config.settings import AgentSettings
 from agent.energy.planning import SLOT, SLOT_H, Forecasts, slot_start
 from agent.energy.savings import Interval, SavingsLedger, savings, store
+from agent.energy.tariffs import prices_at
 from agent.model.clock import iso
 
 if TYPE_CHECKING:
     import sqlite_utils
 
     from agent.control.decision import Decision
-    from agent.energy.signals import Signals
+    from agent.store.signals import Signals
 
 log = logging.getLogger(__name__)
 
@@ -446,19 +447,6 @@ class LedgerRecorder:
             "baselineCostEur": round(cmp["baselineCost"], 3),
             "savingsEur": round(cmp["savingsEur"], 3),
         }
-
-
-def prices_at(tariff: TariffSettings, signals: Signals | None, t: datetime) -> tuple[float, float, float]:
-    """(import EUR/kWh, export EUR/kWh, gCO2/kWh) in force at `t`: the cloud's tariff and
-    carbon signals where they cover `t`, else the `[tariff]` defaults. The one price lookup
-    of the agent: the ledger's intervals and each session's cost (agent.control.sessions) use it."""
-    price = signals.price_at(t) if signals is not None else None
-    carbon = signals.carbon_at(t) if signals is not None else None
-    return (
-        price.import_eur_kwh if price else tariff.import_eur_kwh,
-        price.export_eur_kwh if price else tariff.export_eur_kwh,
-        carbon if carbon is not None else tariff.carbon_g_kwh,
-    )
 
 
 def _interval(ledger: SavingsLedger, t_h: float) -> Interval:

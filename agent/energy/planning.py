@@ -3,7 +3,7 @@
 `PlannerTask.run(stop)` re-plans every `planner.replan_s` of wall time and soon after an
 event: a session started or stopped (`notice`, fed by the control loop each cycle), or a
 tariff, carbon forecast, power cap, vehicle schedule, maintenance window or optimisation
-request arriving in `agent/energy/signals.py` (polled every `planner.signal_poll_s`). The request
+request arriving in `agent/store/signals.py` (polled every `planner.signal_poll_s`). The request
 is built on the event loop (cheap reads) and the LP solved in a worker thread
 (`asyncio.to_thread`), so the control loop never waits for HiGHS.
 
@@ -35,6 +35,7 @@ import numpy as np
 
 from agent.config.settings import AgentSettings
 from agent.control.v2g import CHARGING_EFFICIENCY  # charger kWh -> vehicle battery kWh
+from agent.energy.tariffs import prices_at
 from agent.model.clock import Clock
 from agent.model.snapshot import BatteryState
 from allocator.forecast import WeekdayProfile
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from agent.control.decision import Decision
     from agent.control.sessions import Session
     from agent.control.v2g import V2gDispatch
-    from agent.energy.signals import Signals
+    from agent.store.signals import Signals
     from allocator.planner import Plan, PlanRequest
 
 log = logging.getLogger(__name__)
@@ -315,7 +316,6 @@ class PlannerTask:
         starts = [first_start + i * SLOT for i in range(n)]
         mids = [now + timedelta(hours=first_h / 2)] + [t + SLOT / 2 for t in starts[1:]]
 
-        from agent.energy.ledger_recorder import prices_at  # it imports this module
 
         tariff = s.tariff
         priced = [prices_at(tariff, self.signals, t) for t in mids]
@@ -364,7 +364,7 @@ class PlannerTask:
         """Tightest demand-response cap overlapping each slot."""
         if self.signals is None:
             return None
-        from agent.energy.signals import PowerCap
+        from agent.store.signals import PowerCap
 
         caps = []
         for (data,) in self.signals.conn.execute(

@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from agent.config.ocpp import OcppChargerConfig, OcppSettings
 from agent.ocpp import profiles
 from agent.ocpp.link import Link, Traffic
 from agent.ocpp.merge import CsmsProfiles
 from agent.ocpp.rates import from_rate, pick_unit, to_rate
-from agent.ocpp.settings import OcppChargerConfig, OcppSettings
 from drivers.device import DeviceError
 from drivers.devices import ChargerReading, ConnectorReading
 from drivers.health import Health, HealthTracker

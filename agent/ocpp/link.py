@@ -11,10 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    from agent.ocpp.charger import OcppCharger
+from typing import Any, Protocol
 
 LOG_LEN = 200  # messages kept per charger for `sems ocpp log`
 
@@ -64,7 +61,6 @@ class TracedMixin:
     """Mixed into the library's ChargePoint: logs raw traffic and times the agent's calls."""
 
     traffic: Traffic
-    charger: OcppCharger
     timeout_s: float
 
     async def route_message(self, raw_msg: str) -> None:

@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+from agent.config.ocpp import OcppChargerConfig
 from agent.ocpp.profiles import limit_at
 from agent.ocpp.rates import from_rate
-from agent.ocpp.settings import OcppChargerConfig
 
 MAX_PURPOSES = ("ChargePointMaxProfile", "ChargingStationMaxProfile")
 

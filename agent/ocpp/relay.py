@@ -52,8 +52,8 @@ from agent.ocpp.link201 import Link201
 from agent.ocpp.merge import parse_set_profile
 
 if TYPE_CHECKING:
+    from agent.config.ocpp import OcppSettings
     from agent.ocpp.charger import OcppCharger
-    from agent.ocpp.settings import OcppSettings
 
 log = logging.getLogger(__name__)
 

@@ -21,12 +21,12 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from agent.config.ocpp import OcppSettings
 from agent.config.secrets import read_secret
 from agent.ocpp.charger import OcppCharger
 from agent.ocpp.link16 import Link16
 from agent.ocpp.link201 import Link201
 from agent.ocpp.relay import Relay
-from agent.ocpp.settings import OcppSettings
 
 log = logging.getLogger(__name__)
 

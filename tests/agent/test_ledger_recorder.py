@@ -15,9 +15,9 @@ from cycle_helpers import Station, settings
 
 from agent.energy.ledger_recorder import LedgerRecorder
 from agent.energy.planning import Forecasts
-from agent.energy.signals import PriceSlot, Signals, Tariff
 from agent.model.clock import ManualClock
 from agent.model.snapshot import BatteryState
+from agent.store.signals import PriceSlot, Signals, Tariff
 from agent.uplink.messages import Savings
 
 CP1_1, CP2_1 = ("CP1", 1), ("CP2", 1)

@@ -12,9 +12,9 @@ import pytest
 from cycle_helpers import Station, settings
 
 from agent.energy.planning import PlannerTask
-from agent.energy.signals import PowerCap, PriceSlot, Signals, Tariff, VehicleSchedule
 from agent.model.clock import ManualClock, RealClock
 from agent.model.snapshot import BatteryState
+from agent.store.signals import PowerCap, PriceSlot, Signals, Tariff, VehicleSchedule
 
 CP1_1, CP2_1 = ("CP1", 1), ("CP2", 1)
 BATTERY = {"inverter": "inv", "bms": "bms", "max_charge_kw": 40, "max_discharge_kw": 40,

@@ -14,6 +14,7 @@ from hardware_sim.ocpp_chargepoint import SimChargePoint
 from hardware_sim.simulator import Simulator
 from sim_agent import agent_config
 
+from agent.config.ocpp import OcppChargerConfig, OcppSettings
 from agent.config.settings import AgentSettings
 from agent.control.devices import StationDevices
 from agent.control.loop import Controller, ControlLoop
@@ -21,7 +22,6 @@ from agent.control.sessions import SessionTracker
 from agent.model.clock import RealClock
 from agent.ocpp.charger import OcppCharger
 from agent.ocpp.server import CentralSystem
-from agent.ocpp.settings import OcppChargerConfig, OcppSettings
 from agent.ocpp.wiring import swap_in
 from agent.store import connect
 

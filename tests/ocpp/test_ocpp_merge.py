@@ -3,8 +3,8 @@ a connector by OCPP's precedence, replacement and clearing, in kW from W or A.""
 
 from __future__ import annotations
 
+from agent.config.ocpp import OcppChargerConfig
 from agent.ocpp.merge import CsmsProfiles, parse_set_profile
-from agent.ocpp.settings import OcppChargerConfig
 
 CFG = OcppChargerConfig(charge_point_id="CP1", connectors=2, max_power_kw=50.0, phases=3)
 T0 = 1_700_000_000.0
