@@ -24,8 +24,8 @@ from drivers import sunspec
 from drivers.codec import CodecError, decode, decode_raw, encode, sunspec_not_implemented
 from drivers.health import Health, HealthTracker
 from drivers.plan import Block, Slot, plan_blocks
-from drivers.sunspec_resolve import missing_text, place
 from drivers.profile import Point, Profile
+from drivers.sunspec_resolve import missing_text, place
 from drivers.transport import Bus, TransportError
 
 log = logging.getLogger(__name__)

@@ -9,14 +9,24 @@ setting to change and to what.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from drivers.device import NotSupported
 from drivers.profile import Profile
 from drivers.units import to_kw
 
-if TYPE_CHECKING:
-    from drivers.devices import Charger
+
+class Charger(Protocol):
+    """What the check needs of a charger (drivers.devices.Charger, which calls this module:
+    a protocol rather than an import keeps the two free of a cycle)."""
+
+    name: str
+    profile: Profile
+    connectors: int
+
+    async def read_values(self) -> dict[Any, Any]: ...
+
+    def _conn_profile(self, idx: int | None) -> Profile: ...
 
 # How the vendor calls the setting, where to change it (shown to the installer).
 SETTING_NAMES = {

@@ -10,19 +10,14 @@ of a limit the device may change under us.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from drivers.device import NotSupported
-
-if TYPE_CHECKING:
-    from drivers.devices import Inverter
+from drivers.device import ModbusDevice, NotSupported
 
 WSET_MODE_WATTS = 1
 STORCTL_CHARGE = 1 << 0
 STORCTL_DISCHARGE = 1 << 1
 
 
-async def set_battery_setpoint(inv: Inverter, kw: float) -> None:
+async def set_battery_setpoint(inv: ModbusDevice, kw: float) -> None:
     """Battery power setpoint in kW (> 0 discharges) on a SunSpec inverter."""
     targets = await inv._prepare()
     if "der_power_set" in targets:

@@ -141,7 +141,7 @@ class SunSpecImage:
             else:
                 target.cvalue = scaled
                 lo, hi = _RANGE.get(target.pdef["type"], (None, None))
-                if lo is not None and target.value is not None:
+                if lo is not None and hi is not None and target.value is not None:
                     # saturate, as a real device does, rather than wrap round
                     target.value = min(hi, max(lo, int(target.value)))
         self._words = self._layout()

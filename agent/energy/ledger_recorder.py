@@ -112,14 +112,15 @@ class Counterfactual:
         given: dict[str, float] = {}
         if want:
             st = self.s.station
+            idx, connectors = _connector_slots(want, {c.id: c.connectors for c in st.chargers})
             result = allocate_reference({
                 "gridCapacity": st.grid_capacity_kw,
                 "baseLoad": max(0.0, base_kw),
                 "pvPower": max(0.0, pv_kw),
-                "chargers": [{"id": c.id, "maxPower": c.max_power_kw, "connectors": c.connectors}
-                             for c in st.chargers],
+                "chargers": [{"id": c.id, "maxPower": c.max_power_kw,
+                              "connectors": connectors[c.id]} for c in st.chargers],
                 "sessions": [{"sessionId": sid,
-                              "connectorId": {"chargerId": sh.charger_id, "idx": sh.idx},
+                              "connectorId": {"chargerId": sh.charger_id, "idx": idx[sid]},
                               "vehicleMaxPower": kw} for sid, sh, kw in want],
             })  # fmt: skip
             for sid, sh, _ in want:
@@ -131,6 +132,31 @@ class Counterfactual:
             if sh.delivered_kwh >= sh.target_kwh - 1e-6:
                 del self.sessions[sid]
         return given
+
+
+def _connector_slots(want: list[tuple[str, _Shadow, float]], configured: dict[str, int],
+                     ) -> tuple[dict[str, int], dict[str, int]]:
+    """Connector index of each counterfactual session, and connectors per charger.
+
+    Without sems-edge an EV would charge slower, so its counterfactual session can still
+    be open when the real EV has left and the next one is plugged into the same connector
+    (back-to-back sessions). Both then charge in the counterfactual: the one whose real EV
+    left moves to a connector beyond the charger's own, sharing the charger's power as a
+    second EV on it would. (Reusing the index made the allocator refuse the request:
+    "connector DC1#2 is already used".)"""
+    idx: dict[str, int] = {}
+    taken: dict[tuple[str, int], str] = {}
+    # Live sessions keep their real connector; ended ones yield it.
+    for sid, sh, _ in sorted(want, key=lambda w: w[1].ended):
+        i = sh.idx
+        while (sh.charger_id, i) in taken:
+            i = max(configured.get(sh.charger_id, 1), i) + 1
+        taken[(sh.charger_id, i)] = sid
+        idx[sid] = i
+    connectors = dict(configured)
+    for (cid, i) in taken:
+        connectors[cid] = max(connectors.get(cid, 1), i)
+    return idx, connectors
 
 
 class LedgerRecorder:
