@@ -135,6 +135,7 @@ class DeviceView:
     last_error: str | None
     last_ok: str | None  # ISO timestamp of the last good read
     missing: str | None = None  # SunSpec models the profile reads but the device lacks
+    ocpp: dict[str, Any] | None = None  # OCPP chargers: OcppCharger.describe()
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,10 @@ class ApiContext(Protocol):
         """Active sessions in arrival order."""
 
     def devices(self) -> list[DeviceView]: ...
+
+    def ocpp_log(self, charge_point_id: str, limit: int) -> list[dict[str, Any]]:
+        """The last `limit` OCPP frames of that charge point, oldest first (NotFound if no
+        OCPP charger has this id)."""
 
     def dependencies(self) -> list[DependencyState]: ...
 

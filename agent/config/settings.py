@@ -28,7 +28,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from agent.config import device_check
 from agent.config.api import ApiServerSettings
 from agent.config.mqtt import STATION_ID_PATTERN, MqttSettings
-from agent.config.ocpp import OcppDeviceSettings, OcppSettings
+from agent.config.ocpp import OcppDeviceSettings, OcppSettings, upstream_problems
 from agent.config.v2g import V2gSettings
 
 DEFAULT_PATH = Path("/etc/sems/agent.toml")
@@ -413,10 +413,8 @@ def _ocpp_problems(s: AgentSettings) -> list[str]:
         path = getattr(o, key)
         if path is not None and not path.is_file():
             problems.append(f"ocpp.{key}: no such file {path}")
-    if o.upstream is not None and not o.upstream.startswith(("ws://", "wss://")):
-        problems.append("ocpp.upstream: expected ws:// or wss://")
-    if o.upstream is not None:
-        problems.append("ocpp.upstream: local controller mode is not implemented yet")
+    problems += upstream_problems(o, [(i, d.ocpp) for i, d in enumerate(s.devices)
+                                      if d.ocpp is not None and d.protocol == "ocpp"])
     return problems
 
 

@@ -20,6 +20,7 @@ from agent.api.context import (
     DependencyState,
     DeviceView,
     NewSession,
+    NotFound,
     NotSupported,
     SessionView,
     StationView,
@@ -190,13 +191,27 @@ class DaemonContext:
             endpoint = dev.endpoint
             if endpoint.startswith("rtu://"):
                 endpoint += f"@{dev.baudrate}"
+            endpoint = f"{endpoint}#{dev.unit_id}"
+            describe = getattr(self.loop.devices.by_name.get(dev.name), "describe", None)
+            ocpp = describe() if dev.protocol == "ocpp" and describe is not None else None
+            if ocpp is not None:
+                endpoint = f"ocpp://{ocpp['chargePointId']}"
             out.append(DeviceView(
-                name=dev.name, kind=dev.kind, endpoint=f"{endpoint}#{dev.unit_id}", state=state,
+                name=dev.name, kind=dev.kind, endpoint=endpoint, state=state,
                 latency_ms_p50=h.latency_p50_ms, latency_ms_p99=h.latency_p99_ms,
                 errors=dict(h.errors), last_error=h.last_error,
                 last_ok=_iso_ts(h.last_ok_ts), missing=getattr(h, "missing", "") or None,
+                ocpp=ocpp,
             ))  # fmt: skip
         return out
+
+    def ocpp_log(self, charge_point_id: str, limit: int) -> list[dict[str, Any]]:
+        for dev in self.loop.devices.by_name.values():
+            cfg = getattr(dev, "cfg", None)
+            traffic = getattr(dev, "traffic", None)
+            if traffic is not None and getattr(cfg, "charge_point_id", None) == charge_point_id:
+                return traffic.tail(limit)  # type: ignore[no-any-return]
+        raise NotFound(f"no OCPP charger {charge_point_id!r}")
 
     def dependencies(self) -> list[DependencyState]:
         deps = []

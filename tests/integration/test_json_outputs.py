@@ -91,6 +91,16 @@ def _every_command(tmp_path: Path, ready: dict) -> None:
                            "--out", str(tmp_path / "day.html")),
             "demo": sems("demo", "--seconds", "3", "--no-broker", "--time-factor", "60"),
         }
+        # No OCPP charger on this station: the agent answers "unknown charge point", and the
+        # command prints one line on stderr and nothing on stdout (still clean for a script).
+        ocpp = subprocess.run([*SEMS, "ocpp", "log", "CP1", "--json"], capture_output=True,
+                              text=True, env=env, timeout=60, cwd=REPO)  # fmt: skip
+        if ocpp.returncode == 0:
+            covered["ocpp"] = json.loads(ocpp.stdout)
+        else:
+            assert ocpp.returncode == 1 and ocpp.stdout == "", ocpp
+            assert ocpp.stderr.count("\n") == 1 and "Traceback" not in ocpp.stderr
+            covered["ocpp"] = None
         assert covered["allocate"]["allocations"]
         assert covered["status"]["station_id"] == "STATION-1"
         assert covered["scan"]["found"][0]["unit"] == 1
