@@ -15,6 +15,14 @@ being floor(0.6 V I) of them. An AC session draws on its charger's first k condu
 EV's phases, at most the charger's), which the charger's phaseRotation maps to grid phases; a
 DC charger draws balanced on all three.
 
+Resolution. Under a tree (a circuit or a charger current limit), levels are found in 1/10,000
+of a step (1 mW) and each allocation is rounded down to its step only at the end: a limit whose
+sessions were rounded down must not push the shares under the next limit off by more than the
+step (a 1-phase EV weighs three times a 3-phase one on its phase). Every allocation is then
+within 0.01 kW of the exact max-min fair share and still never over a limit. There, any power
+or current above 10 GW counts as 10 GW, so integer sums stay within 64 bits in the kernel.
+Stations with kW limits only keep whole-step levels (the results they always had).
+
 Limits. Every limit is linear, sum(weight[i] * x[i]) <= capacity over the sessions it holds:
 - each charger: its maxPower (weight 1), and with maxCurrent one limit per grid phase;
 - each circuit, over every session below it (sub-circuits included): maxPower - basePower
@@ -62,6 +70,8 @@ from typing import Any
 from allocator.request import Request, Session, parse_request, result_dict
 
 STEPS_PER_KW = 100  # results are exact to 0.01 kW
+FINE = 10_000  # level resolution under a tree, per step
+HUGE = 10**9  # steps (10 GW): under a tree, anything larger counts as this
 _SNAP = 1e-6  # a value this close to a whole step is that step (decimal input read as binary)
 
 
@@ -75,9 +85,20 @@ def steps_up(kw: float) -> int:
     return math.ceil(kw * STEPS_PER_KW - _SNAP)
 
 
-def sixths_down(amps: float, voltage: float) -> int:
-    """A current limit in A to whole sixths (see Currents above), rounding down."""
-    return math.floor(amps * 0.6 * voltage + _SNAP)
+def sixths_down(amps: float, voltage: float) -> int | None:
+    """A current limit in A to whole sixths of a fine step (Currents, Resolution above),
+    rounding down; None above 10 GW's worth (no limit)."""
+    sixths = amps * 0.6 * voltage
+    if sixths >= 6 * HUGE:
+        return None
+    return max(math.floor(sixths * FINE + _SNAP), 0)
+
+
+def fine(steps: int, resolution: int) -> int | None:
+    """A power limit in steps at the level resolution; None above 10 GW under a tree."""
+    if resolution == 1:
+        return max(steps, 0)
+    return None if steps >= HUGE else max(steps, 0) * resolution
 
 
 @dataclass
@@ -89,28 +110,30 @@ class Limit:
     weights: dict[int, int] = field(default_factory=dict)  # session -> weight
 
 
-def build_limits(req: Request, ev_budget: int) -> list[list[Limit]]:
-    """The limits, in groups (a charger's, a circuit's, the station's), in rank order."""
+def build_limits(req: Request, ev_budget: int, resolution: int) -> list[list[Limit]]:
+    """The limits, in groups (a charger's, a circuit's, the station's), in rank order, with
+    capacities at the level resolution."""
     sessions = req.sessions
     phases = [req.conductors(s) for s in sessions]
     sixths = [6 // len(p) for p in phases]  # a session's weight on each phase it draws on
 
-    def group(members: list[int], max_power: int | None, max_current: list[int] | None,
+    def group(members: list[int], max_power: int | None, max_current: list[int | None] | None,
               binding: str, circuit: int = -1) -> list[Limit]:
         limits = []
         if max_power is not None:
-            limits.append(Limit(binding, circuit, max(max_power, 0), {i: 1 for i in members}))
-        if max_current is not None:
-            for p in range(3):
+            limits.append(Limit(binding, circuit, max_power, {i: 1 for i in members}))
+        for p in range(3 if max_current is not None else 0):
+            capacity = max_current[p]
+            if capacity is not None:
                 weights = {i: sixths[i] for i in members if p in phases[i]}
-                limits.append(Limit(binding, circuit, max(max_current[p], 0), weights))
+                limits.append(Limit(binding, circuit, capacity, weights))
         return limits
 
     groups = []
     for j, c in enumerate(req.chargers):
         members = [i for i, s in enumerate(sessions) if s.charger_index == j]
         current = None if c.max_current is None else [sixths_down(c.max_current, req.voltage)] * 3
-        groups.append(group(members, steps_down(c.max_power), current, "charger"))
+        groups.append(group(members, fine(steps_down(c.max_power), resolution), current, "charger"))
 
     def depth(k: int) -> int:
         parent = req.circuits[k].parent_index
@@ -125,11 +148,12 @@ def build_limits(req: Request, ev_budget: int) -> list[list[Limit]]:
     for k in sorted(range(len(req.circuits)), key=lambda k: (-depth(k), k)):
         c = req.circuits[k]
         members = [i for i, s in enumerate(sessions) if under(k, s)]
-        power = None if c.max_power is None else steps_down(c.max_power) - steps_up(c.base_power)
+        power = (None if c.max_power is None
+                 else fine(steps_down(c.max_power) - steps_up(c.base_power), resolution))
         current = (None if c.max_current is None
                    else [sixths_down(c.max_current - c.base_current[p], req.voltage) for p in range(3)])
         groups.append(group(members, power, current, "circuit", k))
-    groups.append(group(list(range(len(sessions))), ev_budget, None, "station"))
+    groups.append(group(list(range(len(sessions))), fine(ev_budget, resolution), None, "station"))
     return groups
 
 
@@ -171,14 +195,18 @@ def allocate_request(req: Request) -> dict[str, Any]:
     available_discharge = (steps_down(battery.max_discharge_power)
                            if battery and battery.soc > battery.min_soc else 0)
     ev_budget = max(grid - base + pv + available_discharge, 0)
-    groups = build_limits(req, ev_budget)
+    resolution = FINE if req.limits_current else 1
+    groups = build_limits(req, ev_budget, resolution)
     charger_groups = groups[:len(req.chargers)]
 
-    # Rule 2: ceilings, minimums and who pauses.
+    # Rule 2: ceilings, minimums and who pauses (at the level resolution).
     vehicle = [steps_down(s.vehicle_max_power) for s in sessions]
     cap = [None if s.power_cap is None else steps_down(s.power_cap) for s in sessions]
     ceiling = [v if c is None else min(v, c) for v, c in zip(vehicle, cap, strict=True)]
     minimum = [steps_up(s.min_power) if ceiling[i] > 0 else 0 for i, s in enumerate(sessions)]
+    if resolution > 1:
+        ceiling = [min(c, HUGE) * resolution for c in ceiling]
+        minimum = [m * resolution for m in minimum]
     pause_order = sorted(range(n), key=lambda i: (sessions[i].priority, -i))
 
     paused = {i for i, s in enumerate(sessions)
@@ -224,7 +252,7 @@ def allocate_request(req: Request) -> dict[str, Any]:
         if i in paused:
             continue
         x = frozen.get(i, ceiling[i])
-        allocation[i] = x
+        allocation[i] = x // resolution  # rounded down to its step
         if x >= ceiling[i]:  # Rule 4
             own_cap = cap[i]
             binding[i] = "cap" if own_cap is not None and own_cap < vehicle[i] else "vehicle"

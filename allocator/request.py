@@ -403,6 +403,21 @@ def load_into(request: Request, arrays: StationArrays) -> None:
     )
     arrays.n_chargers = len(request.chargers)
     arrays.charger_max[: arrays.n_chargers] = [c.max_power for c in request.chargers]
+    arrays.tree = request.limits_current
+    if arrays.tree:
+        arrays.voltage = request.voltage
+        arrays.n_circuits = len(request.circuits)
+        for k, c in enumerate(request.circuits):
+            arrays.set_circuit(k, parent=-1 if c.parent_index is None else c.parent_index,
+                               max_power=math.inf if c.max_power is None else c.max_power,
+                               max_current=math.inf if c.max_current is None else c.max_current,
+                               base_power=c.base_power, base_current=c.base_current)
+        for j, ch in enumerate(request.chargers):
+            arrays.set_charger(j, ch.max_power,
+                               circuit=-1 if ch.circuit_index is None else ch.circuit_index,
+                               phases=ch.phases, rotation=ch.rotation,
+                               max_current=math.inf if ch.max_current is None else ch.max_current,
+                               dc=ch.dc)
     n = len(request.sessions)
     arrays.n_sessions = n
     if n:
@@ -413,6 +428,7 @@ def load_into(request: Request, arrays: StationArrays) -> None:
         arrays.power_cap[:n] = [math.inf if s.power_cap is None else s.power_cap for s in sessions]
         arrays.min_power[:n] = [s.min_power for s in sessions]
         arrays.priority[:n] = [s.priority for s in sessions]
+        arrays.session_phases[:n] = [s.phases or 0 for s in sessions]
 
 
 def session_currents(request: Request, allocations: list[float]) -> list[list[float]]:
