@@ -80,25 +80,24 @@ class StationArrays:
         self.tree = False
         self.station = np.zeros(kernel.STATION_FIELDS)
         self.station[kernel.VOLTAGE] = 230.0
+        self._charger_f = np.zeros((2, max_chargers))  # kW, A per phase (inf: none)
+        self.charger_max = self._charger_f[0]
+        self.charger_current = self._charger_f[1]
+        self.charger_current[:] = math.inf
         self.charger_i = np.zeros((tree_kernel.CHARGER_I_ROWS, max_chargers), dtype=np.int64)
         self.charger_i[tree_kernel.CHARGER_CIRCUIT] = -1
         self.charger_i[tree_kernel.CHARGER_PHASES] = 3
         for q in range(3):
             self.charger_i[tree_kernel.ROTATION + q] = q
-        self.charger_current = np.full(max_chargers, math.inf)
         self.circuit_f = np.zeros((tree_kernel.CIRCUIT_F_ROWS, max_circuits))
         self.circuit_f[tree_kernel.CIRCUIT_MAX_POWER] = math.inf
         self.circuit_f[tree_kernel.CIRCUIT_MAX_CURRENT] = math.inf
         self.circuit_parent = np.full(max_circuits, -1, dtype=np.int64)
-        self.binding_circuit = np.full(max_sessions, -1, dtype=np.int64)
         depth = max(max_circuits - 1, 0) if max_depth is None else max_depth
-        pairs = tree_kernel.membership_count(max_sessions, depth)
-        self._pairs = np.zeros((4, pairs), dtype=np.int64)
-        self._scratch_ts = np.zeros((tree_kernel.SCRATCH_SESSION_ROWS, max_sessions + 1), dtype=np.int64)
-        self._scratch_tl = np.zeros((tree_kernel.SCRATCH_LIMIT_ROWS,
-                                     tree_kernel.limit_count(max_chargers, max_circuits) + 1), dtype=np.int64)
-        self._scratch_tc = np.zeros((tree_kernel.SCRATCH_CIRCUIT_ROWS, max_circuits + 2), dtype=np.int64)
-        self.charger_max = np.zeros(max_chargers)
+        self._work = np.zeros(tree_kernel.work_size(max_chargers, max_sessions, max_circuits, depth),
+                              dtype=np.int64)
+        self.binding_circuit = self._work[:max_sessions]  # output of the tree kernel
+        self.binding_circuit[:] = -1
         self._session_f = np.zeros((kernel.SESSION_F_ROWS, max_sessions))
         self._session_i = np.zeros((kernel.SESSION_I_ROWS, max_sessions), dtype=np.int64)
         self.vehicle_max = self._session_f[kernel.VEHICLE_MAX]
@@ -212,12 +211,10 @@ class StationArrays:
     def _solve_tree(self) -> None:
         if not 0 <= self.n_circuits <= self.max_circuits:
             raise ValueError(f"n_circuits={self.n_circuits} exceeds capacity {self.max_circuits}")
-        pairs = self._pairs
         status = tree_kernel.solve_tree(
-            self.station, self.n_chargers, self.charger_max, self.charger_i, self.charger_current,
-            self.n_circuits, self.circuit_f, self.circuit_parent, self.n_sessions, self._session_f,
-            self._session_i, self.allocation, self.binding, self.binding_circuit, self._scratch_ts,
-            self._scratch_tl, self._scratch_tc, pairs[0], pairs[1], pairs[2], pairs[3])
+            self.station, self.n_chargers, self._charger_f, self.charger_i, self.n_circuits,
+            self.circuit_f, self.circuit_parent, self.n_sessions, self._session_f, self._session_i,
+            self.allocation, self.binding, self._work)
         if status == tree_kernel.BAD_CHARGER_INDEX:
             raise ValueError(f"session_charger: an index is outside 0..{self.n_chargers - 1}")
         if status == tree_kernel.BAD_CIRCUIT:

@@ -64,7 +64,7 @@ CHARGER_I_ROWS = 6
 CIRCUIT_MAX_POWER, CIRCUIT_MAX_CURRENT, CIRCUIT_BASE_POWER, CIRCUIT_BASE_CURRENT = 0, 1, 2, 3
 CIRCUIT_F_ROWS = 6
 
-SCRATCH_SESSION_ROWS = 10
+SCRATCH_SESSION_ROWS = 11  # the first is the binding_circuit output
 SCRATCH_LIMIT_ROWS = 10
 SCRATCH_CIRCUIT_ROWS = 3
 BAD_CHARGER_INDEX, BAD_CIRCUIT, TOO_MANY_LIMITS = 1, 2, 3
@@ -102,7 +102,8 @@ def _fine(steps):  # noqa: ANN001
 def _limit_level(L, lim_mem, lim_w, lim_end, start, fixed, level0, capacity,  # noqa: ANN001
                  low, high, frozen, value):
     """The highest whole level at which limit L holds (NO_LIMIT: it never fills), from level0
-    where it holds. Frozen sessions leave L's slice for good: their weight moves into fixed[L]."""
+    where it holds. Frozen sessions and sessions at their ceiling leave L's slice for good
+    (levels only rise): their weight moves into fixed[L]."""
     level = level0
     end = lim_end[L]
     while True:
@@ -117,16 +118,16 @@ def _limit_level(L, lim_mem, lim_w, lim_end, start, fixed, level0, capacity,  # 
                 fixed[L] += w * value[i]
                 fill += w * value[i]
                 continue
-            # A session at its ceiling stays in the slice: another limit may still freeze it
-            # lower, which would unload this one.
+            h = high[i]
+            if level >= h:  # leaves at its ceiling; solve_tree corrects fixed[L] if another
+                fixed[L] += w * h  # limit freezes it lower later
+                fill += w * h
+                continue
             lim_mem[kept] = i
             lim_w[kept] = w
             kept += 1
-            h = high[i]
             lo = low[i]
-            if level >= h:
-                fill += w * h
-            elif level < lo:
+            if level < lo:
                 fill += w * lo
                 if lo < next_low:
                     next_low = lo
@@ -151,21 +152,45 @@ def _clamp(t, lo, hi):  # noqa: ANN001
     return max(lo, min(t, hi))
 
 
-@njit(cache=True)
-def solve_tree(station, n_chargers, charger_max, charger_i, charger_current,  # noqa: ANN001, C901
-               n_circuits, circuit_f, circuit_parent, n_sessions, session_f, session_i,
-               allocation, binding, binding_circuit, scratch_s, scratch_l, scratch_c,
-               sess_lim, sess_w, lim_mem, lim_w):
-    """Allocate one cycle under the tree. Inputs as `kernel.solve`, plus:
+def work_size(max_chargers: int, max_sessions: int, max_circuits: int, max_depth: int) -> int:
+    """Length of the one int64 scratch array (its first max_sessions + 1 cells are the
+    binding_circuit output)."""
+    return (SCRATCH_SESSION_ROWS * (max_sessions + 1)
+            + SCRATCH_LIMIT_ROWS * (limit_count(max_chargers, max_circuits) + 1)
+            + SCRATCH_CIRCUIT_ROWS * (max_circuits + 2)
+            + 4 * membership_count(max_sessions, max_depth))
 
-    charger_i: int64[CHARGER_I_ROWS, >= n_chargers]; charger_current: float64 A (inf: none)
+
+@njit(cache=True)
+def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,  # noqa: ANN001, C901
+               circuit_parent, n_sessions, session_f, session_i, allocation, binding, work):
+    """Allocate one cycle under the tree. Inputs and outputs as `kernel.solve`, plus:
+
+    charger_f: float64[2, >= n_chargers] kW, A per phase (inf: none)
+    charger_i: int64[CHARGER_I_ROWS, >= n_chargers]
     circuit_f: float64[CIRCUIT_F_ROWS, >= n_circuits]; circuit_parent: int64 (-1: root)
-    binding_circuit: int64[>= n_sessions] out, the circuit index for binding CIRCUIT, else -1
-    scratch_s: int64[SCRATCH_SESSION_ROWS, >= n_sessions + 1]
-    scratch_l: int64[SCRATCH_LIMIT_ROWS, >= limit_count + 1]
-    scratch_c: int64[SCRATCH_CIRCUIT_ROWS, >= n_circuits + 1]
-    sess_lim, sess_w, lim_mem, lim_w: int64[>= membership_count]
+    work: int64[work_size(...)], sized from the arrays' second dimensions; its first cells are
+    the binding_circuit output: the circuit index for binding CIRCUIT, else -1.
+    Few arguments on purpose: numba's dispatch costs per argument.
     """
+    ms = session_f.shape[1] + 1
+    nl = 4 * (charger_i.shape[1] + circuit_f.shape[1]) + 2
+    nk = circuit_f.shape[1] + 2
+    binding_circuit = work[0:ms]
+    at = ms
+    scratch_s = work[at:at + (SCRATCH_SESSION_ROWS - 1) * ms].reshape((SCRATCH_SESSION_ROWS - 1, ms))
+    at += (SCRATCH_SESSION_ROWS - 1) * ms
+    scratch_l = work[at:at + SCRATCH_LIMIT_ROWS * nl].reshape((SCRATCH_LIMIT_ROWS, nl))
+    at += SCRATCH_LIMIT_ROWS * nl
+    scratch_c = work[at:at + SCRATCH_CIRCUIT_ROWS * nk].reshape((SCRATCH_CIRCUIT_ROWS, nk))
+    at += SCRATCH_CIRCUIT_ROWS * nk
+    pairs = (work.shape[0] - at) // 4
+    sess_lim = work[at:at + pairs]
+    sess_w = work[at + pairs:at + 2 * pairs]
+    lim_mem = work[at + 2 * pairs:at + 3 * pairs]
+    lim_w = work[at + 3 * pairs:at + 4 * pairs]
+    charger_max = charger_f[0]
+    charger_current = charger_f[1]
     n = n_sessions
     voltage = station[VOLTAGE]
     charger_of = session_i[CHARGER_INDEX]
@@ -416,9 +441,13 @@ def solve_tree(station, n_chargers, charger_max, charger_i, charger_current,  # 
             if frozen[i] or first[i] == -1 or not exact[first[i]]:
                 continue
             frozen[i] = 1
-            value[i] = _clamp(least[i], low[i], ceiling[i])
+            x = _clamp(least[i], low[i], ceiling[i])
+            value[i] = x
             for e in range(sess_off[i], sess_off[i + 1]):
-                dirty[sess_lim[e]] = 1
+                L = sess_lim[e]
+                dirty[L] = 1
+                if is_open[L] and level[L] >= ceiling[i] and x < ceiling[i]:
+                    fixed[L] -= sess_w[e] * (ceiling[i] - x)  # it left L at its ceiling
 
     ev_total = 0
     for i in range(n):
