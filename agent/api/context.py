@@ -85,7 +85,7 @@ class SessionView:
     started_at: str = ""
     energy_kwh: float = 0.0
     cost_eur: float = 0.0  # energy so far at the import price in force as it was delivered
-    binding: str | None = None  # which limit stopped it: vehicle, cap, charger, station, minimum
+    binding: str | None = None  # which limit stopped it: vehicle, cap, charger, station, minimum, circuit
     vehicle_id: str | None = None
     fleet_id: str | None = None
 
