@@ -92,7 +92,7 @@ class BatterySpec:
     end_value: float | None = None
     available: bool = True  # False during a maintenance window: out of dispatch
     # Robust reserve: kWh the battery should hold in every slot against arrivals the plan
-    # cannot see yet (see `reserve_energy` in agent/replay.py for sizing). Falling short is
+    # cannot see yet (see `reserve_energy` in agent/energy/replay.py for sizing). Falling short is
     # allowed but costs `reserve_value` EUR per kWh per hour short (None: derived from the
     # demand charge, see `reserve_value()`). It is held in a second LP stage that may not
     # raise the peak the first stage chose, so it always yields to shaving a real peak.

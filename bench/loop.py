@@ -3,7 +3,7 @@
 For 2, 10 and 40 chargers (2 connectors each, one EV per charger): cycle duration p50/p99
 at 250 ms and at 100 ms, overruns, the loop's CPU share of one core, and the time from start
 to the end of the first cycle (warm numba cache: run once before). The loop is assembled as
-the daemon assembles it (agent.assembly: planner, savings ledger). Memory is measured on
+the daemon assembles it (agent.app.assembly: planner, savings ledger). Memory is measured on
 the daemon alone: `sems run` as a child process (10 chargers, 4 Hz), its VmRSS and VmHWM
 read from /proc/PID/status.
 Targets: p99 <= 40 ms for 10 chargers at 250 ms; 100 ms with no overruns for 10 chargers;
@@ -33,11 +33,11 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 sys.path.insert(0, os.path.dirname(_HERE))  # the project root: bench.simproc
 
-from agent.assembly import build_control  # noqa: E402 (timed from process start on purpose)
-from agent.clock import RealClock  # noqa: E402
+from agent.app.assembly import build_control  # noqa: E402 (timed from process start on purpose)
+from agent.config.settings import AgentSettings  # noqa: E402
 from agent.control.devices import StationDevices  # noqa: E402
 from agent.control.stats import CycleStats  # noqa: E402
-from agent.settings import AgentSettings  # noqa: E402
+from agent.model.clock import RealClock  # noqa: E402
 from agent.store import connect  # noqa: E402
 from bench.simproc import simulator  # noqa: E402
 

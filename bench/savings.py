@@ -3,7 +3,7 @@ against the uncontrolled counterfactual and the perfect-foresight optimum.
 
     .venv/bin/python bench/savings.py [--scenario FILE] [--json]
 
-Variants (agent.replay.Tuning; none looks at the day's EV list before an arrival):
+Variants (agent.energy.replay.Tuning; none looks at the day's EV list before an arrival):
   no reserve      the battery free for price arbitrage (the planner before the reserve)
   default         reserve = the battery's whole window, valued at the default prior
                   (allocator.planner.RESERVE_RATE, one needy surprise every two days)
@@ -30,8 +30,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.replay import Day, Tuning, load_day, optimum, result_cost, simulate  # noqa: E402
-from agent.savings import savings_pct  # noqa: E402
+from agent.energy.replay import Day, Tuning, load_day, optimum, result_cost, simulate  # noqa: E402
+from agent.energy.savings import savings_pct  # noqa: E402
 from allocator.planner import RESERVE_RATE  # noqa: E402
 
 # The shared reference day, beside this checkout (../shared, as CI and the demo find it).

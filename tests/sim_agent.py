@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agent.settings import AgentSettings
+from agent.config.settings import AgentSettings
 
 STATION: dict[str, Any] = {
     "stationId": "SIM1",

@@ -6,7 +6,7 @@ Wiring (the daemon does this inside its own asyncio loop):
     app = create_app(ctx)                  # ctx implements agent.api.context.ApiContext
     await serve(app, ApiServerSettings(...), stop=stop_event)
 
-`agent.api_station.ApiStation` is the context for a station whose chargers are known only
+`agent.app.api_station.ApiStation` is the context for a station whose chargers are known only
 through this API. See docs/api.md for every endpoint.
 """
 

@@ -1,6 +1,6 @@
 """What the local API needs from the running agent: the `ApiContext` Protocol.
 
-The daemon implements it over its live state (hardware mode); `agent.api_station.ApiStation`
+The daemon implements it over its live state (hardware mode); `agent.app.api_station.ApiStation`
 implements it when chargers are known only through the API. The API never reaches into
 the control loop or the drivers directly: everything goes through these methods, so the
 same routers serve both modes and the tests can run against either.
@@ -177,7 +177,7 @@ class ApiContext(Protocol):
         maintenance), or None when the station has no battery."""
 
     def savings(self) -> dict[str, Any] | None:
-        """The savings ledger's summary (agent.savings: cost, baseline, savings, efficiency),
+        """The savings ledger's summary (agent.energy.savings: cost, baseline, savings, efficiency),
         or None when no ledger is kept in this mode."""
 
     # --- station configuration (Electra shape) ---
@@ -201,7 +201,7 @@ class ApiContext(Protocol):
         """None when no uplink is configured."""
 
     def plan_view(self) -> dict[str, Any] | None:
-        """The rolling plan guiding the control loop from now on (agent.planning
+        """The rolling plan guiding the control loop from now on (agent.energy.planning
         PlannerTask.view), or None when planning is off or no plan has succeeded yet."""
 
     # --- sessions created through the API ---
@@ -221,7 +221,7 @@ class ApiContext(Protocol):
 
     @property
     def signals(self) -> Any | None:
-        """agent.signals store (tariffs, caps, schedules, maintenance), when available."""
+        """agent.energy.signals store (tariffs, caps, schedules, maintenance), when available."""
 
     @property
     def planner(self) -> Any | None:

@@ -53,9 +53,9 @@ class ApiServerSettings(BaseModel):
 
     def bearer_token(self) -> str:
         if self.token_file is not None:
-            from agent.secrets import read_secret
+            from agent.config.secrets import read_secret
 
-            # Relative: a systemd credential in $CREDENTIALS_DIRECTORY (agent/secrets.py).
+            # Relative: a systemd credential in $CREDENTIALS_DIRECTORY (agent/config/secrets.py).
             token = read_secret(self.token_file, "api.token_file")
         else:
             token = self.token or ""

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from agent.control.snapshot import Snapshot
+from agent.model.snapshot import Snapshot
 
 
 class WindowMax:

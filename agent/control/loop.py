@@ -19,26 +19,26 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agent.clock import Clock, iso
+from agent.app.memory import release_compiler_pages
+from agent.app.sdnotify import Notifier
+from agent.config.settings import AgentSettings
 from agent.control.apply import ApplyPlan, Key, execute, plan_writes
 from agent.control.budget import BudgetInputs, WindowMax, budget_inputs
 from agent.control.caps import CapTracker, PauseRotation
 from agent.control.devices import Reader, StationDevices
-from agent.control.snapshot import Snapshot
+from agent.control.sessions import Session, SessionTracker
 from agent.control.stats import CycleStats
 from agent.control.v2g import V2gDispatch, V2gOrders
-from agent.memory import release_compiler_pages
-from agent.sdnotify import Notifier
-from agent.sessions import Session, SessionTracker
-from agent.settings import AgentSettings
+from agent.model.clock import Clock, iso
+from agent.model.snapshot import Snapshot
 from allocator.guidance import Guidance
 from allocator.request import BINDING_NAMES
 
 if TYPE_CHECKING:
-    from agent.battery_watch import BatteryWatch
-    from agent.ledger_recorder import LedgerRecorder
-    from agent.planning import PlannerTask
-    from agent.signals import Signals
+    from agent.energy.battery_watch import BatteryWatch
+    from agent.energy.ledger_recorder import LedgerRecorder
+    from agent.energy.planning import PlannerTask
+    from agent.energy.signals import Signals
 
 log = logging.getLogger(__name__)
 MAX_UNLOGGED = 1000  # events kept in memory while the store refuses writes
@@ -118,7 +118,7 @@ class Decision:
     battery_setpoint_kw: float | None  # None: nothing to write this cycle
     sessions: tuple[Session, ...]
     caps: dict[str, float] = field(default_factory=dict)
-    power_cap_kw: float | None = None  # demand-response cap in force (agent/signals.py)
+    power_cap_kw: float | None = None  # demand-response cap in force (agent/energy/signals.py)
     planned: bool = False  # a horizon plan narrowed this cycle's allocation
     battery_available: bool = True  # False inside a maintenance window
     v2g: V2gOrders = field(default_factory=V2gOrders)  # this cycle's V2G discharges
@@ -181,7 +181,7 @@ class Controller:
     def configure_station(self, settings: AgentSettings) -> None:
         """(Re)derive what depends on the station's ratings: at start and when a new station
         configuration (same chargers and connectors, new capacity or ratings) is swapped in
-        between two cycles (agent/station_config.py)."""
+        between two cycles (agent/config/station_config.py)."""
         self.s = settings
         st = settings.station
         self.chargers = {ch.id: ch for ch in st.chargers}

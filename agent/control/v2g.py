@@ -42,13 +42,13 @@ from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.control.snapshot import VACANT, ConnectorState, Snapshot
+from agent.model.snapshot import VACANT, ConnectorState, Snapshot
 
 if TYPE_CHECKING:
     import sqlite_utils
 
-    from agent.sessions import Session
-    from agent.signals import Signals
+    from agent.control.sessions import Session
+    from agent.energy.signals import Signals
     from allocator.guidance import Guidance
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class V2gSettings(BaseModel):
     )
 
 
-class ChargerLike(Protocol):  # agent.settings.ChargerSettings (frozen), without the import
+class ChargerLike(Protocol):  # agent.config.settings.ChargerSettings (frozen), without the import
     @property
     def id(self) -> str: ...
     @property

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import tomli_w
 
 if TYPE_CHECKING:
-    from agent.settings import AgentSettings
+    from agent.config.settings import AgentSettings
 
 COMM_TIMEOUT_WALL_S = 10.0  # the chargers' communication timeout, in real seconds
 REFRESH_WALL_S = 4.0  # limits are rewritten this often (real seconds)
@@ -103,7 +103,7 @@ def build_agent_config(
 def _known_sections(config: dict[str, Any]) -> dict[str, Any]:
     """Leave out the sections this agent's settings do not define ([api] and [mqtt] came
     after [station]): the settings forbid unknown keys."""
-    from agent.settings import AgentSettings
+    from agent.config.settings import AgentSettings
 
     return {k: v for k, v in config.items() if k in AgentSettings.model_fields}
 
@@ -115,7 +115,7 @@ def _percent(soc: float) -> float:
 
 def write_agent_config(config: dict[str, Any], path: Path) -> tuple[Path, AgentSettings]:
     """Write the TOML and check it with the agent's loader; ConfigError lists problems."""
-    from agent.settings import load
+    from agent.config.settings import load
 
     path.write_text(tomli_w.dumps(config), encoding="utf-8")
     return path, load(path)

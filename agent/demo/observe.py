@@ -105,7 +105,7 @@ class AgentProbe:
         self._client: Any = None
 
     def poll_api(self) -> None:
-        from agent.client import AgentUnreachable, ApiClient, ApiFailure
+        from agent.cli.client import AgentUnreachable, ApiClient, ApiFailure
 
         if not self.socket_path.exists():
             return

@@ -140,8 +140,8 @@ class Demo:
         self.sample()
 
         broker_port = self._start_broker()
+        from agent.config.settings import ConfigError
         from agent.demo.agent_config import build_agent_config, write_agent_config
-        from agent.settings import ConfigError
 
         config = build_agent_config(ready, station_of(data), self.workdir,
                                     time_factor=opts.time_factor, broker_port=broker_port)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agent.commands._output import fmt, table
+from agent.cli.commands._output import fmt, table
 from agent.demo.observe import AgentView, Truth
 
 

@@ -34,7 +34,7 @@ TABLES = (
         updated_at TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS sessions_active ON sessions(status, charger_id, connector_idx)",
-    # Savings ledger (agent.savings): one row per billing interval and policy ('actual' or
+    # Savings ledger (agent.energy.savings): one row per billing interval and policy ('actual' or
     # the 'uncontrolled' counterfactual); session_kwh / v2g_kwh are JSON {sessionId: kWh}.
     """CREATE TABLE IF NOT EXISTS ledger (
         period_start TEXT NOT NULL,
@@ -87,7 +87,7 @@ TABLES = (
         received REAL NOT NULL,
         reply BLOB NOT NULL
     )""",
-    # Grid signals and schedules set by cloud commands (agent.signals): caps, tariffs, ...
+    # Grid signals and schedules set by cloud commands (agent.energy.signals): caps, tariffs, ...
     """CREATE TABLE IF NOT EXISTS signals (
         id TEXT PRIMARY KEY,
         kind TEXT NOT NULL,
@@ -132,7 +132,7 @@ ADDED_COLUMNS = (
     ("ledger", "import_cap_kw", "REAL"),
     ("ledger", "import_price_eur_kwh", "REAL"),
     # why a session ended (unplugged, cloud, api, ...), and 1 while its stop on request
-    # keeps the connector at 0 kW until the EV is unplugged (agent.sessions: the latch)
+    # keeps the connector at 0 kW until the EV is unplugged (agent.control.sessions: the latch)
     ("sessions", "stop_reason", "TEXT"),
     ("sessions", "latched", "INTEGER NOT NULL DEFAULT 0"),
 )

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.signals import Signals
+from agent.energy.signals import Signals
 from agent.uplink import messages
 from agent.uplink.commands import CommandTarget, Dispatcher
 from agent.uplink.outbox import Outbox

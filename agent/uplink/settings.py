@@ -1,4 +1,4 @@
-"""Uplink settings: the `[mqtt]` table of the agent's TOML (embedded by agent.settings)."""
+"""Uplink settings: the `[mqtt]` table of the agent's TOML (embedded by agent.config.settings)."""
 
 from __future__ import annotations
 
@@ -92,8 +92,8 @@ class MqttSettings(BaseModel):
         if self.password is not None:
             return self.password.get_secret_value()
         if self.password_file is not None:
-            from agent.secrets import read_secret
+            from agent.config.secrets import read_secret
 
-            # Relative: a systemd credential in $CREDENTIALS_DIRECTORY (agent/secrets.py).
+            # Relative: a systemd credential in $CREDENTIALS_DIRECTORY (agent/config/secrets.py).
             return read_secret(self.password_file, "mqtt.password_file")
         return None

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agent.clock import ManualClock
+from agent.config.settings import AgentSettings
 from agent.control.loop import Controller, Decision
-from agent.control.snapshot import BatteryState, ChargerState, ConnectorState, Snapshot
-from agent.sessions import SessionTracker
-from agent.settings import AgentSettings
+from agent.control.sessions import SessionTracker
+from agent.model.clock import ManualClock
+from agent.model.snapshot import BatteryState, ChargerState, ConnectorState, Snapshot
 from agent.store import connect
 
 

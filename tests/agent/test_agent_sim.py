@@ -8,10 +8,10 @@ import pytest
 from hardware_sim.simulator import Simulator
 from sim_agent import STATION, agent_settings, cycles, ev
 
-from agent.clock import RealClock
 from agent.control.devices import StationDevices
 from agent.control.loop import Controller, ControlLoop
-from agent.sessions import SessionTracker
+from agent.control.sessions import SessionTracker
+from agent.model.clock import RealClock
 from agent.store import connect
 
 pytestmark = pytest.mark.timeout(60)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from cycle_helpers import Station, settings
 
-from agent.control.snapshot import BatteryState
+from agent.model.snapshot import BatteryState
 
 CP1_1, CP1_2, CP2_1 = ("CP1", 1), ("CP1", 2), ("CP2", 1)
 

@@ -86,7 +86,7 @@ async def _scenario(tmp_path):
     env = dict(os.environ, NOTIFY_SOCKET=notify_path, WATCHDOG_USEC="1000000")
     config = tmp_path / "agent.toml"
     db_path = tmp_path / "agent.db"
-    code = "import sys; from agent.daemon import main; sys.exit(main(sys.argv[1]))"
+    code = "import sys; from agent.app.daemon import main; sys.exit(main(sys.argv[1]))"
 
     async def start_agent():
         return await asyncio.create_subprocess_exec(

@@ -14,9 +14,9 @@ import pytest
 from hardware_sim.simulator import Simulator
 from sim_agent import BATTERY_STATION, CAPACITY_KW, STATION, agent_settings, cycles, ev
 
-from agent.assembly import build_control
-from agent.clock import RealClock
+from agent.app.assembly import build_control
 from agent.control.devices import StationDevices
+from agent.model.clock import RealClock
 from agent.store import connect
 
 pytestmark = pytest.mark.timeout(60)

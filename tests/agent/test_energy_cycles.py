@@ -11,8 +11,8 @@ from datetime import timedelta
 import pytest
 from cycle_helpers import Station, settings
 
-from agent.control.snapshot import BatteryState
-from agent.signals import BatteryMaintenance, PowerCap, Signals
+from agent.energy.signals import BatteryMaintenance, PowerCap, Signals
+from agent.model.snapshot import BatteryState
 from agent.store import connect
 from allocator import allocate_reference
 from allocator.guidance import guidance_at
@@ -142,7 +142,7 @@ def test_maintenance_window_takes_the_battery_out_of_dispatch():
 
 
 def test_battery_watch_alerts_cycles_and_maintenance():
-    from agent.battery_watch import BatteryWatch
+    from agent.energy.battery_watch import BatteryWatch
 
     cfg = settings(station={"battery": BATTERY})
     db = connect(":memory:")

@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cycle_helpers import Station, settings
 
-from agent.clock import ManualClock
-from agent.control.snapshot import BatteryState
-from agent.ledger_recorder import LedgerRecorder
-from agent.planning import Forecasts
-from agent.signals import PriceSlot, Signals, Tariff
+from agent.energy.ledger_recorder import LedgerRecorder
+from agent.energy.planning import Forecasts
+from agent.energy.signals import PriceSlot, Signals, Tariff
+from agent.model.clock import ManualClock
+from agent.model.snapshot import BatteryState
 from agent.uplink.messages import Savings
 
 CP1_1, CP2_1 = ("CP1", 1), ("CP2", 1)

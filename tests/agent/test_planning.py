@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cycle_helpers import Station, settings
 
-from agent.clock import ManualClock, RealClock
-from agent.control.snapshot import BatteryState
-from agent.planning import PlannerTask
-from agent.signals import PowerCap, PriceSlot, Signals, Tariff, VehicleSchedule
+from agent.energy.planning import PlannerTask
+from agent.energy.signals import PowerCap, PriceSlot, Signals, Tariff, VehicleSchedule
+from agent.model.clock import ManualClock, RealClock
+from agent.model.snapshot import BatteryState
 
 CP1_1, CP2_1 = ("CP1", 1), ("CP2", 1)
 BATTERY = {"inverter": "inv", "bms": "bms", "max_charge_kw": 40, "max_discharge_kw": 40,
@@ -122,7 +122,7 @@ def test_planner_failures_fall_back_to_fair_sharing_and_are_logged_once(caplog):
         raise RuntimeError("HiGHS exploded")
 
     task._solve = broken
-    with caplog.at_level(logging.WARNING, logger="agent.planning"):
+    with caplog.at_level(logging.WARNING, logger="agent.energy.planning"):
         asyncio.run(task.replan("again"))
         asyncio.run(task.replan("and again"))
     assert task.guidance(st.clock.now()) is None and not task.status.active

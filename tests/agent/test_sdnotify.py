@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
-from agent.sdnotify import Notifier
+from agent.app.sdnotify import Notifier
 
 
 def _receiver(address: str) -> socket.socket:

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent.clock import ManualClock
-from agent.control.snapshot import ChargerState, ConnectorState, Snapshot
-from agent.ledger_recorder import prices_at
-from agent.sessions import SessionTracker
-from agent.settings import TariffSettings
-from agent.signals import PriceSlot, Signals, Tariff
+from agent.config.settings import TariffSettings
+from agent.control.sessions import SessionTracker
+from agent.energy.ledger_recorder import prices_at
+from agent.energy.signals import PriceSlot, Signals, Tariff
+from agent.model.clock import ManualClock
+from agent.model.snapshot import ChargerState, ConnectorState, Snapshot
 from agent.store import connect
 
 T0 = datetime(2026, 6, 17, 12, 0, tzinfo=UTC)
@@ -26,7 +26,7 @@ def snap(clock, state, power=0.0, energy=0.0):
 
 
 def tracker(db, clock, events=None):
-    """As agent.assembly wires it: the ledger's price lookup over the persisted signals."""
+    """As agent.app.assembly wires it: the ledger's price lookup over the persisted signals."""
     signals = Signals(db)
     tariff = TariffSettings(import_eur_kwh=0.30)
     return SessionTracker(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from agent.clock import ManualClock
-from agent.control.snapshot import ChargerState, ConnectorState, Snapshot
-from agent.sessions import SessionTracker
+from agent.control.sessions import SessionTracker
+from agent.model.clock import ManualClock
+from agent.model.snapshot import ChargerState, ConnectorState, Snapshot
 from agent.store import connect
 
 

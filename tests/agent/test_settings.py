@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.settings import ConfigError, load
+from agent.config.settings import ConfigError, load
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "agent.example.toml"
 # The command module on its own, as `sems config` runs it (exit status and streams).
 CHECK = """
 import argparse, sys
-from agent.commands import config
+from agent.cli.commands import config
 p = argparse.ArgumentParser()
 config.add_arguments(p)
 sys.exit(config.run(p.parse_args()))

@@ -19,10 +19,10 @@ from cycle_helpers import Station, settings
 
 from agent.control.apply import plan_writes
 from agent.control.loop import Controller, Decision
-from agent.control.snapshot import Snapshot
+from agent.control.sessions import SessionTracker
 from agent.control.v2g import V2gDispatch, V2gSettings
-from agent.sessions import SessionTracker
-from agent.signals import Signals, V2gRequest
+from agent.energy.signals import Signals, V2gRequest
+from agent.model.snapshot import Snapshot
 from allocator.guidance import Guidance
 
 V2G = ("CP1", 1)

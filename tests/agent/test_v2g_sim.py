@@ -20,12 +20,12 @@ import pytest
 from hardware_sim.simulator import Simulator
 from sim_agent import agent_config
 
-from agent.assembly import build_control
-from agent.clock import RealClock
+from agent.app.assembly import build_control
+from agent.config.settings import AgentSettings
 from agent.control.devices import StationDevices
-from agent.planning import slot_start
-from agent.settings import AgentSettings
-from agent.signals import PriceSlot, Signals, Tariff, V2gRequest
+from agent.energy.planning import slot_start
+from agent.energy.signals import PriceSlot, Signals, Tariff, V2gRequest
+from agent.model.clock import RealClock
 from agent.store import connect
 
 pytestmark = pytest.mark.timeout(60)

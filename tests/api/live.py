@@ -14,9 +14,9 @@ import httpx
 from agent.api import create_app
 from agent.api.models import StationConfig
 from agent.api.server import ApiServer, ApiServerSettings
-from agent.api_station import ApiStation
-from agent.clock import RealClock
-from agent.signals import Signals
+from agent.app.api_station import ApiStation
+from agent.energy.signals import Signals
+from agent.model.clock import RealClock
 from agent.store import connect
 
 TOKEN = "test-token-0123456789abcdef"

@@ -100,7 +100,7 @@ def test_grid_resources(live):
     assert st["capacity_kw"] == 330 and st["metered"] is False
     assert live.http.get("/api/v1/grid/price").json()["known"] is False
     now = live.call(lambda: live.station.now())
-    from agent.signals import PriceSlot, Tariff
+    from agent.energy.signals import PriceSlot, Tariff
 
     live.call(lambda: live.station.signals.set_tariff(Tariff(id="t", demand_charge_eur_kw=9.5, slots=[
         PriceSlot(start=now - timedelta(hours=1), end=now + timedelta(hours=1), import_eur_kwh=0.31)])))

@@ -134,7 +134,10 @@ def test_sigkill_while_draining_a_backlog_loses_nothing(mosquitto, tmp_path):
             left = outbox_depth(sc.agent.db_path)
             await sc.agent.start()  # systemd's Restart=always
             await sc.agent.wait_ready()
-            await sc.run_for(1.0)
+            # New rows after the old ones: waited for, not assumed within a fixed second
+            # (a restarted agent on a loaded machine may take longer to commit its first).
+            await sc.wait_for(lambda: last_seq(sc.agent.db_path) > committed, 30,
+                              "a row committed after the restart")
             last = await all_delivered(sc, cloud)
             assert last > committed  # the seq counter survived: new rows after the old ones
             assert 0 < left < backlog + 100  # the kill did leave work for the restart

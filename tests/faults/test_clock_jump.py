@@ -19,9 +19,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent.clock import RealClock
-from agent.daemon import run_daemon
-from agent.settings import AgentSettings
+from agent.app.daemon import run_daemon
+from agent.config.settings import AgentSettings
+from agent.model.clock import RealClock
 from tests.uplink.helpers import assert_complete_in_order, collecting
 
 from .harness import (

@@ -3,8 +3,8 @@ RS-485 line opened at the drivers' 19200 8N1 default (deaf to a 9600 baud bus)."
 
 from __future__ import annotations
 
+from agent.config.settings import DeviceSettings
 from agent.control.devices import line_endpoint
-from agent.settings import DeviceSettings
 
 
 def device(endpoint: str, **kw) -> DeviceSettings:

@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent.battery_health import BatteryHealth
+from agent.energy.battery_health import BatteryHealth
 from allocator.forecast import WeekdayProfile
 
 MONDAY = datetime(2026, 6, 15, 0, 0, tzinfo=UTC)

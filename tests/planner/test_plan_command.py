@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent.replay import optimum, parse_day
+from agent.energy.replay import optimum, parse_day
 
 from .test_replay import small_day
 

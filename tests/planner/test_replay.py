@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from agent.replay import DayError, load_day, parse_day, run, simulate
-from agent.savings import SavingsLedger
+from agent.energy.replay import DayError, load_day, parse_day, run, simulate
+from agent.energy.savings import SavingsLedger
 from tests.shared_files import REFERENCE_DAY
 
 REFERENCE = REFERENCE_DAY
@@ -167,7 +167,7 @@ def test_reference_day_meets_the_savings_target():
 
 
 def test_ledger_rows_land_in_the_store():
-    from agent.savings import store
+    from agent.energy.savings import store
     from agent.store.db import connect
 
     day = parse_day(small_day())

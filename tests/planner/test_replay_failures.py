@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-import agent.replay
+import agent.energy.replay
 from agent.cli import main
-from agent.replay import DayError, parse_day, run, simulate
+from agent.energy.replay import DayError, parse_day, run, simulate
 from allocator.planner import PlanError, Planner
 
 from .test_replay import small_day
@@ -41,7 +41,7 @@ def test_a_plan_is_dropped_when_a_later_replan_fails(monkeypatch):
                 raise PlanError("planner: HiGHS returned Time limit reached")
             return super().plan(req)
 
-    monkeypatch.setattr(agent.replay, "Planner", FailsAfterFirst)
+    monkeypatch.setattr(agent.energy.replay, "Planner", FailsAfterFirst)
     day = parse_day(small_day())
     r = simulate(day, "planner")
     fair = simulate(day, "uncontrolled")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.replay import Battery, reserve_energy
+from agent.energy.replay import Battery, reserve_energy
 from allocator.planner import (
     BatterySpec,
     ChargerSpec,

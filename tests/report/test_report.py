@@ -20,11 +20,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))  # the cycle harness
 from cycle_helpers import Station, settings  # noqa: E402
 
-from agent.clock import ManualClock  # noqa: E402
-from agent.commands.report import load_day, parse_day  # noqa: E402
-from agent.control.snapshot import BatteryState  # noqa: E402
-from agent.ledger_recorder import LedgerRecorder  # noqa: E402
-from agent.signals import PowerCap, PriceSlot, Signals, Tariff  # noqa: E402
+from agent.cli.commands.report import load_day, parse_day  # noqa: E402
+from agent.energy.ledger_recorder import LedgerRecorder  # noqa: E402
+from agent.energy.signals import PowerCap, PriceSlot, Signals, Tariff  # noqa: E402
+from agent.model.clock import ManualClock  # noqa: E402
+from agent.model.snapshot import BatteryState  # noqa: E402
 from agent.store import connect  # noqa: E402
 
 DAY = datetime(2026, 6, 17, tzinfo=UTC)

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.properties import Properties
 
-from agent import signals as sig
+from agent.energy import signals as sig
 from agent.store import connect
 from agent.uplink import Uplink
 from agent.uplink.commands import COMMANDS, Dispatcher, RefusalLog

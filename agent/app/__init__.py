@@ -1,0 +1,1 @@
+"""The composition root: the daemon, its wiring, reload, sd_notify and memory hand-back."""

@@ -1,0 +1,113 @@
+"""One place that assembles the control loop with its planner, savings ledger and battery
+watch, for the daemon, the benchmark and the tests (which must run what the daemon runs).
+
+    control = build_control(settings, db, devices, clock, stats=..., notifier=...,
+                            uplink=..., signals=...)
+    control.planner     # PlannerTask or None (planner.enabled = false): run it as a task
+    control.ledger      # LedgerRecorder: 15-minute intervals, `savings` messages
+    control.battery     # BatteryWatch or None (no battery configured)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from agent.app.sdnotify import Notifier
+from agent.config.settings import AgentSettings
+from agent.control.devices import StationDevices
+from agent.control.loop import Controller, ControlLoop, UplinkHook
+from agent.control.sessions import SessionTracker
+from agent.control.stats import CycleStats
+from agent.control.v2g import V2gDispatch
+from agent.energy.battery_watch import BatteryWatch
+from agent.energy.ledger_recorder import LedgerRecorder, prices_at
+from agent.energy.planning import Forecasts, PlannerTask
+from agent.model.clock import Clock
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+    from agent.energy.planning import Solve
+    from agent.energy.signals import Signals
+
+
+def build_control(
+    settings: AgentSettings,
+    db: sqlite_utils.Database,
+    devices: StationDevices,
+    clock: Clock,
+    *,
+    stats: CycleStats | None = None,
+    notifier: Notifier | None = None,
+    uplink: UplinkHook | None = None,
+    signals: Signals | None = None,
+    solve: Solve | None = None,
+) -> ControlLoop:
+    """`signals`: the uplink's (shared, so new cloud signals are seen at once); without it
+    the daemon reads the persisted ones from `db`. `solve`: the planner's LP (tests)."""
+    if signals is None:
+        from agent.energy.signals import Signals
+
+        signals = Signals(db)
+    emit = uplink.enqueue if uplink is not None else None
+    # Each session's cost: its kWh at the import price in force (the ledger's lookup).
+    sessions = SessionTracker(
+        db, clock, emit, import_price=lambda ts: prices_at(settings.tariff, signals, ts)[0]
+    )
+    battery = (
+        BatteryWatch(settings.station.battery, db, signals)
+        if settings.station.battery is not None
+        else None
+    )
+    forecasts = Forecasts(db)
+    planner: PlannerTask | None = None
+    ledger = LedgerRecorder(
+        settings,
+        db,
+        signals,
+        forecasts,
+        emit,
+        expected_kwh=lambda sid: _energy_target(db, sid),
+    )
+    available = battery.available if battery is not None else None
+    if settings.planner.enabled:
+        planner = PlannerTask(
+            settings,
+            clock,
+            db,
+            signals,
+            forecasts,
+            interval_so_far=ledger.interval_so_far,
+            peak_so_far=ledger.peak_so_far,
+            battery_available=available,
+            solve=solve,
+        )
+    v2g = V2gDispatch(settings.v2g, db, signals)
+    if planner is not None:
+        planner.v2g = v2g
+    controller = Controller(
+        settings,
+        sessions,
+        signals=signals,
+        guide=planner.guidance if planner is not None else None,
+        interval=ledger.interval_so_far,
+        battery_available=available,
+        v2g=v2g,
+    )
+    return ControlLoop(
+        settings,
+        devices,
+        controller,
+        clock,
+        stats or CycleStats(),
+        notifier=notifier,
+        uplink=uplink,
+        planner=planner,
+        ledger=ledger,
+        battery=battery,
+    )
+
+
+def _energy_target(db: sqlite_utils.Database, session_id: str) -> float | None:
+    row = db.execute("SELECT energy_target_kwh FROM sessions WHERE id = ?", [session_id]).fetchone()
+    return None if row is None or row[0] is None else float(row[0])

@@ -1,0 +1,212 @@
+"""The station daemon: settings -> devices -> control loop -> store -> uplink -> systemd.
+
+Start-up gives every charger its fallback limit and communication timeout before the
+first cycle, then tells systemd READY. SIGTERM/SIGINT: STOPPING, every connector is left at
+most at its fallback share, sessions are flushed to the store, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent.app.assembly import build_control
+from agent.app.sdnotify import Notifier
+from agent.config.settings import AgentSettings, ConfigError, load
+from agent.config.station_config import Reconfigurer, overlay
+from agent.control.devices import StationDevices
+from agent.control.loop import ControlLoop, UplinkHook
+from agent.control.stats import CycleStats
+from agent.model.clock import Clock, RealClock
+from agent.ocpp.wiring import attach_ocpp
+from agent.state.daemon_context import DaemonContext, DaemonTarget
+from agent.store import connect
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+    from agent.api.server import ApiServer
+    from agent.energy.signals import Signals
+    from agent.uplink import Uplink
+    from agent.uplink.bridge import UplinkBridge
+
+log = logging.getLogger("sems.agent")
+EX_CONFIG = 78
+
+
+async def run_daemon(
+    settings: AgentSettings,
+    *,
+    clock: Clock | None = None,
+    environ: Mapping[str, str] | None = None,
+    stop: asyncio.Event | None = None,
+    uplink: UplinkHook | None = None,
+    signals: Signals | None = None,
+    serve_api: bool = True,
+    config_path: Path | None = None,
+) -> int:
+    """Run until `stop` is set or SIGTERM/SIGINT arrives.
+
+    With `[mqtt]` the MQTT uplink runs in this loop on the same SQLite file (its own
+    connection; WAL lets both write): the control loop's events become uplink messages
+    (agent/uplink/bridge.py) and cloud commands act on the station (agent/state/daemon_context.py).
+    `uplink` (tests): a hook to use instead; `signals`: the cloud signals to share. With
+    `serve_api` the local API answers on `[api]`'s socket; a station without configured
+    chargers is driven through that API (agent/app/api_station.py) by the same loop.
+    `config_path`: the settings file, re-read on SIGHUP (agent/app/config_reload.py)."""
+    clock = clock or RealClock()
+    stop = stop or asyncio.Event()
+    notifier = Notifier(environ)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    db = connect(settings.storage.db_path, max_pages=settings.storage.max_pages)
+    cloud: Uplink | None = None
+    bridge: UplinkBridge | None = None
+    if uplink is None and settings.mqtt is not None:
+        from agent.uplink import Uplink
+        from agent.uplink.bridge import UplinkBridge
+
+        cloud = Uplink.open(settings.mqtt, settings.storage.db_path, version=_version(),
+                            clock=clock.now)  # fmt: skip
+        signals = cloud.signals
+        bridge = UplinkBridge(cloud, settings, db, now=clock.now)
+        uplink = bridge
+    if signals is None:
+        from agent.energy.signals import Signals
+
+        signals = Signals(db)
+    # The cloud's last station configuration (persisted) over the settings file's.
+    settings = overlay(settings, signals.station_config())
+    devices = StationDevices(settings)
+    central = attach_ocpp(devices, settings)
+    control = build_control(
+        settings, db, devices, clock, stats=CycleStats(), notifier=notifier, uplink=uplink,
+        signals=signals,
+    )  # fmt: skip
+    reconfigurer = Reconfigurer(control)
+    reloads: set[asyncio.Task[bool]] = set()
+    if config_path is not None:
+        from agent.app.config_reload import reload
+
+        def on_sighup() -> None:
+            task = loop.create_task(reload(config_path, control.s, reconfigurer))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    if bridge is not None:
+        bridge.attach(control)
+    if cloud is not None:
+        cloud.target = DaemonTarget(control, reconfigurer)
+    sessions = control.controller.sessions
+    tasks: list[asyncio.Task[None]] = []
+    api: ApiServer | None = None
+    try:
+        if central is not None:  # chargers connect from here on; limits wait for the loop
+            await central.start()
+        await control.start()
+        if control.planner is not None:  # off the control loop's path: its own task
+            tasks.append(asyncio.create_task(control.planner.run(stop)))
+        if cloud is not None and bridge is not None:
+            tasks.append(asyncio.create_task(cloud.run()))
+            tasks.append(asyncio.create_task(bridge.watch(stop)))
+            bridge.uplink.publish(bridge.health("startup"))
+        if serve_api:
+            api = await _start_api(settings, control, db, clock, signals, reconfigurer, cloud)
+        resumed = len(sessions.active)
+        notifier.ready(
+            f"{len(settings.station.chargers)} chargers, {resumed} sessions resumed, "
+            f"period {settings.control.period_s * 1000:.0f} ms"
+        )
+        log.info("agent started for station %s", settings.station.id)
+        await control.run(stop)
+    finally:
+        notifier.stopping("writing fallback limits")
+        stop.set()
+        try:
+            await control.shutdown()
+        finally:
+            if api is not None:
+                await api.stop()
+            # Cancelling the uplink publishes the retained `state` offline, then disconnects.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await devices.close()
+            if central is not None:
+                await central.close()
+            if cloud is not None:
+                cloud.outbox.conn.close()
+            db.conn.close()
+            notifier.close()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+    log.info("agent stopped")
+    return 0
+
+
+async def _start_api(
+    settings: AgentSettings,
+    control: ControlLoop,
+    db: sqlite_utils.Database,
+    clock: Clock,
+    signals: Signals,
+    reconfigurer: Reconfigurer,
+    cloud: Uplink | None,
+) -> ApiServer | None:
+    """The local API in this loop. Without configured chargers the API-only station
+    (chargers known through the API) is the context, stepped after every control cycle.
+    A socket that cannot be opened is logged, not fatal: the station stays controlled."""
+    from agent.api import create_app
+    from agent.api.server import ApiServer
+
+    ctx: Any
+    if settings.station.chargers:
+        ctx = DaemonContext(control, db, clock, signals=signals, reconfigurer=reconfigurer,
+                            uplink=cloud)  # fmt: skip
+    else:
+        from agent.app.api_station_store import StoredApiStation
+
+        ctx = StoredApiStation.open(settings, db, clock, signals=signals, uplink=cloud)
+        control.between_cycles.append(ctx.cycle)
+    server = ApiServer(create_app(ctx), settings.api)
+    try:
+        await server.start()
+    except (OSError, ValueError, RuntimeError, TimeoutError) as exc:
+        log.error("local API not started: %s", exc)
+        await server.stop()
+        return None
+    log.info("local API on %s", settings.api.socket_path)
+    return server
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sems-edge")
+    except PackageNotFoundError:  # running from a source tree without an install
+        return "0+unknown"
+
+
+def main(config: str | Path) -> int:
+    """`sems run`: validate the settings (same messages as `sems config check`), then run."""
+    try:
+        settings = load(config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EX_CONFIG
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(levelname)s %(name)s: %(message)s",  # journald adds the time
+        stream=sys.stderr,
+    )
+    return asyncio.run(run_daemon(settings, config_path=Path(config)))

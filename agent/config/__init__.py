@@ -1,0 +1,1 @@
+"""The agent's configuration: settings and their sections, secrets, station reconfiguration."""

@@ -1,0 +1,323 @@
+"""Charging sessions from connector states, persisted so a restart resumes them.
+
+A session starts when a connector reports an EV (IEC 61851 B, C or D) and ends when it
+reports A. E/F (error, unavailable) and unreachable chargers change nothing: a session is
+not ended because a charger stopped answering. Energy comes from the charger's session
+counter (a counter that resets mid-session is accumulated, never lost); peak power is kept.
+Rows are written at start and stop, and energy/peak at most every `persist_every_s`, so
+after a restart mid-session the same session continues with the same id and energy.
+
+Cost: each kWh the session's counter adds is priced at the import price in force when it
+was counted (`import_price(ts)`, the ledger's tariff lookup), so a session spanning a price
+change pays each part at its own price; the sum is persisted with the energy (`cost_eur`).
+
+Stop latch: a session stopped on request (cloud `session.stop`, the local API) with the EV
+still plugged in leaves its connector blocked (no session, 0 kW) until the EV is unplugged.
+The latch is the stopped row's `latched` flag, so it survives an agent restart; the
+connector reporting A (vacant) releases it.
+
+A store that refuses writes (disk full, I/O error) never stops the tracking, nor the
+control cycle that calls it: the failed writes are kept in order (one per session and
+kind) and retried every `RETRY_S` until they succeed; `store_error` says why meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+import sqlite_utils
+
+from agent.model.clock import Clock, iso
+from agent.model.snapshot import VACANT, Snapshot
+
+log = logging.getLogger(__name__)
+
+RETRY_S = 1.0  # how often writes a failing store refused are tried again
+
+EventHook = Callable[[str, dict], None]
+ImportPrice = Callable[[datetime], float]  # EUR/kWh in force at a time
+
+
+@dataclass(slots=True)
+class Session:
+    id: str
+    charger_id: str
+    connector_idx: int
+    started_at: str
+    energy_kwh: float = 0.0
+    peak_kw: float = 0.0
+    power_kw: float = 0.0
+    vehicle_max_kw: float | None = None
+    # The charger counter's value when it last reset under this session (see _energy).
+    counter_offset_kwh: float = 0.0
+    last_counter_kwh: float = 0.0
+    status: str = "active"
+    stopped_at: str | None = None
+    cost_eur: float = 0.0  # energy so far, each kWh at the import price when it was counted
+
+    def max_kw(self, charger_max_kw: float) -> float:
+        """The most it may draw: the EV's maximum where known, within the charger's rating."""
+        return min(self.vehicle_max_kw or charger_max_kw, charger_max_kw)
+
+    def public(self) -> dict:
+        d = asdict(self)
+        d.pop("counter_offset_kwh")
+        d.pop("last_counter_kwh")
+        return d
+
+
+class SessionTracker:
+    def __init__(
+        self,
+        db: sqlite_utils.Database,
+        clock: Clock,
+        on_event: EventHook | None = None,
+        persist_every_s: float = 5.0,
+        import_price: ImportPrice | None = None,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.on_event = on_event
+        self.persist_every_s = persist_every_s
+        self.import_price = import_price
+        self.started = 0
+        self.stopped = 0
+        self._last_persist: dict[str, float] = {}
+        self.active: dict[tuple[str, int], Session] = {}
+        # Connectors whose session was stopped on request (cloud, API) while the EV stays
+        # plugged in: no new session there until the connector reports A (unplugged).
+        self.blocked: set[tuple[str, int]] = set()
+        # Writes the store refused, in order, keyed so a session has one of each kind.
+        self._pending: dict[tuple[str, str], Callable[[], None]] = {}
+        self._retry_at = float("-inf")
+        self.store_error: str | None = None
+        for row in db.query("SELECT * FROM sessions WHERE status = 'active' ORDER BY started_at"):
+            s = Session(
+                id=row["id"],
+                charger_id=row["charger_id"],
+                connector_idx=row["connector_idx"],
+                started_at=row["started_at"],
+                energy_kwh=row["energy_kwh"],
+                peak_kw=row["peak_kw"],
+                vehicle_max_kw=row["vehicle_max_kw"],
+                # Resume: the charger's counter still holds this session's energy, unless
+                # it reset while we were down, which _energy() detects as a drop.
+                last_counter_kwh=row["energy_kwh"],
+                cost_eur=row["cost_eur"],
+            )
+            self.active[(s.charger_id, s.connector_idx)] = s
+        for row in db.query("SELECT charger_id, connector_idx FROM sessions WHERE latched = 1"):
+            self.blocked.add((row["charger_id"], row["connector_idx"]))
+
+    def update(self, snap: Snapshot) -> list[Session]:
+        """Start, update and stop sessions from one snapshot; return the active ones."""
+        now = snap.t
+        if self._pending and now >= self._retry_at:
+            self._retry(now)
+        price: float | None = None  # looked up once per snapshot, only if energy was added
+        for ch in snap.chargers:
+            if not ch.reachable:
+                continue
+            for c in ch.connectors:
+                key = (c.charger_id, c.idx)
+                s = self.active.get(key)
+                if key in self.blocked:
+                    if c.state == VACANT:
+                        self._release(key)
+                    continue
+                if c.occupied:
+                    if s is None:
+                        s = self._start(c.charger_id, c.idx, c.energy_kwh, snap)
+                    s.power_kw = c.power_kw
+                    s.peak_kw = max(s.peak_kw, c.power_kw)
+                    if c.ev_max_kw is not None:
+                        s.vehicle_max_kw = c.ev_max_kw
+                    before = s.energy_kwh
+                    s.energy_kwh = _energy(s, c.energy_kwh)
+                    if s.energy_kwh > before and self.import_price is not None:
+                        if price is None:
+                            price = self._price(snap.ts)
+                        s.cost_eur += (s.energy_kwh - before) * price
+                    if now - self._last_persist.get(s.id, now) >= self.persist_every_s:
+                        self._persist(s)
+                        self._last_persist[s.id] = now
+                elif c.state == VACANT and s is not None:
+                    self._stop(s, snap.ts, "unplugged")
+        return list(self.active.values())
+
+    def stop(self, session_id: str, reason: str | None = None) -> Session:
+        """End an active session now (cloud `session.stop`, the local API). Its connector
+        gets no power (no session, target 0) and no new session until the EV is unplugged.
+        Raises KeyError for an unknown id."""
+        s = next((x for x in self.active.values() if x.id == session_id), None)
+        if s is None:
+            raise KeyError(session_id)
+        key = (s.charger_id, s.connector_idx)
+        self.blocked.add(key)  # before the stop row is written: it carries the latch
+        self._stop(s, self.clock.now(), reason or "stopped")
+        return s
+
+    def _price(self, ts: datetime) -> float:
+        assert self.import_price is not None
+        try:
+            return float(self.import_price(ts))
+        except Exception as exc:  # a broken tariff store must not stop session tracking
+            log.warning("import price unavailable (%s): energy not costed this cycle", exc)
+            return 0.0
+
+    def _release(self, key: tuple[str, int]) -> None:
+        """The EV left a latched connector: sessions may start there again."""
+        self.blocked.discard(key)
+
+        def write() -> None:
+            with self.db.conn:
+                self.db.execute(
+                    "UPDATE sessions SET latched = 0 WHERE latched = 1 AND charger_id = ?"
+                    " AND connector_idx = ?",
+                    list(key),
+                )
+
+        self._store(("release", f"{key[0]}/{key[1]}"), write, self.clock.monotonic())
+
+    def _start(self, charger_id: str, idx: int, counter: float, snap: Snapshot) -> Session:
+        s = Session(
+            id=str(uuid.uuid4()),
+            charger_id=charger_id,
+            connector_idx=idx,
+            started_at=iso(snap.ts),
+            # A counter left over from the previous session is not this session's energy
+            # unless it restarts from zero, which _energy() then detects.
+            counter_offset_kwh=-counter,
+            last_counter_kwh=counter,
+        )
+        self.active[(charger_id, idx)] = s
+        self._last_persist[s.id] = snap.t
+        ts = snap.ts
+
+        def write() -> None:
+            with self.db.conn:
+                self.db.table("sessions").insert(
+                    {
+                        "id": s.id,
+                        "charger_id": charger_id,
+                        "connector_idx": idx,
+                        "status": "active",
+                        "started_at": s.started_at,
+                        "updated_at": s.started_at,
+                    }
+                )
+                self._event("session_started", s, ts)
+
+        self._store(("start", s.id), write, snap.t)
+        self.started += 1
+        return s
+
+    def _stop(self, s: Session, ts: datetime, reason: str) -> None:
+        s.status = "stopped"
+        s.stopped_at = iso(ts)
+        s.power_kw = 0.0
+        latched = (s.charger_id, s.connector_idx) in self.blocked
+
+        def write() -> None:
+            with self.db.conn:
+                self._persist_row(s)
+                self.db.table("sessions").update(
+                    s.id, {"stop_reason": reason, "latched": int(latched)}
+                )
+                self._event("session_stopped", s, ts, reason=reason)
+
+        self._pending.pop(("persist", s.id), None)  # the stop row carries the final figures
+        self._store(("stop", s.id), write, self.clock.monotonic())
+        del self.active[(s.charger_id, s.connector_idx)]
+        self._last_persist.pop(s.id, None)
+        self.stopped += 1
+
+    def _persist(self, s: Session) -> None:
+        """Energy and peak so far (its own transaction; kept for a retry if refused)."""
+
+        def write() -> None:
+            with self.db.conn:
+                self._persist_row(s)
+
+        self._store(("persist", s.id), write, self.clock.monotonic())
+
+    def _persist_row(self, s: Session) -> None:
+        row = {
+            "status": s.status,
+            "stopped_at": s.stopped_at,
+            "energy_kwh": round(s.energy_kwh, 4),
+            "peak_kw": round(s.peak_kw, 3),
+            "vehicle_max_kw": s.vehicle_max_kw,
+            "cost_eur": round(s.cost_eur, 6),
+            "updated_at": iso(self.clock.now()),
+        }
+        self.db.table("sessions").update(s.id, row)
+
+    def flush(self) -> None:
+        """Persist every active session's energy and peak now (shutdown); writes the store
+        refused earlier are tried once more first. Raises if the store still refuses."""
+        self._retry(self.clock.monotonic())
+        with self.db.conn:
+            for s in self.active.values():
+                self._persist_row(s)
+
+    def _store(self, key: tuple[str, str], write: Callable[[], None], now: float) -> None:
+        """Run one write transaction; when the store refuses it, keep it for a retry (after
+        the writes already waiting, so a session's rows land in order)."""
+        if self._pending:
+            self._pending[key] = write
+            if now >= self._retry_at:
+                self._retry(now)
+            return
+        try:
+            write()
+        except sqlite3.Error as exc:
+            self._pending[key] = write
+            self._failed(exc, now)
+
+    def _retry(self, now: float) -> None:
+        while self._pending:
+            key, write = next(iter(self._pending.items()))
+            try:
+                write()
+            except sqlite3.Error as exc:
+                self._failed(exc, now)
+                return
+            del self._pending[key]
+        if self.store_error is not None:
+            log.info("store writable again: session records caught up")
+            self.store_error = None
+
+    def _failed(self, exc: sqlite3.Error, now: float) -> None:
+        if self.store_error is None:  # logged once per episode
+            log.error("store refuses session writes (%s): kept in memory, retrying", exc)
+        self.store_error = f"{exc} ({len(self._pending)} session writes pending)"
+        self._retry_at = now + RETRY_S
+
+    def _event(self, kind: str, s: Session, ts: datetime, reason: str | None = None) -> None:
+        payload = s.public()
+        if reason is not None:
+            payload["reason"] = reason
+        self.db.table("events").insert(
+            {"ts": iso(ts), "kind": kind, "session_id": s.id, "data": json.dumps(payload)}
+        )
+        if self.on_event is not None:
+            try:
+                self.on_event(kind, payload)
+            except Exception:  # the uplink must never break session tracking
+                log.exception("session event hook failed")
+
+
+def _energy(s: Session, counter: float) -> float:
+    if counter < s.last_counter_kwh - 1e-6:
+        # The counter restarted (new session on the charger, or a charger reboot): what
+        # was counted so far is kept and the new count adds to it.
+        s.counter_offset_kwh = s.energy_kwh
+    s.last_counter_kwh = counter
+    return max(s.energy_kwh, s.counter_offset_kwh + counter)

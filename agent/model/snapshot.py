@@ -1,0 +1,68 @@
+"""The cycle's process image: every later step of a cycle sees one frozen instant.
+
+Plain immutable values only (no driver objects), so a snapshot can be built by hand in a
+test, logged, or handed to another task without copying.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+# IEC 61851 control-pilot states in which an EV is plugged in.
+OCCUPIED = frozenset({"B", "C", "D"})
+VACANT = "A"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorState:
+    charger_id: str
+    idx: int  # 1-based, as on the charger's label
+    state: str  # IEC 61851 A..F, "?" when unknown
+    power_kw: float  # > 0 charging the EV
+    energy_kwh: float  # the charger's session counter
+    ev_max_kw: float | None = None  # the EV's maximum, where the charger knows it
+    limit_kw: float | None = None  # limit the charger reports applying, where readable
+    soc_pct: float | None = None  # the EV's state of charge, where the charger reports it
+
+    @property
+    def occupied(self) -> bool:
+        return self.state in OCCUPIED
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerState:
+    id: str
+    reachable: bool  # a fresh reading this cycle; False: connectors hold the last values
+    connectors: tuple[ConnectorState, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BatteryState:
+    soc: float  # percent
+    max_charge_kw: float  # what the BMS allows now
+    max_discharge_kw: float
+    power_kw: float  # > 0 discharging into the station
+    # For battery health (agent/energy/battery_watch.py); None where the BMS does not say.
+    soh_pct: float | None = None
+    temp_min_c: float | None = None
+    temp_max_c: float | None = None
+    cell_v_min: float | None = None
+    cell_v_max: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    t: float  # monotonic seconds at the start of the cycle
+    ts: datetime  # wall clock, UTC
+    grid_kw: float | None  # import > 0; None when the meter is stale
+    pv_kw: float | None  # None when unknown or stale (counted as 0)
+    battery: BatteryState | None  # None when the BMS is stale or absent
+    chargers: tuple[ChargerState, ...]
+    # The grid meter's energy counters (kWh), None when stale or invalid (savings ledger).
+    grid_import_kwh: float | None = None
+    grid_export_kwh: float | None = None
+
+    def connectors(self):
+        for charger in self.chargers:
+            yield from charger.connectors

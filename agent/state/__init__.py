@@ -1,0 +1,1 @@
+"""The read model of the running station, served to the local API."""

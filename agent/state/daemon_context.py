@@ -1,0 +1,384 @@
+"""The local API's view of the running daemon (hardware mode): `ApiContext` over the control
+loop's state, the session tracker, the store, the cloud signals, the planner, the savings
+ledger, device health and the uplink.
+
+Sessions here come from connector states (an EV plugged in), so `create_session` and
+`report_consumption` are refused with 409 (NotSupported); `stop_session` ends a session as
+the cloud's `session.stop` does. Everything is read on the daemon's event loop between
+awaits, so a handler always sees one whole control cycle (`AgentState.decision`).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from agent.api.context import (
+    ApiError,
+    ConnectorView,
+    DependencyState,
+    DeviceView,
+    NewSession,
+    NotSupported,
+    SessionView,
+    StationView,
+    UnknownSession,
+    UplinkView,
+    broker_state,
+)
+from agent.api.models import ChargerConfig, StationConfig
+from agent.energy.signals import StationConfig as CloudStationConfig
+from agent.model.clock import Clock, iso
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+    from agent.config.station_config import Reconfigurer
+    from agent.control.loop import ControlLoop
+    from agent.energy.signals import Signals
+    from agent.uplink import Uplink
+
+
+class DaemonContext:
+    def __init__(
+        self,
+        loop: ControlLoop,
+        db: sqlite_utils.Database,
+        clock: Clock,
+        *,
+        signals: Signals,
+        reconfigurer: Reconfigurer,
+        uplink: Uplink | None = None,
+    ) -> None:
+        self.loop = loop
+        # ApiContext's collaborators, as plain attributes. No planner object: optimisation
+        # requests run allocator.planner's LP (agent/api/optimize.py).
+        self.store = db
+        self.signals = signals
+        self.planner: Any | None = None
+        self._clock = clock
+        self.reconfigurer = reconfigurer
+        self._uplink = uplink
+        self._last_ack_wall: float | None = None
+        self._last_published = 0
+
+    def now(self) -> datetime:
+        return self._clock.now()
+
+    # --- configuration --------------------------------------------------------------------
+
+    def station_config(self) -> StationConfig:
+        s = self.loop.s
+        return StationConfig(
+            stationId=s.station.id,
+            gridCapacity=s.station.grid_capacity_kw,
+            chargers=[
+                ChargerConfig(id=c.id, maxPower=c.max_power_kw, connectors=c.connectors)
+                for c in s.station.chargers
+            ],
+            baseLoad=self._base_load(),
+        )
+
+    def replace_station_config(self, config: StationConfig) -> None:
+        if config.baseLoad is not None:
+            raise ApiError("baseLoad: measured by the grid meter on this station, not set")
+        cloud = CloudStationConfig(
+            station_id=config.stationId, grid_capacity=config.gridCapacity,
+            chargers=[{"id": c.id, "max_power": c.maxPower, "connectors": c.connectors}
+                      for c in config.chargers],
+        )  # fmt: skip
+        try:
+            # Validated and swapped first; stored only if that worked (old config stays).
+            self.signals.replace_station_config(cloud, apply=self._apply_now)
+        except ValueError as exc:
+            raise ApiError(str(exc)) from None
+
+    def _apply_now(self, config: CloudStationConfig) -> None:
+        self.reconfigurer.apply_now(config)
+
+    # --- live state -----------------------------------------------------------------------
+
+    def station_view(self) -> StationView:
+        st = self.loop.state
+        s = self.loop.s
+        d = st.decision
+        summary = st.stats.summary()
+        limits = self.loop.controller.limits
+        if d is None:
+            return StationView(
+                station_id=s.station.id, ts=iso(self.now()),
+                grid_capacity_kw=s.station.grid_capacity_kw, grid_power_kw=None,
+                base_load_kw=None, pv_power_kw=None, battery_soc=None, battery_power_kw=None,
+                ev_power_kw=0.0, connectors=(), cycles=summary["cycles"],
+            )  # fmt: skip
+        snap = d.snapshot
+        by_key = {(x.charger_id, x.connector_idx): x for x in d.sessions}
+        allocations, bindings = d.result["allocations"], d.result.get("binding", {})
+        connectors = []
+        for c in snap.connectors():
+            x = by_key.get((c.charger_id, c.idx))
+            limit = limits.get((c.charger_id, c.idx))
+            connectors.append(ConnectorView(
+                charger_id=c.charger_id, idx=c.idx, state=c.state,
+                session_id=x.id if x else None,
+                limit_kw=round(limit if limit is not None else 0.0, 3),
+                power_kw=round(c.power_kw, 3),
+                binding=bindings.get(x.id) if x and x.id in allocations else None,
+            ))  # fmt: skip
+        return StationView(
+            station_id=s.station.id,
+            ts=iso(snap.ts),
+            grid_capacity_kw=s.station.grid_capacity_kw,
+            grid_power_kw=snap.grid_kw,
+            base_load_kw=round(d.budget.base_load_kw, 3),
+            pv_power_kw=snap.pv_kw,
+            battery_soc=snap.battery.soc if snap.battery else None,
+            battery_power_kw=snap.battery.power_kw if snap.battery else None,
+            ev_power_kw=round(sum(c.power_kw for c in snap.connectors()), 3),
+            connectors=tuple(connectors),
+            cycles=summary["cycles"],
+            cycle_ms=summary["cycle_ms"],
+            overruns=summary["overruns"],
+            degraded=tuple(sorted(st.modes)),
+            power_cap_kw=d.power_cap_kw,
+            mode="hardware",
+        )
+
+    def sessions(self) -> list[SessionView]:
+        d = self.loop.state.decision
+        tracker = self.loop.controller.sessions
+        allocations = d.result["allocations"] if d else {}
+        bindings = d.result.get("binding", {}) if d else {}
+        extra = self._session_rows([s.id for s in tracker.active.values()])
+        out = []
+        for s in sorted(tracker.active.values(), key=lambda x: x.started_at):
+            limit = self.loop.controller.limits.get((s.charger_id, s.connector_idx))
+            kind, vehicle_id, fleet_id = extra.get(s.id, ("charging", None, None))
+            out.append(SessionView(
+                session_id=s.id, charger_id=s.charger_id, idx=s.connector_idx,
+                allocated_kw=round(limit if limit is not None else allocations.get(s.id, 0.0), 3),
+                vehicle_max_kw=s.vehicle_max_kw, consumed_kw=round(s.power_kw, 3),
+                source="hardware", kind="v2g" if kind == "v2g" else "charging",
+                started_at=s.started_at, energy_kwh=round(s.energy_kwh, 4),
+                cost_eur=round(s.cost_eur, 4),
+                binding=bindings.get(s.id), vehicle_id=vehicle_id, fleet_id=fleet_id,
+            ))  # fmt: skip
+        return out
+
+    def _session_rows(self, ids: list[str]) -> dict[str, tuple[str, str | None, str | None]]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.store.execute(
+            f"SELECT id, kind, vehicle_id, fleet_id FROM sessions WHERE id IN ({marks})", ids
+        ).fetchall()
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def devices(self) -> list[DeviceView]:
+        s = self.loop.s
+        stale_after = max(s.control.stale_after_s, 2.0)
+        now = time.time()
+        out = []
+        health = self.loop.devices.health()
+        for dev in s.devices:
+            h = health.get(dev.name)
+            if h is None:
+                continue
+            if not h.online:
+                state: Literal["online", "stale", "offline"] = "offline"
+            elif h.last_ok_ts is None or now - h.last_ok_ts > stale_after:
+                state = "stale"
+            else:
+                state = "online"
+            endpoint = dev.endpoint
+            if endpoint.startswith("rtu://"):
+                endpoint += f"@{dev.baudrate}"
+            out.append(DeviceView(
+                name=dev.name, kind=dev.kind, endpoint=f"{endpoint}#{dev.unit_id}", state=state,
+                latency_ms_p50=h.latency_p50_ms, latency_ms_p99=h.latency_p99_ms,
+                errors=dict(h.errors), last_error=h.last_error,
+                last_ok=_iso_ts(h.last_ok_ts),
+            ))  # fmt: skip
+        return out
+
+    def dependencies(self) -> list[DependencyState]:
+        deps = []
+        views = self.devices()
+        offline = [d.name for d in views if d.state == "offline"]
+        stale = [d.name for d in views if d.state == "stale"]
+        modes = sorted(self.loop.state.modes)
+        if self.loop.state.decision is None:
+            deps.append(DependencyState("control", "degraded", "starting"))
+        elif not self.loop.state.healthy:
+            deps.append(DependencyState("control", "down", "the last control cycle failed"))
+        else:
+            deps.append(DependencyState("control", "degraded" if modes else "ok",
+                                        ", ".join(modes)))  # fmt: skip
+        if offline or stale:
+            detail = "; ".join(p for p in (
+                f"offline: {', '.join(offline)}" if offline else "",
+                f"stale: {', '.join(stale)}" if stale else "") if p)  # fmt: skip
+            deps.append(DependencyState("devices", "degraded", detail))
+        else:
+            deps.append(DependencyState("devices", "ok", f"{len(views)} online"))
+        deps.append(broker_state(self._uplink))
+        try:
+            self.store.execute("SELECT 1").fetchone()
+            # Readable but refusing writes (disk full): control goes on, records wait.
+            refused = self.loop.store_error
+            deps.append(DependencyState("store", "degraded", refused) if refused
+                        else DependencyState("store", "ok"))  # fmt: skip
+        except Exception as exc:  # the health endpoint must answer when SQLite fails
+            deps.append(DependencyState("store", "down", str(exc)))
+        planner = self.loop.planner
+        if planner is None:
+            deps.append(DependencyState("planner", "disabled", "planner.enabled = false"))
+        else:
+            p = planner.status
+            deps.append(DependencyState(
+                "planner", "degraded" if p.last_error else "ok",
+                p.last_error or f"{p.plans} plans, active={p.active}",
+            ))  # fmt: skip
+        return deps
+
+    def uplink(self) -> UplinkView | None:
+        if self._uplink is None:
+            return None
+        st = self._uplink.status
+        stats = self._uplink.outbox.stats()
+        if st.published != self._last_published:
+            self._last_published = st.published
+            self._last_ack_wall = time.time()
+        return UplinkView(
+            connected=st.connected, outbox_rows=stats.depth, outbox_bytes=stats.bytes,
+            dropped=stats.dropped, last_ack=_iso_ts(self._last_ack_wall),
+        )  # fmt: skip
+
+    # --- battery, plan and savings ----------------------------------------------------------
+
+    def plan_view(self) -> dict[str, Any] | None:
+        planner = self.loop.planner
+        return planner.view(self.now()) if planner is not None else None
+
+    def battery(self) -> dict[str, Any] | None:
+        watch = self.loop.battery
+        b = self.loop.s.station.battery
+        if b is None:
+            return None
+        snap = self.loop.state.snapshot
+        report = watch.report(self.now()) if watch is not None else {}
+        return {
+            "soc": snap.battery.soc if snap and snap.battery else None,
+            "power_kw": snap.battery.power_kw if snap and snap.battery else None,
+            "soh": report.get("sohPct"),
+            "cycles": report.get("equivalentFullCycles"),
+            "throughput_kwh": report.get("throughputKwh"),
+            "alerts": report.get("alerts", []),
+            "maintenance": report.get("maintenance"),
+            "in_dispatch": report.get("inDispatch", True),
+            "capacity_kwh": b.capacity_kwh,
+            "min_soc": b.min_soc,
+            "max_charge_kw": b.max_charge_kw,
+            "max_discharge_kw": b.max_discharge_kw,
+        }
+
+    def savings(self) -> dict[str, Any] | None:
+        """Today's figures from the savings ledger (agent.energy.ledger_recorder), plus the stored
+        totals since the station started keeping a ledger."""
+        ledger = self.loop.ledger
+        if ledger is None:
+            return None
+        today = ledger.summary()
+        totals: dict[str, float] = {}
+        for policy in ("actual", "uncontrolled"):
+            row = self.store.execute(
+                "SELECT COALESCE(SUM(import_kwh),0), COALESCE(SUM(export_kwh),0), "
+                "COALESCE(SUM(energy_cost_eur),0), COALESCE(SUM(co2_kg),0), "
+                "COALESCE(SUM(battery_discharge_kwh),0), COUNT(*) FROM ledger WHERE policy = ?",
+                [policy],
+            ).fetchone()
+            totals[policy + "_cost"] = row[2]
+            if policy == "actual":
+                totals.update(import_kwh=row[0], export_kwh=row[1], co2_kg=row[3],
+                              battery_discharge_kwh=row[4], intervals=row[5])  # fmt: skip
+        ev_kwh = self._ev_kwh()
+        cost, baseline = totals["actual_cost"], totals["uncontrolled_cost"]
+        supplied = totals["import_kwh"] - totals["export_kwh"]
+        return {
+            "day": today["day"],
+            "today": today,
+            "intervals": int(totals["intervals"]),
+            "import_kwh": round(totals["import_kwh"], 4),
+            "export_kwh": round(totals["export_kwh"], 4),
+            "ev_kwh": round(ev_kwh, 4),
+            "co2_kg": round(totals["co2_kg"], 4),
+            "cost_eur": round(cost, 4),
+            "baseline_cost_eur": round(baseline, 4),
+            "savings_eur": round(baseline - cost, 4),
+            "savings_pct": round(100 * (baseline - cost) / baseline, 3) if baseline > 0 else None,
+            "peak_kw_today": today["peakKw"],
+            "eur_per_ev_kwh": round(cost / ev_kwh, 4) if ev_kwh > 0 else None,
+            # EV energy (charger counters) over the net energy the station drew (meter):
+            # how much of what came in went into the EVs (the rest is base load and losses).
+            "charging_efficiency": round(min(1.0, ev_kwh / supplied), 4) if supplied > 0 else None,
+            "v2g_efficiency": None,  # no V2G energy is metered separately on this station
+        }
+
+    def _ev_kwh(self) -> float:
+        # session_kwh is JSON {sessionId: kWh} (agent/store/schema.py): summed in SQLite.
+        row = self.store.execute(
+            "SELECT COALESCE(SUM(j.value), 0) FROM ledger, json_each(ledger.session_kwh) AS j "
+            "WHERE ledger.policy = 'actual'"
+        ).fetchone()
+        return float(row[0])
+
+    def _base_load(self) -> float | None:
+        d = self.loop.state.decision
+        return round(d.budget.base_load_kw, 3) if d is not None else None
+
+    # --- sessions -------------------------------------------------------------------------
+
+    def create_session(self, new: NewSession) -> SessionView:
+        raise NotSupported(
+            "sessions on this station start when an EV is plugged in (connector state B/C)"
+        )
+
+    def report_consumption(self, session_id: str, consumed_kw: float) -> SessionView:
+        self._known(session_id)
+        raise NotSupported("power is measured by the charger on this station")
+
+    def stop_session(self, session_id: str) -> None:
+        try:
+            self.loop.controller.sessions.stop(session_id, "api")
+        except KeyError:
+            raise UnknownSession(f"unknown session id {session_id!r}") from None
+
+    def _known(self, session_id: str) -> None:
+        if not any(s.id == session_id for s in self.loop.controller.sessions.active.values()):
+            raise UnknownSession(f"unknown session id {session_id!r}")
+
+
+def _iso_ts(ts: float | None) -> str | None:
+    return None if ts is None else iso(datetime.fromtimestamp(ts, UTC))
+
+
+class DaemonTarget:
+    """`agent.uplink.commands.CommandTarget`: what cloud commands do to the running station."""
+
+    def __init__(self, loop: ControlLoop, reconfigurer: Reconfigurer) -> None:
+        self.loop = loop
+        self.reconfigurer = reconfigurer
+
+    async def stop_session(self, session_id: str, reason: str | None) -> dict[str, Any]:
+        """End the session now: no session on the connector means a target of 0 kW from
+        the next cycle, and none starts there again until the EV is unplugged."""
+        s = self.loop.controller.sessions.stop(session_id, reason or "cloud")  # KeyError
+        return {
+            "sessionId": s.id, "chargerId": s.charger_id, "connectorIdx": s.connector_idx,
+            "stoppedAt": s.stopped_at, "energyKwh": round(s.energy_kwh, 4),
+            "peakKw": round(s.peak_kw, 3), "costEur": round(s.cost_eur, 4),
+        }  # fmt: skip
+
+    async def apply_station_config(self, config: CloudStationConfig) -> None:
+        await self.reconfigurer.apply(config)
