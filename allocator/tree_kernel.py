@@ -98,16 +98,18 @@ def _fine(steps):  # noqa: ANN001
     return max(steps, 0) * FINE
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _limit_level(L, lim_mem, lim_w, lim_end, start, fixed, level0, capacity,  # noqa: ANN001
                  low, high, frozen, value):
     """The highest whole level at which limit L holds (NO_LIMIT: it never fills), from level0
     where it holds. Frozen sessions and sessions at their ceiling leave L's slice for good
-    (levels only rise): their weight moves into fixed[L]."""
+    (levels only rise): their weight moves into fixed[L]. Accumulators are locals so they
+    stay in registers: this loop is the kernel's hot spot."""
     level = level0
     end = lim_end[L]
+    gone = fixed[L]  # weight of the sessions that left the slice
     while True:
-        fill = fixed[L]
+        fill = 0
         slope = 0
         next_low = NO_LIMIT
         kept = start
@@ -115,13 +117,11 @@ def _limit_level(L, lim_mem, lim_w, lim_end, start, fixed, level0, capacity,  # 
             i = lim_mem[k]
             w = lim_w[k]
             if frozen[i]:
-                fixed[L] += w * value[i]
-                fill += w * value[i]
+                gone += w * value[i]
                 continue
             h = high[i]
             if level >= h:  # leaves at its ceiling; solve_tree corrects fixed[L] if another
-                fixed[L] += w * h  # limit freezes it lower later
-                fill += w * h
+                gone += w * h  # limit freezes it lower later
                 continue
             lim_mem[kept] = i
             lim_w[kept] = w
@@ -135,16 +135,20 @@ def _limit_level(L, lim_mem, lim_w, lim_end, start, fixed, level0, capacity,  # 
                 fill += w * level
                 slope += w
         end = kept
-        lim_end[L] = end
+        fill += gone
         if slope == 0:
             if next_low == NO_LIMIT:
-                return NO_LIMIT
+                level = NO_LIMIT
+                break
             level = next_low
         else:
             step = (capacity - fill) // slope
             if step <= 0:
-                return level
+                break
             level = min(level + step, next_low)
+    lim_end[L] = end
+    fixed[L] = gone
+    return level
 
 
 @njit(cache=True)
