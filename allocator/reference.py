@@ -122,18 +122,19 @@ def build_limits(req: Request, ev_budget: int, resolution: int) -> list[list[Lim
         limits = []
         if max_power is not None:
             limits.append(Limit(binding, circuit, max_power, {i: 1 for i in members}))
-        for p in range(3 if max_current is not None else 0):
-            capacity = max_current[p]
+        for capacity, p in zip(max_current or [], range(3), strict=False):
             if capacity is not None:
                 weights = {i: sixths[i] for i in members if p in phases[i]}
                 limits.append(Limit(binding, circuit, capacity, weights))
         return limits
 
     groups = []
-    for j, c in enumerate(req.chargers):
+    for j, charger in enumerate(req.chargers):
         members = [i for i, s in enumerate(sessions) if s.charger_index == j]
-        current = None if c.max_current is None else [sixths_down(c.max_current, req.voltage)] * 3
-        groups.append(group(members, fine(steps_down(c.max_power), resolution), current, "charger"))
+        amps = charger.max_current
+        current = None if amps is None else [sixths_down(amps, req.voltage)] * 3
+        groups.append(group(members, fine(steps_down(charger.max_power), resolution), current,
+                            "charger"))
 
     def depth(k: int) -> int:
         parent = req.circuits[k].parent_index

@@ -253,12 +253,13 @@ def _circuits(value: Any) -> tuple[Circuit, ...]:
             base_current=currents,
         ))
     for i in range(len(circuits)):  # walk up from each circuit: a cycle never reaches a root
-        seen, k = set(), i
-        while k is not None:
-            if k in seen:
-                raise AllocationError(f"circuits[{i}].parent", f"cycle through circuit {circuits[k].id}")
-            seen.add(k)
-            k = circuits[k].parent_index
+        seen: set[int] = set()
+        at: int | None = i
+        while at is not None:
+            if at in seen:
+                raise AllocationError(f"circuits[{i}].parent", f"cycle through circuit {circuits[at].id}")
+            seen.add(at)
+            at = circuits[at].parent_index
     return tuple(circuits)
 
 

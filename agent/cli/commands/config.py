@@ -1,4 +1,5 @@
-"""`sems config check FILE`: validate agent settings; "ok" or every problem, exit 78."""
+"""`sems config check FILE`: validate agent settings; "ok" (after any warnings on stderr) or
+every problem, exit 78."""
 
 from __future__ import annotations
 
@@ -16,13 +17,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.config.settings import ConfigError, load
+    from agent.config.settings import ConfigError, load, warnings
 
     try:
-        load(args.file)
+        settings = load(args.file)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EX_CONFIG
+    for warning in warnings(settings):
+        print(f"warning: {warning}", file=sys.stderr)
     print("ok")
     return 0
