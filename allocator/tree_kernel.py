@@ -111,6 +111,7 @@ def _limit_level(L, lim_mem, lim_w, lim_end, start, fixed, level0, capacity,  # 
     while True:
         fill = 0
         slope = 0
+        top = 0  # the fill with every session at its ceiling
         next_low = NO_LIMIT
         kept = start
         for k in range(start, end):
@@ -126,6 +127,7 @@ def _limit_level(L, lim_mem, lim_w, lim_end, start, fixed, level0, capacity,  # 
             lim_mem[kept] = i
             lim_w[kept] = w
             kept += 1
+            top += w * h
             lo = low[i]
             if level < lo:
                 fill += w * lo
@@ -136,6 +138,9 @@ def _limit_level(L, lim_mem, lim_w, lim_end, start, fixed, level0, capacity,  # 
                 slope += w
         end = kept
         fill += gone
+        if top + gone <= capacity:  # holds even at every ceiling: it never fills
+            level = NO_LIMIT
+            break
         if slope == 0:
             if next_low == NO_LIMIT:
                 level = NO_LIMIT
