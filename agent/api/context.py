@@ -121,6 +121,9 @@ class StationView:
     degraded: tuple[str, ...] = ()  # active degraded modes, e.g. "grid_meter_stale"
     power_cap_kw: float | None = None  # demand-response cap in force, if any
     mode: Literal["hardware", "api"] = "hardware"
+    # the electrical tree: each circuit's estimated EV load per phase against its ratings
+    # (agent/control/tree.py circuit_loads)
+    circuits: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

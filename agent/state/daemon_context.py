@@ -28,6 +28,7 @@ from agent.api.context import (
     broker_state,
 )
 from agent.api.models import ChargerConfig, StationConfig
+from agent.control.tree import circuit_loads
 from agent.energy.signals import StationConfig as CloudStationConfig
 from agent.model.clock import Clock, iso
 
@@ -143,6 +144,8 @@ class DaemonContext:
             degraded=tuple(sorted(st.modes)),
             power_cap_kw=d.power_cap_kw,
             mode="hardware",
+            circuits=tuple(circuit_loads(
+                s.station, {(c.charger_id, c.idx): c.power_kw for c in snap.connectors()})),
         )
 
     def sessions(self) -> list[SessionView]:

@@ -119,3 +119,24 @@ def test_control_cycle_shares_under_the_sub_board_fuse():
     assert sum(limits) <= 22.08 + 1e-6
     assert limits == pytest.approx([7.36, 7.36, 7.36], abs=0.02)
     assert set(d.result["binding"].values()) == {"circuit"}
+
+
+def test_status_shows_each_circuit_load_per_phase_against_its_fuse():
+    from agent.cli.commands.status import render
+    from agent.control.tree import circuit_loads
+
+    s = tree_settings(SUB, CP2={"phases": 1})  # CP2: one conductor, wired to L2
+    loads = circuit_loads(s.station, {CP1_1: 7.36, CP1_2: 7.36, CP2_1: 3.68})
+    assert loads == [
+        {"id": "main", "parent": None, "max_current_a": 63.0, "max_power_kw": None,
+         "current_a": [21.33, 37.33, 21.33], "power_kw": 18.4},
+        {"id": "sub", "parent": "main", "max_current_a": 32.0, "max_power_kw": None,
+         "current_a": [21.33, 37.33, 21.33], "power_kw": 18.4},
+    ]  # fmt: skip
+    view = {"station_id": "T1", "ts": "2026-12-04T17:00:00Z", "mode": "hardware", "cycles": 3,
+            "grid_capacity_kw": 100.0, "grid_power_kw": 28.4, "ev_power_kw": 18.4,
+            "base_load_kw": 10.0, "pv_power_kw": None, "battery_soc": None,
+            "battery_power_kw": None, "connectors": [], "uplink": None, "circuits": loads}
+    text = render(view)
+    line = next(x for x in text.splitlines() if x.startswith("sub"))
+    assert line.split() == ["sub", "main", "21.3", "37.3", "21.3", "32", "18.4", "-"]

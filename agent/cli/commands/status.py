@@ -42,6 +42,12 @@ def render(st: dict[str, Any]) -> str:
     rows = [[f"{c['charger_id']}#{c['idx']}", c["state"], (c["session_id"] or "-")[:8], c["limit_kw"],
              c["power_kw"], c["binding"]] for c in st["connectors"]]
     lines += ["", table(["connector", "state", "session", "limit kW", "power kW", "binding"], rows)]
+    if st.get("circuits"):
+        lines += ["", "circuits (EV load from connector power, each EV on all its charger's phases):"]
+        lines.append(table(["circuit", "parent", "L1 A", "L2 A", "L3 A", "fuse A", "kW", "max kW"], [
+            [c["id"], c["parent"] or "-", *(fmt(a, 1) for a in c["current_a"]),
+             fmt(c["max_current_a"], 0), fmt(c["power_kw"]), fmt(c["max_power_kw"])]
+            for c in st["circuits"]]))
     return "\n".join(lines)
 
 
