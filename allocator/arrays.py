@@ -223,8 +223,12 @@ class StationArrays:
             raise ValueError("circuits: the tree is deeper than these arrays were sized for (max_depth)")
 
     def warm_up(self) -> None:
-        """Compile the kernels (or load them from NUMBA_CACHE_DIR) before the first real cycle."""
-        StationArrays(1, 1).solve()
+        """Compile the kernel in use (or load it from NUMBA_CACHE_DIR) before the first real
+        cycle: the tree kernel when a circuit or charger current limit is set, else the fast one
+        (so a station without a tree does not pay the tree kernel's compilation)."""
+        if not self.tree:
+            StationArrays(1, 1).solve()
+            return
         tree = StationArrays(1, 1, 1)
         tree.set_circuit(0)
         tree.solve()
