@@ -20,7 +20,8 @@ from agent.app.sdnotify import Notifier
 from agent.config.settings import AgentSettings, ConfigError, load
 from agent.config.station_config import Reconfigurer, overlay
 from agent.control.devices import StationDevices
-from agent.control.loop import ControlLoop, UplinkHook
+from agent.control.events import UplinkHook
+from agent.control.loop import ControlLoop
 from agent.control.stats import CycleStats
 from agent.model.clock import Clock, RealClock
 from agent.ocpp.wiring import attach_ocpp
