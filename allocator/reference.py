@@ -47,9 +47,11 @@ Rules, in order:
    Paused sessions get 0 and the binding "minimum".
 3. The others share max-min fairly (progressive filling): a common level rises; each session
    follows it between its minimum and its ceiling. The first limit that fills (the lowest
-   level at which it is full) freezes every session it holds where they are; the level goes on
-   rising for the others, until every limit is full or every session at its ceiling. Levels
-   are whole steps: the highest step at which the limit still fits.
+   level at which it is full; the first in rank on a tie) freezes every session it holds where
+   they are; the level goes on rising for the others, until every limit is full or every
+   session at its ceiling. Levels are whole steps: the highest step at which the limit still
+   fits, so two limits can fill at the same step; the later one is then looked at again with
+   the sessions the first froze fixed (it may hold one more step).
 4. Binding: "vehicle" or "cap" when a session is at its own ceiling (the smaller of the two
    names it; "vehicle" on a tie), else what froze it: "charger", "circuit" (with the circuit
    named in bindingCircuit) or "station"; among limits filling at the same level, the first
@@ -236,15 +238,23 @@ def allocate_request(req: Request) -> dict[str, Any]:
         if all(level is None for level in levels):
             break
         t = min(level for level in levels if level is not None)
+        rest = []
+        stopped: set[int] = set()  # frozen just now below where they would have grown
         for limit, level in zip(filling, levels, strict=True):
-            if level == t:
-                for i in limit.weights:
-                    if i not in frozen and i not in paused:
-                        frozen[i] = min(max(t, minimum[i]), ceiling[i])
-                        held_by[i] = limit
-        # a limit that holds at every ceiling never fills: freezing others only unloads it
-        filling = [limit for limit, level in zip(filling, levels, strict=True)
-                   if level is not None and level != t]
+            if level is None:  # holds at every ceiling: freezing others only unloads it
+                continue
+            if level != t or stopped.intersection(limit.weights):
+                # Limits fill one at a time, first in rank on a tie: one whose session was
+                # just frozen by a limit before it is looked at again with that session fixed.
+                rest.append(limit)
+                continue
+            for i in limit.weights:
+                if i not in frozen and i not in paused:
+                    frozen[i] = min(max(t, minimum[i]), ceiling[i])
+                    held_by[i] = limit
+                    if min(max(t + 1, minimum[i]), ceiling[i]) > frozen[i]:
+                        stopped.add(i)
+        filling = rest
 
     allocation = [0] * n
     binding = ["minimum"] * n
