@@ -47,7 +47,7 @@ import math
 import numpy as np
 
 from allocator import kernel, tree_kernel
-from allocator.request import BINDING_NAMES
+from allocator.binding import BINDING_NAMES
 
 __all__ = ["BINDING_NAMES", "StationArrays"]
 

@@ -115,8 +115,6 @@ class Request:
         return charger.rotation[:k]
 
 
-BINDING_NAMES = ("vehicle", "cap", "charger", "station", "minimum", "circuit")
-
 _TOP_FIELDS = {"stationId", "gridCapacity", "baseLoad", "pvPower", "battery", "chargers", "sessions",
                "voltage", "circuits"}
 _BATTERY_FIELDS = {"maxDischargePower", "maxChargePower", "soc", "minSoc"}

@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from agent.api import electra, fleet, metrics, station
+from agent.api import electra, fleet, metrics, ocpp, station
 from agent.api.context import (
     ApiContext,
     ApiError,
@@ -139,4 +139,5 @@ def create_app(ctx: ApiContext, *, title: str = "sems-edge local API") -> FastAP
     app.include_router(fleet.router)
     app.include_router(station.router)
     app.include_router(metrics.router)
+    app.include_router(ocpp.router)
     return app
