@@ -28,12 +28,12 @@ def allocate(request: dict[str, Any]) -> dict[str, Any]:
     from allocator.request import load_into
 
     req = parse_request(request)
-    arrays = StationArrays(len(req.chargers), len(req.sessions))
+    arrays = StationArrays(len(req.chargers), len(req.sessions), len(req.circuits))
     load_into(req, arrays)
     arrays.solve()
     n = len(req.sessions)
     return result_dict(req, arrays.allocation[:n].tolist(), arrays.binding_names(),
-                       arrays.battery_power, arrays.grid_power)
+                       arrays.battery_power, arrays.grid_power, arrays.binding_circuit[:n].tolist())
 
 
 def __getattr__(name: str) -> Any:

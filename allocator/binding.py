@@ -3,4 +3,4 @@
 A module of its own so the request parser and the kernel's arrays both read it without
 importing each other."""
 
-BINDING_NAMES = ("vehicle", "cap", "charger", "station", "minimum")
+BINDING_NAMES = ("vehicle", "cap", "charger", "station", "minimum", "circuit")

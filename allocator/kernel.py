@@ -34,12 +34,13 @@ VEHICLE, CAP, CHARGER, STATION, MINIMUM = 0, 1, 2, 3, 4
 # `station` array: inputs, then outputs
 GRID_CAPACITY, BASE_LOAD, PV_POWER, BATTERY_MAX_DISCHARGE, BATTERY_MAX_CHARGE = 0, 1, 2, 3, 4
 BATTERY_SOC, BATTERY_MIN_SOC, OUT_BATTERY_POWER, OUT_GRID_POWER = 5, 6, 7, 8
-STATION_FIELDS = 9
+VOLTAGE = 9  # phase-to-neutral V, read by the tree kernel only
+STATION_FIELDS = 10
 # rows of `session_f` (kW, priority) and `session_i` (charger index, arrival rank)
 VEHICLE_MAX, POWER_CAP, MIN_POWER, PRIORITY = 0, 1, 2, 3
 SESSION_F_ROWS = 4
-CHARGER_INDEX, ARRIVAL = 0, 1
-SESSION_I_ROWS = 2
+CHARGER_INDEX, ARRIVAL, SESSION_PHASES = 0, 1, 2  # phases: 0 = the charger's (tree kernel)
+SESSION_I_ROWS = 3
 # scratch rows: per session, and per charger (capacity, level, bucket offsets, minimum sums)
 SCRATCH_SESSION_ROWS = 7
 SCRATCH_CHARGER_ROWS = 4
@@ -107,6 +108,18 @@ def _fill_level(pending, start, end, low, high, capacity):  # noqa: ANN001 (numb
             if step <= 0:
                 return level
             level = min(level + step, next_low)
+
+
+@njit(cache=True)
+def ev_budget_steps(station):  # noqa: ANN001
+    """Rule 1: the budget for the EVs, in steps."""
+    grid = _steps_down(station[GRID_CAPACITY])
+    base = _steps_up(station[BASE_LOAD])
+    pv = _steps_down(station[PV_POWER])
+    available_discharge = 0
+    if station[BATTERY_SOC] > station[BATTERY_MIN_SOC]:
+        available_discharge = _steps_down(station[BATTERY_MAX_DISCHARGE])
+    return max(grid - base + pv + available_discharge, 0)
 
 
 @njit(cache=True)
@@ -180,14 +193,7 @@ def solve(station, n_chargers, charger_max, n_sessions, session_f, session_i,  #
     bucket = scratch_c[2]  # sessions of charger j are pending[bucket[j]:bucket[j + 1]]
     minimum_sum = scratch_c[3]
 
-    # Rule 1: the budget.
-    grid = _steps_down(station[GRID_CAPACITY])
-    base = _steps_up(station[BASE_LOAD])
-    pv = _steps_down(station[PV_POWER])
-    available_discharge = 0
-    if station[BATTERY_SOC] > station[BATTERY_MIN_SOC]:
-        available_discharge = _steps_down(station[BATTERY_MAX_DISCHARGE])
-    ev_budget = max(grid - base + pv + available_discharge, 0)
+    ev_budget = ev_budget_steps(station)
 
     # Rule 2: ceilings, minimums, pauses.
     for j in range(n_chargers):
@@ -285,8 +291,14 @@ def solve(station, n_chargers, charger_max, n_sessions, session_f, session_i,  #
         else:
             binding[i] = STATION
 
-    # Rule 5: battery and grid, in kW (not steps: the setpoint must cover a base load that is
-    # not a whole step exactly). Same operations, in the same order, as the reference.
+    battery_and_grid(station, ev_total)
+    return OK
+
+
+@njit(cache=True)
+def battery_and_grid(station, ev_total):  # noqa: ANN001
+    """Rule 5: battery and grid, in kW (not steps: the setpoint must cover a base load that is
+    not a whole step exactly). Same operations, in the same order, as the reference."""
     ev_kw = ev_total / STEPS_PER_KW
     base_kw = station[BASE_LOAD]
     pv_kw = station[PV_POWER]
@@ -300,4 +312,3 @@ def solve(station, n_chargers, charger_max, n_sessions, session_f, session_i,  #
     battery_kw = discharge_kw - charge_kw
     station[OUT_BATTERY_POWER] = battery_kw
     station[OUT_GRID_POWER] = base_kw + ev_kw - pv_kw - battery_kw
-    return OK

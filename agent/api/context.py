@@ -85,7 +85,7 @@ class SessionView:
     started_at: str = ""
     energy_kwh: float = 0.0
     cost_eur: float = 0.0  # energy so far at the import price in force as it was delivered
-    binding: str | None = None  # which limit stopped it: vehicle, cap, charger, station, minimum
+    binding: str | None = None  # which limit stopped it: vehicle, cap, charger, station, minimum, circuit
     vehicle_id: str | None = None
     fleet_id: str | None = None
 
@@ -121,6 +121,9 @@ class StationView:
     degraded: tuple[str, ...] = ()  # active degraded modes, e.g. "grid_meter_stale"
     power_cap_kw: float | None = None  # demand-response cap in force, if any
     mode: Literal["hardware", "api"] = "hardware"
+    # the electrical tree: each circuit's estimated EV load per phase against its ratings
+    # (agent/control/tree.py circuit_loads)
+    circuits: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

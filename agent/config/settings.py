@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from agent.config import device_check
 from agent.config.api import ApiServerSettings
+from agent.config.circuits import CircuitSettings, circuit_fallback_kw, tree_problems, tree_warnings
 from agent.config.mqtt import STATION_ID_PATTERN, MqttSettings
 from agent.config.ocpp import OcppDeviceSettings, OcppSettings, upstream_problems
 from agent.config.v2g import V2gSettings
@@ -124,6 +125,11 @@ class ChargerSettings(_Section):
         description="bidirectional: its profile takes negative limits, so permitted sessions "
         "may discharge (V2G, [v2g])",
     )
+    # its place in the electrical tree ([[station.circuits]], agent/config/circuits.py)
+    circuit: str | None = Field(None, description="[[station.circuits]] id it is wired to")
+    phases: Literal[1, 3] = Field(3, description="conductors: 1 or 3")
+    phase_rotation: str = Field("L1L2L3", description="grid phases its L1, L2, L3 are wired to")
+    max_current_a: float | None = Field(None, gt=0, description="rating, A per phase")
 
 
 class BatterySettings(_Section):
@@ -158,6 +164,10 @@ class StationSettings(_Section):
     pv_inverter: str | None = Field(None, description="inverter entry whose PV power is read")
     chargers: list[ChargerSettings] = Field(default_factory=list, description="charge points")
     battery: BatterySettings | None = Field(None, description="stationary battery, if any")
+    circuits: list[CircuitSettings] = Field(
+        default_factory=list, description="the electrical tree: sub-boards and their fuses"
+    )
+    voltage_v: float = Field(230.0, gt=0, description="phase-to-neutral voltage")
 
 
 class ControlSettings(_Section):
@@ -314,7 +324,8 @@ class AgentSettings(BaseSettings):
             return charger.fallback_kw
         total = sum(c.max_power_kw for c in self.station.chargers)
         spare = max(0.0, self.station.grid_capacity_kw - self.station.pessimistic_base_load_kw)
-        return min(charger.max_power_kw, spare * charger.max_power_kw / total)
+        return min(charger.max_power_kw, spare * charger.max_power_kw / total,
+                   circuit_fallback_kw(self.station, charger, self.station.voltage_v))
 
 
 class ConfigError(Exception):
@@ -382,12 +393,18 @@ def cross_check(s: AgentSettings) -> list[str]:
             "station.pessimistic_base_load_kw: must be below grid_capacity_kw "
             "(nothing would be left for the chargers)"
         )
+    problems += tree_problems(st)
     if s.control.stale_after_s < s.control.period_s:
         problems.append("control.stale_after_s: must be at least control.period_s")
     problems += _uplink_and_api_problems(s)
     problems += device_check.problems(s)
     problems += _ocpp_problems(s)
     return problems
+
+
+def warnings(s: AgentSettings) -> list[str]:
+    """Legal but suspicious settings (`sems config check` prints them, still ok)."""
+    return tree_warnings(s.station)
 
 
 def _ocpp_problems(s: AgentSettings) -> list[str]:

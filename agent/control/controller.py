@@ -21,6 +21,7 @@ from agent.control.budget import BudgetInputs, WindowMax, budget_inputs
 from agent.control.caps import CapTracker, PauseRotation
 from agent.control.decision import AllocationInputs, ConnectorDecision, Decision, SessionRow
 from agent.control.sessions import Session, SessionTracker
+from agent.control.tree import configure_tree
 from agent.control.v2g import V2gDispatch, V2gOrders
 from agent.model.snapshot import Snapshot
 from allocator.binding import BINDING_NAMES
@@ -62,7 +63,7 @@ class Controller:
         st = settings.station
         self._charger_index = {ch.id: j for j, ch in enumerate(st.chargers)}
         self.arrays = StationArrays(
-            len(st.chargers), max(1, sum(ch.connectors for ch in st.chargers))
+            len(st.chargers), max(1, sum(ch.connectors for ch in st.chargers)), len(st.circuits)
         )
         self.arrays.n_chargers = len(st.chargers)
         self.configure_station(settings)
@@ -92,8 +93,7 @@ class Controller:
         st = settings.station
         self.chargers = {ch.id: ch for ch in st.chargers}
         self._charger_rows = tuple((ch.id, ch.max_power_kw, ch.connectors) for ch in st.chargers)
-        for j, ch in enumerate(st.chargers):
-            self.arrays.set_charger(j, ch.max_power_kw)
+        configure_tree(self.arrays, st)
         self.fallback_per_connector = {
             (ch.id, i): settings.fallback_kw(ch) / ch.connectors
             for ch in st.chargers

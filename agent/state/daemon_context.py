@@ -31,6 +31,7 @@ from agent.api.context import (
 )
 from agent.api.models import ChargerConfig, StationConfig
 from agent.control.links import link_state
+from agent.control.tree import circuit_loads
 from agent.model.clock import Clock, iso
 from agent.store.signals import StationConfig as CloudStationConfig
 
@@ -146,6 +147,8 @@ class DaemonContext:
             degraded=tuple(sorted(st.modes)),
             power_cap_kw=d.power_cap_kw,
             mode="hardware",
+            circuits=tuple(circuit_loads(
+                s.station, {(c.charger_id, c.idx): c.power_kw for c in snap.connectors()})),
         )
 
     def sessions(self) -> list[SessionView]:

@@ -59,6 +59,17 @@ def bad_session() -> dict[str, Any]:
     return request
 
 
+def test_allocate_answers_a_tree_request_with_currents_and_circuit() -> None:
+    from tests.allocator.test_allocator_tree_cases import EXAMPLE_REQUEST, EXAMPLE_RESULT
+
+    done = sems("allocate", "-", stdin=json.dumps(EXAMPLE_REQUEST))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == EXAMPLE_RESULT
+    table = sems("allocate", "--table", "-", stdin=json.dumps(EXAMPLE_REQUEST))
+    assert table.returncode == 0, table.stderr
+    assert "19.2 / 0.0 / 0.0" in table.stdout and "circuit sub" in table.stdout
+
+
 @pytest.mark.parametrize(("stdin", "args", "message"), [
     ('{"gridCapacity": 330, ', ["-"], "sems allocate: stdin: invalid JSON at line 1 column"),
     (json.dumps(bad_session()), ["-"],
@@ -67,7 +78,9 @@ def bad_session() -> dict[str, Any]:
      "sems allocate: [1].gridCapacity: expected a number, got a string"),
     ("", ["/nonexistent/request.json"],
      "sems allocate: /nonexistent/request.json: cannot read: No such file or directory"),
-], ids=["bad-json", "validation", "array-item", "missing-file"])
+    (json.dumps(dict(ELECTRA, circuits=[{"id": "sub", "parent": "main"}])), ["-"],
+     "sems allocate: circuits[0].parent: unknown circuit main"),
+], ids=["bad-json", "validation", "array-item", "missing-file", "tree"])
 def test_allocate_invalid_input_exits_2_with_one_line(stdin: str, args: list[str], message: str) -> None:
     done = sems("allocate", *args, stdin=stdin)
     assert done.returncode == 2

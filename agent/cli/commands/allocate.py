@@ -44,17 +44,26 @@ def render_table(request: dict[str, Any], result: dict[str, Any]) -> str:
     from agent.cli.commands._output import table
 
     rows = []
+    currents = result.get("currents")  # a tree request: A per grid phase, and which circuit
     for s in request.get("sessions") or []:
         sid = s["sessionId"]
-        rows.append([sid, s["connectorId"]["chargerId"], str(s["connectorId"]["idx"]),
-                     _kw(s["vehicleMaxPower"]), _kw(s.get("powerCap")), _kw(s.get("minPower")),
-                     str(s.get("priority") or 0), _kw(result["allocations"][sid]),
-                     result["binding"][sid]])
+        binding = result["binding"][sid]
+        if binding == "circuit":
+            binding = f"circuit {result['bindingCircuit'][sid]}"
+        row = [sid, s["connectorId"]["chargerId"], str(s["connectorId"]["idx"]),
+               _kw(s["vehicleMaxPower"]), _kw(s.get("powerCap")), _kw(s.get("minPower")),
+               str(s.get("priority") or 0), _kw(result["allocations"][sid]), binding]
+        if currents is not None:
+            row.insert(8, " / ".join(f"{a:.1f}" for a in currents[sid]))
+        rows.append(row)
     head = (f"station {request.get('stationId') or '-'}: grid capacity "
             f"{_kw(request['gridCapacity'])} kW, base load {_kw(request.get('baseLoad') or 0.0)} kW, "
             f"PV {_kw(request.get('pvPower') or 0.0)} kW")
-    body = table(["session", "charger", "idx", "vehicle max", "cap", "min", "prio", "allocated",
-                  "binding"], rows) if rows else "(no sessions)"
+    columns = ["session", "charger", "idx", "vehicle max", "cap", "min", "prio", "allocated",
+               "binding"]
+    if currents is not None:
+        columns.insert(8, "A L1 / L2 / L3")
+    body = table(columns, rows) if rows else "(no sessions)"
     battery = result["batteryPower"]
     state = "discharging" if battery > 0 else "charging" if battery < 0 else "idle"
     grid = result["gridPower"]

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agent.config import device_check
-    from agent.config.settings import ConfigError, load
+    from agent.config.settings import ConfigError, load, warnings
 
     result: dict[str, Any] = {"file": args.file, "ok": False, "problems": [], "warnings": []}
     try:
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         result["problems"] = exc.problems
         return _finish(args, result, EX_CONFIG)
-    result["warnings"] = device_check.warnings(settings)
+    result["warnings"] = device_check.warnings(settings) + warnings(settings)
     status = 0
     if args.probe:
         from agent.cli.commands._probe import probe

@@ -32,6 +32,7 @@ def why(binding: str | None, c: dict[str, Any], st: dict[str, Any]) -> str:
         "charger": f"charger {c['charger_id']} is at its rated power, shared by its connectors",
         "station": f"sharing {grid} with the other sessions",
         "minimum": "paused: too little power left for its minimum",
+        "circuit": "sharing a sub-board fuse (see circuits below)",
     }.get(binding, binding)
 
 
@@ -64,6 +65,12 @@ def render(st: dict[str, Any], wide: bool = False) -> str:
             for c in st["connectors"]]  # fmt: skip
     lines += ["", table(["connector", "state", "session", "limit kW", "power kW", "binding",
                          "what limits it"], rows)]
+    if st.get("circuits"):
+        lines += ["", "circuits (EV load from connector power, each EV on all its charger's phases):"]
+        lines.append(table(["circuit", "parent", "L1 A", "L2 A", "L3 A", "fuse A", "kW", "max kW"], [
+            [c["id"], c["parent"] or "-", *(fmt(a, 1) for a in c["current_a"]),
+             fmt(c["max_current_a"], 0), fmt(c["power_kw"]), fmt(c["max_power_kw"])]
+            for c in st["circuits"]]))
     return "\n".join(lines)
 
 

@@ -1,0 +1,65 @@
+"""The station's electrical tree into the allocator's arrays (DESIGN.md "Allocation").
+
+Circuits come from `[[station.circuits]]`, each charger's place from its settings. Per-circuit
+meters are not read yet, so a circuit's base (non-EV) current is 0: its fuse bounds the EVs
+below it, as evcc does for a circuit without a meter. An EV is taken to draw on all of its
+charger's phases: the phase count learned from per-phase currents is not done yet.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agent.config.settings import StationSettings
+    from allocator.arrays import StationArrays
+
+
+def configure_tree(arrays: StationArrays, st: StationSettings) -> None:
+    """Write the chargers (kW, circuit, phases, rotation, A) and circuits into the arrays."""
+    if len(st.circuits) > arrays.max_circuits:
+        raise ValueError(f"{len(st.circuits)} circuits, arrays sized for {arrays.max_circuits}")
+    index = {c.id: k for k, c in enumerate(st.circuits)}
+    arrays.tree = False
+    arrays.voltage = st.voltage_v
+    arrays.n_circuits = len(st.circuits)
+    for k, c in enumerate(st.circuits):
+        arrays.set_circuit(
+            k, parent=index[c.parent] if c.parent is not None else -1,
+            max_power=c.max_power_kw if c.max_power_kw is not None else math.inf,
+            max_current=c.max_current_a if c.max_current_a is not None else math.inf,
+        )
+    for j, ch in enumerate(st.chargers):
+        arrays.set_charger(
+            j, ch.max_power_kw,
+            circuit=index[ch.circuit] if ch.circuit is not None else -1,
+            phases=ch.phases,
+            rotation=tuple(int(ch.phase_rotation[2 * q + 1]) - 1 for q in range(3)),  # type: ignore[arg-type]
+            max_current=ch.max_current_a if ch.max_current_a is not None else math.inf,
+        )
+
+
+def circuit_loads(st: StationSettings, power_kw: dict[tuple[str, int], float]) -> list[dict]:
+    """Each circuit's EV load now, from the connectors' measured power: A per grid phase
+    [L1, L2, L3] and kW, with its ratings. An estimate: each EV is taken to draw on all of its
+    charger's phases (the EV's own phase count is not learned yet), and circuit meters are not
+    read, so other loads are not in it."""
+    index = {c.id: k for k, c in enumerate(st.circuits)}
+    amps = [[0.0, 0.0, 0.0] for _ in st.circuits]
+    kw = [0.0 for _ in st.circuits]
+    for ch in st.chargers:
+        drawn = sum(power_kw.get((ch.id, i), 0.0) for i in range(1, ch.connectors + 1))
+        phases = [int(ch.phase_rotation[2 * q + 1]) - 1 for q in range(ch.phases)]
+        at = ch.circuit
+        seen: set[str] = set()
+        while at is not None and at in index and at not in seen:
+            seen.add(at)
+            k = index[at]
+            kw[k] += drawn
+            for p in phases:
+                amps[k][p] += drawn * 1000 / (len(phases) * st.voltage_v)
+            at = st.circuits[k].parent
+    return [{"id": c.id, "parent": c.parent, "max_current_a": c.max_current_a,
+             "max_power_kw": c.max_power_kw, "current_a": [round(a, 2) for a in amps[k]],
+             "power_kw": round(kw[k], 3)} for k, c in enumerate(st.circuits)]
