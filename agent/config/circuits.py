@@ -13,12 +13,9 @@ Chargers name their circuit (`circuit = "sub-1"`), `phases` (1 or 3), `phase_rot
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
-
-if TYPE_CHECKING:
-    from agent.config.settings import ChargerSettings, StationSettings
 
 ROTATIONS = ("L1L2L3", "L1L3L2", "L2L1L3", "L2L3L1", "L3L1L2", "L3L2L1")
 
@@ -33,6 +30,25 @@ class CircuitSettings(BaseModel):
     meter: str | None = Field(
         None, description="[[devices]] meter measuring this circuit (not read yet: refused)"
     )
+
+
+
+# What the checks read of settings.py's models (which import this module: protocols, not
+# imports, keep the two free of a cycle).
+class ChargerSettings(Protocol):
+    @property
+    def circuit(self) -> str | None: ...
+    @property
+    def phase_rotation(self) -> str: ...
+    @property
+    def max_power_kw(self) -> float: ...
+
+
+class StationSettings(Protocol):
+    @property
+    def circuits(self) -> Sequence[CircuitSettings]: ...
+    @property
+    def chargers(self) -> Sequence[ChargerSettings]: ...
 
 
 def ancestors(circuits: Sequence[CircuitSettings], start: str | None) -> Iterator[CircuitSettings]:
