@@ -23,10 +23,13 @@ from agent.app.memory import release_compiler_pages
 from agent.app.sdnotify import Notifier
 from agent.config.settings import AgentSettings
 from agent.control.apply import ApplyPlan, Key, execute, plan_writes
+from agent.control.battery_order import ordered_setpoint
 from agent.control.budget import BudgetInputs, WindowMax, budget_inputs
+from agent.control.comeback import LIMIT_EPS_KW, rewrite_fallback
 from agent.control.caps import CapTracker, PauseRotation
 from agent.control.devices import Reader, StationDevices
 from agent.control.sessions import Session, SessionTracker
+from agent.control.startup import StartupGate
 from agent.control.stats import CycleStats
 from agent.control.v2g import V2gDispatch, V2gOrders
 from agent.model.clock import Clock, iso
@@ -168,6 +171,7 @@ class Controller:
         }
         self.last_power: dict[Key, float] = {}
         self.last_contact: dict[str, float] = {}
+        self.unreachable: set[str] = set()  # chargers unreachable in the last cycle
         self.base_history = WindowMax(c.base_load_window_s)
         self.caps = CapTracker(c.probe_margin_kw, c.probe_margin_fraction, c.cap_after_s)
         self.rotation = PauseRotation(c.max_pause_s)
@@ -209,15 +213,23 @@ class Controller:
         current: dict[Key, float | None] = {}
         drawing: dict[Key, float] = {}
         reachable: dict[str, bool] = {}
+        in_fallback: set[str] = set()  # chargers showing less than we wrote (comeback.py)
         for ch in snap.chargers:
             reachable[ch.id] = ch.reachable
             if not ch.reachable:
+                self.unreachable.add(ch.id)
                 continue
+            if ch.id in self.unreachable:  # back: its own fallback may be in force
+                self.unreachable.discard(ch.id)
+                in_fallback.add(ch.id)
             for conn in ch.connectors:
                 key = (ch.id, conn.idx)
                 if conn.limit_kw is not None and key in self.limits:
                     # The charger's own register is the truth: it shows a fallback taken
                     # while we were silent, or a write that did not land.
+                    before = self.limits[key]
+                    if before is not None and conn.limit_kw < before - LIMIT_EPS_KW:
+                        in_fallback.add(ch.id)
                     self.limits[key] = conn.limit_kw
                 current[key] = self.limits.get(key)
                 drawing[key] = conn.power_kw
@@ -284,25 +296,41 @@ class Controller:
             if s is not None and s.id in v2g.discharge_kw:
                 targets[key] = -v2g.discharge_kw[s.id]
 
-        if snap.grid_kw is not None:
+        if snap.grid_kw is not None and snap.grid_age_s > c.period_s:
+            # A reading from an earlier cycle confirms nothing: the EVs may have ramped
+            # up since. As if at the ceiling: decreases go out, increases wait.
+            import_kw = max(snap.grid_kw, safety_ceiling)
+        elif snap.grid_kw is not None:
             import_kw = snap.grid_kw
         else:  # no measurement: the safe budget's base load plus what the EVs draw
             import_kw = budget.base_load_kw + sum(drawing.values())
-        plan = plan_writes(
-            targets,
-            current,
-            drawing,
-            self.min_kw,
-            self.fallback_per_connector,
-            import_kw=import_kw,
-            capacity_kw=safety_ceiling,
-            margin_kw=c.headroom_margin_kw,
-            deadband_kw=c.deadband_kw,
-            now=t,
-            meter_fresh=snap.grid_kw is not None,
-            ends_waiting=self.ends_waiting,
-            end_timeout_s=self.s.v2g.end_timeout_s,
+        def plan_for(import_kw: float) -> ApplyPlan:
+            return plan_writes(
+                targets,
+                current,
+                drawing,
+                self.min_kw,
+                self.fallback_per_connector,
+                import_kw=import_kw,
+                capacity_kw=safety_ceiling,
+                margin_kw=c.headroom_margin_kw,
+                deadband_kw=c.deadband_kw,
+                now=t,
+                meter_fresh=snap.grid_kw is not None,
+                ends_waiting=self.ends_waiting,
+                end_timeout_s=self.s.v2g.end_timeout_s,
+            )
+
+        plan = plan_for(import_kw)
+        # The battery giving less raises the import: it goes first out of the headroom,
+        # the EVs' increases share what is left (agent/control/battery_order.py).
+        battery_present = snap.battery.power_kw if snap.battery is not None else self.battery_setpoint
+        battery_sp = ordered_setpoint(
+            self._battery_setpoint(budget, result, t), battery_present, plan.headroom_kw
         )
+        if battery_sp is not None and battery_present is not None and battery_sp < battery_present:
+            plan = plan_for(import_kw + battery_present - battery_sp)
+        plan = rewrite_fallback(plan, in_fallback, current)
         written = {w.charger_id for w in plan.writes}
         heartbeats = tuple(
             cid
@@ -319,7 +347,7 @@ class Controller:
             targets=targets,
             plan=plan,
             heartbeats=heartbeats,
-            battery_setpoint_kw=self._battery_setpoint(budget, result, t),
+            battery_setpoint_kw=battery_sp,
             sessions=tuple(sessions),
             caps=caps,
             power_cap_kw=power_cap,
@@ -552,6 +580,10 @@ class ControlLoop:
         self.uplink = uplink
         self.reader = Reader(devices, clock, self.stats)
         self.state = AgentState(settings, self.stats, devices)
+        # Safety hook (agent/control/startup.py): a (re)start writes nothing before it has
+        # read the station, and its first writes only lower.
+        self.startup = StartupGate(has_battery=settings.station.battery is not None,
+                                   timeout_s=settings.control.stale_after_s)  # fmt: skip
         self._last_ping = float("-inf")
         self._last_status = float("-inf")
         self._last_telemetry = float("-inf")
@@ -608,7 +640,7 @@ class ControlLoop:
         t0 = self.clock.monotonic()
         await self.reader.read_all(t0 + period * self.s.control.read_deadline_fraction)
         snap = self.reader.snapshot(self.clock.monotonic())
-        decision = self.controller.decide(snap)
+        decision = self.startup.gate(self.controller.decide(snap))
         writes = await execute(decision.plan, self.devices.chargers)
         beats = await self._heartbeats(decision.heartbeats)
         battery_ok = await self._battery(decision.battery_setpoint_kw)
