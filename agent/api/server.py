@@ -27,6 +27,8 @@ from typing import Any
 import uvicorn
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agent.api.body_limit import DEFAULT_MAX_BODY_BYTES, BodyLimitMiddleware
+
 
 class ApiServerSettings(BaseModel):
     """`[api]` settings of the agent."""
@@ -39,6 +41,7 @@ class ApiServerSettings(BaseModel):
     tcp_port: int | None = Field(default=None, ge=0, le=65535, description="Also listen on loopback TCP at this port (needs a token; 0 picks a free port)")
     tcp_host: str = Field(default="127.0.0.1", description="Loopback address for TCP")
     token: str | None = Field(default=None, min_length=16, description="Bearer token for TCP (prefer token_file)")
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024, description="Largest request body accepted; above it 413, refused before it is read")
     token_file: Path | None = Field(default=None, description="File holding the bearer token; a relative path is a systemd credential ($CREDENTIALS_DIRECTORY/<name>, LoadCredential=)")
 
     @field_validator("tcp_host")
@@ -74,6 +77,8 @@ class BearerTokenMiddleware:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             auth = dict(scope.get("headers") or []).get(b"authorization", b"")
+            scheme, _, credentials = auth.partition(b" ")
+            auth = b"Bearer " + credentials if scheme.lower() == b"bearer" else auth  # RFC 7235: any case
             if not hmac.compare_digest(auth, self._expected):
                 body = json.dumps({"error": "missing or wrong bearer token"}).encode()
                 await send({"type": "http.response.start", "status": 401, "headers": [
@@ -157,6 +162,7 @@ class ApiServer:
                 await asyncio.sleep(0.01)
 
     def _add(self, app: Any, socks: list[socket.socket]) -> None:
+        app = BodyLimitMiddleware(app, self.settings.max_body_bytes)
         config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False,
                                 timeout_graceful_shutdown=2)
         self._servers.append((_EmbeddedServer(config), socks))

@@ -12,7 +12,6 @@ the import).
 from __future__ import annotations
 
 
-
 def ordered_setpoint(wanted: float | None, present: float | None, headroom_kw: float) -> float | None:
     """`wanted`: the controller's setpoint (None: nothing to write); `present`: what the
     battery gives now (measured, else the setpoint in force; None: unknown); `headroom_kw`:

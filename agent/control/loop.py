@@ -25,8 +25,8 @@ from agent.config.settings import AgentSettings
 from agent.control.apply import ApplyPlan, Key, execute, plan_writes
 from agent.control.battery_order import ordered_setpoint
 from agent.control.budget import BudgetInputs, WindowMax, budget_inputs
-from agent.control.comeback import LIMIT_EPS_KW, rewrite_fallback
 from agent.control.caps import CapTracker, PauseRotation
+from agent.control.comeback import LIMIT_EPS_KW, rewrite_fallback
 from agent.control.devices import Reader, StationDevices
 from agent.control.sessions import Session, SessionTracker
 from agent.control.startup import StartupGate
