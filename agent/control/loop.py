@@ -585,6 +585,7 @@ class ControlLoop:
         self.startup = StartupGate(has_battery=settings.station.battery is not None,
                                    timeout_s=settings.control.stale_after_s)  # fmt: skip
         self._last_ping = float("-inf")
+        self._stalled = False  # the last wake-up was late: no ping after the next cycle
         self._last_status = float("-inf")
         self._last_telemetry = float("-inf")
         self._last_health = float("-inf")
@@ -696,9 +697,19 @@ class ControlLoop:
                     log.exception("between-cycles hook failed")
             next_t += period
             now = self.clock.monotonic()
+            self._count_missed(now - next_t, period)  # a long cycle or a blocked hook
             if next_t < now:
                 next_t = now
             await self._sleep_until(next_t, stop)
+            self._count_missed(self.clock.monotonic() - next_t, period)  # woken late
+
+    def _count_missed(self, late_s: float, period: float) -> None:
+        """Slots no cycle ran in (the event loop was blocked) are overruns, and no watchdog
+        ping follows until a cycle ran on time again (stats.py)."""
+        slots = int(late_s // period)
+        if slots > 0:
+            self.stats.record_missed(slots)
+            self._stalled = True
 
     async def _sleep_until(self, deadline: float, stop: asyncio.Event) -> None:
         # Through the injected clock (a test clock returns at once), cut short by stop.
@@ -713,7 +724,8 @@ class ControlLoop:
         if self._unlogged and t >= self._event_retry_at:
             self._log_events()
         n = self.notifier
-        if n is not None and self.state.healthy and n.watchdog_interval_s is not None:
+        stalled, self._stalled = self._stalled, False
+        if n is not None and self.state.healthy and not stalled and n.watchdog_interval_s is not None:
             if t - self._last_ping >= n.watchdog_interval_s / 2:
                 n.watchdog()
                 self._last_ping = t
