@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.app.assembly import build_control
 from agent.app.sdnotify import Notifier
+from agent.config.ceilings import HardCeilings
 from agent.config.settings import AgentSettings, ConfigError, load
 from agent.config.station_config import Reconfigurer, overlay
 from agent.control.devices import StationDevices
@@ -82,13 +83,14 @@ async def run_daemon(
 
         signals = Signals(db)
     # The cloud's last station configuration (persisted) over the settings file's.
+    ceilings = HardCeilings.of(settings)  # the file's, before any stored configuration
     settings = overlay(settings, signals.station_config())
     devices = StationDevices(settings)
     control = build_control(
         settings, db, devices, clock, stats=CycleStats(), notifier=notifier, uplink=uplink,
         signals=signals,
     )  # fmt: skip
-    reconfigurer = Reconfigurer(control)
+    reconfigurer = Reconfigurer(control, ceilings)
     reloads: set[asyncio.Task[bool]] = set()
     if config_path is not None:
         from agent.app.config_reload import reload

@@ -14,6 +14,8 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import ValidationError
+
 from agent.api.context import (
     ApiError,
     ConnectorView,
@@ -83,11 +85,18 @@ class DaemonContext:
     def replace_station_config(self, config: StationConfig) -> None:
         if config.baseLoad is not None:
             raise ApiError("baseLoad: measured by the grid meter on this station, not set")
-        cloud = CloudStationConfig(
-            station_id=config.stationId, grid_capacity=config.gridCapacity,
-            chargers=[{"id": c.id, "max_power": c.maxPower, "connectors": c.connectors}
-                      for c in config.chargers],
-        )  # fmt: skip
+        try:
+            # Schema-valid for the API, yet possibly outside what a station can be (no
+            # charger, capacity 0, 16 connectors): a field error, never a 500.
+            cloud = CloudStationConfig(
+                station_id=config.stationId, grid_capacity=config.gridCapacity,
+                chargers=[{"id": c.id, "max_power": c.maxPower, "connectors": c.connectors}
+                          for c in config.chargers],
+            )  # fmt: skip
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "config"
+            raise ApiError(f"{where}: {err['msg']}") from None
         try:
             # Validated and swapped first; stored only if that worked (old config stays).
             self.signals.replace_station_config(cloud, apply=self._apply_now)
