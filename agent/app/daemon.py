@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.app.assembly import build_control
 from agent.app.sdnotify import Notifier
+from agent.app.instance_lock import AlreadyRunning, InstanceLock
 from agent.config.ceilings import HardCeilings
 from agent.config.settings import AgentSettings, ConfigError, load
 from agent.config.station_config import Reconfigurer, overlay
@@ -192,6 +193,9 @@ def _version() -> str:
         return "0+unknown"
 
 
+EX_TEMPFAIL = 75  # sysexits: another instance holds the state directory; try later
+
+
 def main(config: str | Path) -> int:
     """`sems run`: validate the settings (same messages as `sems config check`), then run."""
     try:
@@ -205,4 +209,13 @@ def main(config: str | Path) -> int:
         format="%(levelname)s %(name)s: %(message)s",  # journald adds the time
         stream=sys.stderr,
     )
-    return asyncio.run(run_daemon(settings, config_path=Path(config)))
+    lock = InstanceLock(Path(settings.storage.db_path).parent)
+    try:
+        lock.acquire()  # before anything is opened, bound or written
+    except AlreadyRunning as exc:
+        print(f"sems run: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
+    try:
+        return asyncio.run(run_daemon(settings, config_path=Path(config)))
+    finally:
+        lock.release()
