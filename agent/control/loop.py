@@ -15,7 +15,7 @@ import logging
 import math
 import sqlite3
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,6 +29,7 @@ from agent.control.caps import CapTracker, PauseRotation
 from agent.control.comeback import LIMIT_EPS_KW, rewrite_fallback
 from agent.control.devices import Reader, StationDevices
 from agent.control.sessions import Session, SessionTracker
+from agent.control.plausibility import Plausibility
 from agent.control.startup import StartupGate
 from agent.control.stats import CycleStats
 from agent.control.v2g import V2gDispatch, V2gOrders
@@ -582,6 +583,7 @@ class ControlLoop:
         self.state = AgentState(settings, self.stats, devices)
         # Safety hook (agent/control/startup.py): a (re)start writes nothing before it has
         # read the station, and its first writes only lower.
+        self.plausibility = Plausibility(controller.chargers)
         self.startup = StartupGate(has_battery=settings.station.battery is not None,
                                    timeout_s=settings.control.stale_after_s)  # fmt: skip
         self._last_ping = float("-inf")
@@ -602,6 +604,7 @@ class ControlLoop:
         negative limits stays downgraded (as at start)."""
         self.s = self.state.settings = settings
         self.controller.configure_station(settings)
+        self.plausibility.chargers = self.controller.chargers
         if self.planner is not None:
             self.planner.configure_station(settings)
         if self.ledger is not None:
@@ -640,8 +643,11 @@ class ControlLoop:
         period = self.s.control.period_s
         t0 = self.clock.monotonic()
         await self.reader.read_all(t0 + period * self.s.control.read_deadline_fraction)
-        snap = self.reader.snapshot(self.clock.monotonic())
+        snap = self.plausibility.filter(self.reader.snapshot(self.clock.monotonic()))
         decision = self.startup.gate(self.controller.decide(snap))
+        if self.plausibility.refused:  # health names the device (plausibility.py)
+            decision = replace(decision, budget=replace(
+                decision.budget, modes=decision.budget.modes | self.plausibility.modes()))
         writes = await execute(decision.plan, self.devices.chargers)
         beats = await self._heartbeats(decision.heartbeats)
         battery_ok = await self._battery(decision.battery_setpoint_kw)
