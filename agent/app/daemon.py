@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.app.assembly import build_control
-from agent.app.sdnotify import Notifier
 from agent.app.instance_lock import AlreadyRunning, InstanceLock
+from agent.app.sdnotify import Notifier
 from agent.config.ceilings import HardCeilings
 from agent.config.settings import AgentSettings, ConfigError, load
 from agent.config.station_config import Reconfigurer, overlay

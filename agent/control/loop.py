@@ -28,8 +28,8 @@ from agent.control.budget import BudgetInputs, WindowMax, budget_inputs
 from agent.control.caps import CapTracker, PauseRotation
 from agent.control.comeback import LIMIT_EPS_KW, rewrite_fallback
 from agent.control.devices import Reader, StationDevices
-from agent.control.sessions import Session, SessionTracker
 from agent.control.plausibility import Plausibility
+from agent.control.sessions import Session, SessionTracker
 from agent.control.startup import StartupGate
 from agent.control.stats import CycleStats
 from agent.control.v2g import V2gDispatch, V2gOrders
