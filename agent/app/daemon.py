@@ -75,7 +75,7 @@ async def run_daemon(
         from agent.uplink.bridge import UplinkBridge
 
         cloud = Uplink.open(settings.mqtt, settings.storage.db_path, version=_version(),
-                            clock=clock.now)  # fmt: skip
+                            clock=clock.now, max_pages=settings.storage.max_pages)  # fmt: skip
         signals = cloud.signals
         bridge = UplinkBridge(cloud, settings, db, now=clock.now)
         uplink = bridge

@@ -236,6 +236,9 @@ class DaemonContext:
             self.store.execute("SELECT 1").fetchone()
             # Readable but refusing writes (disk full): control goes on, records wait.
             refused = self.loop.store_error
+            outbox_refused = self._uplink.store_error if self._uplink is not None else None
+            if outbox_refused and not refused:
+                refused = f"outbox: {outbox_refused} (messages dropped, see outbox.dropped)"
             deps.append(DependencyState("store", "degraded", refused) if refused
                         else DependencyState("store", "ok"))  # fmt: skip
         except Exception as exc:  # the health endpoint must answer when SQLite fails
