@@ -37,6 +37,7 @@ from agent.uplink.messages import Reply, ReplyError, envelope_json, now
 from agent.uplink.outbox import Outbox
 
 log = logging.getLogger(__name__)
+UNSEQUENCED = 0  # the seq of a refusal sent only on a v5 response topic (docs/mqtt.md)
 
 MAX_COMMAND_BYTES = 64 * 1024
 # A command id becomes a topic level (reply/<id>): no '/', '+', '#', no control characters.
@@ -391,8 +392,10 @@ class Dispatcher:
         if not response_topic:
             return []
         body = self._reply_body(cmd_id, name, None, error)
-        # Not committed (there is no id to de-duplicate on): seq is the high-water mark.
-        payload = envelope_json(Reply.SCHEMA, self.outbox.station_id, max(self.outbox.last_seq, 1), now(), body)
+        # Not committed (there is no id to de-duplicate on), so not in the sequence: seq 0,
+        # which no message has (seqs start at 1). The high-water mark it carried before
+        # was a real message's seq, and a cloud de-duplicating by seq dropped that message.
+        payload = envelope_json(Reply.SCHEMA, self.outbox.station_id, UNSEQUENCED, now(), body)
         return [(response_topic, payload, correlation)]
 
     # --- handlers -----------------------------------------------------------------------
