@@ -25,6 +25,20 @@ def test_tcp_needs_the_bearer_token(live):
     assert httpx.get(base + "/station/status", headers={"Authorization": "Bearer wrong-token-000000"}).status_code == 401
     ok = httpx.get(base + "/station/status", headers={"Authorization": f"Bearer {TOKEN}"})
     assert ok.status_code == 200 and ok.json() == {"sessions": {}}
+    # The scheme is case-insensitive (RFC 7235); the token is not.
+    lower = httpx.get(base + "/station/status", headers={"Authorization": f"bearer {TOKEN}"})
+    assert lower.status_code == 200
+    assert httpx.get(base + "/station/status",
+                     headers={"Authorization": f"bearer {TOKEN.upper()}x"}).status_code == 401
+
+
+def test_framework_refusals_answer_with_error_not_detail(live):
+    base = f"http://127.0.0.1:{live.server.tcp_port}"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    missing = httpx.get(base + "/no/such/route", headers=auth)
+    wrong_method = httpx.delete(base + "/station/status", headers=auth)
+    for r in (missing, wrong_method):
+        assert r.status_code in (404, 405) and set(r.json()) == {"error"}, r.text
 
 
 def _another_group() -> grp.struct_group | None:
