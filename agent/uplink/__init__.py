@@ -27,7 +27,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agent.energy.signals import Signals
@@ -61,7 +61,7 @@ class Uplink:
         self.started = clock()
         self.dispatcher = Dispatcher(
             outbox, signals, base_topic=settings.base_topic, version=version, target=target,
-            clock=clock,
+            clock=clock, retention=timedelta(days=settings.command_retention_days),
         )
         self.publisher = Publisher(
             settings, outbox, state_payload=self._state_payload, on_command=self.dispatcher.handle

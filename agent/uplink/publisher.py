@@ -31,12 +31,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aiomqtt
@@ -290,6 +292,9 @@ class Publisher:
         async for message in client.messages:
             if self.on_command is None:
                 continue
+            if not command_wanted(str(message.topic), bool(message.retain), message.payload,
+                                  self.settings.topic("cmd/")):  # fmt: skip
+                continue
             name = str(message.topic).rsplit("/", 1)[-1]
             props = message.properties
             response_topic = getattr(props, "ResponseTopic", None) if props else None
@@ -423,3 +428,31 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, aiomqtt.MqttCodeError) and isinstance(exc.rc, ReasonCode):
         return f"{exc.rc.getName()} ({exc.rc.value})"
     return str(exc) or type(exc).__name__
+
+
+RETAINED_MAX_AGE_S = 60.0  # a retained command older than this is history, not an order
+
+
+def command_wanted(topic: str, retained: bool, payload: object, prefix: str) -> bool:
+    """Whether a message on the command subscription is a command for this station now.
+
+    - Only this station's topic: after a station-id change a persistent session may still
+      deliver the old id's commands (seen executed).
+    - A retained command is replayed by the broker at every (re)connect: obeyed only if
+      it says when it was sent (`"ts"`, ISO-8601) and that is under a minute ago."""
+    if not topic.startswith(prefix):
+        log.warning("uplink: command on %s ignored: not this station's topic (%s+)", topic, prefix)
+        return False
+    if not retained:
+        return True
+    try:
+        sent = json.loads(payload if isinstance(payload, (bytes, str)) else b"")["ts"]
+        age = (datetime.now(UTC) - datetime.fromisoformat(str(sent).replace("Z", "+00:00")))
+        fresh = -5.0 <= age.total_seconds() <= RETAINED_MAX_AGE_S
+    except (ValueError, KeyError, TypeError, AttributeError):
+        fresh = False
+    if not fresh:
+        log.warning("uplink: retained command on %s ignored: not fresh (a retained command "
+                    "needs a \"ts\" under %g s old)", topic, RETAINED_MAX_AGE_S)  # fmt: skip
+    return fresh
+
