@@ -102,6 +102,12 @@ class PowerCapSet(Command):
         return self
 
 
+class PowerCapClear(Command):
+    NAME: ClassVar[str] = "power.cap.clear"
+    cap_id: str | None = Field(None, max_length=128,
+                               description="id of the power.cap.set to cancel; omitted: all")
+
+
 class TariffSet(Command):
     NAME: ClassVar[str] = "tariff.set"
     slots: list[sig.PriceSlot] = Field(min_length=1, max_length=2000)
@@ -164,7 +170,7 @@ class SessionStop(Command):
 COMMANDS: dict[str, type[Command]] = {
     c.NAME: c
     for c in (
-        Ping, StationConfigSet, PowerCapSet, TariffSet, CarbonSet, VehicleScheduleCmd,
+        Ping, StationConfigSet, PowerCapSet, PowerCapClear, TariffSet, CarbonSet, VehicleScheduleCmd,
         V2gSessionStart, V2gSessionStop, BatteryMaintenanceSchedule, OptimizationRun,
         SessionStop,
     )
@@ -237,6 +243,7 @@ class Dispatcher:
             "ping": self._ping,
             "station.config.set": self._station_config,
             "power.cap.set": self._power_cap,
+            "power.cap.clear": self._power_cap_clear,
             "tariff.set": self._tariff,
             "carbon.set": self._carbon,
             "vehicle.schedule": self._vehicle_schedule,
@@ -408,6 +415,12 @@ class Dispatcher:
             await self.target.apply_station_config(cmd.config)
         stored = self.signals.replace_station_config(cmd.config)
         return {"applied": self.target is not None, "config": stored.dump()}
+
+    async def _power_cap_clear(self, cmd: PowerCapClear) -> dict[str, Any]:
+        cleared = self.signals.clear_power_caps(cmd.cap_id)
+        if cmd.cap_id is not None and not cleared:
+            raise ValueError(f"capId: no power cap {cmd.cap_id!r}")
+        return {"cleared": cleared, "activeCapKw": self.signals.active_power_cap(self.clock())}
 
     async def _power_cap(self, cmd: PowerCapSet) -> dict[str, Any]:
         start = cmd.start or self.clock()

@@ -54,3 +54,29 @@ def test_a_stale_retained_command_is_not_run_on_connect(mosquitto, tmp_path):
             await ops.publish(PREFIX + "ping", b"", qos=1, retain=True)  # clear it
 
     asyncio.run(scenario())
+
+
+def test_power_caps_can_be_cleared(tmp_path):
+    from agent.uplink.commands import Dispatcher
+
+    up = Uplink.open(settings_for(1), tmp_path / "s.db", version="t")
+    d: Dispatcher = up.dispatcher
+    end = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+
+    async def run() -> list[dict]:
+        out = []
+        for name, body in (("power.cap.set", {"id": "cap-a", "capKw": 40.0, "end": end}),
+                           ("power.cap.set", {"id": "cap-b", "capKw": 30.0, "end": end}),
+                           ("power.cap.clear", {"id": "clr-1", "capId": "cap-b"}),
+                           ("power.cap.clear", {"id": "clr-2", "capId": "nope"}),
+                           ("power.cap.clear", {"id": "clr-3"})):  # fmt: skip
+            await d.handle(name, json.dumps(body).encode())
+            reply = json.loads(d._stored_reply(body["id"]))
+            out.append(reply)
+        return out
+
+    replies = asyncio.run(run())
+    assert replies[2]["result"] == {"cleared": ["cap-b"], "activeCapKw": 40.0}, replies[2]
+    assert replies[3]["status"] == "error" and "capId" in replies[3]["error"]["message"]
+    assert replies[4]["result"] == {"cleared": ["cap-a"], "activeCapKw": None}
+    assert up.signals.active_power_cap(datetime.now(UTC)) is None
