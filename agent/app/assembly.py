@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING
 
 from agent.app.sdnotify import Notifier
 from agent.config.settings import AgentSettings
+from agent.control.controller import Controller
 from agent.control.devices import StationDevices
-from agent.control.loop import Controller, ControlLoop, UplinkHook
+from agent.control.events import UplinkHook
+from agent.control.loop import ControlLoop
 from agent.control.sessions import SessionTracker
 from agent.control.stats import CycleStats
 from agent.control.v2g import V2gDispatch

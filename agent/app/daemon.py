@@ -22,9 +22,11 @@ from agent.config.ceilings import HardCeilings
 from agent.config.settings import AgentSettings, ConfigError, load
 from agent.config.station_config import Reconfigurer, overlay
 from agent.control.devices import StationDevices
-from agent.control.loop import ControlLoop, UplinkHook
+from agent.control.events import UplinkHook
+from agent.control.loop import ControlLoop
 from agent.control.stats import CycleStats
 from agent.model.clock import Clock, RealClock
+from agent.ocpp.wiring import attach_ocpp
 from agent.state.daemon_context import DaemonContext, DaemonTarget
 from agent.store import connect
 
@@ -87,6 +89,7 @@ async def run_daemon(
     ceilings = HardCeilings.of(settings)  # the file's, before any stored configuration
     settings = overlay(settings, signals.station_config())
     devices = StationDevices(settings)
+    central = attach_ocpp(devices, settings)
     control = build_control(
         settings, db, devices, clock, stats=CycleStats(), notifier=notifier, uplink=uplink,
         signals=signals,
@@ -110,6 +113,8 @@ async def run_daemon(
     tasks: list[asyncio.Task[None]] = []
     api: ApiServer | None = None
     try:
+        if central is not None:  # chargers connect from here on; limits wait for the loop
+            await central.start()
         await control.start()
         if control.planner is not None:  # off the control loop's path: its own task
             tasks.append(asyncio.create_task(control.planner.run(stop)))
@@ -139,6 +144,8 @@ async def run_daemon(
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await devices.close()
+            if central is not None:
+                await central.close()
             if cloud is not None:
                 cloud.outbox.conn.close()
             db.conn.close()

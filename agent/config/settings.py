@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from agent.api.server import ApiServerSettings
 from agent.control.v2g import V2gSettings
+from agent.ocpp.settings import OcppDeviceSettings, OcppSettings
 from agent.uplink.settings import STATION_ID_PATTERN, MqttSettings
 
 DEFAULT_PATH = Path("/etc/sems/agent.toml")
@@ -43,12 +44,18 @@ class DeviceSettings(_Section):
     kind: Literal["meter", "battery", "inverter", "charger"] = Field(
         description="capability the driver offers"
     )
+    protocol: Literal["modbus", "ocpp"] = Field(
+        "modbus", description="modbus, or ocpp for a charger that connects to [ocpp]"
+    )
     profile: str = Field(
-        min_length=1,
+        "",
         description="register-map profile: a name under config/profiles/ or a path to a TOML file",
     )
     endpoint: str = Field(
-        description="tcp://HOST:PORT for Modbus TCP, rtu:///dev/ttyXXX for Modbus RTU (RS-485)"
+        "", description="tcp://HOST:PORT for Modbus TCP, rtu:///dev/ttyXXX for Modbus RTU (RS-485)"
+    )
+    ocpp: OcppDeviceSettings | None = Field(
+        None, description="protocol = ocpp: charge point id, version, rate unit, phases"
     )
     unit_id: int = Field(1, ge=0, le=247, description="Modbus unit (device) id")
     baudrate: int = Field(9600, gt=0, description="RTU only: line speed")
@@ -70,6 +77,18 @@ class DeviceSettings(_Section):
         else:
             raise ValueError("scheme must be tcp:// or rtu://")
         return value
+
+    @model_validator(mode="after")
+    def _protocol(self) -> DeviceSettings:
+        if self.protocol == "modbus":
+            for key in ("profile", "endpoint"):
+                if not getattr(self, key):
+                    raise ValueError(f"{key}: required for a Modbus device")
+        elif self.kind != "charger":
+            raise ValueError("protocol: ocpp is for chargers only")
+        elif self.ocpp is None:
+            object.__setattr__(self, "ocpp", OcppDeviceSettings(charge_point_id=self.name))
+        return self
 
 
 class ChargerSettings(_Section):
@@ -235,6 +254,10 @@ class AgentSettings(BaseSettings):
         default_factory=V2gSettings,  # type: ignore[arg-type]
         description="vehicle-to-grid (agent/control/v2g.py)",
     )
+    ocpp: OcppSettings = Field(
+        default_factory=OcppSettings,  # type: ignore[arg-type]
+        description="OCPP central system for protocol = ocpp chargers (agent/ocpp/)",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
 
     @classmethod
@@ -350,6 +373,37 @@ def cross_check(s: AgentSettings) -> list[str]:
     if s.control.stale_after_s < s.control.period_s:
         problems.append("control.stale_after_s: must be at least control.period_s")
     problems += _uplink_and_api_problems(s)
+    problems += _ocpp_problems(s)
+    return problems
+
+
+def _ocpp_problems(s: AgentSettings) -> list[str]:
+    """[ocpp] and protocol = ocpp devices: ids, secrets, certificate files."""
+    from agent.config.secrets import check_secret_file
+
+    problems: list[str] = []
+    ids: set[str] = set()
+    for i, dev in enumerate(s.devices):
+        if dev.ocpp is None or dev.protocol != "ocpp":
+            continue
+        if dev.ocpp.charge_point_id in ids:
+            problems.append(f"devices[{i}].ocpp.charge_point_id: duplicate "
+                            f"{dev.ocpp.charge_point_id!r}")
+        ids.add(dev.ocpp.charge_point_id)
+        if dev.ocpp.password_file is not None:
+            problems += check_secret_file(f"devices[{i}].ocpp.password_file",
+                                          dev.ocpp.password_file)
+    o = s.ocpp
+    if (o.tls_cert_file is None) != (o.tls_key_file is None):
+        problems.append("ocpp.tls_cert_file, ocpp.tls_key_file: give both or neither")
+    for key in ("tls_cert_file", "tls_key_file"):
+        path = getattr(o, key)
+        if path is not None and not path.is_file():
+            problems.append(f"ocpp.{key}: no such file {path}")
+    if o.upstream is not None and not o.upstream.startswith(("ws://", "wss://")):
+        problems.append("ocpp.upstream: expected ws:// or wss://")
+    if o.upstream is not None:
+        problems.append("ocpp.upstream: local controller mode is not implemented yet")
     return problems
 
 

@@ -1,7 +1,11 @@
-"""The control loop: read -> snapshot -> allocate -> safe apply -> record -> watchdog.
+"""The control loop: read -> snapshot -> decide -> safe apply -> record -> watchdog.
 
-Modules, one concern each: `snapshot` (the cycle's frozen process image), `budget` (what
-the allocator may count on, including degraded modes), `caps` (measured-consumption caps
-and paused-session rotation), `apply` (safe ordering, headroom and deadband of limit
-writes), `stats` (cycle statistics), `loop` (the controller and the periodic task).
+Modules, one concern each: `devices` (the station's devices and the concurrent reads),
+`budget` (what the allocator may count on, including degraded modes), `caps`
+(measured-consumption caps and paused-session rotation), `sessions` (the session tracker),
+`v2g` (which sessions discharge), `apply` (safe ordering, headroom and deadband of limit
+writes), `decision` (the typed output of one cycle), `controller` (snapshot in, decision
+out, no I/O), `loop` (the cycle's phases: read, decide, write, record), `events` (the
+event log), `agent_state` (the running agent as readers see it), `stats` (cycle
+statistics). The snapshot type lives in agent/model/snapshot.py.
 """

@@ -42,13 +42,17 @@ class StationDevices:
         self.by_name: dict[str, Any] = {}
         self.endpoints: dict[str, list[str]] = {}
         for d in settings.devices:
+            if d.protocol == "ocpp":  # made and swapped in by agent.ocpp.wiring
+                continue
             extra = {"connectors": connectors[d.name]} if d.name in connectors else {}
             self.by_name[d.name] = make_device(
                 d.kind, line_endpoint(d), d.unit_id, d.profile, timeout_s=d.timeout_s, **extra
             )
             self.endpoints.setdefault(d.endpoint, []).append(d.name)
         st = settings.station
-        self.chargers: dict[str, Any] = {ch.id: self.by_name[ch.device] for ch in st.chargers}
+        self.chargers: dict[str, Any] = {
+            ch.id: self.by_name[ch.device] for ch in st.chargers if ch.device in self.by_name
+        }
         self.inverter = self.by_name[st.battery.inverter] if st.battery else None
 
     def health(self) -> dict[str, Any]:

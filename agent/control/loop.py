@@ -1,556 +1,54 @@
-"""The control loop: the controller (decisions, no I/O) and the periodic task (I/O).
+"""The control cycle: I/O and scheduling around the controller, in named phases.
 
-`Controller.decide(snapshot)` turns one frozen snapshot into a `Decision` (allocation,
-ordered limit writes, heartbeats, battery setpoint) and `Controller.commit()` records what
-the devices acknowledged. Tests drive these two cycle by cycle with hand-made snapshots.
-`ControlLoop` adds the I/O around them: concurrent reads with a deadline, the snapshot,
-the writes, the statistics, and the watchdog ping after a healthy cycle.
+One cycle (`ControlLoop.cycle`), as OpenEMS runs its cycle:
+1. read   - every device concurrently, with a deadline; then the frozen snapshot;
+2. decide - the controller (agent/control/controller.py): snapshot in, `Decision` out, no I/O;
+3. write  - limit writes in the safe order, heartbeats, the battery setpoint;
+4. record - what the devices acknowledged and the store writes decide queued (one flush,
+            after the limit writes), the degraded-mode events, the read model, the
+            observers (planner, ledger, battery watch) and the cycle statistics.
+Between cycles (`_after_cycle`): event retries, the watchdog ping, systemd's status line,
+telemetry and health for the uplink, then the `between_cycles` hooks.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import math
-import sqlite3
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from agent.app.memory import release_compiler_pages
 from agent.app.sdnotify import Notifier
 from agent.config.settings import AgentSettings
-from agent.control.apply import ApplyPlan, Key, execute, plan_writes
-from agent.control.battery_order import ordered_setpoint
-from agent.control.budget import BudgetInputs, WindowMax, budget_inputs
-from agent.control.caps import CapTracker, PauseRotation
-from agent.control.comeback import LIMIT_EPS_KW, rewrite_fallback
+from agent.control.agent_state import AgentState
+from agent.control.apply import Key, execute
+from agent.control.controller import Controller
+from agent.control.decision import Decision
 from agent.control.devices import Reader, StationDevices
+from agent.control.events import EventLog, UplinkHook
 from agent.control.plausibility import Plausibility
-from agent.control.sessions import Session, SessionTracker
 from agent.control.startup import StartupGate
 from agent.control.stats import CycleStats
-from agent.control.v2g import V2gDispatch, V2gOrders
-from agent.model.clock import Clock, iso
+from agent.model.clock import Clock
 from agent.model.snapshot import Snapshot
-from allocator.guidance import Guidance
-from allocator.request import BINDING_NAMES
 
 if TYPE_CHECKING:
     from agent.energy.battery_watch import BatteryWatch
     from agent.energy.ledger_recorder import LedgerRecorder
     from agent.energy.planning import PlannerTask
-    from agent.energy.signals import Signals
 
 log = logging.getLogger(__name__)
-MAX_UNLOGGED = 1000  # events kept in memory while the store refuses writes
-
-# Hooks the daemon wires in (all optional; each is called once per cycle, must be cheap).
-GuideFn = Callable[[datetime], Guidance | None]  # the horizon plan's current slot
-IntervalFn = Callable[[datetime], tuple[float, float] | None]  # (kWh imported, h left)
-AvailableFn = Callable[[datetime], bool]  # battery in dispatch (False: maintenance)
 
 
 @dataclass(frozen=True, slots=True)
-class SessionRow:
-    """One session as the allocator was asked to serve it (kW)."""
+class WriteAcks:
+    """What the devices acknowledged in the write phase."""
 
-    session_id: str
-    charger_id: str
-    idx: int
-    vehicle_max_kw: float
-    power_cap_kw: float | None
-    min_power_kw: float
-    priority: float
-
-
-@dataclass(frozen=True, slots=True)
-class AllocationInputs:
-    """What the allocator was given this cycle, kept for the record (API, health, tests).
-    The cycle fills the kernel's arrays directly; `as_request()` renders the same inputs
-    in the DESIGN.md JSON contract when someone asks."""
-
-    station_id: str
-    grid_capacity_kw: float
-    base_load_kw: float
-    pv_kw: float
-    battery: dict | None
-    chargers: tuple[tuple[str, float, int], ...]  # (id, max kW, connectors)
-    sessions: tuple[SessionRow, ...]  # in the order given to the allocator
-    v2g_supply_kw: float = 0.0  # confirmed V2G discharge, counted like PV
-
-    def as_request(self) -> dict:
-        sessions = []
-        for r in self.sessions:
-            entry: dict[str, Any] = {
-                "sessionId": r.session_id,
-                "connectorId": {"chargerId": r.charger_id, "idx": r.idx},
-                "vehicleMaxPower": r.vehicle_max_kw,
-                "minPower": r.min_power_kw,
-            }
-            if r.power_cap_kw is not None:
-                entry["powerCap"] = r.power_cap_kw
-            if r.priority:
-                entry["priority"] = r.priority
-            sessions.append(entry)
-        request: dict[str, Any] = {
-            "stationId": self.station_id,
-            "gridCapacity": self.grid_capacity_kw,
-            "baseLoad": self.base_load_kw,
-            "pvPower": self.pv_kw + self.v2g_supply_kw,  # what the kernel was given
-            "chargers": [
-                {"id": cid, "maxPower": kw, "connectors": n} for cid, kw, n in self.chargers
-            ],
-            "sessions": sessions,
-        }
-        if self.battery is not None:
-            request["battery"] = dict(self.battery)
-        return request
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    snapshot: Snapshot
-    budget: BudgetInputs
-    inputs: AllocationInputs  # what the allocator was asked
-    result: dict  # its answer: allocations, batteryPower, gridPower, binding
-    targets: dict[Key, float]
-    plan: ApplyPlan
-    heartbeats: tuple[str, ...]  # chargers to ping (no write to them this cycle)
-    battery_setpoint_kw: float | None  # None: nothing to write this cycle
-    sessions: tuple[Session, ...]
-    caps: dict[str, float] = field(default_factory=dict)
-    power_cap_kw: float | None = None  # demand-response cap in force (agent/energy/signals.py)
-    planned: bool = False  # a horizon plan narrowed this cycle's allocation
-    battery_available: bool = True  # False inside a maintenance window
-    v2g: V2gOrders = field(default_factory=V2gOrders)  # this cycle's V2G discharges
-
-    @property
-    def request(self) -> dict:
-        """The allocator's inputs in the DESIGN.md JSON contract (built on demand)."""
-        return self.inputs.as_request()
-
-
-class Controller:
-    """Decisions without I/O. The allocator runs on arrays allocated here once (sized for
-    every connector of the station) and filled in place each cycle."""
-
-    def __init__(
-        self,
-        settings: AgentSettings,
-        sessions: SessionTracker,
-        *,
-        signals: Signals | None = None,
-        guide: GuideFn | None = None,
-        interval: IntervalFn | None = None,
-        battery_available: AvailableFn | None = None,
-        v2g: V2gDispatch | None = None,
-    ) -> None:
-        from allocator.arrays import StationArrays  # numba: only once a controller exists
-
-        self.sessions = sessions
-        self.signals = signals
-        self.v2g = v2g
-        self.guide = guide
-        self.interval = interval
-        self.battery_available = battery_available
-        c = settings.control
-        st = settings.station
-        self._charger_index = {ch.id: j for j, ch in enumerate(st.chargers)}
-        self.arrays = StationArrays(
-            len(st.chargers), max(1, sum(ch.connectors for ch in st.chargers))
-        )
-        self.arrays.n_chargers = len(st.chargers)
-        self.configure_station(settings)
-        self.limits: dict[Key, float | None] = {
-            (ch.id, i): None for ch in st.chargers for i in range(1, ch.connectors + 1)
-        }
-        self.min_kw = {
-            (ch.id, i): ch.min_power_kw for ch in st.chargers for i in range(1, ch.connectors + 1)
-        }
-        self.last_power: dict[Key, float] = {}
-        self.last_contact: dict[str, float] = {}
-        self.unreachable: set[str] = set()  # chargers unreachable in the last cycle
-        self.base_history = WindowMax(c.base_load_window_s)
-        self.caps = CapTracker(c.probe_margin_kw, c.probe_margin_fraction, c.cap_after_s)
-        self.rotation = PauseRotation(c.max_pause_s)
-        self.battery_setpoint: float | None = None
-        self._battery_written_at = float("-inf")
-        # V2G discharges waiting for the headroom to end (apply.py): key -> since when.
-        self.ends_waiting: dict[Key, float] = {}
-        b = st.battery
-        self._battery_cfg = (b.min_soc, b.max_charge_kw, b.max_discharge_kw) if b else None
-
-    def configure_station(self, settings: AgentSettings) -> None:
-        """(Re)derive what depends on the station's ratings: at start and when a new station
-        configuration (same chargers and connectors, new capacity or ratings) is swapped in
-        between two cycles (agent/config/station_config.py)."""
-        self.s = settings
-        st = settings.station
-        self.chargers = {ch.id: ch for ch in st.chargers}
-        self._charger_rows = tuple((ch.id, ch.max_power_kw, ch.connectors) for ch in st.chargers)
-        for j, ch in enumerate(st.chargers):
-            self.arrays.set_charger(j, ch.max_power_kw)
-        self.fallback_per_connector = {
-            (ch.id, i): settings.fallback_kw(ch) / ch.connectors
-            for ch in st.chargers
-            for i in range(1, ch.connectors + 1)
-        }
-
-    @property
-    def refresh_s(self) -> float:
-        return self.s.control.comm_timeout_s * self.s.control.refresh_fraction
-
-    def decide(self, snap: Snapshot) -> Decision:
-        c = self.s.control
-        t = snap.t
-        if self.v2g is not None:  # before the tracker: a session ending now keeps its kWh
-            self.v2g.account(snap, self.sessions.active)
-        sessions = self.sessions.update(snap)
-        by_key = {(x.charger_id, x.connector_idx): x for x in sessions}
-
-        current: dict[Key, float | None] = {}
-        drawing: dict[Key, float] = {}
-        reachable: dict[str, bool] = {}
-        in_fallback: set[str] = set()  # chargers showing less than we wrote (comeback.py)
-        for ch in snap.chargers:
-            reachable[ch.id] = ch.reachable
-            if not ch.reachable:
-                self.unreachable.add(ch.id)
-                continue
-            if ch.id in self.unreachable:  # back: its own fallback may be in force
-                self.unreachable.discard(ch.id)
-                in_fallback.add(ch.id)
-            for conn in ch.connectors:
-                key = (ch.id, conn.idx)
-                if conn.limit_kw is not None and key in self.limits:
-                    # The charger's own register is the truth: it shows a fallback taken
-                    # while we were silent, or a write that did not land.
-                    before = self.limits[key]
-                    if before is not None and conn.limit_kw < before - LIMIT_EPS_KW:
-                        in_fallback.add(ch.id)
-                    self.limits[key] = conn.limit_kw
-                current[key] = self.limits.get(key)
-                drawing[key] = conn.power_kw
-                self.last_power[key] = conn.power_kw
-
-        battery_available = (
-            self.battery_available(snap.ts) if self.battery_available is not None else True
-        )
-        budget = budget_inputs(
-            snap,
-            self.base_history,
-            self.s.station.pessimistic_base_load_kw,
-            self.limits,
-            self.last_power,
-            self._battery_cfg if battery_available else None,
-        )
-
-        # Caps from measured consumption, then the allocator's order (rotation).
-        live = [x for x in sessions if reachable.get(x.charger_id, False)]
-        caps: dict[str, float] = {}
-        for x in live:
-            key = (x.charger_id, x.connector_idx)
-            cap = self.caps.update(
-                x.id, drawing.get(key, 0.0), current.get(key) or 0.0, self.min_kw[key], t
-            )
-            if cap is not None:
-                caps[x.id] = cap
-        self.caps.forget(x.id for x in live)
-        order = self.rotation.order([x.id for x in live], t)
-        by_id = {x.id: x for x in live}
-
-        # The station's ceiling: grid capacity and a demand-response cap in force (obeyed
-        # from this cycle on, plan or no plan), less the margin the apply step keeps free;
-        # then the plan's import cap for this slot (economic: no margin below it).
-        safety_ceiling = self.s.station.grid_capacity_kw
-        power_cap = self.signals.active_power_cap(snap.ts) if self.signals is not None else None
-        if power_cap is not None:
-            safety_ceiling = min(safety_ceiling, power_cap)
-        grid = max(0.0, safety_ceiling - c.headroom_margin_kw)
-        guidance = self.guide(snap.ts) if self.guide is not None else None
-        if guidance is not None:
-            so_far = self.interval(snap.ts) if self.interval is not None else None
-            grid = min(grid, guidance.grid_cap(*(so_far or (None, None))))
-
-        v2g = (
-            self.v2g.dispatch(snap, live, self.chargers, guidance)
-            if self.v2g is not None
-            else V2gOrders()
-        )
-        inputs = self._fill(budget, grid, [by_id[sid] for sid in order], caps, guidance, v2g)
-        self.arrays.solve()
-        result = self._result(inputs)
-        allocations: dict[str, float] = result["allocations"]
-        binding: dict[str, str] = result["binding"]
-        self.rotation.observe(
-            [sid for sid, kw in allocations.items() if kw <= 0 and binding.get(sid) == "minimum"],
-            t,
-        )
-
-        targets: dict[Key, float] = {}
-        for key in current:
-            s = by_key.get(key)
-            targets[key] = allocations.get(s.id, 0.0) if s is not None else 0.0
-            if s is not None and s.id in v2g.discharge_kw:
-                targets[key] = -v2g.discharge_kw[s.id]
-
-        if snap.grid_kw is not None and snap.grid_age_s > c.period_s:
-            # A reading from an earlier cycle confirms nothing: the EVs may have ramped
-            # up since. As if at the ceiling: decreases go out, increases wait.
-            import_kw = max(snap.grid_kw, safety_ceiling)
-        elif snap.grid_kw is not None:
-            import_kw = snap.grid_kw
-        else:  # no measurement: the safe budget's base load plus what the EVs draw
-            import_kw = budget.base_load_kw + sum(drawing.values())
-        def plan_for(import_kw: float) -> ApplyPlan:
-            return plan_writes(
-                targets,
-                current,
-                drawing,
-                self.min_kw,
-                self.fallback_per_connector,
-                import_kw=import_kw,
-                capacity_kw=safety_ceiling,
-                margin_kw=c.headroom_margin_kw,
-                deadband_kw=c.deadband_kw,
-                now=t,
-                meter_fresh=snap.grid_kw is not None,
-                ends_waiting=self.ends_waiting,
-                end_timeout_s=self.s.v2g.end_timeout_s,
-            )
-
-        plan = plan_for(import_kw)
-        # The battery giving less raises the import: it goes first out of the headroom,
-        # the EVs' increases share what is left (agent/control/battery_order.py).
-        battery_present = snap.battery.power_kw if snap.battery is not None else self.battery_setpoint
-        battery_sp = ordered_setpoint(
-            self._battery_setpoint(budget, result, t), battery_present, plan.headroom_kw
-        )
-        if battery_sp is not None and battery_present is not None and battery_sp < battery_present:
-            plan = plan_for(import_kw + battery_present - battery_sp)
-        plan = rewrite_fallback(plan, in_fallback, current)
-        written = {w.charger_id for w in plan.writes}
-        heartbeats = tuple(
-            cid
-            for cid, ok in reachable.items()
-            if ok
-            and cid not in written
-            and t - self.last_contact.get(cid, float("-inf")) >= self.refresh_s
-        )
-        return Decision(
-            snapshot=snap,
-            budget=budget,
-            inputs=inputs,
-            result=result,
-            targets=targets,
-            plan=plan,
-            heartbeats=heartbeats,
-            battery_setpoint_kw=battery_sp,
-            sessions=tuple(sessions),
-            caps=caps,
-            power_cap_kw=power_cap,
-            planned=guidance is not None,
-            battery_available=battery_available,
-            v2g=v2g,
-        )
-
-    def _fill(
-        self,
-        budget: BudgetInputs,
-        grid_kw: float,
-        ordered: list[Session],
-        caps: dict[str, float],
-        guidance: Guidance | None,
-        v2g: V2gOrders,
-    ) -> AllocationInputs:
-        """Write this cycle's inputs into the kernel's arrays (no request dict, no parsing)."""
-        a = self.arrays
-        grid = max(0.0, grid_kw)
-        b = budget.battery
-        if b is not None and guidance is not None:
-            charge, discharge = guidance.battery_limits(b["maxChargePower"], b["maxDischargePower"])
-            b = {**b, "maxChargePower": charge, "maxDischargePower": discharge}
-        a.set_station(
-            grid_capacity=grid,
-            base_load=budget.base_load_kw,
-            pv_power=budget.pv_kw + v2g.supply_kw,
-            battery_max_discharge=b["maxDischargePower"] if b else 0.0,
-            battery_max_charge=b["maxChargePower"] if b else 0.0,
-            battery_soc=b["soc"] if b else 0.0,
-            battery_min_soc=b["minSoc"] if b else 0.0,
-        )
-        rows = []
-        for row, x in enumerate(ordered):
-            ch = self.chargers[x.charger_id]
-            cap = caps.get(x.id)
-            priority = 0.0
-            if x.id in v2g.guarded:  # departure guard: charge now, whatever the plan said
-                priority = 1.0
-            elif guidance is not None:
-                planned = guidance.session_cap(x.id)
-                if planned is not None:
-                    cap = planned if cap is None else min(cap, planned)
-                    priority = 1.0 if planned > 0 else 0.0
-            vmax = x.max_kw(ch.max_power_kw)
-            a.set_session(
-                row,
-                charger=self._charger_index[x.charger_id],
-                vehicle_max=vmax,
-                power_cap=math.inf if cap is None else cap,
-                min_power=ch.min_power_kw,
-                priority=priority,
-            )
-            rows.append(
-                SessionRow(x.id, x.charger_id, x.connector_idx, vmax, cap, ch.min_power_kw, priority)
-            )
-        a.n_sessions = len(rows)
-        return AllocationInputs(
-            station_id=self.s.station.id,
-            grid_capacity_kw=grid,
-            base_load_kw=budget.base_load_kw,
-            pv_kw=budget.pv_kw,
-            battery=b,
-            chargers=self._charger_rows,
-            sessions=tuple(rows),
-            v2g_supply_kw=v2g.supply_kw,
-        )
-
-    def _result(self, inputs: AllocationInputs) -> dict:
-        """The kernel's answer keyed by session id (the DESIGN.md result shape)."""
-        a = self.arrays
-        allocation = a.allocation
-        binding = a.binding
-        ids = [r.session_id for r in inputs.sessions]
-        return {
-            "allocations": {sid: float(allocation[i]) for i, sid in enumerate(ids)},
-            "batteryPower": a.battery_power,
-            "gridPower": round(a.grid_power, 6) + 0.0,
-            "binding": {sid: BINDING_NAMES[binding[i]] for i, sid in enumerate(ids)},
-        }
-
-    def _battery_setpoint(self, budget: BudgetInputs, result: dict, t: float) -> float | None:
-        if self._battery_cfg is None:
-            return None
-        # Stale BMS or stale grid meter: the battery is not counted on, so it idles.
-        sp = float(result.get("batteryPower", 0.0)) if budget.battery is not None else 0.0
-        prev = self.battery_setpoint
-        if (
-            prev is None
-            or abs(sp - prev) >= self.s.control.deadband_kw
-            or (sp == 0.0 and prev != 0.0)
-            or t - self._battery_written_at >= self.refresh_s
-        ):
-            return round(sp, 3)
-        return None
-
-    def commit(
-        self,
-        decision: Decision,
-        writes: Mapping[Key, bool],
-        heartbeats: Mapping[str, bool],
-        battery_ok: bool | None,
-    ) -> None:
-        """Record what the devices acknowledged; a failed write leaves the limit unknown."""
-        t = decision.snapshot.t
-        self.ends_waiting = dict(decision.plan.ends_waiting)
-        for w in decision.plan.writes:
-            key = (w.charger_id, w.idx)
-            if writes.get(key):
-                self.limits[key] = w.kw
-                self.last_contact[w.charger_id] = t
-            else:
-                self.limits[key] = None
-        for cid, ok in heartbeats.items():
-            if ok:
-                self.last_contact[cid] = t
-        if battery_ok and decision.battery_setpoint_kw is not None:
-            self.battery_setpoint = decision.battery_setpoint_kw
-            self._battery_written_at = t
-
-
-class UplinkHook(Protocol):
-    """Integration point for the MQTT uplink (agent/uplink/): the loop hands it session
-    events as they happen, telemetry every `telemetry_interval_s` and health every
-    `health_interval_s`; the uplink commits them to its outbox. Must not block."""
-
-    def enqueue(self, kind: str, payload: dict) -> None: ...
-
-
-class AgentState:
-    """Read-only view of the running agent for the uplink, the local API and the CLI.
-
-    The loop replaces `decision` whole at the end of each cycle, so a reader on the same
-    event loop always sees one consistent cycle."""
-
-    def __init__(self, settings: AgentSettings, stats: CycleStats, devices: StationDevices):
-        self.settings = settings
-        self.stats = stats
-        self._devices = devices
-        self.decision: Decision | None = None
-        self.modes: frozenset[str] = frozenset()
-        self.healthy = False
-
-    @property
-    def snapshot(self) -> Snapshot | None:
-        return self.decision.snapshot if self.decision else None
-
-    @property
-    def allocations(self) -> dict[str, float]:
-        return dict(self.decision.result["allocations"]) if self.decision else {}
-
-    @property
-    def bindings(self) -> dict[str, str]:
-        return dict(self.decision.result.get("binding", {})) if self.decision else {}
-
-    @property
-    def sessions(self) -> tuple[Session, ...]:
-        return self.decision.sessions if self.decision else ()
-
-    def device_health(self) -> dict[str, Any]:
-        return self._devices.health()
-
-    def telemetry(self) -> dict:
-        """Grid, PV, battery and each connector's limit and power (kW)."""
-        d = self.decision
-        if d is None:
-            return {}
-        snap = d.snapshot
-        return {
-            "gridPower": snap.grid_kw,
-            "gridCapacity": self.settings.station.grid_capacity_kw,
-            "pvPower": snap.pv_kw,
-            "battery": None
-            if snap.battery is None
-            else {"soc": snap.battery.soc, "power": snap.battery.power_kw},
-            "batterySetpoint": d.result.get("batteryPower"),
-            "connectors": [
-                {
-                    "chargerId": c.charger_id,
-                    "idx": c.idx,
-                    "state": c.state,
-                    "power": c.power_kw,
-                    "limit": d.targets.get((c.charger_id, c.idx)),
-                }
-                for c in snap.connectors()
-            ],
-            "modes": sorted(d.budget.modes),
-        }
-
-    def summary(self) -> str:
-        """One line for systemd's STATUS= and `sems status`."""
-        d = self.decision
-        if d is None:
-            return "starting"
-        grid = "stale" if d.snapshot.grid_kw is None else f"{d.snapshot.grid_kw:.1f} kW"
-        cs = self.stats.summary()["cycle_ms"]
-        modes = f"; degraded: {', '.join(sorted(d.budget.modes))}" if d.budget.modes else ""
-        return (
-            f"grid {grid} of {self.settings.station.grid_capacity_kw:g} kW, "
-            f"{len(d.sessions)} sessions, cycle p99 {cs['p99']:.1f} ms{modes}"
-        )
+    writes: Mapping[Key, bool]
+    heartbeats: Mapping[str, bool]
+    battery_ok: bool | None  # None: no setpoint was due
 
 
 class ControlLoop:
@@ -581,8 +79,9 @@ class ControlLoop:
         self.uplink = uplink
         self.reader = Reader(devices, clock, self.stats)
         self.state = AgentState(settings, self.stats, devices)
-        # Safety hook (agent/control/startup.py): a (re)start writes nothing before it has
-        # read the station, and its first writes only lower.
+        # Safety hooks: a charger reading that contradicts the charger is refused before
+        # anything believes it (plausibility.py); a (re)start writes nothing before it has
+        # read the station, and its first writes only lower (startup.py).
         self.plausibility = Plausibility(controller.chargers)
         self.startup = StartupGate(has_battery=settings.station.battery is not None,
                                    timeout_s=settings.control.stale_after_s)  # fmt: skip
@@ -591,9 +90,7 @@ class ControlLoop:
         self._last_status = float("-inf")
         self._last_telemetry = float("-inf")
         self._last_health = float("-inf")
-        self._event_error: str | None = None
-        self._unlogged: list[dict] = []  # events the store refused, oldest first
-        self._event_retry_at = float("-inf")
+        self.events = EventLog(controller.sessions.db, clock, uplink)
         # Run after every cycle, before the sleep (the daemon's station-config swap and the
         # API-only station's step): between two cycles, so never in the middle of one.
         self.between_cycles: list[Callable[[], None]] = []
@@ -640,26 +137,49 @@ class ControlLoop:
                 self.controller.chargers[cid] = ch.model_copy(update={"v2g": False})
 
     async def cycle(self) -> Decision:
-        period = self.s.control.period_s
         t0 = self.clock.monotonic()
-        await self.reader.read_all(t0 + period * self.s.control.read_deadline_fraction)
-        snap = self.plausibility.filter(self.reader.snapshot(self.clock.monotonic()))
+        snap = await self._read(t0)
+        decision = self._decide(snap)
+        acks = await self._write(decision)
+        self._record(decision, acks, t0)
+        return decision
+
+    # --- the phases of one cycle --------------------------------------------------------
+
+    async def _read(self, t0: float) -> Snapshot:
+        """Phase 1: every device, concurrently, until the read deadline; then one frozen
+        snapshot of what was read."""
+        c = self.s.control
+        await self.reader.read_all(t0 + c.period_s * c.read_deadline_fraction)
+        return self.plausibility.filter(self.reader.snapshot(self.clock.monotonic()))
+
+    def _decide(self, snap: Snapshot) -> Decision:
+        """Phase 2: the controller, no I/O; the start-up gate may hold writes back, and
+        refused readings show as `implausible:<charger>` modes (health names the device)."""
         decision = self.startup.gate(self.controller.decide(snap))
-        if self.plausibility.refused:  # health names the device (plausibility.py)
+        if self.plausibility.refused:
             decision = replace(decision, budget=replace(
                 decision.budget, modes=decision.budget.modes | self.plausibility.modes()))
+        return decision
+
+    async def _write(self, decision: Decision) -> WriteAcks:
+        """Phase 3: limit writes (decreases first), heartbeats, the battery setpoint."""
         writes = await execute(decision.plan, self.devices.chargers)
         beats = await self._heartbeats(decision.heartbeats)
         battery_ok = await self._battery(decision.battery_setpoint_kw)
-        self.controller.commit(decision, writes, beats, battery_ok)
+        return WriteAcks(writes, beats, battery_ok)
+
+    def _record(self, decision: Decision, acks: WriteAcks, t0: float) -> None:
+        """Phase 4: what was acknowledged and the queued store writes (after the limit
+        writes), mode events, the read model, the observers, the statistics."""
+        self.controller.commit(decision, acks.writes, acks.heartbeats, acks.battery_ok)
         if decision.budget.modes != self.state.modes:
-            self._mode_change(self.state.modes, decision.budget.modes)
+            self.events.mode_change(self.state.modes, decision.budget.modes)
             self._last_status = float("-inf")  # systemd's STATUS= shows a new mode at once
         self.state.decision = decision
         self.state.modes = decision.budget.modes
         self._observe(decision)
-        self.stats.record_cycle(self.clock.monotonic() - t0, period)
-        return decision
+        self.stats.record_cycle(self.clock.monotonic() - t0, self.s.control.period_s)
 
     def _observe(self, decision: Decision) -> None:
         """Feed the planner, the ledger and the battery watch; none may stop the loop."""
@@ -727,8 +247,7 @@ class ControlLoop:
 
     def _after_cycle(self) -> None:
         t = self.clock.monotonic()
-        if self._unlogged and t >= self._event_retry_at:
-            self._log_events()
+        self.events.retry(t)
         n = self.notifier
         stalled, self._stalled = self._stalled, False
         if n is not None and self.state.healthy and not stalled and n.watchdog_interval_s is not None:
@@ -741,10 +260,10 @@ class ControlLoop:
         if self.uplink is not None and self.state.decision is not None:
             c = self.s.control
             if t - self._last_telemetry >= c.telemetry_interval_s:
-                self._enqueue("telemetry", self.state.telemetry())
+                self.events.enqueue("telemetry", self.state.telemetry())
                 self._last_telemetry = t
             if t - self._last_health >= c.health_interval_s:
-                self._enqueue("health", self.health_report())
+                self.events.enqueue("health", self.health_report())
                 self._last_health = t
 
     def health_report(self) -> dict:
@@ -769,51 +288,10 @@ class ControlLoop:
             },
         }
 
-    def _enqueue(self, kind: str, payload: dict) -> None:
-        try:
-            assert self.uplink is not None
-            self.uplink.enqueue(kind, payload)
-        except Exception:  # the uplink must never stop the control loop
-            log.exception("uplink enqueue %s failed", kind)
-
-    def _mode_change(self, old: frozenset[str], new: frozenset[str]) -> None:
-        for mode in sorted(new - old):
-            log.warning("degraded mode on: %s", mode)
-            self._event("degraded_on", {"mode": mode})
-        for mode in sorted(old - new):
-            log.info("degraded mode off: %s", mode)
-            self._event("degraded_off", {"mode": mode})
-
-    def _log_events(self) -> None:
-        """Write the events waiting for the store; a store refusing writes (disk full) keeps
-        them for a retry a second later and never stops the control loop."""
-        db = self.controller.sessions.db
-        try:
-            with db.conn:
-                db.table("events").insert_all(self._unlogged)
-        except sqlite3.Error as exc:
-            if self._event_error is None:
-                log.error("store refuses the event log (%s): events kept, retrying", exc)
-            self._event_error = f"{exc} ({len(self._unlogged)} events pending)"
-            del self._unlogged[:-MAX_UNLOGGED]  # a long outage keeps the latest ones
-            self._event_retry_at = self.clock.monotonic() + 1.0
-            return
-        self._unlogged.clear()
-        if self._event_error is not None:
-            log.info("store writable again: event log caught up")
-            self._event_error = None
-
     @property
     def store_error(self) -> str | None:
         """Why the store refuses writes (disk full, I/O error), or None when it takes them."""
-        return self.controller.sessions.store_error or self._event_error
-
-    def _event(self, kind: str, data: dict) -> None:
-        row = {"ts": iso(self.clock.now()), "kind": kind, "data": json.dumps(data)}
-        self._unlogged.append(row)
-        self._log_events()
-        if self.uplink is not None:
-            self._enqueue(kind, data)
+        return self.controller.sessions.store_error or self.events.error
 
     async def _heartbeats(self, chargers: tuple[str, ...]) -> dict[str, bool]:
         async def one(cid: str) -> tuple[str, bool]:

@@ -6,6 +6,9 @@ not ended because a charger stopped answering. Energy comes from the charger's s
 counter (a counter that resets mid-session is accumulated, never lost); peak power is kept.
 Rows are written at start and stop, and energy/peak at most every `persist_every_s`, so
 after a restart mid-session the same session continues with the same id and energy.
+`update()` runs inside the controller's `decide` and does no I/O: it queues its writes
+(write intents, in order) and `flush_writes()` runs them once the cycle's limit writes
+are out; `stop()` (between cycles) writes at once.
 
 Cost: each kWh the session's counter adds is priced at the import price in force when it
 was counted (`import_price(ts)`, the ledger's tariff lookup), so a session spanning a price
@@ -96,6 +99,7 @@ class SessionTracker:
         # Writes the store refused, in order, keyed so a session has one of each kind.
         self._pending: dict[tuple[str, str], Callable[[], None]] = {}
         self._retry_at = float("-inf")
+        self._deferring = False  # inside update(): writes are queued for flush_writes()
         self.store_error: str | None = None
         for row in db.query("SELECT * FROM sessions WHERE status = 'active' ORDER BY started_at"):
             s = Session(
@@ -116,10 +120,22 @@ class SessionTracker:
             self.blocked.add((row["charger_id"], row["connector_idx"]))
 
     def update(self, snap: Snapshot) -> list[Session]:
-        """Start, update and stop sessions from one snapshot; return the active ones."""
-        now = snap.t
+        """Start, update and stop sessions from one snapshot; return the active ones. The
+        store writes this implies are queued for `flush_writes()` (no I/O here)."""
+        self._deferring = True
+        try:
+            return self._update(snap)
+        finally:
+            self._deferring = False
+
+    def flush_writes(self, now: float) -> None:
+        """Run the writes `update()` queued (and any the store refused before), in order; a
+        store that refuses them keeps them for a retry every `RETRY_S`."""
         if self._pending and now >= self._retry_at:
             self._retry(now)
+
+    def _update(self, snap: Snapshot) -> list[Session]:
+        now = snap.t
         price: float | None = None  # looked up once per snapshot, only if energy was added
         for ch in snap.chargers:
             if not ch.reachable:
@@ -271,7 +287,11 @@ class SessionTracker:
 
     def _store(self, key: tuple[str, str], write: Callable[[], None], now: float) -> None:
         """Run one write transaction; when the store refuses it, keep it for a retry (after
-        the writes already waiting, so a session's rows land in order)."""
+        the writes already waiting, so a session's rows land in order). Inside `update()`
+        it is only queued."""
+        if self._deferring:
+            self._pending[key] = write
+            return
         if self._pending:
             self._pending[key] = write
             if now >= self._retry_at:

@@ -29,7 +29,7 @@ from agent.control.apply import ApplyPlan
 from agent.model.snapshot import Snapshot
 
 if TYPE_CHECKING:
-    from agent.control.loop import Decision
+    from agent.control.decision import Decision
 
 log = logging.getLogger(__name__)
 

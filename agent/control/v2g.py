@@ -1,5 +1,7 @@
 """V2G on the station: which sessions discharge this cycle, how much, and what that discharge
-is worth to the other EVs. No I/O but the session rows' V2G columns.
+is worth to the other EVs. I/O: the session rows' V2G columns, written by `flush_writes()`
+after the cycle's limit writes (decide only queues them), and session facts read every
+`PERMISSION_REFRESH_S`.
 
 Rules (issue 7; DESIGN.md: session power < 0 is V2G discharge, the allocator stays the
 safety authority):
@@ -146,6 +148,7 @@ class V2gDispatch:
         self._guarded: set[str] = set()
         self._last_t: float | None = None
         self._store_failed = False
+        self._unsaved: dict[str, _Tally] = {}  # discharges queued for flush_writes()
 
     # --- facts fed by the planner ---------------------------------------------------------
 
@@ -200,7 +203,7 @@ class V2gDispatch:
 
     def account(self, snap: Snapshot, active: Mapping[tuple[str, int], Session]) -> None:
         """Integrate each active session's measured discharge since the last cycle and
-        persist it (before the session tracker sees the snapshot, so a session ending now
+        queue it for the store (before the session tracker sees the snapshot, so a session ending now
         is stored with its last kWh)."""
         dt = 0.0 if self._last_t is None else snap.t - self._last_t
         self._last_t = snap.t
@@ -221,12 +224,12 @@ class V2gDispatch:
                 if tally.discharged_kwh > tally.saved_kwh and (
                     c.state == VACANT or snap.t - tally.saved_at >= PERSIST_S
                 ):
-                    self._save(s.id, tally, snap.t)
+                    self._save(s.id, tally)
         live = {s.id for s in active.values()}
         for sid in [x for x in self._tally if x not in live]:
             tally = self._tally.pop(sid)
             if tally.discharged_kwh > tally.saved_kwh:
-                self._save(sid, tally, snap.t)  # stopped on request between two cycles
+                self._save(sid, tally)  # stopped on request between two cycles
             self._goals.pop(sid, None)
             self._guarded.discard(sid)
 
@@ -339,18 +342,28 @@ class V2gDispatch:
         kwh = float(row[0] or 0.0) if row else 0.0
         return _Tally(discharged_kwh=kwh, saved_kwh=kwh)
 
-    def _save(self, session_id: str, tally: _Tally, t: float) -> None:
-        try:
-            with self.db.conn:
-                self.db.execute(
-                    "UPDATE sessions SET discharged_kwh = ?, kind = 'v2g' WHERE id = ?",
-                    [round(tally.discharged_kwh, 4), session_id],
-                )
-        except sqlite3.Error as exc:  # retried at the next cycle; never stops the loop
-            if not self._store_failed:
-                log.error("v2g: discharged energy not stored (%s); retrying", exc)
-                self._store_failed = True
-            return
-        self._store_failed = False
-        tally.saved_kwh = tally.discharged_kwh
-        tally.saved_at = t
+    def _save(self, session_id: str, tally: _Tally) -> None:
+        """Queue the session's discharged kWh for `flush_writes()` (account() runs inside
+        the controller's decide, which does no I/O)."""
+        self._unsaved[session_id] = tally
+
+    def flush_writes(self, t: float) -> None:
+        """Store the discharges account() queued; a store refusing them keeps them queued
+        for the next cycle and never stops the loop."""
+        while self._unsaved:
+            session_id, tally = next(iter(self._unsaved.items()))
+            try:
+                with self.db.conn:
+                    self.db.execute(
+                        "UPDATE sessions SET discharged_kwh = ?, kind = 'v2g' WHERE id = ?",
+                        [round(tally.discharged_kwh, 4), session_id],
+                    )
+            except sqlite3.Error as exc:
+                if not self._store_failed:
+                    log.error("v2g: discharged energy not stored (%s); retrying", exc)
+                    self._store_failed = True
+                return
+            del self._unsaved[session_id]
+            self._store_failed = False
+            tally.saved_kwh = tally.discharged_kwh
+            tally.saved_at = t

@@ -32,7 +32,7 @@ from agent.model.clock import iso
 if TYPE_CHECKING:
     import sqlite_utils
 
-    from agent.control.loop import Decision
+    from agent.control.decision import Decision
     from agent.energy.signals import Signals
 
 log = logging.getLogger(__name__)

@@ -43,7 +43,7 @@ from allocator.guidance import Guidance, guidance_at
 if TYPE_CHECKING:
     import sqlite_utils
 
-    from agent.control.loop import Decision
+    from agent.control.decision import Decision
     from agent.control.sessions import Session
     from agent.control.v2g import V2gDispatch
     from agent.energy.signals import Signals

@@ -123,7 +123,7 @@ class DaemonContext:
             )  # fmt: skip
         snap = d.snapshot
         by_key = {(x.charger_id, x.connector_idx): x for x in d.sessions}
-        allocations, bindings = d.result["allocations"], d.result.get("binding", {})
+        allocations, bindings = d.allocations, d.binding
         connectors = []
         for c in snap.connectors():
             x = by_key.get((c.charger_id, c.idx))
@@ -157,8 +157,8 @@ class DaemonContext:
     def sessions(self) -> list[SessionView]:
         d = self.loop.state.decision
         tracker = self.loop.controller.sessions
-        allocations = d.result["allocations"] if d else {}
-        bindings = d.result.get("binding", {}) if d else {}
+        allocations = d.allocations if d else {}
+        bindings = d.binding if d else {}
         extra = self._session_rows([s.id for s in tracker.active.values()])
         out = []
         for s in sorted(tracker.active.values(), key=lambda x: x.started_at):

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agent.config.settings import AgentSettings
-from agent.control.loop import Controller, Decision
+from agent.control.controller import Controller
+from agent.control.decision import Decision
 from agent.control.sessions import SessionTracker
 from agent.model.clock import ManualClock
 from agent.model.snapshot import BatteryState, ChargerState, ConnectorState, Snapshot

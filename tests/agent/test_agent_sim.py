@@ -8,8 +8,9 @@ import pytest
 from hardware_sim.simulator import Simulator
 from sim_agent import STATION, agent_settings, cycles, ev
 
+from agent.control.controller import Controller
 from agent.control.devices import StationDevices
-from agent.control.loop import Controller, ControlLoop
+from agent.control.loop import ControlLoop
 from agent.control.sessions import SessionTracker
 from agent.model.clock import RealClock
 from agent.store import connect

@@ -19,6 +19,14 @@ from agent.store import connect
 T0 = datetime(2026, 6, 17, 12, 0, tzinfo=UTC)
 
 
+
+def step(tracker, s):
+    """One cycle of the tracker: update, then the store writes the controller's commit runs."""
+    out = tracker.update(s)
+    tracker.flush_writes(s.t)
+    return out
+
+
 def snap(clock, state, power=0.0, energy=0.0):
     c = ConnectorState("CP1", 1, state, power, energy)
     return Snapshot(clock.monotonic(), clock.now(), 10.0, None, None,
@@ -44,21 +52,21 @@ def test_cost_follows_the_price_in_force_and_survives_a_restart(tmp_path):
     clock = ManualClock(wall=T0)
     events: list = []
     t = tracker(db, clock, events)
-    (s,) = t.update(snap(clock, "C", 20.0, 0.0))
+    (s,) = step(t, snap(clock, "C", 20.0, 0.0))
     clock.advance(600)
-    t.update(snap(clock, "C", 20.0, 2.0))  # 2 kWh at 0.30
+    step(t, snap(clock, "C", 20.0, 2.0))  # 2 kWh at 0.30
     assert s.cost_eur == pytest.approx(0.60)
     clock.advance(1500)  # 12:35: the cloud tariff is in force
-    t.update(snap(clock, "C", 20.0, 5.0))  # 3 kWh at 0.10
+    step(t, snap(clock, "C", 20.0, 5.0))  # 3 kWh at 0.10
     assert s.cost_eur == pytest.approx(0.90)
     assert db["sessions"].get(s.id)["cost_eur"] == pytest.approx(0.90)  # persisted
     # Restart: the same session continues from its stored cost.
     t2 = tracker(connect(path), clock, events)
     clock.advance(60)
-    (s2,) = t2.update(snap(clock, "C", 20.0, 6.0))
+    (s2,) = step(t2, snap(clock, "C", 20.0, 6.0))
     assert s2.id == s.id and s2.cost_eur == pytest.approx(1.00)
     clock.advance(1)
-    t2.update(snap(clock, "A"))
+    step(t2, snap(clock, "A"))
     stopped = [p for k, p in events if k == "session_stopped"]
     assert stopped[-1]["cost_eur"] == pytest.approx(1.00)
     assert connect(path)["sessions"].get(s.id)["cost_eur"] == pytest.approx(1.00)
@@ -68,21 +76,21 @@ def test_a_stop_on_request_latches_the_connector_across_a_restart(tmp_path):
     path = tmp_path / "agent.db"
     clock = ManualClock(wall=T0)
     t = tracker(connect(path), clock)
-    (s,) = t.update(snap(clock, "C", 20.0, 1.0))
+    (s,) = step(t, snap(clock, "C", 20.0, 1.0))
     t.stop(s.id, "cloud")
     row = connect(path)["sessions"].get(s.id)
     assert (row["status"], row["stop_reason"], row["latched"]) == ("stopped", "cloud", 1)
-    assert t.update(snap(clock, "C", 0.0, 1.0)) == []  # still plugged in: no new session
+    assert step(t, snap(clock, "C", 0.0, 1.0)) == []  # still plugged in: no new session
     # The agent restarts with the EV still plugged in: the connector stays blocked.
     t2 = tracker(connect(path), clock)
     for _ in range(3):
         clock.advance(1)
-        assert t2.update(snap(clock, "C", 0.0, 1.0)) == []
+        assert step(t2, snap(clock, "C", 0.0, 1.0)) == []
     # Unplugged: the latch is released (in the store too) and the next EV charges.
-    assert t2.update(snap(clock, "A")) == []
+    assert step(t2, snap(clock, "A")) == []
     assert connect(path)["sessions"].get(s.id)["latched"] == 0
     t3 = tracker(connect(path), clock)
-    (new,) = t3.update(snap(clock, "B"))
+    (new,) = step(t3, snap(clock, "B"))
     assert new.id != s.id
 
 
@@ -90,8 +98,8 @@ def test_an_unplugged_session_leaves_no_latch(tmp_path):
     path = tmp_path / "agent.db"
     clock = ManualClock(wall=T0)
     t = tracker(connect(path), clock)
-    (s,) = t.update(snap(clock, "C", 20.0, 1.0))
-    t.update(snap(clock, "A"))
+    (s,) = step(t, snap(clock, "C", 20.0, 1.0))
+    step(t, snap(clock, "A"))
     row = connect(path)["sessions"].get(s.id)
     assert (row["stop_reason"], row["latched"]) == ("unplugged", 0)
-    assert len(tracker(connect(path), clock).update(snap(clock, "B"))) == 1
+    assert len(step(tracker(connect(path), clock), snap(clock, "B"))) == 1

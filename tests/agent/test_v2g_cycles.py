@@ -18,7 +18,8 @@ import pytest
 from cycle_helpers import Station, settings
 
 from agent.control.apply import plan_writes
-from agent.control.loop import Controller, Decision
+from agent.control.controller import Controller
+from agent.control.decision import Decision
 from agent.control.sessions import SessionTracker
 from agent.control.v2g import V2gDispatch, V2gSettings
 from agent.energy.signals import Signals, V2gRequest

@@ -1,0 +1,397 @@
+"""The controller: one frozen snapshot in, one typed `Decision` out; no I/O in `decide`.
+
+`Controller.decide(snapshot)` turns a snapshot into a `Decision` (allocation, ordered limit
+writes, heartbeats, battery setpoint) and `Controller.commit()` records what the devices
+acknowledged, then flushes the session tracker's and V2G's store writes: `decide` only
+queues them (write intents), so no SQL runs between the read and the limit writes. Tests
+drive these two cycle by cycle with hand-made snapshots; the cycle (agent/control/loop.py)
+adds the I/O around them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from agent.config.settings import AgentSettings
+from agent.control.apply import ApplyPlan, Key, plan_writes
+from agent.control.battery_order import ordered_setpoint
+from agent.control.budget import BudgetInputs, WindowMax, budget_inputs
+from agent.control.caps import CapTracker, PauseRotation
+from agent.control.comeback import LIMIT_EPS_KW, rewrite_fallback
+from agent.control.decision import AllocationInputs, ConnectorDecision, Decision, SessionRow
+from agent.control.sessions import Session, SessionTracker
+from agent.control.v2g import V2gDispatch, V2gOrders
+from agent.model.snapshot import Snapshot
+from allocator.guidance import Guidance
+from allocator.request import BINDING_NAMES
+
+if TYPE_CHECKING:
+    from agent.energy.signals import Signals
+
+# Hooks the daemon wires in (all optional; each is called once per cycle, must be cheap).
+GuideFn = Callable[[datetime], Guidance | None]  # the horizon plan's current slot
+IntervalFn = Callable[[datetime], tuple[float, float] | None]  # (kWh imported, h left)
+AvailableFn = Callable[[datetime], bool]  # battery in dispatch (False: maintenance)
+
+
+class Controller:
+    """Decisions without I/O. The allocator runs on arrays allocated here once (sized for
+    every connector of the station) and filled in place each cycle."""
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        sessions: SessionTracker,
+        *,
+        signals: Signals | None = None,
+        guide: GuideFn | None = None,
+        interval: IntervalFn | None = None,
+        battery_available: AvailableFn | None = None,
+        v2g: V2gDispatch | None = None,
+    ) -> None:
+        from allocator.arrays import StationArrays  # numba: only once a controller exists
+
+        self.sessions = sessions
+        self.signals = signals
+        self.v2g = v2g
+        self.guide = guide
+        self.interval = interval
+        self.battery_available = battery_available
+        c = settings.control
+        st = settings.station
+        self._charger_index = {ch.id: j for j, ch in enumerate(st.chargers)}
+        self.arrays = StationArrays(
+            len(st.chargers), max(1, sum(ch.connectors for ch in st.chargers))
+        )
+        self.arrays.n_chargers = len(st.chargers)
+        self.configure_station(settings)
+        self.limits: dict[Key, float | None] = {
+            (ch.id, i): None for ch in st.chargers for i in range(1, ch.connectors + 1)
+        }
+        self.min_kw = {
+            (ch.id, i): ch.min_power_kw for ch in st.chargers for i in range(1, ch.connectors + 1)
+        }
+        self.last_power: dict[Key, float] = {}
+        self.last_contact: dict[str, float] = {}
+        self.unreachable: set[str] = set()  # chargers unreachable in the last cycle
+        self.in_fallback: set[str] = set()  # this cycle's chargers back from their fallback
+        self.base_history = WindowMax(c.base_load_window_s)
+        self.caps = CapTracker(c.probe_margin_kw, c.probe_margin_fraction, c.cap_after_s)
+        self.rotation = PauseRotation(c.max_pause_s)
+        self.battery_setpoint: float | None = None
+        self._battery_written_at = float("-inf")
+        # V2G discharges waiting for the headroom to end (apply.py): key -> since when.
+        self.ends_waiting: dict[Key, float] = {}
+        b = st.battery
+        self._battery_cfg = (b.min_soc, b.max_charge_kw, b.max_discharge_kw) if b else None
+
+    def configure_station(self, settings: AgentSettings) -> None:
+        """(Re)derive what depends on the station's ratings: at start and when a new station
+        configuration (same chargers and connectors, new capacity or ratings) is swapped in
+        between two cycles (agent/config/station_config.py)."""
+        self.s = settings
+        st = settings.station
+        self.chargers = {ch.id: ch for ch in st.chargers}
+        self._charger_rows = tuple((ch.id, ch.max_power_kw, ch.connectors) for ch in st.chargers)
+        for j, ch in enumerate(st.chargers):
+            self.arrays.set_charger(j, ch.max_power_kw)
+        self.fallback_per_connector = {
+            (ch.id, i): settings.fallback_kw(ch) / ch.connectors
+            for ch in st.chargers
+            for i in range(1, ch.connectors + 1)
+        }
+
+    @property
+    def refresh_s(self) -> float:
+        return self.s.control.comm_timeout_s * self.s.control.refresh_fraction
+
+    def decide(self, snap: Snapshot) -> Decision:
+        c = self.s.control
+        t = snap.t
+        if self.v2g is not None:  # before the tracker: a session ending now keeps its kWh
+            self.v2g.account(snap, self.sessions.active)
+        sessions = self.sessions.update(snap)
+        conns = self._connectors(snap)
+        reachable = {ch.id: ch.reachable for ch in snap.chargers}
+
+        battery_available = (
+            self.battery_available(snap.ts) if self.battery_available is not None else True
+        )
+        budget = budget_inputs(
+            snap,
+            self.base_history,
+            self.s.station.pessimistic_base_load_kw,
+            self.limits,
+            self.last_power,
+            self._battery_cfg if battery_available else None,
+        )
+
+        # Caps from measured consumption, then the allocator's order (rotation).
+        live = [x for x in sessions if reachable.get(x.charger_id, False)]
+        caps: dict[str, float] = {}
+        by_key = {cd.key: cd for cd in conns}
+        for x in live:
+            key = (x.charger_id, x.connector_idx)
+            cd = by_key.get(key)
+            cap = self.caps.update(
+                x.id,
+                cd.drawing_kw if cd is not None else 0.0,
+                (cd.limit_kw if cd is not None else None) or 0.0,
+                self.min_kw[key],
+                t,
+            )
+            if cap is not None:
+                caps[x.id] = cap
+        self.caps.forget(x.id for x in live)
+        order = self.rotation.order([x.id for x in live], t)
+        by_id = {x.id: x for x in live}
+
+        # The station's ceiling: grid capacity and a demand-response cap in force (obeyed
+        # from this cycle on, plan or no plan), less the margin the apply step keeps free;
+        # then the plan's import cap for this slot (economic: no margin below it).
+        safety_ceiling = self.s.station.grid_capacity_kw
+        power_cap = self.signals.active_power_cap(snap.ts) if self.signals is not None else None
+        if power_cap is not None:
+            safety_ceiling = min(safety_ceiling, power_cap)
+        grid = max(0.0, safety_ceiling - c.headroom_margin_kw)
+        guidance = self.guide(snap.ts) if self.guide is not None else None
+        if guidance is not None:
+            so_far = self.interval(snap.ts) if self.interval is not None else None
+            grid = min(grid, guidance.grid_cap(*(so_far or (None, None))))
+
+        v2g = (
+            self.v2g.dispatch(snap, live, self.chargers, guidance)
+            if self.v2g is not None
+            else V2gOrders()
+        )
+        inputs = self._fill(budget, grid, [by_id[sid] for sid in order], caps, guidance, v2g)
+        self.arrays.solve()
+        allocations, binding = self._answer(inputs)
+        self.rotation.observe(
+            [sid for sid, kw in allocations.items() if kw <= 0 and binding.get(sid) == "minimum"],
+            t,
+        )
+
+        for cd in conns:
+            s = cd.session
+            if s is None:
+                continue
+            cd.target_kw = allocations.get(s.id, 0.0)
+            if s.id in v2g.discharge_kw:
+                cd.target_kw = -v2g.discharge_kw[s.id]
+        targets = {cd.key: cd.target_kw for cd in conns}
+        drawing = {cd.key: cd.drawing_kw for cd in conns}
+
+        if snap.grid_kw is not None and snap.grid_age_s > c.period_s:
+            # A reading from an earlier cycle confirms nothing: the EVs may have ramped
+            # up since. As if at the ceiling: decreases go out, increases wait.
+            import_kw = max(snap.grid_kw, safety_ceiling)
+        elif snap.grid_kw is not None:
+            import_kw = snap.grid_kw
+        else:  # no measurement: the safe budget's base load plus what the EVs draw
+            import_kw = budget.base_load_kw + sum(drawing.values())
+        current = {cd.key: cd.limit_kw for cd in conns}
+
+        def plan_for(import_kw: float) -> ApplyPlan:
+            return plan_writes(
+                targets,
+                current,
+                drawing,
+                self.min_kw,
+                self.fallback_per_connector,
+                import_kw=import_kw,
+                capacity_kw=safety_ceiling,
+                margin_kw=c.headroom_margin_kw,
+                deadband_kw=c.deadband_kw,
+                now=t,
+                meter_fresh=snap.grid_kw is not None,
+                ends_waiting=self.ends_waiting,
+                end_timeout_s=self.s.v2g.end_timeout_s,
+            )
+
+        plan = plan_for(import_kw)
+        battery_kw = self.arrays.battery_power
+        # The battery giving less raises the import: it goes first out of the headroom,
+        # the EVs' increases share what is left (agent/control/battery_order.py).
+        battery_present = snap.battery.power_kw if snap.battery is not None else self.battery_setpoint
+        battery_sp = ordered_setpoint(
+            self._battery_setpoint(budget, battery_kw, t), battery_present, plan.headroom_kw
+        )
+        if battery_sp is not None and battery_present is not None and battery_sp < battery_present:
+            plan = plan_for(import_kw + battery_present - battery_sp)
+        plan = rewrite_fallback(plan, self.in_fallback, current)
+        written = {w.charger_id for w in plan.writes}
+        heartbeats = tuple(
+            cid
+            for cid, ok in reachable.items()
+            if ok
+            and cid not in written
+            and t - self.last_contact.get(cid, float("-inf")) >= self.refresh_s
+        )
+        return Decision(
+            snapshot=snap,
+            budget=budget,
+            inputs=inputs,
+            allocations=allocations,
+            binding=binding,
+            battery_kw=battery_kw,
+            grid_kw=round(self.arrays.grid_power, 6) + 0.0,
+            connectors=tuple(conns),
+            targets=targets,
+            plan=plan,
+            heartbeats=heartbeats,
+            battery_setpoint_kw=battery_sp,
+            sessions=tuple(sessions),
+            caps=caps,
+            power_cap_kw=power_cap,
+            planned=guidance is not None,
+            battery_available=battery_available,
+            v2g=v2g,
+        )
+
+    def _connectors(self, snap: Snapshot) -> list[ConnectorDecision]:
+        """One `ConnectorDecision` per connector of a reachable charger, with the limit in
+        force and what it draws; also refreshes `limits` and `last_power` from the snapshot."""
+        active = self.sessions.active
+        out: list[ConnectorDecision] = []
+        self.in_fallback = set()  # chargers showing less than we wrote (comeback.py)
+        for ch in snap.chargers:
+            if not ch.reachable:
+                self.unreachable.add(ch.id)
+                continue
+            if ch.id in self.unreachable:  # back: its own fallback may be in force
+                self.unreachable.discard(ch.id)
+                self.in_fallback.add(ch.id)
+            for conn in ch.connectors:
+                key = (ch.id, conn.idx)
+                if conn.limit_kw is not None and key in self.limits:
+                    # The charger's own register is the truth: it shows a fallback taken
+                    # while we were silent, or a write that did not land.
+                    before = self.limits[key]
+                    if before is not None and conn.limit_kw < before - LIMIT_EPS_KW:
+                        self.in_fallback.add(ch.id)
+                    self.limits[key] = conn.limit_kw
+                self.last_power[key] = conn.power_kw
+                out.append(
+                    ConnectorDecision(key, self.limits.get(key), conn.power_kw, active.get(key))
+                )
+        return out
+
+    def _fill(
+        self,
+        budget: BudgetInputs,
+        grid_kw: float,
+        ordered: list[Session],
+        caps: dict[str, float],
+        guidance: Guidance | None,
+        v2g: V2gOrders,
+    ) -> AllocationInputs:
+        """Write this cycle's inputs into the kernel's arrays (no request dict, no parsing)."""
+        a = self.arrays
+        grid = max(0.0, grid_kw)
+        b = budget.battery
+        if b is not None and guidance is not None:
+            charge, discharge = guidance.battery_limits(b["maxChargePower"], b["maxDischargePower"])
+            b = {**b, "maxChargePower": charge, "maxDischargePower": discharge}
+        a.set_station(
+            grid_capacity=grid,
+            base_load=budget.base_load_kw,
+            pv_power=budget.pv_kw + v2g.supply_kw,
+            battery_max_discharge=b["maxDischargePower"] if b else 0.0,
+            battery_max_charge=b["maxChargePower"] if b else 0.0,
+            battery_soc=b["soc"] if b else 0.0,
+            battery_min_soc=b["minSoc"] if b else 0.0,
+        )
+        rows = []
+        for row, x in enumerate(ordered):
+            ch = self.chargers[x.charger_id]
+            cap = caps.get(x.id)
+            priority = 0.0
+            if x.id in v2g.guarded:  # departure guard: charge now, whatever the plan said
+                priority = 1.0
+            elif guidance is not None:
+                planned = guidance.session_cap(x.id)
+                if planned is not None:
+                    cap = planned if cap is None else min(cap, planned)
+                    priority = 1.0 if planned > 0 else 0.0
+            vmax = x.max_kw(ch.max_power_kw)
+            a.set_session(
+                row,
+                charger=self._charger_index[x.charger_id],
+                vehicle_max=vmax,
+                power_cap=math.inf if cap is None else cap,
+                min_power=ch.min_power_kw,
+                priority=priority,
+            )
+            rows.append(
+                SessionRow(x.id, x.charger_id, x.connector_idx, vmax, cap, ch.min_power_kw, priority)
+            )
+        a.n_sessions = len(rows)
+        return AllocationInputs(
+            station_id=self.s.station.id,
+            grid_capacity_kw=grid,
+            base_load_kw=budget.base_load_kw,
+            pv_kw=budget.pv_kw,
+            battery=b,
+            chargers=self._charger_rows,
+            sessions=tuple(rows),
+            v2g_supply_kw=v2g.supply_kw,
+        )
+
+    def _answer(self, inputs: AllocationInputs) -> tuple[dict[str, float], dict[str, str]]:
+        """The kernel's allocation and binding keyed by session id."""
+        a = self.arrays
+        allocation = a.allocation
+        binding = a.binding
+        ids = [r.session_id for r in inputs.sessions]
+        return (
+            {sid: float(allocation[i]) for i, sid in enumerate(ids)},
+            {sid: BINDING_NAMES[binding[i]] for i, sid in enumerate(ids)},
+        )
+
+    def _battery_setpoint(self, budget: BudgetInputs, battery_kw: float, t: float) -> float | None:
+        if self._battery_cfg is None:
+            return None
+        # Stale BMS or stale grid meter: the battery is not counted on, so it idles.
+        sp = float(battery_kw) if budget.battery is not None else 0.0
+        prev = self.battery_setpoint
+        if (
+            prev is None
+            or abs(sp - prev) >= self.s.control.deadband_kw
+            or (sp == 0.0 and prev != 0.0)
+            or t - self._battery_written_at >= self.refresh_s
+        ):
+            return round(sp, 3)
+        return None
+
+    def commit(
+        self,
+        decision: Decision,
+        writes: Mapping[Key, bool],
+        heartbeats: Mapping[str, bool],
+        battery_ok: bool | None,
+    ) -> None:
+        """Record what the devices acknowledged (a failed write leaves the limit unknown),
+        then flush the store writes `decide` queued: after the limit writes, so the store
+        never delays them."""
+        t = decision.snapshot.t
+        self.ends_waiting = dict(decision.plan.ends_waiting)
+        for w in decision.plan.writes:
+            key = (w.charger_id, w.idx)
+            if writes.get(key):
+                self.limits[key] = w.kw
+                self.last_contact[w.charger_id] = t
+            else:
+                self.limits[key] = None
+        for cid, ok in heartbeats.items():
+            if ok:
+                self.last_contact[cid] = t
+        if battery_ok and decision.battery_setpoint_kw is not None:
+            self.battery_setpoint = decision.battery_setpoint_kw
+            self._battery_written_at = t
+        if self.v2g is not None:  # the discharge before the stop row, as they were counted
+            self.v2g.flush_writes(t)
+        self.sessions.flush_writes(t)

@@ -1,0 +1,124 @@
+"""What one control cycle decided: typed values, no behaviour, no I/O.
+
+`Decision` is the controller's whole output for one snapshot. Per connector it holds one
+`ConnectorDecision` (the limit in force, what the EV draws, its session and its target)
+instead of parallel dicts keyed by connector; the allocator's answer is typed too
+(`allocations`, `binding`, `battery_kw`, `grid_kw`), and `result` / `request` render the
+DESIGN.md JSON contract on demand for the API, the uplink and the tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.control.apply import ApplyPlan, Key
+from agent.control.budget import BudgetInputs
+from agent.control.sessions import Session
+from agent.control.v2g import V2gOrders
+from agent.model.snapshot import Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """One session as the allocator was asked to serve it (kW)."""
+
+    session_id: str
+    charger_id: str
+    idx: int
+    vehicle_max_kw: float
+    power_cap_kw: float | None
+    min_power_kw: float
+    priority: float
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationInputs:
+    """What the allocator was given this cycle, kept for the record (API, health, tests).
+    The cycle fills the kernel's arrays directly; `as_request()` renders the same inputs
+    in the DESIGN.md JSON contract when someone asks."""
+
+    station_id: str
+    grid_capacity_kw: float
+    base_load_kw: float
+    pv_kw: float
+    battery: dict | None
+    chargers: tuple[tuple[str, float, int], ...]  # (id, max kW, connectors)
+    sessions: tuple[SessionRow, ...]  # in the order given to the allocator
+    v2g_supply_kw: float = 0.0  # confirmed V2G discharge, counted like PV
+
+    def as_request(self) -> dict:
+        sessions = []
+        for r in self.sessions:
+            entry: dict[str, Any] = {
+                "sessionId": r.session_id,
+                "connectorId": {"chargerId": r.charger_id, "idx": r.idx},
+                "vehicleMaxPower": r.vehicle_max_kw,
+                "minPower": r.min_power_kw,
+            }
+            if r.power_cap_kw is not None:
+                entry["powerCap"] = r.power_cap_kw
+            if r.priority:
+                entry["priority"] = r.priority
+            sessions.append(entry)
+        request: dict[str, Any] = {
+            "stationId": self.station_id,
+            "gridCapacity": self.grid_capacity_kw,
+            "baseLoad": self.base_load_kw,
+            "pvPower": self.pv_kw + self.v2g_supply_kw,  # what the kernel was given
+            "chargers": [
+                {"id": cid, "maxPower": kw, "connectors": n} for cid, kw, n in self.chargers
+            ],
+            "sessions": sessions,
+        }
+        if self.battery is not None:
+            request["battery"] = dict(self.battery)
+        return request
+
+
+@dataclass(slots=True)
+class ConnectorDecision:
+    """One connector of a reachable charger this cycle."""
+
+    key: Key
+    limit_kw: float | None  # in force as the cycle began (None: unknown)
+    drawing_kw: float  # measured
+    session: Session | None = None
+    target_kw: float = 0.0  # the allocator's share (< 0: a V2G discharge)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    snapshot: Snapshot
+    budget: BudgetInputs
+    inputs: AllocationInputs  # what the allocator was asked
+    allocations: dict[str, float]  # session id -> kW, the allocator's answer
+    binding: dict[str, str]  # session id -> what bounds its allocation
+    battery_kw: float  # the allocator's battery power (> 0 discharges)
+    grid_kw: float  # the import the allocation implies
+    connectors: tuple[ConnectorDecision, ...]  # reachable chargers' connectors
+    targets: dict[Key, float]  # the same connectors' targets, as the apply step takes them
+    plan: ApplyPlan
+    heartbeats: tuple[str, ...]  # chargers to ping (no write to them this cycle)
+    battery_setpoint_kw: float | None  # None: nothing to write this cycle
+    sessions: tuple[Session, ...]
+    caps: dict[str, float] = field(default_factory=dict)
+    power_cap_kw: float | None = None  # demand-response cap in force (agent/energy/signals.py)
+    planned: bool = False  # a horizon plan narrowed this cycle's allocation
+    battery_available: bool = True  # False inside a maintenance window
+    v2g: V2gOrders = field(default_factory=V2gOrders)  # this cycle's V2G discharges
+
+    @property
+    def request(self) -> dict:
+        """The allocator's inputs in the DESIGN.md JSON contract (built on demand)."""
+        return self.inputs.as_request()
+
+    @property
+    def result(self) -> dict:
+        """The allocator's answer in the DESIGN.md JSON contract (built on demand)."""
+        return {
+            "allocations": self.allocations,
+            "batteryPower": self.battery_kw,
+            "gridPower": self.grid_kw,
+            "binding": self.binding,
+        }

@@ -1,0 +1,122 @@
+"""What both protocol versions share: the message log, call round trips and errors, meter
+value parsing, and the `Link` interface the charger drives.
+
+The library's ChargePoint handles one incoming message at a time and awaits its handler,
+so a handler must never make a call itself (it would wait for an answer that cannot be
+read): every call the agent makes runs in a task of its own (`OcppCharger`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from agent.ocpp.charger import OcppCharger
+
+LOG_LEN = 200  # messages kept per charger for `sems ocpp log`
+
+
+class Link(Protocol):
+    """One live connection to a charge point, whatever its version."""
+
+    version: str
+
+    async def set_connector_limit(self, idx: int, profile: dict) -> str: ...
+    async def set_max_profile(self, profile: dict) -> str: ...
+    async def composite(self, idx: int, duration_s: int, unit: str) -> list[dict] | None: ...
+    async def read_rate_unit(self) -> str | None: ...
+    async def set_meter_interval(self, seconds: int) -> None: ...
+    async def close(self) -> None: ...
+
+
+class Traffic:
+    """Per-charger message log and counters (calls, errors, round trips) for the CLI and
+    /metrics. Plain data: survives reconnections."""
+
+    def __init__(self) -> None:
+        self.log: deque[dict[str, Any]] = deque(maxlen=LOG_LEN)
+        self.calls_in = 0  # calls the charger made
+        self.calls_out = 0  # calls the agent made
+        self.errors = 0  # CallErrors, timeouts and rejected profiles
+        self.round_trips_s: deque[float] = deque(maxlen=512)
+
+    def record(self, direction: str, raw: str) -> None:
+        self.log.append({"ts": time.time(), "dir": direction, "msg": raw})
+
+
+class TracedMixin:
+    """Mixed into the library's ChargePoint: logs raw traffic and times the agent's calls."""
+
+    traffic: Traffic
+    charger: OcppCharger
+    timeout_s: float
+
+    async def route_message(self, raw_msg: str) -> None:
+        self.traffic.record("in", raw_msg)
+        if raw_msg.startswith("[2"):
+            self.traffic.calls_in += 1
+        await super().route_message(raw_msg)  # type: ignore[misc]
+
+    async def _send(self, message: str) -> None:
+        self.traffic.record("out", message)
+        await super()._send(message)  # type: ignore[misc]
+
+    async def timed_call(self, payload: Any) -> Any:
+        """Send a call; the answer, or raise on timeout / CallError (both counted)."""
+        self.traffic.calls_out += 1
+        start = time.monotonic()
+        try:
+            result = await asyncio.wait_for(
+                self.call(payload, suppress=False), self.timeout_s  # type: ignore[attr-defined]
+            )
+        except Exception:
+            self.traffic.errors += 1
+            raise
+        self.traffic.round_trips_s.append(time.monotonic() - start)
+        return result
+
+    async def close(self) -> None:
+        await self._connection.close()  # type: ignore[attr-defined]
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_sampled(values: list[dict]) -> dict[str, float]:
+    """Sampled values of one meter value -> {"power_kw", "energy_kwh", "soc_pct"} where
+    present. Power and energy in W/Wh or kW/kWh (1.6 `unit`, 2.0.1 `unit_of_measure`);
+    per-phase samples are summed when no total is given. Malformed samples are skipped."""
+    out: dict[str, float] = {}
+    phase_power = 0.0
+    phases_seen = False
+    for v in values:
+        if not isinstance(v, dict):
+            continue
+        measurand = v.get("measurand", "Energy.Active.Import.Register")
+        number = _number(v.get("value"))
+        if number is None:
+            continue
+        uom = v.get("unit_of_measure") or {}
+        unit = v.get("unit") or uom.get("unit") or ""
+        number *= 10.0 ** int(uom.get("multiplier", 0) or 0)
+        scale = 1.0 if unit.lower().startswith("k") else 1e-3
+        if measurand == "Power.Active.Import":
+            if v.get("phase") in ("L1", "L2", "L3", "L1-N", "L2-N", "L3-N"):
+                phase_power += number * scale
+                phases_seen = True
+            else:
+                out["power_kw"] = number * scale
+        elif measurand == "Energy.Active.Import.Register" and not v.get("phase"):
+            out["energy_kwh"] = number * scale
+        elif measurand == "SoC":
+            out["soc_pct"] = number
+    if "power_kw" not in out and phases_seen:
+        out["power_kw"] = phase_power
+    return out

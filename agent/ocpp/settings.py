@@ -1,0 +1,81 @@
+"""[ocpp] settings and each OCPP charger's own entry.
+
+The listener, TLS, the authorisation mode and the stack levels are station-wide; the
+charge point id, protocol version, rate unit, phases and password belong to one charger.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OcppDeviceSettings(_Section):
+    """A [[devices]] entry's `ocpp` table: what only the charger itself can say."""
+
+    charge_point_id: str = Field(
+        min_length=1, max_length=48, pattern=r"^[A-Za-z0-9._:\-]+$",
+        description="the id the charger connects with (the last path segment of its URL)",
+    )
+    version: Literal["1.6", "2.0.1"] | None = Field(
+        None, description="expected protocol version; None: whatever the charger negotiates"
+    )
+    rate_unit: Literal["W", "A"] | None = Field(
+        None, description="override the unit read from the charger at boot"
+    )
+    phases: int = Field(3, ge=1, le=3, description="AC phases the charger uses (A conversion)")
+    voltage: float = Field(230.0, gt=0, description="phase-to-neutral voltage (A conversion)")
+    current_step_a: float = Field(0.1, gt=0, description="limits in A are rounded down to this")
+    power_step_w: float = Field(1.0, gt=0, description="limits in W are rounded down to this")
+    password_file: Path | None = Field(
+        None, description="security profile 1/2: basic-auth password (a credentials file)"
+    )
+
+
+class OcppChargerConfig(OcppDeviceSettings):
+    """One OCPP charge point as the adapter needs it: the device entry plus the station's
+    word on its connectors and rating."""
+
+    connectors: int = Field(1, ge=1, le=8, description="connectors (1.6) / EVSEs (2.0.1)")
+    max_power_kw: float = Field(gt=0, description="charger rating, the ceiling of its max profile")
+
+
+class OcppSettings(_Section):
+    host: str = Field("0.0.0.0", description="listener address")
+    port: int = Field(8887, ge=0, le=65535, description="listener port (0: any free port)")
+    path: str = Field("/ocpp", pattern=r"^/[A-Za-z0-9._/\-]*$",
+                      description="URL path before the charge point id")
+    tls_cert_file: Path | None = Field(None, description="station certificate (wss, profile 2)")
+    tls_key_file: Path | None = Field(None, description="its private key")
+    allow: list[str] = Field(
+        default_factory=list,
+        description="charge point ids allowed besides the configured chargers",
+    )
+    authorize: Literal["accept_all", "allow_list"] = Field(
+        "accept_all", description="Authorize / start: accept every id tag, or only id_tags"
+    )
+    id_tags: list[str] = Field(default_factory=list, description="allowed id tags")
+    stack_level: int = Field(
+        5, ge=0, le=100, description="stack level of the agent's TxProfile / TxDefaultProfile"
+    )
+    max_profile_stack_level: int = Field(
+        5, ge=0, le=100, description="stack level of the agent's max profile (the fallback)"
+    )
+    min_interval_s: float = Field(
+        1.0, ge=0, description="a connector's limit is sent at most this often (decreases "
+        "that the charger accepted so far go out at once)"
+    )
+    call_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="a call without an answer by then counts as failed"
+    )
+    heartbeat_interval_s: int = Field(60, ge=1, description="interval given at boot")
+    meter_interval_s: int = Field(1, ge=1, description="MeterValueSampleInterval asked at boot")
+    upstream: str | None = Field(
+        None, description="local controller mode: the operator's CSMS URL (ws:// or wss://)"
+    )

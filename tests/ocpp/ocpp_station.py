@@ -1,0 +1,106 @@
+"""A station of OCPP charge points for the tests: the simulator (physics, grid meter over
+Modbus TCP), the agent's central system on a free loopback port, simulated charge points
+connected to it, and the agent's real control loop in between."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from hardware_sim.ocpp_chargepoint import SimChargePoint
+from hardware_sim.simulator import Simulator
+from sim_agent import agent_config
+
+from agent.config.settings import AgentSettings
+from agent.control.devices import StationDevices
+from agent.control.loop import Controller, ControlLoop
+from agent.control.sessions import SessionTracker
+from agent.model.clock import RealClock
+from agent.ocpp.charger import OcppCharger
+from agent.ocpp.server import CentralSystem
+from agent.ocpp.settings import OcppChargerConfig, OcppSettings
+from agent.ocpp.wiring import swap_in
+from agent.store import connect
+
+
+def ocpp_chargers(station: dict, versions: dict[str, str], **cfg: Any) -> dict[str, OcppChargerConfig]:
+    return {c["id"]: OcppChargerConfig(charge_point_id=c["id"], version=versions[c["id"]],
+                                       connectors=c.get("connectors", 1),
+                                       max_power_kw=c["maxPower"], **cfg)
+            for c in station["chargers"]}
+
+
+def make_chargers(configs: dict[str, OcppChargerConfig], ocpp: OcppSettings) -> dict[str, OcppCharger]:
+    return {cid: OcppCharger(cid, c, ocpp) for cid, c in configs.items()}
+
+
+class OcppStation:
+    def __init__(self, sim: Simulator, cs: CentralSystem, cps: dict[str, SimChargePoint],
+                 loop: ControlLoop | None) -> None:
+        self.sim, self.cs, self.cps, self.loop = sim, cs, cps, loop
+        self._runner: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    def run(self) -> None:
+        assert self.loop is not None
+        self._runner = asyncio.get_running_loop().create_task(self.loop.run(self._stop))
+
+    async def until(self, cond: Callable[[], bool], timeout: float = 30.0, step: float = 0.1) -> bool:
+        """Poll `cond` with a generous deadline (never a timing assertion in itself)."""
+        for _ in range(int(timeout / step)):
+            if cond():
+                return True
+            await asyncio.sleep(step)
+        return cond()
+
+    def power(self, cid: str, idx: int) -> float:
+        return self.sim.model.chargers[cid].connector(idx).power_kw
+
+    async def close(self) -> None:
+        self._stop.set()
+        if self._runner is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._runner, 10)
+        for cp in self.cps.values():
+            await cp.stop()
+        await self.cs.close()
+        if self.loop is not None:
+            await self.loop.devices.close()
+
+
+@contextlib.asynccontextmanager
+async def ocpp_station(tmp_path: Path, station: dict, versions: dict[str, str], *,
+                       control: dict | None = None, ocpp: dict | None = None,
+                       with_loop: bool = True, base_load_kw: float = 0.0,
+                       pessimistic_base_kw: float = 15.0) -> AsyncIterator[OcppStation]:
+    async with Simulator(station, rtu_meter=False) as sim:
+        sim.set(base_load_kw=base_load_kw, pv_kw=0.0)
+        settings = OcppSettings(host="127.0.0.1", port=0, **(ocpp or {}))
+        chargers = make_chargers(ocpp_chargers(station, versions), settings)
+        cs = CentralSystem(settings, chargers)
+        await cs.start()
+        loop = None
+        if with_loop:
+            cfg = agent_config(sim.endpoints, tmp_path / "agent.db", control=control or {})
+            cfg["station"]["grid_capacity_kw"] = station["gridCapacity"]
+            cfg["station"]["pessimistic_base_load_kw"] = pessimistic_base_kw
+            s = AgentSettings(**cfg)
+            devices = StationDevices(s)
+            for cid, ch in chargers.items():  # device name = charger id here
+                swap_in(devices, cid, cid, ch)
+            clock = RealClock()
+            loop = ControlLoop(s, devices, Controller(s, SessionTracker(connect(s.storage.db_path), clock)), clock)
+        cps = {cid: SimChargePoint(sim, cid, f"ws://127.0.0.1:{cs.port}/ocpp/{cid}",
+                                   version=versions[cid]) for cid in chargers}
+        st = OcppStation(sim, cs, cps, loop)
+        try:
+            for cp in cps.values():
+                await cp.start()
+            if loop is not None:
+                await loop.start()
+            yield st
+        finally:
+            await st.close()
