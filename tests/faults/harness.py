@@ -240,6 +240,14 @@ class Scenario:
             10, "the agent's first limits",
         )  # fmt: skip
 
+    async def start_charging(self, base_load_kw: float = 20.0) -> None:
+        """The common opening: base load set, no PV, the agent started, one EV on CP1/1
+        charging (50 kW asked) for a second."""
+        self.sim.set(base_load_kw=base_load_kw, pv_kw=0.0)
+        await self.start_agent()
+        self.ev("CP1", 1, 50.0)
+        await self.run_for(1.0)
+
     def label(self, device: str) -> str:
         """How the drivers name a device in the log: profile@endpoint#unit (regex-escaped)."""
         entry = next(d for d in self.config["devices"] if d["name"] == device)

@@ -29,10 +29,7 @@ async def post_declared(socket_path: str, path: str, length: int) -> bytes:
 def test_120_mb_body_is_refused_without_a_missed_cycle(tmp_path):
     async def scenario() -> None:
         async with Scenario(tmp_path) as sc:
-            sc.sim.set(base_load_kw=20.0, pv_kw=0.0)
-            await sc.start_agent()
-            sc.ev("CP1", 1, 50.0)
-            await sc.run_for(1.0)
+            await sc.start_charging()
             before = (await sc.health())
             response = await post_declared(sc.config["api"]["socket_path"], "/station/config",
                                            BODY_BYTES)  # fmt: skip

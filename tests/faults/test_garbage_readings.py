@@ -23,9 +23,7 @@ def booked(db_path) -> list[tuple[str, float, float]]:
 def test_garbage_charger_readings_are_never_booked(tmp_path):
     async def scenario() -> None:
         async with Scenario(tmp_path) as sc:
-            sc.sim.set(base_load_kw=20.0, pv_kw=0.0)
-            await sc.start_agent()
-            sc.ev("CP1", 1, 50.0)
+            await sc.start_charging()
             await sc.wait_for(lambda: sc.connector("CP1", 1)["power"] > 10.0, 10, "charging")
             sc.sim.inject("CP1", "garbage", mode="random")
             modes_seen: set[str] = set()

@@ -18,10 +18,7 @@ pytestmark = pytest.mark.timeout(90)
 def test_a_second_agent_exits_and_changes_nothing(tmp_path):
     async def scenario() -> None:
         async with Scenario(tmp_path) as sc:
-            sc.sim.set(base_load_kw=20.0, pv_kw=0.0)
-            await sc.start_agent()
-            sc.ev("CP1", 1, 50.0)
-            await sc.run_for(1.0)
+            await sc.start_charging()
             sock = os.stat(sc.config["api"]["socket_path"])
             files = {p.name: p.stat().st_ino for p in tmp_path.iterdir()}
             second = await asyncio.create_subprocess_exec(
