@@ -208,7 +208,7 @@ class Publisher:
             s.host,
             s.port,
             username=s.username,
-            password=s.resolved_password(),
+            password=self._password(),
             identifier=s.client_id or f"sems-{s.station_id}",
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             will=will,
@@ -222,6 +222,15 @@ class Publisher:
             tls_insecure=s.tls_insecure if s.tls else None,
             max_inflight_messages=s.window,
         )
+
+    def _password(self) -> str | None:
+        """The password, never over plaintext unless the operator said so."""
+        s = self.settings
+        password = s.resolved_password()
+        if password is not None and not s.tls and not s.allow_plaintext:
+            raise ValueError("mqtt.password: not sent without TLS (mqtt.tls_ca_file is unset); "
+                             "set mqtt.allow_plaintext = true to send it in plaintext")
+        return password
 
     async def run(self) -> None:
         """Connect, serve, reconnect; forever (cancel the task to stop)."""
@@ -259,6 +268,10 @@ class Publisher:
                 self.status.connected_since = time.monotonic()
                 self.status.last_error = None
                 log.info("uplink: connected to %s:%d", self.settings.host, self.settings.port)
+                if self.settings.tls and self.settings.tls_insecure:
+                    log.warning("uplink: tls_insecure = true: the broker's host name was not "
+                                "checked (lab only; anyone with a valid certificate can pose "
+                                "as the broker)")  # fmt: skip
                 async with asyncio.timeout(self.settings.ack_timeout_s):
                     code = await client.publish_qos1(
                         self.settings.topic("state"), self.state_payload("online"), retain=True

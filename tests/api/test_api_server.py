@@ -86,6 +86,10 @@ def test_settings_refuse_non_loopback_and_short_tokens(tmp_path):
     with pytest.raises(ValueError, match="token"):
         ApiServerSettings(tcp_port=0).bearer_token()
     (tmp_path / "tok").write_text(TOKEN + "\n")
+    (tmp_path / "tok").chmod(0o644)
+    with pytest.raises(ValueError, match=r"api.token_file: .* accessible to group or others"):
+        ApiServerSettings(tcp_port=0, token_file=tmp_path / "tok").bearer_token()
+    (tmp_path / "tok").chmod(0o600)
     assert ApiServerSettings(tcp_port=0, token_file=tmp_path / "tok").bearer_token() == TOKEN
 
 
