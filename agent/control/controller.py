@@ -212,16 +212,21 @@ class Controller:
                 end_timeout_s=self.s.v2g.end_timeout_s,
             )
 
-        plan = plan_for(import_kw)
         battery_kw = self.arrays.battery_power
         # The battery giving less raises the import: it goes first out of the headroom,
-        # the EVs' increases share what is left (agent/control/battery_order.py).
-        battery_present = snap.battery.power_kw if snap.battery is not None else self.battery_setpoint
+        # the EVs' increases share what is left (agent/control/battery_order.py). A drop
+        # already ordered but not yet followed (the battery still gives more than its
+        # setpoint) is import to come, like an EV's limit it does not draw yet.
+        measured = snap.battery.power_kw if snap.battery is not None else snap.inverter_battery_kw
+        in_force = self.battery_setpoint
+        pending = max(0.0, measured - in_force) if measured is not None and in_force is not None else 0.0
+        plan = plan_for(import_kw + pending)
+        battery_present = in_force if in_force is not None else measured
         battery_sp = ordered_setpoint(
             self._battery_setpoint(budget, battery_kw, t), battery_present, plan.headroom_kw
         )
         if battery_sp is not None and battery_present is not None and battery_sp < battery_present:
-            plan = plan_for(import_kw + battery_present - battery_sp)
+            plan = plan_for(import_kw + pending + battery_present - battery_sp)
         plan = rewrite_fallback(plan, self.in_fallback, current)
         written = {w.charger_id for w in plan.writes}
         heartbeats = tuple(
