@@ -51,7 +51,10 @@ bench: install
 	$(BIN)/python bench/run_all.py
 
 lint: install
-	$(BIN)/ruff check agent drivers allocator hardware-sim tests bench
+	$(BIN)/ruff check agent drivers allocator hardware-sim tests bench scripts
+	@# Dependency arrows (pyproject's [tool.importlinter]) and no import cycle at all.
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/import_cycles.py
 	$(BIN)/mypy agent drivers allocator
 	@# mypy cannot import a folder named hardware-sim: check it through a symlink named as the package.
 	mkdir -p $(VENV)/mypypath && ln -sfn $(CURDIR)/hardware-sim $(VENV)/mypypath/hardware_sim

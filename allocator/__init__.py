@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from allocator.binding import BINDING_NAMES
 from allocator.reference import allocate_reference
-from allocator.request import BINDING_NAMES, AllocationError, parse_request, result_dict
+from allocator.request import AllocationError, parse_request, result_dict
 
 if TYPE_CHECKING:
     from allocator.arrays import StationArrays

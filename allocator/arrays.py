@@ -35,7 +35,7 @@ import math
 import numpy as np
 
 from allocator import kernel
-from allocator.request import BINDING_NAMES
+from allocator.binding import BINDING_NAMES
 
 __all__ = ["BINDING_NAMES", "StationArrays"]
 

@@ -17,10 +17,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-if TYPE_CHECKING:  # the planner (highspy) is imported only where plans are made
-    from allocator.planner import Plan
+
+class Plan(Protocol):
+    """What guidance reads of a plan (allocator.planner.Plan). A protocol, not an import:
+    the planner imports this module, and its solver (highspy) loads only where plans are
+    made."""
+
+    import_cap: Any  # numpy arrays, one value per step
+    battery_power: Any
+    session_power: dict[str, Any]
+    session_present: dict[str, Any]
+    peak_cap: Any
+    peak: float
+    billing_hours: float
+
+    def mean_over(self, values: Any, hours: float, window_h: float,
+                  mask: Any = None) -> float: ...
+
+    def slot_at(self, hours: float) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)

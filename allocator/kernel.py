@@ -28,7 +28,7 @@ NO_LIMIT = np.int64(1) << np.int64(62)  # a level or ceiling that never binds, i
 _NO_LIMIT_KW = 1e13  # kW values at or above this are "no limit"
 _SNAP = 1e-6
 
-# binding codes (index into request.BINDING_NAMES)
+# binding codes (index into binding.BINDING_NAMES)
 VEHICLE, CAP, CHARGER, STATION, MINIMUM = 0, 1, 2, 3, 4
 
 # `station` array: inputs, then outputs

@@ -72,6 +72,12 @@ class SessionSpec:
     v2g: bool = False
     v2g_max_power: float = 22.0  # kW the vehicle may discharge (maxV2gPower)
     v2g_energy: float = 0.0  # kWh in the vehicle above its v2gMinSoc, available to V2G
+    # An EV whose real target is unknown (energy_needed is then only a default): it may
+    # take up to `extra_energy` kWh more, each worth `extra_value` EUR to the plan, so it
+    # keeps charging while that costs less (price, carbon, no higher peak) instead of
+    # being paused at the default.
+    extra_energy: float = 0.0
+    extra_value: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -298,6 +304,8 @@ def validate(req: PlanRequest) -> None:
             raise PlanError(f"{where}.max_power: must be >= 0 kW")
         if not s.departure_h >= s.arrival_h:
             raise PlanError(f"{where}.departure_h: must not be before arrival")
+        if s.extra_energy < 0 or s.extra_value < 0:
+            raise PlanError(f"{where}.extra_energy: must be >= 0")
         if s.v2g and (s.v2g_max_power < 0 or s.v2g_energy < 0):
             raise PlanError(f"{where}.v2g_energy: V2G power and energy must be >= 0")
     b = req.battery
@@ -605,7 +613,12 @@ def _build(req: PlanRequest, reserve: bool = False,
         elif delivered_cols:
             # delivered + unmet >= target; delivered <= energy needed (the EV stops when full)
             m.row(delivered_cols + [u], delivered_vals + [1.0], target, inf)
-            m.row(delivered_cols, delivered_vals, -inf, s.energy_needed)
+            m.row(delivered_cols, delivered_vals, -inf, s.energy_needed + s.extra_energy)
+            if s.extra_energy > 0 and s.extra_value > 0:
+                # Delivered energy is worth extra_value a kWh (extra <= delivered): the
+                # default part is required anyway, so only charging beyond it is a choice.
+                extra = m.col(0.0, s.energy_needed + s.extra_energy, -s.extra_value)
+                m.row(delivered_cols + [extra], delivered_vals + [-1.0], 0.0, inf)
         else:
             m.row([u], [1.0], target, inf)
 

@@ -74,8 +74,6 @@ class Request:
     sessions: tuple[Session, ...]  # in arrival order
 
 
-BINDING_NAMES = ("vehicle", "cap", "charger", "station", "minimum")
-
 _TOP_FIELDS = {"stationId", "gridCapacity", "baseLoad", "pvPower", "battery", "chargers", "sessions"}
 _BATTERY_FIELDS = {"maxDischargePower", "maxChargePower", "soc", "minSoc"}
 _CHARGER_FIELDS = {"id", "maxPower", "connectors"}

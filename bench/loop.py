@@ -10,6 +10,12 @@ Targets: p99 <= 40 ms for 10 chargers at 250 ms; 100 ms with no overruns for 10 
 RSS <= 150 MB; first cycle within 2 s.
 
     python bench/loop.py [--seconds 10] [--json]
+    python bench/loop.py --scale [--seconds 10] [--json]
+
+`--scale`: a depot's sizes instead (issue 11): 10, 50 and 100 chargers at 4 Hz and 250 at
+1 Hz, each with p50/p99, overruns, CPU share and the resident memory of `sems run` on the
+same station (10 and 100 chargers). Targets: 100 chargers at 4 Hz p99 <= 40 ms with no
+overruns; 250 chargers at 1 Hz; RSS <= 150 MB steady.
 """
 
 from __future__ import annotations
@@ -166,11 +172,40 @@ def _toml(cfg: AgentSettings) -> str:
     return "\n".join(out)  # fmt: skip
 
 
+SCALE = ((10, 0.25), (50, 0.25), (100, 0.25), (250, 1.0))  # (chargers, period s)
+SCALE_MEMORY = (10, 100)  # `sems run` resident memory measured at these sizes
+
+
+def scale(seconds: float, as_json: bool) -> int:
+    rows = []
+    for n, period in SCALE:
+        with simulator(station(n)) as ready:
+            plug_evs(ready, n)
+            row: dict[str, Any] = {"chargers": n, **asyncio.run(run_case(ready["endpoints"], period, seconds))}
+            if n in SCALE_MEMORY:
+                row["daemon"] = daemon_memory(ready["endpoints"], max(seconds, 10.0))
+            rows.append(row)
+    if as_json:
+        print(json.dumps({"scale": rows}))
+        return 0
+    print(f"{'chargers':>8} {'period':>7} {'cycles':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+          f"{'overruns':>8} {'CPU':>6} {'RSS MB':>7} {'peak MB':>7}")  # fmt: skip
+    for r in rows:
+        c, d = r["cycle_ms"], r.get("daemon", {})
+        print(f"{r['chargers']:>8} {r['period_ms']:>5.0f}ms {r['cycles']:>6} {c['p50']:>7.1f} "
+              f"{c['p99']:>7.1f} {c['max']:>7.1f} {r['overruns']:>8} {r['cpu_share']:>6.1%} "
+              f"{d.get('rss_mb', '-'):>7} {d.get('hwm_mb', '-'):>7}")  # fmt: skip
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0, help="steady-state run per case")
     ap.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    ap.add_argument("--scale", action="store_true", help="10/50/100 chargers at 4 Hz, 250 at 1 Hz")
     args = ap.parse_args()
+    if args.scale:
+        return scale(args.seconds, args.json)
     rows = []
     memory: dict[str, Any] = {}
     for n in (2, 10, 40):

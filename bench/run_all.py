@@ -50,8 +50,10 @@ BENCHES: tuple[Bench, ...] = (
           "defaults: 10 s steady state per case, 2/10/40 chargers"),
     Bench("uplink", "bench/uplink.py", ("--count", "50000", "--windows", "1,20,100"), 400,
           "defaults: 50,000 buffered messages per window, windows 1, 20 and 100"),
-    Bench("savings", "bench/savings.py", (), 300,
+    Bench("savings", "bench/savings.py", (), 600,
           "the reference day, every variant (also gives the planner's solve times)"),
+    Bench("ocpp", "bench/ocpp.py", ("--seconds", "10"), 600,
+          "defaults: 10, 50 and 100 OCPP 1.6J charge points, 10 s steady state each"),
 )  # fmt: skip
 
 
@@ -360,6 +362,33 @@ def _uplink(bench: dict[str, Any] | None) -> list[str]:
     return out
 
 
+def _ocpp(bench: dict[str, Any] | None) -> list[str]:
+    out, r = _section("OCPP charge points (`bench/ocpp.py`)", "OCPP", bench)
+    if r is None:
+        return out
+    out += [
+        "Simulated OCPP charge points (one connector and one EV each, in a child process) "
+        "connected over loopback to the agent's central system; the control loop at 4 Hz "
+        "sends their limits as SetChargingProfile. Round trip: the agent's OCPP calls, "
+        "sent to answered, in steady state.",
+        "",
+    ]
+    rows = []
+    for x in r["rows"]:
+        c = x["cycle_ms"]
+        rows.append([x["charge_points"], x["connected"], x["cycles"], _f(c["p50"], 1),
+                     _f(c["p99"], 1), x["overruns"], f"{100 * x['cpu_share']:.1f} %",
+                     x["calls"], _f(x["rtt_ms_p50"] or 0, 1), _f(x["rtt_ms_p99"] or 0, 1)])
+    out += _table(["charge points", "connected", "cycles", "cycle p50 ms", "cycle p99 ms",
+                   "overruns", "CPU", "OCPP calls", "round trip p50 ms", "round trip p99 ms"],
+                  rows)  # fmt: skip
+    big = next((x for x in r["rows"] if x["charge_points"] == 100), None)
+    if big is not None:
+        out += [f"Target: 100 charge points with the cycle p99 under 40 ms: "
+                f"{_met(big['connected'] == 100 and big['cycle_ms']['p99'] < 40)}.", ""]
+    return out
+
+
 def _planner_and_savings(bench: dict[str, Any] | None) -> list[str]:
     out, r = _section("Planner and savings (`bench/savings.py`)", "savings", bench)
     if r is None:
@@ -392,7 +421,7 @@ def _planner_and_savings(bench: dict[str, Any] | None) -> list[str]:
                    "delivered kWh", "unmet kWh"],
                   [[x["variant"], f"{x['replanMinutes']:g} min", _f(x["cost"], 2),
                     f"{x['savingsPct']:.1f} %", f"{x['overOptimumPct']:.1f} %",
-                    _f(x["peakImport"], 1), _f(x["energyDelivered"], 1), _f(x["unmetEnergy"], 1)]
+                    _f(x["peakKw"], 1), _f(x["energyDelivered"], 1), _f(x["unmetEnergy"], 1)]
                    for x in rows])  # fmt: skip
     out += [
         f"Uncontrolled: {r['baselineCost']:.2f} EUR, {r['baselineDelivered']:.1f} kWh delivered. "
@@ -409,6 +438,32 @@ def _planner_and_savings(bench: dict[str, Any] | None) -> list[str]:
         "comparison here is with the two bounds measured in the same run: doing nothing "
         "(uncontrolled) and knowing the future (optimum). See [planner.md](planner.md) for "
         "what the variants change.",
+        "",
+    ]  # fmt: skip
+    return out + _generated_days(r)
+
+
+def _generated_days(r: dict[str, Any]) -> list[str]:
+    """Issue 16's bench: generated days, each after seven days of history."""
+    days, sm = r.get("days") or [], r.get("summary") or {}
+    if not days:
+        return []
+    out = ["### Days it has never seen", "",
+           f"{sm['days']} generated days (`hardware_sim.station_days`), each replayed after "
+           "learning from the seven days before it (docs/planner.md has the method).", ""]
+    out += _table(["day", "uncontrolled EUR", "ours EUR", "optimum EUR", "savings", "gap",
+                   "peak kW", "unmet kWh", "failed plans"],
+                  [[d["day"], _f(d["uncontrolled"], 2), _f(d["cost"], 2), _f(d["optimum"], 2),
+                    f"{d['savingsPct']:.1f} %", f"{d['gapPct']:+.1f} %", _f(d["peakKw"], 1),
+                    _f(d["unmetEnergy"], 1), d["failedPlans"]] for d in days])  # fmt: skip
+    n = sm["days"]
+    out += [
+        f"Targets (issue 16): savings >= 40 % every day: "
+        f"{_met(sm['savingsMin'] >= 40)} ({sm['savingsMin']:.1f} to {sm['savingsMax']:.1f} %); "
+        f"median gap <= 3 %: {_met(sm['gapMedian'] <= 3)} ({sm['gapMedian']:+.1f} %); worst "
+        f"<= 8 %: {_met(sm['gapWorst'] <= 8)} ({sm['gapWorst']:+.1f} %); delivered >= "
+        f"uncontrolled: {sm['deliveredAtLeastUncontrolled']}/{n} days; battery end >= start: "
+        f"{sm['batteryEndAtLeastStart']}/{n} days; failed plans: {sm['failedPlans']}.",
         "",
     ]  # fmt: skip
     return out
@@ -460,6 +515,7 @@ def render(data: dict[str, Any]) -> str:
     out += _loop(b.get("loop"))
     out += _uplink(b.get("uplink"))
     out += _planner_and_savings(b.get("savings"))
+    out += _ocpp(b.get("ocpp"))
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -482,7 +538,7 @@ def readme_tables(data: dict[str, Any]) -> str:
             ["uncontrolled (every EV at its maximum)", _f(sav["baselineCost"], 2), "-", "-",
              _f(sav["baselineDelivered"], 1)],
             ["sems-edge rolling planner", _f(d["cost"], 2), f"{d['savingsPct']:.1f} %",
-             _f(d["peakImport"], 1), _f(d["energyDelivered"], 1)],
+             _f(d["peakKw"], 1), _f(d["energyDelivered"], 1)],
             ["perfect-foresight optimum", _f(sav["optimumCost"], 2),
              f"{100 * (1 - sav['optimumCost'] / sav['baselineCost']):.1f} %",
              _f(sav["optimumPeak"], 1), _f(sav["optimumDelivered"], 1)],

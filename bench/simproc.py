@@ -36,10 +36,15 @@ def simulator(station: dict[str, Any]) -> Iterator[dict[str, Any]]:
             raise SystemExit(f"bench: sems-sim did not start (exit {proc.wait(5)})")
         yield json.loads(line)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc)
         os.unlink(path)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 5 s."""
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

@@ -12,16 +12,17 @@ import struct
 from collections.abc import Sequence
 
 from drivers.profile import Point
+from drivers.sunspec_models import PointDef, raw_value
 
 _FORMATS = {
     "int16": ">h", "uint16": ">H", "int32": ">i", "uint32": ">I", "float32": ">f", "float64": ">d",
+    "int64": ">q", "uint64": ">Q",
 }
 _INT_RANGES = {
     "int16": (-(2**15), 2**15 - 1), "uint16": (0, 2**16 - 1),
     "int32": (-(2**31), 2**31 - 1), "uint32": (0, 2**32 - 1),
+    "int64": (-(2**63), 2**63 - 1), "uint64": (0, 2**64 - 1),
 }
-# SunSpec "not implemented" markers: a device returns these for points it does not support.
-_SUNSPEC_NA = {"int16": -0x8000, "uint16": 0xFFFF, "int32": -0x80000000, "uint32": 0xFFFFFFFF}
 
 
 class CodecError(ValueError):
@@ -54,11 +55,19 @@ def decode_raw(point: Point, regs: Sequence[int]) -> int | float | str:
     raw = _to_bytes(point, regs)
     if point.type == "string":
         return raw.split(b"\x00", 1)[0].decode("ascii", errors="replace").strip()
-    return struct.unpack(_FORMATS[point.type], raw)[0]  # type: ignore[no-any-return]
+    value = struct.unpack(_FORMATS[point.type], raw)[0]
+    if point.mask is not None:
+        # the field's bits of the register as an unsigned number
+        unsigned = int.from_bytes(raw, "big")
+        value = (unsigned & point.mask) >> point.shift
+    return value  # type: ignore[no-any-return]
 
 
-def sunspec_not_implemented(point: Point, raw: int | float | str) -> bool:
-    return _SUNSPEC_NA.get(point.type) == raw
+def sunspec_not_implemented(point: Point, regs: Sequence[int]) -> bool:
+    """The SunSpec "not implemented" marker of the point's SunSpec type (its codec type
+    when the profile gives none): e.g. 0 for an acc32 energy counter, 0xFFFF for uint16."""
+    sdef = PointDef(point.name, 0, point.sunspec_type or point.type, point.length, None, False, "", ())
+    return raw_value(sdef, regs) is None
 
 
 def decode(point: Point, regs: Sequence[int], sf: int | None = None) -> float | str:

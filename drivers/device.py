@@ -25,6 +25,7 @@ from drivers.codec import CodecError, decode, decode_raw, encode, sunspec_not_im
 from drivers.health import Health, HealthTracker
 from drivers.plan import Block, Slot, plan_blocks
 from drivers.profile import Point, Profile
+from drivers.sunspec_resolve import missing_text, place
 from drivers.transport import Bus, TransportError
 
 log = logging.getLogger(__name__)
@@ -82,11 +83,14 @@ class ModbusDevice:
     def __init__(self, bus: Bus, unit_id: int, profile: Profile, *, timeout_s: float = 0.2,
                  connectors: int | None = None, retries: int = 0, offline_after: int = 2,
                  clock: Callable[[], float] = time.monotonic,
-                 wallclock: Callable[[], float] = time.time) -> None:
+                 wallclock: Callable[[], float] = time.time, invert: bool = False) -> None:
         if self.kind and profile.kind != self.kind:
             raise ValueError(f"{profile.path}: profile kind {profile.kind!r}, expected {self.kind!r}")
-        if not 0 <= unit_id <= 247:
-            raise ValueError(f"unit_id: {unit_id} is not 0..247")
+        # Modbus TCP devices may use the whole byte (Keba and Vestel answer on 255); on a
+        # serial line 248-255 are reserved.
+        top = 247 if bus.endpoint.is_serial else 255
+        if not 0 <= unit_id <= top:
+            raise ValueError(f"unit_id: {unit_id} is not 0..{top}")
         if timeout_s <= 0:
             raise ValueError("timeout_s: must be > 0")
         if connectors is not None and connectors < 1:
@@ -97,6 +101,9 @@ class ModbusDevice:
         self.timeout_s = timeout_s
         self.retries = retries
         self.connectors = connectors or profile.connectors
+        # A device mounted or wired the other way round (SolarEdge export meters, evcc
+        # reads them with scale -1): its capability flips the sign of power readings.
+        self.invert = invert
         self._clock = clock
         self._wallclock = wallclock
         self._health = HealthTracker(offline_after=offline_after, clock=clock, wallclock=wallclock)
@@ -121,33 +128,41 @@ class ModbusDevice:
     async def _prepare(self) -> dict[Key, Target]:
         if self._targets is not None:
             return self._targets
-        models: dict[int, int] = {}
+        placed: dict[str, tuple[Point, int]] = {
+            p.name: (p, p.address) for p in self.profile.points}
         if self.profile.sunspec:
-            try:
-                models = await sunspec.discover(self.bus, self.unit_id, timeout_s=self.timeout_s)
-            except TransportError as exc:
-                self._fail(exc.kind, str(exc))
-            except sunspec.SunSpecError as exc:
-                self._fail("decode", str(exc))
+            placed = await self._place_sunspec()
         targets: dict[Key, Target] = {}
-        for p in self.profile.points:
-            base = 0
-            if self.profile.sunspec:
-                found = next((models[m] for m in p.model if m in models), None)
-                if found is None:
-                    continue  # the device lacks this model: the value stays None
-                base = found
+        for name, (p, base) in placed.items():
             if p.per_connector:
                 for idx in range(1, self.connectors + 1):
-                    addr = base + p.address + (idx - 1) * self.profile.connector_stride
-                    targets[(p.name, idx)] = Target((p.name, idx), p, self._unit_for(p, idx), addr, idx)
+                    addr = base + (idx - 1) * self.profile.connector_stride
+                    targets[(name, idx)] = Target((name, idx), p, self._unit_for(p, idx), addr, idx)
             else:
-                targets[p.name] = Target(p.name, p, self._unit_for(p, None), base + p.address)
+                targets[name] = Target(name, p, self._unit_for(p, None), base)
         slots = [Slot(t.key, t.unit_id, t.point.table, t.address, t.point.length)
                  for t in targets.values() if t.point.readable]
         self._blocks = plan_blocks(slots, self.profile.max_block, self.profile.max_gap)
         self._targets = targets
         return targets
+
+    async def _place_sunspec(self) -> dict[str, tuple[Point, int]]:
+        try:
+            models = await sunspec.discover(self.bus, self.unit_id, timeout_s=self.timeout_s)
+        except TransportError as exc:
+            self._fail(exc.kind, str(exc))
+        except sunspec.SunSpecError as exc:
+            self._fail("decode", str(exc))
+        placement = place(self.profile, models)
+        self._health.missing = missing_text(placement.missing)
+        if not any(name in self.profile for name in placement.points):
+            # Nothing this profile reads exists here: an error, never "online" with no values.
+            found = ", ".join(f"{m.id} ({m.name})" for m in models.values()) or "none"
+            self._fail("model", f"{self.name}: missing SunSpec {self._health.missing}; "
+                       f"the device has models {found}")
+        if placement.missing:
+            log.warning("%s: missing SunSpec %s", self.name, self._health.missing)
+        return {name: (pl.point, pl.address) for name, pl in placement.points.items()}
 
     @property
     def blocks(self) -> list[Block]:
@@ -229,7 +244,7 @@ class ModbusDevice:
             return False
         sf_point = self._targets[sf_key].point
         sf = decode_raw(sf_point, regs)
-        if not isinstance(sf, int) or sunspec_not_implemented(sf_point, sf) or not -10 <= sf <= 10:
+        if not isinstance(sf, int) or sunspec_not_implemented(sf_point, regs) or not -10 <= sf <= 10:
             return False
         return sf
 
@@ -237,10 +252,8 @@ class ModbusDevice:
                         now: float) -> Value | _Bad:
         p = target.point
         regs = raw_regs[target.key]
-        if self.profile.sunspec and p.type != "string":
-            raw = decode_raw(p, regs)
-            if sunspec_not_implemented(p, raw):
-                return None
+        if self.profile.sunspec and sunspec_not_implemented(p, regs):
+            return None
         sf = self._scale_factor(target, raw_regs)
         if sf is False:
             return _Bad("decode", f"{p.name}: scale factor {p.scale_register} unusable")
@@ -280,16 +293,20 @@ class ModbusDevice:
         if point is None or target is None or not point.writable:
             raise NotSupported(f"{self.profile.path.name}: no writable point {name!r}"
                                + (f" for connector {idx}" if idx is not None else ""))
+        point = target.point  # a SunSpec point as placed on the model found
         sf: int | None = None
         if point.scale_register is not None:
-            regs = await self._read_target(targets[point.scale_register])
-            raw = decode_raw(targets[point.scale_register].point, regs)
+            sf_target = targets[point.scale_register]
+            regs = await self._read_target(sf_target)
+            raw = decode_raw(sf_target.point, regs)
+            if self.profile.sunspec and sunspec_not_implemented(sf_target.point, regs):
+                raise DeviceError("decode", f"{self.name}: {name}: scale factor not implemented")
             sf = int(raw)
         regs = encode(point, value, sf)
         t0 = self._clock()
         try:
             await self.bus.write(target.unit_id, target.address, regs, timeout_s=self.timeout_s,
-                                 retries=max(1, self.retries))
+                                 retries=max(1, self.retries), function=point.write_function)
         except TransportError as exc:
             self._fail(exc.kind, str(exc))
         self._health.latency(self._clock() - t0)

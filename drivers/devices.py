@@ -10,38 +10,24 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from drivers import fallback_check, sunspec_control
 from drivers.device import DeviceError, Key, ModbusDevice, NotSupported, Value
 from drivers.endpoint import Endpoint
 from drivers.profile import Point, Profile, load_profile
 from drivers.transport import Bus, open_endpoint
+from drivers.units import from_kw, to_kw
 
 log = logging.getLogger(__name__)
 
 STATES = ("A", "B", "C", "D", "E", "F")
 
 
-def to_kw(value: Value, point: Point | None, profile: Profile) -> float | None:
-    """Engineering value in the point's unit -> kW (or kWh). Amps use the profile's
-    phases x voltage, as chargers express limits per phase."""
-    if value is None or point is None or isinstance(value, str):
-        return None
-    if point.unit in ("W", "Wh"):
-        return value / 1000.0
-    if point.unit == "A":
-        return value * profile.phases * profile.voltage / 1000.0
-    return float(value)
-
-
-def from_kw(kw: float, point: Point, profile: Profile) -> float:
-    if point.unit in ("W", "Wh"):
-        return kw * 1000.0
-    if point.unit == "A":
-        return kw * 1000.0 / (profile.phases * profile.voltage)
-    return kw
+def _neg(kw: float | None) -> float | None:
+    return None if kw is None else -kw
 
 
 def _num(value: Value) -> float | None:
@@ -135,9 +121,12 @@ class Meter(_Capability):
         power = self._kw(v, "power_total")
         if power is None and "power_total" not in self.profile and phases_kw is not None:
             power = sum(phases_kw)  # meters without a total register
-        return MeterReading(power, phases_kw,
-                            self._kw(v, "energy_import"), self._kw(v, "energy_export"),
-                            self._wallclock())
+        imported, exported = self._kw(v, "energy_import"), self._kw(v, "energy_export")
+        if self.invert:  # mounted the other way round: its import is the grid's export
+            power = _neg(power)
+            phases_kw = tuple(-x for x in phases_kw) if phases_kw else None  # type: ignore[assignment]
+            imported, exported = exported, imported
+        return MeterReading(power, phases_kw, imported, exported, self._wallclock())
 
 
 class Battery(_Capability):
@@ -146,11 +135,12 @@ class Battery(_Capability):
     async def read(self) -> BatteryReading:
         v = await self.read_values()
         alarms = v.get("alarms")
+        soc = _num(v.get("soc"))
         return BatteryReading(
-            soc_pct=_num(v.get("soc")), soh_pct=_num(v.get("soh")),
-            power_kw=self._kw(v, "power"),
-            max_charge_kw=self._kw(v, "max_charge_power"),
-            max_discharge_kw=self._kw(v, "max_discharge_power"),
+            soc_pct=soc if soc is not None else _num(v.get("soc_124")), soh_pct=_num(v.get("soh")),
+            power_kw=_neg(self._kw(v, "power")) if self.invert else self._kw(v, "power"),
+            max_charge_kw=self._limit_kw(v, "charge"),
+            max_discharge_kw=self._limit_kw(v, "discharge"),
             temp_min_c=_num(v.get("temp_min")), temp_max_c=_num(v.get("temp_max")),
             cell_v_min=_num(v.get("cell_v_min")), cell_v_max=_num(v.get("cell_v_max")),
             alarms=int(alarms) if isinstance(alarms, float) else None,
@@ -158,15 +148,37 @@ class Battery(_Capability):
         )
 
 
+    def _limit_kw(self, v: dict[Key, Value], direction: str) -> float | None:
+        """The power the battery accepts now: the BMS's instantaneous current limit times
+        the battery voltage where the profile has them (SunSpec 802 AChaMax/ADisChaMax),
+        else the profile's power limit (124's WChaMax bounds both directions)."""
+        amps = _num(v.get(f"max_{direction}_current"))
+        volts = _num(v.get("voltage"))
+        if amps is not None and volts is not None:
+            return amps * volts / 1000.0
+        kw = self._kw(v, f"max_{direction}_power")
+        if kw is None and direction == "discharge" and "max_discharge_power" not in self.profile:
+            kw = self._kw(v, "max_charge_power")
+        return kw
+
+
 class Inverter(_Capability):
     kind = "inverter"
 
     async def read(self) -> InverterReading:
         v = await self.read_values()
-        return InverterReading(self._kw(v, "pv_power"), self._kw(v, "battery_power"), self._wallclock())
+        # Per-MPPT DC power (SunSpec 160) excludes a hybrid's battery flow, unlike 103's DCW.
+        mppt = [self._kw(v, p.name) for p in self.profile.points if p.name.startswith("pv_mppt_")]
+        known = [x for x in mppt if x is not None]
+        pv = sum(known) if known else self._kw(v, "pv_power")
+        battery = self._kw(v, "battery_power")
+        return InverterReading(pv, _neg(battery) if self.invert else battery, self._wallclock())
 
     async def set_battery_setpoint(self, kw: float) -> None:
         """Battery power setpoint, > 0 discharges."""
+        if self.profile.sunspec and "battery_setpoint" not in self.profile:
+            await sunspec_control.set_battery_setpoint(self, kw)
+            return
         point = self._writable("battery_setpoint")
         await self.write_point("battery_setpoint", from_kw(kw, point, self.profile))
 
@@ -184,20 +196,44 @@ class Charger(_Capability):
         super().__init__(*args, **kwargs)
         self._limits: dict[int, float] = {}
         self._beat = 0
+        self._phases: dict[int, int] = {}  # per connector, from `charge_phases` (Alfen 1215)
+
+    def _conn_profile(self, idx: int | None) -> Profile:
+        """The profile with the connector's phase count, for A <-> kW conversions."""
+        phases = self._phases.get(idx or 1)
+        if phases is None or phases == self.profile.phases:
+            return self.profile
+        return replace(self.profile, phases=phases)
+
+    def _kw(self, values: dict[Key, Value], name: str, idx: int | None = None) -> float | None:
+        point = self.profile.point(name)
+        key: Key = (name, idx) if point is not None and point.per_connector else name
+        return to_kw(values.get(key), point, self._conn_profile(idx))
 
     async def read(self) -> ChargerReading:
         v = await self.read_values()
+        for idx in range(1, self.connectors + 1):
+            phases = v.get(("charge_phases", idx))
+            if phases in (1.0, 3.0):
+                self._phases[idx] = int(phases)  # type: ignore[arg-type]
+        # The limit in force: the charger's applied limit where it reports one (Alfen 1206,
+        # the lowest of every limit acting), else the last setpoint written.
+        limit_name = "applied_limit" if "applied_limit" in self.profile else "power_limit"
         conns = []
         for idx in range(1, self.connectors + 1):
             state = v.get(("state", idx))
             if state is not None and state not in STATES:
                 state = self._invalid(("state", idx), "invalid", f"state {state!r} is not A-F")
+            if state == "B" and v.get(("charging", idx)) == "yes":
+                # Keba, Vestel: the cable register says "vehicle connected", a second
+                # register says "charging"; together they are state C.
+                state = "C"
             conns.append(ConnectorReading(
                 idx=idx, state=state if isinstance(state, str) else None,
                 power_kw=self._kw(v, "power", idx),
                 session_energy_kwh=self._kw(v, "session_energy", idx),
                 ev_max_kw=self._kw(v, "ev_max_power", idx),
-                limit_kw=self._kw(v, "power_limit", idx),
+                limit_kw=self._kw(v, limit_name, idx),
                 soc_pct=_num(v.get(("soc", idx))),
             ))
         return ChargerReading(tuple(conns), self._kw(v, "max_power"), self._wallclock())
@@ -225,7 +261,7 @@ class Charger(_Capability):
         point = self.profile.point("power_limit")
         if point is None or not point.writable:
             raise NotSupported(f"{self.profile.path.name}: no writable 'power_limit'")
-        await self.write_point("power_limit", from_kw(kw, point, self.profile), idx)
+        await self.write_point("power_limit", from_kw(kw, point, self._conn_profile(idx)), idx)
         self._limits[idx] = kw
 
     async def heartbeat(self) -> None:
@@ -233,6 +269,9 @@ class Charger(_Capability):
         chargers whose limit carries its own validity time (Alfen), rewrite the last limits."""
         point = self.profile.point("heartbeat")
         if point is not None and point.writable:
+            if point.enum:  # a fixed "alive" value (Vestel: write 1 to 6000)
+                await self.write_point("heartbeat", point.enum[0][1])
+                return
             self._beat = (self._beat + 1) % 0x10000
             await self.write_point("heartbeat", float(self._beat))
             return
@@ -244,6 +283,9 @@ class Charger(_Capability):
         if not kw >= 0 or not timeout_s > 0:
             raise ValueError("fallback: kw must be >= 0 and timeout_s > 0")
         point = self.profile.point("fallback_limit")
+        if point is not None and point.readable and not point.writable:
+            await fallback_check.check_configured(self, kw)
+            return
         if point is None or not point.writable:
             raise NotSupported(f"{self.profile.path.name}: fallback limit is not writable over "
                                "Modbus; set it in the charger's configuration tool")

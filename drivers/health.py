@@ -7,7 +7,8 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
-ERROR_KINDS = ("timeout", "exception", "decode", "invalid", "disconnected")
+# "model": a SunSpec device lacks every model its profile reads (wrong profile or device).
+ERROR_KINDS = ("timeout", "exception", "decode", "invalid", "disconnected", "model")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,7 @@ class Health:
     last_error: str | None
     consecutive_failures: int
     value_ages_s: dict[str, float] = field(default_factory=dict)
+    missing: str = ""  # SunSpec models the profile reads but the device lacks (and their points)
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -47,6 +49,7 @@ class HealthTracker:
         self.last_error: str | None = None
         self.consecutive_failures = 0
         self._value_seen: dict[Hashable, float] = {}
+        self.missing = ""
 
     def latency(self, latency_s: float) -> None:
         self._latencies.append(latency_s * 1000.0)
@@ -83,6 +86,7 @@ class HealthTracker:
             last_error=self.last_error,
             consecutive_failures=self.consecutive_failures,
             value_ages_s={_key_name(k): now - t for k, t in self._value_seen.items()},
+            missing=self.missing,
         )
 
 

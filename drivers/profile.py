@@ -11,11 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drivers import sunspec_models
+from drivers.sunspec_models import CODEC_TYPE
+
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "config" / "profiles"
 
 KINDS = ("meter", "battery", "inverter", "charger")
-TYPES = ("int16", "uint16", "int32", "uint32", "float32", "float64", "string")
-TYPE_LENGTH = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "float64": 4}
+TYPES = ("int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "string")
+TYPE_LENGTH = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "int64": 4, "uint64": 4,
+               "float32": 2, "float64": 4}
 TABLES = ("holding", "input")
 ORDERS = ("big", "little")
 ACCESS = ("r", "rw", "w")
@@ -29,8 +33,10 @@ _DEVICE_KEYS = {
 _POINT_KEYS = {
     "name", "address", "table", "type", "length", "scale", "scale_register", "offset", "unit",
     "access", "word_order", "byte_order", "per_connector", "min", "max", "max_rate", "enum",
-    "description", "device_id", "model", "sunspec_point",
+    "description", "device_id", "model", "sunspec_point", "mask", "shift", "byte",
+    "write_function",
 }
+WRITE_FUNCTIONS = (6, 16)  # write single register / write multiple registers
 
 
 class ProfileError(ValueError):
@@ -60,6 +66,10 @@ class Point:
     device_id: int | None = None  # fixed unit id for this point (e.g. Alfen station block on 200)
     model: tuple[int, ...] = ()  # SunSpec models this point may live in (first found wins)
     sunspec_point: str = ""
+    sunspec_type: str = ""  # SunSpec type (acc32, enum16, ...): its "not implemented" marker
+    mask: int | None = None  # integer points: keep these bits of the raw value...
+    shift: int = 0  # ...then shift right (a byte or bit field inside a register)
+    write_function: int = 16  # 6 for devices that only take single-register writes
 
     @property
     def readable(self) -> bool:
@@ -211,6 +221,19 @@ def _parse_point(raw: dict[str, Any], where: str, fail: Any, word_order: str, by
         if "model" in raw:
             raise fail(f"{where} model", "only for profiles with sunspec = true")
         model = ()
+    sunspec_type = ""
+    if sunspec:
+        # Offset, type and scale factor come from the published model definition; a profile
+        # that states them anyway is checked against it.
+        spoint, sunspec_type, def_address, size = _sunspec_point(raw, model, where, fail)
+        raw = {**raw, "type": CODEC_TYPE[sunspec_type], "length": raw.get("length", size),
+               "address": raw.get("address", def_address)}
+        if raw["address"] != def_address:
+            raise fail(f"{where} address", f"SunSpec model {model[0]} puts {spoint} at "
+                       f"offset {def_address}, not {raw['address']}")
+        if "scale_register" in raw:
+            raise fail(f"{where} scale_register", "SunSpec scale factors come from the model "
+                       "definition; leave it out")
     address = _get(raw, "address", int, None, where, fail)
     if not 0 <= address <= 0xFFFF:
         raise fail(f"{where} address", "must be 0..65535")
@@ -241,6 +264,16 @@ def _parse_point(raw: dict[str, Any], where: str, fail: Any, word_order: str, by
             raise fail(f"{where} {key}", "must be a number")
     if lo is not None and hi is not None and lo > hi:
         raise fail(f"{where} min", "greater than max")
+    mask, shift = _bit_field(raw, ptype, length, where, fail)
+    write_function = _get(raw, "write_function", int, 16, where, fail)
+    if write_function not in WRITE_FUNCTIONS:
+        raise fail(f"{where} write_function", "must be 6 (single register) or 16 (multiple)")
+    if write_function == 6 and length != 1:
+        raise fail(f"{where} write_function", "6 writes one register; this point has "
+                   f"{length}")
+    if mask is not None and raw.get("access", "r") != "r":
+        raise fail(f"{where} mask", "a bit field is read-only (writing it would clobber the "
+                   "register's other bits)")
     device_id = raw.get("device_id")
     if device_id is not None and (not isinstance(device_id, int) or not 0 <= device_id <= 247):
         raise fail(f"{where} device_id", "must be 0..247")
@@ -262,7 +295,55 @@ def _parse_point(raw: dict[str, Any], where: str, fail: Any, word_order: str, by
         description=_get(raw, "description", str, "", where, fail),
         device_id=device_id, model=model,
         sunspec_point=_get(raw, "sunspec_point", str, "", where, fail),
+        sunspec_type=sunspec_type, mask=mask, shift=shift, write_function=write_function,
     )
+
+
+def _bit_field(raw: dict[str, Any], ptype: str, length: int, where: str,
+               fail: Any) -> tuple[int | None, int]:
+    """`mask`/`shift`, or `byte = "high"|"low"` as shorthand for a byte of a 16-bit register."""
+    byte = raw.get("byte")
+    if byte is not None:
+        if "mask" in raw or "shift" in raw:
+            raise fail(f"{where} byte", "use either byte or mask/shift")
+        if byte not in ("high", "low") or ptype not in ("uint16", "int16"):
+            raise fail(f"{where} byte", "must be 'high' or 'low', on a 16-bit integer point")
+        return (0xFF00, 8) if byte == "high" else (0x00FF, 0)
+    mask = raw.get("mask")
+    shift = _get(raw, "shift", int, 0, where, fail)
+    if mask is None and "shift" not in raw:
+        return None, 0
+    if ptype not in TYPE_LENGTH or ptype.startswith("float"):
+        raise fail(f"{where} mask", "bit fields need an integer type")
+    bits = 16 * length
+    if mask is None:
+        mask = (1 << bits) - 1
+    if isinstance(mask, bool) or not isinstance(mask, int) or not 0 < mask < (1 << bits):
+        raise fail(f"{where} mask", f"must be an integer 1..{(1 << bits) - 1}")
+    if not 0 <= shift < bits:
+        raise fail(f"{where} shift", f"must be 0..{bits - 1}")
+    return mask, shift
+
+
+def _sunspec_point(raw: dict[str, Any], models: tuple[int, ...], where: str,
+                   fail: Any) -> tuple[str, str, int, int]:
+    """(point name, SunSpec type, offset) of a SunSpec point in the first listed model;
+    every listed model must define the point."""
+    name = _get(raw, "sunspec_point", str, None, where, fail)
+    for m in models:
+        try:
+            if not sunspec_models.has_point(m, name):
+                raise fail(f"{where} sunspec_point", f"SunSpec model {m} has no point {name!r}")
+        except sunspec_models.ModelDefError as exc:
+            raise fail(f"{where} model", str(exc)) from None
+    mdef = sunspec_models.model_def(models[0])
+    pdef = mdef.layout(mdef.fixed_length + 4096).get(name)
+    if pdef is None:
+        raise fail(f"{where} sunspec_point", f"{name!r} sits in a repeating group whose count "
+                   "is a point; only fixed points and length-counted groups can be profiled")
+    if "type" in raw and raw["type"] != sunspec_models.CODEC_TYPE[pdef.type]:
+        raise fail(f"{where} type", f"SunSpec model {models[0]} defines {name} as {pdef.type}")
+    return name, pdef.type, pdef.offset, pdef.size
 
 
 def _check_keys(table: dict[str, Any], allowed: set[str], where: str, fail: Any) -> None:

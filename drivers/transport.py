@@ -133,8 +133,15 @@ class Bus:
         return regs
 
     async def write(self, unit_id: int, address: int, values: Sequence[int], *,
-                    timeout_s: float, retries: int = 1) -> None:
+                    timeout_s: float, retries: int = 1, function: int = 16) -> None:
+        """Function 16 (write multiple registers), or 6 (write single register) for devices
+        that accept only that, e.g. Keba P30 and ABB Terra AC."""
+        if function == 6 and len(values) != 1:
+            raise ValueError("function 6 writes exactly one register")
+
         def call(client: AsyncModbusTcpClient | AsyncModbusSerialClient):  # type: ignore[no-untyped-def]
+            if function == 6:
+                return client.write_register(address, values[0], device_id=unit_id)
             return client.write_registers(address, list(values), device_id=unit_id)
 
         await self._request(call, unit_id, f"write {address}+{len(values)}", timeout_s, retries)

@@ -38,8 +38,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "last); default: free ports chosen by the system")
     p.add_argument("--random-evs", type=float, default=0.0, metavar="N",
                    help="random EV arrivals per simulated hour, on free connectors")
+    p.add_argument("--profile", action="append", default=[], metavar="DEVICE=PROFILE",
+                   help="serve DEVICE (meter, bms, inverter or a charger id) with another "
+                        "profile of config/profiles, e.g. CP1=alfen-ng9xx or "
+                        "meter=sunspec-meter (repeatable)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
     return p
+
+
+def _profiles(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        device, sep, name = item.partition("=")
+        if not sep or not device or not name:
+            raise StationError(f"--profile: {item!r} is not DEVICE=PROFILE")
+        out[device] = name
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             raise StationError("--base-port: must be between 1 and 65000 (0: any free port)")
         if args.random_evs < 0:
             raise StationError("--random-evs: must be >= 0")
+        args.profiles = _profiles(args.profile)
         spec = load_station_file(args.station)
         return asyncio.run(_serve(spec, args))
     except (StationError, ProfileError, FaultError, ValueError) as exc:
@@ -72,7 +87,7 @@ async def _serve(spec: StationSpec, args: argparse.Namespace) -> int:
 
     sim = Simulator(spec, time_factor=args.time_factor, rtu_meter=not args.no_rtu,
                     seed=args.seed, base_port=args.base_port,
-                    random_evs_per_hour=args.random_evs, control=True)
+                    random_evs_per_hour=args.random_evs, control=True, profiles=args.profiles)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, sim.stop_requested.set)

@@ -18,19 +18,18 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .faults import FaultError
-
-if TYPE_CHECKING:
-    from .simulator import Simulator
 
 log = logging.getLogger("hardware_sim.control")
 MAX_LINE = 64 * 1024
 
 
 class ControlServer:
-    def __init__(self, sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, sim: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+        # `sim` is the running hardware_sim.simulator.Simulator; not imported for its type,
+        # as the simulator starts this server (one import direction, no cycle).
         self.sim = sim
         self.host = host
         self.port = port

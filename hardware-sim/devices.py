@@ -10,6 +10,7 @@ from .faults import Fault
 from .physics import ChargerModel, StationModel
 from .profile import SimProfile
 from .registers import RegisterImage, Slot
+from .sunspec_image import SunSpecImage
 
 
 class EmulatedDevice:
@@ -22,20 +23,40 @@ class EmulatedDevice:
         self.profile = profile
         self.model = model
         self.connectors = connectors
-        self.image = RegisterImage(profile, connectors)
+        if profile.sunspec:
+            # SunSpec maps are laid out by pysunspec2 from the published model definitions
+            self.image: RegisterImage | SunSpecImage = SunSpecImage(profile.name, unit,
+                                                                    profile.directory)
+            self.profile = self.image.profile
+        else:
+            self.image = RegisterImage(profile, connectors, unit)
         self.fault: Fault | None = None
         self.refresh()
 
     def _set(self, name: str, value: float | str, idx: int = 0) -> None:
         if self.image.has(name, idx):  # a profile may leave optional points out
-            self.image.set(name, value, idx)
+            try:
+                self.image.set(name, value, idx)
+            except ValueError:  # a state this device's map has no code for: leave it
+                pass
+
+    def _set_kw(self, name: str, kw: float, idx: int = 0) -> None:
+        """A power (kW) or energy (kWh) in the point's own unit (W, Wh, kW, kWh or A)."""
+        point = self.profile.points.get(name)
+        if point is not None:
+            self._set(name, _from_kw(kw, point.unit, self.profile), idx)
 
     def refresh(self) -> None:
         raise NotImplementedError
 
-    def write(self, address: int, values: list[int]) -> bool:
+    @property
+    def units(self) -> list[int]:
+        """Every unit id this device answers on."""
+        return self.image.units
+
+    def write(self, address: int, values: list[int], unit: int | None = None) -> bool:
         """Apply a client's register write; False if any register is not writable."""
-        written = self.image.write(address, values)
+        written = self.image.write(self.unit if unit is None else unit, address, values)
         if written is None:
             return False
         for slot, value in written:
@@ -73,6 +94,9 @@ class BmsDevice(EmulatedDevice):
         self._set("power", b.power_kw * 1000.0)
         self._set("max_charge_power", b.allowed_charge_kw * 1000.0)
         self._set("max_discharge_power", b.allowed_discharge_kw * 1000.0)
+        # SunSpec 802: the BMS's instantaneous limits as currents at the battery voltage
+        self._set("max_charge_current", b.allowed_charge_kw * 1000.0 / b.voltage)
+        self._set("max_discharge_current", b.allowed_discharge_kw * 1000.0 / b.voltage)
         self._set("voltage", b.voltage)
         self._set("current", b.power_kw * 1000.0 / b.voltage)
         self._set("temp_min", b.temp_min_c)
@@ -93,26 +117,48 @@ class InverterDevice(EmulatedDevice):
         self._set("ac_power", (m.pv_kw + m.battery_kw) * 1000.0)
         self._set("status", m.inverter_status)
         self._set("battery_setpoint", m.battery_setpoint_kw * 1000.0)
+        self._set("pv_mppt_1", m.pv_kw * 1000.0)  # SunSpec 160: all PV on the first MPPT
+        for i in (2, 3, 4):
+            self._set(f"pv_mppt_{i}", 0.0)
+        if m.battery is not None and self.image.has("storage_max_charge"):
+            self._set("storage_max_charge", m.battery.max_discharge_kw * 1000.0)
 
     def apply(self, slot: Slot, value: float | str) -> None:
-        if slot.point.name == "battery_setpoint" and isinstance(value, float | int):
-            # The inverter accepts any setpoint; the BMS limits clamp it in the physics.
-            self.model.battery_setpoint_kw = float(value) / 1000.0 if self.model.battery else 0.0
+        if not isinstance(value, float | int) or self.model.battery is None:
+            return
+        name = slot.point.name
+        # The inverter accepts any setpoint; the BMS limits clamp it in the physics.
+        if name == "battery_setpoint":
+            self.model.battery_setpoint_kw = float(value) / 1000.0
+        elif name.startswith("der_power_set"):  # SunSpec 704: WSet, enabled by WSetEna
+            if self.image.get("der_power_set_enable") == 1:
+                self.model.battery_setpoint_kw = float(self.image.get("der_power_set")) / 1000.0
+        elif name.startswith("storage_"):  # SunSpec 124: % of WChaMax by StorCtl_Mod bits
+            mode = int(self.image.get("storage_control_mode") or 0)
+            w_max = float(self.image.get("storage_max_charge"))
+            out_pct = float(self.image.get("storage_discharge_rate"))
+            in_pct = float(self.image.get("storage_charge_rate"))
+            kw = 0.0
+            if mode & 2:
+                kw = w_max * out_pct / 100.0 / 1000.0
+            elif mode & 1:
+                kw = -w_max * in_pct / 100.0 / 1000.0
+            self.model.battery_setpoint_kw = kw
 
 
 def _to_kw(value: float, unit: str, profile: SimProfile) -> float:
-    if unit == "kW":
+    if unit in ("kW", "kWh"):
         return value
-    if unit == "A":  # per-phase current limit, three phases at 230 V unless the profile says
-        return value * 3 * 230.0 / 1000.0
-    return value / 1000.0  # W
+    if unit == "A":  # per-phase current limit, at the profile's phases and voltage
+        return value * profile.phases * profile.voltage / 1000.0
+    return value / 1000.0  # W, Wh
 
 
-def _from_kw(kw: float, unit: str) -> float:
-    if unit == "kW":
+def _from_kw(kw: float, unit: str, profile: SimProfile) -> float:
+    if unit in ("kW", "kWh"):
         return kw
     if unit == "A":
-        return kw * 1000.0 / (3 * 230.0)
+        return kw * 1000.0 / (profile.phases * profile.voltage)
     return kw * 1000.0
 
 
@@ -123,32 +169,36 @@ class ChargerDevice(EmulatedDevice):
         self.charger: ChargerModel = model.chargers[name]
         super().__init__(name, unit, profile, model, len(self.charger.connectors))
 
-    def _unit(self, name: str) -> str:
-        point = self.profile.points.get(name)
-        return point.unit if point else "W"
-
     def refresh(self) -> None:
         c = self.charger
-        self._set("max_power", _from_kw(c.spec.max_kw, self._unit("max_power")))
-        self._set("fallback_limit", _from_kw(c.fallback_kw, self._unit("fallback_limit")))
+        self._set_kw("max_power", c.spec.max_kw)
+        self._set_kw("fallback_limit", c.fallback_kw)
         self._set("comm_timeout", c.comm_timeout_s)
+        # Keba and Vestel say "vehicle connected" and "charging" in two registers.
+        split = "charging" in self.profile.points
         for conn in c.connectors:
             i = conn.idx
-            self._set("state", conn.state, i)
-            self._set("power", conn.power_kw * 1000.0, i)
-            self._set("session_energy", conn.session_energy_kwh * 1000.0, i)
-            self._set("ev_max_power", conn.ev.accept_kw() * 1000.0 if conn.ev else 0.0, i)
-            self._set("power_limit", _from_kw(conn.commanded_kw, self._unit("power_limit")), i)
+            charging = conn.state == "C"
+            self._set("state", "B" if split and charging else conn.state, i)
+            self._set("charging", "yes" if charging else "no", i)
+            self._set_kw("power", conn.power_kw, i)
+            self._set_kw("session_energy", conn.session_energy_kwh, i)
+            self._set_kw("ev_max_power", conn.ev.accept_kw() if conn.ev else 0.0, i)
+            self._set_kw("power_limit", conn.commanded_kw, i)
+            self._set_kw("applied_limit", conn.commanded_kw, i)
             self._set("soc", conn.ev.soc * 100.0 if conn.ev else 0.0, i)
+            self._set("charge_phases", self.profile.phases, i)
+            self._set_kw("fallback_limit", c.fallback_kw, i)  # per socket on Alfen
 
     def apply(self, slot: Slot, value: float | str) -> None:
-        if isinstance(value, str):
-            return
         now = self.model.t
         name = slot.point.name
-        if name == "heartbeat":
+        if name == "heartbeat":  # any write, whatever its value ("alive" on Vestel)
             self.charger.heartbeat(now)
-        elif name == "power_limit":
+            return
+        if isinstance(value, str):
+            return
+        if name == "power_limit":
             self.charger.write_limit(slot.idx, _to_kw(value, slot.point.unit, self.profile), now)
         elif name == "fallback_limit":
             self.charger.fallback_kw = max(0.0, _to_kw(value, slot.point.unit, self.profile))

@@ -47,7 +47,7 @@ class DeviceDatastore:
         table = READ_TABLE.get(func_code)
         if table is None:
             return ExcCodes.ILLEGAL_FUNCTION
-        words = self.device.image.read(table, address, count)
+        words = self.device.image.read(device_id, table, address, count)
         if words is None:
             return ExcCodes.ILLEGAL_ADDRESS
         fault = self.device.fault
@@ -61,7 +61,8 @@ class DeviceDatastore:
                               values: Iterable[int]) -> ExcCodes | None:
         if func_code not in WRITE_CODES:
             return ExcCodes.ILLEGAL_FUNCTION
-        return None if self.device.write(address, list(values)) else ExcCodes.ILLEGAL_ADDRESS
+        ok = self.device.write(address, list(values), device_id)
+        return None if ok else ExcCodes.ILLEGAL_ADDRESS
 
 
 class Responder:
@@ -69,8 +70,10 @@ class Responder:
 
     def __init__(self, devices: Iterable[EmulatedDevice], seed: int = 0) -> None:
         rng = random.Random(seed)
-        self.devices = {d.unit: d for d in devices}
-        self.stores = {unit: DeviceDatastore(d, rng) for unit, d in self.devices.items()}
+        # a device may answer on several unit ids (Alfen: one per socket, 200 for the station)
+        self.devices = {unit: d for d in devices for unit in d.units}
+        stores = {id(d): DeviceDatastore(d, rng) for d in self.devices.values()}
+        self.stores = {unit: stores[id(d)] for unit, d in self.devices.items()}
 
     def owns(self, unit: int) -> bool:
         return unit in self.devices

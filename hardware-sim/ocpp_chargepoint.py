@@ -93,6 +93,10 @@ class SimChargePoint:
         self._ws: Any = None
         self._seq = 0
         self.completed: list[_Tx] = []  # ended transactions, for the tests' timing checks
+        # Every OCPP-J frame as it crossed this charger's socket, both ways: what the tests
+        # check a relay against (the charger's side, not the agent's own log).
+        self.sent: list[str] = []
+        self.received: list[str] = []
 
     # ---- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -372,9 +376,9 @@ class SimChargePoint:
         self.store.set(profile)
         return "Accepted"
 
-    def composite(self, connector: int, duration: float, unit: str | None) -> dict | None:
+    def composite(self, connector: int, duration: float, unit: str | None) -> dict:
         now = time.time()
-        periods = []
+        periods: list[dict[str, Any]] = []
         for offset in self.store.change_points(now, duration):
             at = now + offset
             kw = self.store.max_kw(at) if connector == 0 else min(
@@ -414,7 +418,21 @@ class SimChargePoint:
             asyncio.get_running_loop().create_task(self._ws.close())
 
 
-class _Cp16(Cp16):
+class _Wire:
+    """Records the frames on the socket (SimChargePoint.sent / .received)."""
+
+    sim_cp: SimChargePoint
+
+    async def route_message(self, raw_msg: str) -> None:
+        self.sim_cp.received.append(raw_msg)
+        await super().route_message(raw_msg)  # type: ignore[misc]
+
+    async def _send(self, message: str) -> None:
+        self.sim_cp.sent.append(message)
+        await super()._send(message)  # type: ignore[misc]
+
+
+class _Cp16(_Wire, Cp16):
     def __init__(self, cp_id: str, ws: Any, sim_cp: SimChargePoint) -> None:
         super().__init__(cp_id, ws, response_timeout=10)
         self.sim_cp = sim_cp
@@ -457,7 +475,7 @@ class _Cp16(Cp16):
         return result16.ClearChargingProfile(status="Unknown")
 
 
-class _Cp201(Cp201):
+class _Cp201(_Wire, Cp201):
     def __init__(self, cp_id: str, ws: Any, sim_cp: SimChargePoint) -> None:
         super().__init__(cp_id, ws, response_timeout=10)
         self.sim_cp = sim_cp

@@ -14,7 +14,8 @@ from pathlib import Path
 # hardware-sim/ sits beside config/ in the repository (the package is installed editable).
 DEFAULT_PROFILE_DIR = Path(__file__).resolve().parent.parent / "config" / "profiles"
 
-TYPE_REGISTERS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "float64": 4}
+TYPE_REGISTERS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "int64": 4, "uint64": 4,
+                  "float32": 2, "float64": 4}
 ORDERS = ("big", "little")
 
 
@@ -37,6 +38,9 @@ class SimPoint:
     per_connector: bool = False
     enum: dict[str, str] = field(default_factory=dict)
     unit: str = ""
+    device_id: int | None = None  # fixed unit id (Alfen's station registers on 200)
+    mask: int | None = None  # a bit field inside its register(s), shifted right by `shift`
+    shift: int = 0
 
     @property
     def writable(self) -> bool:
@@ -54,9 +58,15 @@ class SimProfile:
     points: dict[str, SimPoint]
     connectors: int = 1
     connector_stride: int = 0
+    connector_id_stride: int = 0  # connector n answers on unit id + (n-1) x stride
+    phases: int = 3
+    voltage: float = 230.0
+    sunspec: bool = False
+    directory: Path | None = None  # where it was loaded from (SunSpec images re-read it)
 
 
 def load_profile(name: str, directory: Path | None = None) -> SimProfile:
+    """A SunSpec profile loads as its [device] part only (`sunspec = True`, no points)."""
     """Load `<directory>/<name>.toml` (default: the repository's config/profiles)."""
     path = (directory or DEFAULT_PROFILE_DIR) / f"{name}.toml"
     try:
@@ -73,7 +83,8 @@ def parse_profile(data: dict, *, name: str, source: str = "<profile>") -> SimPro
     if not isinstance(device, dict):
         raise ProfileError(f"{source}: [device]: missing table")
     if device.get("sunspec"):
-        raise ProfileError(f"{source}: SunSpec profiles are not served by the simulator")
+        return SimProfile(name=name, kind=str(device.get("kind", "")), points={}, sunspec=True,
+                          directory=Path(source).parent if source != "<profile>" else None)
     word_default = device.get("word_order", "big")
     byte_default = device.get("byte_order", "big")
     for key, value in (("word_order", word_default), ("byte_order", byte_default)):
@@ -92,6 +103,9 @@ def parse_profile(data: dict, *, name: str, source: str = "<profile>") -> SimPro
         points=points,
         connectors=int(device.get("connectors", 1)),
         connector_stride=int(device.get("connector_stride", 0)),
+        connector_id_stride=int(device.get("connector_id_stride", 0)),
+        phases=int(device.get("phases", 3)),
+        voltage=float(device.get("voltage", 230.0)),
     )
 
 
@@ -109,6 +123,9 @@ def _parse_point(raw: dict, where: str, word_default: str, byte_default: str) ->
         length = TYPE_REGISTERS[ptype]
     else:
         raise ProfileError(f"{where}.type: unknown type {ptype!r}")
+    mask, shift = raw.get("mask"), int(raw.get("shift", 0))
+    if raw.get("byte") in ("high", "low"):
+        mask, shift = (0xFF00, 8) if raw["byte"] == "high" else (0x00FF, 0)
     table = raw.get("table", "holding")
     if table not in ("holding", "input"):
         raise ProfileError(f"{where}.table: must be 'holding' or 'input'")
@@ -136,4 +153,7 @@ def _parse_point(raw: dict, where: str, word_default: str, byte_default: str) ->
         per_connector=bool(raw.get("per_connector", False)),
         enum={str(k): str(v) for k, v in raw.get("enum", {}).items()},
         unit=str(raw.get("unit", "")),
+        device_id=raw.get("device_id"),
+        mask=mask,
+        shift=shift,
     )

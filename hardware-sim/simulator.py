@@ -31,6 +31,7 @@ log = logging.getLogger("hardware_sim")
 
 TICK_S = 0.05  # wall-clock period of the physics task
 METER_UNIT, BMS_UNIT, INVERTER_UNIT, FIRST_CHARGER_UNIT = 1, 2, 3, 10
+MAX_UNIT = 247  # Modbus unit ids run 1..247
 
 
 _KEEP = object()  # "argument not given" for Simulator.set
@@ -52,7 +53,8 @@ class Simulator:
     def __init__(self, station: dict | StationSpec, *, time_factor: float = 1.0,
                  rtu_meter: bool = True, seed: int = 0, clock: ManualClock | None = None,
                  base_port: int = 0, host: str = "127.0.0.1", random_evs_per_hour: float = 0.0,
-                 control: bool = False, profiles_dir: Path | None = None) -> None:
+                 control: bool = False, profiles_dir: Path | None = None,
+                 profiles: dict[str, str] | None = None) -> None:
         if time_factor <= 0:
             raise ValueError("time_factor: must be > 0")
         self.spec = station if isinstance(station, StationSpec) else parse_station(station)
@@ -66,7 +68,13 @@ class Simulator:
         self._want_control = control
         self.devices: dict[str, EmulatedDevice] = {}
         self._profiles: dict[str, str] = {}
+        # device name (meter, bms, inverter, a charger id) -> profile to serve instead of
+        # the sim-* one: vendor and SunSpec maps, so tests run on the real register maps
+        self._chosen = dict(profiles or {})
         self._build_devices(profiles_dir)
+        unknown = set(self._chosen) - set(self.devices)
+        if unknown:
+            raise ValueError(f"profiles: no device named {', '.join(sorted(unknown))}")
         self.tcp: dict[str, TcpEndpoint] = {}
         self.rtu: RtuLine | None = None
         self.control: Any = None  # control.ControlServer when control=True
@@ -75,27 +83,28 @@ class Simulator:
         self.stop_requested = asyncio.Event()  # set by the control interface's "stop"
 
     def _build_devices(self, profiles_dir: Path | None) -> None:
-        def profile(name: str):  # noqa: ANN202 - local helper
+        def profile(device: str, default: str):  # noqa: ANN202 - local helper
+            name = self._chosen.get(device, default)
+            self._profiles[device] = name
             return load_profile(name, profiles_dir)
 
-        self.devices["meter"] = MeterDevice("meter", METER_UNIT, profile("sim-meter"), self.model)
-        self._profiles["meter"] = "sim-meter"
+        self.devices["meter"] = MeterDevice("meter", METER_UNIT, profile("meter", "sim-meter"),
+                                            self.model)
         if self.model.battery is not None:
-            self.devices["bms"] = BmsDevice("bms", BMS_UNIT, profile("sim-bms"), self.model)
-            self._profiles["bms"] = "sim-bms"
+            self.devices["bms"] = BmsDevice("bms", BMS_UNIT, profile("bms", "sim-bms"), self.model)
         if self.model.has_inverter:
-            self.devices["inverter"] = InverterDevice("inverter", INVERTER_UNIT,
-                                                      profile("sim-inverter"), self.model)
-            self._profiles["inverter"] = "sim-inverter"
+            self.devices["inverter"] = InverterDevice(
+                "inverter", INVERTER_UNIT, profile("inverter", "sim-inverter"), self.model)
         # Bidirectional (V2G) chargers answer with the signed-limit map.
         charger_profiles = {False: "sim-charger", True: "sim-charger-v2g"}
         for i, spec in enumerate(self.spec.chargers):
             if spec.id in ("meter", "bms", "inverter"):
                 raise ValueError(f"chargers[{i}].id: {spec.id!r} is reserved for a device")
-            name = charger_profiles[spec.v2g]
-            self.devices[spec.id] = ChargerDevice(spec.id, FIRST_CHARGER_UNIT + i,
-                                                  profile(name), self.model)
-            self._profiles[spec.id] = name
+            # Each device answers on its own TCP port (as behind a depot's Modbus gateways),
+            # so charger unit ids may repeat: they wrap instead of running out at 238.
+            unit = FIRST_CHARGER_UNIT + i % (MAX_UNIT - FIRST_CHARGER_UNIT + 1)
+            self.devices[spec.id] = ChargerDevice(
+                spec.id, unit, profile(spec.id, charger_profiles[spec.v2g]), self.model)
 
     # ---- lifecycle -----------------------------------------------------------------------
     async def __aenter__(self) -> Simulator:

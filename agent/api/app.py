@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agent.api import electra, fleet, metrics, station
+from agent.api import electra, fleet, metrics, ocpp, station
 from agent.api.context import (
     ApiContext,
     ApiError,
@@ -152,4 +152,5 @@ def create_app(ctx: ApiContext, *, title: str = "sems-edge local API") -> FastAP
     app.include_router(fleet.router)
     app.include_router(station.router)
     app.include_router(metrics.router)
+    app.include_router(ocpp.router)
     return app

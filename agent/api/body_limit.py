@@ -11,9 +11,9 @@ import json
 import logging
 from typing import Any
 
-log = logging.getLogger(__name__)
+from agent.config.api import DEFAULT_MAX_BODY_BYTES
 
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+log = logging.getLogger(__name__)
 
 
 class BodyTooLarge(Exception):

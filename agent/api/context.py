@@ -134,6 +134,8 @@ class DeviceView:
     errors: dict[str, int]
     last_error: str | None
     last_ok: str | None  # ISO timestamp of the last good read
+    missing: str | None = None  # SunSpec models the profile reads but the device lacks
+    ocpp: dict[str, Any] | None = None  # OCPP chargers: OcppCharger.describe()
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,10 @@ class ApiContext(Protocol):
 
     def devices(self) -> list[DeviceView]: ...
 
+    def ocpp_log(self, charge_point_id: str, limit: int) -> list[dict[str, Any]]:
+        """The last `limit` OCPP frames of that charge point, oldest first (NotFound if no
+        OCPP charger has this id)."""
+
     def dependencies(self) -> list[DependencyState]: ...
 
     def uplink(self) -> UplinkView | None:
@@ -221,7 +227,7 @@ class ApiContext(Protocol):
 
     @property
     def signals(self) -> Any | None:
-        """agent.energy.signals store (tariffs, caps, schedules, maintenance), when available."""
+        """agent.store.signals store (tariffs, caps, schedules, maintenance), when available."""
 
     @property
     def planner(self) -> Any | None:

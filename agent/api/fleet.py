@@ -222,10 +222,10 @@ def _check_connector(ctx: ApiContext, charger_id: str | None, idx: int | None) -
 
 def _push_schedule(ctx: ApiContext, rec_id: str, vehicle_id: str, fleet_id: str | None,
                    data: dict[str, Any]) -> None:
-    """Give the planner (through agent.energy.signals) the vehicle's departure and energy target."""
+    """Give the planner (through agent.store.signals) the vehicle's departure and energy target."""
     if ctx.signals is None or not data.get("departure") or not data.get("battery_capacity_kwh"):
         return
-    from agent.energy import signals as sig
+    from agent.store import signals as sig
 
     target = (data["end_level"] - data["start_level"]) / 100.0 * data["battery_capacity_kwh"]
     ctx.signals.add_vehicle_schedule(sig.VehicleSchedule(
@@ -359,7 +359,7 @@ async def battery_maintenance(body: MaintenanceRequest, request: Request) -> Any
     ctx = _ctx(request)
     if ctx.signals is None:
         return JSONResponse(status_code=503, content={"error": "maintenance windows need the agent's signals store, absent in this mode"})
-    from agent.energy import signals as sig
+    from agent.store import signals as sig
 
     window = ctx.signals.add_battery_maintenance(sig.BatteryMaintenance(
         id=str(uuid.uuid4()), kind=body.kind, start=body.start, end=body.end, target_soc_pct=body.target_soc_pct))
@@ -456,7 +456,7 @@ async def vehicle_schedule(vehicle_id: IdPath, body: VehicleSchedule, request: R
     ctx = _ctx(request)
     if ctx.signals is None:
         return JSONResponse(status_code=503, content={"error": "vehicle schedules need the agent's signals store, absent in this mode"})
-    from agent.energy import signals as sig
+    from agent.store import signals as sig
 
     schedule = ctx.signals.add_vehicle_schedule(sig.VehicleSchedule(
         id=str(uuid.uuid4()), vehicle_id=vehicle_id, departure=body.departure,
@@ -468,14 +468,17 @@ async def vehicle_schedule(vehicle_id: IdPath, body: VehicleSchedule, request: R
 
 def _window(ctx: ApiContext, start: datetime | None, end: datetime | None) -> tuple[str, str]:
     end = end or ctx.now()
-    start = start or end - timedelta(days=1)
-    if start.tzinfo is None:
-        start = start.replace(tzinfo=UTC)
     if end.tzinfo is None:
         end = end.replace(tzinfo=UTC)
-    if end <= start:
-        raise ApiError("end: must be after start")
-    return iso(start), iso(end)
+    try:  # a date at the edge of the calendar (year 1 or 9999) cannot be shifted or converted
+        start = start or end - timedelta(days=1)
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=UTC)
+        if end <= start:
+            raise ApiError("end: must be after start")
+        return iso(start), iso(end)
+    except OverflowError:
+        raise ApiError("start: the window must lie between the years 1 and 9999 in UTC") from None
 
 
 @router.get("/analytics/energy-usage", tags=["analytics"], summary="Energy delivered by session kind over a window")

@@ -98,6 +98,36 @@ class AgentCollector(Collector):
         yield cycle
         yield CounterMetricFamily("sems_control_cycles", "Control cycles completed", value=view.cycles)
         yield CounterMetricFamily("sems_cycle_overruns", "Control cycles that overran their period", value=view.overruns)
+        yield from ocpp_metrics(ctx)
+
+
+def ocpp_metrics(ctx: ApiContext) -> Iterator[Any]:
+    """Per OCPP charger: calls each way, errors (CallErrors, timeouts, rejected profiles) and
+    the round trip of the agent's calls."""
+    chargers = [(d.ocpp["chargePointId"], d.ocpp) for d in ctx.devices() if d.ocpp]
+    if not chargers:
+        return
+    calls = CounterMetricFamily("sems_ocpp_calls", "OCPP calls by charge point and direction",
+                                labels=["charge_point", "direction"])
+    errors = CounterMetricFamily("sems_ocpp_errors", "OCPP call errors, timeouts and rejected "
+                                 "profiles by charge point", labels=["charge_point"])
+    rtt = GaugeMetricFamily("sems_ocpp_round_trip_ms", "Round trip of the agent's OCPP calls",
+                            labels=["charge_point", "quantile"])
+    connected = GaugeMetricFamily("sems_ocpp_connected", "1 while the charge point is connected",
+                                  labels=["charge_point"])
+    for cp_id, o in chargers:
+        t = o["traffic"]
+        calls.add_metric([cp_id, "from_charger"], t["callsIn"])
+        calls.add_metric([cp_id, "to_charger"], t["callsOut"])
+        errors.add_metric([cp_id], t["errors"])
+        for q, key in (("0.5", "roundTripMsP50"), ("0.99", "roundTripMsP99")):
+            if t.get(key) is not None:
+                rtt.add_metric([cp_id, q], t[key])
+        connected.add_metric([cp_id], 1.0 if o["connected"] else 0.0)
+    yield calls
+    yield errors
+    yield rtt
+    yield connected
 
 
 def registry_for(ctx: ApiContext) -> CollectorRegistry:

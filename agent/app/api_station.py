@@ -39,6 +39,7 @@ from agent.api.context import (
     DependencyState,
     DeviceView,
     NewSession,
+    NotFound,
     SessionView,
     StationView,
     UnknownConnector,
@@ -179,6 +180,9 @@ class ApiStation:
 
     def devices(self) -> list[DeviceView]:
         return []  # no hardware in this mode
+
+    def ocpp_log(self, charge_point_id: str, limit: int) -> list[dict[str, Any]]:
+        raise NotFound(f"no OCPP charger {charge_point_id!r}: chargers known through the API only")
 
     def dependencies(self) -> list[DependencyState]:
         try:

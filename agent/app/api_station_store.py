@@ -52,7 +52,7 @@ class StoredApiStation(ApiStation):
             except (ValueError, ValidationError) as exc:
                 log.warning("stored API station configuration ignored: %s", exc)
         c = settings.control
-        from agent.energy.ledger_recorder import prices_at
+        from agent.energy.tariffs import prices_at
 
         return cls(config, db, clock, probe_kw=c.probe_margin_kw,
                    probe_fraction=c.probe_margin_fraction, signals=signals, uplink=uplink,

@@ -22,15 +22,16 @@ from agent.control.sessions import SessionTracker
 from agent.control.stats import CycleStats
 from agent.control.v2g import V2gDispatch
 from agent.energy.battery_watch import BatteryWatch
-from agent.energy.ledger_recorder import LedgerRecorder, prices_at
+from agent.energy.ledger_recorder import LedgerRecorder
 from agent.energy.planning import Forecasts, PlannerTask
+from agent.energy.tariffs import prices_at
 from agent.model.clock import Clock
 
 if TYPE_CHECKING:
     import sqlite_utils
 
     from agent.energy.planning import Solve
-    from agent.energy.signals import Signals
+    from agent.store.signals import Signals
 
 
 def build_control(
@@ -48,7 +49,7 @@ def build_control(
     """`signals`: the uplink's (shared, so new cloud signals are seen at once); without it
     the daemon reads the persisted ones from `db`. `solve`: the planner's LP (tests)."""
     if signals is None:
-        from agent.energy.signals import Signals
+        from agent.store.signals import Signals
 
         signals = Signals(db)
     emit = uplink.enqueue if uplink is not None else None

@@ -27,7 +27,7 @@ LIVE = "station"
 
 async def reload(path: Path, running: AgentSettings, reconfigurer: Reconfigurer) -> bool:
     """Validate `path` and apply its station part; False (and the old config kept) if not."""
-    from agent.energy.signals import ChargerConfig, StationConfig
+    from agent.store.signals import ChargerConfig, StationConfig
 
     try:
         new = load(path)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.app.assembly import build_control
+from agent.app.housekeeping import prune_signals
 from agent.app.instance_lock import AlreadyRunning, InstanceLock
 from agent.app.sdnotify import Notifier
 from agent.config.ceilings import HardCeilings
@@ -29,12 +30,13 @@ from agent.model.clock import Clock, RealClock
 from agent.ocpp.wiring import attach_ocpp
 from agent.state.daemon_context import DaemonContext, DaemonTarget
 from agent.store import connect
+from agent.store.schema import SchemaError
 
 if TYPE_CHECKING:
     import sqlite_utils
 
     from agent.api.server import ApiServer
-    from agent.energy.signals import Signals
+    from agent.store.signals import Signals
     from agent.uplink import Uplink
     from agent.uplink.bridge import UplinkBridge
 
@@ -82,7 +84,7 @@ async def run_daemon(
         bridge = UplinkBridge(cloud, settings, db, now=clock.now)
         uplink = bridge
     if signals is None:
-        from agent.energy.signals import Signals
+        from agent.store.signals import Signals
 
         signals = Signals(db)
     # The cloud's last station configuration (persisted) over the settings file's.
@@ -118,6 +120,7 @@ async def run_daemon(
         await control.start()
         if control.planner is not None:  # off the control loop's path: its own task
             tasks.append(asyncio.create_task(control.planner.run(stop)))
+        tasks.append(asyncio.create_task(prune_signals(signals, clock, stop)))
         if cloud is not None and bridge is not None:
             tasks.append(asyncio.create_task(cloud.run()))
             tasks.append(asyncio.create_task(bridge.watch(stop)))
@@ -224,5 +227,8 @@ def main(config: str | Path) -> int:
         return EX_TEMPFAIL
     try:
         return asyncio.run(run_daemon(settings, config_path=Path(config)))
+    except SchemaError as exc:  # a database written by a newer agent: one line, no traceback
+        print(f"storage.db_path: {exc}", file=sys.stderr)
+        return EX_CONFIG
     finally:
         lock.release()

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "allocate": ("allocate", "share a station's power for a request (JSON file or -)"),
     "status": ("status", "grid, battery, PV, every connector and the uplink, live"),
     "devices": ("devices", "each device's link state, latency and errors"),
+    "ocpp": ("ocpp", "OCPP chargers: `ocpp log CP_ID` shows a charge point's last messages"),
     "sessions": ("sessions", "active sessions (or --history) with limits and energy"),
     "outbox": ("outbox", "uplink connection and what waits in the outbox"),
     "read": ("read", "read raw Modbus registers (configured device or ad hoc)"),

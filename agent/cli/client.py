@@ -10,8 +10,6 @@ import argparse
 import os
 from typing import Any
 
-import httpx
-
 DEFAULT_SOCKET = "/run/sems/api.sock"
 EX_UNAVAILABLE = 69  # sysexits: the agent (a service we need) is not reachable
 
@@ -39,6 +37,11 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
 
 class ApiClient:
     def __init__(self, socket_path: str, *, timeout_s: float = 5.0) -> None:
+        # httpx (~0.3 s to import) only once a command talks to the agent: every `sems`
+        # start builds the parser, which imports this module for add_client_arguments.
+        import httpx
+
+        self._errors = (httpx.ConnectError, httpx.TimeoutException)
         self.socket_path = socket_path
         self._http = httpx.Client(
             transport=httpx.HTTPTransport(uds=socket_path), base_url="http://sems", timeout=timeout_s
@@ -51,11 +54,12 @@ class ApiClient:
         self._http.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        connect_error, timeout = self._errors
         try:
             response = self._http.request(method, path, **kwargs)
-        except httpx.ConnectError as exc:
+        except connect_error as exc:
             raise AgentUnreachable(self._why(exc)) from None
-        except httpx.TimeoutException:
+        except timeout:
             raise AgentUnreachable(f"the agent at {self.socket_path} did not answer in time") from None
         if response.status_code >= 400:
             try:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from agent.config.settings import AgentSettings
-    from agent.energy.signals import StationConfig
+    from agent.store.signals import StationConfig
 
 EPS_KW = 1e-9
 

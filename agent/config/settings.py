@@ -25,10 +25,10 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from agent.api.server import ApiServerSettings
-from agent.control.v2g import V2gSettings
-from agent.ocpp.settings import OcppDeviceSettings, OcppSettings
-from agent.uplink.settings import STATION_ID_PATTERN, MqttSettings
+from agent.config.api import ApiServerSettings
+from agent.config.mqtt import STATION_ID_PATTERN, MqttSettings
+from agent.config.ocpp import OcppDeviceSettings, OcppSettings, upstream_problems
+from agent.config.v2g import V2gSettings
 
 DEFAULT_PATH = Path("/etc/sems/agent.toml")
 # IEC 61851 minimum charging current (6 A) on three phases at 230 V.
@@ -57,7 +57,14 @@ class DeviceSettings(_Section):
     ocpp: OcppDeviceSettings | None = Field(
         None, description="protocol = ocpp: charge point id, version, rate unit, phases"
     )
-    unit_id: int = Field(1, ge=0, le=247, description="Modbus unit (device) id")
+    unit_id: int = Field(
+        1, ge=0, le=255, description="Modbus unit (device) id; 248-255 only over TCP "
+        "(KEBA and Vestel answer on 255)"
+    )
+    invert: bool = Field(
+        False, description="the device reports power with the opposite sign (a meter "
+        "mounted the other way round, e.g. SolarEdge export meters): flip it"
+    )
     baudrate: int = Field(9600, gt=0, description="RTU only: line speed")
     parity: Literal["N", "E", "O"] = Field("N", description="RTU only: parity")
     timeout_s: float = Field(
@@ -192,7 +199,7 @@ class ControlSettings(_Section):
 
 
 class TariffSettings(_Section):
-    """Defaults for hours no cloud tariff or carbon forecast covers (agent/energy/signals.py)."""
+    """Defaults for hours no cloud tariff or carbon forecast covers (agent/store/signals.py)."""
 
     import_eur_kwh: float = Field(0.25, ge=-10, le=10, description="import price")
     export_eur_kwh: float = Field(0.05, ge=-10, le=10, description="export price")
@@ -241,7 +248,7 @@ class AgentSettings(BaseSettings):
     devices: list[DeviceSettings] = Field(default_factory=list, description="Modbus devices")
     control: ControlSettings = Field(default_factory=ControlSettings)  # type: ignore[arg-type]
     mqtt: MqttSettings | None = Field(
-        None, description="cloud uplink (agent/uplink/settings.py); absent: no uplink"
+        None, description="cloud uplink (agent/config/mqtt.py); absent: no uplink"
     )
     api: ApiServerSettings = Field(
         default_factory=ApiServerSettings,  # type: ignore[arg-type]
@@ -400,10 +407,8 @@ def _ocpp_problems(s: AgentSettings) -> list[str]:
         path = getattr(o, key)
         if path is not None and not path.is_file():
             problems.append(f"ocpp.{key}: no such file {path}")
-    if o.upstream is not None and not o.upstream.startswith(("ws://", "wss://")):
-        problems.append("ocpp.upstream: expected ws:// or wss://")
-    if o.upstream is not None:
-        problems.append("ocpp.upstream: local controller mode is not implemented yet")
+    problems += upstream_problems(o, [(i, d.ocpp) for i, d in enumerate(s.devices)
+                                      if d.ocpp is not None and d.protocol == "ocpp"])
     return problems
 
 

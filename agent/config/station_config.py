@@ -9,7 +9,7 @@ so a bad one raises `ValueError("field: problem")` and the old configuration sta
 
 A valid one is swapped into the control loop between two cycles (`Reconfigurer`): the
 controller's charger limits and fallbacks, the planner and the ledger all see the new
-settings from the same cycle on. The cloud's copy is persisted by `agent.energy.signals` and laid
+settings from the same cycle on. The cloud's copy is persisted by `agent.store.signals` and laid
 over the TOML file at the next start (`overlay`).
 """
 
@@ -26,7 +26,7 @@ from agent.config.settings import AgentSettings, cross_check
 
 if TYPE_CHECKING:
     from agent.control.loop import ControlLoop
-    from agent.energy.signals import StationConfig
+    from agent.store.signals import StationConfig
 
 log = logging.getLogger(__name__)
 APPLY_TIMEOUT_S = 5.0
@@ -90,11 +90,6 @@ def overlay(settings: AgentSettings, config: StationConfig | None) -> AgentSetti
         return settings
 
 
-def swap(loop: ControlLoop, new: AgentSettings) -> None:
-    """Put `new` into the running loop; synchronous, so nothing runs in between."""
-    loop.configure_station(new)
-
-
 class Reconfigurer:
     """Queues a validated configuration and swaps it in between two cycles of the loop."""
 
@@ -137,7 +132,7 @@ class Reconfigurer:
 
     def _swap(self, new: AgentSettings) -> None:
         old = self.loop.s
-        swap(self.loop, new)
+        self.loop.configure_station(new)  # synchronous: nothing runs in between
         log.info(
             "station configuration replaced: grid %.1f -> %.1f kW",
             old.station.grid_capacity_kw, new.station.grid_capacity_kw,
@@ -148,11 +143,7 @@ class Reconfigurer:
         task.add_done_callback(self._fallbacks.discard)
 
     async def _write_fallbacks(self) -> None:
+        from agent.control.fallbacks import give_fallbacks
+
         loop = self.loop
-        timeout = loop.s.control.comm_timeout_s
-        for cid, dev in loop.devices.chargers.items():
-            ch = loop.controller.chargers[cid]
-            try:
-                await dev.set_fallback(loop.s.fallback_kw(ch) / ch.connectors, timeout)
-            except Exception as exc:
-                log.warning("charger %s: new fallback limit not set: %s", cid, exc)
+        await give_fallbacks(loop.devices.chargers, loop.controller, loop.s, lambda _cid: None)

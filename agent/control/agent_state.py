@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from agent.config.settings import AgentSettings
 from agent.control.decision import Decision
-from agent.control.devices import StationDevices
-from agent.control.sessions import Session
 from agent.control.stats import CycleStats
 from agent.model.snapshot import Snapshot
 
@@ -18,10 +14,9 @@ class AgentState:
     The loop replaces `decision` whole at the end of each cycle, so a reader on the same
     event loop always sees one consistent cycle."""
 
-    def __init__(self, settings: AgentSettings, stats: CycleStats, devices: StationDevices):
+    def __init__(self, settings: AgentSettings, stats: CycleStats):
         self.settings = settings
         self.stats = stats
-        self._devices = devices
         self.decision: Decision | None = None
         self.modes: frozenset[str] = frozenset()
         self.healthy = False
@@ -29,21 +24,6 @@ class AgentState:
     @property
     def snapshot(self) -> Snapshot | None:
         return self.decision.snapshot if self.decision else None
-
-    @property
-    def allocations(self) -> dict[str, float]:
-        return dict(self.decision.allocations) if self.decision else {}
-
-    @property
-    def bindings(self) -> dict[str, str]:
-        return dict(self.decision.binding) if self.decision else {}
-
-    @property
-    def sessions(self) -> tuple[Session, ...]:
-        return self.decision.sessions if self.decision else ()
-
-    def device_health(self) -> dict[str, Any]:
-        return self._devices.health()
 
     def telemetry(self) -> dict:
         """Grid, PV, battery and each connector's limit and power (kW)."""

@@ -8,6 +8,8 @@
 - Charger unreachable: its connectors count as drawing their last limit (reserved), since
   it may ramp up to that limit at any time and can no longer be told otherwise.
 - BMS stale: no battery discharge (and no charging) is counted on.
+- Grid meter implausible (its sign contradicts the chargers' draw, see grid_sign.py): the
+  safe budget, as for a stale meter.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from agent.control.grid_sign import contradiction
 from agent.model.snapshot import Snapshot
 
 
@@ -63,9 +66,12 @@ def budget_inputs(
     reserved = 0.0
     unreachable_draw = 0.0
     reachable_draw = 0.0
+    steady_draw = 0.0  # the lower of this and the last cycle's draw, per connector
     for ch in snap.chargers:
         if ch.reachable:
             reachable_draw += sum(c.power_kw for c in ch.connectors)
+            steady_draw += sum(min(c.power_kw, last_power.get((ch.id, c.idx), c.power_kw))
+                               for c in ch.connectors)
             continue
         modes.add(f"charger_unreachable:{ch.id}")
         for c in ch.connectors:
@@ -79,7 +85,15 @@ def budget_inputs(
         snap.battery.power_kw if snap.battery is not None else snap.inverter_battery_kw or 0.0
     )
 
+    implausible = None
     if snap.grid_kw is not None:
+        # The meter's reading may be a cycle older than the chargers' while an EV ramps
+        # up: only draw already there last cycle can contradict it.
+        implausible = contradiction(snap.grid_kw, steady_draw + unreachable_draw,
+                                    snap.pv_kw or 0.0, battery_power)
+        if implausible is not None:
+            modes.add("grid_meter_implausible")
+    if snap.grid_kw is not None and implausible is None:
         pv = snap.pv_kw or 0.0
         measured = snap.grid_kw - reachable_draw - unreachable_draw + pv + battery_power
         measured = max(0.0, measured)
@@ -87,7 +101,8 @@ def budget_inputs(
         base = measured
         battery = _battery(snap, battery_cfg)
     else:
-        modes.add("grid_meter_stale")
+        if implausible is None:
+            modes.add("grid_meter_stale")
         measured = None
         seen = base_history.max(snap.t)
         base = max(pessimistic_base_kw, seen if seen is not None else 0.0)

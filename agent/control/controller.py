@@ -25,11 +25,11 @@ from agent.control.decision import AllocationInputs, ConnectorDecision, Decision
 from agent.control.sessions import Session, SessionTracker
 from agent.control.v2g import V2gDispatch, V2gOrders
 from agent.model.snapshot import Snapshot
+from allocator.binding import BINDING_NAMES
 from allocator.guidance import Guidance
-from allocator.request import BINDING_NAMES
 
 if TYPE_CHECKING:
-    from agent.energy.signals import Signals
+    from agent.store.signals import Signals
 
 # Hooks the daemon wires in (all optional; each is called once per cycle, must be cheap).
 GuideFn = Callable[[datetime], Guidance | None]  # the horizon plan's current slot
@@ -114,6 +114,7 @@ class Controller:
         if self.v2g is not None:  # before the tracker: a session ending now keeps its kWh
             self.v2g.account(snap, self.sessions.active)
         sessions = self.sessions.update(snap)
+        previous_power = dict(self.last_power)  # last cycle's, for the grid sign check
         conns = self._connectors(snap)
         reachable = {ch.id: ch.reachable for ch in snap.chargers}
 
@@ -125,7 +126,7 @@ class Controller:
             self.base_history,
             self.s.station.pessimistic_base_load_kw,
             self.limits,
-            self.last_power,
+            previous_power,
             self._battery_cfg if battery_available else None,
         )
 

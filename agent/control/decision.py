@@ -103,7 +103,7 @@ class Decision:
     battery_setpoint_kw: float | None  # None: nothing to write this cycle
     sessions: tuple[Session, ...]
     caps: dict[str, float] = field(default_factory=dict)
-    power_cap_kw: float | None = None  # demand-response cap in force (agent/energy/signals.py)
+    power_cap_kw: float | None = None  # demand-response cap in force (agent/store/signals.py)
     planned: bool = False  # a horizon plan narrowed this cycle's allocation
     battery_available: bool = True  # False inside a maintenance window
     v2g: V2gOrders = field(default_factory=V2gOrders)  # this cycle's V2G discharges

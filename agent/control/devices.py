@@ -44,7 +44,9 @@ class StationDevices:
         for d in settings.devices:
             if d.protocol == "ocpp":  # made and swapped in by agent.ocpp.wiring
                 continue
-            extra = {"connectors": connectors[d.name]} if d.name in connectors else {}
+            extra: dict[str, Any] = {"connectors": connectors[d.name]} if d.name in connectors else {}
+            if d.invert:
+                extra["invert"] = True
             self.by_name[d.name] = make_device(
                 d.kind, line_endpoint(d), d.unit_id, d.profile, timeout_s=d.timeout_s, **extra
             )

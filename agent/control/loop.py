@@ -17,10 +17,8 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from agent.app.memory import release_compiler_pages
-from agent.app.sdnotify import Notifier
 from agent.config.settings import AgentSettings
 from agent.control.agent_state import AgentState
 from agent.control.apply import Key, execute
@@ -28,6 +26,8 @@ from agent.control.controller import Controller
 from agent.control.decision import Decision
 from agent.control.devices import Reader, StationDevices
 from agent.control.events import EventLog, UplinkHook
+from agent.control.fallbacks import give_fallbacks
+from agent.control.memory import release_compiler_pages
 from agent.control.plausibility import Plausibility
 from agent.control.startup import StartupGate
 from agent.control.stats import CycleStats
@@ -40,6 +40,16 @@ if TYPE_CHECKING:
     from agent.energy.planning import PlannerTask
 
 log = logging.getLogger(__name__)
+
+
+class Notifier(Protocol):
+    """systemd's notification socket (agent/app/sdnotify.py), as the loop uses it."""
+
+    watchdog_interval_s: float | None
+
+    def watchdog(self) -> object: ...
+
+    def status(self, text: str) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +88,7 @@ class ControlLoop:
         self.notifier = notifier
         self.uplink = uplink
         self.reader = Reader(devices, clock, self.stats)
-        self.state = AgentState(settings, self.stats, devices)
+        self.state = AgentState(settings, self.stats)
         # Safety hooks: a charger reading that contradicts the charger is refused before
         # anything believes it (plausibility.py); a (re)start writes nothing before it has
         # read the station, and its first writes only lower (startup.py).
@@ -111,18 +121,11 @@ class ControlLoop:
     async def start(self) -> None:
         """Give every charger its fallback limit and communication timeout, so the station
         stays under its grid capacity if the agent dies from here on."""
-        c = self.s.control
 
-        async def one(ch_id: str) -> None:
-            ch = self.controller.chargers[ch_id]
-            per_connector = self.s.fallback_kw(ch) / ch.connectors
-            try:
-                await self.devices.chargers[ch_id].set_fallback(per_connector, c.comm_timeout_s)
-                self.controller.last_contact[ch_id] = self.clock.monotonic()
-            except Exception as exc:
-                log.warning("charger %s: fallback limit not set: %s", ch_id, exc)
+        def contact(ch_id: str) -> None:
+            self.controller.last_contact[ch_id] = self.clock.monotonic()
 
-        await asyncio.gather(*(one(cid) for cid in self.devices.chargers))
+        await give_fallbacks(self.devices.chargers, self.controller, self.s, contact)
         self._check_bidirectional()
         self.controller.arrays.warm_up()  # compile or load the kernel before the first cycle
         release_compiler_pages()  # LLVM is not needed again: its ~70 MB may leave RAM
@@ -263,30 +266,8 @@ class ControlLoop:
                 self.events.enqueue("telemetry", self.state.telemetry())
                 self._last_telemetry = t
             if t - self._last_health >= c.health_interval_s:
-                self.events.enqueue("health", self.health_report())
+                self.events.enqueue("health", {})  # the uplink builds its health message
                 self._last_health = t
-
-    def health_report(self) -> dict:
-        now = self.clock.now()
-        d = self.state.decision
-        return {
-            "stats": self.stats.summary(),
-            "modes": sorted(self.state.modes),
-            "powerCapKw": d.power_cap_kw if d is not None else None,
-            "planner": self.planner.status.as_dict() if self.planner is not None else None,
-            "battery": self.battery.report(now) if self.battery is not None else None,
-            "savings": self.ledger.summary() if self.ledger is not None else None,
-            "failing": sorted(self._observer_failed),
-            "devices": {
-                name: {
-                    "online": h.online,
-                    "errors": dict(h.errors),
-                    "lastError": h.last_error,
-                    "latencyP99Ms": h.latency_p99_ms,
-                }
-                for name, h in self.devices.health().items()
-            },
-        }
 
     @property
     def store_error(self) -> str | None:

@@ -30,7 +30,8 @@ import json
 import logging
 import sqlite3
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
@@ -100,6 +101,7 @@ class SessionTracker:
         self._pending: dict[tuple[str, str], Callable[[], None]] = {}
         self._retry_at = float("-inf")
         self._deferring = False  # inside update(): writes are queued for flush_writes()
+        self._hooks_due: list[tuple[str, dict]] = []  # on_event calls waiting for a commit
         self.store_error: str | None = None
         for row in db.query("SELECT * FROM sessions WHERE status = 'active' ORDER BY started_at"):
             s = Session(
@@ -194,12 +196,11 @@ class SessionTracker:
         self.blocked.discard(key)
 
         def write() -> None:
-            with self.db.conn:
-                self.db.execute(
-                    "UPDATE sessions SET latched = 0 WHERE latched = 1 AND charger_id = ?"
-                    " AND connector_idx = ?",
-                    list(key),
-                )
+            self.db.execute(
+                "UPDATE sessions SET latched = 0 WHERE latched = 1 AND charger_id = ?"
+                " AND connector_idx = ?",
+                list(key),
+            )
 
         self._store(("release", f"{key[0]}/{key[1]}"), write, self.clock.monotonic())
 
@@ -219,18 +220,12 @@ class SessionTracker:
         ts = snap.ts
 
         def write() -> None:
-            with self.db.conn:
-                self.db.table("sessions").insert(
-                    {
-                        "id": s.id,
-                        "charger_id": charger_id,
-                        "connector_idx": idx,
-                        "status": "active",
-                        "started_at": s.started_at,
-                        "updated_at": s.started_at,
-                    }
-                )
-                self._event("session_started", s, ts)
+            self.db.execute(
+                "INSERT INTO sessions (id, charger_id, connector_idx, status, started_at,"
+                " updated_at) VALUES (?, ?, ?, 'active', ?, ?)",
+                [s.id, charger_id, idx, s.started_at, s.started_at],
+            )
+            self._event("session_started", s, ts)
 
         self._store(("start", s.id), write, snap.t)
         self.started += 1
@@ -243,12 +238,12 @@ class SessionTracker:
         latched = (s.charger_id, s.connector_idx) in self.blocked
 
         def write() -> None:
-            with self.db.conn:
-                self._persist_row(s)
-                self.db.table("sessions").update(
-                    s.id, {"stop_reason": reason, "latched": int(latched)}
-                )
-                self._event("session_stopped", s, ts, reason=reason)
+            self._persist_row(s)
+            self.db.execute(
+                "UPDATE sessions SET stop_reason = ?, latched = ? WHERE id = ?",
+                [reason, int(latched), s.id],
+            )
+            self._event("session_stopped", s, ts, reason=reason)
 
         self._pending.pop(("persist", s.id), None)  # the stop row carries the final figures
         self._store(("stop", s.id), write, self.clock.monotonic())
@@ -257,31 +252,24 @@ class SessionTracker:
         self.stopped += 1
 
     def _persist(self, s: Session) -> None:
-        """Energy and peak so far (its own transaction; kept for a retry if refused)."""
-
-        def write() -> None:
-            with self.db.conn:
-                self._persist_row(s)
-
-        self._store(("persist", s.id), write, self.clock.monotonic())
+        """Energy and peak so far (kept for a retry if refused)."""
+        self._store(("persist", s.id), lambda: self._persist_row(s), self.clock.monotonic())
 
     def _persist_row(self, s: Session) -> None:
-        row = {
-            "status": s.status,
-            "stopped_at": s.stopped_at,
-            "energy_kwh": round(s.energy_kwh, 4),
-            "peak_kw": round(s.peak_kw, 3),
-            "vehicle_max_kw": s.vehicle_max_kw,
-            "cost_eur": round(s.cost_eur, 6),
-            "updated_at": iso(self.clock.now()),
-        }
-        self.db.table("sessions").update(s.id, row)
+        # Plain SQL, not sqlite_utils' update: that one commits, which would end the
+        # transaction a batch of writes shares (_transaction).
+        self.db.execute(
+            "UPDATE sessions SET status = ?, stopped_at = ?, energy_kwh = ?, peak_kw = ?,"
+            " vehicle_max_kw = ?, cost_eur = ?, updated_at = ? WHERE id = ?",
+            [s.status, s.stopped_at, round(s.energy_kwh, 4), round(s.peak_kw, 3),
+             s.vehicle_max_kw, round(s.cost_eur, 6), iso(self.clock.now()), s.id],
+        )
 
     def flush(self) -> None:
         """Persist every active session's energy and peak now (shutdown); writes the store
         refused earlier are tried once more first. Raises if the store still refuses."""
         self._retry(self.clock.monotonic())
-        with self.db.conn:
+        with self._transaction():
             for s in self.active.values():
                 self._persist_row(s)
 
@@ -298,23 +286,56 @@ class SessionTracker:
                 self._retry(now)
             return
         try:
-            write()
+            with self._transaction():
+                write()
         except sqlite3.Error as exc:
+            self._hooks_due.clear()
             self._pending[key] = write
             self._failed(exc, now)
+            return
+        self._fire_hooks()
 
     def _retry(self, now: float) -> None:
-        while self._pending:
-            key, write = next(iter(self._pending.items()))
+        """Every waiting write in one transaction (one fsync for a cycle's rows, not one
+        per session); refused, none of them is lost: all stay queued, in order."""
+        if self._pending:
             try:
-                write()
+                with self._transaction():
+                    for write in list(self._pending.values()):
+                        write()
             except sqlite3.Error as exc:
+                self._hooks_due.clear()  # re-collected when the writes run again
                 self._failed(exc, now)
                 return
-            del self._pending[key]
+            self._pending.clear()
+            self._fire_hooks()
         if self.store_error is not None:
             log.info("store writable again: session records caught up")
             self.store_error = None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One explicit transaction (the store's connections run in autocommit mode)."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:  # SQLite may have rolled back already (disk full)
+                conn.execute("ROLLBACK")
+            raise
+
+    def _fire_hooks(self) -> None:
+        """Session events reach the uplink once their rows are committed."""
+        due, self._hooks_due = self._hooks_due, []
+        if self.on_event is None:
+            return
+        for kind, payload in due:
+            try:
+                self.on_event(kind, payload)
+            except Exception:  # the uplink must never break session tracking
+                log.exception("session event hook failed")
 
     def _failed(self, exc: sqlite3.Error, now: float) -> None:
         if self.store_error is None:  # logged once per episode
@@ -326,14 +347,11 @@ class SessionTracker:
         payload = s.public()
         if reason is not None:
             payload["reason"] = reason
-        self.db.table("events").insert(
-            {"ts": iso(ts), "kind": kind, "session_id": s.id, "data": json.dumps(payload)}
+        self.db.execute(
+            "INSERT INTO events (ts, kind, session_id, data) VALUES (?, ?, ?, ?)",
+            [iso(ts), kind, s.id, json.dumps(payload)],
         )
-        if self.on_event is not None:
-            try:
-                self.on_event(kind, payload)
-            except Exception:  # the uplink must never break session tracking
-                log.exception("session event hook failed")
+        self._hooks_due.append((kind, payload))
 
 
 def _energy(s: Session, counter: float) -> float:

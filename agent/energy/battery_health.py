@@ -2,7 +2,7 @@
 
 Pure logic the daemon feeds with BMS readings (agent/energy/battery_watch.py). Alerts are dicts
 ready for the `health` topic. Maintenance windows are not kept here: they are cloud signals
-(`battery.maintenance.schedule`, agent/energy/signals.py), read by BatteryWatch.available.
+(`battery.maintenance.schedule`, agent/store/signals.py), read by BatteryWatch.available.
 """
 
 from __future__ import annotations

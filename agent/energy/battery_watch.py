@@ -4,7 +4,7 @@ Throughput and equivalent full cycles integrate the BMS power; SoH comes from th
 it reports one; alerts (SoH below `soh_alert_pct`, cell temperature outside
 `temp_min_c..temp_max_c`, cell voltage spread above `imbalance_max_v`) go to the health
 report, and a change of alerts is logged once. Maintenance windows come from the cloud
-(`battery.maintenance.schedule`, agent/energy/signals.py): inside one the battery is out of
+(`battery.maintenance.schedule`, agent/store/signals.py): inside one the battery is out of
 dispatch (`available(now)` is False: the controller counts on no battery and sets it idle,
 the planner plans without it). Throughput is kept in the `meta` table across restarts.
 """
@@ -22,8 +22,8 @@ from agent.energy.battery_health import BatteryHealth, HealthLimits
 if TYPE_CHECKING:
     import sqlite_utils
 
-    from agent.energy.signals import Signals
     from agent.model.snapshot import Snapshot
+    from agent.store.signals import Signals
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ the wall clock passes its end and then:
 - imported/exported kWh from the grid meter's energy counters (the difference across the
   interval, the counter at its start being the last reading before it); when a counter is
   missing at either end, goes backwards or jumps implausibly, from the integrated power;
-- prices the interval with the tariff in force (agent/energy/signals.py, else `[tariff]`), adds the
+- prices the interval with the tariff in force (agent/store/signals.py, else `[tariff]`), adds the
   CO2, the running peak and each session's kWh (charger counters) to today's
   `SavingsLedger` (agent/energy/savings.py) and stores it (`ledger` table, policy "actual");
 - steps the counterfactual (`Counterfactual`, policy "uncontrolled") and stores it too;
@@ -24,16 +24,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from agent.config.settings import AgentSettings, TariffSettings
+from agent.config.settings import AgentSettings
 from agent.energy.planning import SLOT, SLOT_H, Forecasts, slot_start
 from agent.energy.savings import Interval, SavingsLedger, savings, store
+from agent.energy.tariffs import prices_at
 from agent.model.clock import iso
 
 if TYPE_CHECKING:
     import sqlite_utils
 
     from agent.control.decision import Decision
-    from agent.energy.signals import Signals
+    from agent.store.signals import Signals
 
 log = logging.getLogger(__name__)
 
@@ -111,14 +112,15 @@ class Counterfactual:
         given: dict[str, float] = {}
         if want:
             st = self.s.station
+            idx, connectors = _connector_slots(want, {c.id: c.connectors for c in st.chargers})
             result = allocate_reference({
                 "gridCapacity": st.grid_capacity_kw,
                 "baseLoad": max(0.0, base_kw),
                 "pvPower": max(0.0, pv_kw),
-                "chargers": [{"id": c.id, "maxPower": c.max_power_kw, "connectors": c.connectors}
-                             for c in st.chargers],
+                "chargers": [{"id": c.id, "maxPower": c.max_power_kw,
+                              "connectors": connectors[c.id]} for c in st.chargers],
                 "sessions": [{"sessionId": sid,
-                              "connectorId": {"chargerId": sh.charger_id, "idx": sh.idx},
+                              "connectorId": {"chargerId": sh.charger_id, "idx": idx[sid]},
                               "vehicleMaxPower": kw} for sid, sh, kw in want],
             })  # fmt: skip
             for sid, sh, _ in want:
@@ -130,6 +132,31 @@ class Counterfactual:
             if sh.delivered_kwh >= sh.target_kwh - 1e-6:
                 del self.sessions[sid]
         return given
+
+
+def _connector_slots(want: list[tuple[str, _Shadow, float]], configured: dict[str, int],
+                     ) -> tuple[dict[str, int], dict[str, int]]:
+    """Connector index of each counterfactual session, and connectors per charger.
+
+    Without sems-edge an EV would charge slower, so its counterfactual session can still
+    be open when the real EV has left and the next one is plugged into the same connector
+    (back-to-back sessions). Both then charge in the counterfactual: the one whose real EV
+    left moves to a connector beyond the charger's own, sharing the charger's power as a
+    second EV on it would. (Reusing the index made the allocator refuse the request:
+    "connector DC1#2 is already used".)"""
+    idx: dict[str, int] = {}
+    taken: dict[tuple[str, int], str] = {}
+    # Live sessions keep their real connector; ended ones yield it.
+    for sid, sh, _ in sorted(want, key=lambda w: w[1].ended):
+        i = sh.idx
+        while (sh.charger_id, i) in taken:
+            i = max(configured.get(sh.charger_id, 1), i) + 1
+        taken[(sh.charger_id, i)] = sid
+        idx[sid] = i
+    connectors = dict(configured)
+    for (cid, i) in taken:
+        connectors[cid] = max(connectors.get(cid, 1), i)
+    return idx, connectors
 
 
 class LedgerRecorder:
@@ -446,19 +473,6 @@ class LedgerRecorder:
             "baselineCostEur": round(cmp["baselineCost"], 3),
             "savingsEur": round(cmp["savingsEur"], 3),
         }
-
-
-def prices_at(tariff: TariffSettings, signals: Signals | None, t: datetime) -> tuple[float, float, float]:
-    """(import EUR/kWh, export EUR/kWh, gCO2/kWh) in force at `t`: the cloud's tariff and
-    carbon signals where they cover `t`, else the `[tariff]` defaults. The one price lookup
-    of the agent: the ledger's intervals and each session's cost (agent.control.sessions) use it."""
-    price = signals.price_at(t) if signals is not None else None
-    carbon = signals.carbon_at(t) if signals is not None else None
-    return (
-        price.import_eur_kwh if price else tariff.import_eur_kwh,
-        price.export_eur_kwh if price else tariff.export_eur_kwh,
-        carbon if carbon is not None else tariff.carbon_g_kwh,
-    )
 
 
 def _interval(ledger: SavingsLedger, t_h: float) -> Interval:

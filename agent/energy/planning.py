@@ -3,7 +3,7 @@
 `PlannerTask.run(stop)` re-plans every `planner.replan_s` of wall time and soon after an
 event: a session started or stopped (`notice`, fed by the control loop each cycle), or a
 tariff, carbon forecast, power cap, vehicle schedule, maintenance window or optimisation
-request arriving in `agent/energy/signals.py` (polled every `planner.signal_poll_s`). The request
+request arriving in `agent/store/signals.py` (polled every `planner.signal_poll_s`). The request
 is built on the event loop (cheap reads) and the LP solved in a worker thread
 (`asyncio.to_thread`), so the control loop never waits for HiGHS.
 
@@ -27,7 +27,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -35,9 +35,13 @@ import numpy as np
 
 from agent.config.settings import AgentSettings
 from agent.control.v2g import CHARGING_EFFICIENCY  # charger kWh -> vehicle battery kWh
+from agent.energy.foresight import Foresight, Tuning, learn_from_sessions, session_records
+from agent.energy.foresight import parse_time as _parse
+from agent.energy.tariffs import prices_at
 from agent.model.clock import Clock
 from agent.model.snapshot import BatteryState
 from allocator.forecast import WeekdayProfile
+from allocator.foresight import is_expected
 from allocator.guidance import Guidance, guidance_at
 
 if TYPE_CHECKING:
@@ -46,12 +50,15 @@ if TYPE_CHECKING:
     from agent.control.decision import Decision
     from agent.control.sessions import Session
     from agent.control.v2g import V2gDispatch
-    from agent.energy.signals import Signals
+    from agent.store.signals import Signals
     from allocator.planner import Plan, PlanRequest
 
 log = logging.getLogger(__name__)
 
 SLOT = timedelta(minutes=15)
+# What an EV of unknown target is worth charging for beyond the default energy, relative
+# to the horizon's mean import price: a little above it, so flat prices still charge it.
+OPEN_ENDED_PRICE_FACTOR = 1.1
 SLOT_H = 0.25
 
 
@@ -177,6 +184,11 @@ class PlannerTask:
         # V2G (agent/control/v2g.py): which sessions may discharge, how much they gave back;
         # told each session's goal so the control loop can guard departure targets.
         self.v2g: V2gDispatch | None = None
+        # Expected arrivals and the reserve: the same Tuning and code as the replay
+        # (agent/energy/foresight.py); relearnt from the sessions table once a day (it
+        # learns from whole days only).
+        self.tuning = Tuning()
+        self._foresight: tuple[datetime, Foresight] | None = None
 
     def configure_station(self, settings: AgentSettings) -> None:
         """At start, and when a new station configuration is swapped in: the next plan uses
@@ -315,7 +327,6 @@ class PlannerTask:
         starts = [first_start + i * SLOT for i in range(n)]
         mids = [now + timedelta(hours=first_h / 2)] + [t + SLOT / 2 for t in starts[1:]]
 
-        from agent.energy.ledger_recorder import prices_at  # it imports this module
 
         tariff = s.tariff
         priced = [prices_at(tariff, self.signals, t) for t in mids]
@@ -326,25 +337,49 @@ class PlannerTask:
         sessions = [self._session_spec(x, now) for x in self._sessions]
         st = s.station
         so_far = self.interval_so_far(now) if self.interval_so_far is not None else None
+        demand_charge = demand if demand is not None else tariff.demand_charge_eur_kw
+        # An EV without a known target keeps charging while power is not dear (at most
+        # OPEN_ENDED_PRICE_FACTOR x the horizon's mean price) and raises no peak
+        # (SessionSpec.extra_energy).
+        value = OPEN_ENDED_PRICE_FACTOR * float(np.mean(imp)) if len(imp) else 0.0
+        sessions = [replace(x, extra_value=value) if x.extra_energy > 0 else x
+                    for x in sessions]
+        foresight = self.foresight(now)
+        # Today (the billing day, from UTC midnight as the ledger's) so far, for the
+        # intraday scaling of the expectations.
+        midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        today = (midnight, session_records(self.db, midnight, now, {
+            ch.id: (ch.max_power_kw, ch.connectors) for ch in st.chargers}))
+        sessions, chargers = foresight.extend(
+            sessions, [ChargerSpec(ch.id, ch.max_power_kw) for ch in st.chargers],
+            first_start, n, SLOT_H, first_h, today)
         request = PlanRequest(
             import_price=imp,
             export_price=exp,
             pv_power=pv,
             base_load=base,
             grid_capacity=st.grid_capacity_kw,
-            chargers=[ChargerSpec(ch.id, ch.max_power_kw) for ch in st.chargers],
+            chargers=chargers,
             sessions=sessions,
-            battery=self._battery_spec(now, BatterySpec),
+            battery=self._battery_spec(now, BatterySpec, foresight, demand_charge),
             carbon_intensity=carbon,
             carbon_price=tariff.carbon_price_eur_t,
             import_caps=self._caps(starts, now),
-            demand_charge=demand if demand is not None else tariff.demand_charge_eur_kw,
+            demand_charge=demand_charge,
             peak_so_far=self.peak_so_far() if self.peak_so_far is not None else 0.0,
-            first_slot_hours=first_h,
+                first_slot_hours=first_h,
             imported_in_first_slot=so_far[0] if so_far is not None else 0.0,
             v2g_efficiency=s.v2g.efficiency,
         )
         return request, now
+
+    def foresight(self, now: datetime) -> Foresight:
+        """Expected arrivals from the station's own sessions (relearnt daily)."""
+        if self._foresight is None or now - self._foresight[0] >= timedelta(days=1) \
+                or now < self._foresight[0]:
+            chargers = {ch.id: (ch.max_power_kw, ch.connectors) for ch in self.s.station.chargers}
+            self._foresight = (now, learn_from_sessions(self.db, now, chargers, self.tuning))
+        return self._foresight[1]
 
     def _forecast(self, starts: list[datetime]) -> tuple[list[float], list[float]]:
         f = self.forecasts
@@ -364,7 +399,7 @@ class PlannerTask:
         """Tightest demand-response cap overlapping each slot."""
         if self.signals is None:
             return None
-        from agent.energy.signals import PowerCap
+        from agent.store.signals import PowerCap
 
         caps = []
         for (data,) in self.signals.conn.execute(
@@ -399,6 +434,7 @@ class PlannerTask:
                     target = target if target is not None else sch.energy_target_kwh
         if departure is None:
             departure = (_parse(x.started_at) or now) + timedelta(hours=p.default_dwell_h)
+        open_ended = target is None
         if target is None:
             target = p.default_energy_kwh
         v2g: dict[str, Any] = {}
@@ -410,12 +446,18 @@ class PlannerTask:
         needed = max(0.0, target - (x.energy_kwh * CHARGING_EFFICIENCY - taken))
         dep_h = max((departure - now).total_seconds() / 3600.0, SLOT_H)  # overdue: soon
         vmax = x.max_kw(ch.max_power_kw)
-        return SessionSpec(x.id, x.charger_id, dep_h, needed, vmax, **v2g)
+        # Without a known target the default is only what the plan must deliver; the EV
+        # may take as much more as it could draw by its departure, valued in build_request
+        # at the horizon's mean price: it is never stopped for want of a target.
+        extra = vmax * dep_h if open_ended else 0.0
+        return SessionSpec(x.id, x.charger_id, dep_h, needed, vmax, extra_energy=extra, **v2g)
 
-    def _battery_spec(self, now: datetime, spec: Any) -> Any:
+    def _battery_spec(self, now: datetime, spec: Any, foresight: Foresight,
+                      demand_charge: float) -> Any:
         b = self.s.station.battery
         if b is None or b.capacity_kwh is None or self._battery is None:
             return None
+        from allocator.planner import reserve_value
         available = self.battery_available(now) if self.battery_available is not None else True
         cap = b.capacity_kwh
         soc = min(max(self._battery.soc / 100.0, 0.0), 1.0)
@@ -430,6 +472,8 @@ class PlannerTask:
             max_soc=max_soc,
             degradation_cost=b.degradation_cost_eur_kwh,
             available=available,
+            reserve_energy=foresight.reserve_kwh(cap, min_soc, max_soc, b.max_discharge_kw),
+            reserve_value=reserve_value(demand_charge, SLOT_H, foresight.tuning.reserve_rate),
         )
 
 
@@ -445,21 +489,13 @@ def plan_rows(plan: Plan, start: datetime, first: int = 0, slots: int | None = N
         "importCapKw": round(float(plan.import_cap[i]), 2),
         "batteryKw": round(float(plan.battery_power[i]), 2),
         "sessions": {sid: round(float(p[i]), 2) for sid, p in plan.session_power.items()
-                     if sid not in plan.session_present or plan.session_present[sid][i]},
+                     if (sid not in plan.session_present or plan.session_present[sid][i])
+                     and not is_expected(sid)},
     } for i in range(first, last)]
     return {"start": start.isoformat(), "peakKw": round(plan.peak, 2),
-            "unmetKwh": {k: round(v, 3) for k, v in plan.unmet.items() if v > 1e-6},
+            "unmetKwh": {k: round(v, 3) for k, v in plan.unmet.items()
+                         if v > 1e-6 and not is_expected(k)},
             "slots": rows}
-
-
-def _parse(value: Any) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    try:
-        ts = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 async def _wait_any(events: tuple[asyncio.Event, ...], timeout: float) -> None:

@@ -9,7 +9,7 @@ current slot narrows the allocator's request (`allocator.planner.apply_plan`).
 A re-plan that fails or hits `solve_time_limit` is survived as the daemon's PlannerTask
 survives it: no plan until one succeeds, the allocator sharing plainly (fair sharing)
 meanwhile; a plan is followed while its horizon covers the step, then dropped the same way.
-Each failure is counted in the result (`planFailures`).
+Each failure is counted in the result (`failedPlans`).
 
 Physics: an EV stores its charger power times the charging efficiency and takes no more
 than its energy target; V2G delivers power out of the vehicle at the V2G efficiency, never
@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,9 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from agent.energy.foresight import Foresight, Tuning
+from agent.energy.foresight import reserve_energy as _reserve_kwh
 from agent.energy.savings import SavingsLedger, savings_pct
+from allocator.forecast import SessionRecord
 from allocator.planner import (
-    RESERVE_RATE,
     BatterySpec,
     ChargerSpec,
     Plan,
@@ -46,7 +48,10 @@ from allocator.planner import (
 )
 
 Allocate = Callable[[dict[str, Any]], dict[str, Any]]
-POLICIES = ("planner", "uncontrolled")
+# planner: the rolling plan; uncontrolled: every EV flat out, no battery (the baseline);
+# fair: the allocator's fair sharing with the battery only holding the grid capacity (what
+# the station does without a plan).
+POLICIES = ("planner", "uncontrolled", "fair")
 # HiGHS time limit per re-plan (s): what the daemon's planner.solve_timeout_s defaults to.
 SOLVE_TIME_LIMIT_S = 5.0
 # The perfect-foresight LP is one solve over the whole day, not a control decision: it
@@ -325,19 +330,6 @@ class _EvState:
         return max(0.0, held - min_soc * self.ev.capacity)
 
 
-@dataclass(frozen=True)
-class Tuning:
-    """How the rolling planner hedges against EVs it cannot see yet (station settings, not
-    derived from the day's EV list)."""
-
-    # Battery reserve: the battery's full discharge power for this many hours, capped to
-    # its SoC window; None keeps the whole window (the battery full), 0 turns it off.
-    reserve_hours: float | None = None
-    # Chance per hour that an unforeseen arrival needs a kWh missing from the reserve
-    # (allocator.planner.reserve_value); a prior, never derived from the day's EVs.
-    reserve_rate: float = RESERVE_RATE
-
-
 @dataclass
 class ReplayResult:
     policy: str
@@ -351,14 +343,18 @@ class ReplayResult:
     battery_end_energy: float | None = None
     plan_failures: int = 0  # re-plans that failed or timed out (the replay went on)
     plan_errors: list[str] = field(default_factory=list)  # their messages, in order
+    unmet_by_session: dict[str, float] = field(default_factory=dict)  # kWh short, > 0 only
 
 
 def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
              replan_minutes: float = 15.0, allocate: Allocate | None = None,
              horizon_slots: int = 96, tuning: Tuning | None = None,
-             solve_time_limit: float = SOLVE_TIME_LIMIT_S) -> ReplayResult:
+             solve_time_limit: float = SOLVE_TIME_LIMIT_S,
+             history: Sequence[Day] = ()) -> ReplayResult:
     """Run the day under `policy`; every step calls the real allocator. Each re-plan may
-    take at most `solve_time_limit` seconds of HiGHS time; a failed one is survived."""
+    take at most `solve_time_limit` seconds of HiGHS time; a failed one is survived.
+    `history`: earlier days of the station; the arrival forecast learns from their
+    sessions (a station without history plans from `station_prior`)."""
     if policy not in POLICIES:
         raise DayError(f"policy: must be one of {', '.join(POLICIES)}")
     if not 0 < step_s <= 60:
@@ -374,31 +370,29 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
     step_h = step_s / 3600.0
     # Steps never straddle a slot boundary: slot length divided into whole steps.
     per_slot = max(1, round(sh / step_h))
-    step_h = sh / per_slot
-    n_steps = per_slot * len(day.import_price)
     ledger = SavingsLedger(day.demand_charge, sh)
     planner = Planner(time_limit=solve_time_limit) if policy == "planner" else None
     solve_times: list[float] = []
     plan_errors: list[str] = []
     states = {ev.session_id: _EvState(ev) for ev in day.evs}
     b = day.battery
-    use_battery = b is not None and policy == "planner"
+    use_battery = b is not None and policy != "uncontrolled"
     eta_b = math.sqrt(b.round_trip) if b is not None else 1.0
     b_energy = b.soc_start * b.capacity if b is not None else 0.0
     plan: Plan | None = None
     plan_origin = 0.0
     next_replan = 0.0
     known: set[str] = set()
-    for k in range(n_steps):
-        t = k * step_h
-        slot = k // per_slot
+    tuning = tuning or Tuning()
+    foresight = learn_arrivals(day, history, tuning)
+    for t, step_h, slot in _steps(day, per_slot):
         active = [s for s in states.values()
-                  if s.ev.arrival_h < t + step_h and s.ev.departure_h > t]
+                  if s.ev.arrival_h < t + step_h - 1e-12 and s.ev.departure_h > t + 1e-12]
         arrived = {s.ev.session_id for s in active} - known
         if planner is not None and (t >= next_replan - 1e-9 or arrived):
             known |= arrived
             req = _plan_request(day, t, slot, active, b_energy, ledger, horizon_slots,
-                                tuning or Tuning())
+                                foresight)
             try:
                 fresh = planner.plan(req)
             except Exception as exc:  # as the daemon: a failed re-plan never stops control
@@ -498,6 +492,7 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
         plan_solve_seconds=solve_times, wall_seconds=time.perf_counter() - wall0,
         battery_end_energy=b_energy if b is not None else None,
         plan_failures=len(plan_errors), plan_errors=plan_errors,
+        unmet_by_session={sid: s.headroom() for sid, s in states.items() if s.headroom() > 1e-6},
     )
 
 
@@ -544,16 +539,50 @@ def _allocator_request(day: Day, slot: int, active: list[_EvState], step_h: floa
 
 
 def reserve_energy(b: Battery, hours: float | None) -> float:
-    """kWh the battery keeps against arrivals no plan can see yet: its full discharge
-    power for `hours` (None: its whole window) above its minimum SoC. Sized from the
-    battery's own limits only, never from a day's EV list."""
-    usable = (b.max_soc - b.min_soc) * b.capacity
-    held = usable if hours is None else min(usable, b.max_discharge * max(hours, 0.0))
-    return b.min_soc * b.capacity + held
+    """kWh the replay's battery keeps against arrivals no plan can see yet
+    (agent.energy.foresight.reserve_energy): sized from the battery's own limits only,
+    never from a day's EV list."""
+    return _reserve_kwh(b.capacity, b.min_soc, b.max_soc, b.max_discharge, hours)
+
+
+def _steps(day: Day, per_slot: int) -> list[tuple[float, float, int]]:
+    """(start h, length h, slot) of every simulation step: `per_slot` equal steps per slot,
+    split where a connector changes EV inside a step (one leaves, the next plugs in), so
+    no step ever holds two sessions on one connector (the allocator refuses that, as a
+    real connector cannot serve two EVs at once)."""
+    sh = day.slot_hours
+    step_h = sh / per_slot
+    last: dict[tuple[str, int], float] = {}
+    cuts: set[float] = set()
+    for ev in day.evs:  # sorted by arrival
+        conn = (ev.charger_id, ev.idx)
+        prev = last.get(conn)
+        if prev is not None and ev.arrival_h < math.ceil(prev / step_h - 1e-9) * step_h:
+            cuts.update((prev, ev.arrival_h))
+        last[conn] = ev.departure_h
+    out: list[tuple[float, float, int]] = []
+    for k in range(per_slot * len(day.import_price)):
+        t0, t1 = k * step_h, (k + 1) * step_h
+        inner = sorted(c for c in cuts if t0 + 1e-9 < c < t1 - 1e-9)
+        edges = [t0, *inner, t1]
+        out.extend((a, b - a, k // per_slot) for a, b in zip(edges, edges[1:], strict=False))
+    return out
+
+
+def learn_arrivals(day: Day, history: Sequence[Day], tuning: Tuning | None = None) -> Foresight:
+    """The foresight a station would have on `day`, from the sessions of its history days
+    (as the daemon's from its sessions table)."""
+    return Foresight.from_history(tuning or Tuning(), day.chargers, [
+        (h.start, h.hours, [
+            SessionRecord(h.start + timedelta(hours=ev.arrival_h),
+                          h.start + timedelta(hours=ev.departure_h), ev.energy_needed,
+                          min(ev.max_power, h.chargers[ev.charger_id][0]))
+            for ev in h.evs]) for h in history])
 
 
 def _plan_request(day: Day, t: float, slot: int, active: list[_EvState], b_energy: float,
-                  ledger: SavingsLedger, horizon_slots: int, tuning: Tuning) -> PlanRequest:
+                  ledger: SavingsLedger, horizon_slots: int, foresight: Foresight,
+                  ) -> PlanRequest:
     sh = day.slot_hours
     end = min(len(day.import_price), slot + horizon_slots)
     sl = slice(slot, end)
@@ -576,48 +605,72 @@ def _plan_request(day: Day, t: float, slot: int, active: list[_EvState], b_energ
             capacity=b.capacity, energy=b_energy, max_charge_power=b.max_charge,
             max_discharge_power=b.max_discharge, min_soc=b.min_soc, max_soc=b.max_soc,
             charge_efficiency=eta, discharge_efficiency=eta,
-            # Hand the day back with the charge it started with (as the optimum must).
+            # Hand the day back with the charge it started with, as the optimum must: an
+            # honest day's account does not borrow from tomorrow's battery.
             end_energy=b.soc_start * b.capacity if end == len(day.import_price) else None,
-            end_value=refill_price(day),
-            reserve_energy=reserve_energy(b, tuning.reserve_hours),
-            reserve_value=reserve_value(day.demand_charge, sh, tuning.reserve_rate),
+            reserve_energy=foresight.reserve_kwh(b.capacity, b.min_soc, b.max_soc,
+                                                 b.max_discharge),
+            reserve_value=reserve_value(day.demand_charge, sh, foresight.tuning.reserve_rate),
         )
+    chargers = [ChargerSpec(cid, mp) for cid, (mp, _n) in day.chargers.items()]
+    first_h = max(first, 1e-6) if first < sh - 1e-9 else None
+    today = (day.start, [SessionRecord(day.start + timedelta(hours=ev.arrival_h),
+                                       day.start + timedelta(hours=ev.departure_h),
+                                       ev.energy_needed, ev.max_power)
+                         for ev in day.evs if ev.arrival_h < t])
+    sessions, chargers = foresight.extend(sessions, chargers,
+                                          day.start + timedelta(hours=slot_start), end - slot,
+                                          sh, first_h, today)
     current = ledger.intervals[slot] if len(ledger.intervals) > slot else None
     finished_peak = max((iv.peak_kw for iv in ledger.intervals[:slot]), default=0.0)
     return PlanRequest(
         import_price=day.import_price[sl], export_price=day.export_price[sl],
         pv_power=day.pv[sl], base_load=day.base_load[sl], carbon_intensity=day.carbon[sl],
-        grid_capacity=day.grid_capacity,
-        chargers=[ChargerSpec(cid, mp) for cid, (mp, _n) in day.chargers.items()],
+        grid_capacity=day.grid_capacity, chargers=chargers,
         sessions=sessions, battery=battery, demand_charge=day.demand_charge,
-        peak_so_far=finished_peak, slot_hours=sh,
-        first_slot_hours=max(first, 1e-6) if first < sh - 1e-9 else None,
+        peak_so_far=finished_peak, slot_hours=sh, first_slot_hours=first_h,
         imported_in_first_slot=current.import_kwh if current is not None else 0.0,
         charging_efficiency=day.charging_efficiency, v2g_efficiency=day.v2g_efficiency,
     )
 
 
-def refill_price(day: Day) -> float:
-    """EUR per kWh of battery charge handed back short of the day's start: bought again at
-    the day's cheapest import price through the charging losses. Both the planner and the
-    optimum see it, and the replay's cost includes it, so ending emptier is never free."""
-    if day.battery is None:
+def refill_cost(day: Day, result: ReplayResult) -> float:
+    """EUR it really costs to hand the battery back with the charge the day started with:
+    the cheapest way to buy the shortfall (through the charging losses, at most the
+    battery's charge power) on top of what the day actually imported, the demand charge
+    on any higher peak included. One small LP: the day's metered import as a fixed load
+    and the refill as one flexible session; the cost is what it adds to the day's bill."""
+    b = day.battery
+    if b is None or result.battery_end_energy is None:
         return 0.0
-    return float(np.min(day.import_price)) / math.sqrt(day.battery.round_trip)
-
-
-def refill_cost(day: Day, end_energy: float | None) -> float:
-    """EUR to hand the battery back with the charge the day started with, from `end_energy`
-    kWh (None: unknown, nothing charged) at `refill_price`."""
-    if day.battery is None or end_energy is None:
+    short = b.soc_start * b.capacity - result.battery_end_energy
+    if short <= 1e-6:
         return 0.0
-    short = day.battery.soc_start * day.battery.capacity - end_energy
-    return max(0.0, short) * refill_price(day)
+    sh = day.slot_hours
+    n = len(day.import_price)
+    net = np.zeros(n)
+    for i, iv in enumerate(result.ledger.intervals[:n]):
+        net[i] = (iv.import_kwh - iv.export_kwh) / sh
+
+    def bill(sessions: list[SessionSpec]) -> float:
+        p = Planner(time_limit=OPTIMUM_TIME_LIMIT_S).plan(PlanRequest(
+            import_price=day.import_price, export_price=day.export_price,
+            pv_power=np.maximum(-net, 0.0), base_load=np.maximum(net, 0.0),
+            grid_capacity=max(day.grid_capacity, float(net.max(initial=0.0)) + b.max_charge),
+            chargers=[ChargerSpec("refill", b.max_charge)], sessions=sessions,
+            demand_charge=day.demand_charge, slot_hours=sh,
+            charging_efficiency=math.sqrt(b.round_trip)))
+        return p.objective
+
+    refill = SessionSpec("refill", "refill", departure_h=n * sh, energy_needed=short,
+                         max_power=b.max_charge)
+    return max(0.0, bill([refill]) - bill([]))
 
 
 def result_cost(day: Day, result: ReplayResult) -> float:
-    """A replay's cost as reported: the ledger's (energy and demand charge) plus the refill."""
-    return result.ledger.cost + refill_cost(day, result.battery_end_energy)
+    """A replay's cost as reported: the ledger's (energy and demand charge) plus what it
+    really costs to refill the battery to its starting charge (`refill_cost`)."""
+    return result.ledger.cost + refill_cost(day, result)
 
 
 def optimum_request(day: Day) -> PlanRequest:
@@ -627,9 +680,9 @@ def optimum_request(day: Day) -> PlanRequest:
     battery = None
     if b is not None:
         eta = math.sqrt(b.round_trip)
+        # Ends the day with at least the charge it started with (end_energy None: as now).
         battery = BatterySpec(b.capacity, b.soc_start * b.capacity, b.max_charge,
-                              b.max_discharge, b.min_soc, b.max_soc, eta, eta,
-                              end_value=refill_price(day))
+                              b.max_discharge, b.min_soc, b.max_soc, eta, eta)
     sessions = [SessionSpec(
         ev.session_id, ev.charger_id, departure_h=ev.departure_h,
         energy_needed=ev.energy_needed, max_power=ev.max_power, arrival_h=ev.arrival_h,
@@ -650,22 +703,23 @@ def optimum_request(day: Day) -> PlanRequest:
 def optimum(day: Day, time_limit: float = OPTIMUM_TIME_LIMIT_S) -> dict[str, float]:
     """Perfect foresight: one LP over the whole day with every EV known from the start."""
     p = Planner(time_limit=time_limit).plan(optimum_request(day))
-    refill = refill_cost(day, float(p.battery_energy[-1]) if len(p.battery_energy) else None)
     sub = p.grid_power * p.slot_hours  # kWh per sub-interval
     price_imp, price_exp = day.import_price[p.slot_index], day.export_price[p.slot_index]
     energy_cost = float(np.sum(np.maximum(sub, 0) * price_imp - np.maximum(-sub, 0) * price_exp))
     peak = float(np.max(np.maximum(p.slot_energy(), 0.0), initial=0.0)) / day.slot_hours
-    return {"cost": energy_cost + day.demand_charge * peak + refill, "peak": peak,
+    return {"cost": energy_cost + day.demand_charge * peak, "peak": peak,
             "unmet": float(sum(p.unmet.values())), "solveSeconds": p.solve_seconds}
 
 
 def run(day: Day, policy: str = "planner", *, step_s: float = 60.0,
         replan_minutes: float = 15.0, allocate: Allocate | None = None,
         solve_time_limit: float = SOLVE_TIME_LIMIT_S,
-        optimum_time_limit: float = OPTIMUM_TIME_LIMIT_S) -> dict[str, Any]:
-    """The replay report (JSON keys as `sems replay --json` prints them)."""
+        optimum_time_limit: float = OPTIMUM_TIME_LIMIT_S,
+        history: Sequence[Day] = ()) -> dict[str, Any]:
+    """The replay report (JSON keys as `sems replay --json` prints them). `history`:
+    earlier days whose sessions the arrival forecast learns from."""
     actual = simulate(day, policy, step_s=step_s, replan_minutes=replan_minutes,
-                      allocate=allocate, solve_time_limit=solve_time_limit)
+                      allocate=allocate, solve_time_limit=solve_time_limit, history=history)
     baseline = actual if policy == "uncontrolled" else simulate(
         day, "uncontrolled", step_s=step_s, allocate=allocate)
     # The optimum is a yardstick, not the replay's result: a solver that runs out of time on
@@ -680,7 +734,7 @@ def run(day: Day, policy: str = "planner", *, step_s: float = 60.0,
         "cost": round(cost, 2),
         "baselineCost": round(base_cost, 2),
         "savingsPct": round(savings_pct(cost, base_cost), 2),
-        "peakImport": round(actual.ledger.peak_kw, 2),
+        "peakKw": round(actual.ledger.peak_kw, 2),
         "energyRequested": round(actual.energy_requested, 2),
         "energyDelivered": round(actual.energy_delivered, 2),
         "unmetEnergy": round(actual.unmet_energy, 2),
@@ -688,7 +742,11 @@ def run(day: Day, policy: str = "planner", *, step_s: float = 60.0,
         "batteryThroughput": round(actual.ledger.battery_throughput_kwh, 2),
         "co2Kg": round(actual.ledger.co2_kg, 2),
         "optimumCost": None if best_cost is None else round(best_cost, 2),
-        "planFailures": actual.plan_failures,
+        "batteryStartKwh": None if day.battery is None else round(
+            day.battery.soc_start * day.battery.capacity, 2),
+        "batteryEndKwh": None if actual.battery_end_energy is None else round(
+            actual.battery_end_energy, 2),
+        "failedPlans": actual.plan_failures,
     }
     if optimum_error is not None:
         report["optimumError"] = optimum_error

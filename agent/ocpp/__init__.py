@@ -1,7 +1,7 @@
 """OCPP adapter: the agent as a local central system (OCPP 1.6J and 2.0.1) for chargers that
 take their limits only through smart charging.
 
-- `settings`: the [ocpp] section and each OCPP charger's entry.
+- settings: the [ocpp] section and each OCPP charger's entry live in agent/config/ocpp.py.
 - `rates`: kW <-> the charger's rate unit (W, or A per phase rounded down to its step).
 - `profiles`: the charging profiles the agent sends (TxProfile / TxDefaultProfile per
   connector, the charger-wide max profile that doubles as the offline fallback).

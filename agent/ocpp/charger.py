@@ -31,10 +31,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from agent.config.ocpp import OcppChargerConfig, OcppSettings
 from agent.ocpp import profiles
 from agent.ocpp.link import Link, Traffic
+from agent.ocpp.merge import CsmsProfiles
 from agent.ocpp.rates import from_rate, pick_unit, to_rate
-from agent.ocpp.settings import OcppChargerConfig, OcppSettings
 from drivers.device import DeviceError
 from drivers.devices import ChargerReading, ConnectorReading
 from drivers.health import Health, HealthTracker
@@ -109,6 +110,9 @@ class OcppCharger:
         self.ready = False
         self.report: list[dict] = []  # 2.0.1 NotifyReport data
         self.firmware_status: str | None = None
+        # Local controller mode: the CSMS's profiles cap the agent's; the relay, for describe().
+        self.csms = CsmsProfiles()
+        self.relay: Any = None
         # 1.6 transaction ids are ours to give: a random start so ids do not repeat across
         # agent restarts within a charger's memory.
         self._tx_ids = itertools.count(random.randint(1, 1 << 30))
@@ -256,6 +260,7 @@ class OcppCharger:
                 c.tx_id = None
                 c.start_kwh = None
                 c.sent_key = None  # the TxProfile died with it: TxDefault from now on
+                self.csms.tx_ended(tx_id)
                 c.power_kw = 0.0
                 self._wake.set()
 
@@ -267,6 +272,21 @@ class OcppCharger:
     def profile_due(self, idx: int) -> None:
         """A transaction started: its TxProfile goes out now, at the connector's limit."""
         self._wake.set()
+
+    def csms_changed(self) -> None:
+        """The CSMS's profiles changed (local controller mode): resend what they cap."""
+        self.max.dirty = True
+        for c in self.conns.values():
+            c.sent_key = None
+        self._wake.set()
+
+    def _stack(self, own: int) -> int:
+        return self.ocpp.relay_stack_level if self.ocpp.upstream else own
+
+    def _capped(self, idx: int, kw: float) -> float:
+        """The agent's limit, never above the CSMS's in local controller mode."""
+        cap = self.csms.connector_kw(idx, self.conns[idx].tx_id, self.cfg)
+        return kw if cap is None else min(kw, cap)
 
     def new_transaction_id(self) -> int:
         return next(self._tx_ids)
@@ -315,11 +335,15 @@ class OcppCharger:
         if link is None:
             return "NotConnected"
         unit, m = self.info.unit, self.max
-        ceiling = to_rate(self.cfg.max_power_kw, unit, self.cfg)
-        fallback = to_rate(m.fallback_kw, unit, self.cfg)
+        csms_max = self.csms.max_kw(self.cfg)
+        ceiling_kw = self.cfg.max_power_kw if csms_max is None else min(
+            self.cfg.max_power_kw, csms_max)
+        ceiling = to_rate(ceiling_kw, unit, self.cfg)
+        fallback = to_rate(min(m.fallback_kw, ceiling_kw), unit, self.cfg)
         profile = profiles.max_profile(
             link.version, ceiling, fallback, unit, now=datetime.now(UTC), hold_s=m.hold_s,
-            stack_level=self.ocpp.max_profile_stack_level, number_phases=self.cfg.phases)
+            stack_level=self._stack(self.ocpp.max_profile_stack_level),
+            number_phases=self.cfg.phases)
         sent = self._clock()
         try:
             m.answer = await link.set_max_profile(profile)
@@ -374,11 +398,12 @@ class OcppCharger:
         for idx, c in self.conns.items():
             if c.want is None or self.link is None:
                 continue
-            rate = to_rate(c.want, self.info.unit, self.cfg)
+            want = self._capped(idx, c.want)
+            rate = to_rate(want, self.info.unit, self.cfg)
             key = (c.tx_id, rate)
             if key == c.sent_key:
                 continue
-            lowering = c.accepted is None or c.want < c.accepted
+            lowering = c.accepted is None or want < c.accepted
             fresh_tx = c.sent_key is None or c.sent_key[0] != c.tx_id
             wait = c.sent_at + self.ocpp.min_interval_s - now
             if wait > 0 and not fresh_tx and not (lowering and c.last_answer == "Accepted"):
@@ -394,7 +419,7 @@ class OcppCharger:
             return
         kw = from_rate(rate, unit, self.cfg)
         profile = profiles.connector_profile(
-            link.version, idx, rate, unit, stack_level=self.ocpp.stack_level,
+            link.version, idx, rate, unit, stack_level=self._stack(self.ocpp.stack_level),
             transaction_id=key[0], number_phases=self.cfg.phases)
         c.in_flight, c.sent_at, c.last_profile = kw, self._clock(), profile
         start = time.monotonic()
@@ -440,6 +465,6 @@ class OcppCharger:
                  "lastProfile": c.last_profile}
                 for idx, c in self.conns.items()
             ],
-            "traffic": {"callsIn": self.traffic.calls_in, "callsOut": self.traffic.calls_out,
-                        "errors": self.traffic.errors},
+            "traffic": self.traffic.summary(),
+            "upstream": self.relay.describe() if self.relay is not None else None,
         }

@@ -11,10 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    from agent.ocpp.charger import OcppCharger
+from typing import Any, Protocol
 
 LOG_LEN = 200  # messages kept per charger for `sems ocpp log`
 
@@ -46,12 +43,24 @@ class Traffic:
     def record(self, direction: str, raw: str) -> None:
         self.log.append({"ts": time.time(), "dir": direction, "msg": raw})
 
+    def summary(self) -> dict[str, Any]:
+        """Counters and the agent's call round trips (ms, p50/p99 of the last 512)."""
+        rt = sorted(self.round_trips_s)
+
+        def q(p: float) -> float | None:
+            return round(rt[min(len(rt) - 1, int(p * len(rt)))] * 1000.0, 1) if rt else None
+
+        return {"callsIn": self.calls_in, "callsOut": self.calls_out, "errors": self.errors,
+                "roundTrips": len(rt), "roundTripMsP50": q(0.5), "roundTripMsP99": q(0.99)}
+
+    def tail(self, limit: int) -> list[dict[str, Any]]:
+        return list(self.log)[-limit:] if limit > 0 else []
+
 
 class TracedMixin:
     """Mixed into the library's ChargePoint: logs raw traffic and times the agent's calls."""
 
     traffic: Traffic
-    charger: OcppCharger
     timeout_s: float
 
     async def route_message(self, raw_msg: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from agent.ocpp.settings import OcppChargerConfig
+from agent.config.ocpp import OcppChargerConfig
 
 
 def to_rate(kw: float, unit: str, cfg: OcppChargerConfig) -> float:

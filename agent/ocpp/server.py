@@ -21,11 +21,12 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from agent.config.ocpp import OcppSettings
 from agent.config.secrets import read_secret
 from agent.ocpp.charger import OcppCharger
 from agent.ocpp.link16 import Link16
 from agent.ocpp.link201 import Link201
-from agent.ocpp.settings import OcppSettings
+from agent.ocpp.relay import Relay
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,11 @@ class CentralSystem:
         self.chargers = dict(chargers)
         self.allowed = set(self.chargers) | set(settings.allow)
         self.unknown: dict[str, OcppCharger] = {}  # allow-listed ids without a charger entry
+        # Local controller mode: one relay per charger, kept across its reconnections.
+        self.relays: dict[str, Relay] = {}
+        if settings.upstream is not None:
+            for cp_id, ch in self.chargers.items():
+                ch.relay = self.relays[cp_id] = Relay(ch, settings)
         self._server: Server | None = None
 
     @property
@@ -104,8 +110,13 @@ class CentralSystem:
         if charger.cfg.version is not None and charger.cfg.version != version:
             log.warning("OCPP: %s negotiated %s, configured %s", cp_id, version,
                         charger.cfg.version)
-        cls = Link16 if version == "1.6" else Link201
-        link: Any = cls(cp_id, ws, charger, charger.traffic, self.s.call_timeout_s)
+        relay = self.relays.get(cp_id)
+        link: Any
+        if relay is not None:
+            link = relay.make_link(ws, version)
+        else:
+            cls = Link16 if version == "1.6" else Link201
+            link = cls(cp_id, ws, charger, charger.traffic, self.s.call_timeout_s)
         old = charger.link
         if old is not None:
             # A charger that reconnects before its old socket timed out: the new one wins.
@@ -114,7 +125,7 @@ class CentralSystem:
         charger.attach(link)
         log.info("OCPP: %s connected (%s)", cp_id, version)
         try:
-            await link.start()
+            await (relay.serve() if relay is not None else link.start())
         except Exception as exc:  # ConnectionClosed, or anything a broken peer provokes
             log.info("OCPP: %s disconnected: %s", cp_id, exc)
         finally:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.config.ocpp import OcppChargerConfig
 from agent.ocpp.charger import OcppCharger
 from agent.ocpp.server import CentralSystem
-from agent.ocpp.settings import OcppChargerConfig
 
 
 def attach_ocpp(devices: Any, settings: Any) -> CentralSystem | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -22,6 +22,7 @@ from agent.api.context import (
     DependencyState,
     DeviceView,
     NewSession,
+    NotFound,
     NotSupported,
     SessionView,
     StationView,
@@ -30,15 +31,16 @@ from agent.api.context import (
     broker_state,
 )
 from agent.api.models import ChargerConfig, StationConfig
-from agent.energy.signals import StationConfig as CloudStationConfig
+from agent.control.links import link_state
 from agent.model.clock import Clock, iso
+from agent.store.signals import StationConfig as CloudStationConfig
 
 if TYPE_CHECKING:
     import sqlite_utils
 
     from agent.config.station_config import Reconfigurer
     from agent.control.loop import ControlLoop
-    from agent.energy.signals import Signals
+    from agent.store.signals import Signals
     from agent.uplink import Uplink
 
 
@@ -186,7 +188,6 @@ class DaemonContext:
 
     def devices(self) -> list[DeviceView]:
         s = self.loop.s
-        stale_after = max(s.control.stale_after_s, 2.0)
         now = time.time()
         out = []
         health = self.loop.devices.health()
@@ -194,22 +195,31 @@ class DaemonContext:
             h = health.get(dev.name)
             if h is None:
                 continue
-            if not h.online:
-                state: Literal["online", "stale", "offline"] = "offline"
-            elif h.last_ok_ts is None or now - h.last_ok_ts > stale_after:
-                state = "stale"
-            else:
-                state = "online"
+            state = link_state(h, s.control.stale_after_s, now)
             endpoint = dev.endpoint
             if endpoint.startswith("rtu://"):
                 endpoint += f"@{dev.baudrate}"
+            endpoint = f"{endpoint}#{dev.unit_id}"
+            describe = getattr(self.loop.devices.by_name.get(dev.name), "describe", None)
+            ocpp = describe() if dev.protocol == "ocpp" and describe is not None else None
+            if ocpp is not None:
+                endpoint = f"ocpp://{ocpp['chargePointId']}"
             out.append(DeviceView(
-                name=dev.name, kind=dev.kind, endpoint=f"{endpoint}#{dev.unit_id}", state=state,
+                name=dev.name, kind=dev.kind, endpoint=endpoint, state=state,
                 latency_ms_p50=h.latency_p50_ms, latency_ms_p99=h.latency_p99_ms,
                 errors=dict(h.errors), last_error=h.last_error,
-                last_ok=_iso_ts(h.last_ok_ts),
+                last_ok=_iso_ts(h.last_ok_ts), missing=getattr(h, "missing", "") or None,
+                ocpp=ocpp,
             ))  # fmt: skip
         return out
+
+    def ocpp_log(self, charge_point_id: str, limit: int) -> list[dict[str, Any]]:
+        for dev in self.loop.devices.by_name.values():
+            cfg = getattr(dev, "cfg", None)
+            traffic = getattr(dev, "traffic", None)
+            if traffic is not None and getattr(cfg, "charge_point_id", None) == charge_point_id:
+                return traffic.tail(limit)  # type: ignore[no-any-return]
+        raise NotFound(f"no OCPP charger {charge_point_id!r}")
 
     def dependencies(self) -> list[DependencyState]:
         deps = []

@@ -1,10 +1,16 @@
-"""Every table of the station database. Additive changes only: ALTER/CREATE IF NOT EXISTS."""
+"""Every table of the station database and the numbered migrations that build it.
+
+The database's `PRAGMA user_version` is the number of the last migration applied; opening
+it applies the ones after, in order, each in its own transaction with the version bump,
+so a crash mid-upgrade leaves the previous version whole. A database from before numbered
+migrations (user_version 0, tables possibly there) goes through all of them: they are
+written to be idempotent on such a file (CREATE IF NOT EXISTS, a column added only when
+missing). A database newer than this agent is refused with a message saying so.
+"""
 
 from __future__ import annotations
 
 import sqlite_utils
-
-VERSION = 1
 
 TABLES = (
     # Key/value facts that must survive restarts (config version, started_at, ...).
@@ -49,11 +55,6 @@ TABLES = (
         battery_discharge_kwh REAL NOT NULL DEFAULT 0,
         session_kwh TEXT NOT NULL DEFAULT '{}',
         v2g_kwh TEXT NOT NULL DEFAULT '{}',
-        -- what the interval looked like (for `sems report`; NULL when unknown or older rows):
-        pv_kwh REAL,                -- PV energy produced
-        soc_pct REAL,               -- stationary battery SoC at the interval's end
-        import_cap_kw REAL,         -- lowest import cap in force (grid capacity or DR cap)
-        import_price_eur_kwh REAL,  -- import price the interval was billed at
         PRIMARY KEY (period_start, policy, interval)
     )""",
     # Append-only event log (session started/stopped, device offline, degraded mode, ...).
@@ -87,7 +88,7 @@ TABLES = (
         received REAL NOT NULL,
         reply BLOB NOT NULL
     )""",
-    # Grid signals and schedules set by cloud commands (agent.energy.signals): caps, tariffs, ...
+    # Grid signals and schedules set by cloud commands (agent.store.signals): caps, tariffs, ...
     """CREATE TABLE IF NOT EXISTS signals (
         id TEXT PRIMARY KEY,
         kind TEXT NOT NULL,
@@ -96,7 +97,8 @@ TABLES = (
         data TEXT NOT NULL,
         created TEXT NOT NULL
     )""",
-    "CREATE INDEX IF NOT EXISTS signals_kind ON signals(kind, end)",    # Local API (agent/api/fleet_store.py): fleet sessions, the scheduled intent of a charging
+    "CREATE INDEX IF NOT EXISTS signals_kind ON signals(kind, end)",
+    # Local API (agent/api/fleet_store.py): fleet sessions, the scheduled intent of a charging
     # or V2G session that points at its `sessions` row once started; optimisation runs.
     """CREATE TABLE IF NOT EXISTS fleet_sessions (
         id TEXT PRIMARY KEY,
@@ -124,13 +126,13 @@ TABLES = (
 )
 
 
-# Columns added to tables after databases were created: (table, column, declaration).
-# ensure() adds each one a database lacks, so an older station database keeps working.
-ADDED_COLUMNS = (
-    ("ledger", "pv_kwh", "REAL"),
-    ("ledger", "soc_pct", "REAL"),
-    ("ledger", "import_cap_kw", "REAL"),
-    ("ledger", "import_price_eur_kwh", "REAL"),
+# Columns added to tables after version 1: (table, column, declaration).
+V2_COLUMNS = (
+    # what a ledger interval looked like (for `sems report`; NULL when unknown or older rows):
+    ("ledger", "pv_kwh", "REAL"),  # PV energy produced
+    ("ledger", "soc_pct", "REAL"),  # stationary battery SoC at the interval's end
+    ("ledger", "import_cap_kw", "REAL"),  # lowest import cap in force (grid or DR cap)
+    ("ledger", "import_price_eur_kwh", "REAL"),  # import price the interval was billed at
     # why a session ended (unplugged, cloud, api, ...), and 1 while its stop on request
     # keeps the connector at 0 kW until the EV is unplugged (agent.control.sessions: the latch)
     ("sessions", "stop_reason", "TEXT"),
@@ -138,15 +140,67 @@ ADDED_COLUMNS = (
 )
 
 
-def ensure(db: sqlite_utils.Database) -> None:
-    """Create missing tables; cheap when they exist, so every connection calls it."""
-    with db.conn:
-        for statement in TABLES:
-            db.execute(statement)
-        for table, column, declaration in ADDED_COLUMNS:
-            have = {row[1] for row in db.execute(f"PRAGMA table_info({table})").fetchall()}
-            if column not in have:
-                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
-        db.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", [str(VERSION)]
+class SchemaError(RuntimeError):
+    """The database cannot be used by this agent (written by a newer one)."""
+
+
+def _v1_tables(db: sqlite_utils.Database) -> None:
+    for statement in TABLES:
+        db.execute(statement)
+
+
+def _v2_columns(db: sqlite_utils.Database) -> None:
+    for table, column, declaration in V2_COLUMNS:
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})").fetchall()}
+        if column not in have:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+
+def _v3_drop_meta_version(db: sqlite_utils.Database) -> None:
+    # The version lived in meta.schema_version before user_version; one source of truth.
+    db.execute("DELETE FROM meta WHERE key = 'schema_version'")
+
+
+# Migration n brings a database from version n-1 to n. Append only; never edit one that shipped.
+MIGRATIONS = (
+    (1, "tables", _v1_tables),
+    (2, "ledger interval facts, session stop reason and latch", _v2_columns),
+    (3, "schema version in PRAGMA user_version only", _v3_drop_meta_version),
+)
+VERSION = MIGRATIONS[-1][0]
+
+
+def version(db: sqlite_utils.Database) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def ensure(db: sqlite_utils.Database) -> int:
+    """Apply the migrations the database lacks; cheap when it is current, so every
+    connection calls it. Returns the version found before."""
+    found = version(db)
+    if found > VERSION:
+        raise SchemaError(
+            f"the station database is schema version {found}, this agent knows up to "
+            f"{VERSION}: run the newer agent, or move the database aside"
         )
+    conn = db.conn
+    while version(db) < VERSION:
+        # Explicit: the store's connections run in autocommit mode. IMMEDIATE takes the
+        # write lock first, so a second process opening the file meanwhile waits, then
+        # sees the new version and applies nothing twice.
+        own = not conn.in_transaction
+        if own:
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = version(db)
+            if current < VERSION:
+                number, _, migrate = MIGRATIONS[current]
+                migrate(db)
+                conn.execute(f"PRAGMA user_version = {number}")
+            if own:
+                conn.execute("COMMIT")
+        except BaseException:
+            if own:
+                conn.execute("ROLLBACK")
+            raise
+    return found

@@ -30,12 +30,12 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agent.energy.signals import Signals
+from agent.config.mqtt import MqttSettings
+from agent.store.signals import Signals
 from agent.uplink import messages
 from agent.uplink.commands import CommandTarget, Dispatcher
 from agent.uplink.outbox import Outbox
 from agent.uplink.publisher import Publisher, UplinkStatus
-from agent.uplink.settings import MqttSettings
 
 __all__ = ["MqttSettings", "Uplink", "UplinkStatus", "messages", "CommandTarget"]
 log = logging.getLogger(__name__)

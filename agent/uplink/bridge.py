@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from agent.control.links import link_state
 from agent.uplink import messages as m
 
 if TYPE_CHECKING:
@@ -218,12 +219,8 @@ class UplinkBridge:
         now = time.time()
         out = []
         for name, h in sorted(self.loop.devices.health().items()):
-            if not h.online:
-                link = "offline"
-            elif h.last_ok_ts is None or now - h.last_ok_ts > max(stale_after, 2.0):
-                link = "stale"
-            else:
-                link = "ok"
+            state = link_state(h, stale_after, now)
+            link = "ok" if state == "online" else state  # the MQTT contract's word
             out.append(m.DeviceHealth(
                 id=name, kind=kinds.get(name, "unknown"), link=link,  # type: ignore[arg-type]
                 errors=int(sum(h.errors.values())), last_error=h.last_error,

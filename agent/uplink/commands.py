@@ -8,7 +8,7 @@ the outbox; when an MQTT v5 sender gave a response topic, the reply is also publ
 directly (with its correlation data).
 
 Commands whose effect belongs to the daemon (`session.stop`, `station.config.set`) go
-through `CommandTarget`; the rest are stored in `agent.energy.signals` for the control loop and
+through `CommandTarget`; the rest are stored in `agent.store.signals` for the control loop and
 planner, and the reply says what was stored.
 """
 
@@ -32,7 +32,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from agent.energy import signals as sig
+from agent.store import signals as sig
 from agent.uplink.messages import Reply, ReplyError, envelope_json, now
 from agent.uplink.outbox import Outbox
 

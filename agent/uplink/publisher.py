@@ -46,8 +46,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from agent.config.mqtt import MqttSettings
 from agent.uplink.outbox import Outbox, Row
-from agent.uplink.settings import MqttSettings
 
 log = logging.getLogger(__name__)
 

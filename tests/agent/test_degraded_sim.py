@@ -108,7 +108,7 @@ async def _silent_bms(tmp_path):
         # 28 kW from the grid is not enough for two 50 kW EVs: the battery helps.
         assert sim.state()["battery"]["power"] > 5.0
         assert loop.state.decision.inputs.battery is not None
-        health = loop.health_report()["battery"]  # fed from the BMS readings
+        health = loop.battery.report(loop.clock.now())  # fed from the BMS readings
         assert health["inDispatch"] and health["throughputKwh"] > 0.0
         before = loop.controller.battery_setpoint
         sim.inject("bms", "silent")

@@ -11,9 +11,9 @@ from datetime import timedelta
 import pytest
 from cycle_helpers import Station, settings
 
-from agent.energy.signals import BatteryMaintenance, PowerCap, Signals
 from agent.model.snapshot import BatteryState
 from agent.store import connect
+from agent.store.signals import BatteryMaintenance, PowerCap, Signals
 from allocator import allocate_reference
 from allocator.guidance import guidance_at
 from allocator.planner import (

@@ -15,9 +15,9 @@ from cycle_helpers import Station, settings
 
 from agent.energy.ledger_recorder import LedgerRecorder
 from agent.energy.planning import Forecasts
-from agent.energy.signals import PriceSlot, Signals, Tariff
 from agent.model.clock import ManualClock
 from agent.model.snapshot import BatteryState
+from agent.store.signals import PriceSlot, Signals, Tariff
 from agent.uplink.messages import Savings
 
 CP1_1, CP2_1 = ("CP1", 1), ("CP2", 1)
@@ -123,3 +123,19 @@ def test_battery_savings_against_the_uncontrolled_counterfactual():
     assert second["batteryDischargeKwh"] == pytest.approx(5.0, abs=1e-3)
     base = rows(st, "uncontrolled")[49]
     assert base["import_kwh"] == pytest.approx(20.0, abs=1e-3)
+
+
+def test_counterfactual_back_to_back_sessions_on_one_connector_both_charge():
+    """Issue 16: the counterfactual EV charges slower than the real one, so it is still open
+    when the next EV plugs into the same connector; both charge, sharing the charger."""
+    from agent.energy.ledger_recorder import Counterfactual
+
+    cf = Counterfactual(settings())
+    cf.session("A", "CP2", 1, 50.0, 100.0)
+    cf.step(10.0, 0.0, {"A": 5.0}, {"A"})
+    cf.session("B", "CP2", 1, 50.0, 30.0)  # A's EV has left; B takes CP2#1
+    # A's real EV took 35 kWh before leaving: more than the counterfactual's 12.5 so far.
+    given = cf.step(10.0, 0.0, {"A": 30.0}, {"B"})
+    assert given["A"] > 0 and given["B"] > 0
+    # Still one 50 kW charger: the two share it.
+    assert given["A"] + given["B"] <= 50.0 * 0.25 + 1e-6

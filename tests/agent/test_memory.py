@@ -10,7 +10,7 @@ from textwrap import dedent
 
 PROBE = dedent("""
     import json
-    from agent.app.memory import release_compiler_pages
+    from agent.control.memory import release_compiler_pages
     from allocator import allocate
 
     def rss_kb():

@@ -12,9 +12,9 @@ import pytest
 from cycle_helpers import Station, settings
 
 from agent.energy.planning import PlannerTask
-from agent.energy.signals import PowerCap, PriceSlot, Signals, Tariff, VehicleSchedule
 from agent.model.clock import ManualClock, RealClock
 from agent.model.snapshot import BatteryState
+from agent.store.signals import PowerCap, PriceSlot, Signals, Tariff, VehicleSchedule
 
 CP1_1, CP2_1 = ("CP1", 1), ("CP2", 1)
 BATTERY = {"inverter": "inv", "bms": "bms", "max_charge_kw": 40, "max_discharge_kw": 40,
@@ -170,3 +170,49 @@ async def _run():
     finally:
         stop.set()
         await asyncio.wait_for(runner, 2.0)
+
+
+def test_thirty_days_of_replans_through_the_daemons_planner_never_fail():
+    """Issue 16: the daemon's planner (this task, its request builder, its one Planner)
+    re-planned for 30 simulated days, with EVs arriving every evening and leaving every
+    morning, so the arrival forecast learns from the sessions table. The time limit per
+    solve is a generous 2 s; a solver whose clock counted across solves (the old reused
+    HiGHS object) failed every plan after ~2 s of solving in total, i.e. within a day."""
+    st, task, _ = rig(solve_timeout_s=2.0)
+    # Re-plans every 2 simulated hours; the EVs' state changes between them.
+    for step in range(30 * 12):
+        hour = (T0.hour + 2 * step) % 24
+        if hour == 18:
+            st.plug(CP1_1)
+            st.plug(CP2_1)
+        elif hour == 6:
+            st.unplug(CP1_1)
+            st.unplug(CP2_1)
+        cycle(st, task, advance=2 * 3600.0, follow=True)
+        asyncio.run(task.replan("periodic"))
+    assert task.status.failures == 0 and task.status.last_error is None
+    assert task.status.plans == 30 * 12 and task.status.active
+    # The last plans knew the evenings to come: expected sessions from the history.
+    fs = task.foresight(st.clock.now())
+    assert fs.arrivals is not None and fs.arrivals.days_observed() >= 25
+    req, _ = task.build_request(st.clock.now())
+    assert any(s.session_id.startswith("~expected") for s in req.sessions)
+
+
+def test_an_ev_without_a_target_is_not_stopped_at_the_default_energy():
+    """Issue 16: an EV of unknown target used to be planned to the default energy (20 kWh
+    here) and then paused; now the plan keeps it charging while power is not dear."""
+    st, task, _ = rig()
+    task.peak_so_far = lambda: 90.0  # today's peak is paid already: power below it is free
+    st.plug(CP1_1)
+    cycle(st, task, follow=True)
+    req, _ = task.build_request(st.clock.now())
+    (spec,) = req.sessions
+    assert spec.energy_needed == pytest.approx(20.0) and spec.extra_energy > 100.0
+    asyncio.run(task.replan("test"))
+    plan = task._current.plan
+    delivered = float(sum(plan.session_power[spec.session_id] * plan.slot_hours)) * 0.95
+    # Flat [tariff] price and capacity free under the peak: it charges far beyond 20 kWh.
+    assert delivered > 60.0
+    g = task.guidance(st.clock.now() + timedelta(hours=1))
+    assert g.session_cap(spec.session_id) > 0

@@ -10,11 +10,11 @@ import pytest
 
 from agent.config.settings import TariffSettings
 from agent.control.sessions import SessionTracker
-from agent.energy.ledger_recorder import prices_at
-from agent.energy.signals import PriceSlot, Signals, Tariff
+from agent.energy.tariffs import prices_at
 from agent.model.clock import ManualClock
 from agent.model.snapshot import ChargerState, ConnectorState, Snapshot
 from agent.store import connect
+from agent.store.signals import PriceSlot, Signals, Tariff
 
 T0 = datetime(2026, 6, 17, 12, 0, tzinfo=UTC)
 

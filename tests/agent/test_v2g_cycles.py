@@ -22,8 +22,8 @@ from agent.control.controller import Controller
 from agent.control.decision import Decision
 from agent.control.sessions import SessionTracker
 from agent.control.v2g import V2gDispatch, V2gSettings
-from agent.energy.signals import Signals, V2gRequest
 from agent.model.snapshot import Snapshot
+from agent.store.signals import Signals, V2gRequest
 from allocator.guidance import Guidance
 
 V2G = ("CP1", 1)

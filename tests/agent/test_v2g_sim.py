@@ -24,9 +24,9 @@ from agent.app.assembly import build_control
 from agent.config.settings import AgentSettings
 from agent.control.devices import StationDevices
 from agent.energy.planning import slot_start
-from agent.energy.signals import PriceSlot, Signals, Tariff, V2gRequest
 from agent.model.clock import RealClock
 from agent.store import connect
+from agent.store.signals import PriceSlot, Signals, Tariff, V2gRequest
 
 pytestmark = pytest.mark.timeout(60)
 

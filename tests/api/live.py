@@ -15,9 +15,9 @@ from agent.api import create_app
 from agent.api.models import StationConfig
 from agent.api.server import ApiServer, ApiServerSettings
 from agent.app.api_station import ApiStation
-from agent.energy.signals import Signals
 from agent.model.clock import RealClock
 from agent.store import connect
+from agent.store.signals import Signals
 
 TOKEN = "test-token-0123456789abcdef"
 

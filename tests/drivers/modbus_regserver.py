@@ -26,6 +26,7 @@ class Unit:
     mode: str = "ok"  # ok | silent | exception | slow
     delay_s: float = 0.0
     writes: list[tuple[int, list[int]]] = field(default_factory=list)
+    write_functions: list[int] = field(default_factory=list)  # Modbus function code per write
 
     def set(self, table: str, address: int, regs: list[int]) -> None:
         target = self.holding if table == "holding" else self.input
@@ -74,6 +75,7 @@ class RegisterServer:
             table = unit.input if fc == 4 else unit.holding
             if set_values is not None:
                 unit.writes.append((address, list(set_values)))
+                unit.write_functions.append(fc)
                 unit.set("holding", address, list(set_values))
             for i in range(count):
                 current[address - start + i] = table.get(address + i, 0)

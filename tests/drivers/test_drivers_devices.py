@@ -11,6 +11,7 @@ from modbus_regserver import RegisterServer, Unit
 from regimages import f32, f64, i16, swap_bytes, swap_words, text, u32
 
 import drivers
+from drivers.fallback_check import FallbackRefused
 
 
 def run(coro):  # type: ignore[no-untyped-def]
@@ -54,18 +55,20 @@ def test_sim_charger_read_limit_heartbeat_fallback() -> None:
     run(main())
 
 
-def alfen_socket(state: str, power_w: float, limit_a: float) -> Unit:
+def alfen_socket(state: str, power_w: float, limit_a: float, applied_a: float | None = None,
+                 phases: int = 3) -> Unit:
+    """Registers per Alfen's "Implementation of Modbus Slave TCP/IP for Alfen NG9xx"."""
     u = Unit()
     u.set("holding", 344, f32(power_w))
     u.set("holding", 374, f64(123_456.0))
     u.set("holding", 1200, [1])
     u.set("holding", 1201, text(state, 5))
-    u.set("holding", 1206, f32(limit_a))
+    u.set("holding", 1206, f32(limit_a if applied_a is None else applied_a))
     u.set("holding", 1208, u32(60))
     u.set("holding", 1210, f32(limit_a))
     u.set("holding", 1212, f32(6.0))
     u.set("holding", 1214, [1])
-    u.set("holding", 1215, [3])
+    u.set("holding", 1215, [phases])
     return u
 
 
@@ -73,7 +76,9 @@ def test_alfen_two_sockets_string_states_and_validity_refresh() -> None:
     async def main() -> None:
         station = Unit()
         station.set("holding", 1100, f32(32.0))
-        units = {1: alfen_socket("C2", 7360.0, 16.0), 2: alfen_socket("B1", 0.0, 10.0), 200: station}
+        # socket 1: setpoint 16 A but 13 A applied (another limit acts); socket 2 on 1 phase
+        units = {1: alfen_socket("C2", 7360.0, 16.0, applied_a=13.0),
+                 2: alfen_socket("B1", 0.0, 10.0, phases=1), 200: station}
         async with RegisterServer(units, span=(0, 1300)) as srv:
             ch = drivers.make_device("charger", srv.endpoint, 1, "alfen-ng9xx", timeout_s=0.5,
                                      connectors=2)
@@ -82,15 +87,23 @@ def test_alfen_two_sockets_string_states_and_validity_refresh() -> None:
             c1, c2 = r.connectors
             assert (c1.state, c2.state) == ("C", "B")
             assert c1.power_kw == pytest.approx(7.36) and c2.power_kw == 0.0
-            assert c1.limit_kw == pytest.approx(16 * 690 / 1000)
+            assert c1.limit_kw == pytest.approx(13 * 690 / 1000)  # 1206, not 1210
+            assert c2.limit_kw == pytest.approx(10 * 230 / 1000)  # one phase (1215)
             assert c1.session_energy_kwh is None and c1.ev_max_kw is None  # not in Alfen's map
-            await ch.set_limit(2, 6.9)  # 10 A on three phases
+            await ch.set_limit(2, 2.3)  # 10 A on the one phase socket 2 uses
             assert units[2].writes[-1] == (1210, f32(10.0))
             # no heartbeat register: heartbeat() renews the limits before validity runs out
             await ch.heartbeat()
             assert units[2].writes[-1] == (1210, f32(10.0)) and len(units[2].writes) == 2
-            with pytest.raises(drivers.NotSupported, match="configuration tool"):
-                await ch.set_fallback(4.14, 60)
+            # safe current 6 A on 3 phases = 4.14 kW per socket: within a 4.14 kW share...
+            await ch.set_fallback(4.14, 60)
+            # ...but not within 3 kW: refused, naming the ACE setting and the value to set
+            with pytest.raises(FallbackRefused) as err:
+                await ch.set_fallback(3.0, 60)
+            msg = str(err.value)
+            assert "Active Load Balancing Safe Current" in msg and "ACE Service Installer" in msg
+            assert "at most 4.3 A" in msg
+            assert not any(a == 1212 for u in units.values() for a, _ in u.writes)
             await ch.bus.close()
     run(main())
 
@@ -140,7 +153,9 @@ def sunspec_image(base: int = 40000) -> dict[int, int]:
     regs += [103, 50] + inv
     bat = [0xFFFF] * 62
     bat[1] = 100  # WHRtg x 10^3 = 100 kWh
-    bat[2], bat[3] = 500, 600  # x 10^2 W
+    bat[2], bat[3] = 500, 600  # nameplate x 10^2 W: not what the driver reports as limits
+    bat[32], bat[57] = 8000, (-1) & 0xFFFF  # V = 800.0 V
+    bat[43], bat[44], bat[60] = 625, 750, (-1) & 0xFFFF  # AChaMax 62.5 A, ADisChaMax 75.0 A
     bat[9], bat[11] = 6543, 97  # SoC x 10^-2 ; SoH x 10^0
     bat[24:26] = [0, 2]  # Evt1: over-temperature alarm bit
     bat[35], bat[38] = 3345, 3301  # cell V x 10^-3
@@ -178,6 +193,7 @@ def test_sunspec_discovery_and_scale_factors(base: int) -> None:
             rb = await bat.read()
             assert rb.soc_pct == pytest.approx(65.43) and rb.soh_pct == pytest.approx(97.0)
             assert rb.power_kw == pytest.approx(-15.0)
+            # the BMS's instantaneous limits: 62.5 A x 800 V, 75 A x 800 V
             assert (rb.max_charge_kw, rb.max_discharge_kw) == pytest.approx((50.0, 60.0))
             assert (rb.cell_v_min, rb.cell_v_max) == pytest.approx((3.301, 3.345))
             assert rb.alarms == 2 and rb.temp_min_c is None

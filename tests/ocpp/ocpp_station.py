@@ -14,6 +14,7 @@ from hardware_sim.ocpp_chargepoint import SimChargePoint
 from hardware_sim.simulator import Simulator
 from sim_agent import agent_config
 
+from agent.config.ocpp import OcppChargerConfig, OcppSettings
 from agent.config.settings import AgentSettings
 from agent.control.devices import StationDevices
 from agent.control.loop import Controller, ControlLoop
@@ -21,7 +22,6 @@ from agent.control.sessions import SessionTracker
 from agent.model.clock import RealClock
 from agent.ocpp.charger import OcppCharger
 from agent.ocpp.server import CentralSystem
-from agent.ocpp.settings import OcppChargerConfig, OcppSettings
 from agent.ocpp.wiring import swap_in
 from agent.store import connect
 
@@ -75,11 +75,13 @@ class OcppStation:
 async def ocpp_station(tmp_path: Path, station: dict, versions: dict[str, str], *,
                        control: dict | None = None, ocpp: dict | None = None,
                        with_loop: bool = True, base_load_kw: float = 0.0,
-                       pessimistic_base_kw: float = 15.0) -> AsyncIterator[OcppStation]:
+                       pessimistic_base_kw: float = 15.0,
+                       charger_cfg: dict | None = None) -> AsyncIterator[OcppStation]:
     async with Simulator(station, rtu_meter=False) as sim:
         sim.set(base_load_kw=base_load_kw, pv_kw=0.0)
         settings = OcppSettings(host="127.0.0.1", port=0, **(ocpp or {}))
-        chargers = make_chargers(ocpp_chargers(station, versions), settings)
+        chargers = make_chargers(ocpp_chargers(station, versions, **(charger_cfg or {})),
+                                 settings)
         cs = CentralSystem(settings, chargers)
         await cs.start()
         loop = None

@@ -17,9 +17,9 @@ from ocpp.v201 import call as call201
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from agent.config.ocpp import OcppChargerConfig, OcppSettings
 from agent.ocpp.charger import OcppCharger
 from agent.ocpp.server import CentralSystem
-from agent.ocpp.settings import OcppChargerConfig, OcppSettings
 
 pytestmark = pytest.mark.timeout(60)
 

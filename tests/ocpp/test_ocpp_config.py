@@ -59,3 +59,26 @@ def test_config_check_names_ocpp_problems(tmp_path):
     assert any(p.startswith("ocpp.tls_cert_file, ocpp.tls_key_file") for p in problems)
     assert any(p.startswith("ocpp.tls_cert_file: no such file") for p in problems)
     assert any(p.startswith("ocpp.upstream: expected ws://") for p in problems)
+
+
+def test_config_check_accepts_local_controller_mode_and_names_upstream_problems(tmp_path):
+    pw = tmp_path / "csms-pw"
+    pw.write_text("secret\n")
+    good = {**BASE["devices"][1], "ocpp": {**BASE["devices"][1]["ocpp"],
+                                            "upstream_password_file": str(pw)}}
+    s = AgentSettings(**{**BASE, "devices": [BASE["devices"][0], good],
+                         "ocpp": {"upstream": "wss://csms.example/ocpp"}})
+    assert cross_check(s) == []
+    bad = {**BASE["devices"][1], "ocpp": {**BASE["devices"][1]["ocpp"],
+                                           "upstream_cert_file": str(tmp_path / "none.pem"),
+                                           "upstream_password_file": str(tmp_path / "none")}}
+    s = AgentSettings(**{**BASE, "devices": [BASE["devices"][0], bad],
+                         "ocpp": {"upstream": "ws://csms.example/ocpp"}})
+    problems = cross_check(s)
+    assert any(p.startswith("devices[1].ocpp.upstream_cert_file, upstream_key_file: give both")
+               for p in problems)
+    assert any(p.startswith("devices[1].ocpp.upstream_cert_file: client certificates need a "
+                            "wss://") for p in problems)
+    assert any(p.startswith("devices[1].ocpp.upstream_password_file: no such file")
+               for p in problems)
+    assert any(p.startswith("devices[1].ocpp.upstream_cert_file: no such file") for p in problems)

@@ -57,9 +57,9 @@ def small_day(hours: int = 6, seed: int = 3) -> dict:
     }
 
 
-KEYS = {"cost", "baselineCost", "savingsPct", "peakImport", "energyRequested",
+KEYS = {"cost", "baselineCost", "savingsPct", "peakKw", "energyRequested",
         "energyDelivered", "unmetEnergy", "v2gEnergy", "batteryThroughput", "co2Kg",
-        "optimumCost", "planFailures"}
+        "optimumCost", "failedPlans", "batteryStartKwh", "batteryEndKwh"}
 
 
 def test_small_day_planner_beats_uncontrolled_and_delivers_as_much():

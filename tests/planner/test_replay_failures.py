@@ -55,11 +55,11 @@ def test_report_and_cli_carry_the_failures(capsys, tmp_path):
     assert main(["replay", "--scenario", str(day_file), "--json",
                  "--solve-time-limit", "1e-9"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["planFailures"] == 3 * 4 + 3
+    assert report["failedPlans"] == 3 * 4 + 3
     assert report["energyDelivered"] > 0
     assert main(["replay", "--scenario", str(day_file), "--solve-time-limit", "1e-9"]) == 0
     assert "failed re-plans (fair sharing)" in capsys.readouterr().out
-    assert run(parse_day(small_day(hours=3)), "planner")["planFailures"] == 0
+    assert run(parse_day(small_day(hours=3)), "planner")["failedPlans"] == 0
 
 
 def test_solve_time_limit_must_be_positive(capsys, tmp_path):

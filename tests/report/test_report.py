@@ -22,10 +22,10 @@ from cycle_helpers import Station, settings  # noqa: E402
 
 from agent.cli.commands.report import load_day, parse_day  # noqa: E402
 from agent.energy.ledger_recorder import LedgerRecorder  # noqa: E402
-from agent.energy.signals import PowerCap, PriceSlot, Signals, Tariff  # noqa: E402
 from agent.model.clock import ManualClock  # noqa: E402
 from agent.model.snapshot import BatteryState  # noqa: E402
 from agent.store import connect  # noqa: E402
+from agent.store.signals import PowerCap, PriceSlot, Signals, Tariff  # noqa: E402
 
 DAY = datetime(2026, 6, 17, tzinfo=UTC)
 STEP = 5.0  # seconds per cycle: the ledger integrates gaps up to 5 s

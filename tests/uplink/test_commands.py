@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.properties import Properties
 
-from agent.energy import signals as sig
 from agent.store import connect
+from agent.store import signals as sig
 from agent.uplink import Uplink
 from agent.uplink.commands import COMMANDS, Dispatcher, RefusalLog
 from agent.uplink.outbox import Outbox

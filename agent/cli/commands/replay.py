@@ -12,21 +12,28 @@ _ROWS = (
     ("baselineCost", "uncontrolled cost (EUR)"),
     ("savingsPct", "savings (%)"),
     ("optimumCost", "perfect-foresight optimum (EUR)"),
-    ("peakImport", "peak 15-min import (kW)"),
+    ("peakKw", "peak 15-min import (kW)"),
     ("energyRequested", "energy requested (kWh)"),
     ("energyDelivered", "energy delivered (kWh)"),
     ("unmetEnergy", "unmet energy (kWh)"),
     ("v2gEnergy", "V2G energy (kWh)"),
     ("batteryThroughput", "battery throughput (kWh)"),
     ("co2Kg", "CO2 (kg)"),
+    ("batteryStartKwh", "battery at start (kWh)"),
+    ("batteryEndKwh", "battery at end (kWh)"),
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", required=True, metavar="FILE",
                         help="station day file (format described inside reference-day.json)")
-    parser.add_argument("--policy", choices=("planner", "uncontrolled"), default="planner",
-                        help="planner (default) or the uncontrolled counterfactual")
+    parser.add_argument("--history", nargs="+", default=[], metavar="DAY.json",
+                        help="earlier days of the same station: the arrival forecast learns "
+                             "from their sessions before the day is replayed")
+    parser.add_argument("--policy", choices=("planner", "uncontrolled", "fair"),
+                        default="planner",
+                        help="planner (default), the uncontrolled counterfactual, or fair "
+                             "sharing with the battery but no plan")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--step", type=float, default=60.0, metavar="SECONDS",
                         help="simulation step, (0, 60] seconds (default 60)")
@@ -48,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--solve-time-limit: must be > 0 seconds")
     try:
         day = load_day(args.scenario)
+        history = [load_day(h) for h in args.history]
         report = replay(day, args.policy, step_s=args.step, replan_minutes=args.replan,
-                        solve_time_limit=args.solve_time_limit)
+                        solve_time_limit=args.solve_time_limit, history=history)
     except DayError as exc:
         raise UsageError(str(exc)) from None
     if args.json:
@@ -61,5 +69,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {label:<34} " + ("{:>10}".format("n/a") if value is None else f"{value:>10.2f}"))
     if "optimumError" in report:
         print(f"  optimum not computed: {report['optimumError']}")
-    print(f"  {'failed re-plans (fair sharing)':<34} {report['planFailures']:>10d}")
+    print(f"  {'failed re-plans (fair sharing)':<34} {report['failedPlans']:>10d}")
     return 0

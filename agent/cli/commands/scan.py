@@ -13,6 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--rtu", metavar="DEVICE", help="serial device of the RS-485 bus")
     where.add_argument("--tcp", metavar="HOST:PORT", help="a Modbus TCP gateway in front of a bus")
+    where.add_argument("--sunspec", metavar="HOST[:PORT]",
+                       help="list the SunSpec models of a Modbus TCP device (bases 40000, 0, "
+                            "50000) on each unit id of --first..--last")
     parser.add_argument("--baud", type=int, default=9600, help="line speed (default 9600)")
     parser.add_argument("--parity", choices=("N", "E", "O"), default="N")
     parser.add_argument("--first", type=int, default=1, help="first unit id (default 1)")
@@ -31,6 +34,11 @@ def _bar(done: int, total: int, found: int, width: int = 30) -> str:
 def run(args: argparse.Namespace) -> int:
     import asyncio
     import sys
+
+    if args.sunspec:
+        from agent.cli.commands.scan_sunspec import run_sunspec
+
+        return run_sunspec(args)
 
     from agent.cli import UsageError
     from agent.cli.commands._modbus import parse_address, quiet_pymodbus, resolve_target

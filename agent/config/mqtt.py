@@ -1,4 +1,4 @@
-"""Uplink settings: the `[mqtt]` table of the agent's TOML (embedded by agent.config.settings)."""
+"""`[mqtt]`: how the station reaches its cloud broker (agent/uplink/ uses it; embedded by agent.config.settings)."""
 
 from __future__ import annotations
 

@@ -36,6 +36,21 @@ class OcppDeviceSettings(_Section):
     password_file: Path | None = Field(
         None, description="security profile 1/2: basic-auth password (a credentials file)"
     )
+    # Local controller mode: how this charger's relayed connection logs in at the CSMS.
+    upstream_password_file: Path | None = Field(
+        None, description="upstream security profile 1/2: the basic-auth password the CSMS "
+        "expects from this charge point (a credentials file)"
+    )
+    upstream_ca_file: Path | None = Field(
+        None, description="wss upstream: CA bundle that signs the CSMS certificate "
+        "(None: the system's)"
+    )
+    upstream_cert_file: Path | None = Field(
+        None, description="upstream security profile 3: this charge point's client certificate"
+    )
+    upstream_key_file: Path | None = Field(
+        None, description="its private key (a credentials file)"
+    )
 
 
 class OcppChargerConfig(OcppDeviceSettings):
@@ -77,5 +92,44 @@ class OcppSettings(_Section):
     heartbeat_interval_s: int = Field(60, ge=1, description="interval given at boot")
     meter_interval_s: int = Field(1, ge=1, description="MeterValueSampleInterval asked at boot")
     upstream: str | None = Field(
-        None, description="local controller mode: the operator's CSMS URL (ws:// or wss://)"
+        None, description="local controller mode: the operator's CSMS URL (ws:// or wss://); "
+        "each charger is relayed to <upstream>/<charge point id>"
     )
+    relay_stack_level: int = Field(
+        50, ge=1, le=100, description="local controller mode: stack level of the agent's "
+        "profiles, above every stack level the CSMS uses (its profiles then bind through "
+        "the agent's, which never exceed them)"
+    )
+    relay_queue_max: int = Field(
+        10000, ge=10, description="local controller mode: charger messages kept while the "
+        "CSMS is unreachable (beyond it the oldest non-transaction messages go first)"
+    )
+
+
+def upstream_problems(o: OcppSettings, devices: list[tuple[int, OcppDeviceSettings]]) -> list[str]:
+    """For `sems config check`: local controller mode's URL, stack levels and each
+    charger's upstream security profile (files that can be seen from here)."""
+    from agent.config.secrets import check_secret_file
+
+    problems: list[str] = []
+    for i, d in devices:
+        where = f"devices[{i}].ocpp"
+        if (d.upstream_cert_file is None) != (d.upstream_key_file is None):
+            problems.append(f"{where}.upstream_cert_file, upstream_key_file: give both or neither")
+        if d.upstream_cert_file is not None and o.upstream is not None and \
+                not o.upstream.startswith("wss://"):
+            problems.append(f"{where}.upstream_cert_file: client certificates need a wss:// "
+                            "ocpp.upstream (security profile 3)")
+        for key in ("upstream_password_file", "upstream_key_file"):
+            path = getattr(d, key)
+            if path is not None:
+                problems += check_secret_file(f"{where}.{key}", path)
+        for key in ("upstream_ca_file", "upstream_cert_file"):
+            path = getattr(d, key)
+            if path is not None and not path.is_file():
+                problems.append(f"{where}.{key}: no such file {path}")
+    if o.upstream is None:
+        return problems
+    if not o.upstream.startswith(("ws://", "wss://")):
+        problems.append("ocpp.upstream: expected ws:// or wss://")
+    return problems

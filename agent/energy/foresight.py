@@ -1,0 +1,217 @@
+"""What a plan adds for what it cannot see yet: one statement for the daemon and the replay.
+
+Both build their plan requests through `Foresight.extend` (expected sessions from the
+station's arrival forecast,) and `Foresight.reserve_kwh` (the battery
+reserve), with the same `Tuning`, so the replay measures the planner the station runs.
+
+History: the daemon learns from its `sessions` table (`learn_from_sessions`), the replay
+from the history day files it is given; a station with less than a day of it plans from
+the battery reserve alone (the generic `station_prior` measured worse than the reserve on
+the reference day, docs/planner.md).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from allocator.forecast import ArrivalForecast, SessionRecord, station_prior
+from allocator.foresight import expected_sessions
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+    from allocator.planner import ChargerSpec, SessionSpec
+
+# Chance per hour that an unforeseen arrival needs a kWh missing from the reserve: one such
+# surprise every two days (allocator.planner.RESERVE_RATE; repeated here so the control
+# loop's modules need not import the LP machinery).
+RESERVE_RATE = 1.0 / 48.0
+# Chargers at least this strong count as fast ones for the new-station arrival prior.
+FAST_CHARGER_KW = 50.0
+# History the daemon's forecast learns from.
+HISTORY_DAYS = 28
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """How the rolling planner hedges against EVs it cannot see yet."""
+
+    # Without history: the battery's full discharge power for this many hours, capped to
+    # its SoC window, as a reserve; None keeps the whole window (the battery full).
+    reserve_hours: float | None = None
+    # Chance per hour that an unforeseen arrival needs a kWh missing from the reserve
+    # (allocator.planner.reserve_value); a prior.
+    reserve_rate: float = RESERVE_RATE
+    # Plan for the arrivals the history expects; False: only the EVs plugged in (the
+    # planner before issue 16).
+    expected_arrivals: bool = True
+    # The reserve while planning with expected arrivals: they stand for the unseen EVs
+    # the reserve was a proxy for; on the bench's days a reserve on top of them doubled
+    # the worst gap (docs/planner.md).
+    forecast_reserve_hours: float | None = 0.0
+    # Expected sessions want their mean energy plus `risk` day-to-day standard deviations.
+    risk: float = 0.0
+    # Today so far against the forecast: the rest of the day's expectations are scaled by
+    # (arrived + k) / (expected + k), within x0.5..x2, with k this many kWh (None: off).
+    # k = 100 measured best of 100 / 300 (docs/planner.md).
+    intraday_kwh: float | None = 100.0
+
+
+def reserve_energy(capacity: float, min_soc: float, max_soc: float, max_discharge: float,
+                   hours: float | None) -> float:
+    """kWh the battery keeps against arrivals no plan can see yet: its full discharge
+    power for `hours` (None: its whole window) above its minimum SoC (fractions 0..1)."""
+    usable = (max_soc - min_soc) * capacity
+    held = usable if hours is None else min(usable, max_discharge * max(hours, 0.0))
+    return min_soc * capacity + held
+
+
+class Foresight:
+    """The expectations one plan is made with: `arrivals` None plans without them."""
+
+    def __init__(self, tuning: Tuning, arrivals: ArrivalForecast | None,
+                 surprise_kwh: float | None = None) -> None:
+        self.tuning = tuning
+        self.arrivals = arrivals if tuning.expected_arrivals else None
+        # Learnt from history: on a typical day, the most energy that arrived within an
+        # hour beyond what the forecast expected for that hour (short dwells only: they
+        # must be served at once). The reserve with a forecast is sized to it.
+        self.surprise_kwh = surprise_kwh
+
+    @classmethod
+    def from_history(cls, tuning: Tuning, chargers: dict[str, tuple[float, int]],
+                     windows: Sequence[tuple[datetime, float, Sequence[SessionRecord]]],
+                     ) -> Foresight:
+        """From observed windows (start, hours, sessions that arrived in them); with less
+        than a day observed, no expected arrivals (the reserve stands in)."""
+        fast = sum(n for mp, n in chargers.values() if mp >= FAST_CHARGER_KW)
+        slow = sum(n for mp, n in chargers.values() if mp < FAST_CHARGER_KW)
+        forecast = ArrivalForecast(prior=station_prior(fast, slow))
+        hours = 0.0
+        for start, h, sessions in windows:
+            forecast.observe(start, h, sessions)
+            hours += h
+        if hours < 24.0 - 1e-9:
+            return cls(tuning, None)
+        return cls(tuning, forecast, _surprise(forecast, windows))
+
+    @property
+    def reserve_hours(self) -> float | None:
+        return self.tuning.reserve_hours if self.arrivals is None \
+            else self.tuning.forecast_reserve_hours
+
+    def reserve_kwh(self, capacity: float, min_soc: float, max_soc: float,
+                    max_discharge: float) -> float:
+        """The battery reserve: without a forecast, `reserve_hours` of full discharge;
+        with one, the typical day's surprise (`surprise_kwh`) when `forecast_reserve_hours`
+        is None ('learnt'), else those hours."""
+        hours = self.reserve_hours
+        if self.arrivals is not None and hours is None and self.surprise_kwh is not None:
+            hours = self.surprise_kwh / max(max_discharge, 1e-9)
+        return reserve_energy(capacity, min_soc, max_soc, max_discharge, hours)
+
+    def extend(self, sessions: list[SessionSpec], chargers: list[ChargerSpec],
+               slot0_start: datetime, slots: int, slot_hours: float,
+               first_slot_hours: float | None,
+               today: tuple[datetime, Sequence[SessionRecord]] | None = None,
+               ) -> tuple[list[SessionSpec], list[ChargerSpec]]:
+        """The plan's sessions and chargers with the expected ones added (slot 0 starts
+        at `slot0_start`, a slot boundary, and lasts `first_slot_hours` from now).
+        `today`: since when, and the sessions that arrived since (intraday scaling)."""
+        if self.arrivals is None:
+            return sessions, chargers
+        ahead = self.arrivals.expected(slot0_start, slots)
+        k = self.tuning.intraday_kwh
+        if k is not None and today is not None:
+            since, arrived = today
+            n = int((slot0_start - since) / timedelta(minutes=self.arrivals.slot_minutes))
+            if n > 0:
+                so_far = sum(a.energy_kwh for a in self.arrivals.expected(since, n))
+                got = sum(r.energy_kwh for r in arrived if r.arrival < slot0_start)
+                ratio = min(2.0, max(0.5, (got + k) / (so_far + k)))
+                ahead = [replace(a, count=a.count * ratio, energy_kwh=a.energy_kwh * ratio,
+                                 energy_std_kwh=a.energy_std_kwh * ratio) for a in ahead]
+        expected, virtual = expected_sessions(ahead, slot_hours, first_slot_hours,
+                                              self.tuning.risk)
+        return sessions + expected, chargers + virtual
+
+
+def _surprise(forecast: ArrivalForecast,
+              windows: Sequence[tuple[datetime, float, Sequence[SessionRecord]]]) -> float:
+    """Median over the observed days of the largest one-hour excess of short-dwell energy
+    arriving over the forecast's expectation for that hour."""
+    import numpy as np
+
+    from allocator.forecast import LONG_DWELL_H
+
+    per_day: list[float] = []
+    for start, h, sessions in windows:
+        n = int(round(h * 4))
+        expected = np.zeros(n)
+        for a in forecast.expected(start, n):
+            if not a.long_dwell:
+                expected[a.slot] += a.energy_kwh
+        actual = np.zeros(n)
+        for s in sessions:
+            k = int((s.arrival - start).total_seconds() // 900)
+            dwell = (s.departure - s.arrival).total_seconds() / 3600.0
+            if 0 <= k < n and dwell < LONG_DWELL_H:
+                actual[k] += s.energy_kwh
+        excess = np.convolve(actual - expected, np.ones(4), mode="valid")
+        per_day.append(float(max(excess.max(initial=0.0), 0.0)))
+    return float(np.median(per_day)) if per_day else 0.0
+
+
+def session_records(db: sqlite_utils.Database, since: datetime, now: datetime,
+                    chargers: dict[str, tuple[float, int]]) -> list[SessionRecord]:
+    """Sessions of the `sessions` table that started since `since`, as the forecast learns
+    them: their target, else what they took; open ones as if leaving now."""
+    rows = db.execute(
+        "SELECT charger_id, started_at, stopped_at, energy_kwh, energy_target_kwh, "
+        "vehicle_max_kw FROM sessions WHERE started_at >= ? ORDER BY started_at",
+        [since.astimezone(UTC).isoformat()]).fetchall()
+    records: list[SessionRecord] = []
+    for cid, started, stopped, took, target, vmax in rows:
+        a, b = parse_time(started), parse_time(stopped)
+        if a is None:
+            continue
+        charger_kw = chargers.get(cid, (0.0, 1))[0]
+        records.append(SessionRecord(
+            a, b or now, float(target if target is not None else took or 0.0),
+            min(float(vmax), charger_kw) if vmax else charger_kw))
+    return records
+
+
+def learn_from_sessions(db: sqlite_utils.Database, now: datetime,
+                        chargers: dict[str, tuple[float, int]], tuning: Tuning,
+                        days: int = HISTORY_DAYS) -> Foresight:
+    """The daemon's foresight: the sessions that started in the last `days` days (their
+    target, else what they took), one observed window per whole day before `now` since
+    the first of them."""
+    records = session_records(db, now - timedelta(days=days), now, chargers)
+    windows: list[tuple[datetime, float, list[SessionRecord]]] = []
+    if records:
+        # Whole days ending now (the same hour of day as the plan: a replay day starting at
+        # noon sees the same windows as its history day files), from the first session on.
+        k = math.ceil((now - records[0].arrival) / timedelta(days=1) - 1e-9)
+        for j in range(k, 0, -1):
+            t = now - timedelta(days=j)
+            end = t + timedelta(days=1)
+            windows.append((t, 24.0, [r for r in records if t <= r.arrival < end]))
+    return Foresight.from_history(tuning, chargers, windows)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A stored timestamp (ISO-8601 text, or a datetime) as an aware datetime (naive
+    means UTC); None for nothing or an unreadable value."""
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        ts = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
