@@ -143,6 +143,12 @@ class ChargerModel:
     def write_limit(self, idx: int, kw: float, now: float) -> None:
         conn = self.connector(idx)
         kw = _clamp(kw, -self.spec.max_kw if self.spec.v2g else 0.0, self.spec.max_kw)
+        if self.timed_out:
+            # Out of its comm-timeout fallback by a write: every connector stays at most at
+            # the fallback until a newly written limit takes effect (a bare heartbeat, by
+            # contrast, restores the limits in force before the timeout).
+            for c in self.connectors:
+                c.applied_kw = min(c.applied_kw, self.fallback_kw)
         conn.commanded_kw = kw
         conn.pending.append((now + self.delay_s, kw))
         self.heartbeat(now)

@@ -37,6 +37,9 @@ BATTERY_STATION: dict[str, Any] = {
                 "socStart": 0.7},
 }  # fmt: skip
 CAPACITY_KW = 60.0
+# At least the highest base load any simulator test sets (30 kW): the degraded budget and the
+# fallback limits are then tested as the pessimistic bounds they claim to be.
+PESSIMISTIC_BASE_KW = 30.0
 PERIOD_S = 0.1
 
 
@@ -123,7 +126,7 @@ def agent_config(
                          "connectors": ep["connectors"], "v2g": ep["v2g"]})  # fmt: skip
     station: dict[str, Any] = {
         "id": station_id, "grid_capacity_kw": CAPACITY_KW, "grid_meter": "meter",
-        "pessimistic_base_load_kw": 15.0, "chargers": chargers,
+        "pessimistic_base_load_kw": PESSIMISTIC_BASE_KW, "chargers": chargers,
     }  # fmt: skip
     if battery:
         devices += [device("bms", "battery"), device("inverter", "inverter")]

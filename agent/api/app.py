@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.api import electra, fleet, metrics, ocpp, station
 from agent.api.context import (
@@ -86,6 +87,12 @@ def create_app(ctx: ApiContext, *, title: str = "sems-edge local API") -> FastAP
         errors = validation_errors(exc)
         return _field_errors(errors or [{"field": "body", "reason": "invalid"}])
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # The framework's own refusals (no such route, wrong method, bad JSON framing)
+        # answer in the documented shape, not FastAPI's {"detail": ...}.
+        return _error(exc.status_code, str(exc.detail))
+
     @app.exception_handler(FieldError)
     async def _invalid_field(_: Request, exc: FieldError) -> JSONResponse:
         return _field_errors([{"field": exc.field, "reason": exc.reason}])
@@ -129,6 +136,12 @@ def create_app(ctx: ApiContext, *, title: str = "sems-edge local API") -> FastAP
                 "properties": {"error": {"type": "string"}, "field": {"type": "string"},
                                "reason": {"type": "string"},
                                "errors": {"type": "array", "items": {"type": "object"}}}}
+            # The loopback TCP listener needs `Authorization: Bearer <token>` (any case of
+            # "Bearer"); the Unix socket needs none (its file permissions are the check).
+            schema["components"]["securitySchemes"] = {"bearerAuth": {
+                "type": "http", "scheme": "bearer",
+                "description": "TCP listener only ([api] token_file); none on the Unix socket"}}
+            schema["security"] = [{}, {"bearerAuth": []}]
             for name in ("HTTPValidationError", "ValidationError"):
                 schema["components"]["schemas"].pop(name, None)
             app.openapi_schema = schema

@@ -25,6 +25,7 @@ from typing import Any
 
 import uvicorn
 
+from agent.api.body_limit import BodyLimitMiddleware
 from agent.config.api import ApiServerSettings
 
 
@@ -38,6 +39,8 @@ class BearerTokenMiddleware:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             auth = dict(scope.get("headers") or []).get(b"authorization", b"")
+            scheme, _, credentials = auth.partition(b" ")
+            auth = b"Bearer " + credentials if scheme.lower() == b"bearer" else auth  # RFC 7235: any case
             if not hmac.compare_digest(auth, self._expected):
                 body = json.dumps({"error": "missing or wrong bearer token"}).encode()
                 await send({"type": "http.response.start", "status": 401, "headers": [
@@ -121,6 +124,7 @@ class ApiServer:
                 await asyncio.sleep(0.01)
 
     def _add(self, app: Any, socks: list[socket.socket]) -> None:
+        app = BodyLimitMiddleware(app, self.settings.max_body_bytes)
         config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False,
                                 timeout_graceful_shutdown=2)
         self._servers.append((_EmbeddedServer(config), socks))

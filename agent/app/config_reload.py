@@ -43,9 +43,14 @@ async def reload(path: Path, running: AgentSettings, reconfigurer: Reconfigurer)
             for c in st.chargers
         ],
     )
+    from agent.config.ceilings import HardCeilings
+
+    ceilings = reconfigurer.ceilings
+    reconfigurer.ceilings = HardCeilings.of(new)  # the installer's word, now the file's
     try:
         await reconfigurer.apply(config)
     except (ValueError, RuntimeError) as exc:
+        reconfigurer.ceilings = ceilings
         log.error("config reload: %s; keeping the running configuration", exc)
         return False
     old, fresh = running.model_dump(exclude={LIVE}), new.model_dump(exclude={LIVE})

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from agent.app.assembly import build_control
 from agent.app.housekeeping import prune_signals
+from agent.app.instance_lock import AlreadyRunning, InstanceLock
 from agent.app.sdnotify import Notifier
+from agent.config.ceilings import HardCeilings
 from agent.config.settings import AgentSettings, ConfigError, load
 from agent.config.station_config import Reconfigurer, overlay
 from agent.control.devices import StationDevices
@@ -77,7 +79,7 @@ async def run_daemon(
         from agent.uplink.bridge import UplinkBridge
 
         cloud = Uplink.open(settings.mqtt, settings.storage.db_path, version=_version(),
-                            clock=clock.now)  # fmt: skip
+                            clock=clock.now, max_pages=settings.storage.max_pages)  # fmt: skip
         signals = cloud.signals
         bridge = UplinkBridge(cloud, settings, db, now=clock.now)
         uplink = bridge
@@ -86,6 +88,7 @@ async def run_daemon(
 
         signals = Signals(db)
     # The cloud's last station configuration (persisted) over the settings file's.
+    ceilings = HardCeilings.of(settings)  # the file's, before any stored configuration
     settings = overlay(settings, signals.station_config())
     try:
         devices = StationDevices(settings)
@@ -97,7 +100,7 @@ async def run_daemon(
         settings, db, devices, clock, stats=CycleStats(), notifier=notifier, uplink=uplink,
         signals=signals,
     )  # fmt: skip
-    reconfigurer = Reconfigurer(control)
+    reconfigurer = Reconfigurer(control, ceilings)
     reloads: set[asyncio.Task[bool]] = set()
     if config_path is not None:
         from agent.app.config_reload import reload
@@ -215,10 +218,14 @@ def _version() -> str:
         return "0+unknown"
 
 
+EX_TEMPFAIL = 75  # sysexits: another instance holds the state directory; try later
+
+
 def main(config: str | Path, *, json_logs: bool = False) -> int:
     """`sems run`: validate the settings (same messages as `sems config check`), then run.
     A configuration the daemon cannot start with is exit 78 with those lines, never a
-    traceback: systemd's RestartPreventExitStatus=78 then stops restarting it in a loop."""
+    traceback: systemd's RestartPreventExitStatus=78 then stops restarting it in a loop.
+    A second agent on the same state directory exits 75 before touching anything."""
     from agent.app import logs
 
     try:
@@ -229,6 +236,12 @@ def main(config: str | Path, *, json_logs: bool = False) -> int:
     logs.setup(settings.log_level, as_json=json_logs)
     if json_logs and settings.planner.enabled:
         logs.swallow_solver_banner()
+    lock = InstanceLock(Path(settings.storage.db_path).parent)
+    try:
+        lock.acquire()  # before anything is opened, bound or written
+    except AlreadyRunning as exc:
+        print(f"sems run: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
     try:
         return asyncio.run(run_daemon(settings, config_path=Path(config)))
     except SchemaError as exc:  # a database written by a newer agent: one line, no traceback
@@ -237,6 +250,8 @@ def main(config: str | Path, *, json_logs: bool = False) -> int:
     except ConfigError as exc:
         _refuse(exc, json_logs)
         return EX_CONFIG
+    finally:
+        lock.release()
 
 
 def _refuse(exc: ConfigError, json_logs: bool) -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024  # agent/api/body_limit.py: above it, 413 unread
+
 
 class ApiServerSettings(BaseModel):
     """`[api]` settings of the agent."""
@@ -19,6 +21,7 @@ class ApiServerSettings(BaseModel):
     tcp_port: int | None = Field(default=None, ge=0, le=65535, description="Also listen on loopback TCP at this port (needs a token; 0 picks a free port)")
     tcp_host: str = Field(default="127.0.0.1", description="Loopback address for TCP")
     token: str | None = Field(default=None, min_length=16, description="Bearer token for TCP (prefer token_file)")
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024, description="Largest request body accepted; above it 413, refused before it is read")
     token_file: Path | None = Field(default=None, description="File holding the bearer token; a relative path is a systemd credential ($CREDENTIALS_DIRECTORY/<name>, LoadCredential=)")
 
     @field_validator("tcp_host")

@@ -39,6 +39,9 @@ class MqttSettings(BaseModel):
     tls_cert_file: Path | None = Field(None, description="client certificate (PEM)")
     tls_key_file: Path | None = Field(None, description="client private key (PEM)")
     tls_insecure: bool = Field(False, description="skip server host name check (lab only)")
+    allow_plaintext: bool = Field(
+        False, description="send the password without TLS (no tls_ca_file); refused otherwise"
+    )
     username: str | None = Field(None, description="MQTT user name")
     password: SecretStr | None = Field(None, description="MQTT password (prefer password_file)")
     password_file: Path | None = Field(

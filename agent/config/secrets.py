@@ -22,9 +22,27 @@ def resolve(path: Path, environ: Mapping[str, str] | None = None) -> Path:
     return path
 
 
+def _exposed(real: Path, field: str) -> str | None:
+    """Why a secret file may not be used: readable or writable by group or others (the
+    secret is then not a secret). Refused rather than warned about: a warning in a log
+    nobody reads leaves the station commandable by anyone on the box."""
+    try:
+        mode = real.stat().st_mode & 0o777
+    except OSError:
+        return None  # reading it reports the real problem
+    if mode & 0o077:
+        return (f"{field}: {real} is accessible to group or others (mode {mode:04o}); "
+                f"chmod 600 it (or use a systemd credential)")
+    return None
+
+
 def read_secret(path: Path, field: str, environ: Mapping[str, str] | None = None) -> str:
-    """The file's first line, without the newline. ValueError("field: why") if unreadable."""
+    """The file's first line, without the newline. ValueError("field: why") if unreadable
+    or accessible to group or others."""
     real = resolve(path, environ)
+    exposed = _exposed(real, field)
+    if exposed is not None:
+        raise ValueError(exposed)
     try:
         text = real.read_text(encoding="utf-8")
     except OSError as exc:
@@ -43,4 +61,5 @@ def check_secret_file(field: str, path: Path) -> list[str]:
         return [f"{field}: no such file {real}"]
     if not os.access(real, os.R_OK):
         return [f"{field}: {real} is not readable by this user"]
-    return []
+    exposed = _exposed(real, field)
+    return [exposed] if exposed is not None else []

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from agent.config.ceilings import HardCeilings
 from agent.config.settings import AgentSettings, cross_check
 
 if TYPE_CHECKING:
@@ -31,8 +32,11 @@ log = logging.getLogger(__name__)
 APPLY_TIMEOUT_S = 5.0
 
 
-def candidate(settings: AgentSettings, config: StationConfig) -> AgentSettings:
-    """`settings` with `config` applied, fully validated; ValueError("field: problem")."""
+def candidate(
+    settings: AgentSettings, config: StationConfig, ceilings: HardCeilings
+) -> AgentSettings:
+    """`settings` with `config` applied, fully validated; ValueError("field: problem"),
+    also for a value above the installer's hard ceilings (agent/config/ceilings.py)."""
     st = settings.station
     extra = sorted((config.model_extra or {}).keys())
     if extra:
@@ -50,6 +54,7 @@ def candidate(settings: AgentSettings, config: StationConfig) -> AgentSettings:
     for cid in known:
         if cid not in given:
             raise ValueError(f"config.chargers: charger {cid!r} is missing")
+    ceilings.check(config)
     chargers = []
     for i, ch in enumerate(st.chargers):
         new = given[ch.id]
@@ -74,11 +79,12 @@ def candidate(settings: AgentSettings, config: StationConfig) -> AgentSettings:
 
 def overlay(settings: AgentSettings, config: StationConfig | None) -> AgentSettings:
     """At start-up: the persisted cloud configuration over the TOML file's, if it still
-    fits the configured hardware (else the file's, with a warning)."""
+    fits the configured hardware and stays under the file's hard ceilings (else the
+    file's, with a warning)."""
     if config is None:
         return settings
     try:
-        return candidate(settings, config)
+        return candidate(settings, config, HardCeilings.of(settings))
     except ValueError as exc:
         log.warning("stored station configuration ignored (%s); using the settings file", exc)
         return settings
@@ -87,15 +93,16 @@ def overlay(settings: AgentSettings, config: StationConfig | None) -> AgentSetti
 class Reconfigurer:
     """Queues a validated configuration and swaps it in between two cycles of the loop."""
 
-    def __init__(self, loop: ControlLoop) -> None:
+    def __init__(self, loop: ControlLoop, ceilings: HardCeilings) -> None:
         self.loop = loop
+        self.ceilings = ceilings  # the settings file's; a SIGHUP replaces them
         self._pending: list[tuple[AgentSettings, asyncio.Future[None]]] = []
         self._fallbacks: set[asyncio.Task[None]] = set()
         loop.between_cycles.append(self._apply_pending)
 
     async def apply(self, config: StationConfig) -> AgentSettings:
         """Validate (ValueError leaves everything as it was), then wait for the swap."""
-        new = candidate(self.loop.s, config)
+        new = candidate(self.loop.s, config, self.ceilings)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((new, future))
         try:
@@ -107,7 +114,7 @@ class Reconfigurer:
 
     def apply_now(self, config: StationConfig) -> AgentSettings:
         """For the local API, whose handlers run on the loop's thread between awaits."""
-        new = candidate(self.loop.s, config)
+        new = candidate(self.loop.s, config, self.ceilings)
         self._swap(new)
         return new
 

@@ -81,7 +81,9 @@ def budget_inputs(
 
     if snap.battery is None and battery_cfg is not None:
         modes.add("bms_stale")
-    battery_power = snap.battery.power_kw if snap.battery is not None else 0.0
+    battery_power = (
+        snap.battery.power_kw if snap.battery is not None else snap.inverter_battery_kw or 0.0
+    )
 
     implausible = None
     if snap.grid_kw is not None:

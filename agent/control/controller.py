@@ -16,9 +16,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from agent.config.settings import AgentSettings
-from agent.control.apply import Key, plan_writes
+from agent.control.apply import ApplyPlan, Key, plan_writes
+from agent.control.battery_order import ordered_setpoint
 from agent.control.budget import BudgetInputs, WindowMax, budget_inputs
 from agent.control.caps import CapTracker, PauseRotation
+from agent.control.comeback import LIMIT_EPS_KW, rewrite_fallback
 from agent.control.decision import AllocationInputs, ConnectorDecision, Decision, SessionRow
 from agent.control.sessions import Session, SessionTracker
 from agent.control.tree import configure_tree
@@ -75,6 +77,8 @@ class Controller:
         }
         self.last_power: dict[Key, float] = {}
         self.last_contact: dict[str, float] = {}
+        self.unreachable: set[str] = set()  # chargers unreachable in the last cycle
+        self.in_fallback: set[str] = set()  # this cycle's chargers back from their fallback
         self.base_history = WindowMax(c.base_load_window_s)
         self.caps = CapTracker(c.probe_margin_kw, c.probe_margin_fraction, c.cap_after_s)
         self.rotation = PauseRotation(c.max_pause_s)
@@ -182,25 +186,49 @@ class Controller:
         targets = {cd.key: cd.target_kw for cd in conns}
         drawing = {cd.key: cd.drawing_kw for cd in conns}
 
-        if snap.grid_kw is not None:
+        if snap.grid_kw is not None and snap.grid_age_s > c.period_s:
+            # A reading from an earlier cycle confirms nothing: the EVs may have ramped
+            # up since. As if at the ceiling: decreases go out, increases wait.
+            import_kw = max(snap.grid_kw, safety_ceiling)
+        elif snap.grid_kw is not None:
             import_kw = snap.grid_kw
         else:  # no measurement: the safe budget's base load plus what the EVs draw
             import_kw = budget.base_load_kw + sum(drawing.values())
-        plan = plan_writes(
-            targets,
-            {cd.key: cd.limit_kw for cd in conns},
-            drawing,
-            self.min_kw,
-            self.fallback_per_connector,
-            import_kw=import_kw,
-            capacity_kw=safety_ceiling,
-            margin_kw=c.headroom_margin_kw,
-            deadband_kw=c.deadband_kw,
-            now=t,
-            meter_fresh=snap.grid_kw is not None,
-            ends_waiting=self.ends_waiting,
-            end_timeout_s=self.s.v2g.end_timeout_s,
+        current = {cd.key: cd.limit_kw for cd in conns}
+
+        def plan_for(import_kw: float) -> ApplyPlan:
+            return plan_writes(
+                targets,
+                current,
+                drawing,
+                self.min_kw,
+                self.fallback_per_connector,
+                import_kw=import_kw,
+                capacity_kw=safety_ceiling,
+                margin_kw=c.headroom_margin_kw,
+                deadband_kw=c.deadband_kw,
+                now=t,
+                meter_fresh=snap.grid_kw is not None,
+                ends_waiting=self.ends_waiting,
+                end_timeout_s=self.s.v2g.end_timeout_s,
+            )
+
+        battery_kw = self.arrays.battery_power
+        # The battery giving less raises the import: it goes first out of the headroom,
+        # the EVs' increases share what is left (agent/control/battery_order.py). A drop
+        # already ordered but not yet followed (the battery still gives more than its
+        # setpoint) is import to come, like an EV's limit it does not draw yet.
+        measured = snap.battery.power_kw if snap.battery is not None else snap.inverter_battery_kw
+        in_force = self.battery_setpoint
+        pending = max(0.0, measured - in_force) if measured is not None and in_force is not None else 0.0
+        plan = plan_for(import_kw + pending)
+        battery_present = in_force if in_force is not None else measured
+        battery_sp = ordered_setpoint(
+            self._battery_setpoint(budget, battery_kw, t), battery_present, plan.headroom_kw
         )
+        if battery_sp is not None and battery_present is not None and battery_sp < battery_present:
+            plan = plan_for(import_kw + pending + battery_present - battery_sp)
+        plan = rewrite_fallback(plan, self.in_fallback, current)
         written = {w.charger_id for w in plan.writes}
         heartbeats = tuple(
             cid
@@ -209,7 +237,6 @@ class Controller:
             and cid not in written
             and t - self.last_contact.get(cid, float("-inf")) >= self.refresh_s
         )
-        battery_kw = self.arrays.battery_power
         return Decision(
             snapshot=snap,
             budget=budget,
@@ -222,7 +249,7 @@ class Controller:
             targets=targets,
             plan=plan,
             heartbeats=heartbeats,
-            battery_setpoint_kw=self._battery_setpoint(budget, battery_kw, t),
+            battery_setpoint_kw=battery_sp,
             sessions=tuple(sessions),
             caps=caps,
             power_cap_kw=power_cap,
@@ -236,14 +263,22 @@ class Controller:
         force and what it draws; also refreshes `limits` and `last_power` from the snapshot."""
         active = self.sessions.active
         out: list[ConnectorDecision] = []
+        self.in_fallback = set()  # chargers showing less than we wrote (comeback.py)
         for ch in snap.chargers:
             if not ch.reachable:
+                self.unreachable.add(ch.id)
                 continue
+            if ch.id in self.unreachable:  # back: its own fallback may be in force
+                self.unreachable.discard(ch.id)
+                self.in_fallback.add(ch.id)
             for conn in ch.connectors:
                 key = (ch.id, conn.idx)
                 if conn.limit_kw is not None and key in self.limits:
                     # The charger's own register is the truth: it shows a fallback taken
                     # while we were silent, or a write that did not land.
+                    before = self.limits[key]
+                    if before is not None and conn.limit_kw < before - LIMIT_EPS_KW:
+                        self.in_fallback.add(ch.id)
                     self.limits[key] = conn.limit_kw
                 self.last_power[key] = conn.power_kw
                 out.append(

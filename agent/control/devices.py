@@ -151,9 +151,11 @@ class Reader:
         pv_inv = self.fresh(st.pv_inverter, t)
         pv = pv_inv.pv_kw if pv_inv is not None else None
         battery = None
+        inverter_battery_kw = None
         if st.battery is not None:
             bms = self.fresh(st.battery.bms, t) if st.battery.bms else None
             inv = self.fresh(st.battery.inverter, t)
+            inverter_battery_kw = inv.battery_kw if inv is not None else None
             if bms is not None and bms.soc_pct is not None:
                 power = bms.power_kw if bms.power_kw is not None else inv.battery_kw if inv else 0.0
                 battery = BatteryState(
@@ -201,4 +203,6 @@ class Reader:
             tuple(chargers),
             grid_import_kwh=meter.energy_import_kwh if meter is not None else None,
             grid_export_kwh=meter.energy_export_kwh if meter is not None else None,
+            grid_age_s=t - self.latest[st.grid_meter].at if meter is not None else 0.0,
+            inverter_battery_kw=inverter_battery_kw,
         )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from agent.config.settings import AgentSettings
@@ -29,6 +29,8 @@ from agent.control.episodes import FaultLog
 from agent.control.events import EventLog, UplinkHook
 from agent.control.fallbacks import give_fallbacks
 from agent.control.memory import release_compiler_pages
+from agent.control.plausibility import Plausibility
+from agent.control.startup import StartupGate
 from agent.control.stats import CycleStats
 from agent.model.clock import Clock
 from agent.model.snapshot import Snapshot
@@ -89,7 +91,14 @@ class ControlLoop:
         self.reader = Reader(devices, clock, self.stats)
         self.state = AgentState(settings, self.stats)
         self.faults = FaultLog(log, clock.monotonic)  # retried every cycle, logged per episode
+        # Safety hooks: a charger reading that contradicts the charger is refused before
+        # anything believes it (plausibility.py); a (re)start writes nothing before it has
+        # read the station, and its first writes only lower (startup.py).
+        self.plausibility = Plausibility(controller.chargers)
+        self.startup = StartupGate(has_battery=settings.station.battery is not None,
+                                   timeout_s=settings.control.stale_after_s)  # fmt: skip
         self._last_ping = float("-inf")
+        self._stalled = False  # the last wake-up was late: no ping after the next cycle
         self._last_status = float("-inf")
         self._last_telemetry = float("-inf")
         self._last_health = float("-inf")
@@ -104,6 +113,7 @@ class ControlLoop:
         negative limits stays downgraded (as at start)."""
         self.s = self.state.settings = settings
         self.controller.configure_station(settings)
+        self.plausibility.chargers = self.controller.chargers
         if self.planner is not None:
             self.planner.configure_station(settings)
         if self.ledger is not None:
@@ -146,11 +156,16 @@ class ControlLoop:
         snapshot of what was read."""
         c = self.s.control
         await self.reader.read_all(t0 + c.period_s * c.read_deadline_fraction)
-        return self.reader.snapshot(self.clock.monotonic())
+        return self.plausibility.filter(self.reader.snapshot(self.clock.monotonic()))
 
     def _decide(self, snap: Snapshot) -> Decision:
-        """Phase 2: the controller, no I/O."""
-        return self.controller.decide(snap)
+        """Phase 2: the controller, no I/O; the start-up gate may hold writes back, and
+        refused readings show as `implausible:<charger>` modes (health names the device)."""
+        decision = self.startup.gate(self.controller.decide(snap))
+        if self.plausibility.refused:
+            decision = replace(decision, budget=replace(
+                decision.budget, modes=decision.budget.modes | self.plausibility.modes()))
+        return decision
 
     async def _write(self, decision: Decision) -> WriteAcks:
         """Phase 3: limit writes (decreases first), heartbeats, the battery setpoint."""
@@ -215,9 +230,19 @@ class ControlLoop:
                     log.exception("between-cycles hook failed")
             next_t += period
             now = self.clock.monotonic()
+            self._count_missed(now - next_t, period)  # a long cycle or a blocked hook
             if next_t < now:
                 next_t = now
             await self._sleep_until(next_t, stop)
+            self._count_missed(self.clock.monotonic() - next_t, period)  # woken late
+
+    def _count_missed(self, late_s: float, period: float) -> None:
+        """Slots no cycle ran in (the event loop was blocked) are overruns, and no watchdog
+        ping follows until a cycle ran on time again (stats.py)."""
+        slots = int(late_s // period)
+        if slots > 0:
+            self.stats.record_missed(slots)
+            self._stalled = True
 
     async def _sleep_until(self, deadline: float, stop: asyncio.Event) -> None:
         # Through the injected clock (a test clock returns at once), cut short by stop.
@@ -231,7 +256,8 @@ class ControlLoop:
         t = self.clock.monotonic()
         self.events.retry(t)
         n = self.notifier
-        if n is not None and self.state.healthy and n.watchdog_interval_s is not None:
+        stalled, self._stalled = self._stalled, False
+        if n is not None and self.state.healthy and not stalled and n.watchdog_interval_s is not None:
             if t - self._last_ping >= n.watchdog_interval_s / 2:
                 n.watchdog()
                 self._last_ping = t

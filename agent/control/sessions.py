@@ -162,7 +162,9 @@ class SessionTracker:
                         if price is None:
                             price = self._price(snap.ts)
                         s.cost_eur += (s.energy_kwh - before) * price
-                    if now - self._last_persist.get(s.id, now) >= self.persist_every_s:
+                    # A resumed session (no entry yet) is saved every period from its
+                    # first cycle on, like a new one (it was never saved again before).
+                    if now - self._last_persist.setdefault(s.id, now) >= self.persist_every_s:
                         self._persist(s)
                         self._last_persist[s.id] = now
                 elif c.state == VACANT and s is not None:

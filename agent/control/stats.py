@@ -12,7 +12,8 @@ import numpy as np
 class CycleStats:
     window: int = 2400  # cycles kept for percentiles: 10 minutes at 4 Hz
     cycles: int = 0
-    overruns: int = 0
+    overruns: int = 0  # cycles that took longer than a period, plus missed slots
+    missed: int = 0  # slots no cycle ran in (the event loop was blocked: a stall)
     max_ms: float = 0.0
     _durations: deque[float] = field(default_factory=deque, repr=False)
     _reads: dict[str, deque[float]] = field(default_factory=dict, repr=False)
@@ -28,6 +29,11 @@ class CycleStats:
         if len(self._durations) > self.window:
             self._durations.popleft()
 
+    def record_missed(self, slots: int) -> None:
+        """Slots skipped because the loop woke late: each is an overrun too."""
+        self.missed += slots
+        self.overruns += slots
+
     def record_read(self, device: str, duration_s: float | None) -> None:
         """One device read: its duration, or None when it failed or missed the deadline."""
         if duration_s is None:
@@ -41,6 +47,7 @@ class CycleStats:
         return {
             "cycles": self.cycles,
             "overruns": self.overruns,
+            "missed": self.missed,
             "cycle_ms": _percentiles(self._durations, self.max_ms),
             "read_ms": {
                 name: _percentiles(q, max(q) if q else 0.0) for name, q in self._reads.items()

@@ -62,6 +62,12 @@ class Snapshot:
     # The grid meter's energy counters (kWh), None when stale or invalid (savings ledger).
     grid_import_kwh: float | None = None
     grid_export_kwh: float | None = None
+    # How old the grid reading is at the start of the cycle (s): a reading not taken this
+    # cycle cannot confirm headroom, since the EVs may have ramped up since it was taken.
+    grid_age_s: float = 0.0
+    # The inverter's battery power (> 0 discharging), kept when the BMS is stale: the base
+    # load measured from the grid must still take out what the battery gives.
+    inverter_battery_kw: float | None = None
 
     def connectors(self):
         for charger in self.chargers:

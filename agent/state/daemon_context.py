@@ -14,6 +14,8 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from agent.api.context import (
     ApiError,
     ConnectorView,
@@ -87,11 +89,18 @@ class DaemonContext:
     def replace_station_config(self, config: StationConfig) -> None:
         if config.baseLoad is not None:
             raise ApiError("baseLoad: measured by the grid meter on this station, not set")
-        cloud = CloudStationConfig(
-            station_id=config.stationId, grid_capacity=config.gridCapacity,
-            chargers=[{"id": c.id, "max_power": c.maxPower, "connectors": c.connectors}
-                      for c in config.chargers],
-        )  # fmt: skip
+        try:
+            # Schema-valid for the API, yet possibly outside what a station can be (no
+            # charger, capacity 0, 16 connectors): a field error, never a 500.
+            cloud = CloudStationConfig(
+                station_id=config.stationId, grid_capacity=config.gridCapacity,
+                chargers=[{"id": c.id, "max_power": c.maxPower, "connectors": c.connectors}
+                          for c in config.chargers],
+            )  # fmt: skip
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "config"
+            raise ApiError(f"{where}: {err['msg']}") from None
         try:
             # Validated and swapped first; stored only if that worked (old config stays).
             self.signals.replace_station_config(cloud, apply=self._apply_now)
@@ -241,6 +250,9 @@ class DaemonContext:
             self.store.execute("SELECT 1").fetchone()
             # Readable but refusing writes (disk full): control goes on, records wait.
             refused = self.loop.store_error
+            outbox_refused = self._uplink.store_error if self._uplink is not None else None
+            if outbox_refused and not refused:
+                refused = f"outbox: {outbox_refused} (messages dropped, see outbox.dropped)"
             deps.append(DependencyState("store", "degraded", refused) if refused
                         else DependencyState("store", "ok"))  # fmt: skip
         except Exception as exc:  # the health endpoint must answer when SQLite fails

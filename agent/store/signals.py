@@ -272,6 +272,17 @@ class Signals:
         self._put("power_cap", cap.id, cap, cap.start, cap.end)
         return cap
 
+    def clear_power_caps(self, cap_id: str | None = None) -> list[str]:
+        """Cancel one power cap (the id of the command that set it) or all of them; the ids
+        removed (a cap can be cancelled or, by setting it again, shortened)."""
+        keys = [k for k in self._by_kind["power_cap"]
+                if cap_id is None or k == f"power_cap:{cap_id}"]  # fmt: skip
+        with self._tx():
+            self.conn.executemany("DELETE FROM signals WHERE id = ?", [(k,) for k in keys])
+        for k in keys:
+            del self._by_kind["power_cap"][k]
+        return [k.split(":", 1)[1] for k in keys]
+
     def active_power_cap(self, now: datetime) -> float | None:
         """The tightest cap in force at `now` (kW of grid import), or None."""
         caps = [c.cap_kw for c in self._by_kind["power_cap"].values() if c.start <= now < c.end]

@@ -23,9 +23,11 @@ table). `python -m agent.uplink.runner` is a small stand-alone producer/publishe
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import sqlite3
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agent.config.mqtt import MqttSettings
@@ -36,6 +38,7 @@ from agent.uplink.outbox import Outbox
 from agent.uplink.publisher import Publisher, UplinkStatus
 
 __all__ = ["MqttSettings", "Uplink", "UplinkStatus", "messages", "CommandTarget"]
+log = logging.getLogger(__name__)
 
 
 class Uplink:
@@ -51,13 +54,14 @@ class Uplink:
     ) -> None:
         self.settings = settings
         self.outbox = outbox
+        self.store_error: str | None = None  # why the store refuses messages, if it does
         self.signals = signals
         self.version = version
         self.clock = clock
         self.started = clock()
         self.dispatcher = Dispatcher(
             outbox, signals, base_topic=settings.base_topic, version=version, target=target,
-            clock=clock,
+            clock=clock, retention=timedelta(days=settings.command_retention_days),
         )
         self.publisher = Publisher(
             settings, outbox, state_payload=self._state_payload, on_command=self.dispatcher.handle
@@ -72,11 +76,13 @@ class Uplink:
         version: str,
         target: CommandTarget | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_pages: int | None = None,
     ) -> Uplink:
-        """Open the station database (its own connection) and build the uplink on it."""
+        """Open the station database (its own connection, under the same `[storage]
+        max_pages` cap as the daemon's) and build the uplink on it."""
         from agent.store import connect
 
-        db = connect(Path(db_path))
+        db = connect(Path(db_path), max_pages=max_pages)
         outbox = Outbox(
             db,
             station_id=settings.station_id,
@@ -101,7 +107,24 @@ class Uplink:
         return self.outbox.append(message)
 
     def publish_many(self, batch: Iterable[messages.Message]) -> list[int]:
-        return self.outbox.append_many(batch)
+        """Commit a batch; when the store refuses it (disk full, I/O error) the batch is
+        dropped and counted in the outbox's `dropped` (health shows it), one ERROR line per
+        episode, no traceback. A refused batch takes no seq: what is kept stays gap-free."""
+        batch = list(batch)
+        try:
+            seqs = self.outbox.append_many(batch)
+        except sqlite3.Error as exc:
+            self.outbox.count_dropped(len(batch))
+            if self.store_error is None:
+                log.error("uplink: the store refuses messages (%s); dropping them, counted in "
+                          "outbox.dropped, until it takes them again", exc)  # fmt: skip
+            self.store_error = str(exc)
+            return []
+        if self.store_error is not None:
+            log.info("uplink: the store takes messages again (outbox.dropped = %d)",
+                     self.outbox.stats().dropped)  # fmt: skip
+            self.store_error = None
+        return seqs
 
     async def run(self) -> None:
         if not self.settings.enabled:

@@ -37,6 +37,7 @@ from agent.uplink.messages import Reply, ReplyError, envelope_json, now
 from agent.uplink.outbox import Outbox
 
 log = logging.getLogger(__name__)
+UNSEQUENCED = 0  # the seq of a refusal sent only on a v5 response topic (docs/mqtt.md)
 
 MAX_COMMAND_BYTES = 64 * 1024
 # A command id becomes a topic level (reply/<id>): no '/', '+', '#', no control characters.
@@ -101,6 +102,12 @@ class PowerCapSet(Command):
         return self
 
 
+class PowerCapClear(Command):
+    NAME: ClassVar[str] = "power.cap.clear"
+    cap_id: str | None = Field(None, max_length=128,
+                               description="id of the power.cap.set to cancel; omitted: all")
+
+
 class TariffSet(Command):
     NAME: ClassVar[str] = "tariff.set"
     slots: list[sig.PriceSlot] = Field(min_length=1, max_length=2000)
@@ -163,7 +170,7 @@ class SessionStop(Command):
 COMMANDS: dict[str, type[Command]] = {
     c.NAME: c
     for c in (
-        Ping, StationConfigSet, PowerCapSet, TariffSet, CarbonSet, VehicleScheduleCmd,
+        Ping, StationConfigSet, PowerCapSet, PowerCapClear, TariffSet, CarbonSet, VehicleScheduleCmd,
         V2gSessionStart, V2gSessionStop, BatteryMaintenanceSchedule, OptimizationRun,
         SessionStop,
     )
@@ -236,6 +243,7 @@ class Dispatcher:
             "ping": self._ping,
             "station.config.set": self._station_config,
             "power.cap.set": self._power_cap,
+            "power.cap.clear": self._power_cap_clear,
             "tariff.set": self._tariff,
             "carbon.set": self._carbon,
             "vehicle.schedule": self._vehicle_schedule,
@@ -391,8 +399,10 @@ class Dispatcher:
         if not response_topic:
             return []
         body = self._reply_body(cmd_id, name, None, error)
-        # Not committed (there is no id to de-duplicate on): seq is the high-water mark.
-        payload = envelope_json(Reply.SCHEMA, self.outbox.station_id, max(self.outbox.last_seq, 1), now(), body)
+        # Not committed (there is no id to de-duplicate on), so not in the sequence: seq 0,
+        # which no message has (seqs start at 1). The high-water mark it carried before
+        # was a real message's seq, and a cloud de-duplicating by seq dropped that message.
+        payload = envelope_json(Reply.SCHEMA, self.outbox.station_id, UNSEQUENCED, now(), body)
         return [(response_topic, payload, correlation)]
 
     # --- handlers -----------------------------------------------------------------------
@@ -405,6 +415,12 @@ class Dispatcher:
             await self.target.apply_station_config(cmd.config)
         stored = self.signals.replace_station_config(cmd.config)
         return {"applied": self.target is not None, "config": stored.dump()}
+
+    async def _power_cap_clear(self, cmd: PowerCapClear) -> dict[str, Any]:
+        cleared = self.signals.clear_power_caps(cmd.cap_id)
+        if cmd.cap_id is not None and not cleared:
+            raise ValueError(f"capId: no power cap {cmd.cap_id!r}")
+        return {"cleared": cleared, "activeCapKw": self.signals.active_power_cap(self.clock())}
 
     async def _power_cap(self, cmd: PowerCapSet) -> dict[str, Any]:
         start = cmd.start or self.clock()

@@ -134,7 +134,7 @@ class DeviceHealth(Model):
 
 class CycleStats(Model):
     count: int = Field(ge=0)
-    overruns: int = Field(0, ge=0, description="cycles that exceeded their period")
+    overruns: int = Field(0, ge=0, description="cycles that exceeded their period, plus periods no cycle ran in (a stall)")
     p50_ms: float | None = None
     p99_ms: float | None = None
     max_ms: float | None = None

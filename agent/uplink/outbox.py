@@ -136,7 +136,10 @@ class Outbox:
             self._save_counters()
             self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            # SQLite may already have rolled back by itself (SQLITE_FULL does): a second
+            # ROLLBACK would raise and skip the restore below, leaving a seq gap.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
             self._last_seq, self._thinned, self._dropped, self._rows, self._bytes = saved
             raise
         finally:
@@ -180,6 +183,11 @@ class Outbox:
         self._bytes += len(payload)
         self._pending_rows += 1
         return seq
+
+    def count_dropped(self, n: int) -> None:
+        """Messages refused before they had a seq (the store would not take them): counted
+        now, saved with the next commit that succeeds."""
+        self._dropped += n
 
     def _save_counters(self) -> None:
         self.conn.executemany(

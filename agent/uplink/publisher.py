@@ -31,12 +31,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aiomqtt
@@ -206,7 +208,7 @@ class Publisher:
             s.host,
             s.port,
             username=s.username,
-            password=s.resolved_password(),
+            password=self._password(),
             identifier=s.client_id or f"sems-{s.station_id}",
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             will=will,
@@ -220,6 +222,15 @@ class Publisher:
             tls_insecure=s.tls_insecure if s.tls else None,
             max_inflight_messages=s.window,
         )
+
+    def _password(self) -> str | None:
+        """The password, never over plaintext unless the operator said so."""
+        s = self.settings
+        password = s.resolved_password()
+        if password is not None and not s.tls and not s.allow_plaintext:
+            raise ValueError("mqtt.password: not sent without TLS (mqtt.tls_ca_file is unset); "
+                             "set mqtt.allow_plaintext = true to send it in plaintext")
+        return password
 
     async def run(self) -> None:
         """Connect, serve, reconnect; forever (cancel the task to stop)."""
@@ -257,6 +268,10 @@ class Publisher:
                 self.status.connected_since = time.monotonic()
                 self.status.last_error = None
                 log.info("uplink: connected to %s:%d", self.settings.host, self.settings.port)
+                if self.settings.tls and self.settings.tls_insecure:
+                    log.warning("uplink: tls_insecure = true: the broker's host name was not "
+                                "checked (lab only; anyone with a valid certificate can pose "
+                                "as the broker)")  # fmt: skip
                 async with asyncio.timeout(self.settings.ack_timeout_s):
                     code = await client.publish_qos1(
                         self.settings.topic("state"), self.state_payload("online"), retain=True
@@ -289,6 +304,9 @@ class Publisher:
         # the session learns of it, and _first_to_end then stops the drain.
         async for message in client.messages:
             if self.on_command is None:
+                continue
+            if not command_wanted(str(message.topic), bool(message.retain), message.payload,
+                                  self.settings.topic("cmd/")):  # fmt: skip
                 continue
             name = str(message.topic).rsplit("/", 1)[-1]
             props = message.properties
@@ -423,3 +441,31 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, aiomqtt.MqttCodeError) and isinstance(exc.rc, ReasonCode):
         return f"{exc.rc.getName()} ({exc.rc.value})"
     return str(exc) or type(exc).__name__
+
+
+RETAINED_MAX_AGE_S = 60.0  # a retained command older than this is history, not an order
+
+
+def command_wanted(topic: str, retained: bool, payload: object, prefix: str) -> bool:
+    """Whether a message on the command subscription is a command for this station now.
+
+    - Only this station's topic: after a station-id change a persistent session may still
+      deliver the old id's commands (seen executed).
+    - A retained command is replayed by the broker at every (re)connect: obeyed only if
+      it says when it was sent (`"ts"`, ISO-8601) and that is under a minute ago."""
+    if not topic.startswith(prefix):
+        log.warning("uplink: command on %s ignored: not this station's topic (%s+)", topic, prefix)
+        return False
+    if not retained:
+        return True
+    try:
+        sent = json.loads(payload if isinstance(payload, (bytes, str)) else b"")["ts"]
+        age = (datetime.now(UTC) - datetime.fromisoformat(str(sent).replace("Z", "+00:00")))
+        fresh = -5.0 <= age.total_seconds() <= RETAINED_MAX_AGE_S
+    except (ValueError, KeyError, TypeError, AttributeError):
+        fresh = False
+    if not fresh:
+        log.warning("uplink: retained command on %s ignored: not fresh (a retained command "
+                    "needs a \"ts\" under %g s old)", topic, RETAINED_MAX_AGE_S)  # fmt: skip
+    return fresh
+

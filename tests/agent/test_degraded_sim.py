@@ -50,6 +50,7 @@ def test_silent_grid_meter_gives_a_safe_budget(tmp_path):
 
 async def _silent_meter(tmp_path):
     async with running(tmp_path, base_load_kw=20.0) as (sim, loop):
+        await cycles(loop, 3)  # the agent's first limits before the EVs (start-up gate)
         ev(sim, "CP1", 1, 50.0)
         ev(sim, "CP2", 1, 22.0)
         await cycles(loop, 25)
@@ -58,8 +59,8 @@ async def _silent_meter(tmp_path):
         await cycles(loop, 20)
         d = loop.state.decision
         assert "grid_meter_stale" in d.budget.modes
-        # Safe budget: the highest base load seen (20) beats the pessimistic 15 kW.
-        assert d.budget.base_load_kw == pytest.approx(20.0, abs=1.0)
+        # Safe budget: the pessimistic 30 kW beats the highest base load seen (20).
+        assert d.budget.base_load_kw == pytest.approx(30.0, abs=1.0)
         assert d.inputs.pv_kw == 0.0
         ev(sim, "CP1", 2, 50.0)  # an arrival while blind gets only confirmed headroom
         await cycles(loop, 20)
@@ -109,12 +110,14 @@ async def _silent_bms(tmp_path):
         assert loop.state.decision.inputs.battery is not None
         health = loop.battery.report(loop.clock.now())  # fed from the BMS readings
         assert health["inDispatch"] and health["throughputKwh"] > 0.0
+        before = loop.controller.battery_setpoint
         sim.inject("bms", "silent")
         await cycles(loop, 25)
         d = loop.state.decision
         assert "bms_stale" in d.budget.modes
         assert d.inputs.battery is None  # no discharge counted on ...
-        assert loop.controller.battery_setpoint == 0.0  # ... and the battery set idle
-        assert sim.state()["battery"]["setpoint"] == 0.0
+        # ... and the battery winds down only out of headroom the meter confirms in the
+        # cycle (battery_order.py; the meter shares the BMS's silent line here, so little is)
+        assert before is not None and loop.controller.battery_setpoint <= before
         assert sum(d.result["allocations"].values()) <= CAPACITY_KW - 2.0 - 30.0 + 0.5
         assert_within_capacity(sim)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 from hardware_sim.simulator import Simulator
-from sim_agent import CAPACITY_KW, STATION, agent_settings, cycles, ev
+from sim_agent import CAPACITY_KW, PESSIMISTIC_BASE_KW, STATION, agent_settings, cycles, ev
 
 from agent.app.assembly import build_control
 from agent.control.devices import StationDevices
@@ -70,7 +70,9 @@ async def _run(tmp_path):  # type: ignore[no-untyped-def]
 
 def test_others_sized_around_a_fixed_fallback(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cp1_fallback, grid = asyncio.run(_run(tmp_path))
-    # shares of 60 - 15 kW by max power: CP1 31.25, CP2 13.75; CP2 is fixed at 22 kW,
-    # so CP1's two connectors get (31.25 - 8.25) / 2 = 11.5 kW each
-    assert cp1_fallback == pytest.approx(11.5, abs=0.05)
+    # shares of 60 - 30 kW (the pessimistic base load) by max power: CP1 20.83, CP2 9.17;
+    # CP2 is fixed at 22 kW, so CP1's two connectors get (20.83 - 12.83) / 2 = 4.0 kW each
+    spare = CAPACITY_KW - PESSIMISTIC_BASE_KW
+    cp1_share, cp2_share = spare * 50.0 / 72.0, spare * 22.0 / 72.0
+    assert cp1_fallback == pytest.approx((cp1_share - (22.0 - cp2_share)) / 2, abs=0.05)
     assert grid <= CAPACITY_KW * 1.02

@@ -64,6 +64,24 @@ def test_counter_left_over_and_counter_reset():
     assert s.energy_kwh == 4.0
 
 
+def test_a_resumed_session_is_saved_periodically_like_a_new_one(tmp_path):
+    db_path = tmp_path / "agent.db"
+    clock = ManualClock()
+    t = SessionTracker(connect(db_path), clock)
+    t.update(snap(clock, "C", power=50.0, energy=1.0))
+    clock.advance(6)
+    (s,) = t.update(snap(clock, "C", power=50.0, energy=2.0))  # saved: 2 kWh
+    t.flush_writes(clock.monotonic())
+    # kill -9: no flush. The new agent resumes the session and charging goes on.
+    t2 = SessionTracker(connect(db_path), clock)
+    for kwh in (3.0, 4.0, 5.0, 6.0):
+        clock.advance(2)
+        t2.update(snap(clock, "C", power=50.0, energy=kwh))
+        t2.flush_writes(clock.monotonic())
+    # 6 s after its first cycle the resumed session's row was written again, unflushed.
+    assert connect(db_path)["sessions"].get(s.id)["energy_kwh"] >= 5.0
+
+
 def test_update_queues_its_writes_until_flushed(tmp_path):
     """The controller's decide calls update(): no SQL there, the rows land at the flush
     the cycle runs after its limit writes."""

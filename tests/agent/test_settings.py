@@ -106,6 +106,7 @@ def test_mqtt_and_api_sections(tmp_path, monkeypatch):
     creds = tmp_path / "creds"
     creds.mkdir()
     (creds / "mqtt-password").write_text("pw-from-credential\n")
+    (creds / "mqtt-password").chmod(0o600)
     bad = tmp_path / "bad.toml"
     bad.write_text(text.replace('# password_file = "mqtt-password"', 'password_file = "mqtt-password"')
                    .replace("# tcp_port = 8787", "tcp_port = 8787"))
@@ -119,6 +120,10 @@ def test_mqtt_and_api_sections(tmp_path, monkeypatch):
         load(ok)
     assert err.value.problems == [f"api.token_file: no such file {creds / 'api-token'}"]
     (creds / "api-token").write_text("t" * 20 + "\n")
+    with pytest.raises(ConfigError) as err:  # group/world-readable: refused, not used
+        load(ok)
+    assert err.value.problems[0].startswith("api.token_file: ") and "chmod 600" in err.value.problems[0]
+    (creds / "api-token").chmod(0o600)
     s = load(ok)
     assert s.mqtt is not None and s.mqtt.resolved_password() == "pw-from-credential"
     assert s.api.bearer_token() == "t" * 20

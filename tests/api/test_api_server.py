@@ -25,13 +25,40 @@ def test_tcp_needs_the_bearer_token(live):
     assert httpx.get(base + "/station/status", headers={"Authorization": "Bearer wrong-token-000000"}).status_code == 401
     ok = httpx.get(base + "/station/status", headers={"Authorization": f"Bearer {TOKEN}"})
     assert ok.status_code == 200 and ok.json() == {"sessions": {}}
+    # The scheme is case-insensitive (RFC 7235); the token is not.
+    lower = httpx.get(base + "/station/status", headers={"Authorization": f"bearer {TOKEN}"})
+    assert lower.status_code == 200
+    assert httpx.get(base + "/station/status",
+                     headers={"Authorization": f"bearer {TOKEN.upper()}x"}).status_code == 401
+
+
+def test_framework_refusals_answer_with_error_not_detail(live):
+    base = f"http://127.0.0.1:{live.server.tcp_port}"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    missing = httpx.get(base + "/no/such/route", headers=auth)
+    wrong_method = httpx.delete(base + "/station/status", headers=auth)
+    for r in (missing, wrong_method):
+        assert r.status_code in (404, 405) and set(r.json()) == {"error"}, r.text
+
+
+def _another_group() -> grp.struct_group | None:
+    """A group the socket can be given that is NOT the process's own (so the test sees the
+    chown, not the default): any group for root, a supplementary one otherwise."""
+    mine = os.getgid()
+    allowed = None if os.geteuid() == 0 else set(os.getgroups())
+    for g in grp.getgrall():
+        if g.gr_gid != mine and (allowed is None or g.gr_gid in allowed):
+            return g
+    return None
 
 
 def test_socket_group_is_applied(tmp_path):
-    group = grp.getgrgid(os.getgid()).gr_name
-    sock = bind_unix_socket(tmp_path / "g.sock", 0o660, group)
+    group = _another_group()
+    if group is None:
+        pytest.skip("no group other than the process's own to give the socket")
+    sock = bind_unix_socket(tmp_path / "g.sock", 0o660, group.gr_name)
     try:
-        assert os.stat(tmp_path / "g.sock").st_gid == os.getgid()
+        assert os.stat(tmp_path / "g.sock").st_gid == group.gr_gid != os.getgid()
     finally:
         sock.close()
 
@@ -59,6 +86,10 @@ def test_settings_refuse_non_loopback_and_short_tokens(tmp_path):
     with pytest.raises(ValueError, match="token"):
         ApiServerSettings(tcp_port=0).bearer_token()
     (tmp_path / "tok").write_text(TOKEN + "\n")
+    (tmp_path / "tok").chmod(0o644)
+    with pytest.raises(ValueError, match=r"api.token_file: .* accessible to group or others"):
+        ApiServerSettings(tcp_port=0, token_file=tmp_path / "tok").bearer_token()
+    (tmp_path / "tok").chmod(0o600)
     assert ApiServerSettings(tcp_port=0, token_file=tmp_path / "tok").bearer_token() == TOKEN
 
 

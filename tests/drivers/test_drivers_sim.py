@@ -174,6 +174,10 @@ def test_garbage_values_are_never_used() -> None:
                 assert rb.soc_pct is None or 0 <= rb.soc_pct <= 100
                 assert rb.temp_max_c is None or -40 <= rb.temp_max_c <= 100
             assert devs["meter"].health.online and devs["meter"].health.errors["decode"] > 0
+            # The random words were seen and refused (not merely absent): each device counted
+            # invalid or undecodable values, so the range checks above ran on values that needed them.
+            assert all(sum(devs[n].health.errors.get(k, 0) for k in ("decode", "invalid")) > 0
+                       for n in ("c1", "bms"))
             for name in ("meter", "inverter", "c1", "bms"):
                 sim.clear(name)
             # A value that was invalid is trusted again from its second plausible read on.

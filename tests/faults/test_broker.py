@@ -90,9 +90,11 @@ def test_broker_refuses_credentials_then_accepts_the_rotated_secret(mosquitto_fa
     broker = mosquitto_factory(passwords={"SIM1": "right-secret", "cloud": "c"})
     password = tmp_path / "mqtt-password"
     password.write_text("wrong-secret\n")
+    password.chmod(0o600)
 
     async def scenario() -> None:
-        extra = {"mqtt": {"username": "SIM1", "password_file": str(password)}}
+        extra = {"mqtt": {"username": "SIM1", "password_file": str(password),
+                          "allow_plaintext": True}}  # fmt: skip
         async with Scenario(tmp_path, mqtt_port=broker.port, extra=extra) as sc:
             await charging(sc)
             await sc.agent.wait_log(r"WARNING .*uplink: (?i:not authori[sz]ed|bad user name or password)")

@@ -63,6 +63,7 @@ def test_invalid_reload_keeps_the_running_configuration(mosquitto, tmp_path):
             path.write_text(good.replace("grid_capacity_kw = 60.0", "grid_capacity_kw = 45.0"))
             await sc.agent.signal(signal.SIGHUP)
             await sc.agent.wait_log(r"INFO .*config reload: .* applied")
+            sc.capacity_changed(45.0)
             assert await grid_capacity(sc) == 45.0
             await sc.wait_for(lambda: sc.sim.state()["gridImport"] <= 45.0 * 1.02, 5, "45 kW")
             await sc.run_for(1.5)

@@ -92,3 +92,4 @@ def test_disk_full_control_goes_on_and_records_catch_up(tmp_path):
             assert await sc.agent.stop() == 0  # shutdown flushes the sessions
 
     asyncio.run(scenario())
+

@@ -29,6 +29,7 @@ def _system(tmp_path, *, password=None, tls=None, **ocpp):
     if password is not None:
         pw_file = tmp_path / "cp1-password"
         pw_file.write_text(password + "\n")
+        pw_file.chmod(0o600)  # a group/world-readable secret file is refused
     settings = OcppSettings(host="127.0.0.1", port=0, **(tls or {}), **ocpp)
     cfg = OcppChargerConfig(charge_point_id="CP1", max_power_kw=22.0, connectors=2,
                             password_file=pw_file)

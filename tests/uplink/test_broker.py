@@ -141,9 +141,11 @@ topic readwrite sems/v1/#
 def test_passwords_acl_and_wrong_credentials_visible_in_health(mosquitto_factory, tmp_path):
     broker = mosquitto_factory(passwords={"station": "s3cret", "cloud": "c"}, acl=ACL)
     (tmp_path / "pw").write_text("s3cret\n")
+    (tmp_path / "pw").chmod(0o600)
 
     async def scenario() -> None:
-        wrong = open_uplink(tmp_path / "wrong", broker.port, username="station", password="nope")
+        wrong = open_uplink(tmp_path / "wrong", broker.port, username="station", password="nope",
+                            allow_plaintext=True)  # fmt: skip
         async with running(wrong):
             deadline = time.monotonic() + 10
             while not wrong.status.last_error and time.monotonic() < deadline:
@@ -155,7 +157,8 @@ def test_passwords_acl_and_wrong_credentials_visible_in_health(mosquitto_factory
         ), h.uplink.last_error
 
         good = open_uplink(
-            tmp_path / "good", broker.port, username="station", password_file=tmp_path / "pw"
+            tmp_path / "good", broker.port, username="station", password_file=tmp_path / "pw",
+            allow_plaintext=True,
         )
         seq = good.publish(sample(0))
         async with running(good):

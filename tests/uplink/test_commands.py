@@ -58,6 +58,7 @@ VALID: dict[str, dict[str, Any]] = {
     "ping": {},
     "station.config.set": {"config": STATION},
     "power.cap.set": {"capKw": 120, "start": at(-1), "end": at(60)},
+    "power.cap.clear": {},  # every cap: the power.cap.set just before it
     "tariff.set": {"slots": [{"start": at(0), "end": at(15), "importEurKwh": 0.3,
                               "exportEurKwh": 0.05},
                              {"start": at(15), "end": at(30), "importEurKwh": 0.1}],
@@ -104,6 +105,8 @@ def test_every_command_round_trip_and_effects(tmp_path):
         assert reply["status"] == "ok", (name, reply)
         assert reply["commandId"] == f"c{i}" and reply["command"] == name
     s = d.signals
+    assert s.active_power_cap(NOW) is None  # set (c2), then cleared (c3)
+    send(d, "power.cap.set", {"id": "c-again", **VALID["power.cap.set"]})
     assert s.active_power_cap(NOW) == 120
     assert s.active_power_cap(NOW + timedelta(hours=2)) is None
     assert s.price_at(NOW + timedelta(minutes=20)).import_eur_kwh == 0.1
@@ -121,7 +124,8 @@ def test_every_command_round_trip_and_effects(tmp_path):
     assert again.station_config().chargers[0].id == "CP001"
     # Replies are in the outbox, in order, on reply/<id>.
     topics = [r.topic for r in d.outbox.fetch_after(0, 100)]
-    assert topics == [f"sems/v1/st-1/reply/c{i}" for i in range(len(VALID))]
+    assert topics == [f"sems/v1/st-1/reply/c{i}" for i in range(len(VALID))] + [
+        "sems/v1/st-1/reply/c-again"]
 
 
 def test_repeated_id_returns_stored_reply_and_does_nothing_twice(tmp_path):

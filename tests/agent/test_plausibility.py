@@ -1,0 +1,40 @@
+"""Plausibility rules (agent/control/plausibility.py) on hand-made snapshots: each kind of
+implausible charger reading is refused for that cycle, the last plausible one stands in."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from agent.config.settings import ChargerSettings
+from agent.control.plausibility import Plausibility
+from agent.model.snapshot import ChargerState, ConnectorState, Snapshot
+
+CHARGERS = {
+    "AC": ChargerSettings(id="AC", device="ac", max_power_kw=22.0, connectors=1),
+    "V2G": ChargerSettings(id="V2G", device="v", max_power_kw=11.0, connectors=1, v2g=True),
+}
+
+
+def snap(t: float, ac_kw: float, ac_kwh: float, v2g_kw: float = 0.0) -> Snapshot:
+    return Snapshot(t, datetime(2026, 6, 17, tzinfo=UTC), 30.0, None, None, (
+        ChargerState("AC", True, (ConnectorState("AC", 1, "C", ac_kw, ac_kwh),)),
+        ChargerState("V2G", True, (ConnectorState("V2G", 1, "C", v2g_kw, 1.0),)),
+    ))  # fmt: skip
+
+
+def test_each_implausible_reading_is_refused_and_the_last_plausible_one_stands_in():
+    p = Plausibility(CHARGERS)
+    assert p.filter(snap(0, 10.0, 5.0, v2g_kw=-8.0)).chargers[0].reachable  # V2G may discharge
+    assert not p.refused
+    for bad in (snap(1, -5.0, 5.1),   # a charger that is not V2G discharging
+                snap(2, 40.0, 5.2),   # beyond its 22 kW rating by more than 10 % + 1 kW
+                snap(3, 10.0, 2.0)):  # the energy counter going backwards, EV still plugged
+        out = p.filter(bad)
+        ac = out.chargers[0]
+        assert not ac.reachable and "AC" in p.refused, p.refused
+        assert ac.connectors[0].power_kw == 10.0 and ac.connectors[0].energy_kwh == 5.0
+        assert out.chargers[1].reachable  # the other charger is believed
+        assert p.modes() == {"implausible:AC"}
+    assert p.filter(snap(4, 12.0, 5.3)).chargers[0].reachable  # plausible again
+    assert not p.refused and p.modes() == frozenset()
+    assert p.filter(snap(5, 22.0 * 1.1 + 0.9, 5.4)).chargers[0].reachable  # inside the margin
