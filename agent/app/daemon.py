@@ -242,6 +242,11 @@ def main(config: str | Path, *, json_logs: bool = False) -> int:
     except AlreadyRunning as exc:
         print(f"sems run: {exc}", file=sys.stderr)
         return EX_TEMPFAIL
+    except OSError as exc:  # the state directory cannot be made or opened: as the store's
+        path = settings.storage.db_path
+        _refuse(ConfigError([f"storage.db_path: cannot open {path}: {exc.strerror or exc}"]),
+                json_logs)
+        return EX_CONFIG
     try:
         return asyncio.run(run_daemon(settings, config_path=Path(config)))
     except SchemaError as exc:  # a database written by a newer agent: one line, no traceback
