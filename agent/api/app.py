@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agent.api import electra, fleet, metrics, ocpp, station
+from agent.api import electra, fleet, metrics, ocpp, power_caps, station
 from agent.api.context import (
     ApiContext,
     ApiError,
@@ -150,6 +150,7 @@ def create_app(ctx: ApiContext, *, title: str = "sems-edge local API") -> FastAP
     app.openapi = openapi  # type: ignore[method-assign]
     app.include_router(electra.router)
     app.include_router(fleet.router)
+    app.include_router(power_caps.router)
     app.include_router(station.router)
     app.include_router(metrics.router)
     app.include_router(ocpp.router)

@@ -274,7 +274,7 @@ class Signals:
 
     def clear_power_caps(self, cap_id: str | None = None) -> list[str]:
         """Cancel one power cap (the id of the command that set it) or all of them; the ids
-        removed (a cap can be cancelled or, by setting it again, shortened)."""
+        removed. `shorten_power_cap` brings an end forward instead."""
         keys = [k for k in self._by_kind["power_cap"]
                 if cap_id is None or k == f"power_cap:{cap_id}"]  # fmt: skip
         with self._tx():
@@ -282,6 +282,23 @@ class Signals:
         for k in keys:
             del self._by_kind["power_cap"][k]
         return [k.split(":", 1)[1] for k in keys]
+
+    def power_caps(self) -> list[PowerCap]:
+        """Every stored cap (ended ones too, until pruned), earliest start first."""
+        return sorted(self._all("power_cap"), key=lambda c: (c.start, c.id))
+
+    def shorten_power_cap(self, cap_id: str, end: datetime) -> PowerCap:
+        """Bring a cap's end forward (an end already past ends it now). Never later: a longer
+        cap is a new cap. KeyError if there is no such cap; ValueError("end: ...") if the end
+        would move later or to its start or before (cancel it with clear_power_caps)."""
+        cap: PowerCap | None = self._by_kind["power_cap"].get(f"power_cap:{cap_id}")
+        if cap is None:
+            raise KeyError(cap_id)
+        if end > cap.end:
+            raise ValueError(f"end: after the cap's end {cap.end.isoformat()}; a cap can only be shortened")
+        if end <= cap.start:
+            raise ValueError(f"end: not after the cap's start {cap.start.isoformat()}; delete the cap instead")
+        return self.set_power_cap(cap.model_copy(update={"end": end}))
 
     def active_power_cap(self, now: datetime) -> float | None:
         """The tightest cap in force at `now` (kW of grid import), or None."""
