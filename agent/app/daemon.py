@@ -78,8 +78,12 @@ async def run_daemon(
         from agent.uplink import Uplink
         from agent.uplink.bridge import UplinkBridge
 
-        cloud = Uplink.open(settings.mqtt, settings.storage.db_path, version=_version(),
-                            clock=clock.now, max_pages=settings.storage.max_pages)  # fmt: skip
+        try:
+            cloud = Uplink.open(settings.mqtt, settings.storage.db_path, version=_version(),
+                                clock=clock.now, max_pages=settings.storage.max_pages)  # fmt: skip
+        except ValueError as exc:  # the command signing key: unreadable, exposed or short
+            db.conn.close()
+            raise ConfigError([str(exc)]) from None
         signals = cloud.signals
         bridge = UplinkBridge(cloud, settings, db, now=clock.now)
         uplink = bridge

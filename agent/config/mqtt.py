@@ -61,6 +61,13 @@ class MqttSettings(BaseModel):
     telemetry_interval_s: float = Field(10.0, gt=0, description="telemetry period")
     health_interval_s: float = Field(60.0, gt=0, description="health period (also sent on change)")
     savings_interval_s: float = Field(900.0, gt=0, description="savings record period")
+    command_hmac_key_file: Path | None = Field(
+        None, description="when set, only commands signed with this key (first line) run "
+        "(docs/security.md); a relative path is a systemd credential"
+    )
+    command_exp_max_s: float = Field(
+        600.0, gt=0, le=86_400, description="signed commands: how far ahead `exp` may be"
+    )
     command_retention_days: float = Field(
         7.0, gt=0, description="how long a command id is remembered for de-duplication"
     )
@@ -89,6 +96,17 @@ class MqttSettings(BaseModel):
 
     def topic(self, name: str) -> str:
         return f"{self.base_topic}/{name}"
+
+    def resolved_command_key(self) -> bytes | None:
+        """The command signing key, or None when commands are not signed."""
+        if self.command_hmac_key_file is None:
+            return None
+        from agent.config.secrets import read_secret
+
+        key = read_secret(self.command_hmac_key_file, "mqtt.command_hmac_key_file")
+        if len(key) < 16:  # a short key is guessable; refuse rather than pretend to sign
+            raise ValueError("mqtt.command_hmac_key_file: key must be at least 16 characters")
+        return key.encode()
 
     def resolved_password(self) -> str | None:
         """The password, reading password_file now (so a rotated secret is picked up)."""

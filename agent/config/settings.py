@@ -453,6 +453,8 @@ def _uplink_and_api_problems(s: AgentSettings) -> list[str]:
                 problems.append(f"mqtt.{key}: no such file {path}")
         if m.password_file is not None:
             problems += check_secret_file("mqtt.password_file", m.password_file)
+        if m.command_hmac_key_file is not None:
+            problems += check_secret_file("mqtt.command_hmac_key_file", m.command_hmac_key_file)
     a = s.api
     if a.tcp_port is not None:
         if a.token is None and a.token_file is None:

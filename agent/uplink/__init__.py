@@ -36,6 +36,7 @@ from agent.uplink import messages
 from agent.uplink.commands import CommandTarget, Dispatcher
 from agent.uplink.outbox import Outbox
 from agent.uplink.publisher import Publisher, UplinkStatus
+from agent.uplink.signing import CommandVerifier
 
 __all__ = ["MqttSettings", "Uplink", "UplinkStatus", "messages", "CommandTarget"]
 log = logging.getLogger(__name__)
@@ -59,9 +60,13 @@ class Uplink:
         self.version = version
         self.clock = clock
         self.started = clock()
+        key = settings.resolved_command_key()  # ValueError("mqtt.command_hmac_key_file: ...")
+        verifier = None if key is None else CommandVerifier(
+            key, settings.station_id, timedelta(seconds=settings.command_exp_max_s))
         self.dispatcher = Dispatcher(
             outbox, signals, base_topic=settings.base_topic, version=version, target=target,
             clock=clock, retention=timedelta(days=settings.command_retention_days),
+            verifier=verifier,
         )
         self.publisher = Publisher(
             settings, outbox, state_payload=self._state_payload, on_command=self.dispatcher.handle

@@ -35,6 +35,7 @@ from pydantic.alias_generators import to_camel
 from agent.store import signals as sig
 from agent.uplink.messages import Reply, ReplyError, envelope_json, now
 from agent.uplink.outbox import Outbox
+from agent.uplink.signing import CommandVerifier, parse_exp
 
 log = logging.getLogger(__name__)
 UNSEQUENCED = 0  # the seq of a refusal sent only on a v5 response topic (docs/mqtt.md)
@@ -78,6 +79,9 @@ class Command(BaseModel):
     id: str = Field(pattern=ID_PATTERN.pattern, description="unique per command; replies go to reply/<id>")
     type: str | None = Field(None, description="the command name, if given must match the topic")
     expires: AwareDatetime | None = Field(None, description="refuse the command after this")
+    # Signed commands (agent/uplink/signing.py); `exp` is honoured as an expiry unsigned too.
+    exp: datetime | float | None = Field(None, description="valid until: ISO-8601 with a zone or Unix seconds")
+    sig: str | None = Field(None, max_length=64, description="HMAC-SHA256, see docs/security.md")
 
 
 class Ping(Command):
@@ -227,6 +231,7 @@ class Dispatcher:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         retention: timedelta = timedelta(days=7),
         refusal_log: RefusalLog | None = None,
+        verifier: CommandVerifier | None = None,
     ) -> None:
         self.outbox = outbox
         self.signals = signals
@@ -238,6 +243,7 @@ class Dispatcher:
         self.handled = 0
         self.refused = 0
         self.refusal_log = refusal_log or RefusalLog()
+        self.verifier = verifier
         self._last_prune = 0.0
         self._handlers: dict[str, Callable[[Any], Awaitable[dict[str, Any]]]] = {
             "ping": self._ping,
@@ -277,6 +283,13 @@ class Dispatcher:
                 self.outbox.append_raw("reply", INVALID_ID_TOPIC, Reply.SCHEMA, body)
             return self._direct(response_topic, correlation, None, name, error)
 
+        if error is None and self.verifier is not None:
+            assert raw is not None
+            refusal = self.verifier.refusal(name, payload, raw, self.clock())
+            if refusal is not None:
+                return self._refuse_unauthenticated(cmd_id, name, ReplyError(code=refusal[0], message=refusal[1]),  # type: ignore[arg-type]
+                                                    response_topic, correlation)
+
         stored = self._stored_reply(cmd_id)
         if stored is not None:
             topic = f"{self.base_topic}/reply/{cmd_id}"
@@ -299,6 +312,20 @@ class Dispatcher:
         if response_topic:
             return [(response_topic, payload_out, correlation)]
         return []
+
+    def _refuse_unauthenticated(
+        self, cmd_id: str, name: str, error: ReplyError, response_topic: str | None, correlation: bytes | None
+    ) -> list[DirectPublish]:
+        """Answer on reply/<id> but record nothing under the id: an unsigned message must
+        not claim an id, or it would shadow the genuine command sent with it later."""
+        self.refused += 1
+        self.refusal_log.refused(name, error.message)
+        body = self._reply_body(cmd_id, name, None, error)
+        seq = self.outbox.append_raw("reply", f"reply/{cmd_id}", Reply.SCHEMA, body)
+        if not response_topic:
+            return []
+        row = self.outbox.conn.execute("SELECT payload FROM outbox WHERE seq = ?", (seq,)).fetchone()
+        return [(response_topic, bytes(row[0]), correlation)]
 
     def _parse(self, payload: bytes) -> tuple[str | None, dict[str, Any] | None, ReplyError | None]:
         if len(payload) > MAX_COMMAND_BYTES:
@@ -335,6 +362,12 @@ class Dispatcher:
             return None, ReplyError(code="invalid", message=_first_error(exc)[:500])
         if cmd.expires is not None and cmd.expires <= self.clock():
             return None, ReplyError(code="expired", message=f"expires: {cmd.expires.isoformat()} has passed")
+        if "exp" in raw:
+            exp = parse_exp(raw["exp"])
+            if exp is None:
+                return None, ReplyError(code="invalid_exp", message="exp: ISO-8601 with a zone or Unix seconds")
+            if exp <= self.clock():
+                return None, ReplyError(code="expired", message=f"exp: {exp.isoformat()} has passed")
         try:
             return await self._handlers[name](cmd), None
         except CommandError as exc:
