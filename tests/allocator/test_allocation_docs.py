@@ -15,8 +15,18 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "allocation.md"
 
 
 def examples() -> list[tuple[dict, dict]]:
+    """Each request block (it has a stationId) with the result block that follows it before
+    the next request; a request shown with a table instead (Electra's example, checked in
+    tests/test_readme.py) has none."""
     blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", DOC.read_text(), re.S)]
-    return [(q, r) for q, r in zip(blocks[::2], blocks[1::2], strict=True)]
+    pairs, request = [], None
+    for block in blocks:
+        if "stationId" in block:
+            request = block
+        elif "allocations" in block and request is not None:
+            pairs.append((request, block))
+            request = None
+    return pairs
 
 
 def test_the_doc_has_its_examples() -> None:
