@@ -14,6 +14,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
+from agent.config.settings import AgentSettings, cross_check, load
 from agent.uplink import Uplink
 from agent.uplink.signing import sign
 from uplink.helpers import collecting, running
@@ -104,3 +105,16 @@ def test_signed_runs_and_bad_ones_change_nothing(mosquitto, tmp_path):
                      "other": "bad_signature", "moved": "bad_signature"}
     caps = uplink.signals.power_caps()
     assert sorted(c.id for c in caps) == ["dup", "good"] and all(c.cap_kw == 100 for c in caps)
+
+
+def test_sems_config_check_names_an_exposed_key_file(tmp_path):
+    exposed = key_file(tmp_path, 0o644)
+    example = Path(__file__).resolve().parents[2] / "config" / "agent.example.toml"
+    base = load(example)
+    s = AgentSettings.model_validate({**base.model_dump(),
+                                      "mqtt": {**base.mqtt.model_dump(), "command_hmac_key_file": exposed}})
+    assert any(p.startswith("mqtt.command_hmac_key_file: ") and "group or others" in p for p in cross_check(s))
+    exposed.chmod(0o600)
+    s = AgentSettings.model_validate({**base.model_dump(),
+                                      "mqtt": {**base.mqtt.model_dump(), "command_hmac_key_file": exposed}})
+    assert not any("command_hmac_key_file" in p for p in cross_check(s))
