@@ -97,7 +97,11 @@ class Uplink:
             thin_max_stride=settings.telemetry_thin_max_stride,
             clock=clock,
         )
-        return cls(settings, outbox, Signals(db), version=version, target=target, clock=clock)
+        try:
+            return cls(settings, outbox, Signals(db), version=version, target=target, clock=clock)
+        except ValueError:  # the command signing key file: do not leave the store open
+            db.conn.close()
+            raise
 
     @property
     def target(self) -> CommandTarget | None:

@@ -283,12 +283,14 @@ class Dispatcher:
                 self.outbox.append_raw("reply", INVALID_ID_TOPIC, Reply.SCHEMA, body)
             return self._direct(response_topic, correlation, None, name, error)
 
-        if error is None and self.verifier is not None:
-            assert raw is not None
-            refusal = self.verifier.refusal(name, payload, raw, self.clock())
-            if refusal is not None:
-                return self._refuse_unauthenticated(cmd_id, name, ReplyError(code=refusal[0], message=refusal[1]),  # type: ignore[arg-type]
-                                                    response_topic, correlation)
+        if self.verifier is not None:
+            if error is None:
+                assert raw is not None
+                refusal = self.verifier.refusal(name, payload, raw, self.clock())
+                if refusal is not None:
+                    error = ReplyError(code=refusal[0], message=refusal[1])  # type: ignore[arg-type]
+            if error is not None:  # unauthenticated (even too_large): must not claim the id
+                return self._refuse_unauthenticated(cmd_id, name, error, response_topic, correlation)
 
         stored = self._stored_reply(cmd_id)
         if stored is not None:

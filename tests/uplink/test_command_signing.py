@@ -91,11 +91,18 @@ def test_signed_runs_and_bad_ones_change_nothing(mosquitto, tmp_path):
                                                    station="another-station"))
                 # A signed ping's payload replayed on power.cap.clear (which would clear all).
                 await send("power.cap.clear", signed("ping", {"id": "moved", "exp": in_(60)}))
-                want = {"good", "tampered", "dup", "old", "far", "other", "moved"}
+                # An oversized message names an id it cannot prove: refused, id not claimed.
+                await send("power.cap.set", b'{"id": "big", "pad": "' + b"x" * 70_000 + b'"}')
+                want = {"good", "tampered", "dup", "old", "far", "other", "moved", "big"}
                 await cloud.wait_for(lambda: want <= set(replies()))
+                first = replies()
+                assert first["dup"]["error"]["code"] == "unsigned"
+                assert first["big"]["error"]["code"] == "too_large"
                 # The unsigned "dup" claimed nothing: the genuine command with its id runs.
                 await send("power.cap.set", signed("power.cap.set", {"id": "dup", **cap, "exp": in_(60)}))
-                await cloud.wait_for(lambda: replies()["dup"]["status"] == "ok")
+                await send("power.cap.set", signed("power.cap.set", {"id": "big", **cap, "exp": in_(60)}))
+                await cloud.wait_for(lambda: replies()["dup"]["status"] == "ok"
+                                     and replies()["big"]["status"] == "ok")
                 return replies()
 
     got = asyncio.run(scenario())
@@ -104,7 +111,7 @@ def test_signed_runs_and_bad_ones_change_nothing(mosquitto, tmp_path):
     assert codes == {"tampered": "bad_signature", "old": "expired", "far": "invalid_exp",
                      "other": "bad_signature", "moved": "bad_signature"}
     caps = uplink.signals.power_caps()
-    assert sorted(c.id for c in caps) == ["dup", "good"] and all(c.cap_kw == 100 for c in caps)
+    assert sorted(c.id for c in caps) == ["big", "dup", "good"] and all(c.cap_kw == 100 for c in caps)
 
 
 def test_sems_config_check_names_an_exposed_key_file(tmp_path):
