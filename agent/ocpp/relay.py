@@ -326,6 +326,8 @@ class Relay:
                             await reader
             except asyncio.CancelledError:
                 raise
+            except ValueError as exc:  # our own log-in secret refused: say so, loudly
+                log.warning("OCPP relay %s: not connecting to the CSMS: %s", self.cp_id, exc)
             except Exception as exc:
                 log.info("OCPP relay %s: CSMS unreachable: %s", self.cp_id, exc)
             self._upstream_lost()

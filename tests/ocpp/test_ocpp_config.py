@@ -64,6 +64,7 @@ def test_config_check_names_ocpp_problems(tmp_path):
 def test_config_check_accepts_local_controller_mode_and_names_upstream_problems(tmp_path):
     pw = tmp_path / "csms-pw"
     pw.write_text("secret\n")
+    pw.chmod(0o600)  # a group-readable secret is a finding of its own
     good = {**BASE["devices"][1], "ocpp": {**BASE["devices"][1]["ocpp"],
                                             "upstream_password_file": str(pw)}}
     s = AgentSettings(**{**BASE, "devices": [BASE["devices"][0], good],

@@ -78,6 +78,7 @@ async def _relay(tmp_path, version):
     await csms.start()
     pw = tmp_path / "upstream-password"
     pw.write_text("csms-secret\n")
+    pw.chmod(0o600)  # a group-readable secret is refused (agent/config/secrets.py)
     try:
         async with ocpp_station(tmp_path, STATION, {"CP1": version}, control=CONTROL,
                                 ocpp={**OCPP, "upstream": csms.url},
