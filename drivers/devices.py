@@ -74,6 +74,7 @@ class ConnectorReading:
     ev_max_kw: float | None
     limit_kw: float | None
     soc_pct: float | None = None  # the EV's state of charge, where the charger knows it
+    vehicle_id: str | None = None  # who authorised the session, where the charger says (OCPP id tag)
 
 
 @dataclass(frozen=True, slots=True)

@@ -191,6 +191,7 @@ class Reader:
                         ev_max_kw=c.ev_max_kw if c else None,
                         limit_kw=c.limit_kw if c else None,
                         soc_pct=getattr(c, "soc_pct", None) if c else None,
+                        vehicle_id=getattr(c, "vehicle_id", None) if c else None,
                     )
                 )
             chargers.append(ChargerState(ch.id, reading is not None, tuple(conns)))

@@ -58,6 +58,9 @@ class Session:
     peak_kw: float = 0.0
     power_kw: float = 0.0
     vehicle_max_kw: float | None = None
+    # The id tag the charger reported (OCPP): vehicle schedules and V2G permissions by
+    # vehicle find the session through the row's vehicle_id.
+    vehicle_id: str | None = None
     # The charger counter's value when it last reset under this session (see _energy).
     counter_offset_kwh: float = 0.0
     last_counter_kwh: float = 0.0
@@ -112,6 +115,7 @@ class SessionTracker:
                 energy_kwh=row["energy_kwh"],
                 peak_kw=row["peak_kw"],
                 vehicle_max_kw=row["vehicle_max_kw"],
+                vehicle_id=row["vehicle_id"],
                 # Resume: the charger's counter still holds this session's energy, unless
                 # it reset while we were down, which _energy() detects as a drop.
                 last_counter_kwh=row["energy_kwh"],
@@ -156,6 +160,8 @@ class SessionTracker:
                     s.peak_kw = max(s.peak_kw, c.power_kw)
                     if c.ev_max_kw is not None:
                         s.vehicle_max_kw = c.ev_max_kw
+                    if c.vehicle_id and c.vehicle_id != s.vehicle_id:
+                        self._identify(s, c.vehicle_id, now)
                     before = s.energy_kwh
                     s.energy_kwh = _energy(s, c.energy_kwh)
                     if s.energy_kwh > before and self.import_price is not None:
@@ -230,6 +236,16 @@ class SessionTracker:
         self._store(("start", s.id), write, snap.t)
         self.started += 1
         return s
+
+    def _identify(self, s: Session, vehicle_id: str, now: float) -> None:
+        """The charger named who charges (an OCPP id tag, usually a moment after plug-in):
+        stored at once, not with the periodic save, so the planner and V2G see it."""
+        s.vehicle_id = vehicle_id
+
+        def write() -> None:
+            self.db.execute("UPDATE sessions SET vehicle_id = ? WHERE id = ?", [vehicle_id, s.id])
+
+        self._store(("vehicle", s.id), write, now)
 
     def _stop(self, s: Session, ts: datetime, reason: str) -> None:
         s.status = "stopped"

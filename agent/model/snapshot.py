@@ -24,6 +24,7 @@ class ConnectorState:
     ev_max_kw: float | None = None  # the EV's maximum, where the charger knows it
     limit_kw: float | None = None  # limit the charger reports applying, where readable
     soc_pct: float | None = None  # the EV's state of charge, where the charger reports it
+    vehicle_id: str | None = None  # the session's id tag, where the charger reports one (OCPP)
 
     @property
     def occupied(self) -> bool:

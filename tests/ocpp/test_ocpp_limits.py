@@ -4,6 +4,7 @@ SetChargingProfile; what is measured is the simulator's physics, not the agent's
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import pytest
 from ocpp_station import ocpp_station
@@ -31,9 +32,9 @@ async def _electra(tmp_path, version):
                             ocpp={"min_interval_s": 0.5}) as st:
         assert await st.until(lambda: all(c.ready for c in st.cs.chargers.values()))
         st.run()
-        await st.cps["CPA"].plug(1, max_kw=80.0)
-        await st.cps["CPA"].plug(2, max_kw=150.0)
-        await st.cps["CPB"].plug(1, max_kw=150.0)
+        await st.cps["CPA"].plug(1, max_kw=80.0, id_tag="VAN-A1")
+        await st.cps["CPA"].plug(2, max_kw=150.0, id_tag="VAN-A2")
+        await st.cps["CPB"].plug(1, max_kw=150.0, id_tag="VAN-B1")
 
         def converged() -> bool:
             got = (st.power("CPA", 1), st.power("CPA", 2), st.power("CPB", 1))
@@ -44,5 +45,14 @@ async def _electra(tmp_path, version):
         # It went through profiles: the simulator applies TxProfiles of the transactions.
         for cp in st.cps.values():
             assert any(p.purpose == "TxProfile" for p in cp.store.profiles)
+        # Each transaction's id tag is its session's vehicle id in the store, where vehicle
+        # schedules and V2G permissions by vehicle look it up (and MQTT session messages).
+        def tags() -> dict:
+            with sqlite3.connect(tmp_path / "agent.db") as db:
+                return {(c, i): v for c, i, v in db.execute(
+                    "SELECT charger_id, connector_idx, vehicle_id FROM sessions"
+                    " WHERE status = 'active'")}
+        want = {("CPA", 1): "VAN-A1", ("CPA", 2): "VAN-A2", ("CPB", 1): "VAN-B1"}
+        assert await st.until(lambda: tags() == want), tags()
         assert not st.sim.overload_episodes(0.02) or all(
             d <= 1.0 for _, d, _ in st.sim.overload_episodes(0.02))
