@@ -200,7 +200,11 @@ class Controller:
         else:  # no measurement: the safe budget's base load plus what the EVs draw
             import_kw = budget.base_load_kw + sum(drawing.values())
         current = {cd.key: cd.limit_kw for cd in conns}
-        lagging = self.lag.still_allowed(drawing, t)
+        vacant = {
+            (ch.id, c.idx) for ch in snap.chargers if ch.reachable for c in ch.connectors
+            if c.state == "A"
+        }  # fmt: skip
+        lagging = self.lag.still_allowed(drawing, t, vacant)
 
         def plan_for(import_kw: float) -> ApplyPlan:
             return plan_writes(

@@ -15,7 +15,7 @@ the new one). Pure: the caller passes the time (the snapshot's) and the measurem
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 
 from agent.control.apply import Key
@@ -59,15 +59,19 @@ class LimitLag:
         for key in keys:
             self._lowered.pop(key, None)
 
-    def still_allowed(self, drawing: Mapping[Key, float], t: float) -> dict[Key, float]:
+    def still_allowed(
+        self, drawing: Mapping[Key, float], t: float, vacant: Container[Key] = ()
+    ) -> dict[Key, float]:
         """Per connector still following a decrease at `t`: the old limit, which the headroom
-        must count instead of the new one. Connectors that followed are forgotten."""
+        must count instead of the new one. Connectors that followed are forgotten. A connector
+        `vacant` now (no EV plugged in) draws nothing whatever its limit: not counted, but
+        remembered, in case an EV plugs in before the time is up."""
         out: dict[Key, float] = {}
         for key, low in list(self._lowered.items()):
             draw = drawing.get(key)
             followed = low.was_above and draw is not None and draw <= low.new_kw + FOLLOW_EPS_KW
             if t - low.since >= self.follow_s or followed:
                 del self._lowered[key]
-            else:
+            elif key not in vacant:
                 out[key] = low.old_kw
         return out

@@ -90,3 +90,24 @@ def test_follow_time_is_a_config_field_with_a_default():
     assert settings().control.limit_follow_s == 1.5
     with pytest.raises(ValueError, match="limit_follow_s"):
         settings(control={"limit_follow_s": -1.0})
+
+
+def test_a_vacant_connector_frees_its_power_at_once_until_an_ev_plugs_in():
+    st, lowered_at = lowered_station()
+    st.unplug(CP1_1)  # no EV: nothing can draw its old limit
+    d = st.cycle()
+    assert cp2_increase(d) is not None and st.clock.monotonic() - lowered_at < 1.5
+
+
+def test_an_ev_plugged_into_a_just_lowered_connector_counts_at_its_old_limit():
+    st = Station(base_kw=48.0)
+    st.plug(CP2_1, draw=0.0)
+    st.limits[CP1_1] = 50.0  # CP1 vacant, still at its power-on limit: lowered to 0
+    d = st.cycle()
+    assert ("CP1", 1, 0.0, "decrease") in [(w.charger_id, w.idx, w.kw, w.reason) for w in d.plan.writes]
+    lowered_at = st.clock.monotonic()
+    st.plug(CP1_1, draw=0.0)  # an EV arrives before CP1's charger can have applied 0 kW
+    d = st.cycle()
+    # CP1 may still let it take 50 kW: 98 - 48 - 50 leaves nothing for anyone yet.
+    assert d.plan.writes == () and d.plan.headroom_kw == 0.0
+    assert st.clock.monotonic() - lowered_at < 1.5
