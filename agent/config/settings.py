@@ -184,6 +184,13 @@ class ControlSettings(_Section):
     headroom_margin_kw: float = Field(
         2.0, ge=0, description="kept free below the grid capacity when granting increases"
     )
+    limit_follow_s: float = Field(
+        1.5,
+        ge=0,
+        le=30,
+        description="a lowered limit frees power for increases only after this long (chargers "
+        "take 1-5 s to follow) or once the draw has come down to it",
+    )
     comm_timeout_s: int = Field(
         10, ge=2, le=3600, description="charger communication timeout set at start-up"
     )

@@ -4,7 +4,8 @@ Rules (DESIGN.md, step 4):
 - Decreases are written before increases, and all decreases are sent before any increase.
 - An increase is only granted out of headroom the grid meter confirms: capacity - margin -
   measured import - power that current limits already allow but EVs do not draw yet (it
-  could be drawn at any moment). With the meter stale, headroom is computed the same way
+  could be drawn at any moment). A limit lowered less than `control.limit_follow_s` ago
+  counts at its old value there, as the charger may not have followed yet (limit_lag.py). With the meter stale, headroom is computed the same way
   from the safe (pessimistic) budget instead of a measurement. Headroom is shared among
   the increases in proportion to what each asks for, so a newly plugged EV ramps up over
   a few cycles instead of overshooting.
@@ -75,21 +76,27 @@ def plan_writes(
     meter_fresh: bool = True,
     ends_waiting: Mapping[Key, float] | None = None,
     end_timeout_s: float = 5.0,
+    lagging: Mapping[Key, float] | None = None,
 ) -> ApplyPlan:
     """`import_kw`: the measured grid import (or the safe-budget estimate when stale).
     `current`: limit in force per connector (None: unknown, e.g. first cycle).
     `drawing`: measured power per connector.
     `initial_kw`: safe limit for a connector whose limit in force is unknown (its fallback).
     `now`, `meter_fresh`, `ends_waiting` (the previous plan's), `end_timeout_s`: when a
-    discharge that must end may end without the meter confirming its headroom."""
+    discharge that must end may end without the meter confirming its headroom.
+    `lagging`: connectors lowered recently whose charger may not have followed yet
+    (agent/control/limit_lag.py) -> the old limit they may still draw up to."""
     decreases: list[Write] = []
     ends: list[tuple[Key, float, float, float]] = []  # (key, end kW, limit, import it adds)
     wants: list[tuple[Key, float, float | None]] = []
     outstanding = 0.0
+    lag = lagging or {}
     for key, cur in current.items():
         if cur is not None:
-            # What the limit in force allows above the draw (a discharging EV may stop).
-            outstanding += max(0.0, cur - drawing.get(key, 0.0))
+            # What the limit in force allows above the draw (a discharging EV may stop);
+            # a limit just lowered counts at its old value until the charger follows.
+            allowed = max(cur, lag.get(key, cur))
+            outstanding += max(0.0, allowed - drawing.get(key, 0.0))
     for key, target in targets.items():
         cur = current.get(key)
         if cur is None:

@@ -22,6 +22,7 @@ from agent.control.budget import BudgetInputs, WindowMax, budget_inputs
 from agent.control.caps import CapTracker, PauseRotation
 from agent.control.comeback import LIMIT_EPS_KW, rewrite_fallback
 from agent.control.decision import AllocationInputs, ConnectorDecision, Decision, SessionRow
+from agent.control.limit_lag import LimitLag
 from agent.control.sessions import Session, SessionTracker
 from agent.control.tree import configure_tree
 from agent.control.v2g import V2gDispatch, V2gOrders
@@ -86,6 +87,8 @@ class Controller:
         self._battery_written_at = float("-inf")
         # V2G discharges waiting for the headroom to end (apply.py): key -> since when.
         self.ends_waiting: dict[Key, float] = {}
+        # Limits lowered but maybe not followed yet: their old value holds back increases.
+        self.lag = LimitLag(c.limit_follow_s)
         b = st.battery
         self._battery_cfg = (b.min_soc, b.max_charge_kw, b.max_discharge_kw) if b else None
 
@@ -95,6 +98,8 @@ class Controller:
         between two cycles (agent/config/station_config.py)."""
         self.s = settings
         st = settings.station
+        if hasattr(self, "lag"):
+            self.lag.follow_s = settings.control.limit_follow_s
         self.chargers = {ch.id: ch for ch in st.chargers}
         self._charger_rows = tuple((ch.id, ch.max_power_kw, ch.connectors) for ch in st.chargers)
         configure_tree(self.arrays, st)
@@ -195,6 +200,11 @@ class Controller:
         else:  # no measurement: the safe budget's base load plus what the EVs draw
             import_kw = budget.base_load_kw + sum(drawing.values())
         current = {cd.key: cd.limit_kw for cd in conns}
+        vacant = {
+            (ch.id, c.idx) for ch in snap.chargers if ch.reachable for c in ch.connectors
+            if c.state == "A"
+        }  # fmt: skip
+        lagging = self.lag.still_allowed(drawing, t, vacant)
 
         def plan_for(import_kw: float) -> ApplyPlan:
             return plan_writes(
@@ -211,6 +221,7 @@ class Controller:
                 meter_fresh=snap.grid_kw is not None,
                 ends_waiting=self.ends_waiting,
                 end_timeout_s=self.s.v2g.end_timeout_s,
+                lagging=lagging,
             )
 
         battery_kw = self.arrays.battery_power
@@ -385,13 +396,19 @@ class Controller:
         never delays them."""
         t = decision.snapshot.t
         self.ends_waiting = dict(decision.plan.ends_waiting)
+        drawing = {cd.key: cd.drawing_kw for cd in decision.connectors}
         for w in decision.plan.writes:
             key = (w.charger_id, w.idx)
             if writes.get(key):
                 self.limits[key] = w.kw
                 self.last_contact[w.charger_id] = t
+                if w.previous_kw is not None and w.kw < w.previous_kw:
+                    self.lag.lowered(key, w.previous_kw, w.kw, drawing.get(key, 0.0), t)
+                else:
+                    self.lag.raised(key, w.kw)
             else:
                 self.limits[key] = None
+                self.lag.forget([key])
         for cid, ok in heartbeats.items():
             if ok:
                 self.last_contact[cid] = t

@@ -7,6 +7,20 @@ reply and runs nothing twice. The reply and the command's record are committed t
 the outbox; when an MQTT v5 sender gave a response topic, the reply is also published there
 directly (with its correlation data).
 
+A crash between a command's effect and its reply must not run a redelivered command twice.
+Per command (docs/mqtt.md, "Commands"):
+- one transaction: the signal commands (power.cap.*, tariff.set, carbon.set,
+  vehicle.schedule, v2g.session.*, battery.maintenance.schedule, optimization.run) store
+  their effect in the `signals` table on the outbox's own connection: effect, reply and id
+  commit in one SQLite transaction (their handlers are synchronous, so nothing else runs on
+  the connection in between), or none of them does. So does station.config.set's stored
+  configuration.
+- idempotent by construction: station.config.set's swap into the running loop (in memory,
+  a whole replacement: the same config twice is the same state) and session.stop (the stop
+  is written by the control loop on its own connection; a stopped session is no longer
+  active, its stop row and latch persist, so a repeat finds nothing to stop and changes
+  nothing). ping has no effect.
+
 Commands whose effect belongs to the daemon (`session.stop`, `station.config.set`) go
 through `CommandTarget`; the rest are stored in `agent.store.signals` for the control loop and
 planner, and the reply says what was stored.
@@ -45,6 +59,13 @@ MAX_COMMAND_BYTES = 64 * 1024
 ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 INVALID_ID_TOPIC = "reply/_invalid"
 _HEAD_ID = re.compile(rb'"id"\s*:\s*"([A-Za-z0-9._:@-]{1,128})"')
+
+
+class _Refused(Exception):
+    """A stored handler refused: raised through the transaction so its writes roll back."""
+
+    def __init__(self, error: ReplyError) -> None:
+        self.error = error
 
 
 class CommandError(Exception):
@@ -245,9 +266,15 @@ class Dispatcher:
         self.refusal_log = refusal_log or RefusalLog()
         self.verifier = verifier
         self._last_prune = 0.0
-        self._handlers: dict[str, Callable[[Any], Awaitable[dict[str, Any]]]] = {
+        # Run outside any transaction (effects in memory or on the daemon's connection).
+        self._daemon_handlers: dict[str, Callable[[Any], Awaitable[dict[str, Any]]]] = {
             "ping": self._ping,
             "station.config.set": self._station_config,
+            "session.stop": self._session_stop,
+        }
+        # Synchronous, run inside the transaction that commits the reply and the id.
+        self._stored_handlers: dict[str, Callable[[Any], dict[str, Any]]] = {
+            "station.config.set": self._store_station_config,
             "power.cap.set": self._power_cap,
             "power.cap.clear": self._power_cap_clear,
             "tariff.set": self._tariff,
@@ -257,7 +284,6 @@ class Dispatcher:
             "v2g.session.stop": self._v2g_stop,
             "battery.maintenance.schedule": self._battery_maintenance,
             "optimization.run": self._optimization,
-            "session.stop": self._session_stop,
         }
 
     # --- entry point --------------------------------------------------------------------
@@ -302,15 +328,9 @@ class Dispatcher:
 
         if error is None:
             assert raw is not None
-            result, error = await self._run(name, raw)
+            payload_out = await self._run(cmd_id, name, raw)
         else:
-            result = None
-        if error is not None:
-            self.refused += 1
-        else:
-            self.handled += 1
-        body = self._reply_body(cmd_id, name, result, error)
-        payload_out = self._commit_reply(cmd_id, name, body)
+            payload_out = self._finish(cmd_id, name, None, error)
         if response_topic:
             return [(response_topic, payload_out, correlation)]
         return []
@@ -350,7 +370,7 @@ class Dispatcher:
             )
         return cmd_id, raw, None
 
-    async def _run(self, name: str, raw: dict[str, Any]) -> tuple[dict[str, Any] | None, ReplyError | None]:
+    def _validate(self, name: str, raw: dict[str, Any]) -> tuple[Any, ReplyError | None]:
         model = COMMANDS.get(name)
         if model is None:
             return None, ReplyError(code="unknown_command", message=f"command: unknown '{name[:64]}'")
@@ -370,20 +390,58 @@ class Dispatcher:
                 return None, ReplyError(code="invalid_exp", message="exp: ISO-8601 with a zone or Unix seconds")
             if exp <= self.clock():
                 return None, ReplyError(code="expired", message=f"exp: {exp.isoformat()} has passed")
+        return cmd, None
+
+    async def _run(self, cmd_id: str, name: str, raw: dict[str, Any]) -> bytes:
+        """Validate and run the command; its reply (committed with the id) as published."""
+        cmd, error = self._validate(name, raw)
+        if error is not None:
+            return self._finish(cmd_id, name, None, error)
+        result: dict[str, Any] | None = None
         try:
-            return await self._handlers[name](cmd), None
-        except CommandError as exc:
-            return None, ReplyError(code=exc.code, message=exc.message[:500])  # type: ignore[arg-type]
-        except ValidationError as exc:
-            self.signals.reload()
-            return None, ReplyError(code="invalid", message=_first_error(exc)[:500])
-        except ValueError as exc:
-            self.signals.reload()
-            return None, ReplyError(code="invalid", message=str(exc)[:500])
-        except Exception as exc:
-            self.signals.reload()
-            log.exception("command %s (%s) failed", name, cmd.id)
-            return None, ReplyError(code="failed", message=f"{type(exc).__name__}: {exc}"[:500])
+            daemon = self._daemon_handlers.get(name)
+            if daemon is not None:
+                result = await daemon(cmd)
+            stored = self._stored_handlers.get(name)
+            if stored is None:
+                assert result is not None
+                return self._finish(cmd_id, name, result, None)
+            try:
+                # Effect, reply and id: one commit (a failure rolls all three back).
+                with self.outbox.transaction():
+                    try:
+                        result = stored(cmd)
+                    except Exception as exc:
+                        raise _Refused(self._error_of(name, cmd.id, exc)) from exc
+                    return self._finish(cmd_id, name, result, None)
+            except BaseException:
+                self.signals.reload()  # the in-memory copy may hold what was rolled back
+                raise
+        except _Refused as refused:
+            return self._finish(cmd_id, name, None, refused.error)
+        except Exception as exc:  # a daemon handler's refusal or failure
+            return self._finish(cmd_id, name, None, self._error_of(name, cmd.id, exc))
+
+    def _error_of(self, name: str, cmd_id: str, exc: Exception) -> ReplyError:
+        if isinstance(exc, CommandError):
+            return ReplyError(code=exc.code, message=exc.message[:500])  # type: ignore[arg-type]
+        if isinstance(exc, ValidationError):
+            return ReplyError(code="invalid", message=_first_error(exc)[:500])
+        if isinstance(exc, ValueError):
+            return ReplyError(code="invalid", message=str(exc)[:500])
+        log.error("command %s (%s) failed", name, cmd_id, exc_info=exc)
+        return ReplyError(code="failed", message=f"{type(exc).__name__}: {exc}"[:500])
+
+    def _finish(
+        self, cmd_id: str, name: str, result: dict[str, Any] | None, error: ReplyError | None
+    ) -> bytes:
+        """Count the outcome and commit the reply with the id (joining an open transaction)."""
+        payload = self._commit_reply(cmd_id, name, self._reply_body(cmd_id, name, result, error))
+        if error is not None:
+            self.refused += 1
+        else:
+            self.handled += 1
+        return payload
 
     # --- replies ------------------------------------------------------------------------
 
@@ -446,25 +504,29 @@ class Dispatcher:
         return {"pong": True, "version": self.version, "time": self.clock().isoformat()}
 
     async def _station_config(self, cmd: StationConfigSet) -> dict[str, Any]:
+        # Into the running loop first (it may refuse it); then stored with the reply.
         if self.target is not None:
             await self.target.apply_station_config(cmd.config)
+        return {}
+
+    def _store_station_config(self, cmd: StationConfigSet) -> dict[str, Any]:
         stored = self.signals.replace_station_config(cmd.config)
         return {"applied": self.target is not None, "config": stored.dump()}
 
-    async def _power_cap_clear(self, cmd: PowerCapClear) -> dict[str, Any]:
+    def _power_cap_clear(self, cmd: PowerCapClear) -> dict[str, Any]:
         cleared = self.signals.clear_power_caps(cmd.cap_id)
         if cmd.cap_id is not None and not cleared:
             raise ValueError(f"capId: no power cap {cmd.cap_id!r}")
         return {"cleared": cleared, "activeCapKw": self.signals.active_power_cap(self.clock())}
 
-    async def _power_cap(self, cmd: PowerCapSet) -> dict[str, Any]:
+    def _power_cap(self, cmd: PowerCapSet) -> dict[str, Any]:
         start = cmd.start or self.clock()
         if cmd.end <= start:
             raise CommandError("invalid", "end: must be in the future")
         cap = self.signals.set_power_cap(sig.PowerCap(id=cmd.id, cap_kw=cmd.cap_kw, start=start, end=cmd.end))
         return {"stored": cap.dump(), "activeCapKw": self.signals.active_power_cap(self.clock())}
 
-    async def _tariff(self, cmd: TariffSet) -> dict[str, Any]:
+    def _tariff(self, cmd: TariffSet) -> dict[str, Any]:
         t = self.signals.set_tariff(
             sig.Tariff(id=cmd.id, slots=cmd.slots, demand_charge_eur_kw=cmd.demand_charge_eur_kw)
         )
@@ -472,19 +534,19 @@ class Dispatcher:
                            "to": t.slots[-1].end.isoformat(),
                            "demandChargeEurKw": t.demand_charge_eur_kw}}
 
-    async def _carbon(self, cmd: CarbonSet) -> dict[str, Any]:
+    def _carbon(self, cmd: CarbonSet) -> dict[str, Any]:
         c = self.signals.set_carbon(sig.CarbonForecast(id=cmd.id, slots=cmd.slots))
         return {"stored": {"id": c.id, "slots": len(c.slots), "from": c.slots[0].start.isoformat(),
                            "to": c.slots[-1].end.isoformat()}}
 
-    async def _vehicle_schedule(self, cmd: VehicleScheduleCmd) -> dict[str, Any]:
+    def _vehicle_schedule(self, cmd: VehicleScheduleCmd) -> dict[str, Any]:
         if cmd.departure <= self.clock():
             raise CommandError("invalid", "departure: must be in the future")
         fields = cmd.model_dump(include=set(sig.VehicleScheduleFields.model_fields))
         s = self.signals.add_vehicle_schedule(sig.VehicleSchedule(id=cmd.id, **fields))
         return {"stored": s.dump()}
 
-    async def _v2g_start(self, cmd: V2gSessionStart) -> dict[str, Any]:
+    def _v2g_start(self, cmd: V2gSessionStart) -> dict[str, Any]:
         r = self.signals.add_v2g_request(sig.V2gRequest(
             id=cmd.id, session_id=cmd.session_id, vehicle_id=cmd.vehicle_id, power_kw=cmd.power_kw,
             start=cmd.start or self.clock(), end=cmd.end, min_soc_pct=cmd.min_soc_pct,
@@ -492,7 +554,7 @@ class Dispatcher:
         ))
         return {"stored": r.dump()}
 
-    async def _v2g_stop(self, cmd: V2gSessionStop) -> dict[str, Any]:
+    def _v2g_stop(self, cmd: V2gSessionStop) -> dict[str, Any]:
         def matches(r: sig.V2gRequest) -> bool:
             return (
                 (cmd.request_id is not None and r.id == cmd.request_id)
@@ -505,13 +567,13 @@ class Dispatcher:
             raise CommandError("not_found", "requestId: no active V2G request matches")
         return {"stopped": [r.id for r in stopped]}
 
-    async def _battery_maintenance(self, cmd: BatteryMaintenanceSchedule) -> dict[str, Any]:
+    def _battery_maintenance(self, cmd: BatteryMaintenanceSchedule) -> dict[str, Any]:
         w = self.signals.add_battery_maintenance(sig.BatteryMaintenance(
             id=cmd.id, kind=cmd.kind, start=cmd.start, end=cmd.end, target_soc_pct=cmd.target_soc_pct
         ))
         return {"stored": w.dump()}
 
-    async def _optimization(self, cmd: OptimizationRun) -> dict[str, Any]:
+    def _optimization(self, cmd: OptimizationRun) -> dict[str, Any]:
         r = self.signals.add_optimization_request(sig.OptimizationRequest(
             id=cmd.id, horizon_h=cmd.horizon_h, objective=cmd.objective, requested_at=self.clock()
         ))

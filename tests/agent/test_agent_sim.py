@@ -43,7 +43,9 @@ async def _plug_in_and_capacity(tmp_path):
     async with Simulator(STATION, rtu_meter=False) as sim:
         loop = await agent(sim, tmp_path)
         try:
-            await cycles(loop, 3)
+            # The start-up writes lower the chargers' power-on limits: increases wait
+            # until they can have been followed (control.limit_follow_s, 1.5 s).
+            await cycles(loop, 3 + 15)
             assert commanded(sim, "CP1", 1) == 0.0  # vacant connectors are closed
             ev(sim, "CP1", 1, 50.0)
             await cycles(loop, 2)

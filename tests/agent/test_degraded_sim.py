@@ -50,7 +50,9 @@ def test_silent_grid_meter_gives_a_safe_budget(tmp_path):
 
 async def _silent_meter(tmp_path):
     async with running(tmp_path, base_load_kw=20.0) as (sim, loop):
-        await cycles(loop, 3)  # the agent's first limits before the EVs (start-up gate)
+        # The agent's first limits before the EVs (start-up gate), and followed: they
+        # lowered the power-on limits, which hold increases back for limit_follow_s (1.5 s).
+        await cycles(loop, 3 + 15)
         ev(sim, "CP1", 1, 50.0)
         ev(sim, "CP2", 1, 22.0)
         await cycles(loop, 25)

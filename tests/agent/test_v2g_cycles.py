@@ -172,6 +172,11 @@ def test_a_discharge_ramps_down_by_the_headroom_the_meter_confirms() -> None:
     st.planned = {sid: 0.0}  # the plan ends it
     assert writes(st.cycle()) == [("CP2", 1, pytest.approx(33.0), "decrease")]
     st.draw[OTHER] = 40.0  # an AC EV follows slowly: 8 kW of the 15 shown so far
+    # Until it has followed (limit_follow_s = 1.5 s, 6 cycles) it counts at its old 48 kW:
+    # the meter's 8 kW are not handed on before the charger is known to have come down.
+    for _ in range(5):
+        d = st.cycle()
+        assert writes(d) == [] and V2G in d.plan.ends_waiting
     d = st.cycle()
     assert writes(d) == [("CP1", 1, -7.0, "v2g_end")] and V2G in d.plan.ends_waiting
     # The DC charger has not reacted yet: its limit's 8 kW above the draw are outstanding,
