@@ -345,10 +345,11 @@ class PlannerTask:
         sessions = [replace(x, extra_value=value) if x.extra_energy > 0 else x
                     for x in sessions]
         foresight = self.foresight(now)
-        # Today (the billing day, from UTC midnight as the ledger's) so far, for the
-        # intraday scaling of the expectations.
-        midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        today = (midnight, session_records(self.db, midnight, now, {
+        # The forecast's day so far (since it was learnt, from whole days ending then), for
+        # the intraday scaling of the expectations: as the replay counts its day file's
+        # arrivals since the day's start, after learning from the days before it.
+        since = self._foresight[0] if self._foresight is not None else now
+        today = (since, session_records(self.db, since, now, {
             ch.id: (ch.max_power_kw, ch.connectors) for ch in st.chargers}))
         sessions, chargers = foresight.extend(
             sessions, [ChargerSpec(ch.id, ch.max_power_kw) for ch in st.chargers],
@@ -444,7 +445,11 @@ class PlannerTask:
             v2g = self.v2g.plan_fields(x, ch, now, self.clock.monotonic())
             taken = self.v2g.battery_taken_kwh(x.id)
         needed = max(0.0, target - (x.energy_kwh * CHARGING_EFFICIENCY - taken))
-        dep_h = max((departure - now).total_seconds() / 3600.0, SLOT_H)  # overdue: soon
+        # Overdue (still plugged in past its departure): planned as leaving within the slot.
+        # A departure still ahead is planned as it is, however near (as the replay plans it).
+        dep_h = (departure - now).total_seconds() / 3600.0
+        if dep_h <= 0:
+            dep_h = SLOT_H
         vmax = x.max_kw(ch.max_power_kw)
         # Without a known target the default is only what the plan must deliver; the EV
         # may take as much more as it could draw by its departure, valued in build_request
