@@ -159,6 +159,7 @@ class PlannerTask:
         interval_so_far: Callable[[datetime], tuple[float, float] | None] | None = None,
         peak_so_far: Callable[[], float] | None = None,
         battery_available: Callable[[datetime], bool] | None = None,
+        billing_day: Callable[[datetime], tuple[datetime, float] | None] | None = None,
         solve: Solve | None = None,
     ) -> None:
         self.clock = clock
@@ -168,6 +169,9 @@ class PlannerTask:
         self.interval_so_far = interval_so_far
         self.peak_so_far = peak_so_far
         self.battery_available = battery_available
+        # (end of the billing day, battery SoC % when it began) from the ledger, or None:
+        # the plan hands the battery back at least as full at the day's end.
+        self.billing_day = billing_day
         self._solve = solve
         self.status = PlannerStatus()
         self._current: _Current | None = None
@@ -468,6 +472,13 @@ class PlannerTask:
         soc = min(max(self._battery.soc / 100.0, 0.0), 1.0)
         min_soc = b.min_soc / 100.0
         max_soc = max(0.95, soc)
+        day = self.billing_day(now) if self.billing_day is not None else None
+        day_end_h = day_end_energy = None
+        if day is not None:
+            day_end_h = (day[0] - now).total_seconds() / 3600.0
+            day_end_energy = min(max(day[1] / 100.0, min_soc), max_soc) * cap
+            if day_end_h <= 0:
+                day_end_h = day_end_energy = None
         return spec(
             capacity=cap,
             energy=min(max(soc, min_soc), max_soc) * cap,
@@ -479,6 +490,8 @@ class PlannerTask:
             available=available,
             reserve_energy=foresight.reserve_kwh(cap, min_soc, max_soc, b.max_discharge_kw),
             reserve_value=reserve_value(demand_charge, SLOT_H, foresight.tuning.reserve_rate),
+            day_end_h=day_end_h,
+            day_end_energy=day_end_energy,
         )
 
 

@@ -188,7 +188,13 @@ def test_the_daemons_planner_makes_the_replays_plans_on_a_generated_day(seed, k)
     for i in range(len(day.import_price)):
         t = day.start + timedelta(hours=i * day.slot_hours)
         forecasts.observe(t, float(day.pv[i]), float(day.base_load[i]))
-    task = PlannerTask(_settings(day), clock, db, _signals(db, day), forecasts)
+    # The replay's billing day is its day file; the daemon is given the same (its ledger's
+    # is the UTC day): the battery back at its start by the day's end, beyond these plans.
+    b = day.battery
+    assert b is not None
+    task = PlannerTask(_settings(day), clock, db, _signals(db, day), forecasts,
+                       billing_day=lambda _now: (day.start + timedelta(hours=day.hours),
+                                                 b.soc_start * 100.0))
     for point in compared:
         _assert_same(_daemon_plan(task, clock, day, point), point.plan, point.t)
     assert task.status.failures == 0 and task.status.plans == len(compared)
