@@ -170,7 +170,7 @@ def _assert_same(daemon, replay, t: float) -> None:
         sorted(s for s in replay.session_power if is_expected(s)), where
 
 
-@pytest.mark.parametrize("seed,k", [(2, 13)])
+@pytest.mark.parametrize("seed,k", [(2, 13), (4, 16)])
 def test_the_daemons_planner_makes_the_replays_plans_on_a_generated_day(seed, k):
     doc, hist = with_history(seed, k)
     day, history = parse_day(_whole_minutes(doc)), [parse_day(h) for h in hist]
