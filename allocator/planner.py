@@ -97,6 +97,13 @@ class BatterySpec:
     # charge would cost more, e.g. recharging on top of the day's peak.
     end_value: float | None = None
     available: bool = True  # False during a maintenance window: out of dispatch
+    # The billing day's end inside the horizon (hours from the plan's start) and the kWh
+    # the battery held when that day began: an honest day hands the battery back at least
+    # as full (the daemon's rolling horizon crosses midnight; the replay's ends with its
+    # day, where `end_energy` says the same). Falling short is priced above any way of
+    # buying it back (`_DAY_END_SHORT_FACTOR`), so a plan that cannot reach it still solves.
+    day_end_h: float | None = None
+    day_end_energy: float | None = None
     # Robust reserve: kWh the battery should hold in every slot against arrivals the plan
     # cannot see yet (see `reserve_energy` in agent/energy/replay.py for sizing). Falling short is
     # allowed but costs `reserve_value` EUR per kWh per hour short (None: derived from the
@@ -319,7 +326,19 @@ def validate(req: PlanRequest) -> None:
         for name in ("charge_efficiency", "discharge_efficiency"):
             if not (0 < getattr(b, name) <= 1):
                 raise PlanError(f"battery.{name}: must be in (0, 1]")
+        if (b.day_end_h is None) != (b.day_end_energy is None):
+            raise PlanError("battery.day_end_h: day_end_h and day_end_energy go together")
+        if b.day_end_h is not None and b.day_end_energy is not None and not (
+                b.day_end_h > 0 and math.isfinite(b.day_end_h)
+                and math.isfinite(b.day_end_energy) and b.day_end_energy >= 0):
+            raise PlanError("battery.day_end_h: must be > 0 h with day_end_energy >= 0 kWh")
 
+
+# A kWh short of the billing day's starting charge costs this many times the dearest
+# import price plus the demand charge of a kWh bought within one slot (demand_charge /
+# slot_hours), through the charging losses: more than buying it back at any hour on top
+# of any peak, so the plan meets the condition whenever it can.
+_DAY_END_SHORT_FACTOR = 2.0
 
 _BANNER_LOCK = threading.Lock()
 _banner_shown = False
@@ -545,6 +564,17 @@ def _build(req: PlanRequest, reserve: bool = False,
         else:
             short = m.col(0.0, inf, b.end_value)
             m.row([benergy[-1], short], [1.0, 1.0], e_end, inf)
+        if b.day_end_h is not None and b.day_end_energy is not None \
+                and b.day_end_h < float(ends[-1]) - 1e-9:
+            # The sub-interval ending at the billing day's end (slot edges are on it).
+            k = int(np.searchsorted(ends, b.day_end_h + 1e-9)) - 1
+            if k >= 0:
+                reach = e_now + b.max_charge_power * b.charge_efficiency * float(dt[:k + 1].sum())
+                need = min(max(b.day_end_energy, lo_bound), hi_bound, reach)
+                dear = _DAY_END_SHORT_FACTOR * (float(np.max(price_imp)) + req.demand_charge / sh) \
+                    / b.charge_efficiency
+                short = m.col(0.0, inf, dear)
+                m.row([benergy[k], short], [1.0, 1.0], need, inf)
         target = min(max(b.reserve_energy, 0.0), e_max)
         value = reserve_value(req.demand_charge, sh) if b.reserve_value is None \
             else b.reserve_value

@@ -83,6 +83,7 @@ def build_control(
             interval_so_far=ledger.interval_so_far,
             peak_so_far=ledger.peak_so_far,
             battery_available=available,
+            billing_day=ledger.billing_day,
             solve=solve,
         )
     v2g = V2gDispatch(settings.v2g, db, signals)

@@ -56,9 +56,13 @@ class Tuning:
     # Expected sessions want their mean energy plus `risk` day-to-day standard deviations.
     risk: float = 0.0
     # Today so far against the forecast: the rest of the day's expectations are scaled by
-    # (arrived + k) / (expected + k), within x0.5..x2, with k this many kWh (None: off).
+    # (arrived + k) / (expected + k), with k this many kWh (None: off), ...
     # k = 100 measured best of 100 / 300 (docs/planner.md).
     intraday_kwh: float | None = 100.0
+    # ... within 1 / intraday_max .. intraday_max: a few arrivals early in the day must not
+    # rescale the whole rest of it (x2 raised one day's plan peak from 104 to 146 kW in a
+    # re-plan); 1.25 measured best of 2, 1.5, 1.25, 1.1 (docs/planner.md).
+    intraday_max: float = 1.25
 
 
 def reserve_energy(capacity: float, min_soc: float, max_soc: float, max_discharge: float,
@@ -132,7 +136,8 @@ class Foresight:
             if n > 0:
                 so_far = sum(a.energy_kwh for a in self.arrivals.expected(since, n))
                 got = sum(r.energy_kwh for r in arrived if r.arrival < slot0_start)
-                ratio = min(2.0, max(0.5, (got + k) / (so_far + k)))
+                hi = self.tuning.intraday_max
+                ratio = min(hi, max(1.0 / hi, (got + k) / (so_far + k)))
                 ahead = [replace(a, count=a.count * ratio, energy_kwh=a.energy_kwh * ratio,
                                  energy_std_kwh=a.energy_std_kwh * ratio) for a in ahead]
         expected, virtual = expected_sessions(ahead, slot_hours, first_slot_hours,

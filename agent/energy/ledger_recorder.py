@@ -186,6 +186,10 @@ class LedgerRecorder:
         self._session_energy: dict[str, float] = {}
         self.intervals_closed = 0
         self._day_pv_kwh = 0.0
+        # Battery SoC (%) when the day began (the last reading of the day before, else the
+        # day's first): the planner hands the battery back at least this full at midnight.
+        self._day_start_soc: float | None = None
+        self._last_soc: float | None = None
 
     def _new_ledger(self) -> SavingsLedger:
         return SavingsLedger(self.s.tariff.demand_charge_eur_kw, SLOT_H)
@@ -268,6 +272,9 @@ class LedgerRecorder:
         snap = decision.snapshot
         if snap.battery is not None:
             acc.soc_pct = snap.battery.soc
+            self._last_soc = snap.battery.soc
+            if self._day_start_soc is None:
+                self._day_start_soc = snap.battery.soc
         cap = self.s.station.grid_capacity_kw
         if decision.power_cap_kw is not None:
             cap = min(cap, decision.power_cap_kw)
@@ -292,9 +299,11 @@ class LedgerRecorder:
         if self.day is None:
             self.day = day
             self._restore(day)
+            self._day_start_soc = self._stored_day_start_soc(day)
         elif day != self.day:
             self._end_day()
             self.day = day
+            self._day_start_soc = self._last_soc
             self.actual = self._new_ledger()
             self.baseline = self._new_ledger()
             self._day_pv_kwh = 0.0
@@ -457,6 +466,22 @@ class LedgerRecorder:
             return None
         left_h = (acc.start + SLOT - now).total_seconds() / 3600.0
         return self.measured(acc)[0], left_h
+
+    def _stored_day_start_soc(self, day: datetime) -> float | None:
+        """After a restart: the SoC at the end of the stored day before's last interval,
+        if that interval ended at midnight."""
+        row = self.db.execute(
+            "SELECT soc_pct FROM ledger WHERE period_start = ? AND policy = 'actual'"
+            " AND interval = ? AND soc_pct IS NOT NULL",
+            [iso(day - timedelta(days=1)), round(24 / SLOT_H) - 1]).fetchone()
+        return float(row[0]) if row else None
+
+    def billing_day(self, now: datetime) -> tuple[datetime, float] | None:
+        """(end of today's billing day, battery SoC % when it began), or None before a
+        SoC was read today: what the planner hands the battery back at."""
+        if self.day is None or self._day_start_soc is None:
+            return None
+        return self.day + timedelta(days=1), self._day_start_soc
 
     def peak_so_far(self) -> float:
         """Today's highest 15-minute average import (kW): sunk for the planner."""

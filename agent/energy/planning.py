@@ -159,6 +159,7 @@ class PlannerTask:
         interval_so_far: Callable[[datetime], tuple[float, float] | None] | None = None,
         peak_so_far: Callable[[], float] | None = None,
         battery_available: Callable[[datetime], bool] | None = None,
+        billing_day: Callable[[datetime], tuple[datetime, float] | None] | None = None,
         solve: Solve | None = None,
     ) -> None:
         self.clock = clock
@@ -168,6 +169,9 @@ class PlannerTask:
         self.interval_so_far = interval_so_far
         self.peak_so_far = peak_so_far
         self.battery_available = battery_available
+        # (end of the billing day, battery SoC % when it began) from the ledger, or None:
+        # the plan hands the battery back at least as full at the day's end.
+        self.billing_day = billing_day
         self._solve = solve
         self.status = PlannerStatus()
         self._current: _Current | None = None
@@ -345,10 +349,11 @@ class PlannerTask:
         sessions = [replace(x, extra_value=value) if x.extra_energy > 0 else x
                     for x in sessions]
         foresight = self.foresight(now)
-        # Today (the billing day, from UTC midnight as the ledger's) so far, for the
-        # intraday scaling of the expectations.
-        midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        today = (midnight, session_records(self.db, midnight, now, {
+        # The forecast's day so far (since it was learnt, from whole days ending then), for
+        # the intraday scaling of the expectations: as the replay counts its day file's
+        # arrivals since the day's start, after learning from the days before it.
+        since = self._foresight[0] if self._foresight is not None else now
+        today = (since, session_records(self.db, since, now, {
             ch.id: (ch.max_power_kw, ch.connectors) for ch in st.chargers}))
         sessions, chargers = foresight.extend(
             sessions, [ChargerSpec(ch.id, ch.max_power_kw) for ch in st.chargers],
@@ -444,7 +449,11 @@ class PlannerTask:
             v2g = self.v2g.plan_fields(x, ch, now, self.clock.monotonic())
             taken = self.v2g.battery_taken_kwh(x.id)
         needed = max(0.0, target - (x.energy_kwh * CHARGING_EFFICIENCY - taken))
-        dep_h = max((departure - now).total_seconds() / 3600.0, SLOT_H)  # overdue: soon
+        # Overdue (still plugged in past its departure): planned as leaving within the slot.
+        # A departure still ahead is planned as it is, however near (as the replay plans it).
+        dep_h = (departure - now).total_seconds() / 3600.0
+        if dep_h <= 0:
+            dep_h = SLOT_H
         vmax = x.max_kw(ch.max_power_kw)
         # Without a known target the default is only what the plan must deliver; the EV
         # may take as much more as it could draw by its departure, valued in build_request
@@ -463,6 +472,13 @@ class PlannerTask:
         soc = min(max(self._battery.soc / 100.0, 0.0), 1.0)
         min_soc = b.min_soc / 100.0
         max_soc = max(0.95, soc)
+        day = self.billing_day(now) if self.billing_day is not None else None
+        day_end_h = day_end_energy = None
+        if day is not None:
+            day_end_h = (day[0] - now).total_seconds() / 3600.0
+            day_end_energy = min(max(day[1] / 100.0, min_soc), max_soc) * cap
+            if day_end_h <= 0:
+                day_end_h = day_end_energy = None
         return spec(
             capacity=cap,
             energy=min(max(soc, min_soc), max_soc) * cap,
@@ -474,6 +490,8 @@ class PlannerTask:
             available=available,
             reserve_energy=foresight.reserve_kwh(cap, min_soc, max_soc, b.max_discharge_kw),
             reserve_value=reserve_value(demand_charge, SLOT_H, foresight.tuning.reserve_rate),
+            day_end_h=day_end_h,
+            day_end_energy=day_end_energy,
         )
 
 

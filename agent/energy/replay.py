@@ -346,15 +346,31 @@ class ReplayResult:
     unmet_by_session: dict[str, float] = field(default_factory=dict)  # kWh short, > 0 only
 
 
+@dataclass(frozen=True)
+class PlanPoint:
+    """The replay's state when it made a plan, and the plan: what the daemon-equals-replay
+    test gives the daemon's planner to plan from (tests/planner/test_daemon_equals_replay.py)."""
+
+    t: float  # hours from the day's start
+    stored: dict[str, float]  # session id -> kWh stored in its vehicle so far
+    battery_energy: float | None  # kWh
+    peak_so_far: float  # kW, the day's finished intervals
+    imported_in_slot: float  # kWh imported so far in the running slot
+    request: PlanRequest
+    plan: Plan
+
+
 def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
              replan_minutes: float = 15.0, allocate: Allocate | None = None,
              horizon_slots: int = 96, tuning: Tuning | None = None,
              solve_time_limit: float = SOLVE_TIME_LIMIT_S,
-             history: Sequence[Day] = ()) -> ReplayResult:
+             history: Sequence[Day] = (),
+             on_plan: Callable[[PlanPoint], None] | None = None) -> ReplayResult:
     """Run the day under `policy`; every step calls the real allocator. Each re-plan may
     take at most `solve_time_limit` seconds of HiGHS time; a failed one is survived.
     `history`: earlier days of the station; the arrival forecast learns from their
-    sessions (a station without history plans from `station_prior`)."""
+    sessions (a station without history plans from `station_prior`). `on_plan` is told
+    every plan made, with the state it was made from."""
     if policy not in POLICIES:
         raise DayError(f"policy: must be one of {', '.join(POLICIES)}")
     if not 0 < step_s <= 60:
@@ -403,6 +419,11 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
             else:
                 plan, plan_origin = fresh, t
                 solve_times.append(fresh.solve_seconds + fresh.build_seconds)
+                if on_plan is not None:
+                    on_plan(PlanPoint(
+                        t, {s.ev.session_id: s.stored for s in active},
+                        b_energy if b is not None else None, req.peak_so_far,
+                        req.imported_in_first_slot, req, fresh))
             if t >= next_replan - 1e-9:
                 next_replan = t + replan_minutes / 60.0
         if plan is not None and t - plan_origin >= _horizon_h(plan) - 1e-9:

@@ -139,3 +139,20 @@ def test_counterfactual_back_to_back_sessions_on_one_connector_both_charge():
     assert given["A"] > 0 and given["B"] > 0
     # Still one 50 kW charger: the two share it.
     assert given["A"] + given["B"] <= 50.0 * 0.25 + 1e-6
+
+
+def test_billing_day_holds_the_socs_at_midnight_for_the_planner():
+    """Issue 16: the planner hands the battery back at midnight at least as full as the
+    day began: the ledger says when the billing day ends and the SoC when it began (the
+    first reading on the first day, the last reading before midnight after that)."""
+    st, rec, _, _, _ = rig(datetime(2026, 6, 17, 23, 50, tzinfo=UTC),
+                           battery=BatteryState(soc=60.0, max_charge_kw=40.0,
+                                                max_discharge_kw=40.0, power_kw=0.0))
+    assert rec.billing_day(st.clock.now()) is None  # nothing read yet
+    run(st, rec, 60)
+    end, soc = rec.billing_day(st.clock.now())
+    assert end == datetime(2026, 6, 18, tzinfo=UTC) and soc == pytest.approx(60.0)
+    st.battery = BatteryState(soc=42.0, max_charge_kw=40.0, max_discharge_kw=40.0, power_kw=0.0)
+    run(st, rec, 15 * 60)  # across midnight
+    end, soc = rec.billing_day(st.clock.now())
+    assert end == datetime(2026, 6, 19, tzinfo=UTC) and soc == pytest.approx(42.0)

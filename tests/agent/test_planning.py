@@ -216,3 +216,29 @@ def test_an_ev_without_a_target_is_not_stopped_at_the_default_energy():
     assert delivered > 60.0
     g = task.guidance(st.clock.now() + timedelta(hours=1))
     assert g.session_cap(spec.session_id) > 0
+
+
+def test_the_plan_hands_the_battery_back_at_the_end_of_the_billing_day():
+    """Issue 16: a rolling 24 h plan crosses midnight; the ledger's billing day (its end
+    and the SoC when it began, here 90 %) makes the plan hold at least that charge at
+    midnight, as the replay's day ends with the battery at its start. Without it the plan
+    only keeps the present 50 % at the horizon's end."""
+    midnight = datetime(2026, 6, 18, tzinfo=UTC)
+    st, task, _ = rig()
+    cycle(st, task, follow=True)
+
+    def energy_at_midnight():
+        asyncio.run(task.replan("test"))
+        cur = task._current
+        plan = cur.plan
+        ends = plan.slot_starts_h + plan.slot_hours
+        k = int(abs(ends - (midnight - cur.start).total_seconds() / 3600.0).argmin())
+        return float(plan.battery_energy[k])
+
+    assert energy_at_midnight() < 0.9 * 80 - 1.0
+    task.billing_day = lambda now: (midnight, 90.0)
+    req, _ = task.build_request(st.clock.now())
+    assert req.battery.day_end_energy == pytest.approx(72.0)
+    assert req.battery.day_end_h == pytest.approx(
+        (midnight - st.clock.now()).total_seconds() / 3600.0)
+    assert energy_at_midnight() >= 72.0 - 1e-6

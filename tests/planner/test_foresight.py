@@ -144,3 +144,29 @@ def test_the_daemon_learns_from_its_sessions_table_what_the_replay_learns_from_d
     b_ = d.battery
     args = (b_.capacity, b_.min_soc, b_.max_soc, b_.max_discharge)
     assert daemon.reserve_kwh(*args) == pytest.approx(replay.reserve_kwh(*args))
+
+
+def test_a_busy_start_of_the_day_raises_the_rest_of_it_by_at_most_a_quarter():
+    """Issue 16: three EVs in the first 45 minutes rescaled one day's whole expectation by
+    ~40 % and its plan's peak from 104 to 146 kW; the intraday ratio is now held within
+    x0.8..x1.25 (Tuning.intraday_max), and a quiet start lowers it by at most that too."""
+    from agent.energy.foresight import Tuning
+
+    doc, hist = with_history(1, 17)
+    d, history = parse_day(doc), [parse_day(h) for h in hist]
+    fs = learn_arrivals(d, history, Tuning())
+    slot0 = d.start + timedelta(hours=3)
+
+    def expected_kwh(arrived):
+        sessions, _ = fs.extend([], [], slot0, 32, 0.25, None, (d.start, arrived))
+        return sum(s.energy_needed for s in sessions if is_expected(s.session_id))
+
+    plain = expected_kwh([])  # nothing arrived: the lowest ratio
+    busy = expected_kwh([SessionRecord(d.start + timedelta(minutes=10 * i),
+                                       d.start + timedelta(hours=1), 60.0, 150.0)
+                         for i in range(12)])
+    assert busy / plain == pytest.approx(1.25 / 0.8, rel=1e-6)
+    none = learn_arrivals(d, history, Tuning(intraday_kwh=None))
+    flat, _ = none.extend([], [], slot0, 32, 0.25, None, (d.start, []))
+    assert plain == pytest.approx(0.8 * sum(s.energy_needed for s in flat
+                                            if is_expected(s.session_id)), rel=1e-6)

@@ -211,3 +211,28 @@ def test_the_first_solver_of_a_process_prints_nothing_on_stdout():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout == ""
+
+
+def test_the_battery_is_handed_back_at_the_billing_days_end_inside_the_horizon():
+    """Issue 16: the day ends after slot 2 of 4; the battery (40 kWh now) must hold the
+    60 kWh it began the day with there, charged in the cheap slot 1, though the dear slot
+    2 would rather discharge it; after the day's end it may be used again. A condition it
+    cannot reach (charge power too small) still solves, as close as it can get."""
+    battery = BatterySpec(capacity=100.0, energy=40.0, max_charge_power=30.0,
+                          max_discharge_power=30.0, min_soc=0.0, max_soc=1.0,
+                          charge_efficiency=1.0, discharge_efficiency=1.0,
+                          end_energy=0.0, day_end_h=2.0, day_end_energy=60.0)
+    req = day(4, import_price=[0.30, 0.10, 0.50, 0.50], base_load=[20.0] * 4,
+              battery=battery)
+    free = plan(day(4, import_price=[0.30, 0.10, 0.50, 0.50], base_load=[20.0] * 4,
+                    battery=BatterySpec(**{**battery.__dict__, "day_end_h": None,
+                                           "day_end_energy": None})))
+    assert free.battery_energy[1] < 60.0 - 1.0  # without it, the dear slot takes it
+    p = plan(req)
+    assert p.battery_energy[1] == pytest.approx(60.0, abs=1e-6)
+    assert p.battery_energy[3] < 60.0  # the next day may use it
+    short = plan(day(4, base_load=[20.0] * 4, battery=BatterySpec(
+        **{**battery.__dict__, "max_charge_power": 5.0})))
+    assert short.battery_energy[1] == pytest.approx(50.0, abs=1e-6)  # 40 + 2 h x 5 kW
+    with pytest.raises(PlanError, match=r"^battery\.day_end_h"):
+        plan(day(4, battery=BatterySpec(**{**battery.__dict__, "day_end_energy": None})))
