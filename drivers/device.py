@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import ClassVar, NoReturn
+from typing import ClassVar, NamedTuple, NoReturn
 
 from drivers import sunspec
 from drivers.bulk import BlockDecoder, Raw
@@ -62,8 +62,9 @@ class _Bad:
     plausible: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class _Seen:
+class _Seen(NamedTuple):
+    """One per point and read: a tuple, as cheap to make as it gets."""
+
     value: float
     t: float
     plausible: bool
@@ -244,7 +245,7 @@ class ModbusDevice:
                 return None  # first plausible read after invalid ones: wait for a second
             log.info("%s: %s valid again", self.name, _key_text(key))
             del self._bad[key]
-        self._health.value_ok(key)
+        self._health.value_ok(key, now)
         return result
 
     @staticmethod
@@ -266,7 +267,7 @@ class ModbusDevice:
         key = target.key
         if self.profile.sunspec and key in na:
             return None
-        sf = self._scale_factor(target, raw, na)
+        sf = self._scale_factor(target, raw, na) if p.scale_register is not None else None
         if sf is False:
             return _Bad("decode", f"{p.name}: scale factor {p.scale_register} unusable")
         if key in errors:
