@@ -48,6 +48,8 @@ BENCHES: tuple[Bench, ...] = (
           180, "defaults: 10 chargers, 3 s single-device run, 200 station reads"),
     Bench("loop", "bench/loop.py", ("--seconds", "10"), 400,
           "defaults: 10 s steady state per case, 2/10/40 chargers"),
+    Bench("loop-scale", "bench/loop.py", ("--scale", "--seconds", "10"), 600,
+          "a depot: 10, 50 and 100 chargers at 4 Hz and 250 at 1 Hz, 10 s each"),
     Bench("uplink", "bench/uplink.py", ("--count", "50000", "--windows", "1,20,100"), 400,
           "defaults: 50,000 buffered messages per window, windows 1, 20 and 100"),
     Bench("savings", "bench/savings.py", (), 600,
@@ -294,6 +296,41 @@ def _modbus(bench: dict[str, Any] | None) -> list[str]:
     return out
 
 
+def _loop_scale(bench: dict[str, Any] | None) -> list[str]:
+    out, r = _section("Control loop at depot scale (`bench/loop.py --scale`)", "loop-scale", bench)
+    if r is None:
+        return out
+    out += [
+        "The same loop at a depot's sizes (issue 11): one simulator process serves every "
+        "charger, each on its own loopback port and unit id, one EV per charger. RSS: `sems "
+        "run` on the same station at 4 Hz, steady (last sample of 10 s) and peak (VmHWM).",
+        "",
+    ]
+    rows = []
+    for x in r["scale"]:
+        c, d = x["cycle_ms"], x.get("daemon") or {}
+        rows.append([x["chargers"], f"{x['period_ms']:.0f} ms", x["cycles"], _f(c["p50"], 1),
+                     _f(c["p99"], 1), _f(c["max"], 1), x["overruns"],
+                     f"{100 * x['cpu_share']:.1f} %", _f(d.get("rss_mb"), 0),
+                     _f(d.get("hwm_mb"), 0)])  # fmt: skip
+    out += _table(["chargers", "period", "cycles", "p50 ms", "p99 ms", "max ms", "overruns",
+                   "CPU", "RSS MB", "peak MB"], rows)  # fmt: skip
+    by = {(x["chargers"], x["period_ms"]): x for x in r["scale"]}
+    checks = []
+    depot = by.get((100, 250.0))
+    if depot:
+        ok = depot["cycle_ms"]["p99"] <= 40 and depot["overruns"] == 0
+        checks.append(f"100 chargers at 4 Hz, p99 <= 40 ms and no overruns: {_met(ok)}")
+    big = by.get((250, 1000.0))
+    if big:
+        checks.append(f"250 chargers at 1 Hz without overruns: {_met(big['overruns'] == 0)}")
+    mem = [x["daemon"] for x in r["scale"] if x.get("daemon", {}).get("rss_mb") is not None]
+    if mem:
+        ok = all(m["rss_mb"] <= 150 and m["hwm_mb"] <= 200 for m in mem)
+        checks.append(f"RSS <= 150 MB steady and <= 200 MB peak: {_met(ok)}")
+    return out + ["Targets: " + "; ".join(checks) + ".", ""]
+
+
 def _loop(bench: dict[str, Any] | None) -> list[str]:
     out, r = _section("Control loop (`bench/loop.py`)", "control-loop", bench)
     if r is None:
@@ -528,6 +565,7 @@ def render(data: dict[str, Any]) -> str:
     out += _allocator(b.get("allocator"))
     out += _modbus(b.get("modbus"))
     out += _loop(b.get("loop"))
+    out += _loop_scale(b.get("loop-scale"))
     out += _uplink(b.get("uplink"))
     out += _planner_and_savings(b.get("savings"))
     out += _ocpp(b.get("ocpp"))

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from drivers.profile import Point
 from drivers.sunspec_models import PointDef, raw_value
 
-_FORMATS = {
+FORMATS = {
     "int16": ">h", "uint16": ">H", "int32": ">i", "uint32": ">I", "float32": ">f", "float64": ">d",
     "int64": ">q", "uint64": ">Q",
 }
@@ -55,7 +55,7 @@ def decode_raw(point: Point, regs: Sequence[int]) -> int | float | str:
     raw = _to_bytes(point, regs)
     if point.type == "string":
         return raw.split(b"\x00", 1)[0].decode("ascii", errors="replace").strip()
-    value = struct.unpack(_FORMATS[point.type], raw)[0]
+    value = struct.unpack(FORMATS[point.type], raw)[0]
     if point.mask is not None:
         # the field's bits of the register as an unsigned number
         unsigned = int.from_bytes(raw, "big")
@@ -75,7 +75,11 @@ def decode(point: Point, regs: Sequence[int], sf: int | None = None) -> float | 
 
     Raises CodecError for values that cannot mean anything (NaN/inf, unknown enum code).
     """
-    raw = decode_raw(point, regs)
+    return engineering(point, decode_raw(point, regs), sf)
+
+
+def engineering(point: Point, raw: int | float | str, sf: int | None = None) -> float | str:
+    """decode() from the raw value (drivers.bulk decodes raw values a block at a time)."""
     if point.enum is not None:
         key = raw if isinstance(raw, str) else str(int(raw)) if float(raw).is_integer() else str(raw)
         for k, meaning in point.enum:
@@ -119,7 +123,7 @@ def encode(point: Point, value: float | str, sf: int | None = None) -> list[int]
         iraw = round(raw)
         if not lo <= iraw <= hi:
             raise CodecError(f"{point.name}: {value} out of range for {point.type}")
-        packed = struct.pack(_FORMATS[point.type], iraw)
+        packed = struct.pack(FORMATS[point.type], iraw)
     else:
-        packed = struct.pack(_FORMATS[point.type], raw)
+        packed = struct.pack(FORMATS[point.type], raw)
     return _from_bytes(point, packed)

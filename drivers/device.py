@@ -18,10 +18,11 @@ import math
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import ClassVar, NoReturn
+from typing import ClassVar, NamedTuple, NoReturn
 
 from drivers import sunspec
-from drivers.codec import CodecError, decode, decode_raw, encode, sunspec_not_implemented
+from drivers.bulk import BlockDecoder, Raw
+from drivers.codec import CodecError, decode_raw, encode, engineering, sunspec_not_implemented
 from drivers.health import Health, HealthTracker
 from drivers.plan import Block, Slot, plan_blocks
 from drivers.profile import Point, Profile
@@ -61,8 +62,9 @@ class _Bad:
     plausible: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class _Seen:
+class _Seen(NamedTuple):
+    """One per point and read: a tuple, as cheap to make as it gets."""
+
     value: float
     t: float
     plausible: bool
@@ -109,6 +111,8 @@ class ModbusDevice:
         self._health = HealthTracker(offline_after=offline_after, clock=clock, wallclock=wallclock)
         self._targets: dict[Key, Target] | None = None
         self._blocks: list[Block] = []
+        self._decoders: list[BlockDecoder] = []
+        self._readable: tuple[tuple[Key, Target], ...] = ()
         self._observed: dict[Key, _Seen] = {}  # the last observation: jump and recovery checks
         self._bad: dict[Key, str] = {}  # keys currently invalid (logged once per episode)
         self.name = f"{profile.model or profile.name}@{bus.endpoint}#{unit_id}"
@@ -143,8 +147,19 @@ class ModbusDevice:
         slots = [Slot(t.key, t.unit_id, t.point.table, t.address, t.point.length)
                  for t in targets.values() if t.point.readable]
         self._blocks = plan_blocks(slots, self.profile.max_block, self.profile.max_gap)
+        self._decoders = self._compile(targets)
+        self._readable = tuple((k, t) for k, t in targets.items() if t.point.readable)
         self._targets = targets
         return targets
+
+    def _compile(self, targets: dict[Key, Target]) -> list[BlockDecoder]:
+        """One decoder per planned block. The "not implemented" marker is checked on every
+        point of a SunSpec profile and on every scale factor (as _scale_factor needs)."""
+        points = {key: t.point for key, t in targets.items()}
+        sf_names = {t.point.scale_register for t in targets.values() if t.point.scale_register}
+        check = [key for key, t in targets.items()
+                 if self.profile.sunspec or t.point.name in sf_names]
+        return [BlockDecoder(block, points, check) for block in self._blocks]
 
     async def _place_sunspec(self) -> dict[str, tuple[Point, int]]:
         try:
@@ -183,9 +198,11 @@ class ModbusDevice:
         Raises DeviceError when the device does not answer usefully; the rest of the read is
         abandoned then, so a silent device costs one timeout per cycle, not one per block.
         """
-        targets = await self._prepare()
-        raw_regs: dict[Key, list[int]] = {}
-        for block in self._blocks:
+        await self._prepare()
+        raw: dict[Key, Raw] = {}
+        na: set[Key] = set()
+        errors: dict[Key, str] = {}
+        for block, decoder in zip(self._blocks, self._decoders, strict=True):
             t0 = self._clock()
             try:
                 regs = await self.bus.read(block.unit_id, block.table, block.start, block.count,
@@ -193,14 +210,13 @@ class ModbusDevice:
             except TransportError as exc:
                 self._fail(exc.kind, str(exc))
             latency = self._clock() - t0
-            for slot in block.slots:
-                raw_regs[slot.key] = block.registers_of(slot, regs)
+            decoder.decode(regs, raw, na, errors)
             self._health.latency(latency)
         self._health.ok()
         now = self._clock()
         checked: dict[Key, Value | _Bad] = {
-            key: self._decode_checked(target, raw_regs, now)
-            for key, target in targets.items() if key in raw_regs
+            key: self._decode_checked(target, raw, na, errors, now)
+            for key, target in self._readable
         }
         good = {k: v for k, v in checked.items() if isinstance(v, float)}
         for key, message in self.cross_check(good).items():
@@ -229,36 +245,35 @@ class ModbusDevice:
                 return None  # first plausible read after invalid ones: wait for a second
             log.info("%s: %s valid again", self.name, _key_text(key))
             del self._bad[key]
-        self._health.value_ok(key)
+        self._health.value_ok(key, now)
         return result
 
-    def _scale_factor(self, target: Target, raw_regs: dict[Key, list[int]]) -> int | None | bool:
+    @staticmethod
+    def _scale_factor(target: Target, raw: dict[Key, Raw], na: set[Key]) -> int | None | bool:
         """SunSpec scale factor exponent; False when it is missing or 'not implemented'."""
         if target.point.scale_register is None:
             return None
         sf_key: Key = target.point.scale_register
-        if sf_key not in raw_regs and target.connector is not None:
+        if sf_key not in raw and target.connector is not None:
             sf_key = (target.point.scale_register, target.connector)
-        regs = raw_regs.get(sf_key)
-        if regs is None or self._targets is None:
-            return False
-        sf_point = self._targets[sf_key].point
-        sf = decode_raw(sf_point, regs)
-        if not isinstance(sf, int) or sunspec_not_implemented(sf_point, regs) or not -10 <= sf <= 10:
+        sf = raw.get(sf_key)
+        if not isinstance(sf, int) or sf_key in na or not -10 <= sf <= 10:
             return False
         return sf
 
-    def _decode_checked(self, target: Target, raw_regs: dict[Key, list[int]],
-                        now: float) -> Value | _Bad:
+    def _decode_checked(self, target: Target, raw: dict[Key, Raw], na: set[Key],
+                        errors: dict[Key, str], now: float) -> Value | _Bad:
         p = target.point
-        regs = raw_regs[target.key]
-        if self.profile.sunspec and sunspec_not_implemented(p, regs):
+        key = target.key
+        if self.profile.sunspec and key in na:
             return None
-        sf = self._scale_factor(target, raw_regs)
+        sf = self._scale_factor(target, raw, na) if p.scale_register is not None else None
         if sf is False:
             return _Bad("decode", f"{p.name}: scale factor {p.scale_register} unusable")
+        if key in errors:
+            return _Bad("decode", errors[key])
         try:
-            value = decode(p, regs, sf if isinstance(sf, int) and not isinstance(sf, bool) else None)
+            value = engineering(p, raw[key], sf if isinstance(sf, int) and not isinstance(sf, bool) else None)
         except CodecError as exc:
             return _Bad("decode", str(exc))
         if isinstance(value, float):

@@ -71,8 +71,9 @@ class HealthTracker:
         self.errors[kind] = self.errors.get(kind, 0) + 1
         self.last_error = message
 
-    def value_ok(self, key: Hashable) -> None:
-        self._value_seen[key] = self._clock()
+    def value_ok(self, key: Hashable, at: float | None = None) -> None:
+        """`at`: the read's time on this tracker's clock (one clock call per read, not per value)."""
+        self._value_seen[key] = self._clock() if at is None else at
 
     def snapshot(self) -> Health:
         lat = sorted(self._latencies)

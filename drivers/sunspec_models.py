@@ -35,6 +35,7 @@ _TYPES: dict[str, tuple[int, str, int | float | None]] = {
     "bitfield64": (4, ">Q", 0xFFFFFFFFFFFFFFFF), "acc64": (4, ">Q", 0),
     "float32": (2, ">f", math.nan), "float64": (4, ">d", math.nan),
 }
+SUNSPEC_TYPES = _TYPES  # (registers, struct format, "not implemented" marker) per type
 # Our profile codec's type for each SunSpec type (drivers.codec packs these).
 CODEC_TYPE = {
     "int16": "int16", "sunssf": "int16", "pad": "int16",
