@@ -12,6 +12,7 @@ import logging
 from datetime import UTC, datetime
 
 import pytest
+from cycle_helpers import Station, settings
 
 from agent.config.ceilings import HardCeilings
 from agent.control.apply import ApplyPlan, Write, execute, plan_writes
@@ -21,8 +22,6 @@ from agent.control.startup import Phase, StartupGate
 from agent.model.snapshot import BatteryState, ChargerState, ConnectorState, Snapshot
 from agent.store.signals import StationConfig
 from drivers.fallback_check import FallbackRefused
-
-from cycle_helpers import Station, settings
 
 A, B, C = ("CP1", 1), ("CP1", 2), ("CP2", 1)
 
