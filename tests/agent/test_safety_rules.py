@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 import pytest
 from cycle_helpers import Station, settings
 
-from agent.config.ceilings import HardCeilings
+from agent.config.ceilings import EPS_KW, HardCeilings
 from agent.control.apply import ApplyPlan, Write, execute, plan_writes
 from agent.control.budget import WindowMax, budget_inputs
-from agent.control.fallbacks import resize, set_fallbacks
+from agent.control.fallbacks import give_fallbacks, resize, set_fallbacks
 from agent.control.startup import Phase, StartupGate
 from agent.model.snapshot import BatteryState, ChargerState, ConnectorState, Snapshot
 from agent.store.signals import StationConfig
@@ -104,6 +104,77 @@ def test_initial_writes_round_to_the_watt_and_missing_min_or_fallback_mean_zero(
     assert written(p) == [(A, 7.778, "initial"), (B, 5.0, "increase")]
 
 
+def test_small_steps_and_missing_minimums() -> None:
+    # One connector's proportional step under the deadband does not stop the next one's.
+    drawn = {A: 10.0, B: 10.0}
+    p = plan({A: 11.0, B: 30.0}, drawn, drawn, import_kw=93.0)  # 5 kW for 21 asked
+    assert written(p) == [(B, 14.762, "increase")]
+    # Exactly 1 kW asked is shared like any other amount.
+    p = plan({A: 11.0}, {A: 10.0}, {A: 10.0}, import_kw=97.5)
+    assert written(p) == [(A, 10.5, "increase")]
+    # No minimum configured: any start over the deadband.
+    p = plan({A: 0.8}, {A: 0.0})
+    assert written(p) == [(A, 0.8, "increase")]
+
+
+def v2g(targets, current, drawing, *, import_kw=98.0, now=10.0, fresh=True, waiting=None):  # type: ignore[no-untyped-def]
+    return plan_writes(targets, current, drawing, {}, {}, import_kw=import_kw, capacity_kw=100.0,
+                       margin_kw=2.0, deadband_kw=0.5, now=now, meter_fresh=fresh,
+                       ends_waiting=waiting, end_timeout_s=5.0)  # fmt: skip
+
+
+def test_ending_or_easing_a_discharge_is_an_increase_for_the_grid() -> None:
+    # Headroom 100 - 2 - 80 = 18 kW; each end adds what the EV gives now (its draw).
+    for cur, target, draw, end in ((-0.2, 0.1, -0.2, 0.0), (-0.2, 0.0, -0.2, 0.0),
+                                   (-10.0, -5.0, -10.0, -5.0), (-10.0, -9.5, -10.0, -9.5)):
+        p = v2g({A: target}, {A: cur}, {A: draw}, import_kw=80.0)
+        assert p.writes == (Write("CP1", 1, end, cur, "v2g_end"),), (cur, target)
+    # An EV that already stopped giving adds nothing: ended at once, even with no headroom.
+    p = v2g({A: 0.0}, {A: -10.0}, {A: 0.0}, import_kw=120.0)
+    assert p.writes == (Write("CP1", 1, 0.0, -10.0, "v2g_end"),) and p.ends_waiting == {}
+    # No draw reading: counted as giving its whole limit.
+    p = v2g({A: 0.0}, {A: -10.0}, {}, import_kw=80.0)
+    assert p.writes == (Write("CP1", 1, 0.0, -10.0, "v2g_end"),)
+    assert p.headroom_kw == pytest.approx(8.0)
+    p = v2g({A: 0.0}, {A: -10.0}, {}, import_kw=90.0)
+    assert p.ends_waiting == {A: 10.0}  # 8 kW: ramps to -2 instead
+    assert p.writes == (Write("CP1", 1, -2.0, -10.0, "v2g_end"),) and p.headroom_kw == 0.0
+
+
+def test_ends_come_out_of_headroom_first_and_leave_the_rest_to_increases() -> None:
+    # 100 - 2 - 77.5 = 20.5: both ends (10 each) fit, 0.5 left for C's increase.
+    p = v2g({A: 0.0, B: 0.0, C: 20.0}, {A: -10.0, B: -10.0, C: 10.0},
+            {A: -10.0, B: -10.0, C: 10.0}, import_kw=77.5)  # fmt: skip
+    assert p.headroom_kw == pytest.approx(0.5)
+    assert written(p) == [(A, 0.0, "v2g_end"), (B, 0.0, "v2g_end"), (C, 10.5, "increase")]
+
+
+def test_a_discharge_end_waits_one_cycle_then_is_forced_when_the_meter_is_stale(caplog) -> None:
+    cur, draw = {A: -10.0}, {A: -10.0}
+    p = v2g({A: 0.0}, cur, draw, fresh=False, now=5.0)
+    assert p.writes == () and p.ends_waiting == {A: 5.0} and p.forced_ends == ()
+    with caplog.at_level(logging.WARNING, logger="agent.control.apply"):
+        p = v2g({A: 0.0}, cur, draw, fresh=False, now=5.25, waiting={A: 5.0})
+        assert p.writes == (Write("CP1", 1, 0.0, -10.0, "v2g_end"),) and p.forced_ends == (A,)
+        p = v2g({A: 0.0}, cur, draw, now=9.0, waiting={A: 5.0})  # meter fresh, 4 s: waits
+        assert p.writes == () and p.ends_waiting == {A: 5.0}
+        p = v2g({A: 0.0}, cur, draw, now=10.0, waiting={A: 5.0})
+        assert p.writes == (Write("CP1", 1, 0.0, -10.0, "v2g_end"),) and p.forced_ends == (A,)
+    assert [r.getMessage() for r in caplog.records] == [
+        "V2G CP1/1: discharge ended after 0.2 s without the headroom it needs (grid meter "
+        "stale; the other EVs were lowered first)",
+        "V2G CP1/1: discharge ended after 5.0 s without the headroom it needs (timeout; the "
+        "other EVs were lowered first)"]  # fmt: skip
+
+
+def test_a_waiting_discharge_ramps_down_by_the_confirmed_headroom_over_the_deadband() -> None:
+    # 100 - 2 - 97.5 = 0.5 kW: exactly the deadband, ramped.
+    p = v2g({A: 0.0}, {A: -10.0}, {A: -10.0}, import_kw=97.5)
+    assert p.writes == (Write("CP1", 1, -9.5, -10.0, "v2g_end"),)
+    p = v2g({A: 0.0}, {A: -10.0}, {A: -10.0}, import_kw=97.6)
+    assert p.writes == () and p.ends_waiting == {A: 10.0}
+
+
 class Recorder:
     """A charger's limit register, recording the order writes arrive in."""
 
@@ -130,7 +201,7 @@ def test_execute_sends_every_decrease_before_any_end_or_increase(caplog) -> None
     assert order[2:] == [("CP1", 3, 0.0), ("CP1", 1, 30.0)]
     assert ok == {("CP1", 1): True, ("CP1", 2): False, ("CP1", 3): True, ("CP1", 4): True,
                   ("CP2", 1): True}  # fmt: skip
-    assert "limit write CP1/2=3.00 kW failed: no answer" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == ["limit write CP1/2=3.00 kW failed: no answer"]
 
 
 def test_execute_reports_failures_per_episode_to_the_fault_log() -> None:
@@ -222,7 +293,7 @@ def test_unreachable_charger_reserves_its_last_limits_and_a_stale_bms_counts_not
     limits = {("CP2", 1): 11.0, ("CP2", 2): None, ("CP1", 1): 40.0}
     power = {("CP2", 1): 9.0, ("CP2", 2): 4.0}
     b = budget_inputs(snap(grid=60.0, chargers=[charger("CP1", True, 20.0),
-                                                charger("CP2", False, 0.0, 0.0)],
+                                                charger("CP2", False, 0.0, 0.0, 0.0)],
                            inverter_battery=5.0),
                       WindowMax(60.0), 15.0, limits, power, (20.0, 30.0, 30.0))  # fmt: skip
     assert b.reserved_kw == 11.0
@@ -246,6 +317,30 @@ def test_meter_contradicting_the_chargers_gets_the_safe_budget() -> None:
     assert b.modes == frozenset() and b.measured_base_kw == 0.0
 
 
+def test_the_sign_check_counts_every_draw_and_nothing_else() -> None:
+    def modes(grid, chargers=(), last=None, limits=None, pv=None):  # type: ignore[no-untyped-def]
+        return budget_inputs(snap(grid=grid, pv=pv, chargers=chargers), WindowMax(60.0), 15.0,
+                             limits or {}, last or {}, None).modes  # fmt: skip
+
+    # Nothing drawn, no PV: up to 3 kW of export is sampling skew, more is a wrong sign.
+    assert modes(-2.5) == frozenset()
+    assert modes(-3.5) == frozenset({"grid_meter_implausible"})
+    # Two chargers' steady draws add up (40 kW: 34 kW is the lowest plausible import).
+    both = [charger("CP1", True, 20.0), charger("CP2", True, 20.0)]
+    last = {("CP1", 1): 20.0, ("CP2", 1): 20.0}
+    assert modes(20.0, both, last) == frozenset({"grid_meter_implausible"})
+    assert modes(32.0, both, last) == frozenset()
+    # An unreachable charger's last draw counts too.
+    gone = [charger("CP2", False, 0.0)]
+    assert modes(-40.0, gone, {("CP2", 1): 40.0}) == frozenset(
+        {"grid_meter_implausible", "charger_unreachable:CP2"})  # fmt: skip
+
+
+def test_no_base_load_seen_and_none_configured_is_zero() -> None:
+    b = budget_inputs(snap(grid=None), WindowMax(60.0), 0.0, {}, {}, None)
+    assert b.base_load_kw == 0.0
+
+
 # --- fallbacks.py: fallback sizing --------------------------------------------------------
 
 
@@ -255,6 +350,7 @@ def test_resize_edges() -> None:
     assert resize({"a": 10.0, "b": 10.0}, {"b": 20.5}) is None
     assert resize({"a": 0.0, "b": 10.0}, {"b": 10.0}) == {"a": 0.0}  # room 0, no excess
     assert resize({"b": 10.0}, {"b": 10.0}) == {}
+    assert resize({"a": 0.5, "b": 10.0}, {"b": 10.2}) == pytest.approx({"a": 0.3})
     assert resize({"a": 10.0, "b": 10.0, "c": 10.0}, {"b": 8.0, "c": 14.0}) == pytest.approx(
         {"a": 8.0})  # fmt: skip
 
@@ -278,15 +374,18 @@ class FallbackCharger:
 
 
 def test_fallbacks_are_sized_around_a_fixed_one(caplog) -> None:
-    chargers = {"CP1": FallbackCharger(), "CP2": FallbackCharger(fixed_kw=22.0)}
+    # CP2 falls back to 11 kW per connector whatever it is told: 22 kW, 12 above its share.
+    chargers = {"CP1": FallbackCharger(), "CP2": FallbackCharger(fixed_kw=11.0)}
     done: list[str] = []
     with caplog.at_level(logging.WARNING, logger="agent.control.fallbacks"):
         lowered = asyncio.run(set_fallbacks(chargers, {"CP1": 40.0, "CP2": 10.0},
-                                            {"CP1": 2, "CP2": 1}, 7.0, done.append))  # fmt: skip
+                                            {"CP1": 2, "CP2": 2}, 7.0, done.append))  # fmt: skip
     assert lowered == pytest.approx({"CP1": 28.0})
     assert chargers["CP1"].set == [(20.0, 7.0), (14.0, 7.0)]
     assert done == ["CP1", "CP1"]
-    assert "charger CP2: safe current 32 A is above the share; the other chargers'" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        "charger CP2: safe current 32 A is above the share; the other chargers' fallbacks are "
+        "lowered to make room"]
 
 
 def test_fallbacks_that_cannot_be_kept_are_logged_as_errors(caplog) -> None:
@@ -303,9 +402,30 @@ def test_fallbacks_that_cannot_be_kept_are_logged_as_errors(caplog) -> None:
             "charger CP2: the station limit cannot be promised if the agent stops: safe")
     chargers = {"CP1": FallbackCharger(broken=True), "CP2": FallbackCharger()}
     done: list[str] = []
-    assert asyncio.run(set_fallbacks(chargers, {"CP1": 40.0, "CP2": 10.0},
-                                     {"CP1": 2, "CP2": 1}, 7.0, done.append)) == {}  # fmt: skip
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="agent.control.fallbacks"):
+        assert asyncio.run(set_fallbacks(chargers, {"CP1": 40.0, "CP2": 10.0},
+                                         {"CP1": 2, "CP2": 1}, 7.0, done.append)) == {}  # fmt: skip
     assert done == ["CP2"] and chargers["CP2"].set == [(10.0, 7.0)]
+    assert [r.getMessage() for r in caplog.records] == [
+        "charger CP1: fallback limit not set: timeout"]
+
+
+def test_give_fallbacks_makes_the_lowered_shares_the_controllers_safe_limits() -> None:
+    st = Station()  # CP1 2 x 50 kW, CP2 1 x 50 kW: fallback shares 40 kW each (settings)
+    devices = {"CP1": FallbackCharger(), "CP2": FallbackCharger(fixed_kw=50.0)}
+    done: list[str] = []
+    asyncio.run(give_fallbacks(devices, st.controller, st.cfg, done.append))
+    assert devices["CP1"].set == [(20.0, 10.0), (15.0, 10.0)]  # 80 - 50 fixed = 30 left
+    assert done == ["CP1", "CP1"]
+    assert st.controller.fallback_per_connector == {("CP1", 1): 15.0, ("CP1", 2): 15.0,
+                                                    ("CP2", 1): 40.0}  # fmt: skip
+    st = Station()
+    devices = {"CP1": FallbackCharger(), "CP2": FallbackCharger()}
+    asyncio.run(give_fallbacks(devices, st.controller, st.cfg, done.append))
+    assert devices["CP1"].set == [(20.0, 10.0)] and devices["CP2"].set == [(40.0, 10.0)]
+    assert st.controller.fallback_per_connector == {("CP1", 1): 20.0, ("CP1", 2): 20.0,
+                                                    ("CP2", 1): 40.0}  # fmt: skip
 
 
 # --- ceilings.py --------------------------------------------------------------------------
@@ -337,7 +457,7 @@ def test_hard_ceilings_come_from_the_file_and_refuse_any_raise() -> None:
                             "file); it may only be lowered")  # fmt: skip
     with pytest.raises(ValueError, match=r"^config\.chargers\[0\]\.maxPower"):
         ceilings.check(station_config(90.0, 50.001, 22.0))
-    ceilings.check(station_config(100.0 + 1e-10, 50.0 + 1e-10, 22.0))  # float noise
+    ceilings.check(station_config(100.0 + EPS_KW, 50.0 + EPS_KW, 22.0))  # float noise
 
 
 # --- startup.py: the start-up gate --------------------------------------------------------
@@ -358,7 +478,7 @@ WRITES = (Write("CP1", 1, 5.0, 10.0, "decrease"), Write("CP1", 2, 4.0, None, "in
           Write("CP2", 1, 0.0, -3.0, "v2g_end"), Write("CP1", 1, 12.0, 10.0, "increase"))  # fmt: skip
 
 
-def test_nothing_is_written_until_meter_bms_and_chargers_were_read() -> None:
+def test_nothing_is_written_until_meter_bms_and_chargers_were_read(caplog) -> None:
     st = Station()
     bat = BatteryState(soc=50.0, max_charge_kw=30.0, max_discharge_kw=30.0, power_kw=8.0)
     gate = StartupGate(has_battery=True, timeout_s=5.0)
@@ -374,14 +494,18 @@ def test_nothing_is_written_until_meter_bms_and_chargers_were_read() -> None:
     held = gate.gate(decision(st, writes=WRITES, setpoint=10.0, t=104.99))
     assert gate.phase is Phase.READING and held.plan.writes == ()
     # Everything read: one cycle of decreases only, then the controller's plan as it is.
-    first = gate.gate(decision(st, writes=WRITES, battery=bat, setpoint=8.0, t=105.0))
-    assert gate.phase is Phase.LOWERING
+    with caplog.at_level(logging.INFO, logger="agent.control.startup"):
+        first = gate.gate(decision(st, writes=WRITES, battery=bat, setpoint=8.0, t=105.0))
+        assert gate.phase is Phase.LOWERING
+        later = decision(st, writes=WRITES, setpoint=-5.0, t=105.1)
+        assert gate.gate(later) is later and gate.phase is Phase.RUNNING
+    assert [r.getMessage() for r in caplog.records] == [
+        "start-up: meter, BMS and chargers read; first writes lower only",
+        "start-up: done, control running"]
     assert first.plan.writes == WRITES[:2]
     assert first.plan.held_back_kw == pytest.approx(1.5 + 3.0 + 2.0)
     assert first.plan.headroom_kw == 9.0 and first.heartbeats == ("CP2",)
     assert first.battery_setpoint_kw == 8.0  # as much discharge as now: kept
-    later = decision(st, writes=WRITES, setpoint=-5.0, t=105.1)
-    assert gate.gate(later) is later and gate.phase is Phase.RUNNING
     assert gate.gate(later) is later
 
 
