@@ -204,27 +204,26 @@ def test_execute_sends_every_decrease_before_any_end_or_increase(caplog) -> None
     assert [r.getMessage() for r in caplog.records] == ["limit write CP1/2=3.00 kW failed: no answer"]
 
 
-def test_execute_reports_failures_per_episode_to_the_fault_log() -> None:
+def test_execute_reports_failures_per_episode_to_the_fault_log(caplog) -> None:
     from agent.control.episodes import FaultLog
 
-    events: list = []
-
-    class Episodes(FaultLog):
-        def failed(self, key, what, detail):  # type: ignore[no-untyped-def]
-            events.append(("failed", key, what, detail))
-
-        def succeeded(self, key):  # type: ignore[no-untyped-def]
-            events.append(("ok", key))
-
-    order: list = []
-    faults = Episodes.__new__(Episodes)
+    t = [0.0]
+    faults = FaultLog(logging.getLogger("test.episodes"), lambda: t[0])
     p = ApplyPlan(writes=(Write("CP1", 1, 3.0, 4.0, "decrease"),
                           Write("CP1", 2, 3.0, 4.0, "decrease")),
                   headroom_kw=0.0, held_back_kw=0.0)  # fmt: skip
-    ok = asyncio.run(execute(p, {"CP1": Recorder("CP1", order, fail={2})}, faults))
+    failing = Recorder("CP1", [], fail={2})
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):  # one episode, logged once, not per write
+            ok = asyncio.run(execute(p, {"CP1": failing}, faults))
+        t[0] = 12.0
+        failing.fail = set()
+        assert asyncio.run(execute(p, {"CP1": failing}, faults)) == {("CP1", 1): True,
+                                                                    ("CP1", 2): True}  # fmt: skip
     assert ok == {("CP1", 1): True, ("CP1", 2): False}
-    assert events == [("ok", "limit:CP1/1"),
-                      ("failed", "limit:CP1/2", "limit write CP1/2 failed", "no answer")]
+    messages = [(r.name, r.getMessage()) for r in caplog.records]
+    assert messages[0] == ("test.episodes", "limit write CP1/2 failed: no answer")
+    assert len(messages) == 2 and messages[1][1].startswith("limit write CP1/2 failed: recovered")
 
 
 # --- budget.py: degraded budgets ---------------------------------------------------------
