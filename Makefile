@@ -8,7 +8,7 @@ export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba-cache
 LOCK    := requirements.lock
 UV      := uv==0.13.9
 
-.PHONY: install lock test-latest demo test test-fast bench lint clean system-deps
+.PHONY: install lock test-latest demo test test-fast test-mutants test-loaded bench lint clean system-deps
 
 install: $(STAMP)
 
@@ -47,6 +47,20 @@ demo: install
 test: install system-deps
 	$(BIN)/python -m pytest
 
+# The whole suite with one core kept busy by a spinning process the run starts and stops
+# (tests/busy_load.py): what a loaded station or CI machine does to timing-sensitive tests.
+test-loaded: install system-deps
+	$(BIN)/python -m pytest --busy-cores 1
+
+# Mutation check of the safety rules ([tool.mutmut] in pyproject.toml, docs/testing.md):
+# every mutant killed by the fast tests or listed as equivalent in tests/mutants/survivors.md.
+# About a minute on 2 cores; not part of `make test`. Starts clean: mutmut's cache does not
+# notice changed tests.
+test-mutants: install
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2
+	$(BIN)/python scripts/mutants_check.py
+
 bench: install
 	$(BIN)/python bench/run_all.py
 
@@ -61,4 +75,4 @@ lint: install
 	MYPYPATH=$(VENV)/mypypath $(BIN)/mypy -p hardware_sim
 
 clean:
-	rm -rf $(VENV) .venv-latest .numba-cache .numba-cache-latest .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) mutants .venv-latest .numba-cache .numba-cache-latest .pytest_cache .mypy_cache .ruff_cache
