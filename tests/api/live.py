@@ -15,7 +15,7 @@ from agent.api import create_app
 from agent.api.models import StationConfig
 from agent.api.server import ApiServer, ApiServerSettings
 from agent.app.api_station import ApiStation
-from agent.model.clock import RealClock
+from agent.model.clock import ManualClock, RealClock
 from agent.store import connect
 from agent.store.signals import Signals
 
@@ -71,5 +71,41 @@ class LiveApi:
             await self._runner
             await self.server.stop()
         asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+
+class SteppedApi(LiveApi):
+    """The API-only station on a real socket with no loop of its own: `step(n)` runs n control
+    cycles and advances a manual clock by one period each, so a scenario's answers depend only
+    on its requests (the comparison in tests/api/test_api_electra_answers.py needs that)."""
+
+    def __init__(self, tmp: Path, config: dict[str, Any], period_s: float = 0.25) -> None:
+        super().__init__(tmp, config, period_s)
+        self.clock = ManualClock()
+
+    async def _start(self) -> None:
+        db = connect(self._db_path, check_same_thread=False)
+        self.db = db
+        self.station = ApiStation(self._config, db, self.clock, signals=Signals(db))
+        self.server = ApiServer(create_app(self.station),
+                                ApiServerSettings(socket_path=self.socket, tcp_port=0, token=TOKEN))
+        await self.server.start()
+
+    def step(self, n: int = 1) -> None:
+        def run() -> None:
+            for _ in range(n):
+                self.station.cycle()
+                self.clock.advance(self.period_s)
+        self.call(run)
+
+    def session_rows(self) -> list[dict[str, Any]]:
+        """The store's session rows (status and source), oldest first."""
+        return self.call(lambda: [dict(r) for r in self.db.query(
+            "SELECT status, source, charger_id, connector_idx FROM sessions ORDER BY rowid")])
+
+    def stop(self) -> None:
+        self.http.close()
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
