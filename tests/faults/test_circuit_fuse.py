@@ -70,3 +70,36 @@ async def _sub_board(tmp_path):
         # and the fuse is used: L1 reached what it may carry (32 A - the 1 A margin)
         assert sub["peakCurrent"][0] >= 0.95 * (RATING_A - 1.0), summary
         assert "circuit_meter_stale" not in sc.agent.log()
+
+
+def test_a_silent_sub_board_meter_degrades_that_circuit_only(tmp_path):
+    asyncio.run(_silent_sub_meter(tmp_path))
+
+
+async def _silent_sub_meter(tmp_path):
+    async with Scenario(tmp_path, station=STATION) as sc:
+        write_config(with_circuit(sc.config, sc.sim.endpoints["circuitMeters"]["sub"]),
+                     sc.agent.config_path)
+        sc.sim.set(base_load_kw=5.0, pv_kw=0.0)
+        await sc.start_agent()
+        for cid in ("CP1", "CP2", "CP3"):
+            sc.sim.plug(cid, 1, max_kw=7.4, capacity_kwh=60.0, soc=0.2, energy_needed_kwh=40.0,
+                        phases=1)
+        await sc.run_for(8.0)
+        sc.sim.inject("meter:sub", "silent")
+        await sc.agent.wait_log(r"degraded mode on: .*circuit_meter_stale:sub")
+        await sc.run_for(8.0)
+        state = sc.sim.state()
+        sub = state["circuits"]["sub"]
+        # held at the fallbacks, which fit the fuse with all current on one phase
+        assert sum(c["power"] for c in state["connectors"]) * 1000 / 230 <= RATING_A - 1.0 + 0.5
+        assert "grid_meter_stale" not in sc.agent.log()
+        sc.sim.clear("meter:sub")
+        await sc.agent.wait_log(r"degraded mode off: .*circuit_meter_stale:sub")
+        await sc.run_for(5.0)
+        sc.check_invariants()
+        sub = sc.sim.state()["circuits"]["sub"]
+        summary = f"sub-board peak per phase {[round(a, 2) for a in sub['peakCurrent']]} A"
+        print(summary)
+        assert not sc.sim.state()["trips"], summary
+        assert max(sub["peakCurrent"]) <= RATING_A, summary
