@@ -80,11 +80,19 @@ def set_bases(arrays: StationArrays, st: StationSettings,
         )
 
 
-def circuit_loads(st: StationSettings, power_kw: dict[tuple[str, int], float]) -> list[dict]:
-    """Each circuit's EV load now, from the connectors' measured power: A per grid phase
-    [L1, L2, L3] and kW, with its ratings (an estimate, see `ev_loads`; other loads are not
-    in it)."""
+def circuit_loads(st: StationSettings, power_kw: dict[tuple[str, int], float],
+                  measured: Mapping[str, tuple[tuple[float, float, float], float | None]]
+                  | None = None) -> list[dict]:  # fmt: skip
+    """Each circuit's load now, A per grid phase [L1, L2, L3] and kW, with its ratings: what
+    its meter measures (`measured`: circuit id -> (A per phase, kW or None), fresh readings
+    only), else the EVs' estimate from the connectors' power (see `ev_loads`; other loads
+    are not in it)."""
     amps, kw = ev_loads(st, power_kw)
+    for k, c in enumerate(st.circuits):
+        if measured and c.id in measured:
+            currents, power = measured[c.id]
+            amps[k] = list(currents)
+            kw[k] = power if power is not None else kw[k]
     return [{"id": c.id, "parent": c.parent, "max_current_a": c.max_current_a,
              "max_power_kw": c.max_power_kw, "current_a": [round(a, 2) for a in amps[k]],
              "power_kw": round(kw[k], 3)} for k, c in enumerate(st.circuits)]

@@ -70,6 +70,13 @@ async def _sub_board(tmp_path):
         # and the fuse is used: L1 reached what it may carry (32 A - the 1 A margin)
         assert sub["peakCurrent"][0] >= 0.95 * (RATING_A - 1.0), summary
         assert "circuit_meter_stale" not in sc.agent.log()
+        # `sems status` (GET /api/v1/station) shows the sub-board as its meter measures it
+        view = (await sc.api("GET", "/api/v1/station")).json()
+        [shown] = view["circuits"]
+        now = sc.sim.state()["circuits"]["sub"]["current"]
+        assert shown["id"] == "sub" and shown["max_current_a"] == RATING_A
+        assert shown["current_a"][1] == pytest.approx(now[1], abs=0.5)  # base only on L2
+        assert 0.0 < shown["current_a"][0] <= RATING_A
 
 
 def test_a_silent_sub_board_meter_degrades_that_circuit_only(tmp_path):
