@@ -119,3 +119,26 @@ def test_stale_base_is_the_configured_pessimistic_one():
         expected = want if want is not None else 32.0 - sum(fallback.values()) * 1000 / VOLTS
         assert m.stale and m.headroom_kw == 0.0
         assert m.base_current_a == (expected, expected, expected)
+
+
+def test_apply_grants_increases_below_a_circuit_only_out_of_its_room():
+    from agent.control.apply import plan_writes
+
+    a, b, c = ("A", 1), ("B", 1), ("C", 1)  # a and b below the circuit, c elsewhere
+    kw = dict(import_kw=10.0, capacity_kw=100.0, margin_kw=1.0, deadband_kw=0.1)
+    common = dict(drawing={a: 2.0, b: 2.0, c: 2.0}, min_kw={a: 1.0, b: 1.0, c: 1.0},
+                  initial_kw={})  # fmt: skip
+    plan = plan_writes({a: 6.0, b: 6.0, c: 6.0}, {a: 2.0, b: 2.0, c: 2.0}, **common, **kw,
+                       circuits=[(frozenset({a, b}), 3.0)])
+    new = {(w.charger_id, w.idx): w.kw for w in plan.writes}
+    assert new[a] + new[b] - 4.0 == 3.0  # the circuit's room, shared in proportion
+    assert new[a] == new[b] == 3.5
+    assert new[c] == 6.0  # the grid has room: elsewhere nothing changes
+    # Starts the room would leave below their minimum start one by one, in arrival order.
+    plan = plan_writes({a: 6.0, b: 6.0}, {a: 0.0, b: 0.0}, {}, {a: 4.0, b: 4.0}, {}, **kw,
+                       circuits=[(frozenset({a, b}), 5.0)])
+    assert [(w.charger_id, w.kw) for w in plan.writes] == [("A", 5.0)]
+    # No room (a stale meter): no increase at all below the circuit.
+    plan = plan_writes({a: 6.0}, {a: 2.0}, {a: 2.0}, {a: 1.0}, {}, **kw,
+                       circuits=[(frozenset({a, b}), 0.0)])
+    assert plan.writes == () and plan.held_back_kw == 4.0

@@ -99,3 +99,28 @@ async def _sub_board():
         assert [t["circuit"] for t in state["trips"]] == ["sub"], state["circuits"]
         assert state["circuits"]["sub"]["tripped"]
         assert all(c["power"] == 0.0 for c in state["connectors"] if c["chargerId"] in ("CP1", "CP2"))
+
+
+@pytest.mark.parametrize("profile", ["eastron-sdm630", "sunspec-meter", "carlo-gavazzi-em24"])
+def test_circuit_meter_currents_from_real_meter_maps(profile):
+    """The per-phase currents a circuit meter needs, through the vendor and SunSpec maps."""
+    asyncio.run(_real_map(profile))
+
+
+async def _real_map(profile):
+    async with Simulator(STATION, clock=ManualClock(), rtu_meter=False,
+                         profiles={"meter:sub": profile}) as sim:
+        sim.plug("CP1", 1, max_kw=7.36, capacity_kwh=60.0, soc=0.2, energy_needed_kwh=40.0,
+                 phases=1)
+        sim.model.chargers["CP1"].write_limit(1, 7.36, sim.model.t)
+        sim.advance(5.0)
+        ep = sim.endpoints["circuitMeters"]["sub"]
+        assert ep["profile"] == profile
+        meter = make_device("meter", f"tcp://{ep['tcp']}", ep["unit"], profile, timeout_s=1.0)
+        try:
+            reading = await meter.read()
+        finally:
+            await meter.bus.close()
+        truth = sim.state()["circuits"]["sub"]["current"]
+        assert truth[0] == pytest.approx(32.0 + 4.0, abs=0.01)
+        assert reading.currents_a == pytest.approx(tuple(truth), abs=0.05)
