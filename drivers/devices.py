@@ -41,6 +41,8 @@ class MeterReading:
     energy_import_kwh: float | None
     energy_export_kwh: float | None
     ts: float
+    # Per-phase currents (A, L1..L3, unsigned), where the map has all three (circuit meters).
+    currents_a: tuple[float, float, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +129,10 @@ class Meter(_Capability):
             power = _neg(power)
             phases_kw = tuple(-x for x in phases_kw) if phases_kw else None  # type: ignore[assignment]
             imported, exported = exported, imported
-        return MeterReading(power, phases_kw, imported, exported, self._wallclock())
+        amps = [_num(v.get(f"current_l{i}")) for i in (1, 2, 3)]
+        currents = tuple(abs(a) for a in amps if a is not None)
+        return MeterReading(power, phases_kw, imported, exported, self._wallclock(),
+                            currents if len(currents) == 3 else None)  # type: ignore[arg-type]
 
 
 class Battery(_Capability):

@@ -5,7 +5,8 @@ Commands ("cmd"):
   fault   {"device", "fault", ...params}   e.g. {"cmd": "fault", "device": "meter", "fault": "exception", "code": 4}
   clear   {"device"}
   plug    {"charger", "idx", "max_kw", "capacity_kwh", "soc", "energy_needed_kwh", "v2g"?,
-           "session_id"?, "announces_max"? (false: the charger reads the EV's maximum as 0)}
+           "session_id"?, "announces_max"? (false: the charger reads the EV's maximum as 0),
+           "phases"? (1, 2 or 3: the charger's first k conductors)}
   unplug  {"charger", "idx"}
   state   {}                                -> {"ok": true, "state": {...}}
   set     {"base_load_kw"?, "pv_kw"?}       only the keys given; null returns to the scenario / PV curve
@@ -108,7 +109,8 @@ class ControlServer:
                      capacity_kwh=_num(msg, "capacity_kwh"), soc=_num(msg, "soc"),
                      energy_needed_kwh=_num(msg, "energy_needed_kwh"),
                      v2g=bool(msg.get("v2g", False)), session_id=str(msg.get("session_id", "")),
-                     announces_max=bool(msg.get("announces_max", True)))
+                     announces_max=bool(msg.get("announces_max", True)),
+                     phases=_int(msg, "phases") if "phases" in msg else 3)
             return {"ok": True}
         if cmd == "unplug":
             sim.unplug(_str(msg, "charger"), _int(msg, "idx"))

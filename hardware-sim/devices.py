@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from .faults import Fault
-from .physics import ChargerModel, StationModel
+from .physics import ChargerModel, MeterReading, StationModel
 from .profile import SimProfile
 from .registers import RegisterImage, Slot
 from .sunspec_image import SunSpecImage
@@ -71,8 +71,11 @@ class EmulatedDevice:
 class MeterDevice(EmulatedDevice):
     kind = "meter"
 
+    def reading(self) -> MeterReading:
+        return self.model.meter
+
     def refresh(self) -> None:
-        m = self.model.meter
+        m = self.reading()
         self._set("power_total", m.total_kw * 1000.0)
         for i in range(3):
             self._set(f"power_l{i + 1}", m.power_kw[i] * 1000.0)
@@ -81,6 +84,19 @@ class MeterDevice(EmulatedDevice):
         self._set("energy_import", m.import_kwh * 1000.0)
         self._set("energy_export", m.export_kwh * 1000.0)
         self._set("frequency", m.frequency)
+
+
+class CircuitMeterDevice(MeterDevice):
+    """A sub-board's meter: the sum of what the chargers and base load below it draw, per
+    phase (sub-circuits included)."""
+
+    def __init__(self, name: str, unit: int, profile: SimProfile, model: StationModel,
+                 circuit_id: str) -> None:
+        self.circuit_id = circuit_id
+        super().__init__(name, unit, profile, model)
+
+    def reading(self) -> MeterReading:
+        return self.model.circuit_meters[self.circuit_id]
 
 
 class BmsDevice(EmulatedDevice):
@@ -190,6 +206,9 @@ class ChargerDevice(EmulatedDevice):
             self._set_kw("applied_limit", conn.commanded_kw, i)
             self._set("soc", conn.ev.soc * 100.0 if conn.ev else 0.0, i)
             self._set("charge_phases", self.profile.phases, i)
+            grid = c.phase_kw(conn)  # maps with per-conductor currents: its L1 on rotation[0]...
+            for q, p in enumerate(c.spec.rotation):
+                self._set(f"current_l{q + 1}", abs(grid[p]) * 1000.0 / 230.0, i)
             self._set_kw("fallback_limit", c.fallback_kw, i)  # per socket on Alfen
 
     def apply(self, slot: Slot, value: float | str) -> None:

@@ -25,13 +25,17 @@ Charger dynamics (documented contract for the agent):
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from .fuses import Breaker
 from .station import ChargerSpec, StationSpec
+
+log = logging.getLogger("hardware_sim")
 
 CHARGING_EFFICIENCY = 0.95
 V2G_EFFICIENCY = 0.90  # battery-side kWh per grid-side kWh delivered: 1 / 0.90
@@ -69,6 +73,7 @@ class Ev:
     # False: the charger cannot tell the EV's maximum (IEC 61851 PWM signalling, many AC
     # chargers): its ev_max_power register reads 0, and the agent learns only from the draw.
     announces_max: bool = True
+    phases: int = 3  # draws on the charger's first `phases` conductors (1: a 1-phase EV)
 
     @property
     def done(self) -> bool:
@@ -128,6 +133,7 @@ class ChargerModel:
         self.fallback_kw = fallback_kw
         self.last_comm_s: float | None = None
         self.timed_out = False
+        self.tripped = False  # its circuit's breaker tripped: no power until the sim ends
         self.connectors = [Connector(i, spec.max_kw, spec.max_kw)
                            for i in range(1, spec.connectors + 1)]
 
@@ -157,9 +163,24 @@ class ChargerModel:
     def power_kw(self) -> float:
         return sum(c.power_kw for c in self.connectors)
 
+    def phase_kw(self, conn: Connector) -> tuple[float, float, float]:
+        """The connector's power per grid phase: an EV draws on the charger's first k
+        conductors (k: the fewer of its and the charger's phases), mapped through the
+        rotation; DC chargers draw balanced on three."""
+        spec = self.spec
+        k = 3 if spec.kind == "dc" else min(conn.ev.phases if conn.ev else 3, spec.phases)
+        out = [0.0, 0.0, 0.0]
+        for q in range(k):
+            out[spec.rotation[q]] += conn.power_kw / k
+        return (out[0], out[1], out[2])
+
     def step(self, now: float, dt: float) -> None:
         if self.last_comm_s is not None and now - self.last_comm_s >= self.comm_timeout_s:
             self.timed_out = True
+        if self.tripped:
+            for conn in self.connectors:
+                conn.power_kw = conn.target_kw = 0.0
+            return
         for conn in self.connectors:
             while conn.pending and conn.pending[0][0] <= now:
                 conn.applied_kw = conn.pending.pop(0)[1]
@@ -309,6 +330,11 @@ class StationModel:
         self._scripted = list(spec.evs)
         self._random_rate = random_evs_per_hour / 3600.0
         self._next_random_s = self._draw_next_arrival(0.0)
+        # The electrical tree: each circuit's breaker and (metered or not) its reading.
+        self.breakers = {c.id: Breaker(c.max_current_a) for c in spec.circuits}
+        self.circuit_meters = {c.id: MeterReading() for c in spec.circuits}
+        self.trips: list[dict] = []  # {"t", "circuit", "currents"}: the TRIP log
+        self._below = {c.id: self._chargers_below(c.id) for c in spec.circuits}
         self._update_meter(0.0)
 
     # ---- inputs from the outside world -------------------------------------------------
@@ -384,10 +410,57 @@ class StationModel:
     def battery_kw(self) -> float:
         return self.battery.power_kw if self.battery else 0.0
 
+    def _chargers_below(self, circuit_id: str) -> tuple[list[ChargerModel], float]:
+        """The chargers wired to the circuit or below it, and the base load on them (kW)."""
+        by_id = {c.id: c for c in self.spec.circuits}
+
+        def under(at: str | None) -> bool:
+            seen: set[str] = set()
+            while at is not None and at not in seen:
+                if at == circuit_id:
+                    return True
+                seen.add(at)
+                at = by_id[at].parent
+            return False
+
+        chargers = [m for m in self.chargers.values() if under(m.spec.circuit)]
+        base = sum(c.base_load_kw for c in self.spec.circuits if under(c.id))
+        return chargers, base
+
+    def _phase_kw(self, chargers: list[ChargerModel], base_kw: float) -> list[float]:
+        phases = [base_kw * share for share in BASE_LOAD_PHASE_SHARE]
+        for ch in chargers:
+            for conn in ch.connectors:
+                for p, kw in enumerate(ch.phase_kw(conn)):
+                    phases[p] += kw
+        return phases
+
+    def _update_circuits(self, dt: float) -> None:
+        for c in self.spec.circuits:
+            chargers, base = self._below[c.id]
+            phases = self._phase_kw(chargers, base)
+            amps = tuple(abs(p) * 1000.0 / NOMINAL_VOLTAGE for p in phases)
+            total = sum(phases)
+            m = self.circuit_meters[c.id]
+            self.circuit_meters[c.id] = MeterReading(
+                tuple(phases), (NOMINAL_VOLTAGE,) * 3, amps, 50.0,  # type: ignore[arg-type]
+                m.import_kwh + max(total, 0.0) * dt / 3600.0,
+                m.export_kwh + max(-total, 0.0) * dt / 3600.0,
+            )
+            if dt > 0 and self.breakers[c.id].step(self.t, amps, dt):  # type: ignore[arg-type]
+                self.trips.append({"t": self.t, "circuit": c.id, "currents": list(amps)})
+                log.warning("TRIP: circuit %s breaker (%g A) tripped at t=%.1f s, phases %s A",
+                            c.id, c.max_current_a, self.t, [round(a, 1) for a in amps])
+                for ch in chargers:
+                    ch.tripped = True
+
     def _update_meter(self, dt: float) -> None:
-        chargers = sum(c.power_kw for c in self.chargers.values())
-        balanced = (chargers - self.pv_kw - self.battery_kw) / 3.0
-        phases = tuple(self.base_load_kw * share + balanced for share in BASE_LOAD_PHASE_SHARE)
+        self._update_circuits(dt)
+        circuit_base = sum(c.base_load_kw for c in self.spec.circuits)
+        ev = self._phase_kw(list(self.chargers.values()), 0.0)
+        other = (self.pv_kw + self.battery_kw) / 3.0
+        phases = tuple((self.base_load_kw + circuit_base) * share + ev[p] - other
+                       for p, share in enumerate(BASE_LOAD_PHASE_SHARE))
         # A stiff grid: the voltage sags by about 1 V per 10 kW imported on a phase.
         volts = tuple(NOMINAL_VOLTAGE - 0.1 * p for p in phases)
         amps = tuple(abs(p) * 1000.0 / v for p, v in zip(phases, volts, strict=True))
@@ -407,7 +480,7 @@ class StationModel:
                 self.plug(a.charger_id, a.idx, Ev(a.max_kw, a.capacity_kwh, a.soc,
                                                   a.energy_needed_kwh, a.v2g, a.session_id,
                                                   a.departure_s, v2g_min_soc=a.v2g_min_soc,
-                                                  v2g_max_kw=a.v2g_max_kw))
+                                                  v2g_max_kw=a.v2g_max_kw, phases=a.phases))
         for charger in self.chargers.values():
             for conn in charger.connectors:
                 if conn.ev and conn.ev.departure_s is not None and conn.ev.departure_s <= self.t:

@@ -20,7 +20,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .devices import BmsDevice, ChargerDevice, EmulatedDevice, InverterDevice, MeterDevice
+from .devices import (
+    BmsDevice,
+    ChargerDevice,
+    CircuitMeterDevice,
+    EmulatedDevice,
+    InverterDevice,
+    MeterDevice,
+)
 from .faults import make_fault
 from .modbus import Responder, RtuLine, TcpEndpoint
 from .physics import Ev, StationModel
@@ -31,6 +38,7 @@ log = logging.getLogger("hardware_sim")
 
 TICK_S = 0.05  # wall-clock period of the physics task
 METER_UNIT, BMS_UNIT, INVERTER_UNIT, FIRST_CHARGER_UNIT = 1, 2, 3, 10
+FIRST_CIRCUIT_METER_UNIT = 4  # sub-board meters: 4..9
 MAX_UNIT = 247  # Modbus unit ids run 1..247
 
 
@@ -95,6 +103,13 @@ class Simulator:
         if self.model.has_inverter:
             self.devices["inverter"] = InverterDevice(
                 "inverter", INVERTER_UNIT, profile("inverter", "sim-inverter"), self.model)
+        metered = [c for c in self.spec.circuits if c.meter]
+        if len(metered) > FIRST_CHARGER_UNIT - FIRST_CIRCUIT_METER_UNIT:
+            raise ValueError("circuits: at most 6 circuit meters (unit ids 4..9)")
+        for k, c in enumerate(metered):
+            name = f"meter:{c.id}"
+            self.devices[name] = CircuitMeterDevice(
+                name, FIRST_CIRCUIT_METER_UNIT + k, profile(name, "sim-meter"), self.model, c.id)
         # Bidirectional (V2G) chargers answer with the signed-limit map.
         charger_profiles = {False: "sim-charger", True: "sim-charger-v2g"}
         for i, spec in enumerate(self.spec.chargers):
@@ -181,6 +196,8 @@ class Simulator:
     @property
     def endpoints(self) -> dict[str, Any]:
         out: dict[str, Any] = {"chargers": {}}
+        if self.spec.circuits:
+            out["circuitMeters"] = {}
         for name, device in self.devices.items():
             entry: dict[str, Any] = {"tcp": self.tcp[name].address if name in self.tcp else None,
                                      "unit": device.unit, "profile": self._profiles[name]}
@@ -190,6 +207,8 @@ class Simulator:
                 entry.update(connectors=device.connectors, kind=device.charger.spec.kind,
                              maxPower=device.charger.spec.max_kw, v2g=device.charger.spec.v2g)
                 out["chargers"][name] = entry
+            elif isinstance(device, CircuitMeterDevice):
+                out["circuitMeters"][device.circuit_id] = entry
             else:
                 out[name] = entry
         return out
@@ -198,13 +217,16 @@ class Simulator:
     def plug(self, charger_id: str, idx: int, *, max_kw: float, capacity_kwh: float,
              soc: float, energy_needed_kwh: float, v2g: bool = False,
              session_id: str = "", departure_in_s: float | None = None,
-             announces_max: bool = True) -> None:
+             announces_max: bool = True, phases: int = 3) -> None:
         if not (max_kw > 0 and capacity_kwh > 0 and 0 <= soc <= 1 and energy_needed_kwh >= 0):
             raise ValueError("plug: need max_kw > 0, capacity_kwh > 0, 0 <= soc <= 1, "
                              "energy_needed_kwh >= 0")
+        if phases not in (1, 2, 3):
+            raise ValueError("plug: phases must be 1, 2 or 3")
         departure = self.model.t + departure_in_s if departure_in_s is not None else None
         self.model.plug(charger_id, idx, Ev(max_kw, capacity_kwh, soc, energy_needed_kwh, v2g,
-                                            session_id, departure, announces_max=announces_max))
+                                            session_id, departure, announces_max=announces_max,
+                                            phases=phases))
         self._refresh()
 
     def unplug(self, charger_id: str, idx: int) -> None:
@@ -278,7 +300,9 @@ class Simulator:
                     "ev": None if ev is None else {
                         "sessionId": ev.session_id, "soc": ev.soc, "maxPower": ev.max_kw,
                         "acceptPower": ev.accept_kw(), "delivered": ev.delivered_kwh,
-                        "energyNeeded": ev.energy_needed_kwh, "v2g": ev.v2g},
+                        "energyNeeded": ev.energy_needed_kwh, "v2g": ev.v2g,
+                        "phases": ev.phases},
+                    "phaseCurrents": [kw * 1000.0 / 230.0 for kw in charger.phase_kw(conn)],
                 })
         b = m.battery
         return {
@@ -296,4 +320,12 @@ class Simulator:
                          for cid, c in m.chargers.items()},
             "connectors": connectors,
             "faults": {n: d.fault.kind for n, d in self.devices.items() if d.fault},
+            "circuits": {c.id: {
+                "rating": c.max_current_a, "current": list(m.circuit_meters[c.id].current),
+                "power": list(m.circuit_meters[c.id].power_kw),
+                "peakCurrent": list(m.breakers[c.id].peak_a),
+                "overRatingS": m.breakers[c.id].over_s,
+                "tripped": m.breakers[c.id].tripped_at is not None,
+                "trippedAt": m.breakers[c.id].tripped_at} for c in self.spec.circuits},
+            "trips": list(m.trips),
         }

@@ -27,6 +27,20 @@ class ChargerSpec:
     connectors: int = 1
     kind: str = "ac"  # "ac" or "dc": DC chargers react faster (see physics.ChargerModel)
     v2g: bool = False  # bidirectional: takes negative limits (V2G discharge)
+    circuit: str | None = None  # the circuit (sub-board) it is wired to; None: the main board
+    phases: int = 3  # conductors: 1 or 3
+    rotation: tuple[int, int, int] = (0, 1, 2)  # grid phase (0..2) of its L1, L2, L3
+
+
+@dataclass(frozen=True)
+class CircuitSpec:
+    """A sub-board with its breaker: the chargers wired to it and its own non-EV load."""
+
+    id: str
+    max_current_a: float  # breaker rating, A per phase
+    parent: str | None = None
+    base_load_kw: float = 0.0  # wired directly on it (40/30/30 % over L1/L2/L3)
+    meter: bool = False  # a Modbus meter on its feeder (sub-circuits included)
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,7 @@ class EvArrival:
     v2g: bool = False
     v2g_min_soc: float = 0.2  # the scenario's "v2g": {"v2gMinSoc"}
     v2g_max_kw: float = 22.0  # the scenario's "v2g": {"maxPower"}
+    phases: int = 3  # what the EV draws on: the charger's first k conductors
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,7 @@ class StationSpec:
     pv_series_kw: tuple[float, ...] = ()
     base_series_kw: tuple[float, ...] = ()
     evs: tuple[EvArrival, ...] = field(default_factory=tuple)
+    circuits: tuple[CircuitSpec, ...] = ()
 
 
 def _get(d: dict, *names: str, default: Any = None) -> Any:
@@ -158,7 +174,16 @@ def parse_station(data: dict) -> StationSpec:
         v2g = _get(c, "v2g", "bidirectional", default=False)
         if not isinstance(v2g, bool):
             raise StationError(f"{where}.v2g: must be true or false")
-        chargers.append(ChargerSpec(cid, max_kw, connectors, kind, v2g))
+        circuit = c.get("circuit")
+        if circuit is not None and not isinstance(circuit, str):
+            raise StationError(f"{where}.circuit: must be a circuit id")
+        phases = _get(c, "phases", default=3)
+        if phases not in (1, 3) or isinstance(phases, bool):
+            raise StationError(f"{where}.phases: must be 1 or 3")
+        chargers.append(ChargerSpec(cid, max_kw, connectors, kind, v2g, circuit, phases,
+                                    _rotation(_get(c, "phaseRotation", "phase_rotation",
+                                                   default="L1L2L3"), f"{where}.phaseRotation")))
+    circuits = _circuits(_get(st, "circuits", default=[]), pre, chargers)
 
     battery = None
     b = st.get("battery")
@@ -192,7 +217,8 @@ def parse_station(data: dict) -> StationSpec:
     pv_peak = _number(_get(st, "pvPeak", "pv_peak", "pv_peak_kw", default=pv_default),
                       f"{pre}pvPeak", minimum=0)
 
-    spec = StationSpec(str(station_id), capacity, tuple(chargers), battery, pv_peak)
+    spec = StationSpec(str(station_id), capacity, tuple(chargers), battery, pv_peak,
+                       circuits=circuits)
     return _with_scenario(spec, scenario) if scenario else spec
 
 
@@ -239,7 +265,65 @@ def _with_scenario(spec: StationSpec, scenario: dict) -> StationSpec:
             v2g=bool(ev.get("v2g", False)),
             v2g_min_soc=v2g_min_soc,
             v2g_max_kw=v2g_max_kw,
+            phases=_ev_phases(ev.get("phases", 3), f"{where}.phases"),
         ))
     evs.sort(key=lambda e: e.arrival_s)
     return StationSpec(spec.station_id, spec.grid_capacity_kw, spec.chargers, spec.battery,
-                       spec.pv_peak_kw, start, 900.0, tuple(pv), tuple(base), tuple(evs))
+                       spec.pv_peak_kw, start, 900.0, tuple(pv), tuple(base), tuple(evs),
+                       spec.circuits)
+
+
+def _ev_phases(value: Any, where: str) -> int:
+    if value not in (1, 2, 3) or isinstance(value, bool):
+        raise StationError(f"{where}: must be 1, 2 or 3")
+    return int(value)
+
+
+def _rotation(value: Any, where: str) -> tuple[int, int, int]:
+    """"L2L3L1" -> (1, 2, 0): the grid phase each of the charger's conductors is wired to."""
+    text = str(value)
+    if len(text) != 6 or sorted(text[1::2]) != ["1", "2", "3"] or text[0::2] != "LLL":
+        raise StationError(f"{where}: must be a permutation of L1L2L3 such as L2L3L1")
+    return tuple(int(text[2 * q + 1]) - 1 for q in range(3))  # type: ignore[return-value]
+
+
+def _circuits(raw: Any, pre: str, chargers: list[ChargerSpec]) -> tuple[CircuitSpec, ...]:
+    if not isinstance(raw, list):
+        raise StationError(f"{pre}circuits: must be a list")
+    out: list[CircuitSpec] = []
+    for i, c in enumerate(raw):
+        where = f"{pre}circuits[{i}]"
+        if not isinstance(c, dict):
+            raise StationError(f"{where}: must be an object")
+        cid = c.get("id")
+        if not isinstance(cid, str) or not cid:
+            raise StationError(f"{where}.id: must be a non-empty string")
+        if any(x.id == cid for x in out):
+            raise StationError(f"{where}.id: duplicate circuit id {cid!r}")
+        meter = c.get("meter", False)  # the agent's config names the meter device instead
+        if not isinstance(meter, bool | str):
+            raise StationError(f"{where}.meter: must be true or false")
+        rating = _get(c, "maxCurrent", "max_current", "max_current_a", default=math.inf)
+        out.append(CircuitSpec(
+            cid,
+            math.inf if rating == math.inf else _number(rating, f"{where}.maxCurrent",
+                                                        positive=True),
+            c.get("parent"),
+            _number(_get(c, "baseLoad", "base_load", "base_load_kw", default=0.0),
+                    f"{where}.baseLoad", minimum=0),
+            bool(meter),
+        ))
+    ids = {c.id for c in out}
+    for i, c in enumerate(out):
+        if c.parent is not None and c.parent not in ids:
+            raise StationError(f"{pre}circuits[{i}].parent: no circuit {c.parent!r}")
+        seen, at = {c.id}, c.parent
+        while at is not None:
+            if at in seen:
+                raise StationError(f"{pre}circuits[{i}].parent: the circuits form a cycle")
+            seen.add(at)
+            at = next(x.parent for x in out if x.id == at)
+    for i, ch in enumerate(chargers):
+        if ch.circuit is not None and ch.circuit not in ids:
+            raise StationError(f"{pre}chargers[{i}].circuit: no circuit {ch.circuit!r}")
+    return tuple(out)

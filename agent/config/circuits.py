@@ -5,6 +5,9 @@
     parent = "main"           # another circuit; none: directly under the grid connection
     max_current_a = 32        # fuse, A per phase
     max_power_kw = 22         # optional
+    meter = "sub-meter"       # optional: a [[devices]] meter measuring this circuit's feeder
+    margin_a = 1.0            # kept free below the fuse when granting increases (A)
+    pessimistic_base_a = 10   # non-EV load assumed while its meter is stale (A per phase)
 
 Chargers name their circuit (`circuit = "sub-1"`), `phases` (1 or 3), `phase_rotation`
 ("L1L2L3": the grid phases their L1, L2, L3 are wired to) and `max_current_a`.
@@ -28,9 +31,16 @@ class CircuitSettings(BaseModel):
     max_power_kw: float | None = Field(None, gt=0, description="power limit of the circuit, kW")
     max_current_a: float | None = Field(None, gt=0, description="fuse rating, A per phase")
     meter: str | None = Field(
-        None, description="[[devices]] meter measuring this circuit (not read yet: refused)"
+        None, description="[[devices]] meter whose per-phase currents measure this circuit"
     )
-
+    margin_a: float = Field(
+        1.0, ge=0, description="kept free below the fuse when granting increases, A per phase"
+    )
+    pessimistic_base_a: float | None = Field(
+        None, ge=0,
+        description="non-EV load assumed while the meter is stale, A per phase; default: "
+                    "the rating minus the fallbacks of the chargers below",
+    )
 
 
 # What the checks read of settings.py's models (which import this module: protocols, not
@@ -83,9 +93,9 @@ def tree_problems(st: StationSettings) -> list[str]:
                 break
             seen.add(at)
             at = by_id[at].parent
-        if c.meter is not None:
-            problems.append(f"station.circuits[{i}].meter: per-circuit meters are not read yet; "
-                            "leave it out (the circuit then counts only the EVs below it)")
+        if c.meter is not None and c.max_current_a is None and c.max_power_kw is None:
+            problems.append(f"station.circuits[{i}].meter: a metered circuit needs "
+                            "max_current_a or max_power_kw (nothing to hold it to)")
     for i, ch in enumerate(st.chargers):
         if ch.circuit is not None and ch.circuit not in ids:
             problems.append(f"station.chargers[{i}].circuit: no circuit {ch.circuit!r}")

@@ -400,6 +400,8 @@ def cross_check(s: AgentSettings) -> list[str]:
             "station.pessimistic_base_load_kw: must be below grid_capacity_kw "
             "(nothing would be left for the chargers)"
         )
+    for i, c in enumerate(st.circuits):
+        ref(f"station.circuits[{i}].meter", c.meter, "meter")
     problems += tree_problems(st)
     if s.control.stale_after_s < s.control.period_s:
         problems.append("control.stale_after_s: must be at least control.period_s")

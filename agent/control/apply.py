@@ -9,6 +9,9 @@ Rules (DESIGN.md, step 4):
   from the safe (pessimistic) budget instead of a measurement. Headroom is shared among
   the increases in proportion to what each asks for, so a newly plugged EV ramps up over
   a few cycles instead of overshooting.
+- Under a metered circuit (agent/control/circuit_meters.py) an increase is also granted only
+  out of the headroom that circuit's meter confirms (`circuits`), shared the same way: the
+  grid's share and every circuit's above the connector, the smallest wins.
 - A connector at 0 is not started below its minimum power (the EV would not charge).
 - Changes under the deadband are not written; a stop (to 0) always is.
 - V2G (targets < 0, agent/control/v2g.py): deepening a discharge lowers the import, so it is
@@ -28,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -77,6 +80,7 @@ def plan_writes(
     ends_waiting: Mapping[Key, float] | None = None,
     end_timeout_s: float = 5.0,
     lagging: Mapping[Key, float] | None = None,
+    circuits: Sequence[tuple[frozenset[Key], float]] = (),
 ) -> ApplyPlan:
     """`import_kw`: the measured grid import (or the safe-budget estimate when stale).
     `current`: limit in force per connector (None: unknown, e.g. first cycle).
@@ -86,6 +90,7 @@ def plan_writes(
     discharge that must end may end without the meter confirming its headroom.
     `lagging`: connectors lowered recently whose charger may not have followed yet
     (agent/control/limit_lag.py) -> the old limit they may still draw up to."""
+    `circuits`: (connectors below a metered circuit, kW of increases its meter confirms)."""
     decreases: list[Write] = []
     ends: list[tuple[Key, float, float, float]] = []  # (key, end kW, limit, import it adds)
     wants: list[tuple[Key, float, float | None]] = []
@@ -123,17 +128,40 @@ def plan_writes(
     )  # fmt: skip
     asked = sum(t - c for _, t, c in wants if c is not None)
     share = 1.0 if asked <= headroom or asked == 0 else headroom / asked
+    shares = {key: share for key, _, _ in wants}
+    for keys, room in circuits:
+        asked_here = sum(t - c for k, t, c in wants if c is not None and k in keys)
+        if asked_here > room:
+            for key in keys & shares.keys():
+                shares[key] = min(shares[key], max(0.0, room) / asked_here)
     increases: list[Write] = []
-    granted_total = 0.0
+    granted: dict[Key, float] = {}
+    deferred: list[tuple[Key, float]] = []
+    metered = frozenset().union(*(keys for keys, _ in circuits)) if circuits else frozenset()
     for key, target, cur in wants:
         assert cur is not None
-        new = cur + (target - cur) * share
+        new = cur + (target - cur) * shares[key]
         if cur == 0.0 and new < min_kw.get(key, 0.0):
+            if key in metered:
+                deferred.append((key, target))
             continue  # would be below the EV's minimum: wait for more headroom
         if new - cur < deadband_kw and new < target:
             continue
-        granted_total += new - cur
+        granted[key] = new - cur
         increases.append(Write(key[0], key[1], round(new, 3), cur, "increase"))
+    # A circuit's room shared out leaves each start below its minimum: start them one by one
+    # in arrival order instead, each whole, while the room lasts (else none would ever start).
+    for key, target in deferred:
+        rooms = [headroom - sum(granted.values())] + [
+            room - sum(v for k, v in granted.items() if k in keys)
+            for keys, room in circuits if key in keys
+        ]
+        new = min(target, *rooms)
+        if new >= min_kw.get(key, 0.0) and new > 0.0:
+            new = math.floor(new * 1000.0) / 1000.0  # never above the room
+            granted[key] = new
+            increases.append(Write(key[0], key[1], new, 0.0, "increase"))
+    granted_total = sum(granted.values())
     return ApplyPlan(
         writes=tuple(decreases + v2g_ends + increases),
         headroom_kw=headroom,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -20,11 +21,12 @@ from agent.control.apply import ApplyPlan, Key, plan_writes
 from agent.control.battery_order import ordered_setpoint
 from agent.control.budget import BudgetInputs, WindowMax, budget_inputs
 from agent.control.caps import CapTracker, PauseRotation
+from agent.control.circuit_meters import measure_circuits, stale_keys
 from agent.control.comeback import LIMIT_EPS_KW, rewrite_fallback
 from agent.control.decision import AllocationInputs, ConnectorDecision, Decision, SessionRow
 from agent.control.limit_lag import LimitLag
 from agent.control.sessions import Session, SessionTracker
-from agent.control.tree import configure_tree
+from agent.control.tree import configure_tree, set_bases
 from agent.control.v2g import V2gDispatch, V2gOrders
 from agent.model.snapshot import Snapshot
 from allocator.binding import BINDING_NAMES
@@ -134,6 +136,17 @@ class Controller:
             previous_power,
             self._battery_cfg if battery_available else None,
         )
+        # Metered circuits: their base load, and what is held while a meter is stale.
+        circuits = measure_circuits(self.s.station, snap, self.limits,
+                                    self.fallback_per_connector, c.period_s)  # fmt: skip
+        if circuits:
+            set_bases(self.arrays, self.s.station,
+                      {m.circuit_id: (m.base_current_a, m.base_power_kw) for m in circuits})
+            stale = [m.circuit_id for m in circuits if m.stale]
+            if stale:
+                budget = replace(budget, modes=budget.modes | {f"circuit_meter_stale:{cid}"
+                                                               for cid in stale})
+        held = stale_keys(circuits)
 
         # Caps from measured consumption, then the allocator's order (rotation).
         live = [x for x in sessions if reachable.get(x.charger_id, False)]
@@ -149,6 +162,9 @@ class Controller:
                 self.min_kw[key],
                 t,
             )
+            if key in held:  # its circuit's meter is stale: no more than its fallback
+                fallback = self.fallback_per_connector[key]
+                cap = fallback if cap is None else min(cap, fallback)
             if cap is not None:
                 caps[x.id] = cap
         self.caps.forget(x.id for x in live)
@@ -222,6 +238,7 @@ class Controller:
                 ends_waiting=self.ends_waiting,
                 end_timeout_s=self.s.v2g.end_timeout_s,
                 lagging=lagging,
+                circuits=[(m.keys, m.headroom_kw) for m in circuits],
             )
 
         battery_kw = self.arrays.battery_power

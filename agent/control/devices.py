@@ -18,7 +18,13 @@ from typing import Any
 from agent.config.settings import AgentSettings, DeviceSettings
 from agent.control.stats import CycleStats
 from agent.model.clock import Clock
-from agent.model.snapshot import BatteryState, ChargerState, ConnectorState, Snapshot
+from agent.model.snapshot import (
+    BatteryState,
+    ChargerState,
+    CircuitMeterState,
+    ConnectorState,
+    Snapshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +201,15 @@ class Reader:
                     )
                 )
             chargers.append(ChargerState(ch.id, reading is not None, tuple(conns)))
+        circuit_meters = []
+        for c in st.circuits:
+            if c.meter is None:
+                continue
+            m = self.fresh(c.meter, t)
+            circuit_meters.append(CircuitMeterState(
+                c.id, m.currents_a if m is not None else None,
+                m.power_kw if m is not None else None,
+                t - self.latest[c.meter].at if m is not None else 0.0))  # fmt: skip
         return Snapshot(
             t,
             self.clock.now(),
@@ -206,4 +221,5 @@ class Reader:
             grid_export_kwh=meter.energy_export_kwh if meter is not None else None,
             grid_age_s=t - self.latest[st.grid_meter].at if meter is not None else 0.0,
             inverter_battery_kw=inverter_battery_kw,
+            circuit_meters=tuple(circuit_meters),
         )

@@ -1,14 +1,16 @@
 """The station's electrical tree into the allocator's arrays (DESIGN.md "Allocation").
 
-Circuits come from `[[station.circuits]]`, each charger's place from its settings. Per-circuit
-meters are not read yet, so a circuit's base (non-EV) current is 0: its fuse bounds the EVs
-below it, as evcc does for a circuit without a meter. An EV is taken to draw on all of its
+Circuits come from `[[station.circuits]]`, each charger's place from its settings. A circuit
+without a meter has a base (non-EV) current of 0: its fuse bounds the EVs below it, as evcc
+does for a circuit without a meter; a metered one gets its base each cycle (`set_bases`,
+from agent/control/circuit_meters.py). An EV is taken to draw on all of its
 charger's phases: the phase count learned from per-phase currents is not done yet.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -40,11 +42,11 @@ def configure_tree(arrays: StationArrays, st: StationSettings) -> None:
         )
 
 
-def circuit_loads(st: StationSettings, power_kw: dict[tuple[str, int], float]) -> list[dict]:
-    """Each circuit's EV load now, from the connectors' measured power: A per grid phase
-    [L1, L2, L3] and kW, with its ratings. An estimate: each EV is taken to draw on all of its
-    charger's phases (the EV's own phase count is not learned yet), and circuit meters are not
-    read, so other loads are not in it."""
+def ev_loads(st: StationSettings, power_kw: Mapping[tuple[str, int], float]
+             ) -> tuple[list[list[float]], list[float]]:  # fmt: skip
+    """What the EVs below each circuit draw, from the connectors' measured power: A per grid
+    phase [L1, L2, L3] and kW, per circuit in `st.circuits` order. An estimate: each EV is
+    taken to draw on all of its charger's phases (its own phase count is not learned)."""
     index = {c.id: k for k, c in enumerate(st.circuits)}
     amps = [[0.0, 0.0, 0.0] for _ in st.circuits]
     kw = [0.0 for _ in st.circuits]
@@ -60,6 +62,37 @@ def circuit_loads(st: StationSettings, power_kw: dict[tuple[str, int], float]) -
             for p in phases:
                 amps[k][p] += drawn * 1000 / (len(phases) * st.voltage_v)
             at = st.circuits[k].parent
+    return amps, kw
+
+
+def set_bases(arrays: StationArrays, st: StationSettings,
+              bases: Mapping[str, tuple[tuple[float, float, float], float]]) -> None:
+    """This cycle's base (non-EV) current per phase and power of each circuit, by id
+    (agent/control/circuit_meters.py); a circuit not named keeps a base of 0."""
+    index = {c.id: k for k, c in enumerate(st.circuits)}
+    for k, c in enumerate(st.circuits):
+        current, power = bases.get(c.id, ((0.0, 0.0, 0.0), 0.0))
+        arrays.set_circuit(
+            k, parent=index[c.parent] if c.parent is not None else -1,
+            max_power=c.max_power_kw if c.max_power_kw is not None else math.inf,
+            max_current=c.max_current_a if c.max_current_a is not None else math.inf,
+            base_power=power, base_current=current,
+        )
+
+
+def circuit_loads(st: StationSettings, power_kw: dict[tuple[str, int], float],
+                  measured: Mapping[str, tuple[tuple[float, float, float], float | None]]
+                  | None = None) -> list[dict]:  # fmt: skip
+    """Each circuit's load now, A per grid phase [L1, L2, L3] and kW, with its ratings: what
+    its meter measures (`measured`: circuit id -> (A per phase, kW or None), fresh readings
+    only), else the EVs' estimate from the connectors' power (see `ev_loads`; other loads
+    are not in it)."""
+    amps, kw = ev_loads(st, power_kw)
+    for k, c in enumerate(st.circuits):
+        if measured and c.id in measured:
+            currents, power = measured[c.id]
+            amps[k] = list(currents)
+            kw[k] = power if power is not None else kw[k]
     return [{"id": c.id, "parent": c.parent, "max_current_a": c.max_current_a,
              "max_power_kw": c.max_power_kw, "current_a": [round(a, 2) for a in amps[k]],
              "power_kw": round(kw[k], 3)} for k, c in enumerate(st.circuits)]

@@ -75,6 +75,7 @@ class Ev:
     v2g: bool
     capacity: float | None  # kWh; needed for V2G (energy above v2gMinSoc)
     soc_arrival: float | None
+    phases: int | None = None  # 1, 2 or 3 (None: its charger's)
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,11 @@ class Day:
     base_load: np.ndarray
     carbon: np.ndarray
     evs: tuple[Ev, ...]
+    # The electrical tree, in the allocator's contract (docs/allocation.md): circuits, each
+    # charger's place (circuit, phases, phaseRotation, maxCurrent) and the voltage.
+    circuits: tuple[dict[str, Any], ...] = ()
+    charger_tree: dict[str, dict[str, Any]] = field(default_factory=dict)
+    voltage: float = 230.0
 
     @property
     def hours(self) -> float:
@@ -172,6 +178,8 @@ def parse_day(doc: Any) -> Day:
         if not isinstance(conns, int) or isinstance(conns, bool) or conns < 1:
             raise DayError(f"{where}.connectors: must be an integer >= 1")
         chargers[c["id"]] = (_num(c, "maxPower", where, lo=1e-9), conns)
+    circuits, charger_tree = _tree(st, raw_chargers)
+    voltage = _num(st, "voltage", "station", lo=1.0, default=230.0)
     battery = None
     if st.get("battery") is not None:
         b = _obj(st, "battery", "station.")
@@ -273,6 +281,7 @@ def parse_day(doc: Any) -> Day:
             v2g=wants_v2g,
             capacity=float(cap) if isinstance(cap, int | float) else None,
             soc_arrival=float(soc) if isinstance(soc, int | float) else None,
+            phases=_phases(e, where),
         ))
     _check_connector_overlaps(evs)
     return Day(
@@ -284,7 +293,84 @@ def parse_day(doc: Any) -> Day:
         pv=np.array(cols["pvPower"]), base_load=np.array(cols["baseLoad"]),
         carbon=np.array(cols["carbonIntensity"]),
         evs=tuple(sorted(evs, key=lambda ev: ev.arrival_h)),
+        circuits=circuits, charger_tree=charger_tree, voltage=voltage,
     )
+
+
+ROTATIONS = ("L1L2L3", "L1L3L2", "L2L1L3", "L2L3L1", "L3L1L2", "L3L2L1")
+
+
+def _phases(e: dict[str, Any], where: str) -> int | None:
+    value = e.get("phases")
+    if value is None:
+        return None
+    if value not in (1, 2, 3) or isinstance(value, bool):
+        raise DayError(f"{where}.phases: must be 1, 2 or 3")
+    return int(value)
+
+
+def _tree(st: dict[str, Any], raw_chargers: list[Any]
+          ) -> tuple[tuple[dict[str, Any], ...], dict[str, dict[str, Any]]]:  # fmt: skip
+    """The day's circuits and each charger's place in them (the allocator's contract)."""
+    raw = st.get("circuits") or []
+    if not isinstance(raw, list):
+        raise DayError("station.circuits: must be a list")
+    circuits: list[dict[str, Any]] = []
+    for i, c in enumerate(raw):
+        where = f"station.circuits[{i}]"
+        if not isinstance(c, dict) or not isinstance(c.get("id"), str) or not c["id"]:
+            raise DayError(f"{where}.id: missing circuit id")
+        row: dict[str, Any] = {"id": c["id"], "parent": c.get("parent")}
+        for key in ("maxCurrent", "maxPower"):
+            if c.get(key) is not None:
+                row[key] = _num(c, key, where, lo=1e-9)
+        circuits.append(row)
+    ids = {c["id"] for c in circuits}
+    if len(ids) != len(circuits):
+        raise DayError("station.circuits: duplicate circuit id")
+    for i, c in enumerate(circuits):
+        if c["parent"] is not None and c["parent"] not in ids:
+            raise DayError(f"station.circuits[{i}].parent: no circuit {c['parent']!r}")
+    tree: dict[str, dict[str, Any]] = {}
+    for i, c in enumerate(raw_chargers):
+        where = f"station.chargers[{i}]"
+        place: dict[str, Any] = {}
+        if c.get("circuit") is not None:
+            if c["circuit"] not in ids:
+                raise DayError(f"{where}.circuit: no circuit {c['circuit']!r}")
+            place["circuit"] = c["circuit"]
+        if c.get("phases") is not None:
+            if c["phases"] not in (1, 3) or isinstance(c["phases"], bool):
+                raise DayError(f"{where}.phases: must be 1 or 3")
+            place["phases"] = int(c["phases"])
+        if c.get("phaseRotation") is not None:
+            if c["phaseRotation"] not in ROTATIONS:
+                raise DayError(f"{where}.phaseRotation: must be a permutation of L1L2L3")
+            place["phaseRotation"] = c["phaseRotation"]
+        if c.get("maxCurrent") is not None:
+            place["maxCurrent"] = _num(c, "maxCurrent", where, lo=1e-9)
+        tree[c["id"]] = place
+    return tuple(circuits), tree
+
+
+def circuit_currents(day: Day, powers: dict[str, float], evs: dict[str, Ev]) -> dict[str, list[float]]:
+    """Each circuit's current per grid phase (A) for these session powers (kW): an EV on k
+    phases draws 1000 P / (k V) on its charger's first k conductors, through the rotation."""
+    by_id = {c["id"]: c for c in day.circuits}
+    out = {cid: [0.0, 0.0, 0.0] for cid in by_id}
+    for sid, kw in powers.items():
+        ev = evs[sid]
+        place = day.charger_tree.get(ev.charger_id, {})
+        rotation = place.get("phaseRotation", "L1L2L3")
+        k = min(ev.phases or 3, place.get("phases", 3))
+        amps = max(0.0, kw) * 1000.0 / (k * day.voltage)
+        at, seen = place.get("circuit"), set()
+        while at is not None and at not in seen:
+            seen.add(at)
+            for q in range(k):
+                out[at][int(rotation[2 * q + 1]) - 1] += amps
+            at = by_id[at]["parent"]
+    return out
 
 
 def _check_connector_overlaps(evs: list[Ev]) -> None:
@@ -344,6 +430,7 @@ class ReplayResult:
     plan_failures: int = 0  # re-plans that failed or timed out (the replay went on)
     plan_errors: list[str] = field(default_factory=list)  # their messages, in order
     unmet_by_session: dict[str, float] = field(default_factory=dict)  # kWh short, > 0 only
+    circuit_peak_a: dict[str, list[float]] = field(default_factory=dict)  # per grid phase
 
 
 @dataclass(frozen=True)
@@ -401,6 +488,8 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
     known: set[str] = set()
     tuning = tuning or Tuning()
     foresight = learn_arrivals(day, history, tuning)
+    ev_by_id = {ev.session_id: ev for ev in day.evs}
+    peaks = {c["id"]: [0.0, 0.0, 0.0] for c in day.circuits}
     for t, step_h, slot in _steps(day, per_slot):
         active = [s for s in states.values()
                   if s.ev.arrival_h < t + step_h - 1e-12 and s.ev.departure_h > t + 1e-12]
@@ -470,6 +559,7 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
         result = allocate(request)
         allocations: dict[str, float] = result["allocations"]
         powers: dict[str, float] = {}
+        drawn: dict[str, float] = {}
         for s in active:
             sid = s.ev.session_id
             present_h = min(t + step_h, s.ev.departure_h) - max(t, s.ev.arrival_h)
@@ -485,6 +575,10 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
             kw = min(kw, s.headroom() / (day.charging_efficiency * max(present_h, 1e-12)))
             s.stored += kw * present_h * day.charging_efficiency
             powers[sid] = kw * frac
+            drawn[sid] = kw  # while it is there (powers: the step's average)
+        if peaks:
+            for cid, amps in circuit_currents(day, drawn, ev_by_id).items():
+                peaks[cid] = [max(a, b) for a, b in zip(peaks[cid], amps, strict=True)]
         if use_battery and b is not None:
             # Follow the plan's setpoint, discharging more only for what would otherwise be
             # imported above the cap (and charging less for the same reason).
@@ -514,6 +608,7 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
         battery_end_energy=b_energy if b is not None else None,
         plan_failures=len(plan_errors), plan_errors=plan_errors,
         unmet_by_session={sid: s.headroom() for sid, s in states.items() if s.headroom() > 1e-6},
+        circuit_peak_a=peaks,
     )
 
 
@@ -547,15 +642,18 @@ def _allocator_request(day: Day, slot: int, active: list[_EvState], step_h: floa
             "sessionId": s.ev.session_id,
             "connectorId": {"chargerId": s.ev.charger_id, "idx": s.ev.idx},
             "vehicleMaxPower": max(0.0, min(s.ev.max_power, need_kw)),
+            **({"phases": s.ev.phases} if s.ev.phases is not None else {}),
         })
     return {
         "stationId": day.station_id,
         "gridCapacity": day.grid_capacity,
         "baseLoad": float(day.base_load[slot]),
         "pvPower": float(day.pv[slot]),
-        "chargers": [{"id": cid, "maxPower": mp, "connectors": n}
+        "chargers": [{"id": cid, "maxPower": mp, "connectors": n, **day.charger_tree.get(cid, {})}
                      for cid, (mp, n) in day.chargers.items()],
         "sessions": sessions,
+        **({"voltage": day.voltage, "circuits": [dict(c) for c in day.circuits]}
+           if day.circuits else {}),
     }
 
 
@@ -771,4 +869,7 @@ def run(day: Day, policy: str = "planner", *, step_s: float = 60.0,
     }
     if optimum_error is not None:
         report["optimumError"] = optimum_error
+    if day.circuits:  # the highest current per grid phase each circuit carried, A
+        report["circuitPeakA"] = {cid: [round(a, 2) for a in amps]
+                                  for cid, amps in actual.circuit_peak_a.items()}
     return report

@@ -53,6 +53,16 @@ class BatteryState:
 
 
 @dataclass(frozen=True, slots=True)
+class CircuitMeterState:
+    """A `[[station.circuits]]` meter's reading: None values when it is stale."""
+
+    circuit_id: str
+    currents_a: tuple[float, float, float] | None  # per grid phase L1..L3
+    power_kw: float | None
+    age_s: float = 0.0  # how old the reading is at the start of the cycle (s)
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     t: float  # monotonic seconds at the start of the cycle
     ts: datetime  # wall clock, UTC
@@ -69,6 +79,8 @@ class Snapshot:
     # The inverter's battery power (> 0 discharging), kept when the BMS is stale: the base
     # load measured from the grid must still take out what the battery gives.
     inverter_battery_kw: float | None = None
+    # One per circuit with a `meter` (agent/control/circuit_meters.py).
+    circuit_meters: tuple[CircuitMeterState, ...] = ()
 
     def connectors(self):
         for charger in self.chargers:

@@ -157,7 +157,9 @@ class DaemonContext:
             power_cap_kw=d.power_cap_kw,
             mode="hardware",
             circuits=tuple(circuit_loads(
-                s.station, {(c.charger_id, c.idx): c.power_kw for c in snap.connectors()})),
+                s.station, {(c.charger_id, c.idx): c.power_kw for c in snap.connectors()},
+                {m.circuit_id: (m.currents_a, m.power_kw) for m in snap.circuit_meters
+                 if m.currents_a is not None})),
         )
 
     def sessions(self) -> list[SessionView]:

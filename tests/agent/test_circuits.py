@@ -38,7 +38,11 @@ SUB = [{"id": "main", "max_current_a": 63.0}, {"id": "sub", "parent": "main", "m
     ([*SUB, {"id": "sub"}], {}, "station.circuits[2].id: duplicate circuit id 'sub'"),
     (SUB, {"CP2": {"circuit": "nowhere"}}, "station.chargers[1].circuit: no circuit 'nowhere'"),
     (SUB, {"CP2": {"phase_rotation": "L1L1L2"}}, "station.chargers[1].phase_rotation: must be"),
-    ([{"id": "sub", "meter": "grid"}], {}, "station.circuits[0].meter: per-circuit meters are not read"),
+    ([{"id": "sub", "meter": "grid"}], {}, "station.circuits[0].meter: a metered circuit needs"),
+    ([{"id": "sub", "max_current_a": 32.0, "meter": "nowhere"}], {},
+     "station.circuits[0].meter: no [[devices]] entry named 'nowhere'"),
+    ([{"id": "sub", "max_current_a": 32.0, "meter": "cp1"}], {},
+     "station.circuits[0].meter: device 'cp1' is a charger, expected a meter"),
 ])  # fmt: skip
 def test_config_check_refuses_broken_trees(circuits, chargers, message):
     problems = cross_check(tree_settings(circuits, **chargers))

@@ -70,4 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if "optimumError" in report:
         print(f"  optimum not computed: {report['optimumError']}")
     print(f"  {'failed re-plans (fair sharing)':<34} {report['failedPlans']:>10d}")
+    for cid, amps in report.get("circuitPeakA", {}).items():
+        print(f"  {'circuit ' + cid + ' peak A (L1 L2 L3)':<34} "
+              + " ".join(f"{a:>7.2f}" for a in amps))
     return 0

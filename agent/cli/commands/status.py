@@ -66,7 +66,8 @@ def render(st: dict[str, Any], wide: bool = False) -> str:
     lines += ["", table(["connector", "state", "session", "limit kW", "power kW", "binding",
                          "what limits it"], rows)]
     if st.get("circuits"):
-        lines += ["", "circuits (EV load from connector power, each EV on all its charger's phases):"]
+        lines += ["", "circuits (metered: measured; else the EVs' load from connector power, each EV on "
+                  "all its charger's phases):"]
         lines.append(table(["circuit", "parent", "L1 A", "L2 A", "L3 A", "fuse A", "kW", "max kW"], [
             [c["id"], c["parent"] or "-", *(fmt(a, 1) for a in c["current_a"]),
              fmt(c["max_current_a"], 0), fmt(c["power_kw"]), fmt(c["max_power_kw"])]
