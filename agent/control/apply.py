@@ -89,7 +89,7 @@ def plan_writes(
     `now`, `meter_fresh`, `ends_waiting` (the previous plan's), `end_timeout_s`: when a
     discharge that must end may end without the meter confirming its headroom.
     `lagging`: connectors lowered recently whose charger may not have followed yet
-    (agent/control/limit_lag.py) -> the old limit they may still draw up to."""
+    (agent/control/limit_lag.py) -> the old limit they may still draw up to.
     `circuits`: (connectors below a metered circuit, kW of increases its meter confirms)."""
     decreases: list[Write] = []
     ends: list[tuple[Key, float, float, float]] = []  # (key, end kW, limit, import it adds)
