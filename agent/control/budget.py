@@ -61,6 +61,8 @@ def budget_inputs(
     last_limits: Mapping[tuple[str, int], float | None],  # None: unknown, reserves nothing
     last_power: Mapping[tuple[str, int], float],
     battery_cfg: tuple[float, float, float] | None,  # (min_soc, max_charge_kw, max_discharge_kw)
+    *,
+    pv_expected: bool = False,  # a PV inverter is configured: an unknown PV is not 0 kW
 ) -> BudgetInputs:
     modes: set[str] = set()
     reserved = 0.0
@@ -86,7 +88,11 @@ def budget_inputs(
     )
 
     implausible = None
-    if snap.grid_kw is not None:
+    # With the PV inverter silent, the PV covering part of the EVs' draw is unknown: a grid
+    # reading below the draw is then no evidence of an inverted meter (seen in daylight with
+    # a dead inverter: the meter was judged implausible and the station ran degraded).
+    pv_unknown = pv_expected and snap.pv_kw is None
+    if snap.grid_kw is not None and not pv_unknown:
         # The meter's reading may be a cycle older than the chargers' while an EV ramps
         # up: only draw already there last cycle can contradict it.
         implausible = contradiction(snap.grid_kw, steady_draw + unreachable_draw,

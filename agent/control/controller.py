@@ -135,6 +135,7 @@ class Controller:
             self.limits,
             previous_power,
             self._battery_cfg if battery_available else None,
+            pv_expected=self.s.station.pv_inverter is not None,
         )
         # Metered circuits: their base load, and what is held while a meter is stale.
         circuits = measure_circuits(self.s.station, snap, self.limits,
