@@ -316,6 +316,16 @@ def test_meter_contradicting_the_chargers_gets_the_safe_budget() -> None:
     assert b.modes == frozenset() and b.measured_base_kw == 0.0
 
 
+def test_a_silent_pv_inverter_makes_a_low_grid_reading_no_evidence_of_a_wrong_sign() -> None:
+    # 40 kW drawn, the meter reads 5 kW: PV may cover the rest when an inverter is configured
+    # but silent (pv None); without a PV inverter the same reading is a contradiction.
+    s, last = snap(grid=5.0, chargers=[charger("CP1", True, 40.0)]), {("CP1", 1): 40.0}
+    assert budget_inputs(s, WindowMax(60.0), 15.0, {}, last, None,
+                         pv_expected=True).modes == frozenset()
+    assert budget_inputs(s, WindowMax(60.0), 15.0, {}, last, None,
+                         pv_expected=False).modes == frozenset({"grid_meter_implausible"})
+
+
 def test_the_sign_check_counts_every_draw_and_nothing_else() -> None:
     def modes(grid, chargers=(), last=None, limits=None, pv=None):  # type: ignore[no-untyped-def]
         return budget_inputs(snap(grid=grid, pv=pv, chargers=chargers), WindowMax(60.0), 15.0,
