@@ -77,6 +77,7 @@ class ConnectorReading:
     limit_kw: float | None
     soc_pct: float | None = None  # the EV's state of charge, where the charger knows it
     vehicle_id: str | None = None  # who authorised the session, where the charger says (OCPP id tag)
+    transaction_id: str | None = None  # the charger's own session id, where it has one (OCPP)
 
 
 @dataclass(frozen=True, slots=True)

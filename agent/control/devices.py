@@ -198,6 +198,7 @@ class Reader:
                         limit_kw=c.limit_kw if c else None,
                         soc_pct=getattr(c, "soc_pct", None) if c else None,
                         vehicle_id=getattr(c, "vehicle_id", None) if c else None,
+                        transaction_id=getattr(c, "transaction_id", None) if c else None,
                     )
                 )
             chargers.append(ChargerState(ch.id, reading is not None, tuple(conns)))

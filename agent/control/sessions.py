@@ -61,6 +61,9 @@ class Session:
     # The id tag the charger reported (OCPP): vehicle schedules and V2G permissions by
     # vehicle find the session through the row's vehicle_id.
     vehicle_id: str | None = None
+    # The charger's transaction id (OCPP), in memory only: a different one on the same
+    # connector ends this session and starts the next.
+    transaction_id: str | None = None
     # The charger counter's value when it last reset under this session (see _energy).
     counter_offset_kwh: float = 0.0
     last_counter_kwh: float = 0.0
@@ -154,8 +157,17 @@ class SessionTracker:
                         self._release(key)
                     continue
                 if c.occupied:
+                    if (s is not None and c.transaction_id and s.transaction_id
+                            and c.transaction_id != s.transaction_id):  # fmt: skip
+                        # Unplugged and plugged again between two reads: two sessions.
+                        self._stop(s, snap.ts, "unplugged")
+                        s = None
                     if s is None:
-                        s = self._start(c.charger_id, c.idx, c.energy_kwh, snap)
+                        # A transaction's counter is its own from zero (OCPP).
+                        s = self._start(c.charger_id, c.idx,
+                                        0.0 if c.transaction_id else c.energy_kwh, snap)
+                    if c.transaction_id is not None:
+                        s.transaction_id = c.transaction_id
                     s.power_kw = c.power_kw
                     s.peak_kw = max(s.peak_kw, c.power_kw)
                     if c.ev_max_kw is not None:

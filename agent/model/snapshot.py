@@ -25,6 +25,9 @@ class ConnectorState:
     limit_kw: float | None = None  # limit the charger reports applying, where readable
     soc_pct: float | None = None  # the EV's state of charge, where the charger reports it
     vehicle_id: str | None = None  # the session's id tag, where the charger reports one (OCPP)
+    # The charger's transaction id (OCPP): a new one means a new session even when no
+    # cycle saw the connector vacant (an unplug and re-plug between two reads).
+    transaction_id: str | None = None
 
     @property
     def occupied(self) -> bool:

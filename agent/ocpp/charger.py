@@ -138,7 +138,8 @@ class OcppCharger:
             conns.append(ConnectorReading(
                 idx=idx, state=c.state, power_kw=c.power_kw, session_energy_kwh=energy,
                 ev_max_kw=c.ev_max_kw, limit_kw=max(limits) if limits else None,
-                soc_pct=c.soc_pct, vehicle_id=c.id_tag if c.tx_id is not None else None))
+                soc_pct=c.soc_pct, vehicle_id=c.id_tag if c.tx_id is not None else None,
+                transaction_id=str(c.tx_id) if c.tx_id is not None else None))
         return ChargerReading(tuple(conns), self.cfg.max_power_kw, time.time())
 
     async def set_limit(self, idx: int, kw: float) -> None:

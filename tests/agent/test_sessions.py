@@ -94,3 +94,30 @@ def test_update_queues_its_writes_until_flushed(tmp_path):
     t.flush_writes(clock.monotonic())
     assert db.execute("SELECT id, status FROM sessions").fetchall() == [(s.id, "active")]
     assert db.execute("SELECT kind FROM events").fetchall() == [("session_started",)]
+
+
+def test_a_new_transaction_between_two_reads_is_a_new_session(tmp_path):
+    # OCPP: one EV leaves and the next plugs in between two cycles (no cycle sees the
+    # connector vacant). The new transaction id ends the first session and starts the
+    # second, whose counter is its own from zero; neither session takes the other's kWh.
+    db = connect(tmp_path / "agent.db")
+    clock = ManualClock()
+    t = SessionTracker(db, clock)
+
+    def tx_snap(tx, energy):
+        c = ConnectorState("CP1", 1, "C", 11.0, energy, transaction_id=tx)
+        return Snapshot(clock.monotonic(), clock.now(), 10.0, None, None,
+                        (ChargerState("CP1", True, (c,)),))  # fmt: skip
+
+    (first,) = step(t, tx_snap("7", 0.0))
+    clock.advance(60)
+    step(t, tx_snap("7", 9.5))
+    clock.advance(1)
+    (second,) = step(t, tx_snap("8", 0.2))
+    assert second.id != first.id and second.energy_kwh == 0.2
+    clock.advance(60)
+    step(t, tx_snap("8", 3.0))
+    t.flush()
+    rows = {r["id"]: r for r in db.query("SELECT id, status, energy_kwh FROM sessions")}
+    assert (rows[first.id]["status"], rows[first.id]["energy_kwh"]) == ("stopped", 9.5)
+    assert rows[second.id]["status"] == "active" and second.energy_kwh == 3.0
