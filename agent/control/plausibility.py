@@ -5,7 +5,11 @@ Seen: negative powers from chargers that are not V2G booked as discharge (1,155-
 per session), after which the planner starved a connector while health said "ok". Refused:
 - a connector of a charger not configured for V2G reporting power below -`NEGATIVE_KW`;
 - a connector above its charger's rating by more than `OVER_FRACTION` (+ `OVER_KW`);
-- a session's energy counter going backwards while the EV stays plugged in.
+- a session's energy counter going backwards while the EV stays plugged in, compared with
+  the previous reading received (not the last plausible one): a counter that really
+  restarted (a charger reboot) is refused for one cycle and then believed, never held
+  as implausible until it climbs past the old count. A new OCPP transaction id is a new
+  session, whose counter starts again by right.
 The whole charger's reading is then treated as not received (it counts as drawing its last
 limit, like an unreachable charger), its connectors keep their last plausible values, the
 cycle's modes gain `implausible:<charger>` (health names the device) and one WARNING line
@@ -32,14 +36,16 @@ ENERGY_EPS_KWH = 0.01
 class Plausibility:
     def __init__(self, chargers: Mapping[str, Any]) -> None:
         self.chargers = chargers  # id -> ChargerSettings (max_power_kw, v2g); kept current
-        self._last: dict[str, ChargerState] = {}
+        self._last: dict[str, ChargerState] = {}  # last plausible reading per charger
+        self._seen: dict[str, ChargerState] = {}  # last reading received, plausible or not
         self.refused: dict[str, str] = {}  # charger -> why, this cycle
 
     def why(self, ch: ChargerState) -> str | None:
         cfg = self.chargers.get(ch.id)
         if cfg is None:
             return None
-        prev = {c.idx: c for c in self._last[ch.id].connectors} if ch.id in self._last else {}
+        seen = self._seen.get(ch.id)
+        prev = {c.idx: c for c in seen.connectors} if seen is not None else {}
         ceiling = cfg.max_power_kw * (1 + OVER_FRACTION) + OVER_KW
         for c in ch.connectors:
             if c.power_kw < -NEGATIVE_KW and not cfg.v2g:
@@ -49,6 +55,7 @@ class Plausibility:
                         f"{cfg.max_power_kw:g} kW rating")  # fmt: skip
             p = prev.get(c.idx)
             if (p is not None and p.occupied and c.occupied
+                    and c.transaction_id == p.transaction_id
                     and c.energy_kwh < p.energy_kwh - ENERGY_EPS_KWH):  # fmt: skip
                 return (f"connector {c.idx} energy counter went back from "
                         f"{p.energy_kwh:.3f} to {c.energy_kwh:.3f} kWh")  # fmt: skip
@@ -61,6 +68,8 @@ class Plausibility:
         chargers = []
         for ch in snap.chargers:
             why = self.why(ch) if ch.reachable else None
+            if ch.reachable:
+                self._seen[ch.id] = ch
             if why is None:
                 if ch.reachable:
                     self._last[ch.id] = ch

@@ -38,3 +38,33 @@ def test_each_implausible_reading_is_refused_and_the_last_plausible_one_stands_i
     assert p.filter(snap(4, 12.0, 5.3)).chargers[0].reachable  # plausible again
     assert not p.refused and p.modes() == frozenset()
     assert p.filter(snap(5, 22.0 * 1.1 + 0.9, 5.4)).chargers[0].reachable  # inside the margin
+
+
+def ac_snap(t: float, kwh: float, tx: str | None = None) -> Snapshot:
+    return Snapshot(t, datetime(2026, 6, 17, tzinfo=UTC), 30.0, None, None, (
+        ChargerState("AC", True, (ConnectorState("AC", 1, "C", 7.0, kwh, transaction_id=tx),)),
+    ))  # fmt: skip
+
+
+def test_a_counter_that_restarted_is_refused_once_then_believed():
+    # A charger rebooting under a plugged EV restarts its session counter at 0: refused
+    # for the cycle that shows the drop, believed from the next reading on (it used to stay
+    # "implausible" until the new count passed 30 kWh).
+    p = Plausibility(CHARGERS)
+    assert p.filter(ac_snap(0, 30.0)).chargers[0].reachable
+    assert not p.filter(ac_snap(1, 0.1)).chargers[0].reachable
+    assert p.modes() == {"implausible:AC"}
+    for t, kwh in ((2, 0.2), (3, 0.3)):
+        assert p.filter(ac_snap(t, kwh)).chargers[0].reachable
+    assert not p.refused
+
+
+def test_a_new_transaction_starts_its_counter_again_by_right():
+    # An unplug and re-plug between two reads: the OCPP transaction id changed, the
+    # counter restarting at 0 is the new session's, not an implausible reading.
+    p = Plausibility(CHARGERS)
+    assert p.filter(ac_snap(0, 12.0, tx="41")).chargers[0].reachable
+    assert p.filter(ac_snap(1, 0.0, tx="42")).chargers[0].reachable
+    assert not p.refused
+    assert p.filter(ac_snap(2, 3.0, tx="42")).chargers[0].reachable
+    assert not p.filter(ac_snap(3, 1.0, tx="42")).chargers[0].reachable  # same id, back: refused
