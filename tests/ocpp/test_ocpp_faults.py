@@ -12,7 +12,10 @@ import time
 import pytest
 from ocpp_station import ocpp_station
 
-pytestmark = pytest.mark.timeout(180)
+# Above the sum of the storm test's own deadlines (readiness 30 s, load 20 s, outage 20 s,
+# reconnection 30 s, fallback 14 s, 42 storm rounds of up to 1 s and their calls): a
+# timeout below it turned a slow, loaded run into a hang report instead of an answer.
+pytestmark = pytest.mark.timeout(360)
 
 MIXED = {"stationId": "MX1", "gridCapacity": 60.0, "chargers": [
     {"id": "DC1", "maxPower": 50.0, "connectors": 2, "kind": "dc"},
@@ -24,8 +27,12 @@ CONTROL = {"comm_timeout_s": 4, "cap_after_s": 2.0}
 PESSIMISTIC_BASE_KW = 15.0
 
 
-def test_mixed_station_storms_and_a_disconnect_stay_under_capacity(tmp_path):
+def test_mixed_station_storms_and_a_disconnect_stay_under_capacity(tmp_path, caplog):
     asyncio.run(_storms(tmp_path))
+    # An unplug and re-plug between two cycles is a new transaction, not an implausible
+    # reading (it used to hold the charger "implausible", counted at its last limit).
+    refused = [r.getMessage() for r in caplog.records if "implausible reading" in r.getMessage()]
+    assert not refused, refused
 
 
 async def _storms(tmp_path):
@@ -56,7 +63,8 @@ async def _storms(tmp_path):
             if (cid, idx) not in plugged:
                 await st.cps[cid].plug(idx, max_kw=50.0 if cid == "DC1" else 22.0)
                 plugged.add((cid, idx))
-        await st.until(lambda: st.sim.model.meter.total_kw > 50.0, timeout=20)
+        assert await st.until(lambda: st.sim.model.meter.total_kw > 50.0, timeout=30), (
+            "the station never drew 50 kW before the outage", st.sim.model.meter.total_kw)
         st.cps["DC1"].fault("drop", seconds=10.0)
         t_drop = time.time()
         await storm(12, avoid="DC1")
