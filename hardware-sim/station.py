@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -149,19 +150,8 @@ def parse_station(data: dict) -> StationSpec:
     capacity = _number(_get(st, "gridCapacity", "grid_capacity", "grid_capacity_kw"),
                        f"{pre}gridCapacity",
                        positive=True)
-    raw_chargers = _get(st, "chargers", default=[])
-    if not isinstance(raw_chargers, list):
-        raise StationError(f"{pre}chargers: must be a list")
     chargers: list[ChargerSpec] = []
-    for i, c in enumerate(raw_chargers):
-        where = f"{pre}chargers[{i}]"
-        if not isinstance(c, dict):
-            raise StationError(f"{where}: must be an object")
-        cid = c.get("id")
-        if not isinstance(cid, str) or not cid:
-            raise StationError(f"{where}.id: must be a non-empty string")
-        if any(x.id == cid for x in chargers):
-            raise StationError(f"{where}.id: duplicate charger id {cid!r}")
+    for where, c, cid in _entries(_get(st, "chargers", default=[]), f"{pre}chargers", "charger"):
         connectors = _get(c, "connectors", default=1)
         if isinstance(connectors, bool) or not isinstance(connectors, int) or not 1 <= connectors <= 8:
             raise StationError(f"{where}.connectors: must be an integer 1..8")
@@ -287,19 +277,27 @@ def _rotation(value: Any, where: str) -> tuple[int, int, int]:
     return tuple(int(text[2 * q + 1]) - 1 for q in range(3))  # type: ignore[return-value]
 
 
-def _circuits(raw: Any, pre: str, chargers: list[ChargerSpec]) -> tuple[CircuitSpec, ...]:
+def _entries(raw: Any, path: str, what: str) -> Iterator[tuple[str, dict, str]]:
+    """A list of objects with unique non-empty string ids: (where, object, id) for each."""
     if not isinstance(raw, list):
-        raise StationError(f"{pre}circuits: must be a list")
-    out: list[CircuitSpec] = []
+        raise StationError(f"{path}: must be a list")
+    seen: set[str] = set()
     for i, c in enumerate(raw):
-        where = f"{pre}circuits[{i}]"
+        where = f"{path}[{i}]"
         if not isinstance(c, dict):
             raise StationError(f"{where}: must be an object")
         cid = c.get("id")
         if not isinstance(cid, str) or not cid:
             raise StationError(f"{where}.id: must be a non-empty string")
-        if any(x.id == cid for x in out):
-            raise StationError(f"{where}.id: duplicate circuit id {cid!r}")
+        if cid in seen:
+            raise StationError(f"{where}.id: duplicate {what} id {cid!r}")
+        seen.add(cid)
+        yield where, c, cid
+
+
+def _circuits(raw: Any, pre: str, chargers: list[ChargerSpec]) -> tuple[CircuitSpec, ...]:
+    out: list[CircuitSpec] = []
+    for where, c, cid in _entries(raw, f"{pre}circuits", "circuit"):
         meter = c.get("meter", False)  # the agent's config names the meter device instead
         if not isinstance(meter, bool | str):
             raise StationError(f"{where}.meter: must be true or false")
