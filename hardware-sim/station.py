@@ -311,11 +311,11 @@ def _circuits(raw: Any, pre: str, chargers: list[ChargerSpec]) -> tuple[CircuitS
                     f"{where}.baseLoad", minimum=0),
             bool(meter),
         ))
-    ids = {c.id for c in out}
-    for i, c in enumerate(out):
-        if c.parent is not None and c.parent not in ids:
-            raise StationError(f"{pre}circuits[{i}].parent: no circuit {c.parent!r}")
-        seen, at = {c.id}, c.parent
+    ids = {x.id for x in out}
+    for i, circ in enumerate(out):
+        if circ.parent is not None and circ.parent not in ids:
+            raise StationError(f"{pre}circuits[{i}].parent: no circuit {circ.parent!r}")
+        seen, at = {circ.id}, circ.parent
         while at is not None:
             if at in seen:
                 raise StationError(f"{pre}circuits[{i}].parent: the circuits form a cycle")
