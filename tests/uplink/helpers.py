@@ -39,6 +39,9 @@ class Collector:
     got: list[Received] = field(default_factory=list)
     subscribed: asyncio.Event = field(default_factory=asyncio.Event)
     tls: Any = None
+    # Called with each message as it arrives, inside the receive loop: what a test must do
+    # at the very moment (a kill mid-drain) without the latency of polling `got`.
+    on_message: Callable[[Received], None] | None = None
 
     async def run(self) -> None:
         props = Properties(paho.PacketTypes.CONNECT)
@@ -55,6 +58,8 @@ class Collector:
                     async for m in client.messages:
                         corr = getattr(m.properties, "CorrelationData", None) if m.properties else None
                         self.got.append(Received(str(m.topic), bytes(m.payload), corr))
+                        if self.on_message is not None:
+                            self.on_message(self.got[-1])
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.1)
 
