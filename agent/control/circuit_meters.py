@@ -17,6 +17,10 @@ the headroom its chargers' increases may use this cycle.
   its current on one conductor, and which one is not learned), so the rule holds whatever
   the EVs' phases. A reading older than one period confirms nothing (the EVs may have ramped
   up since): no increase then either.
+- A limit lowered less than `control.limit_follow_s` ago counts there at its old value, as in
+  the grid rule (agent/control/limit_lag.py `still_allowed`, passed in as `lagging`): the
+  charger may not have followed yet, so the room it frees is not handed to another charger
+  on the same sub-board before it is free.
 """
 
 from __future__ import annotations
@@ -62,12 +66,16 @@ def measure_circuits(
     limits: Mapping[Key, float | None],
     fallback_kw: Mapping[Key, float],
     period_s: float,
+    lagging: Mapping[Key, float] | None = None,
 ) -> list[CircuitMeasure]:
     """One `CircuitMeasure` per metered circuit (none when no circuit has a meter).
     `limits`: the limit in force per connector (None: unknown, counted as its fallback,
-    which is what the first write sets); `fallback_kw`: per connector."""
+    which is what the first write sets); `fallback_kw`: per connector; `lagging`:
+    connectors lowered recently, not followed yet -> the old limit they may still draw up to
+    (`LimitLag.still_allowed`, the same record the grid rule counts)."""
     if not snap.circuit_meters:
         return []
+    lag = lagging or {}
     power = {(c.charger_id, c.idx): c.power_kw for c in snap.connectors()}
     ev_amps, ev_kw = ev_loads(st, power)
     index = {c.id: k for k, c in enumerate(st.circuits)}
@@ -80,7 +88,7 @@ def measure_circuits(
         c = st.circuits[k]
         keys = keys_below(st, c.id)
         fallback_sum = sum(fallback_kw.get(key, 0.0) for key in keys)
-        outstanding = sum(max(0.0, _limit(limits, fallback_kw, key) - power.get(key, 0.0))
+        outstanding = sum(max(0.0, _allowed(limits, fallback_kw, lag, key) - power.get(key, 0.0))
                           for key in keys)  # fmt: skip
         if reading.currents_a is None:
             out.append(_stale(c, keys, fallback_sum, volts))
@@ -104,9 +112,13 @@ def measure_circuits(
     return out
 
 
-def _limit(limits: Mapping[Key, float | None], fallback_kw: Mapping[Key, float], key: Key) -> float:
+def _allowed(limits: Mapping[Key, float | None], fallback_kw: Mapping[Key, float],
+             lagging: Mapping[Key, float], key: Key) -> float:  # fmt: skip
+    """What the connector may draw: its limit in force (unknown: its fallback), or the old
+    one while the charger may not have followed a decrease yet."""
     value = limits.get(key)
-    return fallback_kw.get(key, 0.0) if value is None else value
+    limit = fallback_kw.get(key, 0.0) if value is None else value
+    return max(limit, lagging.get(key, limit))
 
 
 def _stale(c, keys: frozenset[Key], fallback_sum_kw: float, volts: float) -> CircuitMeasure:  # noqa: ANN001

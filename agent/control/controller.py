@@ -137,9 +137,17 @@ class Controller:
             self._battery_cfg if battery_available else None,
             pv_expected=self.s.station.pv_inverter is not None,
         )
+        # Limits lowered but maybe not followed yet count at their old value in the grid's
+        # headroom and in every metered circuit's (limit_lag.py): asked once per cycle.
+        drawing = {cd.key: cd.drawing_kw for cd in conns}
+        vacant = {
+            (ch.id, c.idx) for ch in snap.chargers if ch.reachable for c in ch.connectors
+            if c.state == "A"
+        }  # fmt: skip
+        lagging = self.lag.still_allowed(drawing, t, vacant)
         # Metered circuits: their base load, and what is held while a meter is stale.
         circuits = measure_circuits(self.s.station, snap, self.limits,
-                                    self.fallback_per_connector, c.period_s)  # fmt: skip
+                                    self.fallback_per_connector, c.period_s, lagging)  # fmt: skip
         if circuits:
             set_bases(self.arrays, self.s.station,
                       {m.circuit_id: (m.base_current_a, m.base_power_kw) for m in circuits})
@@ -206,7 +214,6 @@ class Controller:
             if s.id in v2g.discharge_kw:
                 cd.target_kw = -v2g.discharge_kw[s.id]
         targets = {cd.key: cd.target_kw for cd in conns}
-        drawing = {cd.key: cd.drawing_kw for cd in conns}
 
         if snap.grid_kw is not None and snap.grid_age_s > c.period_s:
             # A reading from an earlier cycle confirms nothing: the EVs may have ramped
@@ -217,11 +224,6 @@ class Controller:
         else:  # no measurement: the safe budget's base load plus what the EVs draw
             import_kw = budget.base_load_kw + sum(drawing.values())
         current = {cd.key: cd.limit_kw for cd in conns}
-        vacant = {
-            (ch.id, c.idx) for ch in snap.chargers if ch.reachable for c in ch.connectors
-            if c.state == "A"
-        }  # fmt: skip
-        lagging = self.lag.still_allowed(drawing, t, vacant)
 
         def plan_for(import_kw: float) -> ApplyPlan:
             return plan_writes(
