@@ -11,7 +11,8 @@ plan's own figures, in this order (the first that holds names it):
   without a known target, power now costs more than its charge is worth to the plan;
 - peak: the billing slot's planned import is at the plan's peak and there is a demand
   charge (more now would raise the peak);
-- schedule: its target is planned in full already (nothing more is due before it leaves);
+- schedule: its target is planned in full with what it gets now (nothing more is due
+  before it leaves);
 - plan: none of these (e.g. the battery's reserve or its day-end charge).
 
 Pure like the planner.
@@ -80,6 +81,7 @@ def explain(req: PlanRequest, plan: Plan, start: datetime) -> list[dict[str, Hol
                  - np.clip(-p, 0, None) / req.v2g_efficiency) * dt
         before = np.concatenate(([0.0], np.cumsum(gives)[:-1]))
         due = np.clip(s.energy_needed - before, 0.0, None)
+        rest = due - gives  # still due once this sub-interval's share is in
         # The first later sub-interval in which the plan gives it more (resumes); for V2G,
         # the first in which it stops giving.
         more = later[held] & present[None, :] & (p[None, :] > p[held, None] + TOL_KW)
@@ -106,7 +108,7 @@ def explain(req: PlanRequest, plan: Plan, start: datetime) -> list[dict[str, Hol
                 reason = "price"
             elif at_peak[t] and req.demand_charge > 0:
                 reason = "peak"
-            elif due[t] <= TOL_KW and not open_ended:
+            elif rest[t] <= TOL_KW and not open_ended:
                 reason = "schedule"
             else:
                 reason = "plan"
