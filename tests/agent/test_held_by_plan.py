@@ -115,6 +115,16 @@ def test_the_plan_slows_evs_to_keep_the_peak_down_and_says_so():
     assert words(d, slowed, st.clock.now()) == \
         f"slowed to keep the day's peak at {peak:.0f} kW (demand charge); 40 kWh due by 06:30"
 
+    # An EV that takes less than the plan gives it: its own draw binds (the allocator caps
+    # it near what it draws), not the plan, so it is not "held".
+    key = CP1_1 if slowed == a else CP2_1
+    st.draw[key] = 3.0
+    for _ in range(12):  # 3 s: past cap_after_s
+        d = cycle(st, task)
+    assert d.binding[slowed] == "cap" and d.caps[slowed] < d.allocations[slowed] + 1e-6
+    assert slowed not in d.held
+    st.draw[key] = st.limits[key]
+
     # An EV the plan does not know yet (no re-plan): the planned EVs come first (priority)
     # and the plan's import cap leaves it less than its minimum; it is told why.
     st.plug(CP1_2)
