@@ -136,3 +136,27 @@ def test_the_plan_slows_evs_to_keep_the_peak_down_and_says_so():
     assert h.reason == "peak" and h.departure is None and h.peak_kw == pytest.approx(peak)
     assert words(d, c, st.clock.now()) == \
         f"held to keep the day's peak at {peak:.0f} kW (demand charge)"
+
+
+def test_a_v2g_discharge_is_held_for_v2g_until_the_departure_guard_lifts_it():
+    """The plan's V2G reason rides on its slot's guidance (a stand-in plan here, as in
+    test_v2g_cycles): shown while the session gives power back, gone once the departure
+    guard makes it charge with priority."""
+    from dataclasses import replace
+
+    from test_v2g_cycles import V2G, discharging_station
+
+    from allocator.guidance import Hold
+
+    st, sid, _ = discharging_station()
+    hold = Hold(reason="v2g", planned_kw=-20.0, max_kw=22.0, until=st.clock.now() + timedelta(hours=1))
+    plain = st.controller.guide
+    st.controller.guide = lambda ts: replace(plain(ts), held={sid: hold})
+    d = st.cycle(follow=True)
+    assert d.v2g.discharge_kw == {sid: 15.0} and d.held == {sid: hold}
+    assert held_words(hold.as_dict(), {"charger_id": V2G[0]}, {"ts": st.clock.now().isoformat()}) \
+        .startswith("giving back 20.0 kW to the station (V2G) until ")
+    st.v2g.set_goal(sid, st.clock.now() + timedelta(hours=1.5), 50.0)
+    st.steady(4)
+    d = st.cycle(advance=900.0, follow=True)  # the departure guard trips (test_v2g_cycles)
+    assert sid in d.v2g.guarded and sid not in d.held
