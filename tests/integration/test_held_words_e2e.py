@@ -78,9 +78,10 @@ async def _scenario(tmp_path, broker):
             assert h["price_now_eur_kwh"] == pytest.approx(0.31)
             assert h["price_then_eur_kwh"] == pytest.approx(0.12)
             assert datetime.fromisoformat(h["until"]) == cheap
-            # Held for real: the simulator's connector draws nothing.
-            await asyncio.sleep(2.0)
-            assert connector(sim, "CP1", 1)["power"] < 0.5
+            # Held for real: the simulator's connector comes down to nothing (it may have
+            # had a fair share before the plan knew it).
+            await wait_for(lambda: connector(sim, "CP1", 1)["power"] < 0.5, 10,
+                           "CP1/1 held at 0 kW on the simulator")
 
             code, out, err = await sems("status", "--socket", str(sock))
             assert code == 0, err
