@@ -9,6 +9,8 @@ pre-allocated arrays, `allocator.planner.apply_plan` to a request dict (the repl
   the planned peak (an EV arriving mid-slot may draw above the slot average meanwhile);
 - the battery setpoint narrows the battery to the planned direction and size.
 The allocator stays the safety authority: guidance only ever narrows what it may hand out.
+Each slot's guidance may also carry, per session the plan holds below what it could draw,
+why (`Hold`, explained once per plan by `allocator.held`), for `sems status`.
 Pure like the planner, and without its solver import (highspy), so the control loop can
 hold guidance without loading the LP machinery.
 """
@@ -17,7 +19,58 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+# Why the plan holds a session below what it could draw (docs/planner.md, "Why a session
+# is held"): a cheaper slot later, the demand charge's peak, its target already planned in
+# full, a V2G discharge, the grid's capacity or cap or its charger shared by the plan, or
+# none of these the plan can name ("plan").
+HoldReason = Literal["price", "peak", "schedule", "v2g", "grid", "charger", "plan"]
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Why the plan holds one session in one sub-interval, with the figures that say it.
+    Prices are EUR/kWh (import, carbon included); powers kW; energies kWh into the EV."""
+
+    reason: HoldReason
+    planned_kw: float  # the plan's power for it now (< 0: giving back, V2G)
+    max_kw: float  # what it could draw: min(vehicle, charger)
+    until: datetime | None = None  # the plan gives it more from then (V2G: stops giving);
+    #                                None: not before it leaves or the horizon ends
+    # As the plan knows it (None: a session that arrived after the plan was made):
+    departure: datetime | None = None
+    due_kwh: float | None = None  # still due by departure after what the plan gives before
+    open_ended: bool = False  # no known target: `due_kwh` is the planner's default only
+    price_now: float | None = None
+    price_then: float | None = None  # the price when it gets more (price)
+    worth: float | None = None  # what a kWh is worth to an EV without a target (price)
+    peak_kw: float | None = None  # the plan's peak (peak)
+    demand_charge: float = 0.0  # EUR/kW on the peak (peak: > 0; 0: the plan's own cap)
+    limit_kw: float | None = None  # the grid's capacity or cap (grid), the charger's (charger)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able, times as ISO-8601 UTC (the local API's `held` field)."""
+        return {
+            "reason": self.reason,
+            "until": self.until.isoformat() if self.until is not None else None,
+            "planned_kw": round(self.planned_kw, 3),
+            "max_kw": round(self.max_kw, 3),
+            "departure": self.departure.isoformat() if self.departure is not None else None,
+            "due_kwh": _round(self.due_kwh, 3),
+            "open_ended": self.open_ended,
+            "price_now_eur_kwh": _round(self.price_now, 4),
+            "price_then_eur_kwh": _round(self.price_then, 4),
+            "worth_eur_kwh": _round(self.worth, 4),
+            "peak_kw": _round(self.peak_kw, 3),
+            "demand_charge_eur_kw": round(self.demand_charge, 4),
+            "limit_kw": _round(self.limit_kw, 3),
+        }
+
+
+def _round(x: float | None, digits: int) -> float | None:
+    return None if x is None else round(x, digits)
 
 
 class Plan(Protocol):
@@ -50,6 +103,9 @@ class Guidance:
     # Planned charging (kW >= 0) where it differs from max(0, session_kw): over a window in
     # which a target changes sign, the average of its charging part.
     charge_kw: Mapping[str, float] = field(default_factory=dict)
+    # Sessions the plan holds below what they could draw in this slot, and why.
+    held: Mapping[str, Hold] = field(default_factory=dict)
+    demand_charge: float = 0.0  # EUR/kW on the peak the import cap keeps (0: none)
 
     def grid_cap(
         self, interval_import_kwh: float | None, interval_remaining_h: float | None

@@ -88,6 +88,7 @@ class SessionView:
     binding: str | None = None  # which limit stopped it: vehicle, cap, charger, station, minimum, circuit
     vehicle_id: str | None = None
     fleet_id: str | None = None
+    held: dict[str, Any] | None = None  # why the horizon plan holds it (allocator.guidance.Hold)
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,9 @@ class ConnectorView:
     limit_kw: float
     power_kw: float | None
     binding: str | None
+    # Why the horizon plan holds its session below what it could draw, or None:
+    # `Hold.as_dict()` (reason price|peak|schedule|v2g|grid|charger|plan, until, figures).
+    held: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

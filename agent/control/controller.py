@@ -24,6 +24,7 @@ from agent.control.caps import CapTracker, PauseRotation
 from agent.control.circuit_meters import measure_circuits, stale_keys
 from agent.control.comeback import LIMIT_EPS_KW, rewrite_fallback
 from agent.control.decision import AllocationInputs, ConnectorDecision, Decision, SessionRow
+from agent.control.held import held_by_plan
 from agent.control.limit_lag import LimitLag
 from agent.control.sessions import Session, SessionTracker
 from agent.control.tree import configure_tree, set_bases
@@ -187,7 +188,7 @@ class Controller:
         power_cap = self.signals.active_power_cap(snap.ts) if self.signals is not None else None
         if power_cap is not None:
             safety_ceiling = min(safety_ceiling, power_cap)
-        grid = max(0.0, safety_ceiling - c.headroom_margin_kw)
+        safe_grid = grid = max(0.0, safety_ceiling - c.headroom_margin_kw)
         guidance = self.guide(snap.ts) if self.guide is not None else None
         if guidance is not None:
             so_far = self.interval(snap.ts) if self.interval is not None else None
@@ -201,6 +202,8 @@ class Controller:
         inputs = self._fill(budget, grid, [by_id[sid] for sid in order], caps, guidance, v2g)
         self.arrays.solve()
         allocations, binding = self._answer(inputs)
+        held_by = held_by_plan(guidance, inputs.sessions, allocations, binding,
+                            plan_lowered_grid=grid < safe_grid - 1e-6, guarded=v2g.guarded)
         self.rotation.observe(
             [sid for sid, kw in allocations.items() if kw <= 0 and binding.get(sid) == "minimum"],
             t,
@@ -285,6 +288,7 @@ class Controller:
             caps=caps,
             power_cap_kw=power_cap,
             planned=guidance is not None,
+            held=held_by,
             battery_available=battery_available,
             v2g=v2g,
         )

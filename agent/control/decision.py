@@ -17,6 +17,7 @@ from agent.control.budget import BudgetInputs
 from agent.control.sessions import Session
 from agent.control.v2g import V2gOrders
 from agent.model.snapshot import Snapshot
+from allocator.guidance import Hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,9 @@ class Decision:
     caps: dict[str, float] = field(default_factory=dict)
     power_cap_kw: float | None = None  # demand-response cap in force (agent/store/signals.py)
     planned: bool = False  # a horizon plan narrowed this cycle's allocation
+    # Sessions the plan holds below what they could draw this cycle, and why
+    # (agent/control/held.py): the live read model's `held`, beside `binding`.
+    held: dict[str, Hold] = field(default_factory=dict)
     battery_available: bool = True  # False inside a maintenance window
     v2g: V2gOrders = field(default_factory=V2gOrders)  # this cycle's V2G discharges
 

@@ -42,7 +42,7 @@ from agent.model.clock import Clock
 from agent.model.snapshot import BatteryState
 from allocator.forecast import WeekdayProfile
 from allocator.foresight import is_expected
-from allocator.guidance import Guidance, guidance_at
+from allocator.guidance import Guidance, Hold, guidance_at
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -142,6 +142,10 @@ class _Current:
     start: datetime  # wall time of the plan's hour 0
     horizon_h: float
     by_slot: dict[int, Guidance] = field(default_factory=dict)
+    # Per sub-interval, the sessions the plan holds and why (allocator.held), worked out
+    # with the plan, off the event loop; empty if that failed (the plan still guides).
+    held: list[dict[str, Hold]] = field(default_factory=list)
+    demand_charge: float = 0.0
 
 
 Solve = Callable[["PlanRequest"], "Plan"]
@@ -232,7 +236,9 @@ class PlannerTask:
         t = cur.plan.slot_at(hours)
         g = cur.by_slot.get(t)
         if g is None:
-            g = cur.by_slot[t] = guidance_at(cur.plan, hours)
+            g = cur.by_slot[t] = replace(
+                guidance_at(cur.plan, hours), demand_charge=cur.demand_charge,
+                held=cur.held[t] if t < len(cur.held) else {})
         return g
 
     def view(self, now: datetime, slots: int = 96) -> dict[str, Any] | None:
@@ -272,7 +278,8 @@ class PlannerTask:
         try:
             request, start = self.build_request(self.clock.now())
             solve = self._solve or self._default_solver()
-            plan = await asyncio.wait_for(asyncio.to_thread(solve, request), p.solve_timeout_s)
+            plan, held = await asyncio.wait_for(
+                asyncio.to_thread(_solve_and_explain, solve, request, start), p.solve_timeout_s)
         except Exception as exc:  # any failure: fair sharing, never a stopped control loop
             self._current = None
             self.status.failures += 1
@@ -283,7 +290,8 @@ class PlannerTask:
                 log.warning("planner failed (%s); fair sharing until a plan succeeds", msg)
                 self._logged_failure = True
             return
-        self._current = _Current(plan, start, p.horizon_h)
+        self._current = _Current(plan, start, p.horizon_h, held=held,
+                                 demand_charge=float(request.demand_charge))
         self.status.plans += 1
         self.status.active = True
         self.status.last_plan_at = start.isoformat()
@@ -514,6 +522,21 @@ def plan_rows(plan: Plan, start: datetime, first: int = 0, slots: int | None = N
             "unmetKwh": {k: round(v, 3) for k, v in plan.unmet.items()
                          if v > 1e-6 and not is_expected(k)},
             "slots": rows}
+
+
+def _solve_and_explain(solve: Solve, request: PlanRequest,
+                       start: datetime) -> tuple[Plan, list[dict[str, Hold]]]:
+    """The plan, and why it holds each session it holds (in the same worker thread: the
+    explanation is numpy work over the plan, not for the event loop). An explanation that
+    fails costs `sems status` its words, never the plan."""
+    plan = solve(request)
+    try:
+        from allocator.held import explain
+
+        return plan, explain(request, plan, start)
+    except Exception as exc:  # words for a technician must never cost the station its plan
+        log.warning("why sessions are held not worked out: %s", exc)
+        return plan, []
 
 
 async def _wait_any(events: tuple[asyncio.Event, ...], timeout: float) -> None:

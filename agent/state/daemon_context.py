@@ -138,6 +138,7 @@ class DaemonContext:
                 limit_kw=round(limit if limit is not None else 0.0, 3),
                 power_kw=round(c.power_kw, 3),
                 binding=bindings.get(x.id) if x and x.id in allocations else None,
+                held=d.held[x.id].as_dict() if x and x.id in d.held else None,
             ))  # fmt: skip
         return StationView(
             station_id=s.station.id,
@@ -167,6 +168,7 @@ class DaemonContext:
         tracker = self.loop.controller.sessions
         allocations = d.allocations if d else {}
         bindings = d.binding if d else {}
+        held = d.held if d else {}
         extra = self._session_rows([s.id for s in tracker.active.values()])
         out = []
         for s in sorted(tracker.active.values(), key=lambda x: x.started_at):
@@ -180,6 +182,7 @@ class DaemonContext:
                 started_at=s.started_at, energy_kwh=round(s.energy_kwh, 4),
                 cost_eur=round(s.cost_eur, 4),
                 binding=bindings.get(s.id), vehicle_id=vehicle_id, fleet_id=fleet_id,
+                held=held[s.id].as_dict() if s.id in held else None,
             ))  # fmt: skip
         return out
 

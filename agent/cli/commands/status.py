@@ -1,5 +1,7 @@
 """`sems status [--watch]`: grid import against capacity, battery, PV, every connector's
-session, limit, power and binding limit, uplink and outbox state."""
+session, limit, power and binding limit (in words: what limits it, and when the horizon plan
+holds it, why: a cheaper slot later, the demand charge's peak, its schedule, V2G), uplink and
+outbox state."""
 
 from __future__ import annotations
 
@@ -36,6 +38,69 @@ def why(binding: str | None, c: dict[str, Any], st: dict[str, Any]) -> str:
     }.get(binding, binding)
 
 
+def _at(value: str | None, now: str | None, wide: bool) -> str:
+    """A time the plan names, as HH:MM UTC (with the date when not within the day ahead)."""
+    from datetime import datetime
+
+    if value is None:
+        return "-"
+    if wide:
+        return value
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        ref = datetime.fromisoformat(now.replace("Z", "+00:00")) if now else None
+    except ValueError:
+        return value
+    if ref is not None and t.date() != ref.date() and abs((t - ref).total_seconds()) > 12 * 3600:
+        return t.strftime("%m-%d %H:%M")
+    return t.strftime("%H:%M")
+
+
+def held_words(h: dict[str, Any], c: dict[str, Any], st: dict[str, Any], wide: bool = False) -> str:
+    """Why the horizon plan holds a connector's session, in words (the `held` field)."""
+    now = st.get("ts")
+    planned = float(h.get("planned_kw") or 0.0)
+    until = f" until {_at(h['until'], now, wide)}" if h.get("until") else ""
+    if h.get("open_ended"):
+        due = "no target set"
+    elif h.get("due_kwh") is not None and h.get("departure"):
+        due = f"{h['due_kwh']:.0f} kWh due by {_at(h['departure'], now, wide)}"
+    else:
+        due = ""
+    by = "held by the plan" if planned < 0.05 else f"slowed to {planned:.1f} kW by the plan"
+    reason = h.get("reason")
+    if reason == "price":
+        now_price = f"{h['price_now_eur_kwh']:.2f} EUR/kWh now"
+        if h.get("price_then_eur_kwh") is not None:
+            then = f"{h['price_then_eur_kwh']:.2f} from {_at(h.get('until'), now, wide)}"
+        else:
+            then = f"above the {h['worth_eur_kwh']:.2f} a kWh is worth without a target"
+        return f"{by}: {now_price}, {then}" + (f"; {due}" if due else "")
+    if reason == "peak":
+        verb = "held" if planned < 0.05 else "slowed"
+        peak = h.get("peak_kw")
+        if h.get("demand_charge_eur_kw"):
+            text = f"{verb} to keep the day's peak at {peak:.0f} kW (demand charge)"
+        else:
+            text = f"{verb} to keep the import at the plan's {peak:.0f} kW"
+        return text + until + (f"; {due}" if due else "")
+    if reason == "schedule":
+        when = _at(h.get("departure"), now, wide)
+        return f"{by}: its target is planned in full by {when} (nothing more due)"
+    if reason == "v2g":
+        return (f"giving back {-planned:.1f} kW to the station (V2G){until}"
+                + (f"; {due}" if due else ""))
+    if reason == "grid":
+        cap = st.get("power_cap_kw")
+        what = "cap" if cap is not None and abs(cap - float(h.get("limit_kw") or 0)) < 0.5 \
+            else "grid connection"
+        return f"{by}: sharing the {h.get('limit_kw') or 0:.0f} kW {what} in the plan{until}"
+    if reason == "charger":
+        return (f"{by}: sharing charger {c['charger_id']}'s {h.get('limit_kw') or 0:.0f} kW "
+                f"with its other connector{until}")
+    return f"{by}{until}" + (f"; {due}" if due else "")
+
+
 def render(st: dict[str, Any], wide: bool = False) -> str:
     from agent.cli.commands._output import fmt, short_id, short_time, table
 
@@ -61,7 +126,8 @@ def render(st: dict[str, Any], wide: bool = False) -> str:
                  f"uplink  {'connected' if up['connected'] else 'DISCONNECTED'}  outbox {up['outbox_rows']} rows "
                  f"({up['outbox_bytes']} B)  dropped {up['dropped']}  last ack {fmt(up['last_ack'])}")
     rows = [[f"{c['charger_id']}#{c['idx']}", c["state"], short_id(c["session_id"], wide),
-             c["limit_kw"], c["power_kw"], c["binding"], why(c["binding"], c, st)]
+             c["limit_kw"], c["power_kw"], c["binding"],
+             held_words(c["held"], c, st, wide) if c.get("held") else why(c["binding"], c, st)]
             for c in st["connectors"]]  # fmt: skip
     lines += ["", table(["connector", "state", "session", "limit kW", "power kW", "binding",
                          "what limits it"], rows)]
