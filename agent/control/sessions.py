@@ -14,6 +14,14 @@ Cost: each kWh the session's counter adds is priced at the import price in force
 was counted (`import_price(ts)`, the ledger's tariff lookup), so a session spanning a price
 change pays each part at its own price; the sum is persisted with the energy (`cost_eur`).
 
+Ownership across a restart: the tracker resumes only the rows it wrote (`source`
+'hardware'); rows the API-only station wrote (`source` 'api', agent/app/api_station.py)
+are never adopted, whatever connector they name. A resumed session the station cannot
+carry on is stopped, with its stop event, on the first cycle that shows it: its charger
+or connector is no longer configured ("charger_removed", "connector_removed", checked
+every cycle so a reconfiguration is covered too), or its connector's first fresh reading
+is A, the EV having left while the agent was down ("agent_restart_vacant").
+
 Stop latch: a session stopped on request (cloud `session.stop`, the local API) with the EV
 still plugged in leaves its connector blocked (no session, 0 kW) until the EV is unplugged.
 The latch is the stopped row's `latched` flag, so it survives an agent restart; the
@@ -43,6 +51,8 @@ from agent.model.snapshot import VACANT, Snapshot
 log = logging.getLogger(__name__)
 
 RETRY_S = 1.0  # how often writes a failing store refused are tried again
+# The `sessions.source` of the rows this tracker writes, and the only ones it resumes.
+SOURCE = "hardware"
 
 EventHook = Callable[[str, dict], None]
 ImportPrice = Callable[[datetime], float]  # EUR/kWh in force at a time
@@ -109,7 +119,12 @@ class SessionTracker:
         self._deferring = False  # inside update(): writes are queued for flush_writes()
         self._hooks_due: list[tuple[str, dict]] = []  # on_event calls waiting for a commit
         self.store_error: str | None = None
-        for row in db.query("SELECT * FROM sessions WHERE status = 'active' ORDER BY started_at"):
+        # Resumed sessions whose connector has not given a fresh reading since the restart.
+        self._unconfirmed: set[str] = set()
+        for row in db.query(
+            "SELECT * FROM sessions WHERE status = 'active' AND source = ? ORDER BY started_at",
+            [SOURCE],
+        ):
             s = Session(
                 id=row["id"],
                 charger_id=row["charger_id"],
@@ -125,7 +140,11 @@ class SessionTracker:
                 cost_eur=row["cost_eur"],
             )
             self.active[(s.charger_id, s.connector_idx)] = s
-        for row in db.query("SELECT charger_id, connector_idx FROM sessions WHERE latched = 1"):
+            self._unconfirmed.add(s.id)
+        for row in db.query(
+            "SELECT charger_id, connector_idx FROM sessions WHERE latched = 1 AND source = ?",
+            [SOURCE],
+        ):
             self.blocked.add((row["charger_id"], row["connector_idx"]))
 
     def update(self, snap: Snapshot) -> list[Session]:
@@ -146,12 +165,22 @@ class SessionTracker:
     def _update(self, snap: Snapshot) -> list[Session]:
         now = snap.t
         price: float | None = None  # looked up once per snapshot, only if energy was added
+        had = len(self.active)
+        seen = 0  # sessions found on a configured connector (cheap check for removed ones)
         for ch in snap.chargers:
             if not ch.reachable:
+                seen += sum(1 for c in ch.connectors if (c.charger_id, c.idx) in self.active)
                 continue
             for c in ch.connectors:
                 key = (c.charger_id, c.idx)
                 s = self.active.get(key)
+                if s is not None:
+                    seen += 1
+                    if s.id in self._unconfirmed:
+                        self._unconfirmed.discard(s.id)
+                        if c.state == VACANT:
+                            self._stop(s, snap.ts, "agent_restart_vacant")
+                            s = None
                 if key in self.blocked:
                     if c.state == VACANT:
                         self._release(key)
@@ -187,7 +216,24 @@ class SessionTracker:
                         self._last_persist[s.id] = now
                 elif c.state == VACANT and s is not None:
                     self._stop(s, snap.ts, "unplugged")
+        if seen < had:
+            self._stop_unconfigured(snap)
         return list(self.active.values())
+
+    def _stop_unconfigured(self, snap: Snapshot) -> None:
+        """Stop the sessions on connectors the station no longer has (a charger removed or
+        given fewer connectors while a session was active, before a restart or since)."""
+        chargers = {ch.id: len(ch.connectors) for ch in snap.chargers}
+        for (charger_id, idx), s in list(self.active.items()):
+            count = chargers.get(charger_id)
+            if count is None:
+                reason = "charger_removed"
+            elif not 1 <= idx <= count:
+                reason = "connector_removed"
+            else:
+                continue
+            log.warning("session %s on %s#%d stopped: %s", s.id, charger_id, idx, reason)
+            self._stop(s, snap.ts, reason)
 
     def stop(self, session_id: str, reason: str | None = None) -> Session:
         """End an active session now (cloud `session.stop`, the local API). Its connector
@@ -239,9 +285,9 @@ class SessionTracker:
 
         def write() -> None:
             self.db.execute(
-                "INSERT INTO sessions (id, charger_id, connector_idx, status, started_at,"
-                " updated_at) VALUES (?, ?, ?, 'active', ?, ?)",
-                [s.id, charger_id, idx, s.started_at, s.started_at],
+                "INSERT INTO sessions (id, charger_id, connector_idx, status, source,"
+                " started_at, updated_at) VALUES (?, ?, ?, 'active', ?, ?, ?)",
+                [s.id, charger_id, idx, SOURCE, s.started_at, s.started_at],
             )
             self._event("session_started", s, ts)
 
@@ -277,6 +323,7 @@ class SessionTracker:
         self._store(("stop", s.id), write, self.clock.monotonic())
         del self.active[(s.charger_id, s.connector_idx)]
         self._last_persist.pop(s.id, None)
+        self._unconfirmed.discard(s.id)
         self.stopped += 1
 
     def _persist(self, s: Session) -> None:
