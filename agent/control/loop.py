@@ -28,6 +28,7 @@ from agent.control.devices import Reader, StationDevices
 from agent.control.episodes import FaultLog
 from agent.control.events import EventLog, UplinkHook
 from agent.control.fallbacks import give_fallbacks
+from agent.control.gc_freeze import freeze_startup_heap
 from agent.control.memory import release_compiler_pages
 from agent.control.plausibility import Plausibility
 from agent.control.startup import StartupGate
@@ -131,6 +132,7 @@ class ControlLoop:
         self._check_bidirectional()
         self.controller.arrays.warm_up()  # compile or load the kernel before the first cycle
         release_compiler_pages()  # LLVM is not needed again: its ~70 MB may leave RAM
+        freeze_startup_heap()  # full collections no longer walk the start-up heap mid-cycle
 
     def _check_bidirectional(self) -> None:
         """A charger configured for V2G whose profile refuses negative limits gets none."""
