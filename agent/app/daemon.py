@@ -104,6 +104,8 @@ async def run_daemon(
         settings, db, devices, clock, stats=CycleStats(), notifier=notifier, uplink=uplink,
         signals=signals,
     )  # fmt: skip
+    if central is not None:  # profiles go out right after each cycle, not inside it
+        central.pace_after_cycles(control)
     reconfigurer = Reconfigurer(control, ceilings)
     reloads: set[asyncio.Task[bool]] = set()
     if config_path is not None:

@@ -86,6 +86,11 @@ class OcppSettings(_Section):
         1.0, ge=0, description="a connector's limit is sent at most this often (decreases "
         "that the charger accepted so far go out at once)"
     )
+    increases_per_cycle: int = Field(
+        25, ge=0, description="under the control loop, at most this many chargers get a "
+        "higher limit sent per cycle, the rest in later cycles (decreases are never held "
+        "back); 0: no cap"
+    )
     call_timeout_s: float = Field(
         5.0, gt=0, le=60, description="a call without an answer by then counts as failed"
     )

@@ -12,7 +12,9 @@ health shows.
 
 Order and pace: decreases go out before increases. A connector's limit is sent at most once
 per `min_interval_s`, except a decrease where the charger accepted the previous one, and
-the first profile of a new transaction, which go out at once (the grid limit first).
+the first profile of a new transaction, which go out at once (the grid limit first). Under
+a control loop, what the loop asks for is sent right after its cycle (`pacing.SendPacer`:
+every decrease in that period, increases possibly a cycle or more later).
 
 Fallback: the charger-wide max profile is the rating for `hold_s` (the loop's comm
 timeout), then the fallback; renewed every `hold_s * RENEW_FRACTION` while the loop
@@ -35,6 +37,7 @@ from agent.config.ocpp import OcppChargerConfig, OcppSettings
 from agent.ocpp import profiles
 from agent.ocpp.link import Link, Traffic
 from agent.ocpp.merge import CsmsProfiles
+from agent.ocpp.pacing import Due, SendPacer
 from agent.ocpp.rates import from_rate, pick_unit, to_rate
 from drivers.device import DeviceError
 from drivers.devices import ChargerReading, ConnectorReading
@@ -120,6 +123,8 @@ class OcppCharger:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sender: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        # The central system's pacer (shared by its chargers); a lone charger wakes at once.
+        self.pacer = SendPacer()
 
     # ---- the capability the control loop uses -------------------------------------------
     @property
@@ -150,14 +155,13 @@ class OcppCharger:
         if self.link is None:
             raise DeviceError("disconnected", f"{self.cfg.charge_point_id}: not connected")
         self.conns[idx].want = kw
-        self._renew_if_due()
-        self._wake.set()
+        self.pacer.request(self)
 
     async def heartbeat(self) -> None:
         if self.link is None:
             raise DeviceError("disconnected", f"{self.cfg.charge_point_id}: not connected")
-        self._renew_if_due()
-        self._wake.set()
+        if self._renewal_due():
+            self.pacer.request(self)
 
     async def set_fallback(self, kw: float, timeout_s: float) -> None:
         """`kw` per connector (the loop's share), held by the charger once the agent has been
@@ -301,9 +305,22 @@ class OcppCharger:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _renew_if_due(self) -> None:
-        if self._clock() - self.max.sent_at >= self.max.hold_s * RENEW_FRACTION:
-            self._wake.set()
+    def _renewal_due(self) -> bool:
+        return self._clock() - self.max.sent_at >= self.max.hold_s * RENEW_FRACTION
+
+    # ---- pacing (SendPacer) ---------------------------------------------------------------
+    def wake(self) -> None:
+        self._wake.set()
+
+    def pending(self) -> Due:
+        if self.link is None or not self.ready:
+            return None
+        if self.max.dirty or self._renewal_due():
+            return "lower"
+        todo = self._todo(self._clock())
+        if not todo:
+            return None
+        return "raise" if all(raising for raising, *_ in todo) else "lower"
 
     async def _setup(self, link: Link) -> None:
         """After a boot or a reconnection: rate unit, meter interval, fallback, then limits."""
@@ -390,12 +407,24 @@ class OcppCharger:
                 log.exception("%s: sending limits failed", self.cfg.charge_point_id)
 
     async def _send_due(self) -> None:
+        """A changed max profile first, then decreases, a due renewal of the max profile,
+        increases (a renewal never holds a decrease back by its round trip)."""
         if self.link is None or not self.ready:
             return
-        now = self._clock()
-        if self.max.dirty or now - self.max.sent_at >= self.max.hold_s * RENEW_FRACTION:
+        if self.max.dirty:
             await self._send_max()
-        todo = []
+        todo = sorted(self._todo(self._clock()))
+        for raising, idx, rate, key in todo:
+            if raising and self._renewal_due():
+                await self._send_max()
+            await self._send_one(idx, rate, key)
+        if self._renewal_due():
+            await self._send_max()
+
+    def _todo(self, now: float) -> list[tuple[bool, int, float, tuple]]:
+        """(raising, connector, rate, key) of every limit to send now; a limit that waits on
+        its connector's interval sets a wake-up for then instead."""
+        todo: list[tuple[bool, int, float, tuple]] = []
         for idx, c in self.conns.items():
             if c.want is None or self.link is None:
                 continue
@@ -404,15 +433,17 @@ class OcppCharger:
             key = (c.tx_id, rate)
             if key == c.sent_key:
                 continue
-            lowering = c.accepted is None or want < c.accepted
+            # As the loop counts it: the higher of accepted and in flight (a new limit below
+            # an increase still in flight is a decrease, never held back as an increase).
+            held = [x for x in (c.accepted, c.in_flight) if x is not None]
+            lowering = not held or want < max(held)
             fresh_tx = c.sent_key is None or c.sent_key[0] != c.tx_id
             wait = c.sent_at + self.ocpp.min_interval_s - now
             if wait > 0 and not fresh_tx and not (lowering and c.last_answer == "Accepted"):
                 self._wake_in(wait)
                 continue
             todo.append((not lowering, idx, rate, key))
-        for _, idx, rate, key in sorted(todo):
-            await self._send_one(idx, rate, key)
+        return todo
 
     async def _send_one(self, idx: int, rate: float, key: tuple) -> None:
         link, c, unit = self.link, self.conns[idx], self.info.unit
@@ -446,7 +477,7 @@ class OcppCharger:
 
         def fire() -> None:
             self._timer = None
-            self._wake.set()
+            self.pacer.request(self)
 
         self._timer = loop.call_later(max(0.0, delay), fire)
 

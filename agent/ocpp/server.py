@@ -26,6 +26,7 @@ from agent.config.secrets import read_secret
 from agent.ocpp.charger import OcppCharger
 from agent.ocpp.link16 import Link16
 from agent.ocpp.link201 import Link201
+from agent.ocpp.pacing import SendPacer
 from agent.ocpp.relay import Relay
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,16 @@ class CentralSystem:
         if settings.upstream is not None:
             for cp_id, ch in self.chargers.items():
                 ch.relay = self.relays[cp_id] = Relay(ch, settings)
+        # Profile sends after each control cycle, decreases first (pace_after_cycles).
+        self.pacer = SendPacer(settings.increases_per_cycle)
+        for ch in self.chargers.values():
+            ch.pacer = self.pacer
         self._server: Server | None = None
+
+    def pace_after_cycles(self, loop: Any) -> None:
+        """Send what a control loop (`ControlLoop`) asks for right after each of its cycles,
+        not inside them (see agent/ocpp/pacing.py)."""
+        loop.between_cycles.append(self.pacer.after_cycle)
 
     @property
     def port(self) -> int:

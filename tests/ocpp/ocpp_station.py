@@ -95,6 +95,7 @@ async def ocpp_station(tmp_path: Path, station: dict, versions: dict[str, str], 
                 swap_in(devices, cid, cid, ch)
             clock = RealClock()
             loop = ControlLoop(s, devices, Controller(s, SessionTracker(connect(s.storage.db_path), clock)), clock)
+            cs.pace_after_cycles(loop)  # as the daemon wires it
         cps = {cid: SimChargePoint(sim, cid, f"ws://127.0.0.1:{cs.port}/ocpp/{cid}",
                                    version=versions[cid]) for cid in chargers}
         st = OcppStation(sim, cs, cps, loop)
