@@ -305,8 +305,20 @@ class UplinkBridge:
 
 def _held(hold: Hold | None) -> m.Held | None:
     """The plan's reason as the wire's `held`: the local API's dict (`Hold.as_dict()`, same
-    rounding, same names in snake_case) validated into the camelCase model."""
-    return None if hold is None else m.Held.model_validate(hold.as_dict())
+    rounding, same names in snake_case) validated into the camelCase model. One that does
+    not fit is left out (logged), never the connector's or session's whole message."""
+    if hold is None:
+        return None
+    try:
+        return m.Held.model_validate(hold.as_dict())
+    except ValidationError as exc:
+        if not _held_failed:  # once: it would repeat with every telemetry message
+            _held_failed.append(True)
+            log.warning("uplink: held left out, it does not fit its message: %s", exc)
+        return None
+
+
+_held_failed: list[bool] = []
 
 
 def _budget(decision: Any) -> float | None:

@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from agent.uplink import bridge
 from agent.uplink import messages as m
 from agent.uplink.bridge import _held
 from allocator.guidance import Hold
@@ -86,6 +87,16 @@ def test_not_held_is_absent_and_the_message_unchanged():
         "chargerId": "CP1", "idx": 1, "state": "C", "limitKw": 0.0, "powerKw": 0.0,
         "sessionId": "s-1"}  # fmt: skip
     assert _held(None) is None
+
+
+def test_a_hold_that_does_not_fit_is_left_out_not_the_telemetry(caplog):
+    bridge._held_failed.clear()
+    odd = Hold(reason="because", planned_kw=0.0, max_kw=22.0)  # type: ignore[arg-type]
+    t = wire(telemetry(odd))
+    jsonschema.validate(t, schema("sems.telemetry.v1"))
+    assert "held" not in t["connectors"][0] and t["connectors"][0]["sessionId"] == "s-1"
+    wire(telemetry(odd))
+    assert caplog.text.count("held left out") == 1  # once, not with every message
 
 
 def test_the_schema_refuses_what_the_contract_does_not_say():
