@@ -101,6 +101,14 @@ def held_words(h: dict[str, Any], c: dict[str, Any], st: dict[str, Any], wide: b
     return f"{by}{until}" + (f"; {due}" if due else "")
 
 
+def held_short(h: dict[str, Any] | None, now: str | None, wide: bool = False) -> str | None:
+    """The `held` field in a few words for a table column (`sems sessions`): its reason and
+    until when, e.g. "price until 01:00"; None when not held."""
+    if not h:
+        return None
+    return str(h.get("reason")) + (f" until {_at(h['until'], now, wide)}" if h.get("until") else "")
+
+
 def render(st: dict[str, Any], wide: bool = False) -> str:
     from agent.cli.commands._output import fmt, short_id, short_time, table
 
