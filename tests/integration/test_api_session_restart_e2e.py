@@ -4,10 +4,9 @@ a session like a hardware one. It is published on MQTT when it starts, survives 
 and restart of a real `sems run` (the same id, resumed, not started again), is published
 when it stops, and leaves no `active` row in the store.
 
-Real simulator (the meter), real Mosquitto, real daemon process. Today's API-only station
-(agent/app/api_station.py) fails this: its sessions never reach MQTT and are lost on
-restart, so the test is a strict expected failure until the station is one model; the
-marker goes when it passes (strict: an unexpected pass fails the suite).
+Real simulator (the meter), real Mosquitto, real daemon process. The API-only station
+(agent/app/api_station.py) writes and publishes its sessions through the tracker's
+SessionRecords and resumes its `active` rows at start.
 """
 
 from __future__ import annotations
@@ -26,11 +25,7 @@ from hardware_sim.simulator import Simulator
 
 from tests.uplink.helpers import Collector, collecting
 
-pytestmark = [
-    pytest.mark.timeout(150),
-    pytest.mark.xfail(strict=True, raises=AssertionError,
-                      reason="issue 11: API sessions do not reach MQTT and are lost on restart"),
-]
+pytestmark = pytest.mark.timeout(150)
 
 STATION_CONFIG = {"stationId": "API2", "gridCapacity": 60.0, "baseLoad": 10.0,
                   "chargers": [{"id": "DC1", "maxPower": 60.0, "connectors": 2}]}
@@ -56,8 +51,11 @@ def config(meter: dict, tmp: Path, broker_port: int) -> Path:
 
 
 def session_events(cloud: Collector, session_id: str, event: str) -> list[dict]:
-    return [m.json for m in cloud.got if m.topic.endswith("/sessions")
-            and m.json.get("sessionId") == session_id and m.json.get("event") == event]
+    """The distinct messages (by `seq`: delivery is at least once, and a SIGKILL between
+    the broker's PUBACK and the outbox's delete resends a message with its own seq)."""
+    return list({m.json["seq"]: m.json for m in cloud.got if m.topic.endswith("/sessions")
+                 and m.json.get("sessionId") == session_id
+                 and m.json.get("event") == event}.values())  # fmt: skip
 
 
 def rows(db: Path) -> dict[str, str]:
@@ -121,6 +119,9 @@ async def _scenario(tmp: Path, broker) -> None:  # type: ignore[no-untyped-def]
             await cloud.wait_for(lambda: bool(session_events(cloud, sid, "stopped")), 20)
             assert await stop_agent(agent) == 0
             assert len(session_events(cloud, sid, "started")) == 1  # resumed, not started again
+            assert session_events(cloud, sid, "updated"), "the resumed session was not reported"
+            (stopped,) = session_events(cloud, sid, "stopped")
+            assert stopped["reason"] == "api"
             assert rows(db)[sid] == "stopped"
             assert "active" not in rows(db).values()
         finally:
