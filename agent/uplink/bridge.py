@@ -2,12 +2,15 @@
 (agent/uplink/messages.py) committed to the outbox.
 
 What the loop hands over, and what goes out:
-- `session_started` / `session_stopped` (agent.control.sessions): `sessions` started / stopped, with
-  energy, peak, vehicle and fleet ids, cost and kind from the session's store row;
+- `session_started` / `session_stopped` (agent.control.session_records, for hardware and
+  API sessions alike): `sessions` started / stopped, with energy, peak, vehicle and fleet
+  ids, cost and kind from the session's store row; `session_resumed` (an API session taken
+  up again after a restart): `sessions` updated;
 - `telemetry` (every telemetry interval): grid, PV, battery, each connector's limit in
   force, power and session, and `held` where the horizon plan holds its session;
 - `health` (every health interval): a periodic `health`, plus a `sessions` "updated" for each
-  active session (energy and peak so far; `held` as in telemetry);
+  active session (energy and peak so far; `held` as in telemetry): the tracker's and those of
+  `follow_sessions`;
 - `degraded_on` / `degraded_off`: a `health` with reason "change" at once;
 - `savings` (agent.energy.ledger_recorder: every 15-minute interval and each day).
 `watch()` also sends a "change" health when a device's link, the degraded modes, the battery
@@ -26,7 +29,7 @@ import asyncio
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
 
     from agent.config.settings import AgentSettings
     from agent.control.loop import ControlLoop
+    from agent.control.session_records import Session
     from agent.uplink import Uplink
     from allocator.guidance import Hold
 
@@ -70,9 +74,15 @@ class UplinkBridge:
         self._failed: set[str] = set()
         self._signature: tuple[Any, ...] | None = None
         self._disk_path = Path(settings.storage.db_path).parent
+        # Active sessions besides the tracker's (the API-only station's), for "updated".
+        self._session_sources: list[Callable[[], Iterable[Session]]] = []
 
     def attach(self, loop: ControlLoop) -> None:
         self.loop = loop
+
+    def follow_sessions(self, active: Callable[[], Iterable[Session]]) -> None:
+        """Also report these active sessions with every periodic health."""
+        self._session_sources.append(active)
 
     # --- UplinkHook ---------------------------------------------------------------------
 
@@ -91,8 +101,8 @@ class UplinkBridge:
                 self.published[msg.TOPIC] = self.published.get(msg.TOPIC, 0) + 1
 
     def _translate(self, kind: str, payload: dict) -> list[m.Message]:
-        if kind in ("session_started", "session_stopped"):
-            event = "started" if kind == "session_started" else "stopped"
+        if kind in ("session_started", "session_stopped", "session_resumed"):
+            event = {"session_started": "started", "session_stopped": "stopped"}.get(kind, "updated")
             return [self.session_event(event, payload)]
         if kind == "telemetry":
             return [self.telemetry(payload)]
@@ -135,14 +145,15 @@ class UplinkBridge:
         )
 
     def session_updates(self) -> list[m.SessionEvent]:
-        if self.loop is None:
-            return []
-        decision = self.loop.state.decision
-        held = decision.held if decision is not None else {}
-        return [
-            self.session_event("updated", s.public(), held.get(s.id))
-            for s in self.loop.controller.sessions.active.values()
-        ]
+        active: list[Session] = []
+        held: dict[str, Hold] = {}
+        if self.loop is not None:
+            active.extend(self.loop.controller.sessions.active.values())
+            decision = self.loop.state.decision
+            held = dict(decision.held) if decision is not None else {}
+        for source in self._session_sources:
+            active.extend(source())
+        return [self.session_event("updated", s.public(), held.get(s.id)) for s in active]
 
     # --- telemetry ----------------------------------------------------------------------
 
