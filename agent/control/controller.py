@@ -28,7 +28,7 @@ from agent.control.held import held_by_plan
 from agent.control.limit_lag import LimitLag
 from agent.control.phase_learning import PhaseCount, PhaseLearner
 from agent.control.sessions import Session, SessionTracker
-from agent.control.tree import configure_tree, set_bases
+from agent.control.tree import configure_tree, set_bases, start_reserves
 from agent.control.v2g import V2gDispatch, V2gOrders
 from agent.model.snapshot import Snapshot
 from allocator.binding import BINDING_NAMES
@@ -155,9 +155,15 @@ class Controller:
                                     self.fallback_per_connector, c.period_s, lagging,
                                     phases=booked,
                                     measured_phases={k: booked[k] for k in learned})  # fmt: skip
+        if self.s.station.circuits:
+            bases = {m.circuit_id: (m.base_current_a, m.base_power_kw) for m in circuits}
+            waiting = {k: self.min_kw[k] for k, n in phase_counts.items()
+                       if n.source == "assumed" and k in booked}  # fmt: skip
+            for cid, reserve in start_reserves(self.s.station, waiting).items():
+                base_a, base_kw = bases.get(cid, ((0.0, 0.0, 0.0), 0.0))
+                bases[cid] = (tuple(a + r for a, r in zip(base_a, reserve, strict=True)), base_kw)  # type: ignore[assignment]
+            set_bases(self.arrays, self.s.station, bases)
         if circuits:
-            set_bases(self.arrays, self.s.station,
-                      {m.circuit_id: (m.base_current_a, m.base_power_kw) for m in circuits})
             stale = [m.circuit_id for m in circuits if m.stale]
             if stale:
                 budget = replace(budget, modes=budget.modes | {f"circuit_meter_stale:{cid}"

@@ -14,6 +14,8 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from agent.config.circuits import ancestors
+
 if TYPE_CHECKING:
     from agent.config.circuits import CircuitSettings
     from agent.config.settings import StationSettings
@@ -87,6 +89,34 @@ def ev_loads(st: StationSettings, power_kw: Mapping[tuple[str, int], float],
                 amps[k][p] += per_phase[p]
             at = st.circuits[k].parent
     return amps, kw
+
+
+START_SLACK = (1.05, 0.2)  # x and + A on a start's reserve (see start_reserves)
+
+
+def start_reserves(st: StationSettings, waiting: Mapping[tuple[str, int], float]
+                   ) -> dict[str, list[float]]:  # fmt: skip
+    """A per grid phase [L1, L2, L3] each circuit keeps free for EVs whose phases are not
+    known yet (`waiting`: connector -> its minimum kW), beyond what their one-phase booking
+    holds on their charger's first conductor: were the EV on 2 or 3 phases, its start puts
+    up to 1/2 of it on the second conductor and 1/3 on the third, and the apply step grants
+    a start only when that fits (agent/control/circuit_meters.py `conductor_weights`).
+    Without this the allocator would hand those phases to others and the start would wait
+    for ever. `START_SLACK` more, so that measurement noise (a sagging voltage, rounding)
+    does not leave the start a hair short of its room."""
+    chargers = {ch.id: ch for ch in st.chargers}
+    out: dict[str, list[float]] = {}
+    for (cid, _idx), min_kw in waiting.items():
+        ch = chargers[cid]
+        amps = [0.0, 0.0, 0.0]
+        for q in range(1, ch.phases):
+            share = min_kw * 1000 / ((q + 1) * st.voltage_v)
+            amps[int(ch.phase_rotation[2 * q + 1]) - 1] += share * START_SLACK[0] + START_SLACK[1]
+        for c in ancestors(st.circuits, ch.circuit):
+            held = out.setdefault(c.id, [0.0, 0.0, 0.0])
+            for p in range(3):
+                held[p] += amps[p]
+    return out
 
 
 def set_bases(arrays: StationArrays, st: StationSettings,
