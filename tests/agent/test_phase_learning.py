@@ -276,3 +276,33 @@ def test_a_charger_limited_in_amps_keeps_its_own_phase_count():
     assert words <= {"1-phase (measured; booked on 3: limit in A)", "3-phase (configured)"}
     assert all(r.phases == 0 for r in d.inputs.sessions)
     assert all(r.min_power_kw == pytest.approx(4.14) for r in d.inputs.sessions)
+
+
+def test_sems_status_shows_each_sessions_phase_count():
+    from agent.api.context import ConnectorView, StationView, as_dict
+    from agent.cli.commands.status import render
+
+    def conn(idx: int, sid: str | None, phases: str | None) -> ConnectorView:
+        return ConnectorView(charger_id="CP1", idx=idx, state="C" if sid else "A",
+                             session_id=sid, limit_kw=3.4, power_kw=3.4, binding=None,
+                             phases=phases)  # fmt: skip
+
+    view = as_dict(StationView(
+        station_id="T1", ts="2026-06-17T20:07:12+00:00", grid_capacity_kw=40.0,
+        grid_power_kw=10.0, base_load_kw=3.0, pv_power_kw=0.0, battery_soc=None,
+        battery_power_kw=None, ev_power_kw=6.8, cycles=10,
+        connectors=(conn(1, "aaaaaaaa-1", "1-phase (measured)"),
+                    conn(2, "bbbbbbbb-2", "3-phase (configured)"), conn(3, None, None))))
+    lines = render(view).splitlines()
+    header = next(ln for ln in lines if ln.startswith("connector"))
+    rows = {ln.split()[0]: ln for ln in lines if ln.startswith("CP1#")}
+    assert "phases" in header.split()
+    assert "1-phase (measured)" in rows["CP1#1"]
+    assert "3-phase (configured)" in rows["CP1#2"]
+    # without sessions from hardware (API stations) the column is left out
+    bare = as_dict(StationView(
+        station_id="T1", ts="2026-06-17T20:07:12+00:00", grid_capacity_kw=40.0,
+        grid_power_kw=10.0, base_load_kw=3.0, pv_power_kw=0.0, battery_soc=None,
+        battery_power_kw=None, ev_power_kw=0.0, cycles=10, connectors=(conn(1, None, None),)))
+    assert "phases" not in next(ln for ln in render(bare).splitlines()
+                                if ln.startswith("connector")).split()
