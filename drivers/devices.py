@@ -78,6 +78,9 @@ class ConnectorReading:
     soc_pct: float | None = None  # the EV's state of charge, where the charger knows it
     vehicle_id: str | None = None  # who authorised the session, where the charger says (OCPP id tag)
     transaction_id: str | None = None  # the charger's own session id, where it has one (OCPP)
+    # A per conductor (the charger's L1, L2, L3, before its phase rotation), where the map
+    # has all three (Alfen 320/322/324): what an EV's phase count is learned from.
+    currents_a: tuple[float, float, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,8 @@ class ChargerReading:
     connectors: tuple[ConnectorReading, ...]
     max_power_kw: float | None
     ts: float
+    # Its limit is a current per phase (Alfen, Keba...): kW convert at the charger's phases.
+    limit_in_amps: bool = False
 
 
 class _Capability(ModbusDevice):
@@ -242,8 +247,24 @@ class Charger(_Capability):
                 ev_max_kw=self._kw(v, "ev_max_power", idx),
                 limit_kw=self._kw(v, limit_name, idx),
                 soc_pct=_num(v.get(("soc", idx))),
+                currents_a=self._currents(v, idx),
             ))
-        return ChargerReading(tuple(conns), self._kw(v, "max_power"), self._wallclock())
+        limit = self.profile.point("power_limit")
+        return ChargerReading(tuple(conns), self._kw(v, "max_power"), self._wallclock(),
+                              limit_in_amps=limit is not None and limit.unit == "A")
+
+    def _currents(self, values: dict[Key, Value], idx: int) -> tuple[float, float, float] | None:
+        """The connector's current per conductor (A, unsigned), when all three are read."""
+        out = []
+        for q in (1, 2, 3):
+            point = self.profile.point(f"current_l{q}")
+            key: Key = (f"current_l{q}", idx) if point is not None and point.per_connector \
+                else f"current_l{q}"
+            value = _num(values.get(key))
+            if value is None:
+                return None
+            out.append(abs(value))
+        return (out[0], out[1], out[2])
 
     def _check_idx(self, idx: int) -> None:
         if not 1 <= idx <= self.connectors:

@@ -103,6 +103,9 @@ class ConnectorView:
     # Why the horizon plan holds its session below what it could draw, or None:
     # `Hold.as_dict()` (reason price|peak|schedule|v2g|grid|charger|plan, until, figures).
     held: dict[str, Any] | None = None
+    # Its session's phase count and where it comes from: "1-phase (measured)" learned from
+    # the charger's per-conductor currents, "3-phase (configured)" the charger's own.
+    phases: str | None = None
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,27 @@ Rules (DESIGN.md "Allocation"):
   probe margin (agent.control.caps.CapTracker, the daemon's rule); the freed power goes to
   others next cycle. Drawing up to the cap again lifts it.
 
-Sessions are also recorded in the store's `sessions` table (source 'api') so history,
-analytics and the uplink see them like hardware sessions.
+Sessions are first-class: their rows, events and uplink messages go through the same
+`SessionRecords` as the hardware tracker's (agent/control/session_records.py, `sessions` rows
+with source 'api'), so MQTT sees `started` / `updated` / `stopped` like any other session.
+- Restart: the `active` 'api' rows are resumed at construction (same id, energy, peak and
+  cost so far; announced as `session_resumed`, published as `updated`, never started again).
+  Each row keeps the limit last handed out (`limit_kw`, written in the same step that raises
+  it, before any answer shows it): the integration keeps applying it while the agent is down,
+  so a resumed session counts in the budget with it from the first cycle, and the first cycle
+  lowers before it raises, as always. A row without one (older agent) counts at the most it
+  may draw. A resumed row on a charger or connector the configuration no longer has is
+  stopped ("charger_removed", "connector_removed").
+- Silence: a session whose integration has not reported for `silence_s` ([api]
+  session_silence_s, 15 min) is stopped ("api_silent"), its allocation freed; a resumed one
+  counts its silence from the restart. So no row stays `active` once its integration is gone.
+- A clean shutdown stops nothing: rows stay `active`, resumable (`flush()` saves figures).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 import math
 import uuid
 from collections.abc import Callable
@@ -50,11 +63,16 @@ from agent.api.context import (
 )
 from agent.api.models import StationConfig
 from agent.control.caps import CapTracker
+from agent.control.session_records import EventHook, Session, SessionRecords
 from agent.control.stats import CycleStats
 from agent.model.clock import Clock, iso
 
 if TYPE_CHECKING:
     from agent.uplink import Uplink
+
+log = logging.getLogger(__name__)
+SOURCE = "api"  # the `sessions.source` of this station's rows, and the only ones it resumes
+SILENCE_S = 900.0  # default [api] session_silence_s
 
 
 def _floor2(kw: float) -> float:
@@ -64,22 +82,32 @@ def _floor2(kw: float) -> float:
 
 @dataclass
 class _Session:
-    id: str
-    charger_id: str
-    idx: int
+    """A session's record (the shared row shape: energy, peak, cost so far) and what this
+    station adds: its allocation, the integration's last report, the cap rule's state."""
+
+    rec: Session
     vehicle_max_kw: float
     kind: Literal["charging", "v2g"]
-    vehicle_id: str | None
     fleet_id: str | None
-    started_at: str
+    heard_at: float  # monotonic time of its start, last report or resume
     allocated_kw: float = 0.0
+    stored_limit_kw: float | None = None  # the allocation its row holds
     consumed_kw: float | None = None
     consumed_at: float | None = None  # monotonic time of the last report
     cap_kw: float | None = None
     binding: str | None = None
-    energy_kwh: float = 0.0
-    peak_kw: float = 0.0
-    cost_eur: float = 0.0  # each reported kWh at the import price in force
+
+    @property
+    def id(self) -> str:
+        return self.rec.id
+
+    @property
+    def charger_id(self) -> str:
+        return self.rec.charger_id
+
+    @property
+    def idx(self) -> int:
+        return self.rec.connector_idx
 
 
 class ApiStation:
@@ -98,7 +126,11 @@ class ApiStation:
         planner: Any | None = None,
         import_price: Callable[[datetime], float] | None = None,
         uplink: Uplink | None = None,
+        on_event: EventHook | None = None,
+        silence_s: float = SILENCE_S,
     ) -> None:
+        """`on_event`: the session events' hook (the daemon's `UplinkBridge.enqueue`, as for
+        the tracker); `silence_s`: how long a session may go without a report."""
         self._config = config
         self._chargers = [c.model_dump() for c in config.chargers]  # the allocator's form
         self._import_price = import_price  # EUR/kWh at a time (agent.energy.ledger_recorder.prices_at)
@@ -112,6 +144,9 @@ class ApiStation:
         self._caps = CapTracker(probe_kw, probe_fraction, cap_after_s=0.0)
         self._sessions: dict[str, _Session] = {}  # insertion order = arrival order
         self._stats = CycleStats()
+        self._silence_s = silence_s
+        self.records = SessionRecords(store, clock, SOURCE, on_event)
+        self._resume()
 
     def now(self) -> datetime:
         return self._clock.now()
@@ -216,16 +251,11 @@ class ApiStation:
             if s.charger_id == charger_id and s.idx == idx:
                 raise ConnectorBusy(f"connector {charger_id}#{idx} is in use by session {s.id}")
         now = self._clock.now()
-        session = _Session(
-            id=str(uuid.uuid4()),
-            charger_id=charger_id,
-            idx=idx,
-            vehicle_max_kw=new.vehicle_max_kw,
-            kind=new.kind,
-            vehicle_id=new.vehicle_id,
-            fleet_id=new.fleet_id,
-            started_at=iso(now),
-        )
+        rec = Session(id=str(uuid.uuid4()), charger_id=charger_id, connector_idx=idx,
+                      started_at=iso(now), vehicle_max_kw=new.vehicle_max_kw,
+                      vehicle_id=new.vehicle_id)  # fmt: skip
+        session = _Session(rec, new.vehicle_max_kw, new.kind, new.fleet_id,
+                           heard_at=self._clock.monotonic())  # fmt: skip
         self._sessions[session.id] = session
         budget = self._budget()
         targets, bindings = self._targets(budget)
@@ -234,58 +264,51 @@ class ApiStation:
             max(0.0, min(targets.get(session.id, 0.0), self._headroom(charger_id, budget)))
         )
         session.binding = bindings.get(session.id)
-        self.store.table("sessions").insert(
-            {
-                "id": session.id,
-                "charger_id": charger_id,
-                "connector_idx": idx,
-                "status": "active",
-                "kind": new.kind,
-                "source": "api",
-                "started_at": session.started_at,
-                "vehicle_max_kw": new.vehicle_max_kw,
-                "vehicle_id": new.vehicle_id,
-                "fleet_id": new.fleet_id,
-                "updated_at": session.started_at,
-            }
-        )
-        self._event("session_started", session.id, {"charger": charger_id, "idx": idx})
+        session.stored_limit_kw = session.allocated_kw
+        self.records.start(rec, now, self._clock.monotonic(), kind=new.kind,
+                           fleet_id=new.fleet_id, limit_kw=session.allocated_kw)  # fmt: skip
         return self._view(session)
 
     def report_consumption(self, session_id: str, consumed_kw: float) -> SessionView:
         s = self._get(session_id)
         t = self._clock.monotonic()
+        s.heard_at = t
+        rec = s.rec
         if s.consumed_kw is not None and s.consumed_at is not None:
             kwh = s.consumed_kw * max(0.0, t - s.consumed_at) / 3600.0
-            s.energy_kwh += kwh
+            rec.energy_kwh += kwh
             if self._import_price is not None:
-                s.cost_eur += kwh * self._import_price(self._clock.now())
+                rec.cost_eur += kwh * self._import_price(self._clock.now())
         s.consumed_kw, s.consumed_at = consumed_kw, t
-        s.peak_kw = max(s.peak_kw, consumed_kw)
+        rec.power_kw = consumed_kw
+        rec.peak_kw = max(rec.peak_kw, consumed_kw)
         # The daemon's cap rule, fed with each report (a report is a fresh measurement).
         s.cap_kw = self._caps.update(s.id, consumed_kw, s.allocated_kw, 0.0, t)
         if s.cap_kw is not None:
             # A decrease of its own limit is always safe, so it applies at once.
             s.allocated_kw = _floor2(min(s.allocated_kw, s.cap_kw))
-        self.store.table("sessions").update(
-            s.id,
-            {
-                "energy_kwh": round(s.energy_kwh, 6),
-                "peak_kw": s.peak_kw,
-                "cost_eur": round(s.cost_eur, 6),
-                "updated_at": iso(self._clock.now()),
-            },
-        )
+        s.stored_limit_kw = s.allocated_kw
+        self.records.persist(rec, t, limit_kw=s.allocated_kw)
         return self._view(s)
 
     def stop_session(self, session_id: str) -> None:
         self._get(session_id)
-        self._end(session_id, reason="stopped")
+        self._end(session_id, reason="api")  # as a local API stop on a hardware station
+
+    def active_records(self) -> list[Session]:
+        """The active sessions' records (the uplink's periodic `updated` messages)."""
+        return [s.rec for s in self._sessions.values()]
+
+    def flush(self) -> None:
+        """Save every session's figures now (clean shutdown: the rows stay `active`, to be
+        resumed). Raises if the store refuses."""
+        self.records.flush([s.rec for s in self._sessions.values()])
 
     # ----- the control step -----
     def cycle(self) -> None:
         """Allocate and apply: decreases first, then increases out of what is free."""
         t0 = self._clock.monotonic()
+        self._stop_silent(t0)
         budget = self._budget()
         targets, bindings = self._targets(budget)
         sessions = [(s, _floor2(targets.get(s.id, 0.0))) for s in self._sessions.values()]
@@ -297,6 +320,7 @@ class ApiStation:
             if target > s.allocated_kw:
                 free = self._headroom(s.charger_id, budget)
                 s.allocated_kw = _floor2(min(target, s.allocated_kw + free))
+        self._save_limits(t0)
         self._stats.record_cycle(self._clock.monotonic() - t0, math.inf)
 
     async def run(self, period_s: float, stop: asyncio.Event) -> None:
@@ -310,6 +334,65 @@ class ApiStation:
             await self._clock.sleep_until(deadline)
 
     # ----- internals -----
+    def _resume(self) -> None:
+        """The `active` rows of this source: sessions the integration is still running."""
+        now, t = self._clock.now(), self._clock.monotonic()
+        for row in self.records.active_rows():
+            rec = Session(id=row["id"], charger_id=row["charger_id"],
+                          connector_idx=row["connector_idx"], started_at=row["started_at"],
+                          energy_kwh=row["energy_kwh"], peak_kw=row["peak_kw"],
+                          vehicle_max_kw=row["vehicle_max_kw"], vehicle_id=row["vehicle_id"],
+                          cost_eur=row["cost_eur"])  # fmt: skip
+            charger = self._config.charger(rec.charger_id)
+            reason = self._unplaceable(rec)
+            if charger is None or reason is not None:
+                log.warning("API session %s on %s#%d stopped at start: %s", rec.id,
+                            rec.charger_id, rec.connector_idx, reason)  # fmt: skip
+                self.records.stop(rec, now, reason or "charger_removed", t)
+                continue
+            vehicle_max = rec.vehicle_max_kw if rec.vehicle_max_kw is not None else charger.maxPower
+            most = min(vehicle_max, charger.maxPower)
+            # Its limit in force: the one last handed out, or (unknown) the most it may draw.
+            limit = row["limit_kw"]
+            allocated = most if limit is None else min(limit, most)
+            kind: Literal["charging", "v2g"] = "v2g" if row["kind"] == "v2g" else "charging"
+            s = _Session(rec, vehicle_max, kind, row["fleet_id"], heard_at=t,
+                         allocated_kw=max(0.0, allocated), stored_limit_kw=limit)  # fmt: skip
+            self._sessions[s.id] = s
+            self.records.announce("session_resumed", rec, now, t)
+        if self._sessions:
+            log.info("%d API sessions resumed", len(self._sessions))
+
+    def _unplaceable(self, rec: Session) -> str | None:
+        """Why a resumed session cannot go on in this configuration, if it cannot."""
+        charger = self._config.charger(rec.charger_id)
+        if charger is None:
+            return "charger_removed"
+        if not 1 <= rec.connector_idx <= charger.connectors:
+            return "connector_removed"
+        if any(s.charger_id == rec.charger_id and s.idx == rec.connector_idx
+               for s in self._sessions.values()):  # fmt: skip
+            return "connector_taken"  # two active rows on one connector: the older one goes on
+        return None
+
+    def _stop_silent(self, t: float) -> None:
+        """Stop the sessions whose integration has not reported for `silence_s`."""
+        for s in list(self._sessions.values()):
+            if t - s.heard_at >= self._silence_s:
+                log.warning("API session %s on %s#%d stopped: no report for %.0f s", s.id,
+                            s.charger_id, s.idx, t - s.heard_at)  # fmt: skip
+                self._end(s.id, reason="api_silent")
+
+    def _save_limits(self, t: float) -> None:
+        """Store the allocations this step changed, in one transaction: a restart resumes
+        each session with the limit its integration applies."""
+        with self.records.deferred():
+            for s in self._sessions.values():
+                if s.allocated_kw != s.stored_limit_kw:
+                    s.stored_limit_kw = s.allocated_kw
+                    self.records.persist(s.rec, t, limit_kw=s.allocated_kw)
+        self.records.flush_writes(t)
+
     def _power_cap(self) -> float | None:
         if self.signals is None:
             return None
@@ -365,21 +448,7 @@ class ApiStation:
     def _end(self, session_id: str, *, reason: str) -> None:
         s = self._sessions.pop(session_id)
         self._caps.forget(self._sessions)
-        now = iso(self._clock.now())
-        self.store.table("sessions").update(
-            s.id, {"status": "stopped", "stopped_at": now, "updated_at": now}
-        )
-        self._event("session_stopped", s.id, {"reason": reason, "energy_kwh": s.energy_kwh})
-
-    def _event(self, kind: str, session_id: str, data: dict[str, Any]) -> None:
-        self.store.table("events").insert(
-            {
-                "ts": iso(self._clock.now()),
-                "kind": kind,
-                "session_id": session_id,
-                "data": json.dumps(data),
-            }
-        )
+        self.records.stop(s.rec, self._clock.now(), reason, self._clock.monotonic())
 
     def _view(self, s: _Session) -> SessionView:
         return SessionView(
@@ -391,10 +460,10 @@ class ApiStation:
             consumed_kw=s.consumed_kw,
             source="api",
             kind=s.kind,
-            started_at=s.started_at,
-            energy_kwh=round(s.energy_kwh, 6),
-            cost_eur=round(s.cost_eur, 4),
+            started_at=s.rec.started_at,
+            energy_kwh=round(s.rec.energy_kwh, 6),
+            cost_eur=round(s.rec.cost_eur, 4),
             binding=s.binding,
-            vehicle_id=s.vehicle_id,
+            vehicle_id=s.rec.vehicle_id,
             fleet_id=s.fleet_id,
         )

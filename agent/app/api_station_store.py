@@ -4,7 +4,8 @@ serves the same chargers; the grid capacity and base load start from `[station]`
 
 The daemon steps it after every control cycle (`ControlLoop.between_cycles`), so the
 API's sessions are re-allocated at the configured period by the same loop that reads the
-grid meter, rather than by a second independent loop.
+grid meter, rather than by a second independent loop. Its session events go to the same
+uplink hook as the tracker's, and the `active` 'api' rows are resumed when it opens.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     import sqlite_utils
 
     from agent.config.settings import AgentSettings
+    from agent.control.session_records import EventHook
     from agent.model.clock import Clock
     from agent.uplink import Uplink
 
@@ -39,7 +41,9 @@ class StoredApiStation(ApiStation):
         *,
         signals: Any | None = None,
         uplink: Uplink | None = None,
+        on_event: EventHook | None = None,
     ) -> StoredApiStation:
+        """`on_event`: the session events' hook (the daemon's uplink bridge)."""
         st = settings.station
         config = StationConfig(
             stationId=st.id, gridCapacity=st.grid_capacity_kw,
@@ -56,7 +60,8 @@ class StoredApiStation(ApiStation):
 
         return cls(config, db, clock, probe_kw=c.probe_margin_kw,
                    probe_fraction=c.probe_margin_fraction, signals=signals, uplink=uplink,
-                   import_price=lambda ts: prices_at(settings.tariff, signals, ts)[0])  # fmt: skip
+                   import_price=lambda ts: prices_at(settings.tariff, signals, ts)[0],
+                   on_event=on_event, silence_s=settings.api.session_silence_s)  # fmt: skip
 
     def replace_station_config(self, config: StationConfig) -> None:
         with self.store.conn:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import sqlite_utils
 
     from agent.api.server import ApiServer
+    from agent.app.api_station_store import StoredApiStation
     from agent.store.signals import Signals
     from agent.uplink import Uplink
     from agent.uplink.bridge import UplinkBridge
@@ -62,7 +63,8 @@ async def run_daemon(
     (agent/uplink/bridge.py) and cloud commands act on the station (agent/state/daemon_context.py).
     `uplink` (tests): a hook to use instead; `signals`: the cloud signals to share. With
     `serve_api` the local API answers on `[api]`'s socket; a station without configured
-    chargers is driven through that API (agent/app/api_station.py) by the same loop.
+    chargers is driven through that API (agent/app/api_station.py) by the same loop, its
+    sessions resumed from the store and their events sent through the same uplink hook.
     `config_path`: the settings file, re-read on SIGHUP (agent/app/config_reload.py)."""
     clock = clock or RealClock()
     stop = stop or asyncio.Event()
@@ -124,6 +126,7 @@ async def run_daemon(
     sessions = control.controller.sessions
     tasks: list[asyncio.Task[None]] = []
     api: ApiServer | None = None
+    station: StoredApiStation | None = None
     try:
         if central is not None:  # chargers connect from here on; limits wait for the loop
             await central.start()
@@ -136,8 +139,15 @@ async def run_daemon(
             tasks.append(asyncio.create_task(bridge.watch(stop)))
             bridge.uplink.publish(bridge.health("startup"))
         if serve_api:
-            api = await _start_api(settings, control, db, clock, signals, reconfigurer, cloud)
-        resumed = len(sessions.active)
+            ctx: Any
+            if settings.station.chargers:
+                ctx = DaemonContext(control, db, clock, signals=signals,
+                                    reconfigurer=reconfigurer, uplink=cloud)  # fmt: skip
+            else:
+                ctx = station = _api_station(settings, control, db, clock, signals, cloud,
+                                             uplink, bridge)  # fmt: skip
+            api = await _start_api(settings, ctx)
+        resumed = len(sessions.active) + (len(station.active_records()) if station else 0)
         notifier.ready(
             f"{len(settings.station.chargers)} chargers, {resumed} sessions resumed, "
             f"period {settings.control.period_s * 1000:.0f} ms"
@@ -149,6 +159,8 @@ async def run_daemon(
         stop.set()
         try:
             await control.shutdown()
+            if station is not None:
+                _save_api_sessions(station)
         finally:
             if api is not None:
                 await api.stop()
@@ -180,30 +192,48 @@ def _open_store(settings: AgentSettings) -> sqlite_utils.Database:
         raise ConfigError([f"storage.db_path: cannot open {path}: {why}"]) from None
 
 
-async def _start_api(
+def _api_station(
     settings: AgentSettings,
     control: ControlLoop,
     db: sqlite_utils.Database,
     clock: Clock,
     signals: Signals,
-    reconfigurer: Reconfigurer,
     cloud: Uplink | None,
-) -> ApiServer | None:
-    """The local API in this loop. Without configured chargers the API-only station
-    (chargers known through the API) is the context, stepped after every control cycle.
-    A socket that cannot be opened is logged, not fatal: the station stays controlled."""
+    hook: UplinkHook | None,
+    bridge: UplinkBridge | None,
+) -> StoredApiStation:
+    """The station without configured chargers (chargers known through the API), stepped
+    after every control cycle; its sessions resumed from the store (their `session_resumed`
+    events reach `hook` now) and reported with the tracker's on the uplink."""
+    from agent.app.api_station_store import StoredApiStation
+
+    on_event = hook.enqueue if hook is not None else None
+    station = StoredApiStation.open(settings, db, clock, signals=signals, uplink=cloud,
+                                    on_event=on_event)  # fmt: skip
+    control.between_cycles.append(station.cycle)
+    if bridge is not None:
+        bridge.follow_sessions(station.active_records)
+    return station
+
+
+def _save_api_sessions(station: StoredApiStation) -> None:
+    """Clean shutdown: the API sessions' figures saved, their rows left `active` so the next
+    start resumes them (the integration has not ended them)."""
+    import sqlite3
+
+    try:
+        station.flush()
+    except sqlite3.Error as exc:
+        log.error("API sessions not saved at shutdown: %s", exc)
+
+
+async def _start_api(settings: AgentSettings, ctx: Any) -> ApiServer | None:
+    """The local API in this loop, over `ctx` (the daemon's context, or the API-only
+    station). A socket that cannot be opened is logged, not fatal: the station stays
+    controlled."""
     from agent.api import create_app
     from agent.api.server import ApiServer
 
-    ctx: Any
-    if settings.station.chargers:
-        ctx = DaemonContext(control, db, clock, signals=signals, reconfigurer=reconfigurer,
-                            uplink=cloud)  # fmt: skip
-    else:
-        from agent.app.api_station_store import StoredApiStation
-
-        ctx = StoredApiStation.open(settings, db, clock, signals=signals, uplink=cloud)
-        control.between_cycles.append(ctx.cycle)
     server = ApiServer(create_app(ctx), settings.api)
     try:
         await server.start()

@@ -22,6 +22,7 @@ class ApiServerSettings(BaseModel):
     tcp_host: str = Field(default="127.0.0.1", description="Loopback address for TCP")
     token: str | None = Field(default=None, min_length=16, description="Bearer token for TCP (prefer token_file)")
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024, description="Largest request body accepted; above it 413, refused before it is read")
+    session_silence_s: float = Field(default=900.0, gt=0, description="Station without configured chargers: a session whose integration has not reported for this long is stopped (reason api_silent)")
     token_file: Path | None = Field(default=None, description="File holding the bearer token; a relative path is a systemd credential ($CREDENTIALS_DIRECTORY/<name>, LoadCredential=)")
 
     @field_validator("tcp_host")

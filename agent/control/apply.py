@@ -80,7 +80,7 @@ def plan_writes(
     ends_waiting: Mapping[Key, float] | None = None,
     end_timeout_s: float = 5.0,
     lagging: Mapping[Key, float] | None = None,
-    circuits: Sequence[tuple[frozenset[Key], float]] = (),
+    circuits: Sequence[tuple[frozenset[Key] | Mapping[Key, float], float]] = (),
 ) -> ApplyPlan:
     """`import_kw`: the measured grid import (or the safe-budget estimate when stale).
     `current`: limit in force per connector (None: unknown, e.g. first cycle).
@@ -90,7 +90,12 @@ def plan_writes(
     discharge that must end may end without the meter confirming its headroom.
     `lagging`: connectors lowered recently whose charger may not have followed yet
     (agent/control/limit_lag.py) -> the old limit they may still draw up to.
-    `circuits`: (connectors below a metered circuit, kW of increases its meter confirms)."""
+    `circuits`: (connectors below a metered circuit, kW of increases its meter confirms);
+    the connectors either a set (each kW of increase counts whole) or a map connector ->
+    the share of its increase that counts (one phase of a circuit: agent/control/
+    circuit_meters.py weighs an EV's conductors 1, 1/2, 1/3)."""
+    rooms = [(keys if isinstance(keys, Mapping) else dict.fromkeys(keys, 1.0), room)
+             for keys, room in circuits]  # fmt: skip
     decreases: list[Write] = []
     ends: list[tuple[Key, float, float, float]] = []  # (key, end kW, limit, import it adds)
     wants: list[tuple[Key, float, float | None]] = []
@@ -129,15 +134,16 @@ def plan_writes(
     asked = sum(t - c for _, t, c in wants if c is not None)
     share = 1.0 if asked <= headroom or asked == 0 else headroom / asked
     shares = {key: share for key, _, _ in wants}
-    for keys, room in circuits:
-        asked_here = sum(t - c for k, t, c in wants if c is not None and k in keys)
+    for weights, room in rooms:
+        asked_here = sum(weights.get(k, 0.0) * (t - c) for k, t, c in wants if c is not None)
         if asked_here > room:
-            for key in keys & shares.keys():
-                shares[key] = min(shares[key], max(0.0, room) / asked_here)
+            for key in weights.keys() & shares.keys():
+                if weights[key] > 0.0:
+                    shares[key] = min(shares[key], max(0.0, room) / asked_here)
     increases: list[Write] = []
     granted: dict[Key, float] = {}
     deferred: list[tuple[Key, float]] = []
-    metered = frozenset().union(*(keys for keys, _ in circuits)) if circuits else frozenset()
+    metered = frozenset(k for weights, _ in rooms for k, w in weights.items() if w > 0.0)
     for key, target, cur in wants:
         assert cur is not None
         new = cur + (target - cur) * shares[key]
@@ -152,11 +158,11 @@ def plan_writes(
     # A circuit's room shared out leaves each start below its minimum: start them one by one
     # in arrival order instead, each whole, while the room lasts (else none would ever start).
     for key, target in deferred:
-        rooms = [headroom - sum(granted.values())] + [
-            room - sum(v for k, v in granted.items() if k in keys)
-            for keys, room in circuits if key in keys
+        left = [headroom - sum(granted.values())] + [
+            (room - sum(weights.get(k, 0.0) * v for k, v in granted.items())) / weights[key]
+            for weights, room in rooms if weights.get(key, 0.0) > 0.0
         ]
-        new = min(target, *rooms)
+        new = min(target, *left)
         if new >= min_kw.get(key, 0.0) and new > 0.0:
             new = math.floor(new * 1000.0) / 1000.0  # never above the room
             granted[key] = new

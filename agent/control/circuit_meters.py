@@ -2,7 +2,8 @@
 the headroom its chargers' increases may use this cycle.
 
 - Fresh meter: the circuit's base (non-EV) current per grid phase is what its meter measures
-  minus what the EVs below it draw (agent/control/tree.py `ev_loads`), never below 0; its
+  minus what the EVs below it draw (agent/control/tree.py `ev_loads`: on their learned phase
+  counts where the chargers report per-conductor currents), never below 0; its
   base power likewise. This is the grid meter's rule for power (agent/control/budget.py),
   per circuit and phase.
 - Stale meter (no reading within `stale_after_s`, or a map without per-phase currents): that
@@ -10,12 +11,17 @@ the headroom its chargers' increases may use this cycle.
   `pessimistic_base_a` when configured, else its rating minus the fallbacks of the chargers
   below it (each counted on one phase, as `circuit_fallback_kw` sizes them); the sessions
   below it are capped at their fallback limits, and no increase below it is granted.
-- Safe apply, per circuit (agent/control/apply.py `circuits=`): an increase below a metered
-  circuit is granted only out of the headroom its meter confirms: rating - `margin_a` - the
-  most loaded phase measured - what limits in force below it allow but EVs do not draw yet.
-  Increases and undrawn limits are counted as if all on one phase (a 1-phase EV puts all of
-  its current on one conductor, and which one is not learned), so the rule holds whatever
-  the EVs' phases. A reading older than one period confirms nothing (the EVs may have ramped
+- Safe apply, per circuit and grid phase (agent/control/apply.py `circuits=`): an increase
+  below a metered circuit is granted only out of the headroom its meter confirms on each
+  phase: rating - `margin_a` - that phase measured - what limits in force below it allow but
+  EVs do not draw yet. Every EV draws on its charger's first k conductors, so of P kW at most
+  P/V A lands on the charger's first conductor, P/2V on its second and P/3V on its third
+  (1-, 2- or 3-phase EV alike): increases and undrawn limits count on each grid phase with
+  those weights through the charger's rotation, so an EV on a rotated charger can start on
+  its own phase while another phase is full. An EV measured on fewer conductors
+  (agent/control/phase_learning.py) counts on those only: were it to take another one, the
+  next reading books it (more phases are adopted at once), so the exposure is one period
+  of its undrawn limit on its charger's other conductors. A reading older than one period confirms nothing (the EVs may have ramped
   up since): no increase then either.
 - A limit lowered less than `control.limit_follow_s` ago counts there at its old value, as in
   the grid rule (agent/control/limit_lag.py `still_allowed`, passed in as `lagging`): the
@@ -46,8 +52,11 @@ class CircuitMeasure:
     base_current_a: Phases  # what the allocator counts as non-EV load, A per grid phase
     base_power_kw: float
     stale: bool
-    headroom_kw: float  # what increases below it may add this cycle (one-phase kW)
+    headroom_kw: float  # the tightest of `rooms` (kW), for the record
     keys: frozenset[Key]  # the connectors below it
+    # (connector -> weight, kW): per grid phase, sum(weight x increase) may not pass the kW
+    # (the phase's room in A x V); with max_power_kw one more entry, every weight 1.
+    rooms: tuple[tuple[Mapping[Key, float], float], ...] = ()
 
 
 def keys_below(st: StationSettings, circuit_id: str) -> frozenset[Key]:
@@ -60,6 +69,22 @@ def keys_below(st: StationSettings, circuit_id: str) -> frozenset[Key]:
     )
 
 
+def conductor_weights(st: StationSettings, keys: frozenset[Key],
+                      measured: Mapping[Key, int] | None = None) -> list[dict[Key, float]]:
+    """Per grid phase: each connector's share of a power increase that can land on that
+    phase at most (1 on its charger's first conductor, 1/2 on the second, 1/3 on the third,
+    through the charger's rotation). `measured`: connectors whose EV was measured on fewer
+    conductors than its charger's (agent/control/phase_learning.py): none on the others."""
+    out: list[dict[Key, float]] = [{}, {}, {}]
+    chargers = {ch.id: ch for ch in st.chargers}
+    known = measured or {}
+    for key in keys:
+        ch = chargers[key[0]]
+        for q in range(min(ch.phases, known.get(key, ch.phases))):
+            out[int(ch.phase_rotation[2 * q + 1]) - 1][key] = 1.0 / (q + 1)
+    return out
+
+
 def measure_circuits(
     st: StationSettings,
     snap: Snapshot,
@@ -67,17 +92,21 @@ def measure_circuits(
     fallback_kw: Mapping[Key, float],
     period_s: float,
     lagging: Mapping[Key, float] | None = None,
+    phases: Mapping[Key, int] | None = None,
+    measured_phases: Mapping[Key, int] | None = None,
 ) -> list[CircuitMeasure]:
     """One `CircuitMeasure` per metered circuit (none when no circuit has a meter).
     `limits`: the limit in force per connector (None: unknown, counted as its fallback,
     which is what the first write sets); `fallback_kw`: per connector; `lagging`:
     connectors lowered recently, not followed yet -> the old limit they may still draw up to
-    (`LimitLag.still_allowed`, the same record the grid rule counts)."""
+    (`LimitLag.still_allowed`, the same record the grid rule counts); `phases`: sessions'
+    booked phase counts, where they differ from their chargers' (tree.py `ev_loads`);
+    `measured_phases`: those of them measured, not assumed (`conductor_weights`)."""
     if not snap.circuit_meters:
         return []
     lag = lagging or {}
     power = {(c.charger_id, c.idx): c.power_kw for c in snap.connectors()}
-    ev_amps, ev_kw = ev_loads(st, power)
+    ev_amps, ev_kw = ev_loads(st, power, phases)
     index = {c.id: k for k, c in enumerate(st.circuits)}
     volts = st.voltage_v
     out: list[CircuitMeasure] = []
@@ -96,19 +125,26 @@ def measure_circuits(
         measured = reading.currents_a
         base = tuple(max(0.0, measured[p] - ev_amps[k][p]) for p in range(3))
         base_kw = max(0.0, reading.power_kw - ev_kw[k]) if reading.power_kw is not None else 0.0
-        headroom = float("inf")
+        undrawn = {key: max(0.0, _allowed(limits, fallback_kw, lag, key) - power.get(key, 0.0))
+                   for key in keys}  # fmt: skip
+        rooms: list[tuple[Mapping[Key, float], float]] = []
         if c.max_current_a is not None:
-            headroom = (c.max_current_a - c.margin_a - max(measured)) * volts / 1000 - outstanding
+            for p, weights in enumerate(conductor_weights(st, keys, measured_phases)):
+                pending = sum(w * undrawn[key] for key, w in weights.items())
+                room = (c.max_current_a - c.margin_a - measured[p]) * volts / 1000 - pending
+                rooms.append((weights, room))
         if c.max_power_kw is not None:
-            if reading.power_kw is None:
-                headroom = 0.0
-            else:
+            room = 0.0
+            if reading.power_kw is not None:
                 margin_kw = c.margin_a * volts / 1000
-                headroom = min(headroom,
-                               c.max_power_kw - margin_kw - reading.power_kw - outstanding)
+                room = c.max_power_kw - margin_kw - reading.power_kw - outstanding
+            rooms.append((dict.fromkeys(keys, 1.0), room))
         if reading.age_s > period_s:
-            headroom = 0.0
-        out.append(CircuitMeasure(c.id, base, base_kw, False, max(0.0, headroom), keys))  # type: ignore[arg-type]
+            rooms = [(weights, 0.0) for weights, _ in rooms]
+        rooms = [(weights, max(0.0, room)) for weights, room in rooms]
+        headroom = min((room for _, room in rooms), default=float("inf"))
+        out.append(CircuitMeasure(c.id, base, base_kw, False, headroom, keys,  # type: ignore[arg-type]
+                                  tuple(rooms)))
     return out
 
 
@@ -129,7 +165,8 @@ def _stale(c, keys: frozenset[Key], fallback_sum_kw: float, volts: float) -> Cir
         rating = c.max_current_a if c.max_current_a is not None else float("inf")
         amps = max(0.0, rating - fallback_sum_kw * 1000 / volts) if rating != float("inf") else 0.0
         kw = max(0.0, c.max_power_kw - fallback_sum_kw) if c.max_power_kw is not None else 0.0
-    return CircuitMeasure(c.id, (amps, amps, amps), kw, True, 0.0, keys)
+    return CircuitMeasure(c.id, (amps, amps, amps), kw, True, 0.0, keys,
+                          ((dict.fromkeys(keys, 1.0), 0.0),))
 
 
 def stale_keys(measures: Sequence[CircuitMeasure]) -> frozenset[Key]:

@@ -26,8 +26,9 @@ from agent.control.comeback import LIMIT_EPS_KW, rewrite_fallback
 from agent.control.decision import AllocationInputs, ConnectorDecision, Decision, SessionRow
 from agent.control.held import held_by_plan
 from agent.control.limit_lag import LimitLag
+from agent.control.phase_learning import PhaseCount, PhaseLearner
 from agent.control.sessions import Session, SessionTracker
-from agent.control.tree import configure_tree, set_bases
+from agent.control.tree import configure_tree, set_bases, start_reserves
 from agent.control.v2g import V2gDispatch, V2gOrders
 from agent.model.snapshot import Snapshot
 from allocator.binding import BINDING_NAMES
@@ -92,6 +93,8 @@ class Controller:
         self.ends_waiting: dict[Key, float] = {}
         # Limits lowered but maybe not followed yet: their old value holds back increases.
         self.lag = LimitLag(c.limit_follow_s)
+        # Each session's phase count from its charger's per-conductor currents.
+        self.phase_learner = PhaseLearner()
         b = st.battery
         self._battery_cfg = (b.min_soc, b.max_charge_kw, b.max_discharge_kw) if b else None
 
@@ -146,12 +149,21 @@ class Controller:
             if c.state == "A"
         }  # fmt: skip
         lagging = self.lag.still_allowed(drawing, t, vacant)
+        phase_counts, booked, learned = self._phases(snap)
         # Metered circuits: their base load, and what is held while a meter is stale.
         circuits = measure_circuits(self.s.station, snap, self.limits,
-                                    self.fallback_per_connector, c.period_s, lagging)  # fmt: skip
+                                    self.fallback_per_connector, c.period_s, lagging,
+                                    phases=booked,
+                                    measured_phases={k: booked[k] for k in learned})  # fmt: skip
+        if self.s.station.circuits:
+            bases = {m.circuit_id: (m.base_current_a, m.base_power_kw) for m in circuits}
+            waiting = {k: self.min_kw[k] for k, n in phase_counts.items()
+                       if n.source == "assumed" and k in booked}  # fmt: skip
+            for cid, reserve in start_reserves(self.s.station, waiting).items():
+                base_a, base_kw = bases.get(cid, ((0.0, 0.0, 0.0), 0.0))
+                bases[cid] = (tuple(a + r for a, r in zip(base_a, reserve, strict=True)), base_kw)  # type: ignore[assignment]
+            set_bases(self.arrays, self.s.station, bases)
         if circuits:
-            set_bases(self.arrays, self.s.station,
-                      {m.circuit_id: (m.base_current_a, m.base_power_kw) for m in circuits})
             stale = [m.circuit_id for m in circuits if m.stale]
             if stale:
                 budget = replace(budget, modes=budget.modes | {f"circuit_meter_stale:{cid}"
@@ -199,7 +211,10 @@ class Controller:
             if self.v2g is not None
             else V2gOrders()
         )
-        inputs = self._fill(budget, grid, [by_id[sid] for sid in order], caps, guidance, v2g)
+        min_kw = {key: self._min_kw(key, booked.get(key) if key in learned else None)
+                  for key in self.min_kw}
+        inputs = self._fill(budget, grid, [by_id[sid] for sid in order], caps, guidance, v2g,
+                            booked, min_kw)
         self.arrays.solve()
         allocations, binding = self._answer(inputs)
         held_by = held_by_plan(guidance, inputs.sessions, allocations, binding,
@@ -233,7 +248,7 @@ class Controller:
                 targets,
                 current,
                 drawing,
-                self.min_kw,
+                min_kw,
                 self.fallback_per_connector,
                 import_kw=import_kw,
                 capacity_kw=safety_ceiling,
@@ -244,7 +259,7 @@ class Controller:
                 ends_waiting=self.ends_waiting,
                 end_timeout_s=self.s.v2g.end_timeout_s,
                 lagging=lagging,
-                circuits=[(m.keys, m.headroom_kw) for m in circuits],
+                circuits=[room for m in circuits for room in m.rooms],
             )
 
         battery_kw = self.arrays.battery_power
@@ -291,7 +306,49 @@ class Controller:
             held=held_by,
             battery_available=battery_available,
             v2g=v2g,
+            phases=phase_counts,
         )
+
+    def _phases(self, snap: Snapshot
+                ) -> tuple[dict[Key, PhaseCount], dict[Key, int], set[Key]]:  # fmt: skip
+        """Each session's phase count (agent/control/phase_learning.py), and the count the
+        allocator books it on where that differs from its charger's phases. A charger
+        limited in amps per phase keeps its own count: its limit converts to amps at its
+        phases, so each conductor carries at most the current booked on it whatever the EV
+        does (learning there would need the conversion at the learned count too)."""
+        active = self.sessions.active
+        counts: dict[Key, PhaseCount] = {}
+        booked: dict[Key, int] = {}
+        learned: set[Key] = set()
+        for ch in snap.chargers:
+            cfg = self.chargers.get(ch.id)
+            if cfg is None:
+                continue
+            for conn in ch.connectors:
+                key = (ch.id, conn.idx)
+                x = active.get(key)
+                if x is None:
+                    continue
+                count = self.phase_learner.observe(key, x.id, conn.currents_a, cfg.phases)
+                if ch.limit_in_amps:
+                    count = (PhaseCount(count.phases, "measured", cfg.phases) if count.measured
+                             else PhaseCount(cfg.phases, "configured"))  # fmt: skip
+                counts[key] = count
+                if not ch.limit_in_amps and count.phases != cfg.phases:
+                    booked[key] = count.phases
+                    if count.measured:
+                        learned.add(key)
+        self.phase_learner.forget(active.keys())
+        return counts, booked, learned
+
+    def _min_kw(self, key: Key, phases: int | None) -> float:
+        """The connector's smallest non-zero limit: IEC 61851's minimum is per phase, so
+        an EV measured on fewer phases than its charger's starts at that share of it (one
+        merely assumed on fewer keeps the charger's: a 3-phase EV would not start below)."""
+        base = self.min_kw[key]
+        if phases is None:
+            return base
+        return base * phases / self.chargers[key[0]].phases
 
     def _connectors(self, snap: Snapshot) -> list[ConnectorDecision]:
         """One `ConnectorDecision` per connector of a reachable charger, with the limit in
@@ -329,6 +386,8 @@ class Controller:
         caps: dict[str, float],
         guidance: Guidance | None,
         v2g: V2gOrders,
+        booked: Mapping[Key, int],
+        min_kw: Mapping[Key, float],
     ) -> AllocationInputs:
         """Write this cycle's inputs into the kernel's arrays (no request dict, no parsing)."""
         a = self.arrays
@@ -359,17 +418,19 @@ class Controller:
                     cap = planned if cap is None else min(cap, planned)
                     priority = 1.0 if planned > 0 else 0.0
             vmax = x.max_kw(ch.max_power_kw)
+            key = (x.charger_id, x.connector_idx)
+            phases = booked.get(key, 0)  # 0: its charger's
             a.set_session(
                 row,
                 charger=self._charger_index[x.charger_id],
                 vehicle_max=vmax,
                 power_cap=math.inf if cap is None else cap,
-                min_power=ch.min_power_kw,
+                min_power=min_kw[key],
                 priority=priority,
+                phases=phases,
             )
-            rows.append(
-                SessionRow(x.id, x.charger_id, x.connector_idx, vmax, cap, ch.min_power_kw, priority)
-            )
+            rows.append(SessionRow(x.id, x.charger_id, x.connector_idx, vmax, cap, min_kw[key],
+                                   priority, phases))
         a.n_sessions = len(rows)
         return AllocationInputs(
             station_id=self.s.station.id,

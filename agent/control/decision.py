@@ -14,6 +14,7 @@ from typing import Any
 
 from agent.control.apply import ApplyPlan, Key
 from agent.control.budget import BudgetInputs
+from agent.control.phase_learning import PhaseCount
 from agent.control.sessions import Session
 from agent.control.v2g import V2gOrders
 from agent.model.snapshot import Snapshot
@@ -31,6 +32,11 @@ class SessionRow:
     power_cap_kw: float | None
     min_power_kw: float
     priority: float
+    phases: int = 0  # what the allocator books it on; 0: its charger's phases
+
+    @property
+    def key(self) -> Key:
+        return (self.charger_id, self.idx)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,8 @@ class AllocationInputs:
                 entry["powerCap"] = r.power_cap_kw
             if r.priority:
                 entry["priority"] = r.priority
+            if r.phases:
+                entry["phases"] = r.phases
             sessions.append(entry)
         request: dict[str, Any] = {
             "stationId": self.station_id,
@@ -111,6 +119,8 @@ class Decision:
     held: dict[str, Hold] = field(default_factory=dict)
     battery_available: bool = True  # False inside a maintenance window
     v2g: V2gOrders = field(default_factory=V2gOrders)  # this cycle's V2G discharges
+    # Each session's phase count, learned or configured (agent/control/phase_learning.py).
+    phases: dict[Key, PhaseCount] = field(default_factory=dict)
 
     @property
     def request(self) -> dict:

@@ -199,9 +199,12 @@ class Reader:
                         soc_pct=getattr(c, "soc_pct", None) if c else None,
                         vehicle_id=getattr(c, "vehicle_id", None) if c else None,
                         transaction_id=getattr(c, "transaction_id", None) if c else None,
+                        # only a fresh reading's: held values would teach an old draw
+                        currents_a=getattr(c, "currents_a", None) if c and reading else None,
                     )
                 )
-            chargers.append(ChargerState(ch.id, reading is not None, tuple(conns)))
+            chargers.append(ChargerState(ch.id, reading is not None, tuple(conns),
+                                         getattr(source, "limit_in_amps", False)))
         circuit_meters = []
         for c in st.circuits:
             if c.meter is None:

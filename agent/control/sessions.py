@@ -27,69 +27,33 @@ still plugged in leaves its connector blocked (no session, 0 kW) until the EV is
 The latch is the stopped row's `latched` flag, so it survives an agent restart; the
 connector reporting A (vacant) releases it.
 
-A store that refuses writes (disk full, I/O error) never stops the tracking, nor the
-control cycle that calls it: the failed writes are kept in order (one per session and
-kind) and retried every `RETRY_S` until they succeed; `store_error` says why meanwhile.
+Rows and events are written through `SessionRecords` (agent/control/session_records.py),
+shared with the API-only station: a store that refuses writes (disk full, I/O error) never
+stops the tracking, nor the control cycle that calls it (the writes wait, in order, for a
+retry); `store_error` says why meanwhile.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import sqlite3
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
 from datetime import datetime
 
 import sqlite_utils
 
+from agent.control.session_records import RETRY_S, EventHook, Session, SessionRecords
 from agent.model.clock import Clock, iso
 from agent.model.snapshot import VACANT, Snapshot
 
 log = logging.getLogger(__name__)
 
-RETRY_S = 1.0  # how often writes a failing store refused are tried again
 # The `sessions.source` of the rows this tracker writes, and the only ones it resumes.
 SOURCE = "hardware"
 
-EventHook = Callable[[str, dict], None]
 ImportPrice = Callable[[datetime], float]  # EUR/kWh in force at a time
 
-
-@dataclass(slots=True)
-class Session:
-    id: str
-    charger_id: str
-    connector_idx: int
-    started_at: str
-    energy_kwh: float = 0.0
-    peak_kw: float = 0.0
-    power_kw: float = 0.0
-    vehicle_max_kw: float | None = None
-    # The id tag the charger reported (OCPP): vehicle schedules and V2G permissions by
-    # vehicle find the session through the row's vehicle_id.
-    vehicle_id: str | None = None
-    # The charger's transaction id (OCPP), in memory only: a different one on the same
-    # connector ends this session and starts the next.
-    transaction_id: str | None = None
-    # The charger counter's value when it last reset under this session (see _energy).
-    counter_offset_kwh: float = 0.0
-    last_counter_kwh: float = 0.0
-    status: str = "active"
-    stopped_at: str | None = None
-    cost_eur: float = 0.0  # energy so far, each kWh at the import price when it was counted
-
-    def max_kw(self, charger_max_kw: float) -> float:
-        """The most it may draw: the EV's maximum where known, within the charger's rating."""
-        return min(self.vehicle_max_kw or charger_max_kw, charger_max_kw)
-
-    def public(self) -> dict:
-        d = asdict(self)
-        d.pop("counter_offset_kwh")
-        d.pop("last_counter_kwh")
-        return d
+__all__ = ["RETRY_S", "SOURCE", "EventHook", "ImportPrice", "Session", "SessionTracker"]
 
 
 class SessionTracker:
@@ -103,7 +67,7 @@ class SessionTracker:
     ) -> None:
         self.db = db
         self.clock = clock
-        self.on_event = on_event
+        self.records = SessionRecords(db, clock, SOURCE, on_event)
         self.persist_every_s = persist_every_s
         self.import_price = import_price
         self.started = 0
@@ -113,18 +77,9 @@ class SessionTracker:
         # Connectors whose session was stopped on request (cloud, API) while the EV stays
         # plugged in: no new session there until the connector reports A (unplugged).
         self.blocked: set[tuple[str, int]] = set()
-        # Writes the store refused, in order, keyed so a session has one of each kind.
-        self._pending: dict[tuple[str, str], Callable[[], None]] = {}
-        self._retry_at = float("-inf")
-        self._deferring = False  # inside update(): writes are queued for flush_writes()
-        self._hooks_due: list[tuple[str, dict]] = []  # on_event calls waiting for a commit
-        self.store_error: str | None = None
         # Resumed sessions whose connector has not given a fresh reading since the restart.
         self._unconfirmed: set[str] = set()
-        for row in db.query(
-            "SELECT * FROM sessions WHERE status = 'active' AND source = ? ORDER BY started_at",
-            [SOURCE],
-        ):
+        for row in self.records.active_rows():
             s = Session(
                 id=row["id"],
                 charger_id=row["charger_id"],
@@ -141,26 +96,23 @@ class SessionTracker:
             )
             self.active[(s.charger_id, s.connector_idx)] = s
             self._unconfirmed.add(s.id)
-        for row in db.query(
-            "SELECT charger_id, connector_idx FROM sessions WHERE latched = 1 AND source = ?",
-            [SOURCE],
-        ):
-            self.blocked.add((row["charger_id"], row["connector_idx"]))
+        self.blocked |= self.records.latched_connectors()
+
+    @property
+    def store_error(self) -> str | None:
+        """Why the store refuses session writes, while it does."""
+        return self.records.store_error
 
     def update(self, snap: Snapshot) -> list[Session]:
         """Start, update and stop sessions from one snapshot; return the active ones. The
         store writes this implies are queued for `flush_writes()` (no I/O here)."""
-        self._deferring = True
-        try:
+        with self.records.deferred():
             return self._update(snap)
-        finally:
-            self._deferring = False
 
     def flush_writes(self, now: float) -> None:
         """Run the writes `update()` queued (and any the store refused before), in order; a
         store that refuses them keeps them for a retry every `RETRY_S`."""
-        if self._pending and now >= self._retry_at:
-            self._retry(now)
+        self.records.flush_writes(now)
 
     def _update(self, snap: Snapshot) -> list[Session]:
         now = snap.t
@@ -258,15 +210,7 @@ class SessionTracker:
     def _release(self, key: tuple[str, int]) -> None:
         """The EV left a latched connector: sessions may start there again."""
         self.blocked.discard(key)
-
-        def write() -> None:
-            self.db.execute(
-                "UPDATE sessions SET latched = 0 WHERE latched = 1 AND charger_id = ?"
-                " AND connector_idx = ?",
-                list(key),
-            )
-
-        self._store(("release", f"{key[0]}/{key[1]}"), write, self.clock.monotonic())
+        self.records.release(key, self.clock.monotonic())
 
     def _start(self, charger_id: str, idx: int, counter: float, snap: Snapshot) -> Session:
         s = Session(
@@ -281,17 +225,7 @@ class SessionTracker:
         )
         self.active[(charger_id, idx)] = s
         self._last_persist[s.id] = snap.t
-        ts = snap.ts
-
-        def write() -> None:
-            self.db.execute(
-                "INSERT INTO sessions (id, charger_id, connector_idx, status, source,"
-                " started_at, updated_at) VALUES (?, ?, ?, 'active', ?, ?, ?)",
-                [s.id, charger_id, idx, SOURCE, s.started_at, s.started_at],
-            )
-            self._event("session_started", s, ts)
-
-        self._store(("start", s.id), write, snap.t)
+        self.records.start(s, snap.ts, snap.t)
         self.started += 1
         return s
 
@@ -299,28 +233,11 @@ class SessionTracker:
         """The charger named who charges (an OCPP id tag, usually a moment after plug-in):
         stored at once, not with the periodic save, so the planner and V2G see it."""
         s.vehicle_id = vehicle_id
-
-        def write() -> None:
-            self.db.execute("UPDATE sessions SET vehicle_id = ? WHERE id = ?", [vehicle_id, s.id])
-
-        self._store(("vehicle", s.id), write, now)
+        self.records.identify(s, vehicle_id, now)
 
     def _stop(self, s: Session, ts: datetime, reason: str) -> None:
-        s.status = "stopped"
-        s.stopped_at = iso(ts)
-        s.power_kw = 0.0
         latched = (s.charger_id, s.connector_idx) in self.blocked
-
-        def write() -> None:
-            self._persist_row(s)
-            self.db.execute(
-                "UPDATE sessions SET stop_reason = ?, latched = ? WHERE id = ?",
-                [reason, int(latched), s.id],
-            )
-            self._event("session_stopped", s, ts, reason=reason)
-
-        self._pending.pop(("persist", s.id), None)  # the stop row carries the final figures
-        self._store(("stop", s.id), write, self.clock.monotonic())
+        self.records.stop(s, ts, reason, self.clock.monotonic(), latched=latched)
         del self.active[(s.charger_id, s.connector_idx)]
         self._last_persist.pop(s.id, None)
         self._unconfirmed.discard(s.id)
@@ -328,105 +245,12 @@ class SessionTracker:
 
     def _persist(self, s: Session) -> None:
         """Energy and peak so far (kept for a retry if refused)."""
-        self._store(("persist", s.id), lambda: self._persist_row(s), self.clock.monotonic())
-
-    def _persist_row(self, s: Session) -> None:
-        # Plain SQL, not sqlite_utils' update: that one commits, which would end the
-        # transaction a batch of writes shares (_transaction).
-        self.db.execute(
-            "UPDATE sessions SET status = ?, stopped_at = ?, energy_kwh = ?, peak_kw = ?,"
-            " vehicle_max_kw = ?, cost_eur = ?, updated_at = ? WHERE id = ?",
-            [s.status, s.stopped_at, round(s.energy_kwh, 4), round(s.peak_kw, 3),
-             s.vehicle_max_kw, round(s.cost_eur, 6), iso(self.clock.now()), s.id],
-        )
+        self.records.persist(s, self.clock.monotonic())
 
     def flush(self) -> None:
         """Persist every active session's energy and peak now (shutdown); writes the store
         refused earlier are tried once more first. Raises if the store still refuses."""
-        self._retry(self.clock.monotonic())
-        with self._transaction():
-            for s in self.active.values():
-                self._persist_row(s)
-
-    def _store(self, key: tuple[str, str], write: Callable[[], None], now: float) -> None:
-        """Run one write transaction; when the store refuses it, keep it for a retry (after
-        the writes already waiting, so a session's rows land in order). Inside `update()`
-        it is only queued."""
-        if self._deferring:
-            self._pending[key] = write
-            return
-        if self._pending:
-            self._pending[key] = write
-            if now >= self._retry_at:
-                self._retry(now)
-            return
-        try:
-            with self._transaction():
-                write()
-        except sqlite3.Error as exc:
-            self._hooks_due.clear()
-            self._pending[key] = write
-            self._failed(exc, now)
-            return
-        self._fire_hooks()
-
-    def _retry(self, now: float) -> None:
-        """Every waiting write in one transaction (one fsync for a cycle's rows, not one
-        per session); refused, none of them is lost: all stay queued, in order."""
-        if self._pending:
-            try:
-                with self._transaction():
-                    for write in list(self._pending.values()):
-                        write()
-            except sqlite3.Error as exc:
-                self._hooks_due.clear()  # re-collected when the writes run again
-                self._failed(exc, now)
-                return
-            self._pending.clear()
-            self._fire_hooks()
-        if self.store_error is not None:
-            log.info("store writable again: session records caught up")
-            self.store_error = None
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """One explicit transaction (the store's connections run in autocommit mode)."""
-        conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:  # SQLite may have rolled back already (disk full)
-                conn.execute("ROLLBACK")
-            raise
-
-    def _fire_hooks(self) -> None:
-        """Session events reach the uplink once their rows are committed."""
-        due, self._hooks_due = self._hooks_due, []
-        if self.on_event is None:
-            return
-        for kind, payload in due:
-            try:
-                self.on_event(kind, payload)
-            except Exception:  # the uplink must never break session tracking
-                log.exception("session event hook failed")
-
-    def _failed(self, exc: sqlite3.Error, now: float) -> None:
-        if self.store_error is None:  # logged once per episode
-            log.error("store refuses session writes (%s): kept in memory, retrying", exc)
-        self.store_error = f"{exc} ({len(self._pending)} session writes pending)"
-        self._retry_at = now + RETRY_S
-
-    def _event(self, kind: str, s: Session, ts: datetime, reason: str | None = None) -> None:
-        payload = s.public()
-        if reason is not None:
-            payload["reason"] = reason
-        self.db.execute(
-            "INSERT INTO events (ts, kind, session_id, data) VALUES (?, ?, ?, ?)",
-            [iso(ts), kind, s.id, json.dumps(payload)],
-        )
-        self._hooks_due.append((kind, payload))
+        self.records.flush(list(self.active.values()))
 
 
 def _energy(s: Session, counter: float) -> float:

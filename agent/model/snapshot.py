@@ -28,6 +28,9 @@ class ConnectorState:
     # The charger's transaction id (OCPP): a new one means a new session even when no
     # cycle saw the connector vacant (an unplug and re-plug between two reads).
     transaction_id: str | None = None
+    # A on the charger's L1, L2, L3 (before its rotation), where it reports them: what the
+    # EV's phase count is learned from (agent/control/phase_learning.py).
+    currents_a: tuple[float, float, float] | None = None
 
     @property
     def occupied(self) -> bool:
@@ -39,6 +42,7 @@ class ChargerState:
     id: str
     reachable: bool  # a fresh reading this cycle; False: connectors hold the last values
     connectors: tuple[ConnectorState, ...]
+    limit_in_amps: bool = False  # its limit is A per phase, converted at its phases
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,8 +130,9 @@ class DaemonContext:
         allocations, bindings = d.allocations, d.binding
         connectors = []
         for c in snap.connectors():
-            x = by_key.get((c.charger_id, c.idx))
-            limit = limits.get((c.charger_id, c.idx))
+            key = (c.charger_id, c.idx)
+            x = by_key.get(key)
+            limit = limits.get(key)
             connectors.append(ConnectorView(
                 charger_id=c.charger_id, idx=c.idx, state=c.state,
                 session_id=x.id if x else None,
@@ -139,7 +140,9 @@ class DaemonContext:
                 power_kw=round(c.power_kw, 3),
                 binding=bindings.get(x.id) if x and x.id in allocations else None,
                 held=d.held[x.id].as_dict() if x and x.id in d.held else None,
+                phases=d.phases[key].words() if x and key in d.phases else None,
             ))  # fmt: skip
+        booked = {r.key: r.phases for r in d.inputs.sessions if r.phases}
         return StationView(
             station_id=s.station.id,
             ts=iso(snap.ts),
@@ -160,7 +163,7 @@ class DaemonContext:
             circuits=tuple(circuit_loads(
                 s.station, {(c.charger_id, c.idx): c.power_kw for c in snap.connectors()},
                 {m.circuit_id: (m.currents_a, m.power_kw) for m in snap.circuit_meters
-                 if m.currents_a is not None})),
+                 if m.currents_a is not None}, booked)),
         )
 
     def sessions(self) -> list[SessionView]:

@@ -161,11 +161,21 @@ def _v3_drop_meta_version(db: sqlite_utils.Database) -> None:
     db.execute("DELETE FROM meta WHERE key = 'schema_version'")
 
 
+def _v4_session_limit(db: sqlite_utils.Database) -> None:
+    # The limit last handed out for a session: an API session's allocation, which the
+    # integration keeps applying while the agent is down, so a restart counts it in the
+    # budget from the first cycle (agent.app.api_station).
+    have = {row[1] for row in db.execute("PRAGMA table_info(sessions)").fetchall()}
+    if "limit_kw" not in have:
+        db.execute("ALTER TABLE sessions ADD COLUMN limit_kw REAL")
+
+
 # Migration n brings a database from version n-1 to n. Append only; never edit one that shipped.
 MIGRATIONS = (
     (1, "tables", _v1_tables),
     (2, "ledger interval facts, session stop reason and latch", _v2_columns),
     (3, "schema version in PRAGMA user_version only", _v3_drop_meta_version),
+    (4, "session limit handed out (API sessions resume with it)", _v4_session_limit),
 )
 VERSION = MIGRATIONS[-1][0]
 

@@ -2,16 +2,22 @@
 (agent/uplink/messages.py) committed to the outbox.
 
 What the loop hands over, and what goes out:
-- `session_started` / `session_stopped` (agent.control.sessions): `sessions` started / stopped, with
-  energy, peak, vehicle and fleet ids, cost and kind from the session's store row;
+- `session_started` / `session_stopped` (agent.control.session_records, for hardware and
+  API sessions alike): `sessions` started / stopped, with energy, peak, vehicle and fleet
+  ids, cost and kind from the session's store row; `session_resumed` (an API session taken
+  up again after a restart): `sessions` updated;
 - `telemetry` (every telemetry interval): grid, PV, battery, each connector's limit in
-  force, power and session;
+  force, power and session, and `held` where the horizon plan holds its session;
 - `health` (every health interval): a periodic `health`, plus a `sessions` "updated" for each
-  active session (energy and peak so far);
+  active session (energy and peak so far; `held` as in telemetry): the tracker's and those of
+  `follow_sessions`;
 - `degraded_on` / `degraded_off`: a `health` with reason "change" at once;
 - `savings` (agent.energy.ledger_recorder: every 15-minute interval and each day).
 `watch()` also sends a "change" health when a device's link, the degraded modes, the battery
 alarms or the planner's failing state change between two periodic reports.
+
+`held` is the control loop's own `Decision.held` (the read model the local API and `sems`
+serve too), converted, never worked out again here.
 
 Nothing here may stop the control loop: a payload that does not fit its model is logged
 once per kind and dropped (the loop also guards each call).
@@ -23,7 +29,7 @@ import asyncio
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +44,9 @@ if TYPE_CHECKING:
 
     from agent.config.settings import AgentSettings
     from agent.control.loop import ControlLoop
+    from agent.control.session_records import Session
     from agent.uplink import Uplink
+    from allocator.guidance import Hold
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +74,15 @@ class UplinkBridge:
         self._failed: set[str] = set()
         self._signature: tuple[Any, ...] | None = None
         self._disk_path = Path(settings.storage.db_path).parent
+        # Active sessions besides the tracker's (the API-only station's), for "updated".
+        self._session_sources: list[Callable[[], Iterable[Session]]] = []
 
     def attach(self, loop: ControlLoop) -> None:
         self.loop = loop
+
+    def follow_sessions(self, active: Callable[[], Iterable[Session]]) -> None:
+        """Also report these active sessions with every periodic health."""
+        self._session_sources.append(active)
 
     # --- UplinkHook ---------------------------------------------------------------------
 
@@ -87,8 +101,8 @@ class UplinkBridge:
                 self.published[msg.TOPIC] = self.published.get(msg.TOPIC, 0) + 1
 
     def _translate(self, kind: str, payload: dict) -> list[m.Message]:
-        if kind in ("session_started", "session_stopped"):
-            event = "started" if kind == "session_started" else "stopped"
+        if kind in ("session_started", "session_stopped", "session_resumed"):
+            event = {"session_started": "started", "session_stopped": "stopped"}.get(kind, "updated")
             return [self.session_event(event, payload)]
         if kind == "telemetry":
             return [self.telemetry(payload)]
@@ -103,7 +117,9 @@ class UplinkBridge:
 
     # --- sessions -----------------------------------------------------------------------
 
-    def session_event(self, event: str, s: dict[str, Any]) -> m.SessionEvent:
+    def session_event(
+        self, event: str, s: dict[str, Any], held: Hold | None = None
+    ) -> m.SessionEvent:
         row = self.db.execute(
             f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", [s["id"]]
         ).fetchone()
@@ -125,15 +141,19 @@ class UplinkBridge:
             # persist_every_s), else the stored one (API sessions).
             cost_eur=round(s.get("cost_eur", cost) or 0.0, 4),
             reason=s.get("reason") if event == "stopped" else None,
+            held=_held(held),
         )
 
     def session_updates(self) -> list[m.SessionEvent]:
-        if self.loop is None:
-            return []
-        return [
-            self.session_event("updated", s.public())
-            for s in self.loop.controller.sessions.active.values()
-        ]
+        active: list[Session] = []
+        held: dict[str, Hold] = {}
+        if self.loop is not None:
+            active.extend(self.loop.controller.sessions.active.values())
+            decision = self.loop.state.decision
+            held = dict(decision.held) if decision is not None else {}
+        for source in self._session_sources:
+            active.extend(source())
+        return [self.session_event("updated", s.public(), held.get(s.id)) for s in active]
 
     # --- telemetry ----------------------------------------------------------------------
 
@@ -145,15 +165,18 @@ class UplinkBridge:
         sessions = (
             {(s.charger_id, s.connector_idx): s.id for s in decision.sessions} if decision else {}
         )
+        held = decision.held if decision else {}
         snap = decision.snapshot if decision else None
         connectors = []
         for c in t.get("connectors", []):
             key = (c["chargerId"], c["idx"])
             limit = limits.get(key)
+            sid = sessions.get(key)
             connectors.append(m.ConnectorReading(
                 charger_id=c["chargerId"], idx=c["idx"], state=c.get("state"),
                 limit_kw=round(limit if limit is not None else (c.get("limit") or 0.0), 3),
-                power_kw=round(c.get("power") or 0.0, 3), session_id=sessions.get(key),
+                power_kw=round(c.get("power") or 0.0, 3), session_id=sid,
+                held=_held(held.get(sid)) if sid is not None else None,
             ))  # fmt: skip
         st = self.settings.station
         battery = t.get("battery")
@@ -289,6 +312,24 @@ class UplinkBridge:
                 await asyncio.wait_for(stop.wait(), every_s)
             except TimeoutError:
                 pass
+
+
+def _held(hold: Hold | None) -> m.Held | None:
+    """The plan's reason as the wire's `held`: the local API's dict (`Hold.as_dict()`, same
+    rounding, same names in snake_case) validated into the camelCase model. One that does
+    not fit is left out (logged), never the connector's or session's whole message."""
+    if hold is None:
+        return None
+    try:
+        return m.Held.model_validate(hold.as_dict())
+    except ValidationError as exc:
+        if not _held_failed:  # once: it would repeat with every telemetry message
+            _held_failed.append(True)
+            log.warning("uplink: held left out, it does not fit its message: %s", exc)
+        return None
+
+
+_held_failed: list[bool] = []
 
 
 def _budget(decision: Any) -> float | None:

@@ -15,6 +15,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.alias_generators import to_camel
 
+from allocator.guidance import HoldReason
+
 
 class Model(BaseModel):
     """camelCase on the wire, snake_case in Python; unknown fields refused."""
@@ -74,6 +76,39 @@ class BatteryReading(Model):
     stale: bool = False
 
 
+class Held(Model):
+    """Why the horizon plan holds a session below what it could draw, with the figures that
+    say it: `allocator.guidance.Hold.as_dict()`, the local API's `held`, in camelCase
+    (docs/planner.md, "Why a session is held"). Only on a session the plan holds now."""
+
+    reason: HoldReason = Field(
+        description="price: more later at a lower price; peak: the demand charge's peak; "
+        "schedule: its target is planned in full; v2g: it gives power back; grid: the "
+        "capacity or a cap is shared by the plan; charger: its charger is shared; plan: none "
+        "of these")
+    until: datetime | None = Field(
+        None, description="the plan gives it more from then (v2g: stops giving); absent: "
+        "not before it leaves or the horizon ends")
+    planned_kw: float = Field(description="the plan's power for it now (< 0: V2G)")
+    max_kw: float = Field(description="what it could draw: min(vehicle, charger)")
+    departure: datetime | None = Field(
+        None, description="when it leaves, as the plan knows it (absent: arrived after the plan)")
+    due_kwh: float | None = Field(
+        None, description="still due by departure after what the plan gives before now")
+    open_ended: bool = Field(
+        False, description="no known target: dueKwh is only the planner's default")
+    price_now_eur_kwh: float | None = Field(None, description="import price now, carbon included")
+    price_then_eur_kwh: float | None = Field(
+        None, description="the price from `until` (reason price)")
+    worth_eur_kwh: float | None = Field(
+        None, description="what a kWh is worth to an EV without a target (reason price)")
+    peak_kw: float | None = Field(None, description="the plan's peak import")
+    demand_charge_eur_kw: float = Field(
+        0.0, description="demand charge on the peak; 0: the peak is the plan's own cap")
+    limit_kw: float | None = Field(
+        None, description="the capacity or cap (reason grid), the charger's rating (charger)")
+
+
 class ConnectorReading(Model):
     charger_id: str
     idx: int = Field(ge=1)
@@ -81,6 +116,7 @@ class ConnectorReading(Model):
     limit_kw: float = Field(description="limit written to the charger")
     power_kw: float = Field(description="measured; < 0 is V2G discharge")
     session_id: str | None = None
+    held: Held | None = Field(None, description="why the plan holds its session; absent if not")
 
 
 class Telemetry(Message):
@@ -119,6 +155,8 @@ class SessionEvent(Message):
     cost_eur: float = Field(0.0, description="energy cost so far at the import price in force "
                             "as each kWh was delivered (EUR)")
     reason: str | None = Field(None, description="why it stopped (unplugged, cloud, ...)")
+    held: Held | None = Field(
+        None, description="`updated` only: why the plan holds it now; absent if not held")
 
 
 # --- health ------------------------------------------------------------------------------

@@ -79,8 +79,9 @@ def test_room_freed_below_a_metered_circuit_waits_for_the_follow_time():
     # Granted at the first cycle at or after lowered + 1.5 s, out of the measured room.
     assert st.clock.monotonic() - lowered_at == pytest.approx(1.5)
     room = (RATING_A - MARGIN_A - max(st.sub_currents())) * VOLTS / 1000
+    # (the allocator shares the rating less the margin too, its share rounded down to 10 W)
     assert st.limits[CP2] == pytest.approx(room - max(0.0, st.limits[CP1] - st.draw[CP1]),
-                                           abs=0.01)  # fmt: skip
+                                           abs=0.02)  # fmt: skip
     assert worst_l1(st, st.limits[CP1]) <= RATING_A - MARGIN_A + 1e-6
 
 

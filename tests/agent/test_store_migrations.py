@@ -52,7 +52,7 @@ def test_an_old_database_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
     _old_database(path)
     db = connect(path)
     assert schema.version(db) == schema.VERSION
-    assert {"stop_reason", "latched"} <= _columns(db, "sessions")
+    assert {"stop_reason", "latched", "limit_kw"} <= _columns(db, "sessions")
     assert {"pv_kwh", "soc_pct", "import_cap_kw", "import_price_eur_kwh"} <= _columns(db, "ledger")
     assert {"outbox", "events", "signals", "fleet_sessions"} <= set(db.table_names())
     row = db.execute("SELECT id, status, energy_kwh, latched FROM sessions").fetchall()
@@ -119,3 +119,18 @@ def test_sems_run_refuses_a_newer_database_in_one_line(tmp_path):
         f"this agent knows up to {schema.VERSION}: run the newer agent, or move the "
         "database aside"
     ]
+
+
+def test_a_version_3_database_gains_the_session_limit_and_keeps_its_rows(tmp_path):
+    """Migration 4 on a file an agent of version 3 wrote: an API session's row resumes with
+    no stored limit (NULL), which the API station counts at the most the session may draw."""
+    path = tmp_path / "v3.db"
+    db = connect(path)
+    db.execute("ALTER TABLE sessions DROP COLUMN limit_kw")
+    db.execute("PRAGMA user_version = 3")
+    db.execute("INSERT INTO sessions (id, charger_id, connector_idx, status, source, started_at,"
+               " updated_at) VALUES ('a1', 'DC1', 1, 'active', 'api', 'x', 'x')")  # fmt: skip
+    db.conn.close()
+    again = connect(path)
+    assert schema.version(again) == schema.VERSION
+    assert again.execute("SELECT id, limit_kw FROM sessions").fetchall() == [("a1", None)]

@@ -188,11 +188,13 @@ class Scenario:
     extra: Mapping[str, Any] | None = None
     env: Mapping[str, str] | None = None
     mqtt_port: int | None = None
+    profiles: Mapping[str, str] | None = None  # device -> register map, as `sems-sim` takes
     sim: Simulator = field(init=False)
     agent: AgentProcess = field(init=False)
 
     async def __aenter__(self) -> Scenario:
-        self.sim = Simulator(dict(self.station), rtu_meter=self.rtu_meter)
+        self.sim = Simulator(dict(self.station), rtu_meter=self.rtu_meter,
+                             profiles=dict(self.profiles or {}))
         await self.sim.start()
         db_path = self.dir / "agent.db"
         self.config = agent_config(

@@ -4,10 +4,9 @@ a session like a hardware one. It is published on MQTT when it starts, survives 
 and restart of a real `sems run` (the same id, resumed, not started again), is published
 when it stops, and leaves no `active` row in the store.
 
-Real simulator (the meter), real Mosquitto, real daemon process. Today's API-only station
-(agent/app/api_station.py) fails this: its sessions never reach MQTT and are lost on
-restart, so the test is a strict expected failure until the station is one model; the
-marker goes when it passes (strict: an unexpected pass fails the suite).
+Real simulator (the meter), real Mosquitto, real daemon process. The API-only station
+(agent/app/api_station.py) writes and publishes its sessions through the tracker's
+SessionRecords and resumes its `active` rows at start.
 """
 
 from __future__ import annotations
@@ -26,11 +25,7 @@ from hardware_sim.simulator import Simulator
 
 from tests.uplink.helpers import Collector, collecting
 
-pytestmark = [
-    pytest.mark.timeout(150),
-    pytest.mark.xfail(strict=True, raises=AssertionError,
-                      reason="issue 11: API sessions do not reach MQTT and are lost on restart"),
-]
+pytestmark = pytest.mark.timeout(150)
 
 STATION_CONFIG = {"stationId": "API2", "gridCapacity": 60.0, "baseLoad": 10.0,
                   "chargers": [{"id": "DC1", "maxPower": 60.0, "connectors": 2}]}
@@ -56,8 +51,11 @@ def config(meter: dict, tmp: Path, broker_port: int) -> Path:
 
 
 def session_events(cloud: Collector, session_id: str, event: str) -> list[dict]:
-    return [m.json for m in cloud.got if m.topic.endswith("/sessions")
-            and m.json.get("sessionId") == session_id and m.json.get("event") == event]
+    """The distinct messages (by `seq`: delivery is at least once, and a SIGKILL between
+    the broker's PUBACK and the outbox's delete resends a message with its own seq)."""
+    return list({m.json["seq"]: m.json for m in cloud.got if m.topic.endswith("/sessions")
+                 and m.json.get("sessionId") == session_id
+                 and m.json.get("event") == event}.values())  # fmt: skip
 
 
 def rows(db: Path) -> dict[str, str]:
@@ -121,6 +119,9 @@ async def _scenario(tmp: Path, broker) -> None:  # type: ignore[no-untyped-def]
             await cloud.wait_for(lambda: bool(session_events(cloud, sid, "stopped")), 20)
             assert await stop_agent(agent) == 0
             assert len(session_events(cloud, sid, "started")) == 1  # resumed, not started again
+            assert session_events(cloud, sid, "updated"), "the resumed session was not reported"
+            (stopped,) = session_events(cloud, sid, "stopped")
+            assert stopped["reason"] == "api"
             assert rows(db)[sid] == "stopped"
             assert "active" not in rows(db).values()
         finally:
@@ -128,3 +129,79 @@ async def _scenario(tmp: Path, broker) -> None:  # type: ignore[no-untyped-def]
             if agent.returncode not in (0, None, -signal.SIGKILL):
                 print(log.read_text()[-4000:])
             print(json.dumps(rows(db)) if db.exists() else "no store")
+
+
+BUDGET_CONFIG = {"stationId": "API2", "gridCapacity": 60.0, "baseLoad": 10.0,
+                 "chargers": [{"id": "DC1", "maxPower": 60.0, "connectors": 2},
+                              {"id": "AC1", "maxPower": 22.0, "connectors": 1}]}  # fmt: skip
+BUDGET = 50.0  # gridCapacity - baseLoad
+
+
+async def allocations(sock: Path) -> dict[str, float]:
+    async with api(sock) as http:
+        sessions = (await http.get("/station/status")).json()["sessions"]
+    return {sid: s["allocatedPower"] for sid, s in sessions.items()}
+
+
+def test_allocations_stay_within_the_budget_across_sigkill_and_a_clean_restart(tmp_path, mosquitto):
+    asyncio.run(asyncio.wait_for(_budget_scenario(tmp_path, mosquitto), 140))
+
+
+async def _budget_scenario(tmp: Path, broker) -> None:  # type: ignore[no-untyped-def]
+    """Two sessions share the budget; SIGKILL; a new EV arrives as the agent comes back: the
+    resumed sessions keep their limits, the new one gets only what is free, the sum of the
+    allocations the API answers never exceeds the budget, and a SIGTERM then leaves all
+    three resumable."""
+    log, sock, db = tmp / "agent.log", tmp / "api.sock", tmp / "agent.db"
+    loop = asyncio.get_running_loop()
+    sums: list[float] = []
+    async with Simulator(STATION, rtu_meter=False) as sim:
+        cfg = config(sim.endpoints["meter"], tmp, broker.port)
+        agent = await start_agent(cfg, log)
+        try:
+            await answering(sock, 30)
+            async with api(sock) as http:
+                assert (await http.post("/station/config", json=BUDGET_CONFIG)).status_code == 200
+                for idx in (1, 2):
+                    r = await http.post("/sessions", json={
+                        "connectorId": {"chargerId": "DC1", "idx": idx}, "vehicleMaxPower": 45.0})
+                    assert r.status_code == 200, r.text
+                    sums.append(sum((await allocations(sock)).values()))
+            deadline = loop.time() + 10
+            while sorted((held := await allocations(sock)).values()) != [25.0, 25.0]:  # fair
+                sums.append(sum(held.values()))
+                assert loop.time() < deadline, f"never shared the budget: {held}"
+                await asyncio.sleep(0.05)
+            sums.append(sum(held.values()))
+
+            agent.send_signal(signal.SIGKILL)
+            await agent.wait()
+            agent = await start_agent(cfg, log)
+            await answering(sock, 30)
+            resumed = await allocations(sock)
+            assert resumed == held, "not resumed with the limits their integration applies"
+            sums.append(sum(resumed.values()))
+            async with api(sock) as http:
+                r = await http.post("/sessions", json={
+                    "connectorId": {"chargerId": "AC1", "idx": 1}, "vehicleMaxPower": 22.0})
+                assert r.status_code == 200, r.text
+                late = r.json()["session"]["sessionId"]
+            deadline = loop.time() + 10
+            while (now := await allocations(sock)).get(late, 0.0) <= 0.0:
+                sums.append(sum(now.values()))
+                assert loop.time() < deadline, f"the late session never got power: {now}"
+                await asyncio.sleep(0.02)
+            for _ in range(20):  # and it stays so while the cycles settle
+                sums.append(sum((await allocations(sock)).values()))
+                await asyncio.sleep(0.02)
+            assert max(sums) <= BUDGET + 1e-6, sums
+
+            assert await stop_agent(agent) == 0  # clean: nothing is stopped
+            assert set(rows(db).values()) == {"active"}
+            agent = await start_agent(cfg, log)
+            await answering(sock, 30)
+            assert set(await allocations(sock)) == set(held) | {late}
+        finally:
+            await stop_agent(agent)
+            if agent.returncode not in (0, None, -signal.SIGKILL):
+                print(log.read_text()[-4000:])

@@ -2,7 +2,8 @@
 cloud's tariff over Mosquitto. Power costs 0.31 EUR/kWh for the next two hours and 0.12
 after; an EV without a known target plugs in. The plan holds it for the cheaper hours
 (its charge is worth ~0.16 to the plan: 1.1 x the horizon's mean price), the simulator's
-connector stays at 0 kW, and `sems status` says why in words (`--json`: `held`)."""
+connector stays at 0 kW, and `sems status` says why in words (`--json`: `held`), `sems
+sessions` in its short column, and the cloud's telemetry carries the same `held`."""
 
 from __future__ import annotations
 
@@ -100,6 +101,23 @@ async def _scenario(tmp_path, broker):
             assert code == 0, err
             [c] = [c for c in json.loads(out)["connectors"] if c["session_id"]]
             assert c["held"]["reason"] == "price"
+            # `sems sessions`: the short column.
+            code, out, err = await sems("sessions", "--socket", str(sock))
+            assert code == 0, err
+            line = next(ln for ln in out.splitlines() if ln.startswith(c["session_id"][:8]))
+            assert f"price until {cheap:%H:%M}" in line, out
+            # The cloud: the same reason and figures on the connector in telemetry.
+            def telemetry_held():
+                for t in reversed(messages(cloud, "/telemetry")):
+                    for x in t["connectors"]:
+                        if (x["chargerId"], x["idx"]) == ("CP1", 1) and \
+                                x.get("held", {}).get("reason") == "price":
+                            return x["held"]
+                return None
+
+            th = await wait_for(telemetry_held, 10, "telemetry with held")
+            assert th["priceThenEurKwh"] == h["price_then_eur_kwh"] and th["openEnded"]
+            assert datetime.fromisoformat(th["until"]) == cheap
             assert await stop_agent(agent) == 0
         finally:
             await stop_agent(agent)

@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 from ocpp_station import ocpp_station
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(240)
 
 ELECTRA = {"stationId": "EL1", "gridCapacity": 330.0, "chargers": [
     {"id": "CPA", "maxPower": 200.0, "connectors": 2, "kind": "dc"},
@@ -40,7 +40,11 @@ async def _electra(tmp_path, version):
             got = (st.power("CPA", 1), st.power("CPA", 2), st.power("CPB", 1))
             return all(abs(g - w) <= 1.0 for g, w in zip(got, (80.0, 120.0, 130.0), strict=False))
 
-        assert await st.until(converged, timeout=60), (
+        # 10-46 s measured (a busy machine at the top): the charge points' meter values are
+        # up to a second older than the grid meter's, which inflates the measured base load
+        # while EVs ramp and holds the shares back (docs/ocpp.md, "Meter values and the grid
+        # meter"); the deadline is generous, the test is about where it converges.
+        assert await st.until(converged, timeout=150), (
             st.power("CPA", 1), st.power("CPA", 2), st.power("CPB", 1))
         # It went through profiles: the simulator applies TxProfiles of the transactions.
         for cp in st.cps.values():

@@ -1,4 +1,5 @@
-"""`sems sessions`: active sessions (limit, power, energy, binding), or recent history."""
+"""`sems sessions`: active sessions (limit, power, energy, binding, and why the horizon plan
+holds one: e.g. "price until 01:00"), or recent history."""
 
 from __future__ import annotations
 
@@ -43,12 +44,26 @@ def run(args: argparse.Namespace) -> int:
         if not sessions:
             print("no active sessions")
             return 0
-        print(table(["session", "connector", "kind", "source", "limit kW", "power kW", "vehicle max", "kWh",
-                     "binding", "vehicle", "fleet", "started"],
-                    [[short_id(s["session_id"], args.wide), f"{s['charger_id']}#{s['idx']}", s["kind"],
-                      s["source"], s["allocated_kw"], s["consumed_kw"], s["vehicle_max_kw"],
-                      s["energy_kwh"], s["binding"], s["vehicle_id"], s["fleet_id"],
-                      short_time(s["started_at"], args.wide)] for s in sessions]))
+        print(render(sessions, args.wide))
         return 0
 
     return with_agent(args, body)
+
+
+def render(sessions: list[dict[str, Any]], wide: bool = False, now: str | None = None) -> str:
+    """The active sessions' table. `held`: why the horizon plan holds it, in a few words
+    (the same `held` field `sems status` puts in sentences); `now` (ISO-8601, default the
+    clock) decides whether a time needs its date."""
+    from datetime import UTC, datetime
+
+    from agent.cli.commands._output import short_id, short_time, table
+    from agent.cli.commands.status import held_short
+
+    now = now or datetime.now(UTC).isoformat()
+    return table(["session", "connector", "kind", "source", "limit kW", "power kW", "vehicle max", "kWh",
+                  "binding", "held", "vehicle", "fleet", "started"],
+                 [[short_id(s["session_id"], wide), f"{s['charger_id']}#{s['idx']}", s["kind"],
+                   s["source"], s["allocated_kw"], s["consumed_kw"], s["vehicle_max_kw"],
+                   s["energy_kwh"], s["binding"], held_short(s.get("held"), now, wide),
+                   s["vehicle_id"], s["fleet_id"], short_time(s["started_at"], wide)]
+                  for s in sessions])

@@ -101,6 +101,14 @@ def held_words(h: dict[str, Any], c: dict[str, Any], st: dict[str, Any], wide: b
     return f"{by}{until}" + (f"; {due}" if due else "")
 
 
+def held_short(h: dict[str, Any] | None, now: str | None, wide: bool = False) -> str | None:
+    """The `held` field in a few words for a table column (`sems sessions`): its reason and
+    until when, e.g. "price until 01:00"; None when not held."""
+    if not h:
+        return None
+    return str(h.get("reason")) + (f" until {_at(h['until'], now, wide)}" if h.get("until") else "")
+
+
 def render(st: dict[str, Any], wide: bool = False) -> str:
     from agent.cli.commands._output import fmt, short_id, short_time, table
 
@@ -129,11 +137,15 @@ def render(st: dict[str, Any], wide: bool = False) -> str:
              c["limit_kw"], c["power_kw"], c["binding"],
              held_words(c["held"], c, st, wide) if c.get("held") else why(c["binding"], c, st)]
             for c in st["connectors"]]  # fmt: skip
-    lines += ["", table(["connector", "state", "session", "limit kW", "power kW", "binding",
-                         "what limits it"], rows)]
+    header = ["connector", "state", "session", "limit kW", "power kW", "binding", "what limits it"]
+    if any(c.get("phases") for c in st["connectors"]):  # hardware sessions: learned or configured
+        header.insert(5, "phases")
+        for row, c in zip(rows, st["connectors"], strict=True):
+            row.insert(5, c.get("phases") or "-")
+    lines += ["", table(header, rows)]
     if st.get("circuits"):
         lines += ["", "circuits (metered: measured; else the EVs' load from connector power, each EV on "
-                  "all its charger's phases):"]
+                  "its phases as in the table above):"]
         lines.append(table(["circuit", "parent", "L1 A", "L2 A", "L3 A", "fuse A", "kW", "max kW"], [
             [c["id"], c["parent"] or "-", *(fmt(a, 1) for a in c["current_a"]),
              fmt(c["max_current_a"], 0), fmt(c["power_kw"]), fmt(c["max_power_kw"])]

@@ -1,0 +1,140 @@
+"""An EV's phase count, learned from its charger's per-conductor currents (issue 13).
+
+A 1-phase EV on a 3-phase charger puts all of its current on the charger's L1. The allocator
+books a session's power on its `phases` (DESIGN.md "Allocation": the charger's first k
+conductors, through the charger's phase rotation), so where the charger reports the current
+on each conductor (Alfen NG9xx 320/322/324, Vestel, Phoenix, the simulator's `sim-charger-ac`)
+the agent counts the conductors that carry current and books that many; without such readings
+the session keeps its charger's configured phases, as before.
+
+Why the phase count matters, and which way is safe: the allocator books P kW on k phases as
+1000 P / (k V) A on each. On a charger whose limit is a power (the EV draws P whatever its
+phases), an EV really on m phases draws 1000 P / (m V) A on each of them. Booked on more
+phases than it uses (k > m), its loaded phases carry k/m times what is booked on them: a
+1-phase EV booked on 3 puts 3x its booking on L1 (2P/3V too much). Booked on fewer (k < m),
+the booked phases carry less than booked and the others P/(mV) each that nothing books (P/3V
+at most). The phase with the most current is the one that trips a fuse, so the safe side is
+fewer phases, with the most current on the EV's first conductor. (A charger limited in amps
+per phase is the other way round; the controller keeps its configured count, see there.)
+
+The rule, per connector and session:
+- Until the EV draws meaningfully, a session on a charger that reports per-conductor
+  currents is booked on one phase, its charger's L1 (every EV draws on it; "1-phase
+  (assumed)"), with its charger's own minimum power (an EV of unknown phases charges at that).
+  A 1-phase EV then starts within its fuse, and the allocator keeps the room it needs on its
+  phase instead of a third of it.
+- An observation counts only while the EV draws meaningfully: its most loaded conductor
+  carries at least `DRAWING_MIN_A`. Below that (pausing, waking up, tapering at the end of
+  charge) a phase dropping out says nothing about what the EV does when it goes back up.
+- A conductor carries current at >= `CARRYING_MIN_A` and >= `CARRYING_FRACTION` of the most
+  loaded one (a 1-phase EV's other conductors show a few hundred mA of electronics and
+  meter noise at most). The observed count is the highest carrying conductor (L1 and L3
+  carrying: 3), so the booking covers every conductor that carries current.
+- More phases than booked: adopted at once. A conductor carrying current nothing books is
+  the danger this learning exists for; it lasts until the next reading.
+- Fewer phases than booked: adopted only after `DROP_CYCLES` consecutive meaningful
+  observations below the booked count, and then to the largest count seen among them. So a
+  3-phase EV whose phases drop out one at a time as it tapers, or a contactor bouncing, does
+  not make the agent book it on one phase and then see it come back on three. The price: an
+  EV that really switches from three phases to one (at a meaningful draw) is under-booked on
+  its L1 for those cycles; a metered circuit still holds (its meter counts the current as
+  base load at once, and increases below it are counted as if on one phase).
+- A new session on the connector starts again; a charger without per-conductor readings
+  keeps its configured count ("3-phase (configured)"), as before this learning existed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+Key = tuple[str, int]
+Currents = tuple[float, float, float]
+
+DRAWING_MIN_A = 4.0  # below IEC 61851's 6 A minimum with room for a slow ramp
+CARRYING_MIN_A = 1.0
+CARRYING_FRACTION = 0.25
+DROP_CYCLES = 5
+
+
+ASSUMED_PHASES = 1  # before the first meaningful reading (see above)
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseCount:
+    phases: int  # what the session is booked on
+    source: str  # "measured", "assumed" (reports currents, none meaningful yet), "configured"
+    # What the allocator books it on where that is not `phases` (a charger limited in amps
+    # keeps its configured count: agent/control/controller.py `_phases`).
+    booked: int | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.source == "measured"
+
+    def words(self) -> str:
+        if self.booked is not None and self.booked != self.phases:
+            return f"{self.phases}-phase ({self.source}; booked on {self.booked}: limit in A)"
+        return f"{self.phases}-phase ({self.source})"
+
+
+def observed_phases(currents_a: Currents, conductors: int) -> int | None:
+    """The phase count one reading shows (the highest carrying conductor, 1-based), or None
+    when the EV does not draw meaningfully (or the reading is not a number)."""
+    values = [currents_a[q] for q in range(conductors)]
+    if not all(a == a and a >= 0.0 for a in values):  # NaN or negative: no information
+        return None
+    largest = max(values)
+    if largest < DRAWING_MIN_A:
+        return None
+    floor = max(CARRYING_MIN_A, CARRYING_FRACTION * largest)
+    return max(q + 1 for q, a in enumerate(values) if a >= floor)
+
+
+@dataclass(slots=True)
+class _Track:
+    session_id: str
+    phases: int
+    source: str
+    lower: int = 0  # the largest count below `phases` seen in the current run of drops
+    streak: int = 0  # consecutive meaningful observations below `phases`
+
+
+class PhaseLearner:
+    """Per connector: the phase count its session is booked on, from one reading a cycle."""
+
+    def __init__(self, drop_cycles: int = DROP_CYCLES) -> None:
+        if drop_cycles < 1:
+            raise ValueError(f"drop_cycles: must be >= 1, got {drop_cycles}")
+        self.drop_cycles = drop_cycles
+        self._tracks: dict[Key, _Track] = {}
+
+    def observe(self, key: Key, session_id: str, currents_a: Currents | None,
+                configured: int) -> PhaseCount:  # fmt: skip
+        """This cycle's reading for the connector's session (None: the charger reports no
+        per-conductor currents, or none this cycle) -> the count to book."""
+        track = self._tracks.get(key)
+        if track is None or track.session_id != session_id:
+            track = self._tracks[key] = _Track(session_id, configured, "configured")
+        if currents_a is not None and track.source == "configured":
+            # the charger reports its conductors: the safe side until one says more
+            track.phases, track.source = min(ASSUMED_PHASES, configured), "assumed"
+        seen = observed_phases(currents_a, configured) if currents_a is not None else None
+        if seen is None:
+            return PhaseCount(track.phases, track.source)
+        if seen >= track.phases:
+            track.phases, track.source = seen, "measured"
+            track.lower = track.streak = 0
+        else:
+            track.lower = max(track.lower, seen)
+            track.streak += 1
+            if track.streak >= self.drop_cycles:
+                track.phases, track.source = track.lower, "measured"
+                track.lower = track.streak = 0
+        return PhaseCount(track.phases, track.source)
+
+    def forget(self, live: Iterable[Key]) -> None:
+        """Drop every connector not in `live` (its session ended)."""
+        keep = set(live)
+        for key in [k for k in self._tracks if k not in keep]:
+            del self._tracks[key]
