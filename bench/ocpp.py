@@ -168,6 +168,7 @@ async def run_case(n: int, seconds: float, version: str, burst: bool = False) ->
             "period_ms": PERIOD_S * 1000, "cycles": s["cycles"], "overruns": s["overruns"],
             "cycle_ms": s["cycle_ms"], "cpu_share": round(cpu, 3), "calls": calls,
             "errors": errors, "deferred_increases": deferred,
+            "increases_per_cycle": cfg.ocpp.increases_per_cycle,
             "rtt_ms_p50": _q(rtt, 0.5), "rtt_ms_p99": _q(rtt, 0.99),
             # The grid meter's Modbus read is served by the busy child process: where a long
             # cycle comes from.
