@@ -13,7 +13,13 @@ Rules (DESIGN.md, step 4):
   out of the headroom that circuit's meter confirms (`circuits`), shared the same way: the
   grid's share and every circuit's above the connector, the smallest wins.
 - A connector at 0 is not started below its minimum power (the EV would not charge).
-- Changes under the deadband are not written; a stop (to 0) always is.
+- Changes under the deadband are not written; a stop (to 0) always is. A decrease under it
+  is skipped only while the limits in force still fit with the old value: when the grid's
+  headroom is negative (import plus what the limits allow above the draw exceeds capacity
+  less margin), the skipped decreases are written largest first until they cover the
+  deficit (fewest writes that restore the fit); under a circuit (`exact_keys`) every
+  decrease is written, as its per-phase rating is not measured here (an unmetered
+  sub-board has no meter margin to absorb it).
 - V2G (targets < 0, agent/control/v2g.py): deepening a discharge lowers the import, so it is
   written with the decreases. Ending or easing one raises the import by what it gave, so it
   is an increase for the grid and a two-phase step: the cycle it becomes due, the allocator
@@ -81,6 +87,7 @@ def plan_writes(
     end_timeout_s: float = 5.0,
     lagging: Mapping[Key, float] | None = None,
     circuits: Sequence[tuple[frozenset[Key] | Mapping[Key, float], float]] = (),
+    exact_keys: frozenset[Key] = frozenset(),
 ) -> ApplyPlan:
     """`import_kw`: the measured grid import (or the safe-budget estimate when stale).
     `current`: limit in force per connector (None: unknown, e.g. first cycle).
@@ -93,12 +100,15 @@ def plan_writes(
     `circuits`: (connectors below a metered circuit, kW of increases its meter confirms);
     the connectors either a set (each kW of increase counts whole) or a map connector ->
     the share of its increase that counts (one phase of a circuit: agent/control/
-    circuit_meters.py weighs an EV's conductors 1, 1/2, 1/3)."""
+    circuit_meters.py weighs an EV's conductors 1, 1/2, 1/3).
+    `exact_keys`: connectors whose decreases are written whatever their size (those under a
+    circuit: its rating binds the limits in force, not a measurement)."""
     rooms = [(keys if isinstance(keys, Mapping) else dict.fromkeys(keys, 1.0), room)
              for keys, room in circuits]  # fmt: skip
     decreases: list[Write] = []
     ends: list[tuple[Key, float, float, float]] = []  # (key, end kW, limit, import it adds)
     wants: list[tuple[Key, float, float | None]] = []
+    small: list[Write] = []  # decreases under the deadband, written only if needed
     outstanding = 0.0
     lag = lagging or {}
     for key, cur in current.items():
@@ -115,8 +125,10 @@ def plan_writes(
             safe = min(target, initial_kw.get(key, 0.0))
             decreases.append(Write(key[0], key[1], round(safe, 3), None, "initial"))
             continue
-        if target < cur and (target == 0.0 or cur - target >= deadband_kw):
+        if target < cur and (target == 0.0 or cur - target >= deadband_kw or key in exact_keys):
             decreases.append(Write(key[0], key[1], target, cur, "decrease"))
+        elif target < cur:
+            small.append(Write(key[0], key[1], target, cur, "decrease"))
         elif cur < 0.0 and target > cur and (target >= 0.0 or target - cur >= deadband_kw):
             end = min(target, 0.0)
             # What the import rises by: from what the EV gives now (it may give less than
@@ -126,7 +138,10 @@ def plan_writes(
             wants.append((key, target, cur))
 
     # Decreases free power only once the EV follows, so they add no headroom this cycle.
-    headroom = max(0.0, capacity_kw - margin_kw - import_kw - outstanding)
+    raw_headroom = capacity_kw - margin_kw - import_kw - outstanding
+    decreases += _needed_small(small, deficit_kw=-raw_headroom - sum(
+        w.previous_kw - w.kw for w in decreases if w.previous_kw is not None))
+    headroom = max(0.0, raw_headroom)
     v2g_ends, waiting, forced, headroom = _plan_ends(
         ends, headroom, now=now, meter_fresh=meter_fresh, waiting=ends_waiting or {},
         timeout_s=end_timeout_s, deadband_kw=deadband_kw,
@@ -178,6 +193,22 @@ def plan_writes(
 
 
 EPS_KW = 1e-6  # float noise: a headroom equal to the need covers it
+
+
+def _needed_small(small: list[Write], *, deficit_kw: float) -> list[Write]:
+    """The sub-deadband decreases to write so the limits in force fit the grid again:
+    none while they fit (`deficit_kw` <= 0, what the larger decreases free counted), else
+    the largest first until their sum covers the deficit, or all of them. Largest first:
+    the fewest writes that restore the fit; one sort per cycle, only when over."""
+    if deficit_kw <= EPS_KW or not small:
+        return []
+    out: list[Write] = []
+    for w in sorted(small, key=lambda w: (w.previous_kw or 0.0) - w.kw, reverse=True):
+        out.append(w)
+        deficit_kw -= (w.previous_kw or 0.0) - w.kw
+        if deficit_kw <= EPS_KW:
+            break
+    return out
 
 
 def _plan_ends(

@@ -21,7 +21,7 @@ from agent.control.apply import ApplyPlan, Key, plan_writes
 from agent.control.battery_order import ordered_setpoint
 from agent.control.budget import BudgetInputs, WindowMax, budget_inputs
 from agent.control.caps import CapTracker, PauseRotation
-from agent.control.circuit_meters import measure_circuits, stale_keys
+from agent.control.circuit_meters import keys_below, measure_circuits, stale_keys
 from agent.control.comeback import LIMIT_EPS_KW, rewrite_fallback
 from agent.control.decision import AllocationInputs, ConnectorDecision, Decision, SessionRow
 from agent.control.held import held_by_plan
@@ -114,6 +114,10 @@ class Controller:
             for ch in st.chargers
             for i in range(1, ch.connectors + 1)
         }
+        # Under a circuit a decrease is written whatever its size (apply.py: the deadband
+        # must not leave the limits in force above a rating no meter margin absorbs).
+        self.under_circuits: frozenset[Key] = frozenset().union(
+            *(keys_below(st, c.id) for c in st.circuits))
 
     @property
     def refresh_s(self) -> float:
@@ -260,6 +264,7 @@ class Controller:
                 end_timeout_s=self.s.v2g.end_timeout_s,
                 lagging=lagging,
                 circuits=[room for m in circuits for room in m.rooms],
+                exact_keys=self.under_circuits,
             )
 
         battery_kw = self.arrays.battery_power
