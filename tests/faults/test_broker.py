@@ -114,20 +114,29 @@ def test_broker_refuses_credentials_then_accepts_the_rotated_secret(mosquitto_fa
     asyncio.run(scenario())
 
 
-def test_sigkill_while_draining_a_backlog_loses_nothing(mosquitto, tmp_path):
+def test_sigkill_while_draining_a_backlog_loses_nothing(mosquitto_factory, tmp_path):
+    # The backlog builds while the broker refuses the agent's secret, with the cloud
+    # connected all along: when the secret is fixed, the first message of the drain reaches
+    # a subscriber that is already there, and the kill lands inside the drain. (Stopping the
+    # broker instead made the agent and the cloud race to reconnect; when the agent won, it
+    # drained the whole backlog before the cloud saw a message: `left` 0 in one CI-like run.)
+    broker = mosquitto_factory(passwords={"SIM1": "right-secret", "cloud": "c"})
+    password = tmp_path / "mqtt-password"
+    password.write_text("wrong-secret\n")
+    password.chmod(0o600)
+
     async def scenario() -> None:
-        # One publish in flight at a time: the drain of the backlog takes many round trips,
-        # so the kill below lands inside it even on an idle, fast machine (with a window of
-        # 20 the whole backlog could be acknowledged before a polling test reacted).
-        extra = {"mqtt": {"telemetry_interval_s": 0.1, "window": 1}}
-        async with Scenario(tmp_path, mqtt_port=mosquitto.port, extra=extra) as sc, \
-                collecting(mosquitto.port) as cloud:  # fmt: skip
+        # One publish in flight at a time: the drain takes one round trip per message.
+        extra = {"mqtt": {"username": "SIM1", "password_file": str(password),
+                          "allow_plaintext": True, "telemetry_interval_s": 0.1, "window": 1}}
+        async with Scenario(tmp_path, mqtt_port=broker.port, extra=extra) as sc, \
+                collecting(broker.port, username="cloud", password="c") as cloud:  # fmt: skip
             await charging(sc)
-            await cloud.wait_for(lambda: len(cloud.seqs()) >= 5)
-            mosquitto.stop()
+            await sc.agent.wait_log(r"WARNING .*uplink: (?i:not authori[sz]ed|bad user name or password)")
             await sc.run_for(6.0)  # a backlog of ~60 telemetry rows and events
             backlog = outbox_depth(sc.agent.db_path)
             assert backlog >= 40
+            assert not cloud.seqs()  # nothing got through yet
             # Kill it as soon as the drain has begun (the first message of the backlog
             # reaching the cloud): part of it acknowledged, part in flight, part not sent.
             killed = asyncio.Event()
@@ -138,8 +147,8 @@ def test_sigkill_while_draining_a_backlog_loses_nothing(mosquitto, tmp_path):
                     killed.set()
 
             cloud.on_message = kill_at_first
-            mosquitto.start()
-            await asyncio.wait_for(killed.wait(), 15)
+            password.write_text("right-secret\n")  # read again at the next connect
+            await asyncio.wait_for(killed.wait(), 20)
             cloud.on_message = None
             assert await asyncio.wait_for(sc.agent.proc.wait(), 10) == -signal.SIGKILL
             committed = last_seq(sc.agent.db_path)

@@ -42,6 +42,8 @@ class Collector:
     # Called with each message as it arrives, inside the receive loop: what a test must do
     # at the very moment (a kill mid-drain) without the latency of polling `got`.
     on_message: Callable[[Received], None] | None = None
+    username: str | None = None  # for a broker with passwords
+    password: str | None = None
 
     async def run(self) -> None:
         props = Properties(paho.PacketTypes.CONNECT)
@@ -51,7 +53,7 @@ class Collector:
                 async with aiomqtt.Client(
                     "127.0.0.1", self.port, identifier=self.client_id,
                     protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props,
-                    keepalive=5,
+                    keepalive=5, username=self.username, password=self.password,
                 ) as client:
                     await client.subscribe(self.topic, qos=1)
                     self.subscribed.set()
