@@ -31,8 +31,13 @@ from ocpp_station import ocpp_station
 STATION = {"stationId": "LC1", "gridCapacity": 60.0, "chargers": [
     {"id": "CP1", "maxPower": 200.0, "connectors": 1, "kind": "dc"},
 ]}  # fmt: skip
+# No consumption caps here (cap_after_s beyond the test): with meter values once a minute
+# (below), a sample taken while the EV ramps up caps the session at that draw + 0.3 kW until
+# the next sample a minute later, longer than the wait below (the likely cause of a fresh-clone
+# failure at 4.14 kW). That is the cap rule on minute-old evidence (docs/ocpp.md, "Not done
+# yet"), not the relay.
 CONTROL = {"headroom_margin_kw": 0.0, "probe_margin_kw": 0.3, "probe_margin_fraction": 0.0,
-           "cap_after_s": 1.0, "deadband_kw": 0.2, "comm_timeout_s": 10}
+           "cap_after_s": 3600.0, "deadband_kw": 0.2, "comm_timeout_s": 10}
 # Meter values once a minute: the outage then starts with no charger call in flight (a call
 # in flight when the CSMS drops is sent again, which a test of "exactly once" cannot allow).
 OCPP = {"min_interval_s": 0.2, "meter_interval_s": 60}
