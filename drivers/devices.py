@@ -81,6 +81,9 @@ class ConnectorReading:
     # A per conductor (the charger's L1, L2, L3, before its phase rotation), where the map
     # has all three (Alfen 320/322/324): what an EV's phase count is learned from.
     currents_a: tuple[float, float, float] | None = None
+    # When power_kw was measured, where that is older than the read (OCPP meter values arrive
+    # every MeterValueSampleInterval): None means "at this read".
+    power_ts: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 class _CapState:
     below_since: float | None = None
     cap_kw: float | None = None
+    last_sample: float | None = None  # the sample last fed, where samples are timestamped
 
 
 class CapTracker:
@@ -35,10 +36,21 @@ class CapTracker:
         return max(self.probe_kw, self.probe_fraction * max(0.0, measured_kw))
 
     def update(
-        self, session_id: str, measured_kw: float, limit_kw: float, min_kw: float, t: float
+        self, session_id: str, measured_kw: float, limit_kw: float, min_kw: float, t: float,
+        sample_t: float | None = None,
     ) -> float | None:
-        """Feed one cycle's measurement against the limit in force; return the cap or None."""
+        """Feed one cycle's measurement against the limit in force; return the cap or None.
+
+        `sample_t` identifies the measurement where the charger reports less often than it is
+        read (an OCPP charger's last meter value: the time it arrived). A repeated sample is
+        not a new observation and changes nothing, so one sample taken while the EV ramps up
+        is never read as a minute of drawing less: a cap needs a later sample still below.
+        (Only compared for equality: the driver's clock need not be the controller's.)"""
         st = self._state.setdefault(session_id, _CapState())
+        if sample_t is not None:
+            if sample_t == st.last_sample:
+                return st.cap_kw
+            st.last_sample = sample_t
         margin = self.margin(measured_kw)
         if st.cap_kw is not None:
             if measured_kw >= st.cap_kw - margin / 2:

@@ -187,6 +187,7 @@ class Controller:
                 (cd.limit_kw if cd is not None else None) or 0.0,
                 self.min_kw[key],
                 t,
+                sample_t=cd.drawing_ts if cd is not None else None,
             )
             if key in held:  # its circuit's meter is stale: no more than its fallback
                 fallback = self.fallback_per_connector[key]
@@ -379,7 +380,8 @@ class Controller:
                     self.limits[key] = conn.limit_kw
                 self.last_power[key] = conn.power_kw
                 out.append(
-                    ConnectorDecision(key, self.limits.get(key), conn.power_kw, active.get(key))
+                    ConnectorDecision(key, self.limits.get(key), conn.power_kw, active.get(key),
+                                      drawing_ts=conn.power_ts)
                 )
         return out
 

@@ -94,6 +94,7 @@ class ConnectorDecision:
     drawing_kw: float  # measured
     session: Session | None = None
     target_kw: float = 0.0  # the allocator's share (< 0: a V2G discharge)
+    drawing_ts: float | None = None  # when drawing_kw was measured, if not this cycle
 
 
 @dataclass(frozen=True, slots=True)

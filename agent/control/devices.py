@@ -201,6 +201,7 @@ class Reader:
                         transaction_id=getattr(c, "transaction_id", None) if c else None,
                         # only a fresh reading's: held values would teach an old draw
                         currents_a=getattr(c, "currents_a", None) if c and reading else None,
+                        power_ts=getattr(c, "power_ts", None) if c else None,
                     )
                 )
             chargers.append(ChargerState(ch.id, reading is not None, tuple(conns),

@@ -31,6 +31,9 @@ class ConnectorState:
     # A on the charger's L1, L2, L3 (before its rotation), where it reports them: what the
     # EV's phase count is learned from (agent/control/phase_learning.py).
     currents_a: tuple[float, float, float] | None = None
+    # When power_kw was measured where the charger reports it less often than it is read
+    # (OCPP meter values): the consumption cap counts time between samples, not reads.
+    power_ts: float | None = None
 
     @property
     def occupied(self) -> bool:

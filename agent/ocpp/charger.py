@@ -54,6 +54,7 @@ class _Connector:
     status: str | None = None  # as the charger said it (1.6 status / 2.0.1 state)
     state: str | None = None  # IEC 61851
     power_kw: float | None = None
+    power_ts: float | None = None  # when the power_kw arrived (a meter value, or the stop)
     energy_kwh: float | None = None  # the charger's register
     start_kwh: float | None = None  # register at transaction start
     soc_pct: float | None = None
@@ -144,7 +145,8 @@ class OcppCharger:
                 idx=idx, state=c.state, power_kw=c.power_kw, session_energy_kwh=energy,
                 ev_max_kw=c.ev_max_kw, limit_kw=max(limits) if limits else None,
                 soc_pct=c.soc_pct, vehicle_id=c.id_tag if c.tx_id is not None else None,
-                transaction_id=str(c.tx_id) if c.tx_id is not None else None))
+                transaction_id=str(c.tx_id) if c.tx_id is not None else None,
+                power_ts=c.power_ts))
         return ChargerReading(tuple(conns), self.cfg.max_power_kw, time.time())
 
     async def set_limit(self, idx: int, kw: float) -> None:
@@ -237,6 +239,7 @@ class OcppCharger:
             return
         if "power_kw" in sample:
             c.power_kw = max(0.0, sample["power_kw"])
+            c.power_ts = time.time()
         if "energy_kwh" in sample:
             c.energy_kwh = sample["energy_kwh"]
             if c.tx_id is not None and c.start_kwh is None:
@@ -267,6 +270,7 @@ class OcppCharger:
                 c.sent_key = None  # the TxProfile died with it: TxDefault from now on
                 self.csms.tx_ended(tx_id)
                 c.power_kw = 0.0
+                c.power_ts = time.time()
                 self._wake.set()
 
     def on_security_event(self, kind: str, info: str | None) -> None:

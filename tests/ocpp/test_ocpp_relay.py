@@ -34,8 +34,8 @@ STATION = {"stationId": "LC1", "gridCapacity": 60.0, "chargers": [
 # No consumption caps here (cap_after_s beyond the test): with meter values once a minute
 # (below), a sample taken while the EV ramps up caps the session at that draw + 0.3 kW until
 # the next sample a minute later, longer than the wait below (the likely cause of a fresh-clone
-# failure at 4.14 kW). That is the cap rule on minute-old evidence (docs/ocpp.md, "Not done
-# yet"), not the relay.
+# failure at 4.14 kW; agent/control/caps.py now counts a repeated sample once). Caps are not
+# what this test is about (tests/agent/test_caps_slow_meters.py is).
 CONTROL = {"headroom_margin_kw": 0.0, "probe_margin_kw": 0.3, "probe_margin_fraction": 0.0,
            "cap_after_s": 3600.0, "deadband_kw": 0.2, "comm_timeout_s": 10}
 # Meter values once a minute: the outage then starts with no charger call in flight (a call

@@ -1,0 +1,50 @@
+"""Consumption caps on chargers that report their draw less often than they are read (OCPP
+meter values every MeterValueSampleInterval): a repeated sample is one observation, so a
+sample taken while an EV ramps up does not cap it until the next sample shows its draw."""
+
+from __future__ import annotations
+
+from agent.control.caps import CapTracker
+
+PERIOD = 0.25  # s, the control cycle
+
+
+def feed(tracker: CapTracker, samples: list[tuple[float, float]], limit_kw: float,
+         seconds: float) -> list[float | None]:
+    """Cycle for `seconds`; each cycle sees the latest (arrival time, kW) sample so far."""
+    caps, t = [], 0.0
+    while t < seconds:
+        arrived = [s for s in samples if s[0] <= t]
+        at, kw = arrived[-1]
+        caps.append(tracker.update("s1", kw, limit_kw, 0.0, t, sample_t=at))
+        t += PERIOD
+    return caps
+
+
+def test_a_ramp_sample_repeated_for_a_minute_does_not_cap():
+    # 3.84 kW seen at 0.5 s while the EV ramps to 40 kW; the next sample comes 60 s later.
+    caps = feed(CapTracker(0.3, 0.0, cap_after_s=1.0), [(0.0, 0.0), (0.5, 3.84), (60.5, 40.0)],
+                limit_kw=40.0, seconds=70.0)
+    assert all(c is None for c in caps)
+
+
+def test_an_ev_that_keeps_drawing_less_is_capped_at_its_second_sample():
+    caps = feed(CapTracker(0.3, 0.0, cap_after_s=1.0), [(0.0, 10.0), (60.0, 10.0)],
+                limit_kw=40.0, seconds=61.0)
+    first_cap = next(i for i, c in enumerate(caps) if c is not None)
+    assert first_cap * PERIOD == 60.0  # not at 1 s: one sample is one observation
+    assert caps[-1] == 10.3
+
+
+def test_the_same_sample_every_cycle_without_times_still_caps_after_cap_after_s():
+    # Modbus chargers: every read is a new measurement (sample_t None), as before.
+    tracker = CapTracker(0.3, 0.0, cap_after_s=1.0)
+    caps = [tracker.update("s1", 3.84, 40.0, 0.0, i * PERIOD) for i in range(8)]
+    assert caps[:4] == [None] * 4 and caps[4] == 3.84 + 0.3
+
+
+def test_a_repeated_sample_leaves_a_cap_in_force_as_it_is():
+    tracker = CapTracker(0.3, 0.0, cap_after_s=0.0)
+    assert tracker.update("s1", 10.0, 40.0, 0.0, 0.0, sample_t=1.0) == 10.3
+    assert tracker.update("s1", 10.0, 10.3, 0.0, 5.0, sample_t=1.0) == 10.3
+    assert tracker.update("s1", 10.3, 10.3, 0.0, 9.0, sample_t=2.0) is None  # drew up to it
