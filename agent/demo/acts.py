@@ -51,12 +51,14 @@ class Witness:
 
 
 class Acts:
-    def __init__(self, sim: Any, api: Any, rated_kw: dict[str, float]) -> None:
+    def __init__(self, sim: Any, api: Any, rated_kw: dict[str, float], *,
+                 stage: bool = True) -> None:
         self.sim = sim  # SimProbe
         self.api = api  # ApiClient on the agent's socket
         self.rated_kw = rated_kw  # charger id -> rated power (the scenario's station)
         self.w = Witness()
-        self._rush_done = False
+        self._rush_done = not stage  # not staged: the witness only
+        self._stage = stage
         self._cut_sent_wall: float | None = None
 
     def step(self, wall_s: float, state: dict[str, Any], agent: dict[str, Any] | None) -> None:
@@ -65,7 +67,7 @@ class Acts:
         if not self._rush_done:
             self._rush_done = True
             self._rush(state)
-        if self.w.cut_kw is None and wall_s >= CUT_AT_S:
+        if self._stage and self.w.cut_kw is None and wall_s >= CUT_AT_S:
             self._cut(wall_s, state)
 
     # ---- acts ----------------------------------------------------------------------------

@@ -50,6 +50,8 @@ def build_agent_config(
         chargers.append({"id": cid, "device": cid, "max_power_kw": float(ep["maxPower"]),
                          "connectors": int(ep["connectors"])})  # fmt: skip
 
+    circuits = _tree(station, endpoints.get("circuitMeters") or {}, devices, chargers)
+
     capacity = float(station["gridCapacity"])
     cfg_station: dict[str, Any] = {
         "id": ready["stationId"],
@@ -59,6 +61,10 @@ def build_agent_config(
         "pessimistic_base_load_kw": round(capacity / 3, 1),
         "chargers": chargers,
     }
+    if circuits:
+        cfg_station["circuits"] = circuits
+        if station.get("voltage") is not None:
+            cfg_station["voltage_v"] = float(station["voltage"])
     if "inverter" in endpoints:
         cfg_station["pv_inverter"] = "inverter"
     battery = station.get("battery")
@@ -98,6 +104,35 @@ def build_agent_config(
         config["mqtt"] = {"enabled": True, "host": "127.0.0.1", "port": broker_port}
     config["api"] = {"socket_path": str(workdir / "api.sock")}
     return _known_sections(config)
+
+
+def _tree(station: dict[str, Any], meters: dict[str, Any], devices: list[dict[str, Any]],
+          chargers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The scenario's electrical tree (docs/allocation.md) as [[station.circuits]]: each
+    circuit's fuse and, where the simulator serves one, its meter as a [[devices]] entry; and
+    each charger's place, conductors, rotation and rating. Without it the agent would share
+    in kW only and a sub-board's fuse would carry whatever that allows."""
+    out: list[dict[str, Any]] = []
+    for c in station.get("circuits") or []:
+        entry: dict[str, Any] = {"id": c["id"]}
+        for key, name in (("parent", "parent"), ("maxCurrent", "max_current_a"),
+                          ("maxPower", "max_power_kw")):
+            if c.get(key) is not None:
+                entry[name] = c[key] if key == "parent" else float(c[key])
+        ep = meters.get(c["id"])
+        if ep is not None:
+            entry["meter"] = f"meter-{c['id']}"
+            devices.append({"name": entry["meter"], "kind": "meter", "profile": ep["profile"],
+                            "endpoint": f"tcp://{ep['tcp']}", "unit_id": ep["unit"]})
+        out.append(entry)
+    specs = {c["id"]: c for c in station.get("chargers") or []}
+    for ch in chargers:
+        spec = specs.get(ch["id"], {})
+        for key, name in (("circuit", "circuit"), ("phases", "phases"),
+                          ("phaseRotation", "phase_rotation"), ("maxCurrent", "max_current_a")):
+            if spec.get(key) is not None:
+                ch[name] = spec[key]
+    return out
 
 
 def _known_sections(config: dict[str, Any]) -> dict[str, Any]:

@@ -137,8 +137,10 @@ def start_broker(binary: str, workdir: Path, port: int, timeout_s: float = 10.0)
 
 
 def start_simulator(station_file: Path, time_factor: float, workdir: Path, *,
-                    random_evs: float = 0.0, timeout_s: float = 30.0) -> tuple[Child, dict]:
-    """`sems-sim` on `station_file`; returns it with its parsed ready line."""
+                    random_evs: float = 0.0, profiles: tuple[str, ...] = (),
+                    timeout_s: float = 30.0) -> tuple[Child, dict]:
+    """`sems-sim` on `station_file`; returns it with its parsed ready line. `profiles`:
+    DEVICE=PROFILE register maps, as `sems-sim --profile` takes them."""
     import json
     import selectors
 
@@ -146,6 +148,8 @@ def start_simulator(station_file: Path, time_factor: float, workdir: Path, *,
             "--time-factor", f"{time_factor:g}"]
     if random_evs > 0:
         argv += ["--random-evs", f"{random_evs:g}"]
+    for choice in profiles:
+        argv += ["--profile", choice]
     sim = Child("simulator", argv, env=child_environment(), log=workdir / "simulator.log",
                 stdout=subprocess.PIPE)
     assert sim.proc.stdout is not None

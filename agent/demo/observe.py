@@ -56,6 +56,10 @@ class Truth:
     seconds_over: float = 0.0  # simulated seconds with the grid import above capacity
     # (chargerId, idx, EV session id) -> grid-side energy the charger counted for it
     session_energy: dict[tuple[str, int, str], float] = field(default_factory=dict)
+    # Each circuit's fuse as the simulator's breaker model saw it (rating A, highest current
+    # per grid phase, simulated seconds above the rating), and every trip it logged.
+    circuits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    trips: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, state: dict[str, Any]) -> None:
         self.capacity_kw = float(state["gridCapacity"])
@@ -71,6 +75,11 @@ class Truth:
             if ev is not None:
                 key = (c["chargerId"], int(c["idx"]), str(ev["sessionId"]))
                 self.session_energy[key] = float(c["sessionEnergy"])
+        for cid, c in (state.get("circuits") or {}).items():
+            self.circuits[cid] = {"ratingA": c["rating"],
+                                  "peakA": [round(float(a), 2) for a in c["peakCurrent"]],
+                                  "overRatingS": round(float(c["overRatingS"]), 1)}
+        self.trips = list(state.get("trips") or [])
         self.samples += 1
         self.last = state
 

@@ -53,6 +53,10 @@ class DemoOptions:
     seconds: float | None = None  # None: until Ctrl-C / SIGTERM
     json: bool = False
     broker: bool = True
+    # The staged rush of fast EVs and the grid cut (agent/demo/acts.py), and a start where
+    # the day is busiest; False plays the day file as it is, from its first slot.
+    staged: bool = True
+    profiles: tuple[str, ...] = ()  # DEVICE=PROFILE, passed to sems-sim --profile
 
 
 class Interrupted(BaseException):
@@ -126,9 +130,10 @@ class Demo:
         data = load_scenario(opts.scenario)
         random_evs = 0.0
         if is_day(data):
-            span = (opts.seconds or 60.0) * opts.time_factor
-            window = busy_window(data, span, LEAD_WALL_S * opts.time_factor)
-            data = rotate_day(data, window.offset_s)
+            if opts.staged:  # start where the day is busiest
+                span = (opts.seconds or 60.0) * opts.time_factor
+                window = busy_window(data, span, LEAD_WALL_S * opts.time_factor)
+                data = rotate_day(data, window.offset_s)
             self.window_label = data["series"][0]["start"]
         else:
             random_evs = RANDOM_EVS_PER_HOUR
@@ -140,7 +145,7 @@ class Demo:
         _warm_kernel()
 
         sim, ready = start_simulator(scenario_file, opts.time_factor, self.workdir,
-                                     random_evs=random_evs)
+                                     random_evs=random_evs, profiles=opts.profiles)
         self.children.append(sim)
         self.station_id = ready["stationId"]
         self.sim_probe = SimProbe(ready["control"])
@@ -212,7 +217,8 @@ class Demo:
 
         assert self.started_wall is not None and self.sim_probe is not None
         api = ApiClient(str(self.agent_probe.socket_path), timeout_s=2.0)
-        self.acts = Acts(self.sim_probe, api, self.rated_kw)  # the staged rush and cut
+        # the staged rush and cut (or, not staged, only the witness of what happened)
+        self.acts = Acts(self.sim_probe, api, self.rated_kw, stage=self.opts.staged)
         try:
             self._loop()
         finally:
@@ -312,6 +318,9 @@ class Demo:
             # time, so at 60x one 250 ms cycle of lag is 15 simulated seconds.
             "secondsOverCapacity": round(t.seconds_over, 1),
             "wallSecondsOverCapacity": round(t.seconds_over / self.opts.time_factor, 2),
+            # The electrical tree, on the simulator's breakers (empty: the station has none).
+            "circuits": t.circuits,
+            "trips": len(t.trips),
             "sessionsStarted": self.agent_probe.view.started,
             "sessionsStopped": self.agent_probe.view.stopped,
             "energyDeliveredKwh": round(self.agent_probe.view.energy_kwh, 2),
@@ -399,6 +408,12 @@ def _human_summary(s: dict[str, Any]) -> str:
     if s["batteryMaxDischargeKw"] > 0:
         lines.append(f"  The battery gave up to {s['batteryMaxDischargeKw']:.0f} kW to shave "
                      "the peak.")
+    for cid, c in s["circuits"].items():
+        lines.append(f"  Circuit {cid}: at most {max(c['peakA']):.1f} A per phase on its "
+                     f"{c['ratingA']:g} A fuse" + ("." if c["overRatingS"] == 0 else
+                     f", above it for {c['overRatingS']:g} simulated s."))
+    if s["trips"]:
+        lines.append(f"  Fuses tripped: {s['trips']} (the simulator's breaker model).")
     lines.append(f"  {s['sessionsServed']} sessions served, {s['energyToEvsKwh']:.1f} kWh "
                  "delivered to EVs.")
     if s["savedEur"] is not None:

@@ -4,7 +4,8 @@ Starts `sems-sim` on a scenario day (accelerated, so EVs arrive within the minut
 private Mosquitto when installed, and `sems run` against the simulator; shows grid, PV,
 battery and every connector's limit, power and binding limit about once a second.
 `--seconds N --json` runs headless and prints one JSON summary. Ctrl-C or SIGTERM stops
-every child process and prints the summary. See agent/demo/.
+every child process and prints the summary. `--as-is` plays a day file as it is (no staged
+rush or cut), from midnight, e.g. a whole day at 360x. See agent/demo/.
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="no live table; print one JSON summary at the end")
     parser.add_argument("--no-broker", action="store_true",
                         help="do not start a private Mosquitto (no uplink)")
+    parser.add_argument("--as-is", action="store_true",
+                        help="play the scenario's day as it is, from its start: no staged "
+                             "rush of fast EVs and no grid cut (e.g. a whole day: "
+                             "--time-factor 360 --seconds 240)")
+    parser.add_argument("--profile", action="append", default=[], metavar="DEVICE=PROFILE",
+                        help="serve DEVICE with another register map of config/profiles, as "
+                             "sems-sim --profile (repeatable), e.g. CP1=sim-charger-ac")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,4 +50,5 @@ def run(args: argparse.Namespace) -> int:
     except ScenarioError as exc:
         raise UsageError(str(exc)) from None
     return run_demo(DemoOptions(scenario, args.time_factor, args.seconds, args.json,
-                                broker=not args.no_broker))
+                                broker=not args.no_broker, staged=not args.as_is,
+                                profiles=tuple(args.profile)))
