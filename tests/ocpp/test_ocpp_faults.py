@@ -73,10 +73,12 @@ async def _storms(tmp_path):
         await storm(10)
         await asyncio.sleep(3.0)
 
-        # The grid promise, on the simulator's meter: over capacity (2 % tolerance) for at
-        # most the chargers' reaction time (1 s), as for Modbus chargers.
-        episodes = st.sim.overload_episodes(0.02)
-        assert all(duration <= 1.0 for _, duration, _ in episodes), episodes
+        # The grid promise, on the simulator's meter: never above capacity, not for a
+        # sample (the base load is steady here, so nothing the agent cannot see in advance
+        # moves the import: plug-ins draw at limits already counted, the dropped charger at
+        # its last limits). Four runs, three with a core kept busy: peak 55.9-58.5 kW of 60.
+        episodes = st.sim.overload_episodes(0.0)
+        assert not episodes, episodes
 
         # Every transaction that the agent could reach got a TxProfile within 3 simulated
         # seconds of its start.
