@@ -268,7 +268,10 @@ class SimChargePoint:
             return {i: wants[i] * cap / total for i in own}
         if cap <= 0:
             return dict.fromkeys(own, 0.0)
-        return own
+        # Each connector within the charger-wide limit too (its composite), also while no
+        # EV asks for power: the physics holds this limit until the next tick, so an EV
+        # plugged in meanwhile would draw it.
+        return {i: min(kw, cap) for i, kw in own.items()}
 
     def _accept(self, idx: int) -> float:
         ev = self.model.connector(idx).ev
@@ -367,6 +370,8 @@ class SimChargePoint:
             return "Rejected"
         if profile.is_max and connector != 0:
             return "Rejected"
+        if self.faults.get("reject-tx") and not profile.is_max:
+            return "Rejected"  # a charger that takes only its charger-wide max profile
         if profile.purpose == "TxProfile":
             tx = self.tx.get(connector)
             if tx is None or tx.id != profile.transaction:
@@ -391,13 +396,13 @@ class SimChargePoint:
 
     # ---- faults ---------------------------------------------------------------------------
     def fault(self, kind: str, seconds: float = 5.0, on: bool = True) -> None:
-        """drop (for `seconds`), reject (on/off), late (answers `seconds` late; 0 off),
-        reboot."""
+        """drop (for `seconds`), reject (on/off), reject-tx (on/off: connector profiles
+        only, the max profile accepted), late (answers `seconds` late; 0 off), reboot."""
         if kind == "drop":
             self._offline_until = time.time() + seconds
             self._close()
-        elif kind == "reject":
-            self.faults["reject"] = 1.0 if on else 0.0
+        elif kind in ("reject", "reject-tx"):
+            self.faults[kind] = 1.0 if on else 0.0
         elif kind == "late":
             self.faults["late"] = seconds
         elif kind == "reboot":
@@ -410,7 +415,7 @@ class SimChargePoint:
             self._need_boot = True
             self._close()
         else:
-            raise ValueError(f"fault: {kind!r} is not drop, reject, late or reboot")
+            raise ValueError(f"fault: {kind!r} is not drop, reject, reject-tx, late or reboot")
 
     def _close(self) -> None:
         self.connected.clear()

@@ -79,6 +79,11 @@ class MaxProfileState:
     verified: bool | None = None  # GetCompositeSchedule agreed (None: not checked/unsupported)
     composite_fallback: float | None = None
     dirty: bool = True  # ceilings changed: verify again after sending
+    # Every connector's own profile accepted since the charger booted. Until then the max
+    # profile stands at the fallback, not the rating: a connector without a profile has no
+    # limit of its own (its composite is the max profile alone), so an EV plugged in before
+    # its connector's first TxDefaultProfile would draw up to the charger's rating.
+    opened: bool = False
 
 
 @dataclass(slots=True)
@@ -218,6 +223,7 @@ class OcppCharger:
             c.sent_key = None
             c.in_flight = None
         self.max.dirty = True
+        self.max.opened = False
 
     def booted(self) -> None:
         if self.link is not None:
@@ -360,6 +366,8 @@ class OcppCharger:
         csms_max = self.csms.max_kw(self.cfg)
         ceiling_kw = self.cfg.max_power_kw if csms_max is None else min(
             self.cfg.max_power_kw, csms_max)
+        if not m.opened:  # its connectors' own profiles are not all in yet (MaxProfileState)
+            ceiling_kw = min(ceiling_kw, m.fallback_kw)
         ceiling = to_rate(ceiling_kw, unit, self.cfg)
         fallback = to_rate(min(m.fallback_kw, ceiling_kw), unit, self.cfg)
         profile = profiles.max_profile(
@@ -467,6 +475,9 @@ class OcppCharger:
         c.last_answer = answer
         if answer == "Accepted":
             c.accepted, c.sent_key = kw, key
+            if not self.max.opened and all(x.sent_key is not None for x in self.conns.values()):
+                self.max.opened = self.max.dirty = True  # the rating, now that each has a limit
+                self._wake.set()
             self._health.latency(time.monotonic() - start)
             self._health.ok()
         else:
@@ -494,7 +505,8 @@ class OcppCharger:
             "boot": i.boot, "bootedAt": i.booted_at, "lastHeartbeat": i.last_heartbeat,
             "rateUnit": i.unit,
             "maxProfile": {"fallbackKw": m.fallback_kw, "holdS": m.hold_s, "answer": m.answer,
-                           "verified": m.verified, "compositeFallback": m.composite_fallback},
+                           "verified": m.verified, "compositeFallback": m.composite_fallback,
+                           "opened": m.opened},
             "connectors": [
                 {"idx": idx, "status": c.status, "transactionId": c.tx_id, "idTag": c.id_tag,
                  "powerKw": c.power_kw, "limitKw": c.accepted, "lastAnswer": c.last_answer,

@@ -76,7 +76,10 @@ async def ocpp_station(tmp_path: Path, station: dict, versions: dict[str, str], 
                        control: dict | None = None, ocpp: dict | None = None,
                        with_loop: bool = True, base_load_kw: float = 0.0,
                        pessimistic_base_kw: float = 15.0,
-                       charger_cfg: dict | None = None) -> AsyncIterator[OcppStation]:
+                       charger_cfg: dict | None = None,
+                       faults: dict[str, str] | None = None) -> AsyncIterator[OcppStation]:
+    """`faults`: charge point id -> a fault kind (SimChargePoint.fault) on before it first
+    connects."""
     async with Simulator(station, rtu_meter=False) as sim:
         sim.set(base_load_kw=base_load_kw, pv_kw=0.0)
         settings = OcppSettings(host="127.0.0.1", port=0, **(ocpp or {}))
@@ -100,6 +103,8 @@ async def ocpp_station(tmp_path: Path, station: dict, versions: dict[str, str], 
                                    version=versions[cid]) for cid in chargers}
         st = OcppStation(sim, cs, cps, loop)
         try:
+            for cid, kind in (faults or {}).items():
+                cps[cid].fault(kind)
             for cp in cps.values():
                 await cp.start()
             if loop is not None:

@@ -74,11 +74,14 @@ async def _scenario(tmp_path):
             assert view is not None and view["connected"], view
             assert view["version"] == "1.6" and view["boot"]["vendor"] == "sems-sim"
             assert view["connectors"][0]["lastAnswer"] == "Accepted"
+            # Its connector has a profile of its own: the max profile may stand at the rating.
+            assert view["maxProfile"]["opened"] is True
 
             code, out, err = await sems("devices", "--socket", str(sock))
             assert code == 0, err + out
             assert "CP1#1" in out and "sems-sim" in out and "connected" in out
             assert "TxProfile" in out and "Accepted" in out
+            assert "held at fallback" not in out
 
             code, out, err = await sems("ocpp", "log", "CP1", "-n", "200", "--socket", str(sock))
             assert code == 0, err
@@ -95,3 +98,17 @@ async def _scenario(tmp_path):
         finally:
             await cp.stop()
             await stop_agent(agent)
+
+
+def test_devices_table_says_when_a_charger_is_held_at_its_fallback():
+    """A connector without an accepted profile of its own keeps the charger's max profile at
+    the fallback (agent/ocpp/charger.py, MaxProfileState.opened): the table says so."""
+    from agent.cli.commands.ocpp import ocpp_table
+
+    def device(opened: bool) -> dict:
+        return {"ocpp": {"chargePointId": "CP9", "version": "2.0.1", "connected": True,
+                         "maxProfile": {"opened": opened},
+                         "connectors": [{"idx": 1, "lastAnswer": "Rejected"}]}}
+
+    assert "held at fallback" in ocpp_table([device(False)])
+    assert "held at fallback" not in ocpp_table([device(True)])

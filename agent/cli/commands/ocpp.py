@@ -40,6 +40,8 @@ def ocpp_table(devices: list[dict[str, Any]]) -> str:
         up = o.get("upstream")
         if up is not None:
             state += ", CSMS " + ("up" if up.get("connected") else f"down ({up.get('queued')} queued)")
+        if o.get("connected") and not (o.get("maxProfile") or {}).get("opened", True):
+            state += ", held at fallback"  # a connector has no accepted profile of its own yet
         for c in o.get("connectors") or [{}]:
             prof = c.get("lastProfile") or {}
             sched = prof.get("chargingSchedule")
