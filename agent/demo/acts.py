@@ -57,14 +57,14 @@ class Acts:
         self.api = api  # ApiClient on the agent's socket
         self.rated_kw = rated_kw  # charger id -> rated power (the scenario's station)
         self.w = Witness()
-        self._rush_done = not stage  # not staged: the witness only
-        self._stage = stage
+        self._stage = stage  # False: the witness only, no rush and no cut
+        self._rush_done = False
         self._cut_sent_wall: float | None = None
 
     def step(self, wall_s: float, state: dict[str, Any], agent: dict[str, Any] | None) -> None:
         """Called with every simulator sample (and the agent's last station view)."""
         self._watch(wall_s, state, agent)
-        if not self._rush_done:
+        if self._stage and not self._rush_done:
             self._rush_done = True
             self._rush(state)
         if self._stage and self.w.cut_kw is None and wall_s >= CUT_AT_S:

@@ -34,23 +34,20 @@ def build_agent_config(
     endpoints = ready["endpoints"]
     meter = endpoints["meter"]
     meter_endpoint = f"rtu://{meter['rtu']}" if meter.get("rtu") else f"tcp://{meter['tcp']}"
-    devices: list[dict[str, Any]] = [
-        {"name": "meter", "kind": "meter", "profile": meter["profile"],
-         "endpoint": meter_endpoint, "unit_id": meter["unit"]},
-    ]  # fmt: skip
+    devices = [_device("meter", "meter", meter, meter_endpoint)]
     for name, kind in (("bms", "battery"), ("inverter", "inverter")):
         if name in endpoints:
-            ep = endpoints[name]
-            devices.append({"name": name, "kind": kind, "profile": ep["profile"],
-                            "endpoint": f"tcp://{ep['tcp']}", "unit_id": ep["unit"]})  # fmt: skip
+            devices.append(_device(name, kind, endpoints[name]))
+    places = {c["id"]: _place(c) for c in station.get("chargers") or []}
     chargers = []
     for cid, ep in endpoints["chargers"].items():
-        devices.append({"name": cid, "kind": "charger", "profile": ep["profile"],
-                        "endpoint": f"tcp://{ep['tcp']}", "unit_id": ep["unit"]})  # fmt: skip
+        devices.append(_device(cid, "charger", ep))
         chargers.append({"id": cid, "device": cid, "max_power_kw": float(ep["maxPower"]),
-                         "connectors": int(ep["connectors"])})  # fmt: skip
-
-    circuits = _tree(station, endpoints.get("circuitMeters") or {}, devices, chargers)
+                         "connectors": int(ep["connectors"]), **places.get(cid, {})})  # fmt: skip
+    meters = endpoints.get("circuitMeters") or {}
+    circuits = [_circuit(c, f"meter-{c['id']}" if c["id"] in meters else None)
+                for c in station.get("circuits") or []]
+    devices += [_device(f"meter-{cid}", "meter", ep) for cid, ep in meters.items()]
 
     capacity = float(station["gridCapacity"])
     cfg_station: dict[str, Any] = {
@@ -106,33 +103,30 @@ def build_agent_config(
     return _known_sections(config)
 
 
-def _tree(station: dict[str, Any], meters: dict[str, Any], devices: list[dict[str, Any]],
-          chargers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The scenario's electrical tree (docs/allocation.md) as [[station.circuits]]: each
-    circuit's fuse and, where the simulator serves one, its meter as a [[devices]] entry; and
-    each charger's place, conductors, rotation and rating. Without it the agent would share
-    in kW only and a sub-board's fuse would carry whatever that allows."""
-    out: list[dict[str, Any]] = []
-    for c in station.get("circuits") or []:
-        entry: dict[str, Any] = {"id": c["id"]}
-        for key, name in (("parent", "parent"), ("maxCurrent", "max_current_a"),
-                          ("maxPower", "max_power_kw")):
-            if c.get(key) is not None:
-                entry[name] = c[key] if key == "parent" else float(c[key])
-        ep = meters.get(c["id"])
-        if ep is not None:
-            entry["meter"] = f"meter-{c['id']}"
-            devices.append({"name": entry["meter"], "kind": "meter", "profile": ep["profile"],
-                            "endpoint": f"tcp://{ep['tcp']}", "unit_id": ep["unit"]})
-        out.append(entry)
-    specs = {c["id"]: c for c in station.get("chargers") or []}
-    for ch in chargers:
-        spec = specs.get(ch["id"], {})
-        for key, name in (("circuit", "circuit"), ("phases", "phases"),
-                          ("phaseRotation", "phase_rotation"), ("maxCurrent", "max_current_a")):
-            if spec.get(key) is not None:
-                ch[name] = spec[key]
-    return out
+def _device(name: str, kind: str, ep: dict[str, Any], endpoint: str | None = None) -> dict[str, Any]:
+    """A [[devices]] entry for one of the simulator's endpoints (TCP unless given)."""
+    return {"name": name, "kind": kind, "profile": ep["profile"],
+            "endpoint": endpoint or f"tcp://{ep['tcp']}", "unit_id": ep["unit"]}
+
+
+# The scenario's electrical tree (docs/allocation.md) in the settings' names: without it the
+# agent would share in kW only and a sub-board's fuse would carry whatever that allows.
+_CIRCUIT_KEYS = (("parent", "parent"), ("maxCurrent", "max_current_a"),
+                 ("maxPower", "max_power_kw"))
+_PLACE_KEYS = (("circuit", "circuit"), ("phases", "phases"),
+               ("phaseRotation", "phase_rotation"), ("maxCurrent", "max_current_a"))
+
+
+def _circuit(c: dict[str, Any], meter: str | None) -> dict[str, Any]:
+    """A [[station.circuits]] entry: its fuse, and its meter where the simulator serves one."""
+    entry = {"id": c["id"], **{name: c[key] for key, name in _CIRCUIT_KEYS
+                              if c.get(key) is not None}}
+    return entry | ({"meter": meter} if meter else {})
+
+
+def _place(c: dict[str, Any]) -> dict[str, Any]:
+    """A charger's place in the tree: circuit, conductors, rotation, rating in A."""
+    return {name: c[key] for key, name in _PLACE_KEYS if c.get(key) is not None}
 
 
 def _known_sections(config: dict[str, Any]) -> dict[str, Any]:
