@@ -23,6 +23,7 @@ class _CapState:
     below_since: float | None = None
     cap_kw: float | None = None
     last_sample: float | None = None  # the sample last fed, where samples are timestamped
+    last_kw: float | None = None  # the draw of the observation before this one
 
 
 class CapTracker:
@@ -45,13 +46,20 @@ class CapTracker:
         read (an OCPP charger's last meter value: the time it arrived). A repeated sample is
         not a new observation and changes nothing, so one sample taken while the EV ramps up
         is never read as a minute of drawing less: a cap needs a later sample still below.
-        (Only compared for equality: the driver's clock need not be the controller's.)"""
+        (Only compared for equality: the driver's clock need not be the controller's.)
+
+        A draw still rising (by more than the margin since the previous observation) is an EV
+        ramping up, not one that settled below its limit: the clock starts again from it, so
+        two samples both taken during a slow ramp do not cap it either (OCPP samples may be
+        a minute apart: a cap taken from them would hold the EV for that minute)."""
         st = self._state.setdefault(session_id, _CapState())
         if sample_t is not None:
             if sample_t == st.last_sample:
                 return st.cap_kw
             st.last_sample = sample_t
         margin = self.margin(measured_kw)
+        rising = st.last_kw is not None and measured_kw > st.last_kw + margin
+        st.last_kw = measured_kw
         if st.cap_kw is not None:
             if measured_kw >= st.cap_kw - margin / 2:
                 st.cap_kw = None  # drawing up to its cap: offer the full share again
@@ -60,7 +68,7 @@ class CapTracker:
                 st.cap_kw = max(min_kw, min(st.cap_kw, measured_kw + margin))
             return st.cap_kw
         if limit_kw - measured_kw > margin:
-            if st.below_since is None:
+            if st.below_since is None or rising:
                 st.below_since = t
             if t - st.below_since >= self.cap_after_s:
                 st.cap_kw = max(min_kw, measured_kw + margin)

@@ -54,7 +54,10 @@ class _Connector:
     status: str | None = None  # as the charger said it (1.6 status / 2.0.1 state)
     state: str | None = None  # IEC 61851
     power_kw: float | None = None
-    power_ts: float | None = None  # when the power_kw arrived (a meter value, or the stop)
+    # When power_kw arrived (a meter value, or the stop); 0.0 until the first one, so a
+    # charger that has sent none is one observation of nothing for the cap rule, not a new
+    # one every cycle (which capped the EV at the probe margin until its first sample).
+    power_ts: float | None = 0.0
     energy_kwh: float | None = None  # the charger's register
     start_kwh: float | None = None  # register at transaction start
     soc_pct: float | None = None

@@ -48,3 +48,28 @@ def test_a_repeated_sample_leaves_a_cap_in_force_as_it_is():
     assert tracker.update("s1", 10.0, 40.0, 0.0, 0.0, sample_t=1.0) == 10.3
     assert tracker.update("s1", 10.0, 10.3, 0.0, 5.0, sample_t=1.0) == 10.3
     assert tracker.update("s1", 10.3, 10.3, 0.0, 9.0, sample_t=2.0) is None  # drew up to it
+
+
+def test_two_samples_taken_during_a_slow_ramp_do_not_cap():
+    # 60 s samples of an EV ramping to its 40 kW limit: 3.84 kW, then 18 kW, then 40 kW.
+    caps = feed(CapTracker(0.3, 0.0, cap_after_s=1.0),
+                [(0.0, 0.0), (0.5, 3.84), (60.5, 18.0), (120.5, 40.0)],
+                limit_kw=40.0, seconds=130.0)
+    assert all(c is None for c in caps)
+
+
+def test_an_ev_that_settles_below_its_limit_is_capped_once_its_draw_stops_rising():
+    # ramp samples 3.84 and 18 kW, then it stays at 18.1 kW: capped at the sample after it settled
+    caps = feed(CapTracker(0.3, 0.0, cap_after_s=1.0),
+                [(0.0, 0.0), (0.5, 3.84), (60.5, 18.0), (120.5, 18.1)],
+                limit_kw=40.0, seconds=125.0)
+    first_cap = next(i for i, c in enumerate(caps) if c is not None)
+    assert first_cap * PERIOD == 120.5 and abs(caps[-1] - 18.4) < 1e-9
+
+
+def test_a_charger_that_has_sent_no_sample_is_one_observation_of_nothing():
+    # The OCPP driver stamps "no sample yet" with one constant time (agent/ocpp/charger.py),
+    # so a silent charger is not read as drawing 0 afresh every cycle.
+    caps = feed(CapTracker(0.3, 0.0, cap_after_s=1.0), [(0.0, 0.0), (30.0, 11.0)],
+                limit_kw=11.0, seconds=40.0)
+    assert all(c is None for c in caps)
