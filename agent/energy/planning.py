@@ -4,8 +4,9 @@
 event: a session started or stopped (`notice`, fed by the control loop each cycle), or a
 tariff, carbon forecast, power cap, vehicle schedule, maintenance window or optimisation
 request arriving in `agent/store/signals.py` (polled every `planner.signal_poll_s`). The request
-is built on the event loop (cheap reads) and the LP solved in a worker thread
-(`asyncio.to_thread`), so the control loop never waits for HiGHS.
+is built on the event loop (cheap reads, ~3 ms) and the LP built and solved in a worker
+thread (`asyncio.to_thread`), so the control loop never waits for HiGHS (it shares the
+interpreter lock with the thread's Python parts while they run: docs/planner.md).
 
 Each cycle the control loop asks `guidance(now)` for the current slot (a dict lookup once
 the slot is known). Without a usable plan (planner disabled, failed, timed out, or the plan
@@ -197,6 +198,12 @@ class PlannerTask:
         # learns from whole days only).
         self.tuning = Tuning()
         self._foresight: tuple[datetime, Foresight] | None = None
+        # The LP's module (highspy with it, 30-40 ms) loads now, at start-up. Left to the
+        # first re-plan, its import ran on the event loop beside the first control cycles
+        # and set their p99 (bench/loop.py at 2 chargers: 3.7 ms before the planner's
+        # foresight, 20-24 ms with the import there). A daemon without a planner never
+        # builds this task, so never loads it.
+        import allocator.planner  # noqa: F401
 
     def configure_station(self, settings: AgentSettings) -> None:
         """At start, and when a new station configuration is swapped in: the next plan uses
