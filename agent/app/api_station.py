@@ -299,6 +299,14 @@ class ApiStation:
         """The active sessions' records (the uplink's periodic `updated` messages)."""
         return [s.rec for s in self._sessions.values()]
 
+    def telemetry_connectors(self) -> list[dict[str, Any]]:
+        """Each connector's allocation, reported draw and session for the uplink's telemetry
+        (the shape of `AgentState.telemetry()["connectors"]`; no IEC 61851 state: the
+        integration does not report one)."""
+        return [{"chargerId": c.charger_id, "idx": c.idx, "state": None, "power": c.power_kw,
+                 "limit": c.limit_kw, "sessionId": c.session_id}
+                for c in self.station_view().connectors]  # fmt: skip
+
     def flush(self) -> None:
         """Save every session's figures now (clean shutdown: the rows stay `active`, to be
         resumed). Raises if the store refuses."""

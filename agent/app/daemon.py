@@ -213,6 +213,7 @@ def _api_station(
     control.between_cycles.append(station.cycle)
     if bridge is not None:
         bridge.follow_sessions(station.active_records)
+        bridge.follow_connectors(station.telemetry_connectors)
     return station
 
 

@@ -76,6 +76,9 @@ class UplinkBridge:
         self._disk_path = Path(settings.storage.db_path).parent
         # Active sessions besides the tracker's (the API-only station's), for "updated".
         self._session_sources: list[Callable[[], Iterable[Session]]] = []
+        # Connectors besides the loop's (the API-only station's), for telemetry: dicts in
+        # the shape of `AgentState.telemetry()["connectors"]`, plus their "sessionId".
+        self._connector_sources: list[Callable[[], Iterable[dict[str, Any]]]] = []
 
     def attach(self, loop: ControlLoop) -> None:
         self.loop = loop
@@ -83,6 +86,10 @@ class UplinkBridge:
     def follow_sessions(self, active: Callable[[], Iterable[Session]]) -> None:
         """Also report these active sessions with every periodic health."""
         self._session_sources.append(active)
+
+    def follow_connectors(self, connectors: Callable[[], Iterable[dict[str, Any]]]) -> None:
+        """Also report these connectors in every telemetry message."""
+        self._connector_sources.append(connectors)
 
     # --- UplinkHook ---------------------------------------------------------------------
 
@@ -178,6 +185,12 @@ class UplinkBridge:
                 power_kw=round(c.get("power") or 0.0, 3), session_id=sid,
                 held=_held(held.get(sid)) if sid is not None else None,
             ))  # fmt: skip
+        for source in self._connector_sources:
+            connectors.extend(m.ConnectorReading(
+                charger_id=c["chargerId"], idx=c["idx"], state=c.get("state"),
+                limit_kw=round(c.get("limit") or 0.0, 3), power_kw=round(c.get("power") or 0.0, 3),
+                session_id=c.get("sessionId"),
+            ) for c in source())  # fmt: skip
         st = self.settings.station
         battery = t.get("battery")
         has_battery = st.battery is not None

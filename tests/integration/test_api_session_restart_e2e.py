@@ -1,6 +1,7 @@
 """Acceptance for issue 11 "One station": a session reported through the local API of an
 API-only station (a grid meter, no charger devices; chargers from POST /station/config) is
-a session like a hardware one. It is published on MQTT when it starts, survives a SIGKILL
+a session like a hardware one. It is published on MQTT when it starts (its connector in the
+telemetry, with its draw and limit), survives a SIGKILL
 and restart of a real `sems run` (the same id, resumed, not started again), is published
 when it stops, and leaves no `active` row in the store.
 
@@ -58,6 +59,16 @@ def session_events(cloud: Collector, session_id: str, event: str) -> list[dict]:
                  and m.json.get("event") == event}.values())  # fmt: skip
 
 
+def api_connector(cloud: Collector, session_id: str) -> dict | None:
+    """The latest telemetry's entry for the connector of `session_id` once it draws."""
+    for msg in reversed(cloud.got):
+        if msg.topic.endswith("/telemetry"):
+            for c in msg.json.get("connectors", []):
+                if c.get("sessionId") == session_id and c.get("powerKw"):
+                    return c
+    return None
+
+
 def rows(db: Path) -> dict[str, str]:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         return dict(conn.execute("SELECT id, status FROM sessions").fetchall())
@@ -105,6 +116,11 @@ async def _scenario(tmp: Path, broker) -> None:  # type: ignore[no-untyped-def]
                 assert (await http.post(f"/sessions/{sid}/power-update",
                                         json={"consumedPower": 20.0})).status_code == 200
             await cloud.wait_for(lambda: bool(session_events(cloud, sid, "started")), 20)
+            # Its connector is in the telemetry, with the session, its draw and its limit.
+            await cloud.wait_for(lambda: api_connector(cloud, sid) is not None, 20)
+            reported = api_connector(cloud, sid)
+            assert reported["chargerId"] == "DC1" and reported["idx"] == 1, reported
+            assert reported["powerKw"] == 20.0 and 20.0 <= reported["limitKw"] <= 40.0, reported
 
             agent.send_signal(signal.SIGKILL)
             await agent.wait()
