@@ -336,7 +336,9 @@ class OcppCharger:
         return "raise" if all(raising for raising, *_ in todo) else "lower"
 
     async def _setup(self, link: Link) -> None:
-        """After a boot or a reconnection: rate unit, meter interval, fallback, then limits."""
+        """After a boot or a reconnection: rate unit, fallback, meter interval, then limits.
+        The max profile goes out as soon as its unit is known: until it is in force, a
+        charger that never held one from the agent draws as it likes (docs/ocpp.md)."""
         try:
             allowed = None
             if self.cfg.rate_unit is None:
@@ -345,13 +347,15 @@ class OcppCharger:
                 except Exception as exc:
                     log.info("%s: rate unit not readable (%s): A", self.cfg.charge_point_id, exc)
             self.info.unit = pick_unit(allowed, self.cfg.rate_unit)
+            if self.link is not link:
+                return
+            await self._send_max()
             try:
                 await link.set_meter_interval(self.ocpp.meter_interval_s)
             except Exception as exc:
                 log.info("%s: meter interval not set: %s", self.cfg.charge_point_id, exc)
             if self.link is not link:
                 return
-            await self._send_max()
             for c in self.conns.values():
                 c.sent_key = None
                 if c.want is None:
