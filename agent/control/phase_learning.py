@@ -63,7 +63,9 @@ ASSUMED_PHASES = 1  # before the first meaningful reading (see above)
 @dataclass(frozen=True, slots=True)
 class PhaseCount:
     phases: int  # what the session is booked on
-    source: str  # "measured", "assumed" (reports currents, none meaningful yet), "configured"
+    # "measured" (its charger's conductors), "stepped" (a circuit meter's step, see
+    # agent/control/phase_steps.py), "assumed" (none meaningful yet), "configured"
+    source: str
     # What the allocator books it on where that is not `phases` (a charger limited in amps
     # keeps its configured count: agent/control/controller.py `_phases`).
     booked: int | None = None
@@ -72,10 +74,19 @@ class PhaseCount:
     def measured(self) -> bool:
         return self.source == "measured"
 
+    @property
+    def learned(self) -> bool:
+        """From a measurement: its charger's conductors or a circuit meter's step."""
+        return self.source in ("measured", "stepped")
+
     def words(self) -> str:
         if self.booked is not None and self.booked != self.phases:
-            return f"{self.phases}-phase ({self.source}; booked on {self.booked}: limit in A)"
-        return f"{self.phases}-phase ({self.source})"
+            return f"{self.phases}-phase ({self._source_words}; booked on {self.booked}: limit in A)"
+        return f"{self.phases}-phase ({self._source_words})"
+
+    @property
+    def _source_words(self) -> str:
+        return "circuit meter step" if self.source == "stepped" else self.source
 
 
 def observed_phases(currents_a: Currents, conductors: int) -> int | None:
@@ -113,23 +124,42 @@ class PhaseLearner:
                 configured: int) -> PhaseCount:  # fmt: skip
         """This cycle's reading for the connector's session (None: the charger reports no
         per-conductor currents, or none this cycle) -> the count to book."""
-        track = self._tracks.get(key)
-        if track is None or track.session_id != session_id:
-            track = self._tracks[key] = _Track(session_id, configured, "configured")
+        track = self._track(key, session_id, configured)
         if currents_a is not None and track.source == "configured":
             # the charger reports its conductors: the safe side until one says more
             track.phases, track.source = min(ASSUMED_PHASES, configured), "assumed"
         seen = observed_phases(currents_a, configured) if currents_a is not None else None
+        return self._adopt(track, seen, "measured")
+
+    def observe_steps(self, key: Key, session_id: str, seen: int | None,
+                      configured: int) -> PhaseCount:  # fmt: skip
+        """For a charger without per-conductor currents below a circuit meter that can
+        teach it (agent/control/phase_steps.py): the count a step of this session showed
+        this cycle (None: no step) -> the count to book. Until a step shows one, it is
+        booked as assumed, as a charger that reports its conductors is until its EV draws."""
+        track = self._track(key, session_id, configured)
+        if track.source == "configured":
+            track.phases, track.source = min(ASSUMED_PHASES, configured), "assumed"
+        return self._adopt(track, min(seen, configured) if seen is not None else None, "stepped")
+
+    def _track(self, key: Key, session_id: str, configured: int) -> _Track:
+        track = self._tracks.get(key)
+        if track is None or track.session_id != session_id:
+            track = self._tracks[key] = _Track(session_id, configured, "configured")
+        return track
+
+    def _adopt(self, track: _Track, seen: int | None, source: str) -> PhaseCount:
+        """More phases than booked at once, fewer after `drop_cycles` observations in a row."""
         if seen is None:
             return PhaseCount(track.phases, track.source)
         if seen >= track.phases:
-            track.phases, track.source = seen, "measured"
+            track.phases, track.source = seen, source
             track.lower = track.streak = 0
         else:
             track.lower = max(track.lower, seen)
             track.streak += 1
             if track.streak >= self.drop_cycles:
-                track.phases, track.source = track.lower, "measured"
+                track.phases, track.source = track.lower, source
                 track.lower = track.streak = 0
         return PhaseCount(track.phases, track.source)
 
