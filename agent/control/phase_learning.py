@@ -40,7 +40,34 @@ The rule, per connector and session:
   its L1 for those cycles; a metered circuit still holds (its meter counts the current as
   base load at once, and increases below it are counted as if on one phase).
 - A new session on the connector starts again; a charger without per-conductor readings
-  keeps its configured count ("3-phase (configured)"), as before this learning existed.
+  keeps its configured count ("3-phase (configured)"), as before this learning existed,
+  unless a circuit meter can teach it (below).
+
+From a circuit meter's step (`observe_steps`, agent/control/phase_steps.py): a charger
+without per-conductor readings below circuits that are all metered where they have a
+per-phase rating (agent/control/phase_step_inputs.py) is booked as assumed from its
+session's start, like one that reports them (one phase, its charger's minimum, the start's
+reserve on its other conductors), and a step of its draw that the meter explains on k
+phases is an observation of k ("1-phase (circuit meter step)"), under the rules above. Such
+a count can be wrong where the reading of one connector is: a non-EV load moving at the
+same instant by just the complement of the step (+2/3 of a 3-phase EV's start on L1, -1/3
+on L2 and L3) makes it look 1-phase. Why a wrong lower count still leaves every phase
+within its rating:
+- The allocator books it on fewer phases: on its learned ones it books more than it draws
+  (the safe side above); what it draws on the others is measured by every meter above it
+  and counted as that circuit's base load at its next reading (agent/control/
+  circuit_meters.py), so the allocation fits the fuses again from then on. Hence only below
+  metered fuses: an unmetered one would not count it.
+- Between two readings only increases could pass a rating, and those are granted out of
+  each phase's measured room with the weights of all of its charger's conductors (1, 1/2,
+  1/3), never with the learned count's (only a count from its own conductors narrows them):
+  whatever its true count, what an increase puts on a phase fits its room. The price: a
+  1-phase EV learned from steps takes room on its charger's other phases while it ramps up.
+  tests/agent/test_phase_steps.py fools the learner so and checks the sub-board; with the
+  learned count in the weights L2 went to 33.8 A on a 32 A fuse.
+- Its minimum power scales with the learned count (1-phase: 1.38 kW), at which a 3-phase EV
+  may stop charging: less energy, not an overload, and its stop is a step on three phases,
+  which is adopted at once.
 """
 
 from __future__ import annotations
