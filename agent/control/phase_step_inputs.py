@@ -27,6 +27,8 @@ def step_taught(st: StationSettings) -> dict[str, dict[Key, tuple[int, ...]]]:
     phases (0-based) of their charger's conductors, L1 first."""
     out: dict[str, dict[Key, tuple[int, ...]]] = {}
     for ch in st.chargers:
+        if ch.phases == 1:  # nothing to learn
+            continue
         above = list(ancestors(st.circuits, ch.circuit))
         metered = [c for c in above if c.meter is not None]
         if not metered or any(c.meter is None for c in above if c.max_current_a is not None):

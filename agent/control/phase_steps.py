@@ -76,8 +76,8 @@ class StepWatch:
                 learnable: Mapping[Key, tuple[int, ...]]) -> dict[Key, int]:  # fmt: skip
         """This cycle's sample of the circuit (None: not fresh) -> {connector: phase count}
         for a step this sample completes. `learnable`: the connectors whose phase count the
-        meter may teach (their chargers report no per-conductor currents) -> the grid
-        phases of their conductors; every connector in the sample counts as a mover."""
+        meter may teach (agent/control/phase_step_inputs.py) -> the grid phases of their
+        charger's conductors; every connector in the sample counts as a mover."""
         anchor = self._anchors.get(circuit_id)
         if sample is None:
             self._anchors.pop(circuit_id, None)

@@ -278,3 +278,23 @@ def test_a_wrong_lower_count_cannot_overfill_a_phase_it_was_not_booked_on():
     st.ev_max[three] = 11.0  # warm: it would take all of L1
     seen += st.step(60)
     assert max(max(a) for a in seen) <= RATING_A, max(seen, key=max)
+
+
+def test_only_chargers_below_metered_fuses_are_taught_by_a_meter():
+    """A charger below an unmetered fuse keeps its configured count: nothing would count
+    the unbooked current of a wrong lower count there. A 1-phase charger has nothing to
+    learn."""
+    from agent.config.settings import AgentSettings
+    from agent.control.phase_step_inputs import step_taught
+
+    base = sub_board()
+    st = base.station.model_dump()
+    st["circuits"] = [{"id": "main", "max_current_a": 63.0},
+                      {"id": "sub", "parent": "main", "max_current_a": 32.0, "meter": "sub-meter"},
+                      {"id": "metered-main", "max_current_a": 63.0, "meter": "sub-meter"},
+                      {"id": "sub2", "parent": "metered-main", "max_power_kw": 20.0}]
+    st["chargers"][0]["circuit"] = "sub2"
+    st["chargers"][1]["circuit"] = "sub"
+    st["chargers"][2].update(circuit="sub2", phases=1, phase_rotation="L2L3L1")
+    cfg = AgentSettings(**{**base.model_dump(), "station": st})
+    assert step_taught(cfg.station) == {"metered-main": {("CP1", 1): (0, 1, 2)}}
