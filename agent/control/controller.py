@@ -27,7 +27,7 @@ from agent.control.decision import AllocationInputs, ConnectorDecision, Decision
 from agent.control.held import held_by_plan
 from agent.control.limit_lag import LimitLag
 from agent.control.phase_learning import PhaseCount, PhaseLearner
-from agent.control.phase_step_inputs import step_samples, step_taught
+from agent.control.phase_step_inputs import metered_keys, step_samples, step_taught
 from agent.control.phase_steps import StepWatch
 from agent.control.sessions import Session, SessionTracker
 from agent.control.tree import configure_tree, set_bases, start_reserves
@@ -113,6 +113,7 @@ class Controller:
             self.step_watch.volts = st.voltage_v
         self.step_taught = step_taught(st)
         self.step_taught_keys = frozenset().union(*self.step_taught.values())
+        self.metered_keys = metered_keys(st)
         self.chargers = {ch.id: ch for ch in st.chargers}
         self._charger_rows = tuple((ch.id, ch.max_power_kw, ch.connectors) for ch in st.chargers)
         configure_tree(self.arrays, st)
@@ -335,7 +336,7 @@ class Controller:
         the sessions booked on a count learned from a measurement (phase_learning.py)."""
         active = self.sessions.active
         steps: dict[Key, int] = {}
-        for cid, sample in step_samples(self.s.station, snap, self.s.control.period_s).items():
+        for cid, sample in step_samples(self.metered_keys, snap, self.s.control.period_s).items():
             taught = self.step_taught.get(cid, {})
             for key, k in self.step_watch.observe(cid, sample, taught).items():
                 steps[key] = max(k, steps.get(key, 0))  # two meters: more is adopted at once

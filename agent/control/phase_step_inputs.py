@@ -40,18 +40,23 @@ def step_taught(st: StationSettings) -> dict[str, dict[Key, tuple[int, ...]]]:
     return out
 
 
-def step_samples(st: StationSettings, snap: Snapshot, period_s: float
+def metered_keys(st: StationSettings) -> dict[str, frozenset[Key]]:
+    """Per metered circuit: the connectors below it (what `step_samples` reads)."""
+    return {c.id: keys_below(st, c.id) for c in st.circuits if c.meter is not None}
+
+
+def step_samples(below: Mapping[str, frozenset[Key]], snap: Snapshot, period_s: float
                  ) -> dict[str, MeterSample | None]:  # fmt: skip
     """Each metered circuit's sample this cycle, None where it says nothing reliable: the
     meter's reading missing, without per-phase currents or older than one period, or a
     charger below it not read this cycle (its connectors hold old values), or a draw
-    sampled more than one period ago (OCPP meter values)."""
+    sampled more than one period ago (OCPP meter values). `below`: `metered_keys`."""
     now = snap.ts.timestamp()
     conns = {(c.charger_id, c.idx): c for c in snap.connectors()}
     reachable = {ch.id: ch.reachable for ch in snap.chargers}
     out: dict[str, MeterSample | None] = {}
     for reading in snap.circuit_meters:
-        keys = keys_below(st, reading.circuit_id)
+        keys = below.get(reading.circuit_id, frozenset())
         read = all(reachable.get(key[0], False) and key in conns for key in keys)
         if (reading.currents_a is None or reading.age_s > period_s or not read
                 or not all(_drawn_lately(conns[key].power_ts, now, period_s) for key in keys)):

@@ -298,3 +298,34 @@ def test_only_chargers_below_metered_fuses_are_taught_by_a_meter():
     st["chargers"][2].update(circuit="sub2", phases=1, phase_rotation="L2L3L1")
     cfg = AgentSettings(**{**base.model_dump(), "station": st})
     assert step_taught(cfg.station) == {"metered-main": {("CP1", 1): (0, 1, 2)}}
+
+
+def test_a_sample_is_taken_only_from_fresh_readings_of_the_meter_and_every_charger():
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from agent.control.phase_step_inputs import metered_keys, step_samples
+    from agent.model.snapshot import ChargerState, CircuitMeterState, ConnectorState, Snapshot
+
+    below = metered_keys(sub_board().station)
+    now = datetime(2026, 12, 4, 8, 0, tzinfo=UTC)
+    conns = {cid: ConnectorState(cid, 1, "C", 3.0, 1.0) for cid in ("CP1", "CP2", "CP3")}
+    snap = Snapshot(100.0, now, 20.0, None, None,
+                    tuple(ChargerState(cid, True, (c,)) for cid, c in conns.items()),
+                    circuit_meters=(CircuitMeterState("sub", (13.0, 13.0, 0.0), 6.0, 0.1),))
+    fresh = step_samples(below, snap, 0.25)["sub"]
+    assert fresh == MeterSample(99.9, (13.0, 13.0, 0.0), {k: 3.0 for k in KEYS})
+
+    def with_meter(**kw):
+        return replace(snap, circuit_meters=(replace(snap.circuit_meters[0], **kw),))
+
+    def with_cp2(**kw):
+        chargers = tuple(replace(ch, **kw) if ch.id == "CP2" else ch for ch in snap.chargers)
+        return replace(snap, chargers=chargers)
+
+    late_draw = (ChargerState("CP2", True, (replace(conns["CP2"],
+                                                   power_ts=now.timestamp() - 5.0),)),)
+    for stale in (with_meter(age_s=0.3), with_meter(currents_a=None, power_kw=None),
+                  with_cp2(reachable=False), with_cp2(connectors=()),
+                  replace(snap, chargers=snap.chargers[:1] + late_draw + snap.chargers[2:])):
+        assert step_samples(below, stale, 0.25) == {"sub": None}
