@@ -1,11 +1,13 @@
-"""An EV's phase count, learned from its charger's per-conductor currents (issue 13).
+"""An EV's phase count, learned from its charger's per-conductor currents or from a circuit
+meter's step (issue 13).
 
 A 1-phase EV on a 3-phase charger puts all of its current on the charger's L1. The allocator
 books a session's power on its `phases` (DESIGN.md "Allocation": the charger's first k
 conductors, through the charger's phase rotation), so where the charger reports the current
 on each conductor (Alfen NG9xx 320/322/324, Vestel, Phoenix, the simulator's `sim-charger-ac`)
 the agent counts the conductors that carry current and books that many; without such readings
-the session keeps its charger's configured phases, as before.
+the session keeps its charger's configured phases, as before, unless a meter above it
+teaches its count (see the end).
 
 Why the phase count matters, and which way is safe: the allocator books P kW on k phases as
 1000 P / (k V) A on each. On a charger whose limit is a power (the EV draws P whatever its
@@ -66,8 +68,8 @@ within its rating:
   tests/agent/test_phase_steps.py fools the learner so and checks the sub-board; with the
   learned count in the weights L2 went to 33.8 A on a 32 A fuse.
 - Its minimum power scales with the learned count (1-phase: 1.38 kW), at which a 3-phase EV
-  may stop charging: less energy, not an overload, and its stop is a step on three phases,
-  which is adopted at once.
+  may stop charging: less energy, not an overload; its stop is a step on three phases, which
+  teaches three (adopted at once) unless another EV moves with it.
 """
 
 from __future__ import annotations

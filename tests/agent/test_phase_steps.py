@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st_
 
 from agent.control.phase_learning import DROP_CYCLES, PhaseLearner
 from agent.control.phase_steps import WINDOW_S, MeterSample, StepWatch, explained_phases
@@ -329,3 +332,19 @@ def test_a_sample_is_taken_only_from_fresh_readings_of_the_meter_and_every_charg
                   with_cp2(reachable=False), with_cp2(connectors=()),
                   replace(snap, chargers=snap.chargers[:1] + late_draw + snap.chargers[2:])):
         assert step_samples(below, stale, 0.25) == {"sub": None}
+
+
+@hsettings(max_examples=500, deadline=None)
+@given(st_.sampled_from([(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]),
+       st_.integers(1, 3), st_.floats(1.5, 22.0), st_.booleans(),
+       st_.lists(st_.floats(-0.09, 0.09), min_size=3, max_size=3))
+def test_a_step_within_the_tolerance_names_its_true_count_and_no_other(
+        rotation, k, kw, down, noise):
+    """Any rotation, count and step (up or down), each phase off by up to 9 % of the step's
+    current: the true count, since every other count is at least a third of it away."""
+    step = -kw if down else kw
+    change = [0.0, 0.0, 0.0]
+    for p in rotation[:k]:
+        change[p] += amps(step) / k
+    change = [a + n * amps(kw) for a, n in zip(change, noise, strict=True)]
+    assert explained_phases(step, tuple(change), rotation, V) == k
