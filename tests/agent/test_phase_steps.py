@@ -348,3 +348,14 @@ def test_a_step_within_the_tolerance_names_its_true_count_and_no_other(
         change[p] += amps(step) / k
     change = [a + n * amps(kw) for a, n in zip(change, noise, strict=True)]
     assert explained_phases(step, tuple(change), rotation, V) == k
+
+
+def test_a_charger_limited_in_amps_keeps_its_own_count_whatever_the_steps_show():
+    """Its limit converts to amps at its configured phases, so each conductor carries at
+    most what is booked on it (phase_learning.py): the step is shown, not booked."""
+    st = SteppedSubBoard(cfg=sub_board(), base_kw=10.0, in_amps=True, ev_max={KEYS[0]: 7.4})
+    st.plug(KEYS[0])
+    st.step(10)
+    d = st.cycle()
+    assert d.phases[KEYS[0]].words() == "1-phase (circuit meter step; booked on 3: limit in A)"
+    assert [(r.phases, r.min_power_kw) for r in d.inputs.sessions] == [(0, pytest.approx(4.14))]
