@@ -18,10 +18,12 @@ the headroom its chargers' increases may use this cycle.
   P/V A lands on the charger's first conductor, P/2V on its second and P/3V on its third
   (1-, 2- or 3-phase EV alike): increases and undrawn limits count on each grid phase with
   those weights through the charger's rotation, so an EV on a rotated charger can start on
-  its own phase while another phase is full. An EV measured on fewer conductors
-  (agent/control/phase_learning.py) counts on those only: were it to take another one, the
-  next reading books it (more phases are adopted at once), so the exposure is one period
-  of its undrawn limit on its charger's other conductors. A reading older than one period confirms nothing (the EVs may have ramped
+  its own phase while another phase is full. An EV measured on fewer conductors by its
+  charger's own readings (agent/control/phase_learning.py) counts on those only (a count
+  learned from a circuit meter's step does not narrow them: phase_learning.py says why):
+  were it to take another one, the next reading books it (more phases are adopted at
+  once), so the exposure is one period of its undrawn limit on its charger's other
+  conductors. A reading older than one period confirms nothing (the EVs may have ramped
   up since): no increase then either.
 - A limit lowered less than `control.limit_follow_s` ago counts there at its old value, as in
   the grid rule (agent/control/limit_lag.py `still_allowed`, passed in as `lagging`): the
@@ -101,7 +103,8 @@ def measure_circuits(
     connectors lowered recently, not followed yet -> the old limit they may still draw up to
     (`LimitLag.still_allowed`, the same record the grid rule counts); `phases`: sessions'
     booked phase counts, where they differ from their chargers' (tree.py `ev_loads`);
-    `measured_phases`: those of them measured, not assumed (`conductor_weights`)."""
+    `measured_phases`: those of them measured on their chargers' own conductors, not
+    assumed or learned from a circuit meter's step (`conductor_weights`)."""
     if not snap.circuit_meters:
         return []
     lag = lagging or {}

@@ -27,6 +27,8 @@ from agent.control.decision import AllocationInputs, ConnectorDecision, Decision
 from agent.control.held import held_by_plan
 from agent.control.limit_lag import LimitLag
 from agent.control.phase_learning import PhaseCount, PhaseLearner
+from agent.control.phase_step_inputs import metered_keys, step_samples, step_taught
+from agent.control.phase_steps import StepWatch
 from agent.control.sessions import Session, SessionTracker
 from agent.control.tree import configure_tree, set_bases, start_reserves
 from agent.control.v2g import V2gDispatch, V2gOrders
@@ -93,8 +95,10 @@ class Controller:
         self.ends_waiting: dict[Key, float] = {}
         # Limits lowered but maybe not followed yet: their old value holds back increases.
         self.lag = LimitLag(c.limit_follow_s)
-        # Each session's phase count from its charger's per-conductor currents.
+        # Each session's phase count from its charger's per-conductor currents, or from a
+        # circuit meter's step where the charger reports none.
         self.phase_learner = PhaseLearner()
+        self.step_watch = StepWatch(st.voltage_v)
         b = st.battery
         self._battery_cfg = (b.min_soc, b.max_charge_kw, b.max_discharge_kw) if b else None
 
@@ -106,6 +110,10 @@ class Controller:
         st = settings.station
         if hasattr(self, "lag"):
             self.lag.follow_s = settings.control.limit_follow_s
+            self.step_watch.volts = st.voltage_v
+        self.step_taught = step_taught(st)
+        self.step_taught_keys = frozenset().union(*self.step_taught.values())
+        self.metered_keys = metered_keys(st)
         self.chargers = {ch.id: ch for ch in st.chargers}
         self._charger_rows = tuple((ch.id, ch.max_power_kw, ch.connectors) for ch in st.chargers)
         configure_tree(self.arrays, st)
@@ -154,11 +162,14 @@ class Controller:
         }  # fmt: skip
         lagging = self.lag.still_allowed(drawing, t, vacant)
         phase_counts, booked, learned = self._phases(snap)
-        # Metered circuits: their base load, and what is held while a meter is stale.
+        # Metered circuits: their base load, and what is held while a meter is stale. Only
+        # counts from a charger's own conductors narrow the apply rule's weights; one from a
+        # circuit meter's step may be wrong (phase_learning.py).
         circuits = measure_circuits(self.s.station, snap, self.limits,
                                     self.fallback_per_connector, c.period_s, lagging,
                                     phases=booked,
-                                    measured_phases={k: booked[k] for k in learned})  # fmt: skip
+                                    measured_phases={k: booked[k] for k in learned
+                                                     if phase_counts[k].measured})  # fmt: skip
         if self.s.station.circuits:
             bases = {m.circuit_id: (m.base_current_a, m.base_power_kw) for m in circuits}
             waiting = {k: self.min_kw[k] for k, n in phase_counts.items()
@@ -321,8 +332,14 @@ class Controller:
         allocator books it on where that differs from its charger's phases. A charger
         limited in amps per phase keeps its own count: its limit converts to amps at its
         phases, so each conductor carries at most the current booked on it whatever the EV
-        does (learning there would need the conversion at the learned count too)."""
+        does (learning there would need the conversion at the learned count too). `learned`:
+        the sessions booked on a count learned from a measurement (phase_learning.py)."""
         active = self.sessions.active
+        steps: dict[Key, int] = {}
+        for cid, sample in step_samples(self.metered_keys, snap, self.s.control.period_s).items():
+            taught = self.step_taught.get(cid, {})
+            for key, k in self.step_watch.observe(cid, sample, taught).items():
+                steps[key] = max(k, steps.get(key, 0))  # two meters: more is adopted at once
         counts: dict[Key, PhaseCount] = {}
         booked: dict[Key, int] = {}
         learned: set[Key] = set()
@@ -335,14 +352,18 @@ class Controller:
                 x = active.get(key)
                 if x is None:
                     continue
-                count = self.phase_learner.observe(key, x.id, conn.currents_a, cfg.phases)
+                if conn.currents_a is None and key in self.step_taught_keys:
+                    count = self.phase_learner.observe_steps(key, x.id, steps.get(key),
+                                                             cfg.phases)
+                else:
+                    count = self.phase_learner.observe(key, x.id, conn.currents_a, cfg.phases)
                 if ch.limit_in_amps:
-                    count = (PhaseCount(count.phases, "measured", cfg.phases) if count.measured
+                    count = (PhaseCount(count.phases, count.source, cfg.phases) if count.learned
                              else PhaseCount(cfg.phases, "configured"))  # fmt: skip
                 counts[key] = count
                 if not ch.limit_in_amps and count.phases != cfg.phases:
                     booked[key] = count.phases
-                    if count.measured:
+                    if count.learned:
                         learned.add(key)
         self.phase_learner.forget(active.keys())
         return counts, booked, learned

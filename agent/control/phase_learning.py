@@ -1,11 +1,13 @@
-"""An EV's phase count, learned from its charger's per-conductor currents (issue 13).
+"""An EV's phase count, learned from its charger's per-conductor currents or from a circuit
+meter's step (issue 13).
 
 A 1-phase EV on a 3-phase charger puts all of its current on the charger's L1. The allocator
 books a session's power on its `phases` (DESIGN.md "Allocation": the charger's first k
 conductors, through the charger's phase rotation), so where the charger reports the current
 on each conductor (Alfen NG9xx 320/322/324, Vestel, Phoenix, the simulator's `sim-charger-ac`)
 the agent counts the conductors that carry current and books that many; without such readings
-the session keeps its charger's configured phases, as before.
+the session keeps its charger's configured phases, as before, unless a meter above it
+teaches its count (see the end).
 
 Why the phase count matters, and which way is safe: the allocator books P kW on k phases as
 1000 P / (k V) A on each. On a charger whose limit is a power (the EV draws P whatever its
@@ -40,7 +42,34 @@ The rule, per connector and session:
   its L1 for those cycles; a metered circuit still holds (its meter counts the current as
   base load at once, and increases below it are counted as if on one phase).
 - A new session on the connector starts again; a charger without per-conductor readings
-  keeps its configured count ("3-phase (configured)"), as before this learning existed.
+  keeps its configured count ("3-phase (configured)"), as before this learning existed,
+  unless a circuit meter can teach it (below).
+
+From a circuit meter's step (`observe_steps`, agent/control/phase_steps.py): a charger
+without per-conductor readings below circuits that are all metered where they have a
+per-phase rating (agent/control/phase_step_inputs.py) is booked as assumed from its
+session's start, like one that reports them (one phase, its charger's minimum, the start's
+reserve on its other conductors), and a step of its draw that the meter explains on k
+phases is an observation of k ("1-phase (circuit meter step)"), under the rules above. Such
+a count can be wrong where the reading of one connector is: a non-EV load moving at the
+same instant by just the complement of the step (+2/3 of a 3-phase EV's start on L1, -1/3
+on L2 and L3) makes it look 1-phase. Why a wrong lower count still leaves every phase
+within its rating:
+- The allocator books it on fewer phases: on its learned ones it books more than it draws
+  (the safe side above); what it draws on the others is measured by every meter above it
+  and counted as that circuit's base load at its next reading (agent/control/
+  circuit_meters.py), so the allocation fits the fuses again from then on. Hence only below
+  metered fuses: an unmetered one would not count it.
+- Between two readings only increases could pass a rating, and those are granted out of
+  each phase's measured room with the weights of all of its charger's conductors (1, 1/2,
+  1/3), never with the learned count's (only a count from its own conductors narrows them):
+  whatever its true count, what an increase puts on a phase fits its room. The price: a
+  1-phase EV learned from steps takes room on its charger's other phases while it ramps up.
+  tests/agent/test_phase_steps.py fools the learner so and checks the sub-board; with the
+  learned count in the weights L2 went to 33.8 A on a 32 A fuse.
+- Its minimum power scales with the learned count (1-phase: 1.38 kW), at which a 3-phase EV
+  may stop charging: less energy, not an overload; its stop is a step on three phases, which
+  teaches three (adopted at once) unless another EV moves with it.
 """
 
 from __future__ import annotations
@@ -63,7 +92,9 @@ ASSUMED_PHASES = 1  # before the first meaningful reading (see above)
 @dataclass(frozen=True, slots=True)
 class PhaseCount:
     phases: int  # what the session is booked on
-    source: str  # "measured", "assumed" (reports currents, none meaningful yet), "configured"
+    # "measured" (its charger's conductors), "stepped" (a circuit meter's step, see
+    # agent/control/phase_steps.py), "assumed" (none meaningful yet), "configured"
+    source: str
     # What the allocator books it on where that is not `phases` (a charger limited in amps
     # keeps its configured count: agent/control/controller.py `_phases`).
     booked: int | None = None
@@ -72,10 +103,19 @@ class PhaseCount:
     def measured(self) -> bool:
         return self.source == "measured"
 
+    @property
+    def learned(self) -> bool:
+        """From a measurement: its charger's conductors or a circuit meter's step."""
+        return self.source in ("measured", "stepped")
+
     def words(self) -> str:
         if self.booked is not None and self.booked != self.phases:
-            return f"{self.phases}-phase ({self.source}; booked on {self.booked}: limit in A)"
-        return f"{self.phases}-phase ({self.source})"
+            return f"{self.phases}-phase ({self._source_words}; booked on {self.booked}: limit in A)"
+        return f"{self.phases}-phase ({self._source_words})"
+
+    @property
+    def _source_words(self) -> str:
+        return "circuit meter step" if self.source == "stepped" else self.source
 
 
 def observed_phases(currents_a: Currents, conductors: int) -> int | None:
@@ -113,23 +153,42 @@ class PhaseLearner:
                 configured: int) -> PhaseCount:  # fmt: skip
         """This cycle's reading for the connector's session (None: the charger reports no
         per-conductor currents, or none this cycle) -> the count to book."""
-        track = self._tracks.get(key)
-        if track is None or track.session_id != session_id:
-            track = self._tracks[key] = _Track(session_id, configured, "configured")
+        track = self._track(key, session_id, configured)
         if currents_a is not None and track.source == "configured":
             # the charger reports its conductors: the safe side until one says more
             track.phases, track.source = min(ASSUMED_PHASES, configured), "assumed"
         seen = observed_phases(currents_a, configured) if currents_a is not None else None
+        return self._adopt(track, seen, "measured")
+
+    def observe_steps(self, key: Key, session_id: str, seen: int | None,
+                      configured: int) -> PhaseCount:  # fmt: skip
+        """For a charger without per-conductor currents below a circuit meter that can
+        teach it (agent/control/phase_steps.py): the count a step of this session showed
+        this cycle (None: no step) -> the count to book. Until a step shows one, it is
+        booked as assumed, as a charger that reports its conductors is until its EV draws."""
+        track = self._track(key, session_id, configured)
+        if track.source == "configured":
+            track.phases, track.source = min(ASSUMED_PHASES, configured), "assumed"
+        return self._adopt(track, min(seen, configured) if seen is not None else None, "stepped")
+
+    def _track(self, key: Key, session_id: str, configured: int) -> _Track:
+        track = self._tracks.get(key)
+        if track is None or track.session_id != session_id:
+            track = self._tracks[key] = _Track(session_id, configured, "configured")
+        return track
+
+    def _adopt(self, track: _Track, seen: int | None, source: str) -> PhaseCount:
+        """More phases than booked at once, fewer after `drop_cycles` observations in a row."""
         if seen is None:
             return PhaseCount(track.phases, track.source)
         if seen >= track.phases:
-            track.phases, track.source = seen, "measured"
+            track.phases, track.source = seen, source
             track.lower = track.streak = 0
         else:
             track.lower = max(track.lower, seen)
             track.streak += 1
             if track.streak >= self.drop_cycles:
-                track.phases, track.source = track.lower, "measured"
+                track.phases, track.source = track.lower, source
                 track.lower = track.streak = 0
         return PhaseCount(track.phases, track.source)
 

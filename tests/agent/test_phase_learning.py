@@ -232,13 +232,16 @@ def test_learned_one_phase_evs_get_more_out_of_a_metered_sub_board():
         totals[report] = st.delivered / 120  # mean kW over the run
         d = st.cycle()
     # Learned: grid L1's 31 A shared by CP1 and CP2 (3.56 kW each), CP3's EV on L2 takes
-    # its 3 kW. Not learned: the EVs are taken as 3-phase, a third of each on L1, so the
-    # meter's L1 shows two thirds of CP1's current as base load; CP2 and CP3 never get
-    # room for their 4.14 kW minimum (18 A if on one phase), at best CP1 has L1 alone.
+    # its 3 kW. Without conductor readings, the meter's steps teach (agent/control/
+    # phase_steps.py, tests/agent/test_phase_steps.py) CP1 and CP2 their one phase, but
+    # CP3's start came in the cycle of CP1's decrease (two steps at once teach nothing):
+    # it stays assumed and keeps its start's reserve on L1, 8.4 kW. Before that learning
+    # the EVs were taken as 3-phase, a third of each on L1, and the meter's L1 showed two
+    # thirds of CP1's current as base load: at most 7.13 kW, CP1 alone on L1.
     ideal = (RATING_A - MARGIN_A) * VOLTS / 1000 + EV_MAX_KW["CP3"]
-    assert totals[False] <= (RATING_A - MARGIN_A) * VOLTS / 1000 + 1e-6, totals
+    assert totals[False] >= (RATING_A - MARGIN_A) * VOLTS / 1000 + 1.0, totals
     assert totals[True] >= 0.95 * ideal, (totals, st.draw)
-    assert totals[True] >= totals[False] + 3.0, totals
+    assert totals[True] >= totals[False] + 1.0, totals
     assert st.draw[("CP3", 1)] == EV_MAX_KW["CP3"], st.draw
     assert st.draw[("CP1", 1)] == pytest.approx(st.draw[("CP2", 1)], abs=0.1), st.draw
     assert {r.session_id: r.phases for r in d.inputs.sessions} == {

@@ -1,12 +1,16 @@
 """1-phase EVs on 3-phase chargers under a metered 32 A sub-board, `sems run` against the
 simulator, with and without per-conductor currents from the chargers (issue 13).
 
-Three 7.4 kW 1-phase EVs: on CP1 and CP2 (both on grid L1) and on CP3 (rotated: on grid L2). Told nothing, the agent takes them for 3-phase EVs: the meter's L1 shows two
-thirds of the first EV's current as base load, and the others find no room for a 3-phase
-minimum on L1. Where the chargers report each conductor's current (`sim-charger-ac`), the
-agent learns that they are 1-phase EVs (agent/control/phase_learning.py): L1 is shared by
-the EVs on it and CP3's EV gets L2 to itself. Measured on the simulator's side: the
-energy the EVs took, each phase's peak against the fuse, its breaker model's trips.
+Three 7.4 kW 1-phase EVs: on CP1 and CP2 (both on grid L1) and on CP3 (rotated: on grid L2).
+Taken for 3-phase EVs, as the agent did before it learned phases, the meter's L1 showed two
+thirds of the first EV's current as base load and the others found no room for a 3-phase
+minimum on L1 (0.046 kWh in the window, one EV charging). Where the chargers report each
+conductor's current (`sim-charger-ac`), the agent learns that they are 1-phase EVs from
+those (agent/control/phase_learning.py); where they do not (`sim-charger`), from the
+sub-board meter's per-phase step as each EV starts (agent/control/phase_steps.py). Either
+way L1 is shared by the EVs on it and CP3's EV gets L2 to itself. Measured on the
+simulator's side: the energy the EVs took, each phase's peak against the fuse, its breaker
+model's trips.
 """
 
 from __future__ import annotations
@@ -51,21 +55,25 @@ async def _run(tmp_path, *, report: bool) -> dict:
 
 
 def test_learning_one_phase_evs_carries_more_through_the_sub_board_without_a_trip(tmp_path):
-    without = asyncio.run(_run(tmp_path / "configured", report=False))
+    stepped = asyncio.run(_run(tmp_path / "stepped", report=False))
     learned = asyncio.run(_run(tmp_path / "learned", report=True))
-    summary = (f"configured: {without['kwh']:.3f} kWh in {WINDOW_S:g} s, now {without['power']} "
-               f"kW, peak {[round(a, 1) for a in without['peak']]} A; learned: "
-               f"{learned['kwh']:.3f} kWh, now {learned['power']} kW, peak "
+    summary = (f"from steps: {stepped['kwh']:.3f} kWh in {WINDOW_S:g} s, now {stepped['power']} "
+               f"kW, peak {[round(a, 1) for a in stepped['peak']]} A, {stepped['phases']}; "
+               f"from conductors: {learned['kwh']:.3f} kWh, now {learned['power']} kW, peak "
                f"{[round(a, 1) for a in learned['peak']]} A, {learned['phases']}")
     print(summary)
-    for run in (without, learned):
+    for run in (stepped, learned):
         assert not run["trips"], summary
         assert max(run["peak"]) <= RATING_A, summary
         assert run["over_s"] == 0.0, summary
-    assert learned["kwh"] >= 1.2 * without["kwh"], summary
-    assert learned["power"]["CP3"] >= 0.9 * (RATING_A - 1.0) * 0.23, summary  # L2 is its own
+        assert run["power"]["CP3"] >= 0.85 * (RATING_A - 1.0) * 0.23, summary  # L2 is its own
+    # Taken for 3-phase EVs they took 0.046 kWh for 0.131 (one EV on L1, see above).
+    assert stepped["kwh"] >= 0.8 * learned["kwh"], summary
     # CP2's EV, paused for the 3-phase minimum an EV of unknown phases needs, may not have
     # drawn yet: booked on one phase until it does
     assert learned["phases"]["CP1"] == learned["phases"]["CP3"] == "1-phase (measured)", summary
     assert learned["phases"]["CP2"] in ("1-phase (measured)", "1-phase (assumed)"), summary
-    assert without["phases"] == dict.fromkeys(EVS, "3-phase (configured)"), summary
+    # A start in the cycle of another EV's change teaches nothing: assumed until a step does
+    assert set(stepped["phases"].values()) <= {"1-phase (circuit meter step)",
+                                               "1-phase (assumed)"}, summary
+    assert "1-phase (circuit meter step)" in stepped["phases"].values(), summary

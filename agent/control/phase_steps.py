@@ -1,0 +1,102 @@
+"""An EV's phase count, learned from a circuit meter's per-phase step when its draw changes.
+
+A charger that reports no per-conductor currents (agent/control/phase_learning.py learns
+from those where it does) still shows its EV's phases to a meter above it that measures per
+grid phase (`[[station.circuits]] meter`): when that one connector's draw steps by dP kW
+while every other connector below the meter holds steady, the meter's currents change by
+dP / (k V) A on the grid phases of the charger's first k conductors (through its rotation)
+and by nothing on the others, for the EV's phase count k. This module compares the change
+with each k the charger allows and names the one that explains it; no I/O, no clock: the
+caller hands in each cycle's sample with the time it was taken.
+
+What counts as a step, conservatively (an ambiguous one teaches nothing):
+- Only fresh samples: the caller hands None for a stale or missing meter reading or a
+  charger below it not read this cycle, and that restarts the comparison.
+- The comparison runs from an anchor sample: the last one where something decisive happened
+  (or the first). While no connector moves by more than `STEADY_KW` and one moves by less
+  than `STEP_MIN_KW`, the anchor stays, so an EV ramping over a few readings still makes
+  one step; an anchor older than `WINDOW_S` is replaced (the base load may have drifted).
+- Exactly one connector moved by at least `STEP_MIN_KW` and every other one by at most
+  `STEADY_KW`: a step. Two connectors moving: nothing, and a new anchor.
+- The step is explained by k when every grid phase's change is within `RESIDUAL_FRACTION` of
+  the step's current (dP / V) of dP / (k V) on the k phases and of 0 on the others. A base
+  load moving at the same time, a power factor far from 1 or a meter on the wrong feeder
+  leave no k within it: nothing learned. Two counts differ by at least a third of the step's
+  current on some phase (k = 2 or 3: 0 or dP / 3V on the third), so at most one k is within
+  a tenth of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+Key = tuple[str, int]
+Phases = tuple[float, float, float]
+
+STEP_MIN_KW = 1.5  # a clear step: 6.5 A on one phase, far above meter noise
+STEADY_KW = 0.15  # what another connector may move by during a step (< 0.7 A)
+RESIDUAL_FRACTION = 0.1  # of the step's current, per grid phase
+WINDOW_S = 5.0  # an EV follows a new pilot within seconds (IEC 61851-1: 5 s)
+
+
+@dataclass(frozen=True, slots=True)
+class MeterSample:
+    """One fresh circuit meter reading and what the connectors below it drew then."""
+
+    t: float  # when the meter reading was taken (monotonic s)
+    currents_a: Phases  # per grid phase L1..L3
+    power_kw: Mapping[Key, float]  # every connector below the meter
+
+
+def explained_phases(step_kw: float, change_a: Phases, grid_phases: tuple[int, ...],
+                     volts: float) -> int | None:  # fmt: skip
+    """The phase count k that explains a meter's per-phase change `change_a` for one
+    connector's step `step_kw`, its charger's conductors on `grid_phases` (0-based grid
+    phase of its L1, L2, ...; as many as the charger has), or None when no k does."""
+    step_a = step_kw * 1000 / volts
+    tolerance = RESIDUAL_FRACTION * abs(step_a)
+    for k in range(1, len(grid_phases) + 1):
+        expected = [0.0, 0.0, 0.0]
+        for p in grid_phases[:k]:
+            expected[p] += step_a / k
+        if all(abs(change_a[p] - expected[p]) <= tolerance for p in range(3)):
+            return k
+    return None
+
+
+class StepWatch:
+    """Per metered circuit: the phase counts its steps show, one sample a cycle."""
+
+    def __init__(self, volts: float) -> None:
+        self.volts = volts
+        self._anchors: dict[str, MeterSample] = {}
+
+    def observe(self, circuit_id: str, sample: MeterSample | None,
+                learnable: Mapping[Key, tuple[int, ...]]) -> dict[Key, int]:  # fmt: skip
+        """This cycle's sample of the circuit (None: not fresh) -> {connector: phase count}
+        for a step this sample completes. `learnable`: the connectors whose phase count the
+        meter may teach (agent/control/phase_step_inputs.py) -> the grid phases of their
+        charger's conductors; every connector in the sample counts as a mover."""
+        anchor = self._anchors.get(circuit_id)
+        if sample is None:
+            self._anchors.pop(circuit_id, None)
+            return {}
+        if anchor is None or sample.t - anchor.t > WINDOW_S:
+            self._anchors[circuit_id] = sample
+            return {}
+        if sample.t <= anchor.t:  # the same reading again: nothing new
+            return {}
+        keys = anchor.power_kw.keys() | sample.power_kw.keys()
+        moves = {key: sample.power_kw.get(key, 0.0) - anchor.power_kw.get(key, 0.0)
+                 for key in keys}  # fmt: skip
+        moving = [key for key, d in moves.items() if abs(d) > STEADY_KW]
+        if not moving or (len(moving) == 1 and abs(moves[moving[0]]) < STEP_MIN_KW):
+            return {}  # nothing decisive yet: a ramp may still become a step
+        self._anchors[circuit_id] = sample
+        if len(moving) > 1 or moving[0] not in learnable:
+            return {}
+        key = moving[0]
+        change = tuple(sample.currents_a[p] - anchor.currents_a[p] for p in range(3))
+        k = explained_phases(moves[key], change, learnable[key], self.volts)  # type: ignore[arg-type]
+        return {key: k} if k is not None else {}

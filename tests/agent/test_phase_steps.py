@@ -1,0 +1,361 @@
+"""An EV's phase count learned from a circuit meter's per-phase step (agent/control/
+phase_steps.py), for chargers that report no per-conductor currents.
+
+First the inference alone, sample by sample with injected times: which k explains a step,
+and every ambiguous case teaching nothing. Then the learner's rules for these observations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st_
+
+from agent.control.phase_learning import DROP_CYCLES, PhaseLearner
+from agent.control.phase_steps import WINDOW_S, MeterSample, StepWatch, explained_phases
+from tests.agent.test_phase_learning import KEYS, VOLTS, PhasedSubBoard, sub_board
+
+V = 230.0
+A, B, C = ("CP1", 1), ("CP2", 1), ("CP3", 1)
+STRAIGHT = (0, 1, 2)  # L1L2L3
+ROTATED = (1, 2, 0)  # L2L3L1: its L1 on grid L2
+LEARNABLE = {A: STRAIGHT, B: STRAIGHT, C: ROTATED}
+
+
+def amps(kw: float) -> float:
+    return kw * 1000 / V
+
+
+@pytest.mark.parametrize(("step_kw", "change", "grid_phases", "expected"), [
+    (7.4, (amps(7.4), 0.0, 0.0), STRAIGHT, 1),
+    (7.4, (amps(7.4) / 3,) * 3, STRAIGHT, 3),
+    (7.4, (amps(7.4) / 2, amps(7.4) / 2, 0.0), STRAIGHT, 2),
+    (-4.0, (-amps(4.0), 0.0, 0.0), STRAIGHT, 1),  # a decrease steps too
+    (7.4, (0.0, amps(7.4), 0.0), ROTATED, 1),  # its L1 on grid L2
+    (7.4, (amps(7.4) / 2, amps(7.4) / 2, 0.0), ROTATED, None),  # L1 and L2: not its first two
+    (7.4, (amps(7.4) * 0.95, 0.3, -0.2), STRAIGHT, 1),  # noise within a tenth of 32 A
+    (7.4, (amps(7.4), 4.0, 0.0), STRAIGHT, None),  # a base load stepping on L2 with it
+    (7.4, (amps(7.4) * 0.7, 0.0, 0.0), STRAIGHT, None),  # a third of it missing
+    (7.4, (amps(7.4), 0.0, 0.0), (0,), 1),  # a 1-phase charger: only k = 1 is asked
+    (7.4, (amps(7.4) / 3,) * 3, (0,), None),  # ... and it cannot draw on three
+])  # fmt: skip
+def test_which_phase_count_explains_a_step(step_kw, change, grid_phases, expected):
+    assert explained_phases(step_kw, change, grid_phases, V) == expected
+
+
+def sample(t: float, currents: tuple[float, float, float], **kw: float) -> MeterSample:
+    power = {A: 0.0, B: 0.0, C: 0.0}
+    power.update({({"a": A, "b": B, "c": C})[k]: v for k, v in kw.items()})
+    return MeterSample(t, currents, power)
+
+
+def test_a_step_of_one_ev_with_the_others_steady_teaches_its_count():
+    watch = StepWatch(V)
+    assert watch.observe("sub", sample(0.0, (0.0, 0.0, 0.0)), LEARNABLE) == {}  # the anchor
+    assert watch.observe("sub", sample(0.25, (amps(7.4), 0.0, 0.0), a=7.4), LEARNABLE) == {A: 1}
+    # the next EV's step, on the rotated charger, on three phases
+    third = amps(11.0) / 3
+    after = (amps(7.4) + third, third, third)
+    assert watch.observe("sub", sample(0.5, after, a=7.4, c=11.0), LEARNABLE) == {C: 3}
+    # steady: nothing more
+    assert watch.observe("sub", sample(0.75, after, a=7.4, c=11.0), LEARNABLE) == {}
+
+
+def test_two_evs_changing_together_teach_nothing():
+    watch = StepWatch(V)
+    watch.observe("sub", sample(0.0, (amps(7.4), 0.0, 0.0), a=7.4), LEARNABLE)
+    both = (amps(3.7) + amps(3.7), 0.0, 0.0)
+    assert watch.observe("sub", sample(0.25, both, a=3.7, b=3.7), LEARNABLE) == {}
+    # from that sample on, one step alone teaches again
+    assert watch.observe("sub", sample(0.5, (amps(3.7), 0.0, 0.0), a=3.7), LEARNABLE) == {B: 1}
+
+
+def test_another_ev_moving_a_little_during_the_step_teaches_nothing():
+    watch = StepWatch(V)
+    watch.observe("sub", sample(0.0, (amps(5.0), 0.0, 0.0), a=5.0), LEARNABLE)
+    moved = (amps(5.3) + amps(7.0), 0.0, 0.0)
+    assert watch.observe("sub", sample(0.25, moved, a=5.3, b=7.0), LEARNABLE) == {}
+
+
+def test_a_base_load_moving_with_the_step_teaches_nothing():
+    watch = StepWatch(V)
+    watch.observe("sub", sample(0.0, (10.0, 10.0, 10.0)), LEARNABLE)
+    # an EV of 7.4 kW on L1 and, at the same instant, a 3-phase load of 8 A per phase off:
+    # L1 +24.2 A, L2 and L3 -8 A; neither 1 (32.2, 0, 0) nor 3 (10.7 each) is within 3.2 A
+    moved = (10.0 + amps(7.4) - 8.0, 2.0, 2.0)
+    assert watch.observe("sub", sample(0.25, moved, a=7.4), LEARNABLE) == {}
+
+
+def test_a_stale_or_missing_reading_restarts_the_comparison():
+    watch = StepWatch(V)
+    watch.observe("sub", sample(0.0, (0.0, 0.0, 0.0)), LEARNABLE)
+    assert watch.observe("sub", None, LEARNABLE) == {}  # stale: the anchor is dropped
+    # the EV stepped while the meter was stale: the next sample is only an anchor
+    assert watch.observe("sub", sample(0.5, (amps(7.4), 0.0, 0.0), a=7.4), LEARNABLE) == {}
+    assert watch.observe("sub", sample(0.75, (amps(7.4), 0.0, 0.0), a=7.4), LEARNABLE) == {}
+
+
+def test_the_same_reading_twice_is_not_a_step():
+    watch = StepWatch(V)
+    watch.observe("sub", sample(1.0, (0.0, 0.0, 0.0)), LEARNABLE)
+    # the connectors were read again, the meter was not (same reading time): no comparison
+    assert watch.observe("sub", sample(1.0, (0.0, 0.0, 0.0), a=7.4), LEARNABLE) == {}
+
+
+def test_a_ramp_over_several_readings_makes_one_step():
+    watch = StepWatch(V)
+    watch.observe("sub", sample(0.0, (0.0, 0.0, 0.0)), LEARNABLE)
+    assert watch.observe("sub", sample(0.25, (amps(0.7), 0.0, 0.0), a=0.7), LEARNABLE) == {}
+    assert watch.observe("sub", sample(0.5, (amps(1.4), 0.0, 0.0), a=1.4), LEARNABLE) == {}
+    assert watch.observe("sub", sample(0.75, (amps(2.1), 0.0, 0.0), a=2.1), LEARNABLE) == {A: 1}
+
+
+def test_an_anchor_older_than_the_window_is_replaced():
+    watch = StepWatch(V)
+    watch.observe("sub", sample(0.0, (0.0, 0.0, 0.0)), LEARNABLE)
+    late = sample(WINDOW_S + 0.25, (amps(7.4), 0.0, 0.0), a=7.4)
+    assert watch.observe("sub", late, LEARNABLE) == {}  # too long: only a new anchor
+    again = sample(WINDOW_S + 0.5, (amps(7.4) + amps(4.0), 0.0, 0.0), a=7.4, b=4.0)
+    assert watch.observe("sub", again, LEARNABLE) == {B: 1}
+
+
+def test_a_connector_the_meter_may_not_teach_learns_nothing():
+    watch = StepWatch(V)
+    watch.observe("sub", sample(0.0, (0.0, 0.0, 0.0)), {B: STRAIGHT})
+    assert watch.observe("sub", sample(0.25, (amps(7.4), 0.0, 0.0), a=7.4), {B: STRAIGHT}) == {}
+
+
+def test_each_circuit_keeps_its_own_anchor():
+    watch = StepWatch(V)
+    watch.observe("sub", sample(0.0, (0.0, 0.0, 0.0)), LEARNABLE)
+    watch.observe("other", None, LEARNABLE)
+    assert watch.observe("sub", sample(0.25, (amps(7.4), 0.0, 0.0), a=7.4), LEARNABLE) == {A: 1}
+
+
+# ---- the learner's rules for circuit meter steps ---------------------------------------
+
+KEY = ("CP1", 1)
+
+
+def test_until_a_step_shows_its_count_a_session_is_booked_as_assumed():
+    learner = PhaseLearner()
+    assert learner.observe_steps(KEY, "s1", None, 3).words() == "1-phase (assumed)"
+    count = learner.observe_steps(KEY, "s1", 1, 3)
+    assert (count.words(), count.learned, count.measured) == (
+        "1-phase (circuit meter step)", True, False)
+    assert learner.observe_steps(KEY, "s1", None, 3).phases == 1  # no step: it holds
+
+
+def test_steps_follow_the_learners_rules_more_at_once_fewer_after_a_run():
+    learner = PhaseLearner()
+    learner.observe_steps(KEY, "s1", 1, 3)
+    assert learner.observe_steps(KEY, "s1", 3, 3).phases == 3  # at once
+    for _ in range(DROP_CYCLES - 1):
+        assert learner.observe_steps(KEY, "s1", 1, 3).phases == 3
+        assert learner.observe_steps(KEY, "s1", None, 3).phases == 3  # no step: no break
+    assert learner.observe_steps(KEY, "s1", 1, 3).phases == 1
+    # a new session starts again
+    assert learner.observe_steps(KEY, "s2", None, 3).words() == "1-phase (assumed)"
+
+
+def test_a_step_never_books_more_phases_than_the_charger_has():
+    learner = PhaseLearner()
+    assert learner.observe_steps(KEY, "s1", 3, 1).phases == 1
+
+
+# ---- cycle by cycle through the controller ---------------------------------------------
+# The 32 A metered sub-board of tests/agent/test_phase_learning.py, its chargers reporting
+# no per-conductor currents (sim-charger): the EVs' phases show only in the meter's steps.
+
+RATING_A, MARGIN_A = 32.0, 1.0
+
+
+@dataclass
+class SteppedSubBoard(PhasedSubBoard):
+    """EVs of `ev_phases` phases (on their charger's first conductors) drawing up to
+    `ev_max`, a non-EV load `base_a` per grid phase, chargers without conductor readings."""
+
+    report: bool = False
+    ev_phases: dict = field(default_factory=dict)
+    ev_max: dict = field(default_factory=dict)
+    base_a: list = field(default_factory=lambda: [0.0, 0.0, 0.0])
+
+    def conductor_currents(self, key) -> tuple[float, float, float]:
+        k = self.ev_phases.get(key, 1)
+        a = self.draw.get(key, 0.0) * 1000 / (k * VOLTS)
+        return tuple(a if q < k else 0.0 for q in range(3))  # type: ignore[return-value]
+
+    def sub_currents(self) -> tuple[float, float, float]:
+        ev = super().sub_currents()
+        return (ev[0] + self.base_a[0], ev[1] + self.base_a[1], ev[2] + self.base_a[2])
+
+    def step(self, cycles: int) -> list[tuple[float, float, float]]:
+        """`cycles` cycles, each EV drawing its limit up to its maximum; the sub-board's
+        currents after each (as the breaker sees them)."""
+        seen = []
+        for _ in range(cycles):
+            self.cycle()
+            for key in KEYS:
+                self.draw[key] = min(self.limits[key], self.ev_max.get(key, 0.0))
+            self.delivered += sum(self.draw.values())
+            seen.append(self.sub_currents())
+        return seen
+
+
+def test_a_second_one_phase_ev_on_a_full_phase_starts_once_the_first_is_learned():
+    """The day's problem (docs/allocation.md): a 1-phase EV on L1 alone, then a second one
+    on L1. Booked on 3 phases, the first one's current beyond its booking counted as base
+    load and the second's minimum never fitted; learned from the meter's step, both share
+    L1's 31 A, and no phase goes over it on the way."""
+    st = SteppedSubBoard(cfg=sub_board(), base_kw=10.0,
+                         ev_max={KEYS[0]: 7.4, KEYS[1]: 7.4})  # fmt: skip
+    st.plug(KEYS[0])
+    seen = st.step(20)
+    assert st.draw[KEYS[0]] == pytest.approx((RATING_A - MARGIN_A) * VOLTS / 1000, abs=0.05)
+    st.plug(KEYS[1])
+    seen += st.step(40)
+    assert max(max(a) for a in seen) <= RATING_A - MARGIN_A + 1e-6
+    d = st.cycle()
+    share = (RATING_A - MARGIN_A) * VOLTS / 1000 / 2
+    assert st.draw[KEYS[0]] == pytest.approx(share, abs=0.3), st.draw
+    assert st.draw[KEYS[1]] == pytest.approx(share, abs=0.3), st.draw
+    assert {k: c.words() for k, c in d.phases.items()} == {
+        KEYS[0]: "1-phase (circuit meter step)", KEYS[1]: "1-phase (circuit meter step)"}
+
+
+def test_a_wrong_lower_count_keeps_every_phase_within_its_rating():
+    """A 3-phase EV whose start coincides with a non-EV load moving so that the meter shows
+    a 1-phase step (L1 +2/3 of it, L2 and L3 -1/3: the one coincidence that fools the
+    residual test) is learned on one phase. The allocator then books it on L1 only; its
+    current on L2 and L3 is base load at the meter's next reading, and the apply rule
+    grants its increases on all of its conductors: no phase passes its rating, while two
+    1-phase EVs (L1 and, rotated, L2) take what is left (on L2, with the non-EV load and
+    the 3-phase EV's third, less than the 1-phase EV's minimum: it waits)."""
+    three, one_l1, one_l2 = KEYS
+    st = SteppedSubBoard(cfg=sub_board(), base_kw=10.0, base_a=[2.0, 12.0, 12.0],
+                         ev_phases={three: 3}, ev_max={three: 11.0, one_l1: 7.4, one_l2: 7.4})
+    st.plug(three)
+    seen = []
+    for _ in range(3):
+        before = st.draw.get(three, 0.0)
+        seen += st.step(1)
+        stepped = st.draw[three] - before
+        if stepped > 0 and before == 0.0:  # the start: the non-EV load moves with it
+            third = stepped * 1000 / (3 * VOLTS)
+            st.base_a = [st.base_a[0] + 2 * third, st.base_a[1] - third, st.base_a[2] - third]
+    d = st.cycle()
+    assert d.phases[three].words() == "1-phase (circuit meter step)"  # fooled, as meant
+    st.plug(one_l1)
+    st.plug(one_l2)
+    seen += st.step(60)
+    st.base_a = [2.0, 12.0, 12.0]  # the load comes back: the EV's L2 and L3 are all it had
+    seen += st.step(60)
+    assert max(max(a) for a in seen) <= RATING_A, max(seen, key=max)
+    assert st.draw[three] > 0 and st.draw[one_l1] > 0, st.draw
+
+
+def test_a_wrong_lower_count_cannot_overfill_a_phase_it_was_not_booked_on():
+    """The fooled 3-phase EV of the test above, capped by itself at first (a cold battery),
+    while a 1-phase EV fills L2; then it takes more. Its increases are granted only where
+    every conductor of its charger has room (1, 1/2, 1/3 of them: agent/control/
+    circuit_meters.py), not on its learned L1 alone: L2 stays within its rating."""
+    three, one_l1, one_l2 = KEYS
+    st = SteppedSubBoard(cfg=sub_board(), base_kw=10.0, base_a=[2.0, 8.0, 8.0],
+                         ev_phases={three: 3}, ev_max={three: 4.2, one_l2: 7.4})
+    st.plug(three)
+    seen = []
+    for _ in range(3):
+        before = st.draw.get(three, 0.0)
+        seen += st.step(1)
+        stepped = st.draw[three] - before
+        if stepped > 0 and before == 0.0:
+            third = stepped * 1000 / (3 * VOLTS)
+            st.base_a = [st.base_a[0] + 2 * third, st.base_a[1] - third, st.base_a[2] - third]
+    assert st.cycle().phases[three].words() == "1-phase (circuit meter step)"
+    st.plug(one_l2)
+    seen += st.step(40)
+    assert st.draw[one_l2] > 4.0, st.draw  # L2 is filled
+    st.ev_max[three] = 11.0  # warm: it would take all of L1
+    seen += st.step(60)
+    assert max(max(a) for a in seen) <= RATING_A, max(seen, key=max)
+
+
+def test_only_chargers_below_metered_fuses_are_taught_by_a_meter():
+    """A charger below an unmetered fuse keeps its configured count: nothing would count
+    the unbooked current of a wrong lower count there. A 1-phase charger has nothing to
+    learn."""
+    from agent.config.settings import AgentSettings
+    from agent.control.phase_step_inputs import step_taught
+
+    base = sub_board()
+    st = base.station.model_dump()
+    st["circuits"] = [{"id": "main", "max_current_a": 63.0},
+                      {"id": "sub", "parent": "main", "max_current_a": 32.0, "meter": "sub-meter"},
+                      {"id": "metered-main", "max_current_a": 63.0, "meter": "sub-meter"},
+                      {"id": "sub2", "parent": "metered-main", "max_power_kw": 20.0}]
+    st["chargers"][0]["circuit"] = "sub2"
+    st["chargers"][1]["circuit"] = "sub"
+    st["chargers"][2].update(circuit="sub2", phases=1, phase_rotation="L2L3L1")
+    cfg = AgentSettings(**{**base.model_dump(), "station": st})
+    assert step_taught(cfg.station) == {"metered-main": {("CP1", 1): (0, 1, 2)}}
+
+
+def test_a_sample_is_taken_only_from_fresh_readings_of_the_meter_and_every_charger():
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from agent.control.phase_step_inputs import metered_keys, step_samples
+    from agent.model.snapshot import ChargerState, CircuitMeterState, ConnectorState, Snapshot
+
+    below = metered_keys(sub_board().station)
+    now = datetime(2026, 12, 4, 8, 0, tzinfo=UTC)
+    conns = {cid: ConnectorState(cid, 1, "C", 3.0, 1.0) for cid in ("CP1", "CP2", "CP3")}
+    snap = Snapshot(100.0, now, 20.0, None, None,
+                    tuple(ChargerState(cid, True, (c,)) for cid, c in conns.items()),
+                    circuit_meters=(CircuitMeterState("sub", (13.0, 13.0, 0.0), 6.0, 0.1),))
+    fresh = step_samples(below, snap, 0.25)["sub"]
+    assert fresh == MeterSample(99.9, (13.0, 13.0, 0.0), {k: 3.0 for k in KEYS})
+
+    def with_meter(**kw):
+        return replace(snap, circuit_meters=(replace(snap.circuit_meters[0], **kw),))
+
+    def with_cp2(**kw):
+        chargers = tuple(replace(ch, **kw) if ch.id == "CP2" else ch for ch in snap.chargers)
+        return replace(snap, chargers=chargers)
+
+    late_draw = (ChargerState("CP2", True, (replace(conns["CP2"],
+                                                   power_ts=now.timestamp() - 5.0),)),)
+    for stale in (with_meter(age_s=0.3), with_meter(currents_a=None, power_kw=None),
+                  with_cp2(reachable=False), with_cp2(connectors=()),
+                  replace(snap, chargers=snap.chargers[:1] + late_draw + snap.chargers[2:])):
+        assert step_samples(below, stale, 0.25) == {"sub": None}
+
+
+@hsettings(max_examples=500, deadline=None)
+@given(st_.sampled_from([(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]),
+       st_.integers(1, 3), st_.floats(1.5, 22.0), st_.booleans(),
+       st_.lists(st_.floats(-0.09, 0.09), min_size=3, max_size=3))
+def test_a_step_within_the_tolerance_names_its_true_count_and_no_other(
+        rotation, k, kw, down, noise):
+    """Any rotation, count and step (up or down), each phase off by up to 9 % of the step's
+    current: the true count, since every other count is at least a third of it away."""
+    step = -kw if down else kw
+    change = [0.0, 0.0, 0.0]
+    for p in rotation[:k]:
+        change[p] += amps(step) / k
+    change = [a + n * amps(kw) for a, n in zip(change, noise, strict=True)]
+    assert explained_phases(step, tuple(change), rotation, V) == k
+
+
+def test_a_charger_limited_in_amps_keeps_its_own_count_whatever_the_steps_show():
+    """Its limit converts to amps at its configured phases, so each conductor carries at
+    most what is booked on it (phase_learning.py): the step is shown, not booked."""
+    st = SteppedSubBoard(cfg=sub_board(), base_kw=10.0, in_amps=True, ev_max={KEYS[0]: 7.4})
+    st.plug(KEYS[0])
+    st.step(10)
+    d = st.cycle()
+    assert d.phases[KEYS[0]].words() == "1-phase (circuit meter step; booked on 3: limit in A)"
+    assert [(r.phases, r.min_power_kw) for r in d.inputs.sessions] == [(0, pytest.approx(4.14))]
