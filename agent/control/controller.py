@@ -27,10 +27,11 @@ from agent.control.decision import AllocationInputs, ConnectorDecision, Decision
 from agent.control.held import held_by_plan
 from agent.control.limit_lag import LimitLag
 from agent.control.phase_learning import PhaseCount, PhaseLearner
+from agent.control.phase_switch import NATIVE, Booking, Observation, PhaseSwitcher, SwitchRules
 from agent.control.sessions import Session, SessionTracker
 from agent.control.tree import configure_tree, set_bases, start_reserves
 from agent.control.v2g import V2gDispatch, V2gOrders
-from agent.model.snapshot import Snapshot
+from agent.model.snapshot import ChargerState, ConnectorState, Snapshot
 from allocator.binding import BINDING_NAMES
 from allocator.guidance import Guidance
 
@@ -95,6 +96,15 @@ class Controller:
         self.lag = LimitLag(c.limit_follow_s)
         # Each session's phase count from its charger's per-conductor currents.
         self.phase_learner = PhaseLearner()
+        # 1 <-> 3 phase switching where the charger can and [phase_switch] enables it.
+        ps = settings.phase_switch
+        self._t = 0.0  # the cycle's time, the switcher's clock
+        self.switcher = PhaseSwitcher(
+            SwitchRules(ps.hold_s, ps.min_interval_s, ps.confirm_timeout_s), lambda: self._t
+        ) if ps.enabled else None  # fmt: skip
+        self._bookings: dict[Key, Booking] = {}  # this cycle's, on chargers that can switch
+        self._in_amps: dict[str, bool] = {}
+        self._commanded: tuple[tuple[Key, int], ...] = ()
         b = st.battery
         self._battery_cfg = (b.min_soc, b.max_charge_kw, b.max_discharge_kw) if b else None
 
@@ -125,7 +135,7 @@ class Controller:
 
     def decide(self, snap: Snapshot) -> Decision:
         c = self.s.control
-        t = snap.t
+        t = self._t = snap.t
         if self.v2g is not None:  # before the tracker: a session ending now keeps its kWh
             self.v2g.account(snap, self.sessions.active)
         sessions = self.sessions.update(snap)
@@ -222,6 +232,7 @@ class Controller:
                             booked, min_kw)
         self.arrays.solve()
         allocations, binding = self._answer(inputs)
+        fits = self._what_ifs(inputs, allocations, binding, phase_counts)
         held_by = held_by_plan(guidance, inputs.sessions, allocations, binding,
                             plan_lowered_grid=grid < safe_grid - 1e-6, guarded=v2g.guarded)
         self.rotation.observe(
@@ -236,6 +247,8 @@ class Controller:
             cd.target_kw = allocations.get(s.id, 0.0)
             if s.id in v2g.discharge_kw:
                 cd.target_kw = -v2g.discharge_kw[s.id]
+            if self._bookings.get(cd.key, NATIVE).hold:  # a phase switch under way
+                cd.target_kw = 0.0
         targets = {cd.key: cd.target_kw for cd in conns}
 
         if snap.grid_kw is not None and snap.grid_age_s > c.period_s:
@@ -284,6 +297,8 @@ class Controller:
         if battery_sp is not None and battery_present is not None and battery_sp < battery_present:
             plan = plan_for(import_kw + pending + battery_present - battery_sp)
         plan = rewrite_fallback(plan, self.in_fallback, current)
+        self._commanded = self._switch_steps(snap, plan, targets, current, drawing, lagging,
+                                             allocations, binding, fits)  # fmt: skip
         written = {w.charger_id for w in plan.writes}
         heartbeats = tuple(
             cid
@@ -313,6 +328,7 @@ class Controller:
             battery_available=battery_available,
             v2g=v2g,
             phases=phase_counts,
+            phase_switches=self._commanded,
         )
 
     def _phases(self, snap: Snapshot
@@ -326,16 +342,28 @@ class Controller:
         counts: dict[Key, PhaseCount] = {}
         booked: dict[Key, int] = {}
         learned: set[Key] = set()
+        self._bookings = {}
         for ch in snap.chargers:
             cfg = self.chargers.get(ch.id)
             if cfg is None:
                 continue
+            self._in_amps[ch.id] = ch.limit_in_amps
             for conn in ch.connectors:
                 key = (ch.id, conn.idx)
                 x = active.get(key)
                 if x is None:
                     continue
-                count = self.phase_learner.observe(key, x.id, conn.currents_a, cfg.phases)
+                booking = self._booking(ch, conn, x.id)
+                if booking.mode == "one":  # switched to (or going to) its first conductor
+                    counts[key] = PhaseCount(1, "switching" if booking.hold else "switched")
+                    booked[key] = 1
+                    learned.add(key)
+                    continue
+                if booking.mode == "back":  # as before the switch; readings say nothing yet
+                    count = (self.phase_learner.current(key, x.id)
+                             or PhaseCount(cfg.phases, "configured"))  # fmt: skip
+                else:
+                    count = self.phase_learner.observe(key, x.id, conn.currents_a, cfg.phases)
                 if ch.limit_in_amps:
                     count = (PhaseCount(count.phases, "measured", cfg.phases) if count.measured
                              else PhaseCount(cfg.phases, "configured"))  # fmt: skip
@@ -346,6 +374,110 @@ class Controller:
                         learned.add(key)
         self.phase_learner.forget(active.keys())
         return counts, booked, learned
+
+    def _booking(self, ch: ChargerState, conn: ConnectorState, session_id: str) -> Booking:
+        """The switcher's booking for a session on a charger that can switch phases."""
+        cfg = self.chargers[ch.id]
+        if self.switcher is None or ch.phase_switch_pause_s is None or cfg.phases != 3:
+            return NATIVE
+        key = (ch.id, conn.idx)
+        booking = self._bookings[key] = self.switcher.booking(key, session_id,
+                                                              conn.charge_phases)
+        return booking
+
+    def _what_ifs(self, inputs: AllocationInputs, allocations: Mapping[str, float],
+                  binding: Mapping[str, str], counts: Mapping[Key, PhaseCount]
+                  ) -> dict[Key, tuple[bool, bool]]:  # fmt: skip
+        """(fits_one, fits_three) for each session a phase switch could help, asked of the
+        allocator itself: this cycle's inputs with that one session booked the other way
+        (on one phase at the one-phase minimum; back on three at the minimum plus
+        `margin_a` per phase), then the real inputs solved again. Only sessions the
+        allocator pauses on three phases, or that charge on one, cost a solve."""
+        if self.switcher is None or not self._bookings:
+            return {}
+        rows = {r.key: (i, r) for i, r in enumerate(inputs.sessions)}
+        asks: list[tuple[Key, int, SessionRow, int, float, bool]] = []
+        for key, booking in self._bookings.items():
+            if booking.hold or key not in rows:
+                continue
+            i, r = rows[key]
+            cfg = self.chargers[key[0]]
+            if booking.mode == "native":
+                count = counts[key]
+                paused = allocations.get(r.session_id, 0.0) <= 0.0 \
+                    and binding.get(r.session_id) == "minimum"
+                if paused and not (count.measured and count.phases == 1):  # 1-phase EV: moot
+                    asks.append((key, i, r, 1, self.min_kw[key] / cfg.phases, True))
+            else:
+                phases, min_kw = self._back_on_three(key, r.session_id)
+                per_phase_a = cfg.min_power_kw * 1000.0 / (cfg.phases * self.s.station.voltage_v)
+                margin = 1.0 + self.s.phase_switch.margin_a / max(per_phase_a, 1e-9)
+                asks.append((key, i, r, phases, min_kw * margin, False))
+        out: dict[Key, tuple[bool, bool]] = {}
+        for key, i, r, phases, min_power, one in asks:
+            self._set_row(i, r, phases=phases, min_power=min_power)
+            self.arrays.solve()
+            fits = float(self.arrays.allocation[i]) > 0.0
+            self._set_row(i, r)
+            out[key] = (fits, False) if one else (False, fits)
+        if asks:
+            self.arrays.solve()  # the real answer again: battery and grid power come from it
+        return out
+
+    def _back_on_three(self, key: Key, session_id: str) -> tuple[int, float]:
+        """How a session now on one phase would be booked back on three (phases for the
+        kernel, 0 for its charger's; its minimum kW): as before the switch."""
+        cfg = self.chargers[key[0]]
+        count = self.phase_learner.current(key, session_id) or PhaseCount(cfg.phases,
+                                                                           "configured")
+        if self._in_amps.get(key[0], False) or count.phases == cfg.phases:
+            return 0, self.min_kw[key]
+        return count.phases, self._min_kw(key, count.phases if count.measured else None)
+
+    def _set_row(self, i: int, r: SessionRow, *, phases: int | None = None,
+                 min_power: float | None = None) -> None:
+        self.arrays.set_session(
+            i, charger=self._charger_index[r.charger_id], vehicle_max=r.vehicle_max_kw,
+            power_cap=math.inf if r.power_cap_kw is None else r.power_cap_kw,
+            min_power=r.min_power_kw if min_power is None else min_power,
+            priority=r.priority, phases=r.phases if phases is None else phases,
+        )  # fmt: skip
+
+    def _switch_steps(self, snap: Snapshot, plan: ApplyPlan, targets: Mapping[Key, float],
+                      current: Mapping[Key, float | None], drawing: Mapping[Key, float],
+                      lagging: Mapping[Key, float], allocations: Mapping[str, float],
+                      binding: Mapping[str, str], fits: Mapping[Key, tuple[bool, bool]]
+                      ) -> tuple[tuple[Key, int], ...]:  # fmt: skip
+        """Advance each switch (agent/control/phase_switch.py); the registers to write.
+        Settled: every limit in force, and every lowered one the charger may not have
+        followed yet, at most its target (within the deadband, which the apply step leaves
+        unwritten): the room a switch up was booked for is free."""
+        if self.switcher is None:
+            return ()
+        slack = self.s.control.deadband_kw + LIMIT_EPS_KW
+        settled = all(
+            cur is not None and max(cur, lagging.get(k, cur)) <= targets.get(k, 0.0) + slack
+            for k, cur in current.items()
+        )
+        active = self.sessions.active
+        orders: list[tuple[Key, int]] = []
+        for ch in snap.chargers:
+            if ch.phase_switch_pause_s is None or not ch.reachable:
+                continue
+            for conn in ch.connectors:
+                key = (ch.id, conn.idx)
+                x = active.get(key)
+                if key not in self._bookings or x is None:
+                    continue
+                fits_one, fits_three = fits.get(key, (False, False))
+                paused = allocations.get(x.id, 0.0) <= 0.0 and binding.get(x.id) == "minimum"
+                phases = self.switcher.step(key, Observation(
+                    conn.charge_phases, ch.phase_switch_pause_s, current.get(key),
+                    drawing.get(key, 0.0), paused, fits_one, fits_three, settled))  # fmt: skip
+                if phases is not None:
+                    orders.append((key, phases))
+        self.switcher.forget(active.keys())
+        return tuple(orders)
 
     def _min_kw(self, key: Key, phases: int | None) -> float:
         """The connector's smallest non-zero limit: IEC 61851's minimum is per phase, so
@@ -482,6 +614,7 @@ class Controller:
         writes: Mapping[Key, bool],
         heartbeats: Mapping[str, bool],
         battery_ok: bool | None,
+        phase_acks: Mapping[Key, bool] | None = None,
     ) -> None:
         """Record what the devices acknowledged (a failed write leaves the limit unknown),
         then flush the store writes `decide` queued: after the limit writes, so the store
@@ -504,6 +637,11 @@ class Controller:
         for cid, ok in heartbeats.items():
             if ok:
                 self.last_contact[cid] = t
+        if self.switcher is not None:  # None: the caller wrote every switch it was given
+            for key, _phases in self._commanded:
+                self.switcher.acknowledged(key, True if phase_acks is None
+                                           else phase_acks.get(key, False))  # fmt: skip
+            self._commanded = ()
         if battery_ok and decision.battery_setpoint_kw is not None:
             self.battery_setpoint = decision.battery_setpoint_kw
             self._battery_written_at = t
