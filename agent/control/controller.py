@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from agent.config.circuits import ancestors
 from agent.config.settings import AgentSettings
 from agent.control.apply import ApplyPlan, Key, plan_writes
 from agent.control.battery_order import ordered_setpoint
@@ -26,7 +27,7 @@ from agent.control.comeback import LIMIT_EPS_KW, rewrite_fallback
 from agent.control.decision import AllocationInputs, ConnectorDecision, Decision, SessionRow
 from agent.control.held import held_by_plan
 from agent.control.limit_lag import LimitLag
-from agent.control.phase_learning import PhaseCount, PhaseLearner
+from agent.control.phase_learning import ASSUMED_PHASES, PhaseCount, PhaseLearner
 from agent.control.phase_switch import NATIVE, Booking, Observation, PhaseSwitcher, SwitchRules
 from agent.control.sessions import Session, SessionTracker
 from agent.control.tree import configure_tree, set_bases, start_reserves
@@ -105,6 +106,8 @@ class Controller:
         self._bookings: dict[Key, Booking] = {}  # this cycle's, on chargers that can switch
         self._in_amps: dict[str, bool] = {}
         self._commanded: tuple[tuple[Key, int], ...] = ()
+        self._bases: dict[str, tuple[tuple[float, float, float], float]] = {}
+        self._reports: set[Key] = set()  # connectors whose charger reports its conductors
         b = st.battery
         self._battery_cfg = (b.min_soc, b.max_charge_kw, b.max_discharge_kw) if b else None
 
@@ -177,6 +180,7 @@ class Controller:
                 base_a, base_kw = bases.get(cid, ((0.0, 0.0, 0.0), 0.0))
                 bases[cid] = (tuple(a + r for a, r in zip(base_a, reserve, strict=True)), base_kw)  # type: ignore[assignment]
             set_bases(self.arrays, self.s.station, bases)
+            self._bases = bases
         if circuits:
             stale = [m.circuit_id for m in circuits if m.stale]
             if stale:
@@ -343,6 +347,7 @@ class Controller:
         booked: dict[Key, int] = {}
         learned: set[Key] = set()
         self._bookings = {}
+        self._reports = set()
         for ch in snap.chargers:
             cfg = self.chargers.get(ch.id)
             if cfg is None:
@@ -353,15 +358,22 @@ class Controller:
                 x = active.get(key)
                 if x is None:
                     continue
+                if conn.currents_a is not None:
+                    self._reports.add(key)
                 booking = self._booking(ch, conn, x.id)
                 if booking.mode == "one":  # switched to (or going to) its first conductor
                     counts[key] = PhaseCount(1, "switching" if booking.hold else "switched")
                     booked[key] = 1
                     learned.add(key)
                     continue
-                if booking.mode == "back":  # as before the switch; readings say nothing yet
-                    count = (self.phase_learner.current(key, x.id)
-                             or PhaseCount(cfg.phases, "configured"))  # fmt: skip
+                if booking.mode == "back":
+                    # Back on three it starts as an EV of unknown phases (its readings on one
+                    # phase say nothing): booked as such from before the switch on, so the
+                    # start reserve is kept for it (tree.start_reserves), and learnt anew.
+                    self.phase_learner.restart(key)
+                    count = (PhaseCount(min(ASSUMED_PHASES, cfg.phases), "assumed")
+                             if conn.currents_a is not None
+                             else PhaseCount(cfg.phases, "configured"))  # fmt: skip
                 else:
                     count = self.phase_learner.observe(key, x.id, conn.currents_a, cfg.phases)
                 if ch.limit_in_amps:
@@ -389,14 +401,21 @@ class Controller:
                   binding: Mapping[str, str], counts: Mapping[Key, PhaseCount]
                   ) -> dict[Key, tuple[bool, bool]]:  # fmt: skip
         """(fits_one, fits_three) for each session a phase switch could help, asked of the
-        allocator itself: this cycle's inputs with that one session booked the other way
-        (on one phase at the one-phase minimum; back on three at the minimum plus
-        `margin_a` per phase), then the real inputs solved again. Only sessions the
-        allocator pauses on three phases, or that charge on one, cost a solve."""
+        allocator itself: this cycle's inputs with that one session booked the other way,
+        then the real inputs solved again. It fits when it would charge and every session
+        charging now would still charge (not by pausing another in its place, which the
+        allocator's pause order would do). On one phase: at the one-phase minimum. Back on
+        three: booked as it will start there (an EV of unknown phases where the charger
+        reports its conductors: the start reserve too), with `margin_a` A to spare on each
+        of its charger's grid phases under every circuit above it (the kW equivalent on a
+        station without circuits). Only sessions the allocator pauses on three phases, or
+        that charge on one, cost a solve."""
         if self.switcher is None or not self._bookings:
             return {}
         rows = {r.key: (i, r) for i, r in enumerate(inputs.sessions)}
-        asks: list[tuple[Key, int, SessionRow, int, float, bool]] = []
+        charging = [i for i, r in enumerate(inputs.sessions)
+                    if allocations.get(r.session_id, 0.0) > 0.0]  # fmt: skip
+        out: dict[Key, tuple[bool, bool]] = {}
         for key, booking in self._bookings.items():
             if booking.hold or key not in rows:
                 continue
@@ -407,32 +426,47 @@ class Controller:
                 paused = allocations.get(r.session_id, 0.0) <= 0.0 \
                     and binding.get(r.session_id) == "minimum"
                 if paused and not (count.measured and count.phases == 1):  # 1-phase EV: moot
-                    asks.append((key, i, r, 1, self.min_kw[key] / cfg.phases, True))
+                    fits = self._fits(i, r, charging, 1, self.min_kw[key] / cfg.phases)
+                    out[key] = (fits, False)
             else:
-                phases, min_kw = self._back_on_three(key, r.session_id)
-                per_phase_a = cfg.min_power_kw * 1000.0 / (cfg.phases * self.s.station.voltage_v)
-                margin = 1.0 + self.s.phase_switch.margin_a / max(per_phase_a, 1e-9)
-                asks.append((key, i, r, phases, min_kw * margin, False))
-        out: dict[Key, tuple[bool, bool]] = {}
-        for key, i, r, phases, min_power, one in asks:
-            self._set_row(i, r, phases=phases, min_power=min_power)
-            self.arrays.solve()
-            fits = float(self.arrays.allocation[i]) > 0.0
-            self._set_row(i, r)
-            out[key] = (fits, False) if one else (False, fits)
-        if asks:
+                phases, min_kw, extra = self._back_on_three(key)
+                out[key] = (False, self._fits(i, r, charging, phases, min_kw, extra))
+        if out:
             self.arrays.solve()  # the real answer again: battery and grid power come from it
         return out
 
-    def _back_on_three(self, key: Key, session_id: str) -> tuple[int, float]:
+    def _fits(self, i: int, r: SessionRow, charging: list[int], phases: int, min_kw: float,
+              extra: Mapping[str, list[float]] | None = None) -> bool:
+        """Would session row `i` charge, booked on `phases` at `min_kw`, with `extra` A per
+        grid phase taken from those circuits, and the rows `charging` still charge? The
+        row and bases are put back after."""
+        self._set_row(i, r, phases=phases, min_power=min_kw)
+        if extra:
+            set_bases(self.arrays, self.s.station, _plus(self._bases, extra))
+        self.arrays.solve()
+        allocation = self.arrays.allocation
+        fits = float(allocation[i]) > 0.0 and all(float(allocation[j]) > 0.0 for j in charging)
+        self._set_row(i, r)
+        if extra:
+            set_bases(self.arrays, self.s.station, self._bases)
+        return fits
+
+    def _back_on_three(self, key: Key) -> tuple[int, float, dict[str, list[float]]]:
         """How a session now on one phase would be booked back on three (phases for the
-        kernel, 0 for its charger's; its minimum kW): as before the switch."""
+        kernel, 0 for its charger's; its minimum kW) and what it takes from each circuit
+        above it beyond that (A per grid phase: the start reserve and the margin)."""
+        st = self.s.station
         cfg = self.chargers[key[0]]
-        count = self.phase_learner.current(key, session_id) or PhaseCount(cfg.phases,
-                                                                           "configured")
-        if self._in_amps.get(key[0], False) or count.phases == cfg.phases:
-            return 0, self.min_kw[key]
-        return count.phases, self._min_kw(key, count.phases if count.measured else None)
+        margin_a = self.s.phase_switch.margin_a
+        if not st.circuits:
+            return 0, self.min_kw[key] + margin_a * cfg.phases * st.voltage_v / 1000, {}
+        reports = key in self._reports and not self._in_amps.get(key[0], False)
+        extra = start_reserves(st, {key: self.min_kw[key]}) if reports else {}
+        for c in ancestors(st.circuits, cfg.circuit):
+            held = extra.setdefault(c.id, [0.0, 0.0, 0.0])
+            for q in range(cfg.phases):
+                held[int(cfg.phase_rotation[2 * q + 1]) - 1] += margin_a
+        return (1 if reports else 0), self.min_kw[key], extra
 
     def _set_row(self, i: int, r: SessionRow, *, phases: int | None = None,
                  min_power: float | None = None) -> None:
@@ -648,3 +682,13 @@ class Controller:
         if self.v2g is not None:  # the discharge before the stop row, as they were counted
             self.v2g.flush_writes(t)
         self.sessions.flush_writes(t)
+
+
+def _plus(bases: Mapping[str, tuple[tuple[float, float, float], float]],
+          extra: Mapping[str, list[float]]) -> dict[str, tuple[tuple[float, float, float], float]]:
+    """Circuit bases with `extra` A per grid phase added (power unchanged)."""
+    out = dict(bases)
+    for cid, amps in extra.items():
+        base_a, base_kw = out.get(cid, ((0.0, 0.0, 0.0), 0.0))
+        out[cid] = ((base_a[0] + amps[0], base_a[1] + amps[1], base_a[2] + amps[2]), base_kw)
+    return out

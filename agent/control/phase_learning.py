@@ -133,13 +133,10 @@ class PhaseLearner:
                 track.lower = track.streak = 0
         return PhaseCount(track.phases, track.source)
 
-    def current(self, key: Key, session_id: str) -> PhaseCount | None:
-        """The count the connector's session is booked on, without a new reading (while
-        its charger is switched to one phase its readings say nothing of the EV)."""
-        track = self._tracks.get(key)
-        if track is None or track.session_id != session_id:
-            return None
-        return PhaseCount(track.phases, track.source)
+    def restart(self, key: Key) -> None:
+        """Learn the connector's session anew from its next reading (its charger switched
+        phases: what it showed before says nothing of what it draws now)."""
+        self._tracks.pop(key, None)
 
     def forget(self, live: Iterable[Key]) -> None:
         """Drop every connector not in `live` (its session ended)."""
