@@ -86,7 +86,9 @@ async def _run(tmp_path) -> dict:
         await sc.run_for(6.0)
         kwh_one = _cp1(sc)["ev"]["delivered"] - kwh_one  # in 6 s on one phase
         on_one = {"power": round(_cp1(sc)["power"], 2),
-                  "currents": [round(a, 1) for a in _cp1(sc)["phaseCurrents"]]}
+                  "currents": [round(a, 1) for a in _cp1(sc)["phaseCurrents"]],
+                  "others": {c["chargerId"]: round(c["power"], 2)
+                             for c in sc.sim.state()["connectors"] if c["chargerId"] != "CP1"}}
         for cid in ("CP4", "CP5", "CP6"):  # room returns on L2
             sc.sim.unplug(cid, 1)
         freed = time.monotonic()
@@ -127,6 +129,8 @@ def test_a_squeezed_3_phase_ev_charges_on_one_phase_and_goes_back_without_flappi
     # on one phase it charged, on its charger's L1 only
     assert r["on_one"]["power"] >= 1.38 and r["on_one"]["currents"][1:] == [0.0, 0.0], summary
     assert r["kwh_one"] * 600 >= 1.38, summary  # kWh in 6 s -> mean kW
+    # and with CP1 off L2, none of the four 1-phase EVs is paused any more
+    assert all(kw >= 1.3 for kw in r["on_one"]["others"].values()), summary
     # back on three: drawing on all three conductors, booked as measured on three
     assert min(r["cp1_currents"]) >= 5.5, summary
     assert r["phases"]["CP1"] == "3-phase (measured)", summary
