@@ -16,7 +16,6 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from agent.config.circuits import ancestors
 from agent.config.settings import AgentSettings
 from agent.control.apply import ApplyPlan, Key, plan_writes
 from agent.control.battery_order import ordered_setpoint
@@ -30,6 +29,7 @@ from agent.control.limit_lag import LimitLag
 from agent.control.phase_learning import ASSUMED_PHASES, PhaseCount, PhaseLearner
 from agent.control.phase_switch import NATIVE, Booking, Observation, PhaseSwitcher, SwitchRules
 from agent.control.sessions import Session, SessionTracker
+from agent.control.switch_fit import FitQuestions, back_on_three, settled
 from agent.control.tree import configure_tree, set_bases, start_reserves
 from agent.control.v2g import V2gDispatch, V2gOrders
 from agent.model.snapshot import ChargerState, ConnectorState, Snapshot
@@ -107,6 +107,7 @@ class Controller:
         self._in_amps: dict[str, bool] = {}
         self._commanded: tuple[tuple[Key, int], ...] = ()
         self._bases: dict[str, tuple[tuple[float, float, float], float]] = {}
+        self.fit = FitQuestions(self.arrays, self._charger_index)
         self._reports: set[Key] = set()  # connectors whose charger reports its conductors
         b = st.battery
         self._battery_cfg = (b.min_soc, b.max_charge_kw, b.max_discharge_kw) if b else None
@@ -401,17 +402,13 @@ class Controller:
                   binding: Mapping[str, str], counts: Mapping[Key, PhaseCount]
                   ) -> dict[Key, tuple[bool, bool]]:  # fmt: skip
         """(fits_one, fits_three) for each session a phase switch could help, asked of the
-        allocator itself: this cycle's inputs with that one session booked the other way,
-        then the real inputs solved again. It fits when it would charge and every session
-        charging now would still charge (not by pausing another in its place, which the
-        allocator's pause order would do). On one phase: at the one-phase minimum. Back on
-        three: booked as it will start there (an EV of unknown phases where the charger
-        reports its conductors: the start reserve too), with `margin_a` A to spare on each
-        of its charger's grid phases under every circuit above it (the kW equivalent on a
-        station without circuits). Only sessions the allocator pauses on three phases, or
-        that charge on one, cost a solve."""
+        allocator (agent/control/switch_fit.py), then the real inputs solved again. On one
+        phase: at the one-phase minimum. Back on three: as it will start there, with
+        `margin_a` to spare. Only sessions the allocator pauses on three phases, or that
+        charge on one, cost a solve."""
         if self.switcher is None or not self._bookings:
             return {}
+        st = self.s.station
         rows = {r.key: (i, r) for i, r in enumerate(inputs.sessions)}
         charging = [i for i, r in enumerate(inputs.sessions)
                     if allocations.get(r.session_id, 0.0) > 0.0]  # fmt: skip
@@ -426,73 +423,29 @@ class Controller:
                 paused = allocations.get(r.session_id, 0.0) <= 0.0 \
                     and binding.get(r.session_id) == "minimum"
                 if paused and not (count.measured and count.phases == 1):  # 1-phase EV: moot
-                    fits = self._fits(i, r, charging, 1, self.min_kw[key] / cfg.phases)
+                    fits = self.fit.fits(st, self._bases, i, r, charging, 1,
+                                         self.min_kw[key] / cfg.phases)  # fmt: skip
                     out[key] = (fits, False)
             else:
-                phases, min_kw, extra = self._back_on_three(key)
-                out[key] = (False, self._fits(i, r, charging, phases, min_kw, extra))
+                reports = key in self._reports and not self._in_amps.get(key[0], False)
+                phases, min_kw, extra = back_on_three(st, cfg, key, self.min_kw[key], reports,
+                                                      self.s.phase_switch.margin_a)
+                out[key] = (False, self.fit.fits(st, self._bases, i, r, charging, phases,
+                                                 min_kw, extra))  # fmt: skip
         if out:
             self.arrays.solve()  # the real answer again: battery and grid power come from it
         return out
-
-    def _fits(self, i: int, r: SessionRow, charging: list[int], phases: int, min_kw: float,
-              extra: Mapping[str, list[float]] | None = None) -> bool:
-        """Would session row `i` charge, booked on `phases` at `min_kw`, with `extra` A per
-        grid phase taken from those circuits, and the rows `charging` still charge? The
-        row and bases are put back after."""
-        self._set_row(i, r, phases=phases, min_power=min_kw)
-        if extra:
-            set_bases(self.arrays, self.s.station, _plus(self._bases, extra))
-        self.arrays.solve()
-        allocation = self.arrays.allocation
-        fits = float(allocation[i]) > 0.0 and all(float(allocation[j]) > 0.0 for j in charging)
-        self._set_row(i, r)
-        if extra:
-            set_bases(self.arrays, self.s.station, self._bases)
-        return fits
-
-    def _back_on_three(self, key: Key) -> tuple[int, float, dict[str, list[float]]]:
-        """How a session now on one phase would be booked back on three (phases for the
-        kernel, 0 for its charger's; its minimum kW) and what it takes from each circuit
-        above it beyond that (A per grid phase: the start reserve and the margin)."""
-        st = self.s.station
-        cfg = self.chargers[key[0]]
-        margin_a = self.s.phase_switch.margin_a
-        if not st.circuits:
-            return 0, self.min_kw[key] + margin_a * cfg.phases * st.voltage_v / 1000, {}
-        reports = key in self._reports and not self._in_amps.get(key[0], False)
-        extra = start_reserves(st, {key: self.min_kw[key]}) if reports else {}
-        for c in ancestors(st.circuits, cfg.circuit):
-            held = extra.setdefault(c.id, [0.0, 0.0, 0.0])
-            for q in range(cfg.phases):
-                held[int(cfg.phase_rotation[2 * q + 1]) - 1] += margin_a
-        return (1 if reports else 0), self.min_kw[key], extra
-
-    def _set_row(self, i: int, r: SessionRow, *, phases: int | None = None,
-                 min_power: float | None = None) -> None:
-        self.arrays.set_session(
-            i, charger=self._charger_index[r.charger_id], vehicle_max=r.vehicle_max_kw,
-            power_cap=math.inf if r.power_cap_kw is None else r.power_cap_kw,
-            min_power=r.min_power_kw if min_power is None else min_power,
-            priority=r.priority, phases=r.phases if phases is None else phases,
-        )  # fmt: skip
 
     def _switch_steps(self, snap: Snapshot, plan: ApplyPlan, targets: Mapping[Key, float],
                       current: Mapping[Key, float | None], drawing: Mapping[Key, float],
                       lagging: Mapping[Key, float], allocations: Mapping[str, float],
                       binding: Mapping[str, str], fits: Mapping[Key, tuple[bool, bool]]
                       ) -> tuple[tuple[Key, int], ...]:  # fmt: skip
-        """Advance each switch (agent/control/phase_switch.py); the registers to write.
-        Settled: every limit in force, and every lowered one the charger may not have
-        followed yet, at most its target (within the deadband, which the apply step leaves
-        unwritten): the room a switch up was booked for is free."""
+        """Advance each switch (agent/control/phase_switch.py); the registers to write. The
+        room a switch up was booked for is free once no decrease is outstanding."""
         if self.switcher is None:
             return ()
-        slack = self.s.control.deadband_kw + LIMIT_EPS_KW
-        settled = all(
-            cur is not None and max(cur, lagging.get(k, cur)) <= targets.get(k, 0.0) + slack
-            for k, cur in current.items()
-        )
+        room_free = settled(current, lagging, targets, self.s.control.deadband_kw + LIMIT_EPS_KW)
         active = self.sessions.active
         orders: list[tuple[Key, int]] = []
         for ch in snap.chargers:
@@ -507,7 +460,7 @@ class Controller:
                 paused = allocations.get(x.id, 0.0) <= 0.0 and binding.get(x.id) == "minimum"
                 phases = self.switcher.step(key, Observation(
                     conn.charge_phases, ch.phase_switch_pause_s, current.get(key),
-                    drawing.get(key, 0.0), paused, fits_one, fits_three, settled))  # fmt: skip
+                    drawing.get(key, 0.0), paused, fits_one, fits_three, room_free))  # fmt: skip
                 if phases is not None:
                     orders.append((key, phases))
         self.switcher.forget(active.keys())
@@ -683,12 +636,3 @@ class Controller:
             self.v2g.flush_writes(t)
         self.sessions.flush_writes(t)
 
-
-def _plus(bases: Mapping[str, tuple[tuple[float, float, float], float]],
-          extra: Mapping[str, list[float]]) -> dict[str, tuple[tuple[float, float, float], float]]:
-    """Circuit bases with `extra` A per grid phase added (power unchanged)."""
-    out = dict(bases)
-    for cid, amps in extra.items():
-        base_a, base_kw = out.get(cid, ((0.0, 0.0, 0.0), 0.0))
-        out[cid] = ((base_a[0] + amps[0], base_a[1] + amps[1], base_a[2] + amps[2]), base_kw)
-    return out
