@@ -302,7 +302,7 @@ class Controller:
         if battery_sp is not None and battery_present is not None and battery_sp < battery_present:
             plan = plan_for(import_kw + pending + battery_present - battery_sp)
         plan = rewrite_fallback(plan, self.in_fallback, current)
-        self._commanded = self._switch_steps(snap, plan, targets, current, drawing, lagging,
+        self._commanded = self._switch_steps(snap, targets, current, drawing, lagging,
                                              allocations, binding, fits)  # fmt: skip
         written = {w.charger_id for w in plan.writes}
         heartbeats = tuple(
@@ -436,7 +436,7 @@ class Controller:
             self.arrays.solve()  # the real answer again: battery and grid power come from it
         return out
 
-    def _switch_steps(self, snap: Snapshot, plan: ApplyPlan, targets: Mapping[Key, float],
+    def _switch_steps(self, snap: Snapshot, targets: Mapping[Key, float],
                       current: Mapping[Key, float | None], drawing: Mapping[Key, float],
                       lagging: Mapping[Key, float], allocations: Mapping[str, float],
                       binding: Mapping[str, str], fits: Mapping[Key, tuple[bool, bool]]
@@ -635,4 +635,3 @@ class Controller:
         if self.v2g is not None:  # the discharge before the stop row, as they were counted
             self.v2g.flush_writes(t)
         self.sessions.flush_writes(t)
-
