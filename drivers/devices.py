@@ -84,6 +84,8 @@ class ConnectorReading:
     # When power_kw was measured, where that is older than the read (OCPP meter values arrive
     # every MeterValueSampleInterval): None means "at this read".
     power_ts: float | None = None
+    # The phases the connector charges on where the map has them (Alfen 1215): 1 or 3.
+    charge_phases: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,8 @@ class ChargerReading:
     ts: float
     # Its limit is a current per phase (Alfen, Keba...): kW convert at the charger's phases.
     limit_in_amps: bool = False
+    # It switches between 1 and 3 phases (`set_phases`), pausing this long to do it.
+    phase_switch_pause_s: float | None = None
 
 
 class _Capability(ModbusDevice):
@@ -251,10 +255,12 @@ class Charger(_Capability):
                 limit_kw=self._kw(v, limit_name, idx),
                 soc_pct=_num(v.get(("soc", idx))),
                 currents_a=self._currents(v, idx),
+                charge_phases=self._phases.get(idx),
             ))
         limit = self.profile.point("power_limit")
         return ChargerReading(tuple(conns), self._kw(v, "max_power"), self._wallclock(),
-                              limit_in_amps=limit is not None and limit.unit == "A")
+                              limit_in_amps=limit is not None and limit.unit == "A",
+                              phase_switch_pause_s=self.profile.phase_switch_pause_s)
 
     def _currents(self, values: dict[Key, Value], idx: int) -> tuple[float, float, float] | None:
         """The connector's current per conductor (A, unsigned), when all three are read."""
@@ -294,6 +300,17 @@ class Charger(_Capability):
             raise NotSupported(f"{self.profile.path.name}: no writable 'power_limit'")
         await self.write_point("power_limit", from_kw(kw, point, self._conn_profile(idx)), idx)
         self._limits[idx] = kw
+
+    async def set_phases(self, idx: int, phases: int) -> None:
+        """Switch a connector to charge on 1 or 3 phases (profiles with the capability,
+        `phase_switch_pause_s`); the charger pauses charging to do it. Until a read shows
+        the new count, amps still convert at the old one."""
+        self._check_idx(idx)
+        if phases not in (1, 3):
+            raise ValueError(f"phases: {phases} is not 1 or 3")
+        if self.profile.phase_switch_pause_s is None:
+            raise NotSupported(f"{self.profile.path.name}: cannot switch phases")
+        await self.write_point("charge_phases", float(phases), idx)
 
     async def heartbeat(self) -> None:
         """Reset the charger's communication timer: write the heartbeat register, or on

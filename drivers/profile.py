@@ -28,7 +28,7 @@ UNITS = ("", "W", "kW", "Wh", "kWh", "A", "V", "Hz", "%", "degC", "s")
 _DEVICE_KEYS = {
     "name", "kind", "vendor", "model", "word_order", "byte_order", "max_block", "max_gap",
     "connectors", "connector_stride", "connector_id_stride", "sunspec", "phases", "voltage",
-    "description", "bidirectional",
+    "description", "bidirectional", "phase_switch_pause_s",
 }
 _POINT_KEYS = {
     "name", "address", "table", "type", "length", "scale", "scale_register", "offset", "unit",
@@ -100,6 +100,10 @@ class Profile:
     voltage: float = 230.0
     description: str = ""
     bidirectional: bool = False  # chargers: power_limit may be negative (V2G discharge)
+    # Chargers that switch between 1 and 3 phases (a writable `charge_phases`, Alfen 1215):
+    # how long the charger pauses charging before a new phase count takes effect (None:
+    # it cannot switch). agent/control/phase_switch.py waits at least this long.
+    phase_switch_pause_s: float | None = None
     _by_name: dict[str, Point] = field(default_factory=dict, compare=False, repr=False)
 
     def point(self, name: str) -> Point | None:
@@ -190,6 +194,7 @@ def parse_profile(data: dict[str, Any], path: Path) -> Profile:
                 raise fail(f"point {p.name!r} scale_register", "must name an int16 point")
         if p.per_connector and kind != "charger":
             raise fail(f"point {p.name!r} per_connector", "only chargers have connectors")
+    pause = _phase_switch_pause(dev, by_name.get("charge_phases"), kind, fail)
     return Profile(
         name=name, kind=kind, path=path, points=tuple(points),
         vendor=_get(dev, "vendor", str, "", "[device]", fail),
@@ -201,8 +206,28 @@ def parse_profile(data: dict[str, Any], path: Path) -> Profile:
         sunspec=sunspec, phases=phases, voltage=voltage,
         description=_get(dev, "description", str, "", "[device]", fail),
         bidirectional=_get(dev, "bidirectional", bool, False, "[device]", fail),
+        phase_switch_pause_s=pause,
         _by_name=by_name,
     )
+
+
+def _phase_switch_pause(dev: dict[str, Any], point: Point | None, kind: str,
+                        fail: Any) -> float | None:
+    """The capability to switch phases: a writable per-connector `charge_phases` point and
+    the pause the charger needs, declared together (one without the other is a mistake)."""
+    pause = dev.get("phase_switch_pause_s")
+    writable = point is not None and point.writable
+    if pause is None:
+        if writable:
+            raise fail("[device] phase_switch_pause_s", "required with a writable "
+                       "'charge_phases' point (the pause the charger needs to switch)")
+        return None
+    if isinstance(pause, bool) or not isinstance(pause, (int, float)) or not 0 < pause <= 600:
+        raise fail("[device] phase_switch_pause_s", "must be a number of seconds in (0, 600]")
+    if kind != "charger" or point is None or not writable or not point.per_connector:
+        raise fail("[device] phase_switch_pause_s", "needs a writable per-connector "
+                   "'charge_phases' point (the phase switch register)")
+    return float(pause)
 
 
 def _parse_point(raw: dict[str, Any], where: str, fail: Any, word_order: str, byte_order: str,

@@ -40,11 +40,11 @@ class EmulatedDevice:
             except ValueError:  # a state this device's map has no code for: leave it
                 pass
 
-    def _set_kw(self, name: str, kw: float, idx: int = 0) -> None:
+    def _set_kw(self, name: str, kw: float, idx: int = 0, phases: int | None = None) -> None:
         """A power (kW) or energy (kWh) in the point's own unit (W, Wh, kW, kWh or A)."""
         point = self.profile.points.get(name)
         if point is not None:
-            self._set(name, _from_kw(kw, point.unit, self.profile), idx)
+            self._set(name, _from_kw(kw, point.unit, self.profile, phases), idx)
 
     def refresh(self) -> None:
         raise NotImplementedError
@@ -162,19 +162,20 @@ class InverterDevice(EmulatedDevice):
             self.model.battery_setpoint_kw = kw
 
 
-def _to_kw(value: float, unit: str, profile: SimProfile) -> float:
+def _to_kw(value: float, unit: str, profile: SimProfile, phases: int | None = None) -> float:
+    """`phases`: the conductors a connector charges on now (a phase switch), else the map's."""
     if unit in ("kW", "kWh"):
         return value
-    if unit == "A":  # per-phase current limit, at the profile's phases and voltage
-        return value * profile.phases * profile.voltage / 1000.0
+    if unit == "A":  # per-phase current limit, at the connector's phases and the voltage
+        return value * (phases or profile.phases) * profile.voltage / 1000.0
     return value / 1000.0  # W, Wh
 
 
-def _from_kw(kw: float, unit: str, profile: SimProfile) -> float:
+def _from_kw(kw: float, unit: str, profile: SimProfile, phases: int | None = None) -> float:
     if unit in ("kW", "kWh"):
         return kw
     if unit == "A":
-        return kw * 1000.0 / (profile.phases * profile.voltage)
+        return kw * 1000.0 / ((phases or profile.phases) * profile.voltage)
     return kw * 1000.0
 
 
@@ -183,6 +184,8 @@ class ChargerDevice(EmulatedDevice):
 
     def __init__(self, name: str, unit: int, profile: SimProfile, model: StationModel) -> None:
         self.charger: ChargerModel = model.chargers[name]
+        limit = profile.points.get("power_limit")
+        self.charger.limit_in_amps = limit is not None and limit.unit == "A"
         super().__init__(name, unit, profile, model, len(self.charger.connectors))
 
     def refresh(self) -> None:
@@ -202,10 +205,10 @@ class ChargerDevice(EmulatedDevice):
             ev = conn.ev
             announced = ev is not None and ev.announces_max
             self._set_kw("ev_max_power", ev.accept_kw() if ev is not None and announced else 0.0, i)
-            self._set_kw("power_limit", conn.commanded_kw, i)
-            self._set_kw("applied_limit", conn.commanded_kw, i)
+            self._set_kw("power_limit", conn.commanded_kw, i, conn.phases)
+            self._set_kw("applied_limit", conn.commanded_kw, i, conn.phases)
             self._set("soc", conn.ev.soc * 100.0 if conn.ev else 0.0, i)
-            self._set("charge_phases", self.profile.phases, i)
+            self._set("charge_phases", conn.phases, i)  # the count in effect
             grid = c.phase_kw(conn)  # maps with per-conductor currents: its L1 on rotation[0]...
             for q, p in enumerate(c.spec.rotation):
                 self._set(f"current_l{q + 1}", abs(grid[p]) * 1000.0 / 230.0, i)
@@ -220,7 +223,12 @@ class ChargerDevice(EmulatedDevice):
         if isinstance(value, str):
             return
         if name == "power_limit":
-            self.charger.write_limit(slot.idx, _to_kw(value, slot.point.unit, self.profile), now)
+            phases = self.charger.connector(slot.idx).phases
+            self.charger.write_limit(slot.idx, _to_kw(value, slot.point.unit, self.profile,
+                                                      phases), now)  # fmt: skip
+        elif name == "charge_phases" and self.profile.phase_switch_pause_s is not None:
+            self.charger.switch_phases(slot.idx, int(value), now,
+                                       self.profile.phase_switch_pause_s)
         elif name == "fallback_limit":
             self.charger.fallback_kw = max(0.0, _to_kw(value, slot.point.unit, self.profile))
         elif name == "comm_timeout":

@@ -21,6 +21,12 @@ Charger dynamics (documented contract for the agent):
   its battery, down to its `v2g_min_soc` (0.2) only: there its power drops to 0 at once (the
   EV ends the discharge). Other EVs, and unidirectional chargers, treat a negative limit as 0.
   The grid meter sees the discharge as negative charger power.
+- Phase switching (AC chargers whose map has `charge_phases`, as Alfen 1215): a connector
+  told to charge on 1 (or 3) phases first pauses charging (power 0 at once, as the charger
+  opens its contactor) for the profile's `phase_switch_pause_s` simulated seconds, then
+  charges on the new count under the limit in force. On 1 phase every EV draws on the
+  charger's first conductor only (6-32 A); a 1-phase EV is unaffected by the count. A
+  switch asked for during the pause restarts it; asking for the count in effect does nothing.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ HISTORY_PERIOD_S = 0.1
 HISTORY_LEN = 200_000  # 5.5 h at 10 Hz
 BASE_LOAD_PHASE_SHARE = (0.4, 0.3, 0.3)  # site loads are rarely balanced
 NOMINAL_VOLTAGE = 230.0
+MAX_PHASE_A = 32.0  # what an EV draws on one conductor at most (IEC 61851 AC: 6-32 A)
 
 
 def _clamp(x: float, low: float, high: float) -> float:
@@ -115,6 +122,8 @@ class Connector:
     session_energy_kwh: float = 0.0  # grid side, since plug-in
     discharged_kwh: float = 0.0  # V2G, grid side, since plug-in
     pending: list[tuple[float, float]] = field(default_factory=list)  # (apply at, kW)
+    phases: int = 3  # the conductors it charges on now (a phase switch changes it)
+    switching: tuple[float, int] | None = None  # (takes effect at, phases): paused until then
 
     @property
     def state(self) -> str:
@@ -134,8 +143,12 @@ class ChargerModel:
         self.last_comm_s: float | None = None
         self.timed_out = False
         self.tripped = False  # its circuit's breaker tripped: no power until the sim ends
-        self.connectors = [Connector(i, spec.max_kw, spec.max_kw)
+        self.connectors = [Connector(i, spec.max_kw, spec.max_kw, phases=spec.phases)
                            for i in range(1, spec.connectors + 1)]
+        self.switches: list[dict] = []  # {"t", "idx", "phases"}: each switch taking effect
+        # Its limit register is in A per phase (Alfen): a switch keeps the amps, so the
+        # limit in kW scales with the phases; in W (sim-charger-ac) it keeps the kW.
+        self.limit_in_amps = False
 
     def connector(self, idx: int) -> Connector:
         if not 1 <= idx <= len(self.connectors):
@@ -159,6 +172,17 @@ class ChargerModel:
         conn.pending.append((now + self.delay_s, kw))
         self.heartbeat(now)
 
+    def switch_phases(self, idx: int, phases: int, now: float, pause_s: float) -> None:
+        """The phase switch register was written: pause, then charge on `phases`."""
+        conn = self.connector(idx)
+        phases = min(phases, self.spec.phases)
+        if phases not in (1, 3) or self.spec.kind == "dc":
+            return
+        if conn.switching is None and phases == conn.phases:
+            return
+        conn.switching = (now + pause_s, phases)
+        conn.power_kw = conn.target_kw = 0.0  # the charger stops the EV before switching
+
     @property
     def power_kw(self) -> float:
         return sum(c.power_kw for c in self.connectors)
@@ -168,7 +192,7 @@ class ChargerModel:
         conductors (k: the fewer of its and the charger's phases), mapped through the
         rotation; DC chargers draw balanced on three."""
         spec = self.spec
-        k = 3 if spec.kind == "dc" else min(conn.ev.phases if conn.ev else 3, spec.phases)
+        k = 3 if spec.kind == "dc" else min(conn.ev.phases if conn.ev else 3, conn.phases)
         out = [0.0, 0.0, 0.0]
         for q in range(k):
             out[spec.rotation[q]] += conn.power_kw / k
@@ -184,8 +208,17 @@ class ChargerModel:
         for conn in self.connectors:
             while conn.pending and conn.pending[0][0] <= now:
                 conn.applied_kw = conn.pending.pop(0)[1]
+            if conn.switching is not None and conn.switching[0] <= now:
+                if self.limit_in_amps:
+                    f = conn.switching[1] / conn.phases
+                    conn.applied_kw *= f
+                    conn.commanded_kw *= f
+                    conn.pending = [(at, kw * f) for at, kw in conn.pending]
+                conn.phases = conn.switching[1]
+                conn.switching = None
+                self.switches.append({"t": now, "idx": conn.idx, "phases": conn.phases})
             limit = self.fallback_kw if self.timed_out else conn.applied_kw
-            conn.target_kw = self._target(limit, conn.ev)
+            conn.target_kw = 0.0 if conn.switching else self._target(limit, conn.ev, conn.phases)
         total = sum(abs(c.target_kw) for c in self.connectors)
         if total > self.spec.max_kw:  # connectors share the charger's power stage
             for conn in self.connectors:
@@ -205,13 +238,19 @@ class ChargerModel:
                 else:
                     conn.discharged_kwh -= conn.power_kw * dt / 3600.0
 
-    def _target(self, limit: float, ev: Ev | None) -> float:
+    def _target(self, limit: float, ev: Ev | None, phases: int = 3) -> float:
         """What the connector heads for under `limit`: the EV's acceptance when charging,
-        its V2G discharge when the limit is negative (on a bidirectional charger)."""
+        its V2G discharge when the limit is negative (on a bidirectional charger). On fewer
+        conductors than the EV has (a charger switched to 1 phase) the EV's on-board charger
+        keeps its current per phase: it takes that share of its power, 32 A at most."""
         if ev is None:
             return 0.0
         if limit >= 0 or not self.spec.v2g:
-            return min(max(limit, 0.0), ev.accept_kw())
+            accept = ev.accept_kw()
+            if self.spec.kind != "dc" and phases < ev.phases:
+                accept = min(accept * phases / ev.phases,
+                             phases * MAX_PHASE_A * NOMINAL_VOLTAGE / 1000.0)
+            return min(max(limit, 0.0), accept)
         return -min(-limit, ev.discharge_kw())
 
 

@@ -62,6 +62,8 @@ class SimProfile:
     phases: int = 3
     voltage: float = 230.0
     sunspec: bool = False
+    # Chargers switching between 1 and 3 phases (`charge_phases`): the pause, simulated s.
+    phase_switch_pause_s: float | None = None
     directory: Path | None = None  # where it was loaded from (SunSpec images re-read it)
 
 
@@ -106,6 +108,8 @@ def parse_profile(data: dict, *, name: str, source: str = "<profile>") -> SimPro
         connector_id_stride=int(device.get("connector_id_stride", 0)),
         phases=int(device.get("phases", 3)),
         voltage=float(device.get("voltage", 230.0)),
+        phase_switch_pause_s=(float(device["phase_switch_pause_s"])
+                              if "phase_switch_pause_s" in device else None),
     )
 
 

@@ -303,6 +303,8 @@ class Simulator:
                         "energyNeeded": ev.energy_needed_kwh, "v2g": ev.v2g,
                         "phases": ev.phases},
                     "phaseCurrents": [kw * 1000.0 / 230.0 for kw in charger.phase_kw(conn)],
+                    "chargePhases": conn.phases,  # in effect (a phase switch changes it)
+                    "switching": conn.switching is not None,
                 })
         b = m.battery
         return {
@@ -316,7 +318,8 @@ class Simulator:
                 "allowedCharge": b.allowed_charge_kw, "allowedDischarge": b.allowed_discharge_kw,
                 "tempMax": b.temp_c, "alarms": b.alarms},
             "chargers": {cid: {"timedOut": c.timed_out, "fallbackLimit": c.fallback_kw,
-                               "commTimeout": c.comm_timeout_s, "power": c.power_kw}
+                               "commTimeout": c.comm_timeout_s, "power": c.power_kw,
+                               "phaseSwitches": list(c.switches)}
                          for cid, c in m.chargers.items()},
             "connectors": connectors,
             "faults": {n: d.fault.kind for n, d in self.devices.items() if d.fault},

@@ -30,6 +30,7 @@ from agent.config.api import ApiServerSettings
 from agent.config.circuits import CircuitSettings, circuit_fallback_kw, tree_problems, tree_warnings
 from agent.config.mqtt import STATION_ID_PATTERN, MqttSettings
 from agent.config.ocpp import OcppDeviceSettings, OcppSettings, upstream_problems
+from agent.config.phase_switch import PhaseSwitchSettings
 from agent.config.v2g import V2gSettings
 
 DEFAULT_PATH = Path("/etc/sems/agent.toml")
@@ -282,6 +283,10 @@ class AgentSettings(BaseSettings):
     v2g: V2gSettings = Field(
         default_factory=V2gSettings,  # type: ignore[arg-type]
         description="vehicle-to-grid (agent/control/v2g.py)",
+    )
+    phase_switch: PhaseSwitchSettings = Field(
+        default_factory=PhaseSwitchSettings,  # type: ignore[arg-type]
+        description="1 <-> 3 phase switching (agent/control/phase_switch.py)",
     )
     ocpp: OcppSettings = Field(
         default_factory=OcppSettings,  # type: ignore[arg-type]

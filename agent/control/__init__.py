@@ -7,5 +7,7 @@ Modules, one concern each: `devices` (the station's devices and the concurrent r
 writes), `decision` (the typed output of one cycle), `controller` (snapshot in, decision
 out, no I/O), `loop` (the cycle's phases: read, decide, write, record), `events` (the
 event log), `agent_state` (the running agent as readers see it), `stats` (cycle
-statistics). The snapshot type lives in agent/model/snapshot.py.
+statistics), `phase_learning` (an EV's phase count), `phase_switch` (when to switch a
+charger between 1 and 3 phases) with `switch_fit` (the allocator asked whether it fits).
+The snapshot type lives in agent/model/snapshot.py.
 """

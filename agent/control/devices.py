@@ -202,10 +202,12 @@ class Reader:
                         # only a fresh reading's: held values would teach an old draw
                         currents_a=getattr(c, "currents_a", None) if c and reading else None,
                         power_ts=getattr(c, "power_ts", None) if c else None,
+                        charge_phases=getattr(c, "charge_phases", None) if c else None,
                     )
                 )
             chargers.append(ChargerState(ch.id, reading is not None, tuple(conns),
-                                         getattr(source, "limit_in_amps", False)))
+                                         getattr(source, "limit_in_amps", False),
+                                         getattr(source, "phase_switch_pause_s", None)))
         circuit_meters = []
         for c in st.circuits:
             if c.meter is None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 from agent.config.settings import AgentSettings
@@ -61,6 +61,7 @@ class WriteAcks:
     writes: Mapping[Key, bool]
     heartbeats: Mapping[str, bool]
     battery_ok: bool | None  # None: no setpoint was due
+    phases: Mapping[Key, bool] = field(default_factory=dict)  # phase switch registers
 
 
 class ControlLoop:
@@ -170,16 +171,19 @@ class ControlLoop:
         return decision
 
     async def _write(self, decision: Decision) -> WriteAcks:
-        """Phase 3: limit writes (decreases first), heartbeats, the battery setpoint."""
+        """Phase 3: limit writes (decreases first), phase switches (after the limits: a
+        switch goes out once its connector's limit is 0), heartbeats, the battery setpoint."""
         writes = await execute(decision.plan, self.devices.chargers, self.faults)
+        phases = await self._phase_switches(decision.phase_switches)
         beats = await self._heartbeats(decision.heartbeats)
         battery_ok = await self._battery(decision.battery_setpoint_kw)
-        return WriteAcks(writes, beats, battery_ok)
+        return WriteAcks(writes, beats, battery_ok, phases)
 
     def _record(self, decision: Decision, acks: WriteAcks, t0: float) -> None:
         """Phase 4: what was acknowledged and the queued store writes (after the limit
         writes), mode events, the read model, the observers, the statistics."""
-        self.controller.commit(decision, acks.writes, acks.heartbeats, acks.battery_ok)
+        self.controller.commit(decision, acks.writes, acks.heartbeats, acks.battery_ok,
+                               acks.phases)  # fmt: skip
         if decision.budget.modes != self.state.modes:
             self.events.mode_change(self.state.modes, decision.budget.modes)
             self._last_status = float("-inf")  # systemd's STATUS= shows a new mode at once
@@ -279,6 +283,19 @@ class ControlLoop:
     def store_error(self) -> str | None:
         """Why the store refuses writes (disk full, I/O error), or None when it takes them."""
         return self.controller.sessions.store_error or self.events.error
+
+    async def _phase_switches(self, orders: tuple[tuple[Key, int], ...]) -> dict[Key, bool]:
+        acks: dict[Key, bool] = {}
+        for (cid, idx), phases in orders:
+            try:
+                await self.devices.chargers[cid].set_phases(idx, phases)
+            except Exception as exc:
+                self.faults.failed(f"phases:{cid}/{idx}", "phase switch not written", str(exc))
+                acks[(cid, idx)] = False
+                continue
+            self.faults.succeeded(f"phases:{cid}/{idx}")
+            acks[(cid, idx)] = True
+        return acks
 
     async def _heartbeats(self, chargers: tuple[str, ...]) -> dict[str, bool]:
         async def one(cid: str) -> tuple[str, bool]:

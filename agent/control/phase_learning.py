@@ -104,6 +104,14 @@ class PhaseCount:
         return self.source == "measured"
 
     @property
+    def narrows(self) -> bool:
+        """The apply rule may count it on its booked conductors only: measured on its
+        charger's conductors, or switched to one phase (the charger's register says so).
+        A count from a circuit meter's step may be wrong, and one switching may not be in
+        effect yet: those count on all of the charger's conductors (phase_steps.py)."""
+        return self.source in ("measured", "switched")
+
+    @property
     def learned(self) -> bool:
         """From a measurement: its charger's conductors or a circuit meter's step."""
         return self.source in ("measured", "stepped")
@@ -191,6 +199,11 @@ class PhaseLearner:
                 track.phases, track.source = track.lower, source
                 track.lower = track.streak = 0
         return PhaseCount(track.phases, track.source)
+
+    def restart(self, key: Key) -> None:
+        """Learn the connector's session anew from its next reading (its charger switched
+        phases: what it showed before says nothing of what it draws now)."""
+        self._tracks.pop(key, None)
 
     def forget(self, live: Iterable[Key]) -> None:
         """Drop every connector not in `live` (its session ended)."""

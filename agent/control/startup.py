@@ -94,6 +94,7 @@ def _hold(decision: Decision) -> Decision:
                        ends_waiting=plan.ends_waiting),  # fmt: skip
         heartbeats=(),
         battery_setpoint_kw=None,
+        phase_switches=(),
     )
 
 
@@ -109,4 +110,5 @@ def _lower_only(decision: Decision) -> Decision:
         decision,
         plan=dataclasses.replace(plan, writes=writes, held_back_kw=plan.held_back_kw + dropped),
         battery_setpoint_kw=sp,
+        phase_switches=(),  # a phase switch waits for the control's own rules
     )

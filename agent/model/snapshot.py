@@ -34,6 +34,8 @@ class ConnectorState:
     # When power_kw was measured where the charger reports it less often than it is read
     # (OCPP meter values): the consumption cap counts time between samples, not reads.
     power_ts: float | None = None
+    # The phases the charger has it charge on, where it reads them (Alfen 1215): 1 or 3.
+    charge_phases: int | None = None
 
     @property
     def occupied(self) -> bool:
@@ -46,6 +48,8 @@ class ChargerState:
     reachable: bool  # a fresh reading this cycle; False: connectors hold the last values
     connectors: tuple[ConnectorState, ...]
     limit_in_amps: bool = False  # its limit is A per phase, converted at its phases
+    # It switches between 1 and 3 phases, pausing this long (agent/control/phase_switch.py).
+    phase_switch_pause_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,9 @@ CASES = {
                                    "port"),
     "endpoint without a scheme": ('endpoint = "tcp://127.0.0.1:5020"', 'endpoint = "127.0.0.1:5020"',
                                   "devices[0].endpoint: ", "tcp://"),
+    "phase switch back faster than it may switch": (
+        "enabled = false                     # opt in per station\nhold_s = 60.0",
+        "enabled = true\nhold_s = 600.0", "phase_switch: ", "must be >= hold_s (600)"),
     "TLS file missing": ('# tls_ca_file = "/etc/sems/mqtt-ca.pem"',
                          'tls_ca_file = "/nonexistent/ca.pem"', "mqtt.tls_ca_file: ",
                          "no such file /nonexistent/ca.pem"),

@@ -480,7 +480,8 @@ def decision(station: Station, *, writes=(), battery=None, setpoint=None, grid=5
     p = ApplyPlan(writes=tuple(writes), headroom_kw=9.0, held_back_kw=1.5,
                   ends_waiting={A: 0.5})  # fmt: skip
     return dataclasses.replace(d, snapshot=s, plan=p, heartbeats=("CP2",),
-                               battery_setpoint_kw=setpoint)  # fmt: skip
+                               battery_setpoint_kw=setpoint,
+                               phase_switches=((A, 1),))  # fmt: skip
 
 
 WRITES = (Write("CP1", 1, 5.0, 10.0, "decrease"), Write("CP1", 2, 4.0, None, "initial"),
@@ -499,6 +500,7 @@ def test_nothing_is_written_until_meter_bms_and_chargers_were_read(caplog) -> No
     assert held.plan == ApplyPlan(writes=(), headroom_kw=0.0, held_back_kw=1.5,
                                   ends_waiting={A: 0.5})  # fmt: skip
     assert held.heartbeats == () and held.battery_setpoint_kw is None
+    assert held.phase_switches == ()  # a phase switch register is a write too
     # Still missing the BMS just before the timeout: held.
     held = gate.gate(decision(st, writes=WRITES, setpoint=10.0, t=104.99))
     assert gate.phase is Phase.READING and held.plan.writes == ()
@@ -515,6 +517,8 @@ def test_nothing_is_written_until_meter_bms_and_chargers_were_read(caplog) -> No
     assert first.plan.held_back_kw == pytest.approx(1.5 + 3.0 + 2.0)
     assert first.plan.headroom_kw == 9.0 and first.heartbeats == ("CP2",)
     assert first.battery_setpoint_kw == 8.0  # as much discharge as now: kept
+    # a phase switch waits for the control's own rules (it follows a limit of 0 in force)
+    assert first.phase_switches == () and later.phase_switches == ((A, 1),)
     assert gate.gate(later) is later
 
 

@@ -108,6 +108,39 @@ def test_alfen_two_sockets_string_states_and_validity_refresh() -> None:
     run(main())
 
 
+def test_alfen_phase_switch_writes_1215_with_function_6_and_converts_at_the_new_count() -> None:
+    async def main() -> None:
+        station = Unit()
+        station.set("holding", 1100, f32(32.0))
+        units = {1: alfen_socket("C2", 6900.0, 10.0), 200: station}
+        async with RegisterServer(units, span=(0, 1300)) as srv:
+            ch = drivers.make_device("charger", srv.endpoint, 1, "alfen-ng9xx", timeout_s=0.5)
+            r = await ch.read()
+            assert r.phase_switch_pause_s == 5.0 and r.connectors[0].charge_phases == 3
+            await ch.set_phases(1, 1)
+            assert units[1].writes[-1] == (1215, [1]) and units[1].write_functions[-1] == 6
+            # Alfen's "1: 1 phase, 3: 3 phase charging": once 1215 reads 1, 10 A is 2.3 kW
+            units[1].set("holding", 1215, [1])
+            c = (await ch.read()).connectors[0]
+            assert c.charge_phases == 1 and c.limit_kw == pytest.approx(2.3)
+            await ch.set_phases(1, 3)
+            assert units[1].writes[-1] == (1215, [3])
+            with pytest.raises(ValueError, match="not 1 or 3"):
+                await ch.set_phases(1, 2)
+            await ch.bus.close()
+    run(main())
+
+
+def test_a_charger_without_the_capability_refuses_a_phase_switch() -> None:
+    async def main() -> None:
+        async with RegisterServer({5: Unit()}) as srv:
+            ch = drivers.make_device("charger", srv.endpoint, 5, "sim-charger", timeout_s=0.5)
+            with pytest.raises(drivers.NotSupported, match="cannot switch phases"):
+                await ch.set_phases(1, 1)
+            await ch.bus.close()
+    run(main())
+
+
 def test_sim_bms_and_inverter_orders_and_setpoint() -> None:
     async def main() -> None:
         bms = Unit()

@@ -70,7 +70,23 @@ BAD = [
     ("[device]\nname='m'\nkind='meter'\nmax_block=200\n[[point]]\nname='p'\naddress=0\n",
      "max_block: must be 1..125"),
     ("[device\nname='m'\n", "not valid TOML"),
+    # the phase switch capability: a writable per-connector charge_phases and its pause
+    ("[device]\nname='c'\nkind='charger'\n[[point]]\nname='charge_phases'\naddress=0\n"
+     "per_connector=true\naccess='rw'\n", "phase_switch_pause_s: required with a writable"),
+    ("[device]\nname='c'\nkind='charger'\nphase_switch_pause_s=3\n[[point]]\n"
+     "name='charge_phases'\naddress=0\nper_connector=true\n", "needs a writable per-connector"),
+    ("[device]\nname='c'\nkind='charger'\nphase_switch_pause_s=0\n[[point]]\n"
+     "name='charge_phases'\naddress=0\nper_connector=true\naccess='rw'\n", "in (0, 600]"),
 ]
+
+
+def test_phase_switch_capability_declared_by_alfen_and_the_sim_ac_map() -> None:
+    alfen = drivers.load_profile("alfen-ng9xx")
+    switch = alfen.point("charge_phases")
+    assert switch is not None and switch.address == 1215 and switch.writable
+    assert switch.write_function == 6 and alfen.phase_switch_pause_s == 5.0
+    assert drivers.load_profile("sim-charger-ac").phase_switch_pause_s == 3.0
+    assert drivers.load_profile("sim-charger").phase_switch_pause_s is None
 
 
 @pytest.mark.parametrize(("body", "message"), BAD)

@@ -109,3 +109,34 @@ def test_vendor_meter_maps_served(profile: str) -> None:
             assert sum(r.phases_kw) == pytest.approx(truth["gridImport"], abs=0.1)
             await met.bus.close()
     run(main())
+
+
+@pytest.mark.parametrize("profile", ["alfen-ng9xx", "sim-charger-ac"])
+def test_phase_switch_served_pause_then_one_conductor(profile: str) -> None:
+    """The simulator's AC charger honours the map's phase switch register: a 3-phase EV
+    stops for the charger's pause, then draws on the charger's first conductor only; the
+    register reads the count in effect, and an amps limit (Alfen) keeps its amps."""
+    async def main() -> None:
+        async with hardware_sim.Simulator(STATION, clock=hardware_sim.ManualClock(),
+                                          profiles={"c1": profile}) as sim:
+            sim.plug("c1", 1, max_kw=11.0, capacity_kwh=60, soc=0.3, energy_needed_kwh=20)
+            ch = dev(sim, "charger", "c1", connectors=1)
+            await ch.set_limit(1, 6.9)  # 10 A on three phases
+            sim.advance(5.0)
+            pause = ch.profile.phase_switch_pause_s
+            assert pause is not None
+            await ch.set_phases(1, 1)
+            sim.advance(pause - 0.5)
+            c = (await ch.read()).connectors[0]
+            assert c.charge_phases == 3 and c.power_kw == 0.0  # paused, not switched yet
+            sim.advance(2.5)
+            c = (await ch.read()).connectors[0]
+            truth = next(x for x in sim.state()["connectors"] if x["chargerId"] == "c1")
+            assert c.charge_phases == 1 and truth["chargePhases"] == 1
+            assert truth["phaseCurrents"][1:] == [0.0, 0.0] and truth["phaseCurrents"][0] > 9.0
+            # W limits keep their kW (6.9 kW: the EV's 16 A on one phase caps it at 3.67);
+            # A limits their amps (10 A: 2.3 kW)
+            expected = 2.3 if profile == "alfen-ng9xx" else 11.0 / 3
+            assert c.power_kw == pytest.approx(expected, abs=0.05)
+            await ch.bus.close()
+    run(main())

@@ -190,3 +190,47 @@ def test_clear_sky_curve() -> None:
     assert clear_sky_fraction(datetime(2026, 6, 1, 3, tzinfo=UTC)) == 0.0
     m = StationModel(parse_station(STATION), start=datetime(2026, 6, 1, 12, tzinfo=UTC))
     assert m.pv_kw == pytest.approx(100.0)
+
+
+def test_phase_switch_pauses_then_a_3_phase_ev_draws_on_the_first_conductor_only() -> None:
+    m = model()
+    ch = m.chargers["AC1"]  # AC
+    assert ch.spec.kind == "ac" and ch.spec.phases == 3
+    m.plug("AC1", 1, Ev(max_kw=11.0, capacity_kwh=60.0, soc=0.2, energy_needed_kwh=40.0))
+    ch.write_limit(1, 6.9, m.t)
+    m.advance(5.0)
+    conn = ch.connector(1)
+    assert ch.phase_kw(conn) == pytest.approx((2.3, 2.3, 2.3))
+    ch.switch_phases(1, 1, m.t, pause_s=4.0)
+    m.advance(3.9)  # the charger pauses charging for its pause before switching
+    assert conn.power_kw == 0.0 and conn.phases == 3 and conn.state == "B"
+    m.advance(2.0)
+    # on one conductor the 11 kW EV keeps its 16 A per phase: 3.67 kW on L1, none elsewhere
+    assert conn.phases == 1 and ch.switches[-1]["phases"] == 1
+    l1, l2, l3 = ch.phase_kw(conn)
+    assert l1 == pytest.approx(11.0 / 3, abs=0.01) and l2 == l3 == 0.0
+    ch.switch_phases(1, 3, m.t, pause_s=4.0)
+    m.advance(4.5)
+    assert conn.phases == 3 and ch.phase_kw(conn) == pytest.approx((2.3, 2.3, 2.3), abs=0.05)
+
+
+def test_phase_switch_leaves_a_one_phase_ev_as_it_was() -> None:
+    m = model()
+    ch = m.chargers["AC1"]
+    m.plug("AC1", 1, Ev(max_kw=7.4, capacity_kwh=60.0, soc=0.2, energy_needed_kwh=40.0,
+                        phases=1))
+    ch.write_limit(1, 22.0, m.t)
+    m.advance(5.0)
+    conn = ch.connector(1)
+    before = ch.phase_kw(conn)
+    ch.switch_phases(1, 1, m.t, pause_s=2.0)
+    m.advance(5.0)
+    assert ch.phase_kw(conn) == pytest.approx(before) and before[0] == pytest.approx(7.4)
+    m2 = model()
+    ch2 = m2.chargers["AC1"]
+    m2.plug("AC1", 1, Ev(max_kw=22.0, capacity_kwh=60.0, soc=0.2, energy_needed_kwh=40.0))
+    ch2.write_limit(1, 22.0, m2.t)
+    ch2.switch_phases(1, 1, m2.t, pause_s=1.0)
+    m2.advance(5.0)  # a 22 kW EV on one conductor: its 31.9 A, 7.33 kW
+    assert ch2.connector(1).power_kw == pytest.approx(22.0 / 3)
+    assert ch2.phase_kw(ch2.connector(1))[0] * 1000 / 230 <= 32.0
