@@ -26,15 +26,12 @@ from agent.control.comeback import LIMIT_EPS_KW, rewrite_fallback
 from agent.control.decision import AllocationInputs, ConnectorDecision, Decision, SessionRow
 from agent.control.held import held_by_plan
 from agent.control.limit_lag import LimitLag
-from agent.control.phase_learning import ASSUMED_PHASES, PhaseCount, PhaseLearner
-from agent.control.phase_step_inputs import metered_keys, step_samples, step_taught
-from agent.control.phase_steps import StepWatch
-from agent.control.phase_switch import NATIVE, Booking, Observation, PhaseSwitcher, SwitchRules
+from agent.control.session_phases import SessionPhases
 from agent.control.sessions import Session, SessionTracker
-from agent.control.switch_fit import FitQuestions, back_on_three, settled
+from agent.control.switch_fit import FitQuestions
 from agent.control.tree import configure_tree, set_bases, start_reserves
 from agent.control.v2g import V2gDispatch, V2gOrders
-from agent.model.snapshot import ChargerState, ConnectorState, Snapshot
+from agent.model.snapshot import Snapshot
 from allocator.binding import BINDING_NAMES
 from allocator.guidance import Guidance
 
@@ -97,22 +94,10 @@ class Controller:
         self.ends_waiting: dict[Key, float] = {}
         # Limits lowered but maybe not followed yet: their old value holds back increases.
         self.lag = LimitLag(c.limit_follow_s)
-        # Each session's phase count from its charger's per-conductor currents, or from a
-        # circuit meter's step where the charger reports none.
-        self.phase_learner = PhaseLearner()
-        self.step_watch = StepWatch(st.voltage_v)
-        # 1 <-> 3 phase switching where the charger can and [phase_switch] enables it.
-        ps = settings.phase_switch
-        self._t = 0.0  # the cycle's time, the switcher's clock
-        self.switcher = PhaseSwitcher(
-            SwitchRules(ps.hold_s, ps.min_interval_s, ps.confirm_timeout_s), lambda: self._t
-        ) if ps.enabled else None  # fmt: skip
-        self._bookings: dict[Key, Booking] = {}  # this cycle's, on chargers that can switch
-        self._in_amps: dict[str, bool] = {}
-        self._commanded: tuple[tuple[Key, int], ...] = ()
-        self._bases: dict[str, tuple[tuple[float, float, float], float]] = {}
-        self.fit = FitQuestions(self.arrays, self._charger_index)
-        self._reports: set[Key] = set()  # connectors whose charger reports its conductors
+        # Each session's phase count, and its 1 <-> 3 phase switch where the charger can and
+        # [phase_switch] enables it (agent/control/session_phases.py).
+        self.phases = SessionPhases(settings, FitQuestions(self.arrays, self._charger_index),
+                                    self.min_kw)
         b = st.battery
         self._battery_cfg = (b.min_soc, b.max_charge_kw, b.max_discharge_kw) if b else None
 
@@ -122,12 +107,9 @@ class Controller:
         between two cycles (agent/config/station_config.py)."""
         self.s = settings
         st = settings.station
-        if hasattr(self, "lag"):
+        if hasattr(self, "lag"):  # a swap, not the start
             self.lag.follow_s = settings.control.limit_follow_s
-            self.step_watch.volts = st.voltage_v
-        self.step_taught = step_taught(st)
-        self.step_taught_keys = frozenset().union(*self.step_taught.values())
-        self.metered_keys = metered_keys(st)
+            self.phases.configure(settings)
         self.chargers = {ch.id: ch for ch in st.chargers}
         self._charger_rows = tuple((ch.id, ch.max_power_kw, ch.connectors) for ch in st.chargers)
         configure_tree(self.arrays, st)
@@ -147,7 +129,7 @@ class Controller:
 
     def decide(self, snap: Snapshot) -> Decision:
         c = self.s.control
-        t = self._t = snap.t
+        t = snap.t
         if self.v2g is not None:  # before the tracker: a session ending now keeps its kWh
             self.v2g.account(snap, self.sessions.active)
         sessions = self.sessions.update(snap)
@@ -175,24 +157,22 @@ class Controller:
             if c.state == "A"
         }  # fmt: skip
         lagging = self.lag.still_allowed(drawing, t, vacant)
-        phase_counts, booked, learned = self._phases(snap)
+        phases = self.phases.count(snap, self.sessions.active)
         # Metered circuits: their base load, and what is held while a meter is stale. Only
         # counts from a charger's own conductors narrow the apply rule's weights; one from a
         # circuit meter's step may be wrong (phase_learning.py).
         circuits = measure_circuits(self.s.station, snap, self.limits,
                                     self.fallback_per_connector, c.period_s, lagging,
-                                    phases=booked,
-                                    measured_phases={k: booked[k] for k in learned
-                                                     if phase_counts[k].narrows})  # fmt: skip
+                                    phases=phases.booked,
+                                    measured_phases=phases.narrowing())  # fmt: skip
+        bases: dict[str, tuple[tuple[float, float, float], float]] = {}
         if self.s.station.circuits:
             bases = {m.circuit_id: (m.base_current_a, m.base_power_kw) for m in circuits}
-            waiting = {k: self.min_kw[k] for k, n in phase_counts.items()
-                       if n.source == "assumed" and k in booked}  # fmt: skip
+            waiting = {k: self.min_kw[k] for k in phases.waiting()}
             for cid, reserve in start_reserves(self.s.station, waiting).items():
                 base_a, base_kw = bases.get(cid, ((0.0, 0.0, 0.0), 0.0))
                 bases[cid] = (tuple(a + r for a, r in zip(base_a, reserve, strict=True)), base_kw)  # type: ignore[assignment]
             set_bases(self.arrays, self.s.station, bases)
-            self._bases = bases
         if circuits:
             stale = [m.circuit_id for m in circuits if m.stale]
             if stale:
@@ -242,13 +222,12 @@ class Controller:
             if self.v2g is not None
             else V2gOrders()
         )
-        min_kw = {key: self._min_kw(key, booked.get(key) if key in learned else None)
-                  for key in self.min_kw}
+        min_kw = {key: self.phases.min_kw(key, phases) for key in self.min_kw}
         inputs = self._fill(budget, grid, [by_id[sid] for sid in order], caps, guidance, v2g,
-                            booked, min_kw)
+                            phases.booked, min_kw)
         self.arrays.solve()
         allocations, binding = self._answer(inputs)
-        fits = self._what_ifs(inputs, allocations, binding, phase_counts)
+        fits = self.phases.what_ifs(inputs, allocations, binding, phases, bases)
         held_by = held_by_plan(guidance, inputs.sessions, allocations, binding,
                             plan_lowered_grid=grid < safe_grid - 1e-6, guarded=v2g.guarded)
         self.rotation.observe(
@@ -263,7 +242,7 @@ class Controller:
             cd.target_kw = allocations.get(s.id, 0.0)
             if s.id in v2g.discharge_kw:
                 cd.target_kw = -v2g.discharge_kw[s.id]
-            if self._bookings.get(cd.key, NATIVE).hold:  # a phase switch under way
+            if self.phases.held(cd.key):  # a phase switch under way
                 cd.target_kw = 0.0
         targets = {cd.key: cd.target_kw for cd in conns}
 
@@ -313,8 +292,9 @@ class Controller:
         if battery_sp is not None and battery_present is not None and battery_sp < battery_present:
             plan = plan_for(import_kw + pending + battery_present - battery_sp)
         plan = rewrite_fallback(plan, self.in_fallback, current)
-        self._commanded = self._switch_steps(snap, targets, current, drawing, lagging,
-                                             allocations, binding, fits)  # fmt: skip
+        switches = self.phases.steps(snap, self.sessions.active, targets, current, drawing,
+                                     lagging, allocations, binding, fits,
+                                     c.deadband_kw + LIMIT_EPS_KW)  # fmt: skip
         written = {w.charger_id for w in plan.writes}
         heartbeats = tuple(
             cid
@@ -343,158 +323,9 @@ class Controller:
             held=held_by,
             battery_available=battery_available,
             v2g=v2g,
-            phases=phase_counts,
-            phase_switches=self._commanded,
+            phases=phases.counts,
+            phase_switches=switches,
         )
-
-    def _phases(self, snap: Snapshot
-                ) -> tuple[dict[Key, PhaseCount], dict[Key, int], set[Key]]:  # fmt: skip
-        """Each session's phase count (agent/control/phase_learning.py), and the count the
-        allocator books it on where that differs from its charger's phases. A charger
-        limited in amps per phase keeps its own count: its limit converts to amps at its
-        phases, so each conductor carries at most the current booked on it whatever the EV
-        does (learning there would need the conversion at the learned count too). `learned`:
-        the sessions booked on a count learned from a measurement (phase_learning.py)."""
-        active = self.sessions.active
-        steps: dict[Key, int] = {}
-        for cid, sample in step_samples(self.metered_keys, snap, self.s.control.period_s).items():
-            taught = self.step_taught.get(cid, {})
-            for key, k in self.step_watch.observe(cid, sample, taught).items():
-                steps[key] = max(k, steps.get(key, 0))  # two meters: more is adopted at once
-        counts: dict[Key, PhaseCount] = {}
-        booked: dict[Key, int] = {}
-        learned: set[Key] = set()
-        self._bookings = {}
-        self._reports = set()
-        for ch in snap.chargers:
-            cfg = self.chargers.get(ch.id)
-            if cfg is None:
-                continue
-            self._in_amps[ch.id] = ch.limit_in_amps
-            for conn in ch.connectors:
-                key = (ch.id, conn.idx)
-                x = active.get(key)
-                if x is None:
-                    continue
-                if conn.currents_a is not None:
-                    self._reports.add(key)
-                stepped = conn.currents_a is None and key in self.step_taught_keys
-                booking = self._booking(ch, conn, x.id)
-                if booking.mode == "one":  # switched to (or going to) its first conductor
-                    counts[key] = PhaseCount(1, "switching" if booking.hold else "switched")
-                    booked[key] = 1
-                    learned.add(key)
-                    continue
-                if booking.mode == "back":
-                    # Back on three it starts as an EV of unknown phases (its readings on one
-                    # phase say nothing): booked as such from before the switch on, so the
-                    # start reserve is kept for it (tree.start_reserves), and learnt anew.
-                    self.phase_learner.restart(key)
-                    count = (PhaseCount(min(ASSUMED_PHASES, cfg.phases), "assumed")
-                             if conn.currents_a is not None or stepped
-                             else PhaseCount(cfg.phases, "configured"))  # fmt: skip
-                elif stepped:
-                    count = self.phase_learner.observe_steps(key, x.id, steps.get(key),
-                                                             cfg.phases)
-                else:
-                    count = self.phase_learner.observe(key, x.id, conn.currents_a, cfg.phases)
-                if ch.limit_in_amps:
-                    count = (PhaseCount(count.phases, count.source, cfg.phases) if count.learned
-                             else PhaseCount(cfg.phases, "configured"))  # fmt: skip
-                counts[key] = count
-                if not ch.limit_in_amps and count.phases != cfg.phases:
-                    booked[key] = count.phases
-                    if count.learned:
-                        learned.add(key)
-        self.phase_learner.forget(active.keys())
-        return counts, booked, learned
-
-    def _booking(self, ch: ChargerState, conn: ConnectorState, session_id: str) -> Booking:
-        """The switcher's booking for a session on a charger that can switch phases."""
-        cfg = self.chargers[ch.id]
-        if self.switcher is None or ch.phase_switch_pause_s is None or cfg.phases != 3:
-            return NATIVE
-        key = (ch.id, conn.idx)
-        booking = self._bookings[key] = self.switcher.booking(key, session_id,
-                                                              conn.charge_phases)
-        return booking
-
-    def _what_ifs(self, inputs: AllocationInputs, allocations: Mapping[str, float],
-                  binding: Mapping[str, str], counts: Mapping[Key, PhaseCount]
-                  ) -> dict[Key, tuple[bool, bool]]:  # fmt: skip
-        """(fits_one, fits_three) for each session a phase switch could help, asked of the
-        allocator (agent/control/switch_fit.py), then the real inputs solved again. On one
-        phase: at the one-phase minimum. Back on three: as it will start there, with
-        `margin_a` to spare. Only sessions the allocator pauses on three phases, or that
-        charge on one, cost a solve."""
-        if self.switcher is None or not self._bookings:
-            return {}
-        st = self.s.station
-        rows = {r.key: (i, r) for i, r in enumerate(inputs.sessions)}
-        charging = [i for i, r in enumerate(inputs.sessions)
-                    if allocations.get(r.session_id, 0.0) > 0.0]  # fmt: skip
-        out: dict[Key, tuple[bool, bool]] = {}
-        for key, booking in self._bookings.items():
-            if booking.hold or key not in rows:
-                continue
-            i, r = rows[key]
-            cfg = self.chargers[key[0]]
-            if booking.mode == "native":
-                count = counts[key]
-                paused = allocations.get(r.session_id, 0.0) <= 0.0 \
-                    and binding.get(r.session_id) == "minimum"
-                if paused and not (count.measured and count.phases == 1):  # 1-phase EV: moot
-                    fits = self.fit.fits(st, self._bases, i, r, charging, 1,
-                                         self.min_kw[key] / cfg.phases)  # fmt: skip
-                    out[key] = (fits, False)
-            else:
-                reports = key in self._reports and not self._in_amps.get(key[0], False)
-                phases, min_kw, extra = back_on_three(st, cfg, key, self.min_kw[key], reports,
-                                                      self.s.phase_switch.margin_a)
-                out[key] = (False, self.fit.fits(st, self._bases, i, r, charging, phases,
-                                                 min_kw, extra))  # fmt: skip
-        if out:
-            self.arrays.solve()  # the real answer again: battery and grid power come from it
-        return out
-
-    def _switch_steps(self, snap: Snapshot, targets: Mapping[Key, float],
-                      current: Mapping[Key, float | None], drawing: Mapping[Key, float],
-                      lagging: Mapping[Key, float], allocations: Mapping[str, float],
-                      binding: Mapping[str, str], fits: Mapping[Key, tuple[bool, bool]]
-                      ) -> tuple[tuple[Key, int], ...]:  # fmt: skip
-        """Advance each switch (agent/control/phase_switch.py); the registers to write. The
-        room a switch up was booked for is free once no decrease is outstanding."""
-        if self.switcher is None:
-            return ()
-        room_free = settled(current, lagging, targets, self.s.control.deadband_kw + LIMIT_EPS_KW)
-        active = self.sessions.active
-        orders: list[tuple[Key, int]] = []
-        for ch in snap.chargers:
-            if ch.phase_switch_pause_s is None or not ch.reachable:
-                continue
-            for conn in ch.connectors:
-                key = (ch.id, conn.idx)
-                x = active.get(key)
-                if key not in self._bookings or x is None:
-                    continue
-                fits_one, fits_three = fits.get(key, (False, False))
-                paused = allocations.get(x.id, 0.0) <= 0.0 and binding.get(x.id) == "minimum"
-                phases = self.switcher.step(key, Observation(
-                    conn.charge_phases, ch.phase_switch_pause_s, current.get(key),
-                    drawing.get(key, 0.0), paused, fits_one, fits_three, room_free))  # fmt: skip
-                if phases is not None:
-                    orders.append((key, phases))
-        self.switcher.forget(active.keys())
-        return tuple(orders)
-
-    def _min_kw(self, key: Key, phases: int | None) -> float:
-        """The connector's smallest non-zero limit: IEC 61851's minimum is per phase, so
-        an EV measured on fewer phases than its charger's starts at that share of it (one
-        merely assumed on fewer keeps the charger's: a 3-phase EV would not start below)."""
-        base = self.min_kw[key]
-        if phases is None:
-            return base
-        return base * phases / self.chargers[key[0]].phases
 
     def _connectors(self, snap: Snapshot) -> list[ConnectorDecision]:
         """One `ConnectorDecision` per connector of a reachable charger, with the limit in
@@ -645,11 +476,7 @@ class Controller:
         for cid, ok in heartbeats.items():
             if ok:
                 self.last_contact[cid] = t
-        if self.switcher is not None:  # None: the caller wrote every switch it was given
-            for key, _phases in self._commanded:
-                self.switcher.acknowledged(key, True if phase_acks is None
-                                           else phase_acks.get(key, False))  # fmt: skip
-            self._commanded = ()
+        self.phases.acknowledged(phase_acks)  # None: the caller wrote every switch it was given
         if battery_ok and decision.battery_setpoint_kw is not None:
             self.battery_setpoint = decision.battery_setpoint_kw
             self._battery_written_at = t

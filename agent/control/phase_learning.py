@@ -96,7 +96,7 @@ class PhaseCount:
     # agent/control/phase_steps.py), "assumed" (none meaningful yet), "configured"
     source: str
     # What the allocator books it on where that is not `phases` (a charger limited in amps
-    # keeps its configured count: agent/control/controller.py `_phases`).
+    # keeps its configured count: agent/control/session_phases.py `count`).
     booked: int | None = None
 
     @property

@@ -1,0 +1,241 @@
+"""Each session's phase count and its 1 <-> 3 phase switch, decided once per cycle.
+
+The controller (agent/control/controller.py) asks three things of it, in this order:
+1. `count(snap, active)`, before the allocation: the count each session is booked on, learned
+   from its charger's conductors (phase_learning.py) or from a circuit meter's step
+   (phase_steps.py), else its charger's; on a charger that can switch, as the switcher books
+   it (phase_switch.py);
+2. `what_ifs(...)`, after the allocation: would one phase (or three again) fit, asked of the
+   allocator (switch_fit.py) for the sessions a switch could help;
+3. `steps(...)`, after the write plan: advance each switch, the phase registers to write;
+   `acknowledged(...)` once they are written.
+It owns everything about phases that lives from cycle to cycle (the learner, the step watch,
+the switcher, this cycle's bookings), so the controller reads as allocation and apply only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from agent.config.settings import AgentSettings
+from agent.control.apply import Key
+from agent.control.decision import AllocationInputs
+from agent.control.phase_learning import ASSUMED_PHASES, PhaseCount, PhaseLearner
+from agent.control.phase_step_inputs import metered_keys, step_samples, step_taught
+from agent.control.phase_steps import StepWatch
+from agent.control.phase_switch import NATIVE, Booking, Observation, PhaseSwitcher, SwitchRules
+from agent.control.sessions import Session
+from agent.control.switch_fit import Bases, FitQuestions, back_on_three, settled
+from agent.model.snapshot import ChargerState, ConnectorState, Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseView:
+    """This cycle's counts: `counts` per session's connector, `booked` where the allocator
+    books a count other than its charger's, `learned` those booked on a measured count."""
+
+    counts: dict[Key, PhaseCount]
+    booked: dict[Key, int]
+    learned: frozenset[Key]
+
+    def narrowing(self) -> dict[Key, int]:
+        """The counts the apply rule may weigh on the booked conductors only: one from a
+        circuit meter's step may be wrong (PhaseCount.narrows)."""
+        return {k: self.booked[k] for k in self.learned if self.counts[k].narrows}
+
+    def waiting(self) -> frozenset[Key]:
+        """Sessions booked as of unknown phases: their circuits keep a start reserve."""
+        return frozenset(k for k, n in self.counts.items()
+                         if n.source == "assumed" and k in self.booked)  # fmt: skip
+
+
+class SessionPhases:
+    def __init__(self, settings: AgentSettings, fit: FitQuestions,
+                 min_kw: Mapping[Key, float]) -> None:  # fmt: skip
+        """`min_kw`: each connector's configured minimum (the charger's phases)."""
+        st = settings.station
+        self.learner = PhaseLearner()
+        self.step_watch = StepWatch(st.voltage_v)
+        self.fit = fit
+        self._min_kw = min_kw
+        ps = settings.phase_switch
+        self._t = 0.0  # the cycle's time, the switcher's clock
+        self.switcher = PhaseSwitcher(
+            SwitchRules(ps.hold_s, ps.min_interval_s, ps.confirm_timeout_s), lambda: self._t
+        ) if ps.enabled else None  # fmt: skip
+        self._bookings: dict[Key, Booking] = {}  # this cycle's, on chargers that can switch
+        self._in_amps: dict[str, bool] = {}
+        self._reports: set[Key] = set()  # connectors whose charger reports its conductors
+        self._commanded: tuple[tuple[Key, int], ...] = ()
+        self.configure(settings)
+
+    def configure(self, settings: AgentSettings) -> None:
+        """What depends on the station's configuration (at start and on a swap)."""
+        self.s = settings
+        st = settings.station
+        self.step_watch.volts = st.voltage_v
+        self.chargers = {ch.id: ch for ch in st.chargers}
+        self.step_taught = step_taught(st)
+        self.step_taught_keys = frozenset().union(*self.step_taught.values())
+        self.metered_keys = metered_keys(st)
+
+    def count(self, snap: Snapshot, active: Mapping[Key, Session]) -> PhaseView:
+        """Each session's phase count, and the count the allocator books it on where that
+        differs from its charger's phases. A charger limited in amps per phase keeps its
+        own count: its limit converts to amps at its phases, so each conductor carries at
+        most the current booked on it whatever the EV does (learning there would need the
+        conversion at the learned count too)."""
+        self._t = snap.t
+        steps: dict[Key, int] = {}
+        for cid, sample in step_samples(self.metered_keys, snap, self.s.control.period_s).items():
+            taught = self.step_taught.get(cid, {})
+            for key, k in self.step_watch.observe(cid, sample, taught).items():
+                steps[key] = max(k, steps.get(key, 0))  # two meters: more is adopted at once
+        counts: dict[Key, PhaseCount] = {}
+        booked: dict[Key, int] = {}
+        learned: set[Key] = set()
+        self._bookings = {}
+        self._reports = set()
+        for ch in snap.chargers:
+            cfg = self.chargers.get(ch.id)
+            if cfg is None:
+                continue
+            self._in_amps[ch.id] = ch.limit_in_amps
+            for conn in ch.connectors:
+                key = (ch.id, conn.idx)
+                x = active.get(key)
+                if x is None:
+                    continue
+                if conn.currents_a is not None:
+                    self._reports.add(key)
+                stepped = conn.currents_a is None and key in self.step_taught_keys
+                booking = self._booking(ch, conn, x.id)
+                if booking.mode == "one":  # switched to (or going to) its first conductor
+                    counts[key] = PhaseCount(1, "switching" if booking.hold else "switched")
+                    booked[key] = 1
+                    learned.add(key)
+                    continue
+                if booking.mode == "back":
+                    # Back on three it starts as an EV of unknown phases (its readings on one
+                    # phase say nothing): booked as such from before the switch on, so the
+                    # start reserve is kept for it (tree.start_reserves), and learnt anew.
+                    self.learner.restart(key)
+                    count = (PhaseCount(min(ASSUMED_PHASES, cfg.phases), "assumed")
+                             if conn.currents_a is not None or stepped
+                             else PhaseCount(cfg.phases, "configured"))  # fmt: skip
+                elif stepped:
+                    count = self.learner.observe_steps(key, x.id, steps.get(key), cfg.phases)
+                else:
+                    count = self.learner.observe(key, x.id, conn.currents_a, cfg.phases)
+                if ch.limit_in_amps:
+                    count = (PhaseCount(count.phases, count.source, cfg.phases) if count.learned
+                             else PhaseCount(cfg.phases, "configured"))  # fmt: skip
+                counts[key] = count
+                if not ch.limit_in_amps and count.phases != cfg.phases:
+                    booked[key] = count.phases
+                    if count.learned:
+                        learned.add(key)
+        self.learner.forget(active.keys())
+        return PhaseView(counts, booked, frozenset(learned))
+
+    def min_kw(self, key: Key, view: PhaseView) -> float:
+        """The connector's smallest non-zero limit: IEC 61851's minimum is per phase, so
+        an EV measured on fewer phases than its charger's starts at that share of it (one
+        merely assumed on fewer keeps the charger's: a 3-phase EV would not start below)."""
+        base = self._min_kw[key]
+        if key not in view.learned:
+            return base
+        return base * view.booked[key] / self.chargers[key[0]].phases
+
+    def held(self, key: Key) -> bool:
+        """A phase switch under way on this connector: its target is 0 until it ends."""
+        return self._bookings.get(key, NATIVE).hold
+
+    def _booking(self, ch: ChargerState, conn: ConnectorState, session_id: str) -> Booking:
+        """The switcher's booking for a session on a charger that can switch phases."""
+        cfg = self.chargers[ch.id]
+        if self.switcher is None or ch.phase_switch_pause_s is None or cfg.phases != 3:
+            return NATIVE
+        key = (ch.id, conn.idx)
+        booking = self._bookings[key] = self.switcher.booking(key, session_id,
+                                                              conn.charge_phases)
+        return booking
+
+    def what_ifs(self, inputs: AllocationInputs, allocations: Mapping[str, float],
+                 binding: Mapping[str, str], view: PhaseView, bases: Bases
+                 ) -> dict[Key, tuple[bool, bool]]:  # fmt: skip
+        """(fits_one, fits_three) for each session a phase switch could help, asked of the
+        allocator (agent/control/switch_fit.py), then the real inputs solved again. On one
+        phase: at the one-phase minimum. Back on three: as it will start there, with
+        `margin_a` to spare. Only sessions the allocator pauses on three phases, or that
+        charge on one, cost a solve."""
+        if self.switcher is None or not self._bookings:
+            return {}
+        st = self.s.station
+        rows = {r.key: (i, r) for i, r in enumerate(inputs.sessions)}
+        charging = [i for i, r in enumerate(inputs.sessions)
+                    if allocations.get(r.session_id, 0.0) > 0.0]  # fmt: skip
+        out: dict[Key, tuple[bool, bool]] = {}
+        for key, booking in self._bookings.items():
+            if booking.hold or key not in rows:
+                continue
+            i, r = rows[key]
+            cfg = self.chargers[key[0]]
+            if booking.mode == "native":
+                count = view.counts[key]
+                paused = allocations.get(r.session_id, 0.0) <= 0.0 \
+                    and binding.get(r.session_id) == "minimum"
+                if paused and not (count.measured and count.phases == 1):  # 1-phase EV: moot
+                    fits = self.fit.fits(st, bases, i, r, charging, 1,
+                                         self._min_kw[key] / cfg.phases)  # fmt: skip
+                    out[key] = (fits, False)
+            else:
+                reports = key in self._reports and not self._in_amps.get(key[0], False)
+                phases, min_kw, extra = back_on_three(st, cfg, key, self._min_kw[key], reports,
+                                                      self.s.phase_switch.margin_a)
+                out[key] = (False, self.fit.fits(st, bases, i, r, charging, phases,
+                                                 min_kw, extra))  # fmt: skip
+        if out:
+            self.fit.arrays.solve()  # the real answer again: battery and grid power come from it
+        return out
+
+    def steps(self, snap: Snapshot, active: Mapping[Key, Session],
+              targets: Mapping[Key, float], current: Mapping[Key, float | None],
+              drawing: Mapping[Key, float], lagging: Mapping[Key, float],
+              allocations: Mapping[str, float], binding: Mapping[str, str],
+              fits: Mapping[Key, tuple[bool, bool]], settle_eps_kw: float
+              ) -> tuple[tuple[Key, int], ...]:  # fmt: skip
+        """Advance each switch (agent/control/phase_switch.py); the registers to write. The
+        room a switch up was booked for is free once no decrease is outstanding (within
+        `settle_eps_kw`)."""
+        if self.switcher is None:
+            return ()
+        room_free = settled(current, lagging, targets, settle_eps_kw)
+        orders: list[tuple[Key, int]] = []
+        for ch in snap.chargers:
+            if ch.phase_switch_pause_s is None or not ch.reachable:
+                continue
+            for conn in ch.connectors:
+                key = (ch.id, conn.idx)
+                x = active.get(key)
+                if key not in self._bookings or x is None:
+                    continue
+                fits_one, fits_three = fits.get(key, (False, False))
+                paused = allocations.get(x.id, 0.0) <= 0.0 and binding.get(x.id) == "minimum"
+                phases = self.switcher.step(key, Observation(
+                    conn.charge_phases, ch.phase_switch_pause_s, current.get(key),
+                    drawing.get(key, 0.0), paused, fits_one, fits_three, room_free))  # fmt: skip
+                if phases is not None:
+                    orders.append((key, phases))
+        self.switcher.forget(active.keys())
+        self._commanded = tuple(orders)
+        return self._commanded
+
+    def acknowledged(self, acks: Mapping[Key, bool] | None) -> None:
+        """What became of this cycle's register writes (None: every one was written)."""
+        if self.switcher is None:
+            return
+        for key, _phases in self._commanded:
+            self.switcher.acknowledged(key, True if acks is None else acks.get(key, False))
+        self._commanded = ()
