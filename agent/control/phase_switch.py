@@ -24,7 +24,11 @@ So the booking changes before the charger can draw on the new count, and the ses
 nothing from the moment its limit fell to 0 until an increase booked on the new count.
 
 When: down, when the allocator pauses the session as booked now and would let it charge on
-one phase at the one-phase minimum (`fits_one`, asked of the allocator itself); up, when it
+one phase at the one-phase minimum (`fits_one`, asked of the allocator itself), or when it
+charges but, on one phase, would let a session the allocator pauses now charge too with
+everyone charging now still charging (`relieves`: a minimum-pause that one switch ends is
+a worse share than the switched session's smaller one, so it is not left to the pause
+rotation to reach this session's turn); up, when it
 would charge on three at the three-phase minimum plus a margin (`fits_three`) without a
 break for `hold_s`. At most one switch per connector per `min_interval_s`, whichever way;
 the margin and the hold keep a load that hovers at the edge from making it flap.
@@ -85,6 +89,7 @@ class Observation:
     fits_one: bool = False  # booked on one phase at its minimum there, it would charge
     fits_three: bool = False  # booked on three at the minimum plus the margin, it would
     settled: bool = False  # no decrease outstanding: every lower limit written and followed
+    relieves: bool = False  # charging on three; on one it would, and a paused session too
 
 
 @dataclass(slots=True)
@@ -159,6 +164,17 @@ class PhaseSwitcher:
         if track is not None and not ok and track.target is not None:
             track.commanded_at = None
 
+    def may_start(self, key: Key) -> bool:
+        """No switch under way on this connector and its last one `min_interval_s` ago."""
+        track = self._tracks.get(key)
+        last = self._last_switch.get(key, float("-inf"))
+        idle = track is None or track.target is None
+        return idle and self._clock() - last >= self.rules.min_interval_s
+
+    def busy(self) -> bool:
+        """A switch under way anywhere (its booking may not be in effect yet)."""
+        return any(t.target is not None for t in self._tracks.values())
+
     def forget(self, live: Iterable[Key]) -> None:
         """Drop the sessions that ended (the connector's last switch time stays)."""
         keep = set(live)
@@ -170,7 +186,7 @@ class PhaseSwitcher:
             track.fit_since = (track.fit_since if track.fit_since is not None else now) \
                 if obs.fits_three else None
         rested = now - self._last_switch.get(key, float("-inf")) >= self.rules.min_interval_s
-        if track.phases == 3 and obs.paused and obs.fits_one and rested:
+        if track.phases == 3 and (obs.paused and obs.fits_one or obs.relieves) and rested:
             track.target = 1
         elif (track.phases == 1 and track.fit_since is not None and rested
               and now - track.fit_since >= self.rules.hold_s):  # fmt: skip

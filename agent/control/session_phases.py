@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from agent.config.settings import AgentSettings
 from agent.control.apply import Key
-from agent.control.decision import AllocationInputs
+from agent.control.decision import AllocationInputs, SessionRow
 from agent.control.phase_learning import ASSUMED_PHASES, PhaseCount, PhaseLearner
 from agent.control.phase_step_inputs import metered_keys, step_samples, step_taught
 from agent.control.phase_steps import StepWatch
@@ -28,6 +28,24 @@ from agent.control.phase_switch import NATIVE, Booking, Observation, PhaseSwitch
 from agent.control.sessions import Session
 from agent.control.switch_fit import Bases, FitQuestions, back_on_three, settled
 from agent.model.snapshot import ChargerState, ConnectorState, Snapshot
+
+# Relief questions (would switching this charging session free a paused one?): at most this
+# many per round, a round at most every RELIEF_EVERY_S: each is one more solve, and a depot
+# may keep sessions paused for hours with no switch that helps.
+RELIEF_QUESTIONS = 3
+RELIEF_EVERY_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Fits:
+    """The allocator's answers for one session a switch could help (switch_fit.py)."""
+
+    one: bool = False  # paused on three; on one phase at its minimum it would charge
+    three: bool = False  # on one phase; back on three, with the margin, it would charge
+    relieves: bool = False  # charging on three; on one, a session paused now would charge too
+
+
+NO_FIT = Fits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +86,7 @@ class SessionPhases:
         self._in_amps: dict[str, bool] = {}
         self._reports: set[Key] = set()  # connectors whose charger reports its conductors
         self._commanded: tuple[tuple[Key, int], ...] = ()
+        self._relief_asked = float("-inf")  # when the last round of relief questions was
         self.configure(settings)
 
     def configure(self, settings: AgentSettings) -> None:
@@ -164,19 +183,21 @@ class SessionPhases:
 
     def what_ifs(self, inputs: AllocationInputs, allocations: Mapping[str, float],
                  binding: Mapping[str, str], view: PhaseView, bases: Bases
-                 ) -> dict[Key, tuple[bool, bool]]:  # fmt: skip
-        """(fits_one, fits_three) for each session a phase switch could help, asked of the
-        allocator (agent/control/switch_fit.py), then the real inputs solved again. On one
-        phase: at the one-phase minimum. Back on three: as it will start there, with
-        `margin_a` to spare. Only sessions the allocator pauses on three phases, or that
-        charge on one, cost a solve."""
+                 ) -> dict[Key, Fits]:  # fmt: skip
+        """The answers for each session a phase switch could help, asked of the allocator
+        (agent/control/switch_fit.py), then the real inputs solved again. On one phase: at
+        the one-phase minimum. Back on three: as it will start there, with `margin_a` to
+        spare. Only sessions the allocator pauses on three phases, that charge on one, or
+        (while another session is paused for its minimum) the richest few charging on
+        three, cost a solve."""
         if self.switcher is None or not self._bookings:
             return {}
         st = self.s.station
         rows = {r.key: (i, r) for i, r in enumerate(inputs.sessions)}
         charging = [i for i, r in enumerate(inputs.sessions)
                     if allocations.get(r.session_id, 0.0) > 0.0]  # fmt: skip
-        out: dict[Key, tuple[bool, bool]] = {}
+        out: dict[Key, Fits] = {}
+        relief: list[Key] = []
         for key, booking in self._bookings.items():
             if booking.hold or key not in rows:
                 continue
@@ -184,27 +205,58 @@ class SessionPhases:
             cfg = self.chargers[key[0]]
             if booking.mode == "native":
                 count = view.counts[key]
-                paused = allocations.get(r.session_id, 0.0) <= 0.0 \
-                    and binding.get(r.session_id) == "minimum"
-                if paused and not (count.measured and count.phases == 1):  # 1-phase EV: moot
-                    fits = self.fit.fits(st, bases, i, r, charging, 1,
-                                         self._min_kw[key] / cfg.phases)  # fmt: skip
-                    out[key] = (fits, False)
+                if count.measured and count.phases == 1:  # a 1-phase EV: switching is moot
+                    continue
+                if allocations.get(r.session_id, 0.0) > 0.0:
+                    relief.append(key)
+                elif binding.get(r.session_id) == "minimum":
+                    out[key] = Fits(one=self.fit.fits(st, bases, i, r, charging, 1,
+                                                      self._min_kw[key] / cfg.phases))
             else:
                 reports = key in self._reports and not self._in_amps.get(key[0], False)
                 phases, min_kw, extra = back_on_three(st, cfg, key, self._min_kw[key], reports,
                                                       self.s.phase_switch.margin_a)
-                out[key] = (False, self.fit.fits(st, bases, i, r, charging, phases,
-                                                 min_kw, extra))  # fmt: skip
-        if out:
+                out[key] = Fits(three=self.fit.fits(st, bases, i, r, charging, phases,
+                                                    min_kw, extra))  # fmt: skip
+        relieving, asked = self._relief(inputs, allocations, binding, rows, charging, relief,
+                                        bases)  # fmt: skip
+        if relieving is not None:
+            out[relieving] = Fits(relieves=True)
+        if out or asked:
             self.fit.arrays.solve()  # the real answer again: battery and grid power come from it
         return out
+
+    def _relief(self, inputs: AllocationInputs, allocations: Mapping[str, float],
+                binding: Mapping[str, str], rows: Mapping[Key, tuple[int, SessionRow]],
+                charging: list[int], candidates: list[Key], bases: Bases
+                ) -> tuple[Key | None, bool]:  # fmt: skip
+        """The one session (richest first) whose switch to one phase would let a session
+        paused for its minimum charge, everyone charging now still charging; none while a
+        switch is under way anywhere (its effect is not in the readings yet). Also whether
+        the allocator was asked at all (its arrays then hold a question, not the answer)."""
+        assert self.switcher is not None
+        paused = [i for i, r in enumerate(inputs.sessions)
+                  if allocations.get(r.session_id, 0.0) <= 0.0
+                  and binding.get(r.session_id) == "minimum"]  # fmt: skip
+        if not paused or not candidates or self.switcher.busy() \
+                or self._t - self._relief_asked < RELIEF_EVERY_S:
+            return None, False
+        ready = [k for k in candidates if self.switcher.may_start(k)]
+        if ready:
+            self._relief_asked = self._t
+        ready.sort(key=lambda k: -allocations.get(rows[k][1].session_id, 0.0))
+        for key in ready[:RELIEF_QUESTIONS]:
+            i, r = rows[key]
+            one_kw = self._min_kw[key] / self.chargers[key[0]].phases
+            if self.fit.fits(self.s.station, bases, i, r, charging, 1, one_kw, paused=paused):
+                return key, True
+        return None, bool(ready)
 
     def steps(self, snap: Snapshot, active: Mapping[Key, Session],
               targets: Mapping[Key, float], current: Mapping[Key, float | None],
               drawing: Mapping[Key, float], lagging: Mapping[Key, float],
               allocations: Mapping[str, float], binding: Mapping[str, str],
-              fits: Mapping[Key, tuple[bool, bool]], settle_eps_kw: float
+              fits: Mapping[Key, Fits], settle_eps_kw: float
               ) -> tuple[tuple[Key, int], ...]:  # fmt: skip
         """Advance each switch (agent/control/phase_switch.py); the registers to write. The
         room a switch up was booked for is free once no decrease is outstanding (within
@@ -221,11 +273,12 @@ class SessionPhases:
                 x = active.get(key)
                 if key not in self._bookings or x is None:
                     continue
-                fits_one, fits_three = fits.get(key, (False, False))
+                fit = fits.get(key, NO_FIT)
                 paused = allocations.get(x.id, 0.0) <= 0.0 and binding.get(x.id) == "minimum"
                 phases = self.switcher.step(key, Observation(
                     conn.charge_phases, ch.phase_switch_pause_s, current.get(key),
-                    drawing.get(key, 0.0), paused, fits_one, fits_three, room_free))  # fmt: skip
+                    drawing.get(key, 0.0), paused, fit.one, fit.three, room_free,
+                    fit.relieves))  # fmt: skip
                 if phases is not None:
                     orders.append((key, phases))
         self.switcher.forget(active.keys())

@@ -35,15 +35,18 @@ class FitQuestions:
 
     def fits(self, st: StationSettings, bases: Bases, i: int, row: SessionRow,
              charging: Sequence[int], phases: int, min_kw: float,
-             extra: Extra | None = None) -> bool:  # fmt: skip
+             extra: Extra | None = None, paused: Sequence[int] = ()) -> bool:  # fmt: skip
         """Would session row `i` charge, booked on `phases` (0: its charger's) at `min_kw`,
-        with `extra` taken from those circuits, and the rows `charging` still charge?"""
+        with `extra` taken from those circuits, and the rows `charging` still charge? With
+        `paused`: and would at least one of those rows charge too?"""
         self._set_row(i, row, phases=phases, min_power=min_kw)
         if extra:
             set_bases(self.arrays, st, plus(bases, extra))
         self.arrays.solve()
         allocation = self.arrays.allocation
         fits = float(allocation[i]) > 0.0 and all(float(allocation[j]) > 0.0 for j in charging)
+        if paused:
+            fits = fits and any(float(allocation[j]) > 0.0 for j in paused)
         self._set_row(i, row)
         if extra:
             set_bases(self.arrays, st, bases)

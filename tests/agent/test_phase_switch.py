@@ -28,8 +28,8 @@ class Clock:
 
 def obs(reg: int | None = 3, limit: float | None = 4.14, draw: float = 4.14, *,
         paused: bool = False, one: bool = False, three: bool = False,
-        settled: bool = True) -> Observation:  # fmt: skip
-    return Observation(reg, PAUSE_S, limit, draw, paused, one, three, settled)
+        settled: bool = True, relieves: bool = False) -> Observation:  # fmt: skip
+    return Observation(reg, PAUSE_S, limit, draw, paused, one, three, settled, relieves)
 
 
 # (t, observation, expected (booking mode, held at 0), expected register write)
@@ -95,6 +95,37 @@ def test_a_failed_write_is_tried_again_and_a_silent_charger_is_given_up():
         (13, obs(reg=3, limit=0.0, draw=0.0), ("one", True), None),  # 11 s: given up
         (14, obs(reg=3, limit=4.14, draw=4.14), ("native", False), None),  # booked as read
     ], sw, clock, acks={1: False})
+
+
+def test_down_while_charging_when_one_phase_would_let_a_paused_session_charge():
+    clock = Clock()
+    sw = PhaseSwitcher(RULES, clock)
+    play([
+        (0, obs(), ("native", False), None),  # charging on three, nobody paused
+        # another session is paused for its minimum; on one phase this one frees its phase
+        (1, obs(relieves=True), ("native", False), None),  # the switch starts
+        (2, obs(limit=4.14, draw=4.14), ("one", True), None),  # target 0: not followed yet
+        (3, obs(limit=0.0, draw=0.5), ("one", True), None),  # still drawing: no write
+        (4, obs(limit=0.0, draw=0.0), ("one", True), 1),  # idle at 0: write 1
+        (7, obs(reg=1, limit=0.0, draw=0.0), ("one", True), None),  # pause over: switched
+        (8, obs(reg=1, limit=1.38, draw=1.38), ("one", False), None),
+    ], sw, clock)
+    assert not sw.busy()
+    # relief never starts a switch within min_interval_s of the last one
+    clock2 = Clock()
+    sw2 = PhaseSwitcher(RULES, clock2)
+    play([
+        (0, obs(relieves=True), ("native", False), None),
+        (1, obs(limit=0.0, draw=0.0), ("one", True), 1),
+    ], sw2, clock2)
+    assert sw2.busy() and not sw2.may_start(KEY)
+    play([
+        (4, obs(reg=1, limit=0.0, draw=0.0), ("one", True), None),
+        (5, obs(reg=1, limit=1.38, draw=1.38), ("one", False), None),
+    ], sw2, clock2)
+    assert not sw2.busy() and not sw2.may_start(KEY)  # written at 1: rested from 11 on
+    clock2.t = 11.0
+    assert sw2.may_start(KEY)
 
 
 def test_a_new_session_takes_the_count_the_charger_reads():

@@ -26,14 +26,14 @@ CP1 = ("CP1", 1)
 SINGLES = ("CP2", "CP3", "CP4", "CP5")  # 1-phase chargers, their L1 on grid L2
 
 
-def station_settings() -> AgentSettings:
+def station_settings(max_pause_s: float = 2.0) -> AgentSettings:
     chargers = [{"id": "CP1", "device": "cp1", "max_power_kw": 11.0, "circuit": "sub"}] + [
         {"id": cid, "device": f"cp{cid[-1]}", "max_power_kw": 7.4, "min_power_kw": 1.38,
          "phases": 1, "phase_rotation": "L2L3L1", "circuit": "sub"} for cid in SINGLES]
     s = settings(
         station={"grid_capacity_kw": 200.0, "chargers": chargers,
                  "circuits": [{"id": "sub", "max_current_a": RATING_A, "meter": "sub-meter"}]},
-        control={"max_pause_s": 2.0},
+        control={"max_pause_s": max_pause_s},
         phase_switch={"enabled": True, "hold_s": 2.0, "min_interval_s": 4.0, "margin_a": 2.0},
     )  # fmt: skip
     devices = [d.model_dump() for d in s.devices] + [
@@ -156,3 +156,27 @@ def test_switch_down_when_squeezed_and_back_when_room_returns_never_over_a_phase
                        for k, cur in ((c.key, c.limit_kw) for c in d.connectors))
     worst = [max(e["amps"]) for e in st.log]
     assert max(worst) <= RATING_A + 1e-6, max(worst)
+
+
+def test_a_charging_3_phase_ev_switches_to_free_a_paused_one_without_waiting_its_turn():
+    """The pause rotation here would take 10 minutes to reach CP1; a 1-phase EV paused for its
+    minimum is a worse share than CP1 on one phase, so CP1 is switched as soon as the
+    allocator says one phase would let the paused EV charge with everyone else charging."""
+    st = SwitchedSubBoard(cfg=station_settings(max_pause_s=600.0))
+    st.plug(CP1)
+    st.run(6.0)
+    squeezed = len(st.log)
+    for cid in SINGLES:
+        st.plug((cid, 1))
+    st.run(8.0)
+    writes = [(i, w) for i, e in enumerate(st.log) for _, w in e["writes"]]
+    assert [w for _, w in writes] == [1], [e["cp1"] for e in st.log[squeezed:]]
+    i, _ = writes[0]
+    # the session was charging when the switch started: its limit fell to 0 first
+    assert st.log[i]["in_force"] == 0.0 and st.log[i]["d"].targets[CP1] == 0.0
+    assert (i - squeezed) * 0.25 <= 3.0  # seconds of the test's clock after the squeeze
+    assert st.phases == 1 and st.log[-1]["cp1"].words() == "1-phase (switched)"
+    assert st.draw[CP1] >= 1.38 and all(st.draw[(cid, 1)] >= 1.38 for cid in SINGLES)
+    st.run(10.0)  # stays on one while the four are there: no flapping
+    assert [w for e in st.log for _, w in e["writes"]] == [1]
+    assert max(max(e["amps"]) for e in st.log) <= RATING_A + 1e-6

@@ -4,9 +4,9 @@
 A 32 A sub-board with 5 kW of other load on it (8.7 A on L1, 6.5 A on L2 and L3) feeds CP1,
 a 3-phase charger that can switch (`sim-charger-ac`), and CP2, CP4, CP5 and CP6, 1-phase
 chargers on grid L2. With a 3-phase EV on CP1 and EVs on the four others, L2 cannot give the
-five of them 6 A each: the allocator pauses one in turn (the pause rotates). When CP1's turn
-comes, one phase fits on L1 where three do not: the agent switches CP1 to one phase and it
-charges on L1. When three of the 1-phase EVs leave, three phases fit again (as an EV of
+five of them 6 A each: the allocator pauses one of them for its minimum. CP1 on one phase
+(on L1) would let it charge with everyone else charging: the agent switches CP1 to one phase
+at once (not when the pause rotation reaches CP1) and it charges on L1. When three of the 1-phase EVs leave, three phases fit again (as an EV of
 unknown phases starts: 18 A on its L1, the start reserve on the others) with the margin:
 after the hold CP1 goes back to three, and stays there. Measured on the simulator's side: each phase's peak current
 against the fuse, its breaker model, the grid capacity, and the switches the charger made.
