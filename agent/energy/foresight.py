@@ -1,8 +1,9 @@
 """What a plan adds for what it cannot see yet: one statement for the daemon and the replay.
 
 Both build their plan requests through `Foresight.extend` (expected sessions from the
-station's arrival forecast,) and `Foresight.reserve_kwh` (the battery
-reserve), with the same `Tuning`, so the replay measures the planner the station runs.
+station's arrival forecast), `Foresight.reserve_kwh` (the battery reserve) and
+`Foresight.with_peak_floor` (a peak floor from history, off by default), with the same
+`Tuning`, so the replay measures the planner the station runs.
 
 History: the daemon learns from its `sessions` table (`learn_from_sessions`), the replay
 from the history day files it is given; a station with less than a day of it plans from
@@ -68,7 +69,8 @@ class Tuning:
     # plan's own series (prices, PV, base load, battery); None: off. A plan for the
     # average day sets its peak below the days with a cluster of fast chargers and spends
     # the battery at it; the floor keeps it from shaving below what the day will most
-    # likely reach anyway (measured in docs/planner.md).
+    # likely reach anyway. Off: no factor (0.6-1.2) helped on days it was not chosen on
+    # (60 days measured, docs/planner.md "Peak floor from history").
     peak_floor: float | None = None
     # ... the median over the history days of the plan's own day type only (weekday /
     # weekend, as the arrival forecast's), all of them when there is none.
@@ -159,7 +161,6 @@ class Foresight:
         expected, virtual = expected_sessions(ahead, slot_hours, first_slot_hours,
                                               self.tuning.risk)
         return sessions + expected, chargers + virtual
-
 
     def with_peak_floor(self, request: PlanRequest, now: datetime) -> PlanRequest:
         """`request` with its `peak_floor` (Tuning.peak_floor; unchanged when off or
