@@ -131,6 +131,11 @@ class PlanRequest:
     export_capacity: float | None = None  # kW; defaults to grid capacity
     demand_charge: float = 0.0  # EUR per kW of the highest 15-minute average import
     peak_so_far: float = 0.0  # kW already reached in the billing period (sunk)
+    # kW the plan takes the day's peak to reach anyway (a floor learnt from history,
+    # agent/energy/foresight.py `Tuning.peak_floor`): imports up to it cost no demand
+    # charge in the plan, so the battery is not spent shaving below a peak the day's
+    # later arrivals will most likely set. 0: none.
+    peak_floor: float = 0.0
     slot_hours: float = 0.25
     first_slot_hours: float | None = None  # shorter first slot when re-planning mid-slot
     imported_in_first_slot: float = 0.0  # kWh already imported in the running slot
@@ -287,6 +292,8 @@ def validate(req: PlanRequest) -> None:
         raise PlanError("grid_capacity: must be > 0 kW")
     if not (req.slot_hours > 0):
         raise PlanError("slot_hours: must be > 0")
+    if not (math.isfinite(req.peak_floor) and req.peak_floor >= 0):
+        raise PlanError("peak_floor: must be a finite number >= 0 kW")
     if req.first_slot_hours is not None and not (0 < req.first_slot_hours <= req.slot_hours):
         raise PlanError("first_slot_hours: must be in (0, slot_hours]")
     if not (0 < req.charging_efficiency <= 1):
@@ -520,7 +527,7 @@ def _build(req: PlanRequest, reserve: bool = False,
     # the LP feasible on a bad forecast instead of failing the whole plan.
     over = [m.col(0.0, inf, overload_penalty) for t in range(n)]
     curtail = [m.col(0.0, pv[t] * dt[t]) for t in range(n)]
-    peak_lo = max(0.0, req.peak_so_far)
+    peak_lo = max(0.0, req.peak_so_far, req.peak_floor)
     # A tiny tolerance: the first stage's peak must stay feasible after rounding.
     peak_hi = inf if peak_limit is None else max(peak_lo, peak_limit * (1 + 1e-9) + 1e-6)
     peak = m.col(peak_lo, peak_hi, req.demand_charge)

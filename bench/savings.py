@@ -3,11 +3,15 @@ and on the reference day, against the uncontrolled counterfactual and the perfec
 optimum.
 
     .venv/bin/python bench/savings.py [--days 20] [--scenario FILE] [--json]
+        [--peak-floor FACTOR [--floor-same-day-type]] [--day-offset 1|2]
 
 Generated days (hardware_sim.station_days): sites 1..5, four days each, every day with the
 seven days before it as history (the arrival forecast learns from their sessions, never
 from the day itself). Per day: uncontrolled cost, ours, the optimum, savings, gap to the
 optimum, peak, unmet energy, battery start/end, failed plans; then median and worst.
+`--day-offset` 1 or 2 measures the days after the bench's own (never measured by default:
+a held-out check of anything tuned on the bench's days); `--peak-floor` plans them with a
+peak floor (`Tuning.peak_floor`, off by default; docs/planner.md).
 
 Targets (issue 16): savings >= 40 % every day with as much energy delivered as
 uncontrolled; median gap <= 3 %, worst <= 8 %; battery ending at or above its start;
@@ -20,6 +24,7 @@ import argparse
 import json
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 # Run as a script, bench/ comes first on sys.path and bench/allocator.py would shadow the
@@ -52,10 +57,12 @@ SITES = (1, 2, 3, 4, 5)
 HISTORY = 7
 
 
-def generated_day(i: int) -> tuple[Day, list[Day]]:
-    """The i-th bench day (site, then day number) and its seven days of history."""
+def generated_day(i: int, offset: int = 0) -> tuple[Day, list[Day]]:
+    """The i-th bench day (site, then day number) and its seven days of history; `offset`
+    1 or 2 moves every day by that many (days the bench never measures: a held-out check
+    of anything tuned on the bench's own days)."""
     seed = SITES[i % len(SITES)]
-    k = HISTORY + 3 * (i // len(SITES))
+    k = HISTORY + offset + 3 * (i // len(SITES))
     doc, hist = with_history(seed, k, HISTORY)
     return parse_day(doc), [parse_day(h) for h in hist]
 
@@ -154,9 +161,22 @@ def main() -> int:
     ap.add_argument("--scenario", type=Path, default=DEFAULT)
     ap.add_argument("--days", type=int, default=20, help="generated days (default 20)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--peak-floor", type=float, default=None, metavar="FACTOR",
+                    help="plan the generated days with Tuning.peak_floor = FACTOR "
+                         "(default: the Tuning's own)")
+    ap.add_argument("--floor-same-day-type", action="store_true",
+                    help="with --peak-floor: the floor from history days of the same day "
+                         "type only")
+    ap.add_argument("--day-offset", type=int, default=0, choices=(0, 1, 2),
+                    help="1 or 2: every generated day that many days later (held-out days "
+                         "the default bench never measures)")
     args = ap.parse_args()
+    tuning = Tuning()
+    if args.peak_floor is not None:
+        tuning = replace(tuning, peak_floor=args.peak_floor,
+                         peak_floor_same_day_type=args.floor_same_day_type)
     res = measure(args.scenario)
-    rows = [day_row(*generated_day(i)) for i in range(args.days)]
+    rows = [day_row(*generated_day(i, args.day_offset), tuning=tuning) for i in range(args.days)]
     res["days"] = rows
     res["summary"] = summary(rows) if rows else {}
     res = json.loads(json.dumps(res, default=lambda v: v.item()))

@@ -1,8 +1,9 @@
 """What a plan adds for what it cannot see yet: one statement for the daemon and the replay.
 
 Both build their plan requests through `Foresight.extend` (expected sessions from the
-station's arrival forecast,) and `Foresight.reserve_kwh` (the battery
-reserve), with the same `Tuning`, so the replay measures the planner the station runs.
+station's arrival forecast), `Foresight.reserve_kwh` (the battery reserve) and
+`Foresight.with_peak_floor` (a peak floor from history, off by default), with the same
+`Tuning`, so the replay measures the planner the station runs.
 
 History: the daemon learns from its `sessions` table (`learn_from_sessions`), the replay
 from the history day files it is given; a station with less than a day of it plans from
@@ -24,7 +25,7 @@ from allocator.foresight import expected_sessions
 if TYPE_CHECKING:
     import sqlite_utils
 
-    from allocator.planner import ChargerSpec, SessionSpec
+    from allocator.planner import ChargerSpec, PlanRequest, SessionSpec
 
 # Chance per hour that an unforeseen arrival needs a kWh missing from the reserve: one such
 # surprise every two days (allocator.planner.RESERVE_RATE; repeated here so the control
@@ -63,6 +64,17 @@ class Tuning:
     # rescale the whole rest of it (x2 raised one day's plan peak from 104 to 146 kW in a
     # re-plan); 1.25 measured best of 2, 1.5, 1.25, 1.1 (docs/planner.md).
     intraday_max: float = 1.25
+    # Peak floor (issue 16): plan with the day's peak at least this factor x the median,
+    # over the history days, of the optimal peak of that day's sessions under the first
+    # plan's own series (prices, PV, base load, battery); None: off. A plan for the
+    # average day sets its peak below the days with a cluster of fast chargers and spends
+    # the battery at it; the floor keeps it from shaving below what the day will most
+    # likely reach anyway. Off: no factor (0.6-1.2) helped on days it was not chosen on
+    # (60 days measured, docs/planner.md "Peak floor from history").
+    peak_floor: float | None = None
+    # ... the median over the history days of the plan's own day type only (weekday /
+    # weekend, as the arrival forecast's), all of them when there is none.
+    peak_floor_same_day_type: bool = False
 
 
 def reserve_energy(capacity: float, min_soc: float, max_soc: float, max_discharge: float,
@@ -85,6 +97,10 @@ class Foresight:
         # hour beyond what the forecast expected for that hour (short dwells only: they
         # must be served at once). The reserve with a forecast is sized to it.
         self.surprise_kwh = surprise_kwh
+        # The observed windows (start, hours, sessions), for the peak floor; and the floor
+        # itself once worked out (kW), by the first plan made with this foresight.
+        self.windows: list[tuple[datetime, float, Sequence[SessionRecord]]] = []
+        self._floor: float | None = None
 
     @classmethod
     def from_history(cls, tuning: Tuning, chargers: dict[str, tuple[float, int]],
@@ -101,7 +117,9 @@ class Foresight:
             hours += h
         if hours < 24.0 - 1e-9:
             return cls(tuning, None)
-        return cls(tuning, forecast, _surprise(forecast, windows))
+        made = cls(tuning, forecast, _surprise(forecast, windows))
+        made.windows = list(windows)
+        return made
 
     @property
     def reserve_hours(self) -> float | None:
@@ -143,6 +161,71 @@ class Foresight:
         expected, virtual = expected_sessions(ahead, slot_hours, first_slot_hours,
                                               self.tuning.risk)
         return sessions + expected, chargers + virtual
+
+    def with_peak_floor(self, request: PlanRequest, now: datetime) -> PlanRequest:
+        """`request` with its `peak_floor` (Tuning.peak_floor; unchanged when off or
+        without history). The floor is worked out once, from the first request this
+        foresight serves, and kept for the rest of its day: the daemon relearns daily and
+        plans at once, the replay learns at the day's start, so both work it out from a
+        request made at the same instant with the same series."""
+        factor = self.tuning.peak_floor
+        if factor is None or factor <= 0 or self.arrivals is None or not self.windows:
+            return request
+        if self._floor is None:
+            self._floor = factor * self._median_optimal_peak(request, now)
+        return replace(request, peak_floor=self._floor)
+
+    def _median_optimal_peak(self, request: PlanRequest, now: datetime) -> float:
+        """Median over the history windows of the optimal peak (kW) of each one's
+        sessions, replayed from the request's start at the same offsets from their
+        window's start, under the request's series and battery: what the perfect-
+        foresight plan would pay for if today brought that day's EVs. Each history
+        session gets its own virtual charger (the records carry no charger), so charger
+        sharing is left out; a session beyond the horizon keeps the share of its energy
+        that falls inside it."""
+        import numpy as np
+
+        from allocator.planner import ChargerSpec, Planner, SessionSpec
+
+        sh = request.slot_hours
+        first = sh if request.first_slot_hours is None else request.first_slot_hours
+        horizon = first + (request.slots - 1) * sh
+        windows = self.windows
+        if self.tuning.peak_floor_same_day_type:
+            # Day types as the arrival forecast's (weekend or not), each taken at the
+            # middle of its day: the plan's 24 h from now, a window's its own.
+            weekend = (now + timedelta(hours=12)).weekday() >= 5
+            same = [w for w in windows
+                    if ((w[0] + timedelta(hours=w[1] / 2)).weekday() >= 5) == weekend]
+            windows = same or windows
+        battery = request.battery
+        if battery is not None:
+            # Hand back what it holds now, as an honest day; no reserve (the history day's
+            # EVs are all known here) and no billing-day end inside it.
+            battery = replace(battery, end_energy=battery.energy, end_value=None,
+                              reserve_energy=0.0, reserve_value=None, day_end_h=None,
+                              day_end_energy=None)
+        planner = Planner()
+        peaks: list[float] = []
+        for start, _h, records in windows:
+            sessions: list[SessionSpec] = []
+            chargers: list[ChargerSpec] = []
+            for i, r in enumerate(records):
+                a = (r.arrival - start).total_seconds() / 3600.0
+                d = (r.departure - start).total_seconds() / 3600.0
+                if a >= horizon or d <= a or r.energy_kwh <= 0 or r.max_power_kw <= 0:
+                    continue
+                inside = (min(d, horizon) - a) / (d - a)
+                cid = f"~history-{i}"
+                chargers.append(ChargerSpec(cid, r.max_power_kw))
+                sessions.append(SessionSpec(cid, cid, departure_h=min(d, horizon),
+                                            energy_needed=r.energy_kwh * inside,
+                                            max_power=r.max_power_kw, arrival_h=max(a, 0.0)))
+            plan = planner.plan(replace(
+                request, sessions=sessions, chargers=chargers, battery=battery,
+                peak_so_far=0.0, peak_floor=0.0, imported_in_first_slot=0.0))
+            peaks.append(float(plan.peak))
+        return float(np.median(peaks)) if peaks else 0.0
 
 
 def _surprise(forecast: ArrivalForecast,

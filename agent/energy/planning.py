@@ -285,8 +285,12 @@ class PlannerTask:
         try:
             request, start = self.build_request(self.clock.now())
             solve = self._solve or self._default_solver()
+            # The peak floor (Tuning.peak_floor, off by default) is applied in the worker
+            # thread: the first request after each relearning works it out with one LP per
+            # history day (~20 ms each), too long for the event loop.
             plan, held = await asyncio.wait_for(
-                asyncio.to_thread(_solve_and_explain, solve, request, start), p.solve_timeout_s)
+                asyncio.to_thread(_solve_and_explain, solve, request, start,
+                                  self.foresight(start)), p.solve_timeout_s)
         except Exception as exc:  # any failure: fair sharing, never a stopped control loop
             self._current = None
             self.status.failures += 1
@@ -531,11 +535,15 @@ def plan_rows(plan: Plan, start: datetime, first: int = 0, slots: int | None = N
             "slots": rows}
 
 
-def _solve_and_explain(solve: Solve, request: PlanRequest,
-                       start: datetime) -> tuple[Plan, list[dict[str, Hold]]]:
+def _solve_and_explain(solve: Solve, request: PlanRequest, start: datetime,
+                       foresight: Foresight | None = None,
+                       ) -> tuple[Plan, list[dict[str, Hold]]]:
     """The plan, and why it holds each session it holds (in the same worker thread: the
     explanation is numpy work over the plan, not for the event loop). An explanation that
-    fails costs `sems status` its words, never the plan."""
+    fails costs `sems status` its words, never the plan. `foresight`: its peak floor is
+    applied to the request first, as the replay's (Foresight.with_peak_floor)."""
+    if foresight is not None:
+        request = foresight.with_peak_floor(request, start)
     plan = solve(request)
     try:
         from allocator.held import explain

@@ -742,7 +742,7 @@ def _plan_request(day: Day, t: float, slot: int, active: list[_EvState], b_energ
                                           sh, first_h, today)
     current = ledger.intervals[slot] if len(ledger.intervals) > slot else None
     finished_peak = max((iv.peak_kw for iv in ledger.intervals[:slot]), default=0.0)
-    return PlanRequest(
+    return foresight.with_peak_floor(PlanRequest(
         import_price=day.import_price[sl], export_price=day.export_price[sl],
         pv_power=day.pv[sl], base_load=day.base_load[sl], carbon_intensity=day.carbon[sl],
         grid_capacity=day.grid_capacity, chargers=chargers,
@@ -750,7 +750,7 @@ def _plan_request(day: Day, t: float, slot: int, active: list[_EvState], b_energ
         peak_so_far=finished_peak, slot_hours=sh, first_slot_hours=first_h,
         imported_in_first_slot=current.import_kwh if current is not None else 0.0,
         charging_efficiency=day.charging_efficiency, v2g_efficiency=day.v2g_efficiency,
-    )
+    ), day.start + timedelta(hours=t))
 
 
 def refill_cost(day: Day, result: ReplayResult) -> float:
