@@ -103,7 +103,7 @@ def _clamp(t, lo, hi):  # noqa: ANN001
     return max(lo, min(t, hi))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _level(q, start, end, act, mask, wt, low, high, gone, level, capacity, bw, blo, bhi):  # noqa: ANN001
     """The highest whole level at which limit component q (0: power, 1 + p: grid phase p) of a
     group holds, from `level` where it holds; the caller knows it fills (its load with every
@@ -112,40 +112,36 @@ def _level(q, start, end, act, mask, wt, low, high, gone, level, capacity, bw, b
 
     Newton steps from below, weighted, as in `kernel._fill_level`: the load is piecewise linear
     in the level and its slope only falls between two minimums, so a step to the capacity on the
-    current slope, stopped at the next minimum, never overshoots. The first pass copies the
-    members' weight, minimum and ceiling into bw/blo/bhi, so that later passes read them in
-    order; sessions at their ceiling stay there (levels only rise) and leave the copy.
-    Accumulators are locals so they stay in registers: this loop is the kernel's hot spot."""
+    current slope, stopped at the next minimum, never overshoots. The members' weight, minimum
+    and ceiling are copied into bw/blo/bhi first, so that each step is one branch-free pass over
+    three arrays in order (which LLVM vectorises): this loop is the kernel's hot spot."""
     p = q - 1
     n = 0
-    fill = 0
-    slope = 0
-    next_low = NO_LIMIT
+    least_low = NO_LIMIT
     for k in range(start, end):
         i = act[k]
-        if p < 0:
-            w = 1
-        elif (mask[i] >> p) & 1:
-            w = wt[i]
-        else:
+        if p >= 0 and not (mask[i] >> p) & 1:
             continue
-        h = high[i]
-        if level >= h:
-            gone += w * h
-            continue
-        lo = low[i]
-        bw[n] = w
-        blo[n] = lo
-        bhi[n] = h
+        bw[n] = 1 if p < 0 else wt[i]
+        blo[n] = low[i]
+        bhi[n] = high[i]
+        least_low = min(least_low, low[i])
         n += 1
-        if level < lo:
-            fill += w * lo
-            next_low = min(next_low, lo)
-        else:
-            fill += w * level
-            slope += w
+    # Below every minimum the load is flat (ceilings are not below minimums): start there.
+    level = max(level, least_low)
     while True:
-        fill += gone
+        fill = gone
+        slope = 0
+        next_low = NO_LIMIT  # the next minimum above the level
+        next_high = NO_LIMIT  # the next ceiling above it of a session following the level
+        for k in range(n):
+            w = bw[k]
+            lo = blo[k]
+            h = bhi[k]
+            fill += w * max(lo, min(level, h))
+            slope += w if lo <= level < h else 0
+            next_low = min(next_low, lo if lo > level else NO_LIMIT)
+            next_high = min(next_high, h if lo <= level < h else NO_LIMIT)
         if slope == 0:
             if next_low == NO_LIMIT:  # cannot happen when it fills; kept for safety
                 return NO_LIMIT
@@ -154,29 +150,11 @@ def _level(q, start, end, act, mask, wt, low, high, gone, level, capacity, bw, b
             step = (capacity - fill) // slope
             if step <= 0:
                 return level
+            if level + step < min(next_low, next_high):
+                # linear up to level + step + 1, where the load exceeds the capacity: done
+                # without the pass that would confirm it
+                return level + step
             level = min(level + step, next_low)
-        fill = 0
-        slope = 0
-        next_low = NO_LIMIT
-        kept = 0
-        for k in range(n):
-            w = bw[k]
-            h = bhi[k]
-            if level >= h:
-                gone += w * h
-                continue
-            lo = blo[k]
-            bw[kept] = w
-            blo[kept] = lo
-            bhi[kept] = h
-            kept += 1
-            if level < lo:
-                fill += w * lo
-                next_low = min(next_low, lo)
-            else:
-                fill += w * level
-                slope += w
-        n = kept
 
 
 @njit(cache=True)
