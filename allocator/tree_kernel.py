@@ -64,8 +64,8 @@ CHARGER_I_ROWS = 6
 CIRCUIT_MAX_POWER, CIRCUIT_MAX_CURRENT, CIRCUIT_BASE_POWER, CIRCUIT_BASE_CURRENT = 0, 1, 2, 3
 CIRCUIT_F_ROWS = 6
 
-SCRATCH_SESSION_ROWS = 20  # the first is the binding_circuit output; one more cell each
-SCRATCH_LIMIT_ROWS = 11
+SCRATCH_SESSION_ROWS = 23  # the first is the binding_circuit output; one more cell each
+SCRATCH_LIMIT_ROWS = 12
 SCRATCH_GROUP_ROWS = 5
 SCRATCH_CIRCUIT_ROWS = 4
 BAD_CHARGER_INDEX, BAD_CIRCUIT = 1, 2
@@ -104,29 +104,23 @@ def _clamp(t, lo, hi):  # noqa: ANN001
 
 
 @njit(cache=True, inline="always")
-def _level(q, start, end, act, mask, wt, low, high, gone, level, capacity, bw, blo, bhi):  # noqa: ANN001
-    """The highest whole level at which limit component q (0: power, 1 + p: grid phase p) of a
-    group holds, from `level` where it holds; the caller knows it fills (its load with every
-    session at its ceiling exceeds the capacity). Its moving sessions are act[start:end] (those
-    drawing on p for a phase); gone is the load of its frozen ones.
+def _level(weight, low, high, start, end, gone, level, capacity):  # noqa: ANN001
+    """The highest whole level at which a limit holds, from `level` where it holds; the caller
+    knows it fills (its load with every session at its ceiling exceeds the capacity). Its moving
+    sessions are [start, end) of the session rows kept in `act` order (weight 0: a session of
+    the range not on this limit's phase); gone is the load of its frozen ones.
 
     Newton steps from below, weighted, as in `kernel._fill_level`: the load is piecewise linear
     in the level and its slope only falls between two minimums, so a step to the capacity on the
-    current slope, stopped at the next minimum, never overshoots. The members' weight, minimum
-    and ceiling are copied into bw/blo/bhi first, so that each step is one branch-free pass over
-    three arrays in order (which LLVM vectorises): this loop is the kernel's hot spot."""
-    p = q - 1
-    n = 0
+    current slope, stopped at the next minimum, never overshoots. Each step is one branch-free
+    pass over three arrays in order, which LLVM vectorises: this loop is the kernel's hot spot."""
+    # Views from 0: numba then knows every index is >= 0 and LLVM vectorises with plain loads.
+    weight = weight[start:end]
+    low = low[start:end]
+    high = high[start:end]
     least_low = NO_LIMIT
-    for k in range(start, end):
-        i = act[k]
-        if p >= 0 and not (mask[i] >> p) & 1:
-            continue
-        bw[n] = 1 if p < 0 else wt[i]
-        blo[n] = low[i]
-        bhi[n] = high[i]
-        least_low = min(least_low, low[i])
-        n += 1
+    for k in range(end - start):
+        least_low = min(least_low, low[k] if weight[k] > 0 else NO_LIMIT)
     # Below every minimum the load is flat (ceilings are not below minimums): start there.
     level = max(level, least_low)
     while True:
@@ -134,14 +128,14 @@ def _level(q, start, end, act, mask, wt, low, high, gone, level, capacity, bw, b
         slope = 0
         next_low = NO_LIMIT  # the next minimum above the level
         next_high = NO_LIMIT  # the next ceiling above it of a session following the level
-        for k in range(n):
-            w = bw[k]
-            lo = blo[k]
-            h = bhi[k]
+        for k in range(end - start):
+            w = weight[k]
+            lo = low[k]
+            h = high[k]
             fill += w * max(lo, min(level, h))
             slope += w if lo <= level < h else 0
-            next_low = min(next_low, lo if lo > level else NO_LIMIT)
-            next_high = min(next_high, h if lo <= level < h else NO_LIMIT)
+            next_low = min(next_low, lo if lo > level and w > 0 else NO_LIMIT)
+            next_high = min(next_high, h if lo <= level < h and w > 0 else NO_LIMIT)
         if slope == 0:
             if next_low == NO_LIMIT:  # cannot happen when it fills; kept for safety
                 return NO_LIMIT
@@ -158,16 +152,19 @@ def _level(q, start, end, act, mask, wt, low, high, gone, level, capacity, bw, b
 
 
 @njit(cache=True)
-def _compact(act, n_act, frozen, new_at, start, end, live, n_live, nc, n_groups, all_chargers):  # noqa: ANN001
-    """Drop the frozen sessions from act[:n_act] and the chargers left without any from
-    live[:n_live] (all_chargers: every charger, 0 .. nc - 1); the ranges of the live chargers
-    and of the circuits and the station follow. Returns the new counts."""
+def _compact(act, rows, n_act, frozen, new_at, start, end, live, n_live, nc, n_groups, all_chargers):  # noqa: ANN001
+    """Drop the frozen sessions from act[:n_act] (and their columns of `rows`, kept in act
+    order) and the chargers left without any from live[:n_live] (all_chargers: every charger,
+    0 .. nc - 1); the ranges of the live chargers and of the circuits and the station follow.
+    Returns the new counts."""
     kept = 0
     for k in range(n_act):
         new_at[k] = kept
         i = act[k]
         if not frozen[i]:
             act[kept] = i
+            for r in range(rows.shape[0]):
+                rows[r, kept] = rows[r, k]
             kept += 1
     new_at[n_act] = kept
     still = 0
@@ -238,9 +235,9 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     mask = scratch_s[11]  # bit p: draws on grid phase p
     n_phases = scratch_s[12]
     phase = scratch_s[13:16]  # phase[q, i]: the grid phase of its conductor q
-    bw = scratch_s[16]
-    blo = scratch_s[17]
-    bhi = scratch_s[18]
+    in_order = scratch_s[16:22]  # by act: minimum, ceiling, weight on power, on each grid phase
+    act_low = in_order[0]
+    act_high = in_order[1]
     capacity = scratch_l[0]
     level = scratch_l[1]
     is_open = scratch_l[2]
@@ -252,6 +249,7 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     settled = scratch_l[9]  # rule 3: their part of it frozen this round
     best = scratch_l[7]  # the smallest open level on the way up from the group, per component
     best_at = scratch_l[10]  # the (first) limit there
+    cells = scratch_l[11]  # the limits a round visits
     parent = scratch_g[0]  # the group above (the station: -1)
     start = scratch_g[1]
     end = scratch_g[2]
@@ -430,7 +428,14 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
 
     # Rule 3: progressive filling, in rounds, over the sessions still moving. Chargers whose
     # sessions are all frozen drop out of the rounds (their limits can no longer fill).
-    n_act, n_live = _compact(act, n, frozen, new_at, start, end, live, 0, nc, n_groups, True)
+    for k in range(n):
+        i = act[k]
+        act_low[k] = low[i]
+        act_high[k] = ceiling[i]
+        in_order[2, k] = 1
+        for p in range(3):
+            in_order[3 + p, k] = wt[i] if (mask[i] >> p) & 1 else 0
+    n_act, n_live = _compact(act, in_order, n, frozen, new_at, start, end, live, 0, nc, n_groups, True)
     for L in range(n_cells):
         level[L] = 0
         fixed[L] = 0
@@ -451,9 +456,16 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     while True:
         # The levels of the limits whose sessions changed: the live chargers', then the rest.
         any_open = False
-        n_visit = 4 * n_live + n_cells - 4 * nc
+        n_visit = 0  # the live chargers' limits, then the circuits' and the station's
+        for x in range(n_live):
+            for q in range(4):
+                cells[n_visit] = 4 * live[x] + q
+                n_visit += 1
+        for L in range(4 * nc, n_cells):
+            cells[n_visit] = L
+            n_visit += 1
         for x in range(n_visit):
-            L = 4 * live[x >> 2] + (x & 3) if x < 4 * n_live else x - 4 * n_live + 4 * nc
+            L = cells[x]
             if is_open[L] and dirty[L]:
                 dirty[L] = 0
                 if fixed[L] + ceilings[L] <= capacity[L]:  # holds at every ceiling: never fills
@@ -461,8 +473,8 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
                     level[L] = NO_LIMIT
                 else:
                     g = L >> 2
-                    level[L] = _level(L & 3, start[g], end[g], act, mask, wt, low, ceiling,
-                                      fixed[L], level[L], capacity[L], bw, blo, bhi)
+                    level[L] = _level(in_order[2 + (L & 3)], act_low, act_high, start[g], end[g],
+                                      fixed[L], level[L], capacity[L])
             if is_open[L]:
                 any_open = True
         if not any_open:
@@ -504,7 +516,7 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
         # limit's level: no session with m < ceiling has max(m, minimum) below that level. The
         # smallest such bound per limit, charger by charger, then bottom-up.
         for x in range(n_visit):
-            L = 4 * live[x >> 2] + (x & 3) if x < 4 * n_live else x - 4 * n_live + 4 * nc
+            L = cells[x]
             slack[L] = NO_LIMIT
             load[L] = 0
             settled[L] = 0
@@ -520,7 +532,7 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
                 L = j4 + 1 + phase[q, i]
                 slack[L] = min(slack[L], e)
         for x in range(n_visit - 4):  # not the station's
-            L = 4 * live[x >> 2] + (x & 3) if x < 4 * n_live else x - 4 * n_live + 4 * nc
+            L = cells[x]
             up = 4 * parent[L >> 2] + (L & 3)
             slack[up] = min(slack[up], slack[L])
         # Freeze each session whose first limit is exact; its limits' frozen load, bottom-up.
@@ -540,8 +552,8 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
                 load[L] += wt[i] * x
                 settled[L] += wt[i] * ceiling[i]
         for x in range(n_visit):
-            L = 4 * live[x >> 2] + (x & 3) if x < 4 * n_live else x - 4 * n_live + 4 * nc
-            if L < n_cells - 4:
+            L = cells[x]
+            if x < n_visit - 4:  # not the station's
                 up = 4 * parent[L >> 2] + (L & 3)
                 load[up] += load[L]
                 settled[up] += settled[L]
@@ -549,7 +561,8 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
             ceilings[L] -= settled[L]
             if settled[L]:  # a session with a ceiling of 0 changes no load: not dirty
                 dirty[L] = 1
-        n_act, n_live = _compact(act, n_act, frozen, new_at, start, end, live, n_live, nc, n_groups, False)
+        n_act, n_live = _compact(act, in_order, n_act, frozen, new_at, start, end, live, n_live, nc, n_groups,
+                                 False)
 
     ev_total = 0
     for i in range(n):
