@@ -3,18 +3,24 @@
 `kernel.solve` stays the fast path for stations whose only limits are in kW (no circuit, no
 charger current limit); `StationArrays.solve` picks this one when the tree is in use.
 
-Every limit is a list of (session, weight) pairs, held twice in scratch: limit by limit (to fill
-a limit's level) and session by session (to walk a session's limits). Limit ids are their rank:
-chargers' (4 each: power, L1, L2, L3), circuits' deepest first (4 each), the station's.
+Limits come in groups: each charger, each circuit (deepest first), the station; group g's limits
+are 4 g + (0: power, 1 + p: grid phase p), in rank order. Sessions are laid out group by group
+(`act`: a counting sort by charger, chargers and circuits placed under their parents), so the
+sessions of every limit are one range of `act` (for a phase limit, those of the range with a
+weight on that phase): no per-limit membership lists are built. Every group comes before its
+parent in rank order, so what a limit needs from its sessions (loads, bounds) is summed charger
+by charger and pushed up group by group, and what a session needs from its limits (the smallest
+level above it) is pushed down.
 
 Progressive filling in rounds instead of one limit at a time. A limit's level computed with its
 unfrozen sessions all following the level is a lower bound of the level at which it really
 fills (sessions frozen earlier by other limits only unload it), and it is exact when no session
 it holds will be frozen lower by another limit: every one of them is at the same value at the
 smallest level among its limits (m) as at this limit's level. Each round computes the levels
-of limits whose sessions changed (Newton steps, as in `kernel._fill_level`, weighted), then
-freezes each session whose smallest-level limit (first in rank on a tie, as the reference
-names what binds) is exact. The limit with the smallest level overall is always exact, so
+of limits whose sessions changed (Newton steps, as in `kernel._fill_level`, weighted; a limit
+whose frozen load plus its moving sessions' ceilings fits never fills and is closed without a
+scan), then freezes each session whose smallest-level limit (first in rank on a tie, as the
+reference names what binds) is exact. The limit with the smallest level overall is always exact, so
 every round freezes something; rounds are few in practice because unrelated limits (chargers
 under different circuits) become exact in the same round.
 """
@@ -162,9 +168,10 @@ def _compact(act, rows, n_act, frozen, new_at, start, end, live, n_live, nc, n_g
         new_at[k] = kept
         i = act[k]
         if not frozen[i]:
-            act[kept] = i
-            for r in range(rows.shape[0]):
-                rows[r, kept] = rows[r, k]
+            if kept < k:
+                act[kept] = i
+                for r in range(rows.shape[0]):
+                    rows[r, kept] = rows[r, k]
             kept += 1
     new_at[n_act] = kept
     still = 0
@@ -377,6 +384,8 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
 
     # Rule 2b: group by group in rank order, pause while a limit cannot hold its minimums.
     # A group's load is its children's (final: they come first), pushed up once it is done.
+    # The heap takes the group's sessions in layout order: only sessions equal in priority and
+    # arrival (never from allocate(), which ranks arrival by row) could pop in another order.
     for L in range(n_cells):
         load[L] = 0
     for i in range(n):
@@ -442,6 +451,15 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
         dirty[L] = 1
         is_open[L] = 1 if capacity[L] != NO_LIMIT else 0
         ceilings[L] = 0
+    # A charger's phase limits share one capacity, and every session on it draws on its first
+    # conductor (each of its phases with the same weight): that phase's limit holds the others'
+    # sessions and loads, so its level is never above theirs and, first in the sessions' order,
+    # it wins every tie. The other two never name what binds nor decide a freeze: left closed.
+    for j in range(nc):
+        first_phase = 0 if charger_i[CHARGER_DC, j] != 0 else charger_i[ROTATION, j]
+        for p in range(3):
+            if p != first_phase:
+                is_open[4 * j + 1 + p] = 0
     # A limit fills only while its frozen load plus its moving sessions' ceilings exceed its
     # capacity: kept per limit as sessions freeze, it closes most limits without a scan.
     for k in range(n_act):
