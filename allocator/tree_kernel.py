@@ -501,6 +501,11 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
         # up from its charger's circuit, per component (top-down over the circuits; a tie keeps
         # the deeper group, first in rank); the session's own order (power, then conductor by
         # conductor) breaks a tie within a group.
+        for x in range(n_visit):
+            L = cells[x]
+            slack[L] = NO_LIMIT
+            load[L] = 0
+            settled[L] = 0
         for g in range(top, nc - 1, -1):
             for q in range(4):
                 L = 4 * g + q
@@ -530,25 +535,15 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
                     f = best_at[L]
             least[i] = m
             first[i] = f if m != NO_LIMIT else -1
-        # A limit is exact when each of its sessions is at the same value at its own m as at the
-        # limit's level: no session with m < ceiling has max(m, minimum) below that level. The
-        # smallest such bound per limit, charger by charger, then bottom-up.
-        for x in range(n_visit):
-            L = cells[x]
-            slack[L] = NO_LIMIT
-            load[L] = 0
-            settled[L] = 0
-        for k in range(n_act):
-            i = act[k]
-            m = least[i]
-            if first[i] < 0 or m >= ceiling[i]:
-                continue
-            e = max(m, low[i])
-            j4 = 4 * charger_of[i]
-            slack[j4] = min(slack[j4], e)
-            for q in range(n_phases[i]):
-                L = j4 + 1 + phase[q, i]
-                slack[L] = min(slack[L], e)
+            # A limit is exact when each of its sessions is at the same value at its own m as at
+            # the limit's level: no session with m < ceiling has max(m, minimum) below that
+            # level. The smallest such bound per limit, charger by charger, then bottom-up.
+            if m < ceiling[i]:
+                e = max(m, low[i])
+                slack[j4] = min(slack[j4], e)
+                for q in range(n_phases[i]):
+                    L = j4 + 1 + phase[q, i]
+                    slack[L] = min(slack[L], e)
         for x in range(n_visit - 4):  # not the station's
             L = cells[x]
             up = 4 * parent[L >> 2] + (L & 3)
