@@ -307,6 +307,7 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     # Limits: capacities (NO_LIMIT: none) in rank order.
     for L in range(n_cells):
         capacity[L] = NO_LIMIT
+        load[L] = 0
     for j in range(nc):
         capacity[4 * j] = _fine(_steps_down(charger_max[j]))
         amps = _sixths_down(charger_current[j], voltage)
@@ -324,7 +325,7 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     capacity[4 * top] = _fine(ev_budget_steps(station))
 
     # Sessions: ceilings, minimums, the grid phases they draw on (their charger's first k
-    # conductors, rotated; DC: all three).
+    # conductors, rotated; DC: all three); rule 2a; rule 2b's loads on their chargers.
     for g in range(n_groups):
         cursor[g] = 0
     for i in range(n):
@@ -349,6 +350,21 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
             bits |= 1 << p
         mask[i] = bits
         cursor[j] += 1
+        # Rule 2a: a minimum that exceeds the ceiling or, alone, one of its charger's limits.
+        frozen[i] = 0
+        value[i] = 0
+        first[i] = -1
+        lo = low[i]
+        j4 = 4 * j
+        if lo > ceiling[i] or lo > capacity[j4]:
+            frozen[i] = 1
+        for q in range(k):
+            if wt[i] * lo > capacity[j4 + 1 + phase[q, i]]:
+                frozen[i] = 1
+        if not frozen[i]:
+            load[j4] += lo
+            for q in range(k):
+                load[j4 + 1 + phase[q, i]] += wt[i] * lo
 
     # Sessions laid out by group, so that every limit's sessions are one range of act (filtered
     # by phase): subtree sizes bottom-up, offsets top-down, then a counting sort by charger.
@@ -368,33 +384,10 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
         act[cursor[charger_of[i]]] = i
         cursor[charger_of[i]] += 1
 
-    # Rule 2a: a minimum that exceeds the ceiling or, alone, one of its charger's limits.
-    for i in range(n):
-        frozen[i] = 0
-        value[i] = 0
-        first[i] = -1
-        j4 = 4 * charger_of[i]
-        lo = low[i]
-        if lo > ceiling[i] or lo > capacity[j4]:
-            frozen[i] = 1
-            continue
-        for q in range(n_phases[i]):
-            if wt[i] * lo > capacity[j4 + 1 + phase[q, i]]:
-                frozen[i] = 1
-
     # Rule 2b: group by group in rank order, pause while a limit cannot hold its minimums.
     # A group's load is its children's (final: they come first), pushed up once it is done.
     # The heap takes the group's sessions in layout order: only sessions equal in priority and
     # arrival (never from allocate(), which ranks arrival by row) could pop in another order.
-    for L in range(n_cells):
-        load[L] = 0
-    for i in range(n):
-        if frozen[i]:
-            continue
-        j4 = 4 * charger_of[i]
-        load[j4] += low[i]
-        for q in range(n_phases[i]):
-            load[j4 + 1 + phase[q, i]] += wt[i] * low[i]
     for g in range(n_groups):
         b = 4 * g
         over = 0
@@ -437,13 +430,7 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
 
     # Rule 3: progressive filling, in rounds, over the sessions still moving. Chargers whose
     # sessions are all frozen drop out of the rounds (their limits can no longer fill).
-    for k in range(n):
-        i = act[k]
-        act_low[k] = low[i]
-        act_high[k] = ceiling[i]
-        in_order[2, k] = 1
-        for p in range(3):
-            in_order[3 + p, k] = wt[i] if (mask[i] >> p) & 1 else 0
+    # (in_order is filled below, once the paused sessions are out)
     n_act, n_live = _compact(act, in_order, n, frozen, new_at, start, end, live, 0, nc, n_groups, True)
     for L in range(n_cells):
         level[L] = 0
@@ -464,6 +451,11 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     # capacity: kept per limit as sessions freeze, it closes most limits without a scan.
     for k in range(n_act):
         i = act[k]
+        act_low[k] = low[i]
+        act_high[k] = ceiling[i]
+        in_order[2, k] = 1
+        for p in range(3):
+            in_order[3 + p, k] = wt[i] if (mask[i] >> p) & 1 else 0
         j4 = 4 * charger_of[i]
         ceilings[j4] += ceiling[i]
         for q in range(n_phases[i]):
