@@ -124,11 +124,11 @@ def _level(weight, low, high, start, end, gone, level, capacity):  # noqa: ANN00
     weight = weight[start:end]
     low = low[start:end]
     high = high[start:end]
-    least_low = NO_LIMIT
-    for k in range(end - start):
-        least_low = min(least_low, low[k] if weight[k] > 0 else NO_LIMIT)
-    # Below every minimum the load is flat (ceilings are not below minimums): start there.
-    level = max(level, least_low)
+    if level == 0:  # the first time: below every minimum the load is flat, start there
+        least_low = NO_LIMIT
+        for k in range(end - start):
+            least_low = min(least_low, low[k] if weight[k] > 0 else NO_LIMIT)
+        level = max(level, least_low)  # (ceilings are not below minimums)
     while True:
         fill = gone
         slope = 0
