@@ -538,8 +538,9 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
                     slack[L] = min(slack[L], e)
         for x in range(n_visit - 4):  # not the station's
             L = cells[x]
-            up = 4 * parent[L >> 2] + (L & 3)
-            slack[up] = min(slack[up], slack[L])
+            if slack[L] != NO_LIMIT:
+                up = 4 * parent[L >> 2] + (L & 3)
+                slack[up] = min(slack[up], slack[L])
         # Freeze each session whose first limit is exact; its limits' frozen load, bottom-up.
         for k in range(n_act):
             i = act[k]
@@ -558,14 +559,15 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
                 settled[L] += wt[i] * ceiling[i]
         for x in range(n_visit):
             L = cells[x]
+            if settled[L] == 0:  # nothing frozen below, or only ceilings of 0 (at 0 since)
+                continue
             if x < n_visit - 4:  # not the station's
                 up = 4 * parent[L >> 2] + (L & 3)
                 load[up] += load[L]
                 settled[up] += settled[L]
             fixed[L] += load[L]
             ceilings[L] -= settled[L]
-            if settled[L]:  # a session with a ceiling of 0 changes no load: not dirty
-                dirty[L] = 1
+            dirty[L] = 1
         n_act, n_live = _compact(act, in_order, n_act, frozen, new_at, start, end, live, n_live, nc, n_groups,
                                  False)
 
