@@ -66,7 +66,7 @@ class StationArrays:
 
     def __init__(self, max_chargers: int, max_sessions: int, max_circuits: int = 0,
                  max_depth: int | None = None) -> None:
-        """max_depth: the deepest circuit's number of ancestors (default max_circuits - 1)."""
+        """max_depth: accepted for compatibility; the tree kernel needs no depth bound."""
         if max_chargers < 0 or max_sessions < 0 or max_circuits < 0:
             raise ValueError("max_chargers, max_sessions and max_circuits must be >= 0")
         self.max_chargers = max_chargers
@@ -93,8 +93,7 @@ class StationArrays:
         self.circuit_f[tree_kernel.CIRCUIT_MAX_POWER] = math.inf
         self.circuit_f[tree_kernel.CIRCUIT_MAX_CURRENT] = math.inf
         self.circuit_parent = np.full(max_circuits, -1, dtype=np.int64)
-        depth = max(max_circuits - 1, 0) if max_depth is None else max_depth
-        self._work = np.zeros(tree_kernel.work_size(max_chargers, max_sessions, max_circuits, depth),
+        self._work = np.zeros(tree_kernel.work_size(max_chargers, max_sessions, max_circuits),
                               dtype=np.int64)
         self.binding_circuit = self._work[:max_sessions]  # output of the tree kernel
         self.binding_circuit[:] = -1
@@ -219,8 +218,6 @@ class StationArrays:
             raise ValueError(f"session_charger: an index is outside 0..{self.n_chargers - 1}")
         if status == tree_kernel.BAD_CIRCUIT:
             raise ValueError("circuits: a parent or charger circuit index is out of range, or parents form a cycle")
-        if status == tree_kernel.TOO_MANY_LIMITS:
-            raise ValueError("circuits: the tree is deeper than these arrays were sized for (max_depth)")
 
     def warm_up(self) -> None:
         """Compile the kernel in use (or load it from NUMBA_CACHE_DIR) before the first real

@@ -170,7 +170,7 @@ def measure(quick: bool) -> dict[str, Any]:
     for n, boards, subs in TREES:
         request = tree_station(n, boards, subs)
         req = parse_request(request)
-        arrays = StationArrays(len(req.chargers), n, len(req.circuits), max_depth=2)
+        arrays = StationArrays(len(req.chargers), n, len(req.circuits))
         load_into(req, arrays)
         kernel_us = median_us(arrays.solve, budget)
         reference_us = median_us(lambda r=request: allocate_reference(r), budget)
