@@ -64,9 +64,7 @@ def _kw(value: float, name: str, *, minimum: float = 0.0, allow_inf: bool = Fals
 class StationArrays:
     """Inputs, outputs and scratch space of the allocation kernel for one station."""
 
-    def __init__(self, max_chargers: int, max_sessions: int, max_circuits: int = 0,
-                 max_depth: int | None = None) -> None:
-        """max_depth: accepted for compatibility; the tree kernel needs no depth bound."""
+    def __init__(self, max_chargers: int, max_sessions: int, max_circuits: int = 0) -> None:
         if max_chargers < 0 or max_sessions < 0 or max_circuits < 0:
             raise ValueError("max_chargers, max_sessions and max_circuits must be >= 0")
         self.max_chargers = max_chargers
