@@ -15,7 +15,7 @@ import pytest
 from allocator.arrays import StationArrays
 from allocator.request import load_into, parse_request
 from tests.allocator import frozen_tree_kernel as frozen
-from tests.allocator.tree_checks import ROTATIONS, random_tree
+from tests.allocator.tree_checks import ROTATIONS, random_session, random_tree
 
 SMALL_TREES = 3000
 LARGE_TREES = 60
@@ -64,19 +64,8 @@ def large_tree(rnd: random.Random, sessions: int) -> dict[str, Any]:
         for idx in (1, 2):
             if len(items) == sessions:
                 break
-            s: dict[str, Any] = {"sessionId": f"s{len(items)}",
-                                 "connectorId": {"chargerId": ch["id"], "idx": idx},
-                                 "vehicleMaxPower": rnd.choice([3.7, 7.4, 11.0, 22.0, 50.0, 150.0,
-                                                                round(rnd.uniform(1, 60), 2)])}
-            if not dc and rnd.random() < 0.6:
-                s["phases"] = rnd.choice([1, 1, 2, 3])
-            if rnd.random() < 0.2:
-                s["powerCap"] = round(rnd.uniform(0, 30), 2)
-            if rnd.random() < 0.6:
-                s["minPower"] = rnd.choice([1.38, 4.14, round(rnd.uniform(0, 8), 2)])
-            if rnd.random() < 0.3:
-                s["priority"] = rnd.choice([0, 1, 2])
-            items.append(s)
+            items.append(random_session(rnd, f"s{len(items)}", ch["id"], idx, phases=not dc,
+                                        min_power_p=0.6))
         j += 1
     share = rnd.choice([0.2, 0.4, 0.6, 0.9, 2.0])
     for c in circuits:

@@ -59,24 +59,31 @@ def random_tree(rnd: random.Random, max_sessions: int = 12) -> dict[str, Any]:
     rnd.shuffle(connectors)
     sessions = []
     for n, (cid, idx) in enumerate(connectors[:rnd.randint(0, max_sessions)]):
-        s: dict[str, Any] = {"sessionId": f"s{n}", "connectorId": {"chargerId": cid, "idx": idx},
-                             "vehicleMaxPower": rnd.choice([3.7, 7.4, 11.0, 22.0, 50.0, 150.0,
-                                                            round(rnd.uniform(0, 60), 2)])}
-        if rnd.random() < 0.6:
-            s["phases"] = rnd.choice([1, 1, 2, 3])
-        if rnd.random() < 0.2:
-            s["powerCap"] = round(rnd.uniform(0, 30), 2)
-        if rnd.random() < 0.4:
-            s["minPower"] = rnd.choice([1.38, 4.14, round(rnd.uniform(0, 8), 2)])
-        if rnd.random() < 0.3:
-            s["priority"] = rnd.choice([0, 1, 2])
-        sessions.append(s)
+        sessions.append(random_session(rnd, f"s{n}", cid, idx))
     request: dict[str, Any] = {"stationId": "T", "gridCapacity": round(rnd.uniform(0, 200), 2),
                                "voltage": rnd.choice([230.0, 230.0, 220.0, 240.0, 127.0]),
                                "circuits": circuits, "chargers": chargers, "sessions": sessions}
     if rnd.random() < 0.3:
         request["baseLoad"] = round(rnd.uniform(0, 30), 2)
     return request
+
+
+def random_session(rnd: random.Random, sid: str, cid: str, idx: int, *, phases: bool = True,
+                   min_power_p: float = 0.4) -> dict[str, Any]:
+    """A session with a random vehicle, phase count (where `phases`), cap, minimum and
+    priority."""
+    s: dict[str, Any] = {"sessionId": sid, "connectorId": {"chargerId": cid, "idx": idx},
+                         "vehicleMaxPower": rnd.choice([3.7, 7.4, 11.0, 22.0, 50.0, 150.0,
+                                                        round(rnd.uniform(0, 60), 2)])}
+    if phases and rnd.random() < 0.6:
+        s["phases"] = rnd.choice([1, 1, 2, 3])
+    if rnd.random() < 0.2:
+        s["powerCap"] = round(rnd.uniform(0, 30), 2)
+    if rnd.random() < min_power_p:
+        s["minPower"] = rnd.choice([1.38, 4.14, round(rnd.uniform(0, 8), 2)])
+    if rnd.random() < 0.3:
+        s["priority"] = rnd.choice([0, 1, 2])
+    return s
 
 
 def coefficients(request: dict[str, Any]) -> tuple[list[list[float]], list[float], list[str]]:
