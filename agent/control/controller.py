@@ -93,7 +93,7 @@ class Controller:
         # V2G discharges waiting for the headroom to end (apply.py): key -> since when.
         self.ends_waiting: dict[Key, float] = {}
         # Limits lowered but maybe not followed yet: their old value holds back increases.
-        self.lag = LimitLag(c.limit_follow_s)
+        self.lag = LimitLag(c.limit_follow_s, settings.ocpp.meter_interval_s)
         # Each session's phase count, and its 1 <-> 3 phase switch where the charger can and
         # [phase_switch] enables it (agent/control/session_phases.py).
         self.phases = SessionPhases(settings, FitQuestions(self.arrays, self._charger_index),
@@ -109,6 +109,7 @@ class Controller:
         st = settings.station
         if hasattr(self, "lag"):  # a swap, not the start
             self.lag.follow_s = settings.control.limit_follow_s
+            self.lag.sample_s = settings.ocpp.meter_interval_s
             self.phases.configure(settings)
         self.chargers = {ch.id: ch for ch in st.chargers}
         self._charger_rows = tuple((ch.id, ch.max_power_kw, ch.connectors) for ch in st.chargers)
@@ -156,7 +157,8 @@ class Controller:
             (ch.id, c.idx) for ch in snap.chargers if ch.reachable for c in ch.connectors
             if c.state == "A"
         }  # fmt: skip
-        lagging = self.lag.still_allowed(drawing, t, vacant)
+        lagging = self.lag.still_allowed(drawing, t, vacant,
+                                         {cd.key: cd.drawing_ts for cd in conns})
         phases = self.phases.count(snap, self.sessions.active)
         # Metered circuits: their base load, and what is held while a meter is stale. Only
         # counts from a charger's own conductors narrow the apply rule's weights; one from a
@@ -461,13 +463,15 @@ class Controller:
         t = decision.snapshot.t
         self.ends_waiting = dict(decision.plan.ends_waiting)
         drawing = {cd.key: cd.drawing_kw for cd in decision.connectors}
+        sampled = {cd.key for cd in decision.connectors if cd.drawing_ts is not None}
         for w in decision.plan.writes:
             key = (w.charger_id, w.idx)
             if writes.get(key):
                 self.limits[key] = w.kw
                 self.last_contact[w.charger_id] = t
                 if w.previous_kw is not None and w.kw < w.previous_kw:
-                    self.lag.lowered(key, w.previous_kw, w.kw, drawing.get(key, 0.0), t)
+                    self.lag.lowered(key, w.previous_kw, w.kw, drawing.get(key, 0.0), t,
+                                     sampled=key in sampled)
                 else:
                     self.lag.raised(key, w.kw)
             else:

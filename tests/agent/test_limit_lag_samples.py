@@ -1,0 +1,80 @@
+"""A lowered limit on a connector whose draw is a sample (OCPP meter values, `power_ts` set)
+ends its wait only on a sample taken after the decrease, or after `follow_s` plus the sample
+interval (agent/control/limit_lag.py). Modbus draws (no sample time) are unchanged. The
+budget's base load counts a sampled draw at most at its limit in force (budget.py).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from agent.control.budget import WindowMax, budget_inputs
+from agent.control.limit_lag import LimitLag
+from agent.model.snapshot import ChargerState, ConnectorState, Snapshot
+
+KEY = ("CP1", 1)
+FOLLOW_S, SAMPLE_S = 1.5, 1.0
+
+
+def lowered(sampled: bool = True) -> LimitLag:
+    """7.4 kW -> 0 acknowledged at t = 10 while the (sampled) draw read 7.4 kW."""
+    lag = LimitLag(FOLLOW_S, SAMPLE_S)
+    lag.lowered(KEY, 7.4, 0.0, 7.4, 10.0, sampled=sampled)
+    return lag
+
+
+def ask(lag: LimitLag, draw: float, t: float, ts: float | None) -> dict:
+    return lag.still_allowed({KEY: draw}, t, (), {KEY: ts})
+
+
+def test_the_sample_in_hand_after_the_decrease_does_not_end_the_wait():
+    lag = lowered()
+    # The next cycle's sample may have been taken before the charger had the new limit,
+    # even when it reads 0: the old limit still counts.
+    assert ask(lag, 0.0, 10.25, ts=100.0) == {KEY: 7.4}
+    assert ask(lag, 0.0, 10.5, ts=100.0) == {KEY: 7.4}  # the same sample again
+
+
+def test_a_newer_sample_at_the_new_limit_ends_the_wait():
+    lag = lowered()
+    assert ask(lag, 7.4, 10.25, ts=100.0) == {KEY: 7.4}
+    assert ask(lag, 7.4, 10.5, ts=101.0) == {KEY: 7.4}  # newer, still above: not followed
+    assert ask(lag, 0.0, 10.75, ts=102.0) == {}
+    assert ask(lag, 7.4, 10.8, ts=103.0) == {}  # forgotten
+
+
+def test_a_silent_charger_holds_its_old_limit_for_follow_s_plus_the_sample_interval():
+    lag = lowered()
+    for k in range(1, 10):  # 0.25 s cycles up to 12.25 s: the same sample every time
+        t = 10.0 + 0.25 * k
+        held = ask(lag, 7.4, t, ts=100.0)
+        assert held == ({KEY: 7.4} if t < 10.0 + FOLLOW_S + SAMPLE_S else {}), t
+    assert ask(lag, 7.4, 12.5, ts=100.0) == {}
+
+
+def test_a_modbus_draw_still_ends_the_wait_at_once_or_after_follow_s():
+    lag = lowered(sampled=False)
+    assert ask(lag, 0.0, 10.25, ts=None) == {}
+    lag = lowered(sampled=False)
+    assert ask(lag, 7.4, 11.0, ts=None) == {KEY: 7.4}
+    assert ask(lag, 7.4, 10.0 + FOLLOW_S, ts=None) == {}
+
+
+def test_a_second_decrease_within_the_longer_wait_keeps_the_higher_old_limit():
+    lag = lowered()
+    lag.lowered(KEY, 3.0, 1.4, 7.4, 11.8, sampled=True)  # past follow_s, within + interval
+    assert ask(lag, 7.4, 12.0, ts=100.0) == {KEY: 7.4}
+
+
+def _snap(power_kw: float, limit_kw: float, power_ts: float | None) -> Snapshot:
+    conn = ConnectorState("CP1", 1, "C", power_kw, 0.0, None, limit_kw, power_ts=power_ts)
+    return Snapshot(0.0, datetime(2026, 1, 1, tzinfo=UTC), 10.0, 0.0, None,
+                    (ChargerState("CP1", True, (conn,)),))
+
+
+def test_a_stopped_evs_stale_sample_does_not_lower_the_grid_base_load():
+    # The grid reads 10 kW of other load; the EV, stopped (limit 0), still shows 7.4 kW.
+    sampled = budget_inputs(_snap(7.4, 0.0, 100.0), WindowMax(60.0), 0.0, {}, {}, None)
+    assert sampled.measured_base_kw == 10.0
+    modbus = budget_inputs(_snap(7.4, 0.0, None), WindowMax(60.0), 0.0, {}, {}, None)
+    assert modbus.measured_base_kw == 10.0 - 7.4  # a fresh reading: measured as it is
