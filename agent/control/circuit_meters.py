@@ -110,6 +110,7 @@ def measure_circuits(
     lagging: Mapping[Key, float] | None = None,
     phases: Mapping[Key, int] | None = None,
     measured_phases: Mapping[Key, int] | None = None,
+    draw_bounds: Mapping[Key, float] | None = None,
 ) -> list[CircuitMeasure]:
     """One `CircuitMeasure` per metered circuit (none when no circuit has a meter).
     `limits`: the limit in force per connector (None: unknown, counted as its fallback,
@@ -118,11 +119,15 @@ def measure_circuits(
     (`LimitLag.still_allowed`, the same record the grid rule counts); `phases`: sessions'
     booked phase counts, where they differ from their chargers' (tree.py `ev_loads`);
     `measured_phases`: those of them measured on their chargers' own conductors, not
-    assumed or learned from a circuit meter's step (`conductor_weights`)."""
+    assumed or learned from a circuit meter's step (`conductor_weights`); `draw_bounds`:
+    sampled draws taken before a decrease -> the most they count as (`LimitLag.draw_bounds`:
+    both the base load and the undrawn part are then on the safe side)."""
     if not snap.circuit_meters:
         return []
     lag = lagging or {}
     power = {(c.charger_id, c.idx): counted_draw(c) for c in snap.connectors()}
+    bounds = draw_bounds or {}
+    power = {key: min(kw, bounds.get(key, kw)) for key, kw in power.items()}
     ev_amps, ev_kw = ev_loads(st, power, phases)
     index = {c.id: k for k, c in enumerate(st.circuits)}
     volts = st.voltage_v

@@ -157,14 +157,19 @@ class Controller:
             (ch.id, c.idx) for ch in snap.chargers if ch.reachable for c in ch.connectors
             if c.state == "A"
         }  # fmt: skip
-        lagging = self.lag.still_allowed(drawing, t, vacant,
-                                         {cd.key: cd.drawing_ts for cd in conns})
+        sample_ts = {cd.key: cd.drawing_ts for cd in conns}
+        lagging = self.lag.still_allowed(drawing, t, vacant, sample_ts)
+        # A sample taken before a decrease hides what the limit now allows above the draw:
+        # the undrawn part counts it at most at the lowest limit since (limit_lag.py).
+        bounds = self.lag.draw_bounds(sample_ts, t)
+        undrawn_from = {k: min(kw, bounds.get(k, kw)) for k, kw in drawing.items()}
         phases = self.phases.count(snap, self.sessions.active)
         # Metered circuits: their base load, and what is held while a meter is stale. Only
         # counts from a charger's own conductors narrow the apply rule's weights; one from a
         # circuit meter's step may be wrong (phase_learning.py).
         circuits = measure_circuits(self.s.station, snap, self.limits,
                                     self.fallback_per_connector, c.period_s, lagging,
+                                    draw_bounds=bounds,
                                     phases=phases.booked,
                                     measured_phases=phases.narrowing())  # fmt: skip
         bases: dict[str, tuple[tuple[float, float, float], float]] = {}
@@ -262,7 +267,7 @@ class Controller:
             return plan_writes(
                 targets,
                 current,
-                drawing,
+                undrawn_from,
                 min_kw,
                 self.fallback_per_connector,
                 import_kw=import_kw,

@@ -21,6 +21,12 @@ read comes after it) may still be older; a sample differing from it is newer. Ov
 32 A sub-board reached 37.8 A without this (docs/ocpp.md). A silent charger ends the wait
 after `follow_s` plus `sample_s` (the meter value interval the agent asks for): its decrease
 then had the time a charger takes to follow and one sample interval to show.
+
+A sample taken before a decrease also says nothing of the draw after it, even once the limit
+is raised again: the EV stopped unseen, and its old sample would hide the power its new limit
+lets it ramp up to (seen over OCPP: 22.3 kW on a 20 kW grid, the pause rotation raising an
+EV it had just paused). So `draw_bounds` counts such a draw at most at the lowest limit
+since the decrease, until a sample taken after it arrives.
 """
 
 from __future__ import annotations
@@ -45,6 +51,21 @@ class _Lowered:
     checked: bool = False  # `before` was taken
 
 
+@dataclass(frozen=True, slots=True)
+class _Unseen:
+    low_kw: float  # the lowest limit acknowledged since the last sample known to follow it
+    since: float
+    before: float | None = None  # as `_Lowered.before`
+    checked: bool = False
+
+
+def _fresh(rec: _Lowered | _Unseen, ts: float | None, t: float) -> tuple[bool, bool]:
+    """(a sample taken after the decrease is in hand, take `ts` as the baseline now)."""
+    if not rec.checked:
+        return False, t > rec.since
+    return ts is not None and ts != rec.before, False
+
+
 class LimitLag:
     """Connectors lowered less than `follow_s` ago, and what they may still draw."""
 
@@ -52,6 +73,7 @@ class LimitLag:
         self.follow_s = follow_s
         self.sample_s = sample_s  # a sampled draw's interval: how much later it shows
         self._lowered: dict[Key, _Lowered] = {}
+        self._unseen: dict[Key, _Unseen] = {}
 
     def _wait_s(self, low: _Lowered) -> float:
         return self.follow_s + (self.sample_s if low.sampled else 0.0)
@@ -68,6 +90,9 @@ class LimitLag:
             old_kw = max(old_kw, prev.old_kw)
         self._lowered[key] = _Lowered(old_kw, new_kw, t, drawing_kw > new_kw + FOLLOW_EPS_KW,
                                       sampled)
+        if sampled:
+            seen = self._unseen.get(key)
+            self._unseen[key] = _Unseen(min(new_kw, seen.low_kw) if seen else new_kw, t)
 
     def raised(self, key: Key, new_kw: float) -> None:
         """An increase at or above the old limit: nothing is left to follow."""
@@ -79,6 +104,24 @@ class LimitLag:
         """Connectors whose limit became unknown (a failed write): nothing to remember."""
         for key in keys:
             self._lowered.pop(key, None)
+            self._unseen.pop(key, None)
+
+    def draw_bounds(self, sample_ts: Mapping[Key, float | None], t: float) -> dict[Key, float]:
+        """Per sampled connector lowered since its last sample: the most its sampled draw may
+        count as (the lowest limit since), as far as power its limit allows above the draw
+        goes. Forgotten once a sample taken after the decrease is in hand; a silent charger
+        keeps it (its draw counts low: the headroom counts more of its limit as undrawn)."""
+        out: dict[Key, float] = {}
+        for key, rec in list(self._unseen.items()):
+            ts = sample_ts.get(key)
+            fresh, baseline = _fresh(rec, ts, t)
+            if fresh:
+                del self._unseen[key]
+                continue
+            if baseline:
+                self._unseen[key] = replace(rec, before=ts, checked=True)
+            out[key] = rec.low_kw
+        return out
 
     def still_allowed(
         self, drawing: Mapping[Key, float], t: float, vacant: Container[Key] = (),
@@ -96,11 +139,9 @@ class LimitLag:
             fresh = True
             if low.sampled:
                 ts = stamps.get(key)
-                if not low.checked and t > low.since:
+                fresh, baseline = _fresh(low, ts, t)
+                if baseline:
                     low = self._lowered[key] = replace(low, before=ts, checked=True)
-                    fresh = False
-                else:
-                    fresh = low.checked and ts is not None and ts != low.before
             followed = (fresh and low.was_above and draw is not None
                         and draw <= low.new_kw + FOLLOW_EPS_KW)
             if t - low.since >= self._wait_s(low) or followed:

@@ -78,3 +78,19 @@ def test_a_stopped_evs_stale_sample_does_not_lower_the_grid_base_load():
     assert sampled.measured_base_kw == 10.0
     modbus = budget_inputs(_snap(7.4, 0.0, None), WindowMax(60.0), 0.0, {}, {}, None)
     assert modbus.measured_base_kw == 10.0 - 7.4  # a fresh reading: measured as it is
+
+
+def test_a_sample_taken_before_a_decrease_counts_at_most_at_the_lowest_limit_since():
+    # Paused (7.4 -> 0) then raised again before a newer sample: the sample's 7.4 kW may be
+    # an EV that has stopped and will ramp up again to its new limit.
+    lag = lowered()
+    lag.raised(KEY, 7.4)
+    assert lag.draw_bounds({KEY: 100.0}, 10.25) == {KEY: 0.0}
+    assert lag.draw_bounds({KEY: 100.0}, 20.0) == {KEY: 0.0}  # silent: held, on the safe side
+    assert lag.draw_bounds({KEY: 101.0}, 20.25) == {}  # taken after the decrease
+    assert lag.draw_bounds({KEY: 102.0}, 20.5) == {}
+
+
+def test_a_modbus_draw_has_no_bound():
+    lag = lowered(sampled=False)
+    assert lag.draw_bounds({KEY: None}, 10.25) == {}
