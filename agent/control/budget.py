@@ -2,9 +2,6 @@
 
 - Grid meter fresh: the base load (everything but the EVs) is measured as
   grid import - EV power + PV + battery discharge, and remembered for `base_load_window_s`.
-  An EV's power that is a sample older than the read (OCPP meter values) counts at most at
-  its limit in force (circuit_meters.py `counted_draw`): a stopped EV's stale sample made
-  the base read too low, as it did a sub-board's.
 - Grid meter stale: the safe budget assumes the highest base load seen recently or the
   configured pessimistic value, whichever is higher, and counts on no PV or battery (their
   output may drop unseen).
@@ -21,7 +18,6 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from agent.control.circuit_meters import counted_draw
 from agent.control.grid_sign import contradiction
 from agent.model.snapshot import Snapshot
 
@@ -75,7 +71,7 @@ def budget_inputs(
     steady_draw = 0.0  # the lower of this and the last cycle's draw, per connector
     for ch in snap.chargers:
         if ch.reachable:
-            reachable_draw += sum(counted_draw(c) for c in ch.connectors)
+            reachable_draw += sum(c.power_kw for c in ch.connectors)
             steady_draw += sum(min(c.power_kw, last_power.get((ch.id, c.idx), c.power_kw))
                                for c in ch.connectors)
             continue

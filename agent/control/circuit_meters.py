@@ -6,7 +6,7 @@ the headroom its chargers' increases may use this cycle.
   counts where the chargers report per-conductor currents), never below 0; its
   base power likewise. This is the grid meter's rule for power (agent/control/budget.py),
   per circuit and phase. A connector whose power is a sample older than the read (OCPP
-  meter values) counts at most at its limit in force (`counted_draw`).
+  meter values) counts at most at its limit in force (`_counted_draw`).
 - Stale meter (no reading within `stale_after_s`, or a map without per-phase currents): that
   circuit alone degrades (mode `circuit_meter_stale:<id>`). Its base is its
   `pessimistic_base_a` when configured, else its rating minus the fallbacks of the chargers
@@ -88,7 +88,7 @@ def conductor_weights(st: StationSettings, keys: frozenset[Key],
     return out
 
 
-def counted_draw(c: ConnectorState) -> float:
+def _counted_draw(c: ConnectorState) -> float:
     """What a connector counts as drawing here. A charger whose power is a sample taken
     before the read (OCPP meter values, `power_ts` set) may still report an EV that its
     lowered limit has stopped: subtracted from the meter, that draw made the circuit's base
@@ -125,7 +125,7 @@ def measure_circuits(
     if not snap.circuit_meters:
         return []
     lag = lagging or {}
-    power = {(c.charger_id, c.idx): counted_draw(c) for c in snap.connectors()}
+    power = {(c.charger_id, c.idx): _counted_draw(c) for c in snap.connectors()}
     bounds = draw_bounds or {}
     power = {key: min(kw, bounds.get(key, kw)) for key, kw in power.items()}
     ev_amps, ev_kw = ev_loads(st, power, phases)

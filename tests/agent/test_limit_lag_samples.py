@@ -1,16 +1,11 @@
 """A lowered limit on a connector whose draw is a sample (OCPP meter values, `power_ts` set)
 ends its wait only on a sample taken after the decrease, or after `follow_s` plus the sample
-interval (agent/control/limit_lag.py). Modbus draws (no sample time) are unchanged. The
-budget's base load counts a sampled draw at most at its limit in force (budget.py).
+interval (agent/control/limit_lag.py). Modbus draws (no sample time) are unchanged.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from agent.control.budget import WindowMax, budget_inputs
 from agent.control.limit_lag import LimitLag
-from agent.model.snapshot import ChargerState, ConnectorState, Snapshot
 
 KEY = ("CP1", 1)
 FOLLOW_S, SAMPLE_S = 1.5, 1.0
@@ -64,20 +59,6 @@ def test_a_second_decrease_within_the_longer_wait_keeps_the_higher_old_limit():
     lag = lowered()
     lag.lowered(KEY, 3.0, 1.4, 7.4, 11.8, sampled=True)  # past follow_s, within + interval
     assert ask(lag, 7.4, 12.0, ts=100.0) == {KEY: 7.4}
-
-
-def _snap(power_kw: float, limit_kw: float, power_ts: float | None) -> Snapshot:
-    conn = ConnectorState("CP1", 1, "C", power_kw, 0.0, None, limit_kw, power_ts=power_ts)
-    return Snapshot(0.0, datetime(2026, 1, 1, tzinfo=UTC), 10.0, 0.0, None,
-                    (ChargerState("CP1", True, (conn,)),))
-
-
-def test_a_stopped_evs_stale_sample_does_not_lower_the_grid_base_load():
-    # The grid reads 10 kW of other load; the EV, stopped (limit 0), still shows 7.4 kW.
-    sampled = budget_inputs(_snap(7.4, 0.0, 100.0), WindowMax(60.0), 0.0, {}, {}, None)
-    assert sampled.measured_base_kw == 10.0
-    modbus = budget_inputs(_snap(7.4, 0.0, None), WindowMax(60.0), 0.0, {}, {}, None)
-    assert modbus.measured_base_kw == 10.0 - 7.4  # a fresh reading: measured as it is
 
 
 def test_a_sample_taken_before_a_decrease_counts_at_most_at_the_lowest_limit_since():
