@@ -24,9 +24,9 @@ then had the time a charger takes to follow and one sample interval to show.
 
 A sample taken before a decrease also says nothing of the draw after it, even once the limit
 is raised again: the EV stopped unseen, and its old sample would hide the power its new limit
-lets it ramp up to (seen over OCPP: 22.3 kW on a 20 kW grid, the pause rotation raising an
-EV it had just paused). So `draw_bounds` counts such a draw at most at the lowest limit
-since the decrease, until a sample taken after it arrives.
+lets it ramp up to (the pause rotation raises an EV again a few seconds after pausing it).
+So `draw_bounds` counts such a draw at most at the lowest limit since the decrease, until a
+sample taken after it arrives.
 """
 
 from __future__ import annotations
