@@ -176,9 +176,10 @@ class SimChargePoint:
 
     # ---- EVs ------------------------------------------------------------------------------
     async def plug(self, idx: int, *, max_kw: float, capacity_kwh: float = 80.0,
-                   soc: float = 0.2, energy_needed_kwh: float = 60.0, id_tag: str = "TAG1") -> None:
+                   soc: float = 0.2, energy_needed_kwh: float = 60.0, id_tag: str = "TAG1",
+                   phases: int = 3) -> None:
         self.sim.plug(self.id, idx, max_kw=max_kw, capacity_kwh=capacity_kwh, soc=soc,
-                      energy_needed_kwh=energy_needed_kwh)
+                      energy_needed_kwh=energy_needed_kwh, phases=phases)
         self._id_tag = id_tag
         await self._start_tx(idx)
 

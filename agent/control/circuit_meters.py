@@ -5,7 +5,8 @@ the headroom its chargers' increases may use this cycle.
   minus what the EVs below it draw (agent/control/tree.py `ev_loads`: on their learned phase
   counts where the chargers report per-conductor currents), never below 0; its
   base power likewise. This is the grid meter's rule for power (agent/control/budget.py),
-  per circuit and phase.
+  per circuit and phase. A connector whose power is a sample older than the read (OCPP
+  meter values) counts at most at its limit in force (`_counted_draw`).
 - Stale meter (no reading within `stale_after_s`, or a map without per-phase currents): that
   circuit alone degrades (mode `circuit_meter_stale:<id>`). Its base is its
   `pessimistic_base_a` when configured, else its rating minus the fallbacks of the chargers
@@ -39,7 +40,7 @@ from typing import TYPE_CHECKING
 
 from agent.config.circuits import ancestors
 from agent.control.tree import ev_loads
-from agent.model.snapshot import Snapshot
+from agent.model.snapshot import ConnectorState, Snapshot
 
 if TYPE_CHECKING:
     from agent.config.settings import StationSettings
@@ -87,6 +88,19 @@ def conductor_weights(st: StationSettings, keys: frozenset[Key],
     return out
 
 
+def _counted_draw(c: ConnectorState) -> float:
+    """What a connector counts as drawing here. A charger whose power is a sample taken
+    before the read (OCPP meter values, `power_ts` set) may still report an EV that its
+    lowered limit has stopped: subtracted from the meter, that draw made the circuit's base
+    load read 0 and its room too large (over OCPP a 32 A sub-board reached 37 A, the agent
+    handing the room of four stopped EVs back to them). So such a sample counts at most at
+    the limit in force: an error on the safe side (base load too high, undrawn limit too
+    large) for the sample's age."""
+    if c.power_ts is not None and c.limit_kw is not None:
+        return min(c.power_kw, max(0.0, c.limit_kw))
+    return c.power_kw
+
+
 def measure_circuits(
     st: StationSettings,
     snap: Snapshot,
@@ -96,6 +110,7 @@ def measure_circuits(
     lagging: Mapping[Key, float] | None = None,
     phases: Mapping[Key, int] | None = None,
     measured_phases: Mapping[Key, int] | None = None,
+    draw_bounds: Mapping[Key, float] | None = None,
 ) -> list[CircuitMeasure]:
     """One `CircuitMeasure` per metered circuit (none when no circuit has a meter).
     `limits`: the limit in force per connector (None: unknown, counted as its fallback,
@@ -104,11 +119,15 @@ def measure_circuits(
     (`LimitLag.still_allowed`, the same record the grid rule counts); `phases`: sessions'
     booked phase counts, where they differ from their chargers' (tree.py `ev_loads`);
     `measured_phases`: those of them measured on their chargers' own conductors, not
-    assumed or learned from a circuit meter's step (`conductor_weights`)."""
+    assumed or learned from a circuit meter's step (`conductor_weights`); `draw_bounds`:
+    sampled draws taken before a decrease -> the most they count as (`LimitLag.draw_bounds`:
+    both the base load and the undrawn part are then on the safe side)."""
     if not snap.circuit_meters:
         return []
     lag = lagging or {}
-    power = {(c.charger_id, c.idx): c.power_kw for c in snap.connectors()}
+    power = {(c.charger_id, c.idx): _counted_draw(c) for c in snap.connectors()}
+    bounds = draw_bounds or {}
+    power = {key: min(kw, bounds.get(key, kw)) for key, kw in power.items()}
     ev_amps, ev_kw = ev_loads(st, power, phases)
     index = {c.id: k for k, c in enumerate(st.circuits)}
     volts = st.voltage_v

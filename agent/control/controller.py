@@ -93,7 +93,7 @@ class Controller:
         # V2G discharges waiting for the headroom to end (apply.py): key -> since when.
         self.ends_waiting: dict[Key, float] = {}
         # Limits lowered but maybe not followed yet: their old value holds back increases.
-        self.lag = LimitLag(c.limit_follow_s)
+        self.lag = LimitLag(c.limit_follow_s, settings.ocpp.meter_interval_s)
         # Each session's phase count, and its 1 <-> 3 phase switch where the charger can and
         # [phase_switch] enables it (agent/control/session_phases.py).
         self.phases = SessionPhases(settings, FitQuestions(self.arrays, self._charger_index),
@@ -109,6 +109,7 @@ class Controller:
         st = settings.station
         if hasattr(self, "lag"):  # a swap, not the start
             self.lag.follow_s = settings.control.limit_follow_s
+            self.lag.sample_s = settings.ocpp.meter_interval_s
             self.phases.configure(settings)
         self.chargers = {ch.id: ch for ch in st.chargers}
         self._charger_rows = tuple((ch.id, ch.max_power_kw, ch.connectors) for ch in st.chargers)
@@ -156,13 +157,19 @@ class Controller:
             (ch.id, c.idx) for ch in snap.chargers if ch.reachable for c in ch.connectors
             if c.state == "A"
         }  # fmt: skip
-        lagging = self.lag.still_allowed(drawing, t, vacant)
+        sample_ts = {cd.key: cd.drawing_ts for cd in conns}
+        lagging = self.lag.still_allowed(drawing, t, vacant, sample_ts)
+        # A sample taken before a decrease hides what the limit now allows above the draw:
+        # the undrawn part counts it at most at the lowest limit since (limit_lag.py).
+        bounds = self.lag.draw_bounds(sample_ts, t)
+        undrawn_from = {k: min(kw, bounds.get(k, kw)) for k, kw in drawing.items()}
         phases = self.phases.count(snap, self.sessions.active)
         # Metered circuits: their base load, and what is held while a meter is stale. Only
         # counts from a charger's own conductors narrow the apply rule's weights; one from a
         # circuit meter's step may be wrong (phase_learning.py).
         circuits = measure_circuits(self.s.station, snap, self.limits,
                                     self.fallback_per_connector, c.period_s, lagging,
+                                    draw_bounds=bounds,
                                     phases=phases.booked,
                                     measured_phases=phases.narrowing())  # fmt: skip
         bases: dict[str, tuple[tuple[float, float, float], float]] = {}
@@ -260,7 +267,7 @@ class Controller:
             return plan_writes(
                 targets,
                 current,
-                drawing,
+                undrawn_from,
                 min_kw,
                 self.fallback_per_connector,
                 import_kw=import_kw,
@@ -461,13 +468,15 @@ class Controller:
         t = decision.snapshot.t
         self.ends_waiting = dict(decision.plan.ends_waiting)
         drawing = {cd.key: cd.drawing_kw for cd in decision.connectors}
+        sampled = {cd.key for cd in decision.connectors if cd.drawing_ts is not None}
         for w in decision.plan.writes:
             key = (w.charger_id, w.idx)
             if writes.get(key):
                 self.limits[key] = w.kw
                 self.last_contact[w.charger_id] = t
                 if w.previous_kw is not None and w.kw < w.previous_kw:
-                    self.lag.lowered(key, w.previous_kw, w.kw, drawing.get(key, 0.0), t)
+                    self.lag.lowered(key, w.previous_kw, w.kw, drawing.get(key, 0.0), t,
+                                     sampled=key in sampled)
                 else:
                     self.lag.raised(key, w.kw)
             else:

@@ -11,12 +11,28 @@ only then at its new limit. The draw coming down to the new limit ends the wait 
 only if the connector drew above the new limit when it was lowered: a draw already below
 it proves nothing (the EV could still ramp up to the old limit until the charger applies
 the new one). Pure: the caller passes the time (the snapshot's) and the measurements.
+
+A draw that is a sample (OCPP meter values: `sample_ts` set, taken up to a sample interval
+before the read) shows a decrease only later: the draw read now may predate it, so it
+ends the wait only once it is a sample taken after the decrease was acknowledged. The
+driver's clock need not be the controller's, so sample times are only compared for
+equality: the sample in hand at the first cycle after the acknowledgement (that cycle's
+read comes after it) may still be older; a sample differing from it is newer. Over OCPP a
+32 A sub-board reached 37.8 A without this (docs/ocpp.md). A silent charger ends the wait
+after `follow_s` plus `sample_s` (the meter value interval the agent asks for): its decrease
+then had the time a charger takes to follow and one sample interval to show.
+
+A sample taken before a decrease also says nothing of the draw after it, even once the limit
+is raised again: the EV stopped unseen, and its old sample would hide the power its new limit
+lets it ramp up to (the pause rotation raises an EV again a few seconds after pausing it).
+So `draw_bounds` counts such a draw at most at the lowest limit since the decrease, until a
+sample taken after it arrives.
 """
 
 from __future__ import annotations
 
 from collections.abc import Container, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agent.control.apply import Key
 
@@ -29,24 +45,54 @@ class _Lowered:
     new_kw: float
     since: float  # when it was lowered (monotonic seconds)
     was_above: bool  # the connector drew above the new limit when it was lowered
+    sampled: bool = False  # its draw is a sample (OCPP meter values)
+    # sampled: the sample in hand at the first check after the decrease (may predate it)
+    before: float | None = None
+    checked: bool = False  # `before` was taken
+
+
+@dataclass(frozen=True, slots=True)
+class _Unseen:
+    low_kw: float  # the lowest limit acknowledged since the last sample known to follow it
+    since: float
+    before: float | None = None  # as `_Lowered.before`
+    checked: bool = False
+
+
+def _fresh(rec: _Lowered | _Unseen, ts: float | None, t: float) -> tuple[bool, bool]:
+    """(a sample taken after the decrease is in hand, take `ts` as the baseline now)."""
+    if not rec.checked:
+        return False, t > rec.since
+    return ts is not None and ts != rec.before, False
 
 
 class LimitLag:
     """Connectors lowered less than `follow_s` ago, and what they may still draw."""
 
-    def __init__(self, follow_s: float) -> None:
+    def __init__(self, follow_s: float, sample_s: float = 0.0) -> None:
         self.follow_s = follow_s
+        self.sample_s = sample_s  # a sampled draw's interval: how much later it shows
         self._lowered: dict[Key, _Lowered] = {}
+        self._unseen: dict[Key, _Unseen] = {}
 
-    def lowered(self, key: Key, old_kw: float, new_kw: float, drawing_kw: float, t: float) -> None:
+    def _wait_s(self, low: _Lowered) -> float:
+        return self.follow_s + (self.sample_s if low.sampled else 0.0)
+
+    def lowered(self, key: Key, old_kw: float, new_kw: float, drawing_kw: float, t: float,
+                sampled: bool = False) -> None:
         """A decrease from `old_kw` to `new_kw` was acknowledged at `t`. A second decrease
-        while the first is still followed keeps the higher old limit."""
+        while the first is still followed keeps the higher old limit. `sampled`: the
+        connector's draw is a sample (its `power_ts` is set)."""
         if self.follow_s <= 0 or new_kw >= old_kw:
             return
         prev = self._lowered.get(key)
-        if prev is not None and t - prev.since < self.follow_s:
+        if prev is not None and t - prev.since < self._wait_s(prev):
             old_kw = max(old_kw, prev.old_kw)
-        self._lowered[key] = _Lowered(old_kw, new_kw, t, drawing_kw > new_kw + FOLLOW_EPS_KW)
+        self._lowered[key] = _Lowered(old_kw, new_kw, t, drawing_kw > new_kw + FOLLOW_EPS_KW,
+                                      sampled)
+        if sampled:
+            seen = self._unseen.get(key)
+            self._unseen[key] = _Unseen(min(new_kw, seen.low_kw) if seen else new_kw, t)
 
     def raised(self, key: Key, new_kw: float) -> None:
         """An increase at or above the old limit: nothing is left to follow."""
@@ -58,19 +104,47 @@ class LimitLag:
         """Connectors whose limit became unknown (a failed write): nothing to remember."""
         for key in keys:
             self._lowered.pop(key, None)
+            self._unseen.pop(key, None)
+
+    def draw_bounds(self, sample_ts: Mapping[Key, float | None], t: float) -> dict[Key, float]:
+        """Per sampled connector lowered since its last sample: the most its sampled draw may
+        count as (the lowest limit since), as far as power its limit allows above the draw
+        goes. Forgotten once a sample taken after the decrease is in hand; a silent charger
+        keeps it (its draw counts low: the headroom counts more of its limit as undrawn)."""
+        out: dict[Key, float] = {}
+        for key, rec in list(self._unseen.items()):
+            ts = sample_ts.get(key)
+            fresh, baseline = _fresh(rec, ts, t)
+            if fresh:
+                del self._unseen[key]
+                continue
+            if baseline:
+                self._unseen[key] = replace(rec, before=ts, checked=True)
+            out[key] = rec.low_kw
+        return out
 
     def still_allowed(
-        self, drawing: Mapping[Key, float], t: float, vacant: Container[Key] = ()
+        self, drawing: Mapping[Key, float], t: float, vacant: Container[Key] = (),
+        sample_ts: Mapping[Key, float | None] | None = None,
     ) -> dict[Key, float]:
         """Per connector still following a decrease at `t`: the old limit, which the headroom
         must count instead of the new one. Connectors that followed are forgotten. A connector
         `vacant` now (no EV plugged in) draws nothing whatever its limit: not counted, but
-        remembered, in case an EV plugs in before the time is up."""
+        remembered, in case an EV plugs in before the time is up. `sample_ts`: per sampled
+        connector, its draw's sample time (`power_ts`), compared for equality only."""
+        stamps = sample_ts or {}
         out: dict[Key, float] = {}
         for key, low in list(self._lowered.items()):
             draw = drawing.get(key)
-            followed = low.was_above and draw is not None and draw <= low.new_kw + FOLLOW_EPS_KW
-            if t - low.since >= self.follow_s or followed:
+            fresh = True
+            if low.sampled:
+                ts = stamps.get(key)
+                fresh, baseline = _fresh(low, ts, t)
+                if baseline:
+                    low = self._lowered[key] = replace(low, before=ts, checked=True)
+            followed = (fresh and low.was_above and draw is not None
+                        and draw <= low.new_kw + FOLLOW_EPS_KW)
+            if t - low.since >= self._wait_s(low) or followed:
                 del self._lowered[key]
             elif key not in vacant:
                 out[key] = low.old_kw

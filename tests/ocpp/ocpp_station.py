@@ -26,10 +26,13 @@ from agent.ocpp.wiring import swap_in
 from agent.store import connect
 
 
-def ocpp_chargers(station: dict, versions: dict[str, str], **cfg: Any) -> dict[str, OcppChargerConfig]:
+def ocpp_chargers(station: dict, versions: dict[str, str],
+                  each: dict[str, dict] | None = None, **cfg: Any) -> dict[str, OcppChargerConfig]:
+    """`each`: charger id -> settings of that charger alone (over `cfg`)."""
     return {c["id"]: OcppChargerConfig(charge_point_id=c["id"], version=versions[c["id"]],
                                        connectors=c.get("connectors", 1),
-                                       max_power_kw=c["maxPower"], **cfg)
+                                       max_power_kw=c["maxPower"],
+                                       **{**cfg, **(each or {}).get(c["id"], {})})
             for c in station["chargers"]}
 
 
@@ -77,21 +80,27 @@ async def ocpp_station(tmp_path: Path, station: dict, versions: dict[str, str], 
                        with_loop: bool = True, base_load_kw: float = 0.0,
                        pessimistic_base_kw: float = 15.0,
                        charger_cfg: dict | None = None,
-                       faults: dict[str, str] | None = None) -> AsyncIterator[OcppStation]:
+                       faults: dict[str, str] | None = None,
+                       each_charger: dict[str, dict] | None = None,
+                       settings: Callable[[dict, Simulator], None] | None = None,
+                       ) -> AsyncIterator[OcppStation]:
     """`faults`: charge point id -> a fault kind (SimChargePoint.fault) on before it first
-    connects."""
+    connects. `each_charger`: charger id -> its own OcppChargerConfig settings; `settings`:
+    edits the agent's settings dict before they are built (circuits...)."""
     async with Simulator(station, rtu_meter=False) as sim:
         sim.set(base_load_kw=base_load_kw, pv_kw=0.0)
-        settings = OcppSettings(host="127.0.0.1", port=0, **(ocpp or {}))
-        chargers = make_chargers(ocpp_chargers(station, versions, **(charger_cfg or {})),
-                                 settings)
-        cs = CentralSystem(settings, chargers)
+        ocpp_settings = OcppSettings(host="127.0.0.1", port=0, **(ocpp or {}))
+        chargers = make_chargers(ocpp_chargers(station, versions, each_charger,
+                                               **(charger_cfg or {})), ocpp_settings)
+        cs = CentralSystem(ocpp_settings, chargers)
         await cs.start()
         loop = None
         if with_loop:
             cfg = agent_config(sim.endpoints, tmp_path / "agent.db", control=control or {})
             cfg["station"]["grid_capacity_kw"] = station["gridCapacity"]
             cfg["station"]["pessimistic_base_load_kw"] = pessimistic_base_kw
+            if settings is not None:
+                settings(cfg, sim)
             s = AgentSettings(**cfg)
             devices = StationDevices(s)
             for cid, ch in chargers.items():  # device name = charger id here

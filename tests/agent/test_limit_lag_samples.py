@@ -1,0 +1,77 @@
+"""A lowered limit on a connector whose draw is a sample (OCPP meter values, `power_ts` set)
+ends its wait only on a sample taken after the decrease, or after `follow_s` plus the sample
+interval (agent/control/limit_lag.py). Modbus draws (no sample time) are unchanged.
+"""
+
+from __future__ import annotations
+
+from agent.control.limit_lag import LimitLag
+
+KEY = ("CP1", 1)
+FOLLOW_S, SAMPLE_S = 1.5, 1.0
+
+
+def lowered(sampled: bool = True) -> LimitLag:
+    """7.4 kW -> 0 acknowledged at t = 10 while the (sampled) draw read 7.4 kW."""
+    lag = LimitLag(FOLLOW_S, SAMPLE_S)
+    lag.lowered(KEY, 7.4, 0.0, 7.4, 10.0, sampled=sampled)
+    return lag
+
+
+def ask(lag: LimitLag, draw: float, t: float, ts: float | None) -> dict:
+    return lag.still_allowed({KEY: draw}, t, (), {KEY: ts})
+
+
+def test_the_sample_in_hand_after_the_decrease_does_not_end_the_wait():
+    lag = lowered()
+    # The next cycle's sample may have been taken before the charger had the new limit,
+    # even when it reads 0: the old limit still counts.
+    assert ask(lag, 0.0, 10.25, ts=100.0) == {KEY: 7.4}
+    assert ask(lag, 0.0, 10.5, ts=100.0) == {KEY: 7.4}  # the same sample again
+
+
+def test_a_newer_sample_at_the_new_limit_ends_the_wait():
+    lag = lowered()
+    assert ask(lag, 7.4, 10.25, ts=100.0) == {KEY: 7.4}
+    assert ask(lag, 7.4, 10.5, ts=101.0) == {KEY: 7.4}  # newer, still above: not followed
+    assert ask(lag, 0.0, 10.75, ts=102.0) == {}
+    assert ask(lag, 7.4, 10.8, ts=103.0) == {}  # forgotten
+
+
+def test_a_silent_charger_holds_its_old_limit_for_follow_s_plus_the_sample_interval():
+    lag = lowered()
+    for k in range(1, 10):  # 0.25 s cycles up to 12.25 s: the same sample every time
+        t = 10.0 + 0.25 * k
+        held = ask(lag, 7.4, t, ts=100.0)
+        assert held == ({KEY: 7.4} if t < 10.0 + FOLLOW_S + SAMPLE_S else {}), t
+    assert ask(lag, 7.4, 12.5, ts=100.0) == {}
+
+
+def test_a_modbus_draw_still_ends_the_wait_at_once_or_after_follow_s():
+    lag = lowered(sampled=False)
+    assert ask(lag, 0.0, 10.25, ts=None) == {}
+    lag = lowered(sampled=False)
+    assert ask(lag, 7.4, 11.0, ts=None) == {KEY: 7.4}
+    assert ask(lag, 7.4, 10.0 + FOLLOW_S, ts=None) == {}
+
+
+def test_a_second_decrease_within_the_longer_wait_keeps_the_higher_old_limit():
+    lag = lowered()
+    lag.lowered(KEY, 3.0, 1.4, 7.4, 11.8, sampled=True)  # past follow_s, within + interval
+    assert ask(lag, 7.4, 12.0, ts=100.0) == {KEY: 7.4}
+
+
+def test_a_sample_taken_before_a_decrease_counts_at_most_at_the_lowest_limit_since():
+    # Paused (7.4 -> 0) then raised again before a newer sample: the sample's 7.4 kW may be
+    # an EV that has stopped and will ramp up again to its new limit.
+    lag = lowered()
+    lag.raised(KEY, 7.4)
+    assert lag.draw_bounds({KEY: 100.0}, 10.25) == {KEY: 0.0}
+    assert lag.draw_bounds({KEY: 100.0}, 20.0) == {KEY: 0.0}  # silent: held, on the safe side
+    assert lag.draw_bounds({KEY: 101.0}, 20.25) == {}  # taken after the decrease
+    assert lag.draw_bounds({KEY: 102.0}, 20.5) == {}
+
+
+def test_a_modbus_draw_has_no_bound():
+    lag = lowered(sampled=False)
+    assert lag.draw_bounds({KEY: None}, 10.25) == {}
