@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba-cache
 
-LOCK    := requirements.lock
+LOCK    := requirements.txt
 UV      := uv==0.13.9
 
 .PHONY: install lock test-latest demo test test-fast test-mutants test-loaded bench lint clean system-deps
