@@ -301,7 +301,7 @@ class ApiStation:
 
     def telemetry_connectors(self) -> list[dict[str, Any]]:
         """Each connector's allocation, reported draw and session for the uplink's telemetry
-        (the shape of `AgentState.telemetry()["connectors"]`; no IEC 61851 state: the
+        (the shape of `StationState.telemetry()["connectors"]`; no IEC 61851 state: the
         integration does not report one)."""
         return [{"chargerId": c.charger_id, "idx": c.idx, "state": None, "power": c.power_kw,
                  "limit": c.limit_kw, "sessionId": c.session_id}

@@ -6,6 +6,10 @@ watch, for the daemon, the benchmark and the tests (which must run what the daem
     control.planner     # PlannerTask or None (planner.enabled = false): run it as a task
     control.ledger      # LedgerRecorder: 15-minute intervals, `savings` messages
     control.battery     # BatteryWatch or None (no battery configured)
+    control.state       # StationState: the one read model, recorded once per cycle
+
+`state`: the read model to record into, when a reader (the uplink bridge, which the loop
+emits through) had to be built with it before the loop; its statistics are the loop's.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import TYPE_CHECKING
 from agent.app.sdnotify import Notifier
 from agent.config.settings import AgentSettings
 from agent.control.controller import Controller
-from agent.control.devices import StationDevices
+from agent.control.devices import DeviceStatus, StationDevices
 from agent.control.events import UplinkHook
 from agent.control.loop import ControlLoop
 from agent.control.sessions import SessionTracker
@@ -26,6 +30,7 @@ from agent.energy.ledger_recorder import LedgerRecorder
 from agent.energy.planning import Forecasts, PlannerTask
 from agent.energy.tariffs import prices_at
 from agent.model.clock import Clock
+from agent.state.station_state import EnergyReadouts, StationState
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -45,6 +50,7 @@ def build_control(
     uplink: UplinkHook | None = None,
     signals: Signals | None = None,
     solve: Solve | None = None,
+    state: StationState | None = None,
 ) -> ControlLoop:
     """`signals`: the uplink's (shared, so new cloud signals are seen at once); without it
     the daemon reads the persisted ones from `db`. `solve`: the planner's LP (tests)."""
@@ -52,6 +58,10 @@ def build_control(
         from agent.store.signals import Signals
 
         signals = Signals(db)
+    if state is None:
+        state = StationState(settings, stats or CycleStats(), DeviceStatus(devices))
+    elif stats is not None and stats is not state.stats:
+        raise ValueError("stats: the read model's own statistics are the loop's")
     emit = uplink.enqueue if uplink is not None else None
     # Each session's cost: its kWh at the import price in force (the ledger's lookup).
     sessions = SessionTracker(
@@ -98,14 +108,18 @@ def build_control(
         battery_available=available,
         v2g=v2g,
     )
+    # What readers may see of the observers the loop feeds: set here, once, before anything
+    # runs (they emit through the uplink hook, which reads this state, so they come after it).
+    state.energy = EnergyReadouts(planner=planner, battery=battery, ledger=ledger)
     return ControlLoop(
         settings,
         devices,
         controller,
         clock,
-        stats or CycleStats(),
+        state.stats,
         notifier=notifier,
         uplink=uplink,
+        state=state,
         planner=planner,
         ledger=ledger,
         battery=battery,

@@ -16,19 +16,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.app.assembly import build_control
+from agent.app.commands import LoopCommands
 from agent.app.housekeeping import prune_signals
 from agent.app.instance_lock import AlreadyRunning, InstanceLock
 from agent.app.sdnotify import Notifier
 from agent.config.ceilings import HardCeilings
 from agent.config.settings import AgentSettings, ConfigError, load
 from agent.config.station_config import Reconfigurer, overlay
-from agent.control.devices import StationDevices
+from agent.control.devices import DeviceStatus, StationDevices
 from agent.control.events import UplinkHook
 from agent.control.loop import ControlLoop
 from agent.control.stats import CycleStats
 from agent.model.clock import Clock, RealClock
 from agent.ocpp.wiring import attach_ocpp
-from agent.state.daemon_context import DaemonContext, DaemonTarget
+from agent.state.station_state import StationState
 from agent.store import connect
 from agent.store.schema import SchemaError
 
@@ -60,7 +61,9 @@ async def run_daemon(
 
     With `[mqtt]` the MQTT uplink runs in this loop on the same SQLite file (its own
     connection; WAL lets both write): the control loop's events become uplink messages
-    (agent/uplink/bridge.py) and cloud commands act on the station (agent/state/daemon_context.py).
+    (agent/uplink/bridge.py) and cloud commands act on the station (agent/app/commands.py).
+    The local API, the bridge and systemd's status line read one read model, the loop's
+    `StationState` (agent/state/station_state.py), made here before them all.
     `uplink` (tests): a hook to use instead; `signals`: the cloud signals to share. With
     `serve_api` the local API answers on `[api]`'s socket; a station without configured
     chargers is driven through that API (agent/app/api_station.py) by the same loop, its
@@ -78,7 +81,6 @@ async def run_daemon(
     bridge: UplinkBridge | None = None
     if uplink is None and settings.mqtt is not None:
         from agent.uplink import Uplink
-        from agent.uplink.bridge import UplinkBridge
 
         try:
             cloud = Uplink.open(settings.mqtt, settings.storage.db_path, version=_version(),
@@ -87,8 +89,6 @@ async def run_daemon(
             db.conn.close()
             raise ConfigError([str(exc)]) from None
         signals = cloud.signals
-        bridge = UplinkBridge(cloud, settings, db, now=clock.now)
-        uplink = bridge
     if signals is None:
         from agent.store.signals import Signals
 
@@ -102,9 +102,17 @@ async def run_daemon(
         db.conn.close()
         raise ConfigError([f"devices: {exc}"]) from None
     central = attach_ocpp(devices, settings)
+    # The one read model first: the bridge reads it and is the hook the loop (which records
+    # into it) emits through, so both are built with it and neither is joined later.
+    state = StationState(settings, CycleStats(), DeviceStatus(devices))
+    if cloud is not None:
+        from agent.uplink.bridge import UplinkBridge
+
+        bridge = UplinkBridge(cloud, state, db, now=clock.now)
+        uplink = bridge
     control = build_control(
-        settings, db, devices, clock, stats=CycleStats(), notifier=notifier, uplink=uplink,
-        signals=signals,
+        settings, db, devices, clock, notifier=notifier, uplink=uplink, signals=signals,
+        state=state,
     )  # fmt: skip
     if central is not None:  # profiles go out right after each cycle, not inside it
         central.pace_after_cycles(control)
@@ -119,10 +127,11 @@ async def run_daemon(
             task.add_done_callback(reloads.discard)
 
         loop.add_signal_handler(signal.SIGHUP, on_sighup)
-    if bridge is not None:
-        bridge.attach(control)
+    commands = LoopCommands(control, reconfigurer)
     if cloud is not None:
-        cloud.target = DaemonTarget(control, reconfigurer)
+        from agent.uplink.commands import StationTarget
+
+        cloud.target = StationTarget(commands)
     sessions = control.controller.sessions
     tasks: list[asyncio.Task[None]] = []
     api: ApiServer | None = None
@@ -141,8 +150,10 @@ async def run_daemon(
         if serve_api:
             ctx: Any
             if settings.station.chargers:
-                ctx = DaemonContext(control, db, clock, signals=signals,
-                                    reconfigurer=reconfigurer, uplink=cloud)  # fmt: skip
+                from agent.api.daemon_context import DaemonContext
+
+                ctx = DaemonContext(state, commands, db, clock, signals=signals,
+                                    uplink=cloud)  # fmt: skip
             else:
                 ctx = station = _api_station(settings, control, db, clock, signals, cloud,
                                              uplink, bridge)  # fmt: skip

@@ -75,6 +75,31 @@ class StationDevices:
                 await bus.close()
 
 
+class DeviceStatus:
+    """The devices as the read model shows them (agent/state/station_state.py
+    `DeviceReadout`): each one's health (a frozen `Health`, made when asked), what an OCPP
+    charger says of itself and its traffic log. Nothing here reads, writes or changes a
+    device."""
+
+    def __init__(self, devices: StationDevices) -> None:
+        self._devices = devices
+
+    def health(self) -> dict[str, Any]:
+        return self._devices.health()
+
+    def describe(self, name: str) -> dict[str, Any] | None:
+        describe = getattr(self._devices.by_name.get(name), "describe", None)
+        return describe() if describe is not None else None  # type: ignore[no-any-return]
+
+    def ocpp_log(self, charge_point_id: str, limit: int) -> list[dict[str, Any]] | None:
+        for dev in self._devices.by_name.values():
+            cfg = getattr(dev, "cfg", None)
+            traffic = getattr(dev, "traffic", None)
+            if traffic is not None and getattr(cfg, "charge_point_id", None) == charge_point_id:
+                return traffic.tail(limit)  # type: ignore[no-any-return]
+        return None
+
+
 def line_endpoint(d: DeviceSettings) -> str:
     """The endpoint URL the drivers open: an RTU line carries the entry's baudrate and
     parity (without them the drivers would open every line at their 19200 8N1 default,

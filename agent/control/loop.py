@@ -5,8 +5,10 @@ One cycle (`ControlLoop.cycle`), as OpenEMS runs its cycle:
 2. decide - the controller (agent/control/controller.py): snapshot in, `Decision` out, no I/O;
 3. write  - limit writes in the safe order, heartbeats, the battery setpoint;
 4. record - what the devices acknowledged and the store writes decide queued (one flush,
-            after the limit writes), the degraded-mode events, the read model, the
-            observers (planner, ledger, battery watch) and the cycle statistics.
+            after the limit writes), the degraded-mode events, the read model (one
+            `StationState`, agent/state/station_state.py, given to the loop: the readers'
+            only view of it), the observers (planner, ledger, battery watch) and the cycle
+            statistics.
 Between cycles (`_after_cycle`): event retries, the watchdog ping, systemd's status line,
 telemetry and health for the uplink, then the `between_cycles` hooks.
 """
@@ -15,12 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 from agent.config.settings import AgentSettings
-from agent.control.agent_state import AgentState
 from agent.control.apply import Key, execute
 from agent.control.controller import Controller
 from agent.control.decision import Decision
@@ -37,9 +38,7 @@ from agent.model.clock import Clock
 from agent.model.snapshot import Snapshot
 
 if TYPE_CHECKING:
-    from agent.energy.battery_watch import BatteryWatch
-    from agent.energy.ledger_recorder import LedgerRecorder
-    from agent.energy.planning import PlannerTask
+    from agent.control.sessions import Session
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +51,57 @@ class Notifier(Protocol):
     def watchdog(self) -> object: ...
 
     def status(self, text: str) -> object: ...
+
+
+class Planner(Protocol):
+    """The horizon planner as the loop feeds it (agent/energy/planning.py `PlannerTask`)."""
+
+    def notice(self, decision: Decision) -> None: ...
+
+    def configure_station(self, settings: AgentSettings) -> None: ...
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+class Ledger(Protocol):
+    """The savings ledger as the loop feeds it (agent/energy/ledger_recorder.py)."""
+
+    s: AgentSettings
+
+    def observe(self, decision: Decision) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+class BatteryObserver(Protocol):
+    """The battery watch as the loop feeds it (agent/energy/battery_watch.py)."""
+
+    def observe(self, snap: Snapshot) -> None: ...
+
+    def persist(self) -> None: ...
+
+
+class ReadModel(Protocol):
+    """The read model the loop records each cycle into (agent/state/station_state.py
+    `StationState`); the loop reads back only what it wrote."""
+
+    settings: AgentSettings
+    healthy: bool
+
+    @property
+    def decision(self) -> Decision | None: ...
+
+    @property
+    def modes(self) -> frozenset[str]: ...
+
+    def record(self, decision: Decision | None, limits: Mapping[Key, float | None],
+               sessions: Iterable[object], store_error: str | None) -> None: ...
+
+    def session_stopped(self, session_id: str) -> None: ...
+
+    def telemetry(self) -> dict: ...
+
+    def summary(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +125,10 @@ class ControlLoop:
         notifier: Notifier | None = None,
         uplink: UplinkHook | None = None,
         *,
-        planner: PlannerTask | None = None,
-        ledger: LedgerRecorder | None = None,
-        battery: BatteryWatch | None = None,
+        state: ReadModel,
+        planner: Planner | None = None,
+        ledger: Ledger | None = None,
+        battery: BatteryObserver | None = None,
     ) -> None:
         self.s = settings
         self.planner = planner
@@ -91,7 +142,9 @@ class ControlLoop:
         self.notifier = notifier
         self.uplink = uplink
         self.reader = Reader(devices, clock, self.stats)
-        self.state = AgentState(settings, self.stats)
+        # The one read model (agent/state/station_state.py), built by the composition root
+        # on the same settings and statistics; the loop records each cycle into it.
+        self.state = state
         self.faults = FaultLog(log, clock.monotonic)  # retried every cycle, logged per episode
         # Safety hooks: a charger reading that contradicts the charger is refused before
         # anything believes it (plausibility.py); a (re)start writes nothing before it has
@@ -108,6 +161,9 @@ class ControlLoop:
         # Run after every cycle, before the sleep (the daemon's station-config swap and the
         # API-only station's step): between two cycles, so never in the middle of one.
         self.between_cycles: list[Callable[[], None]] = []
+        # Readers served before the first cycle see the sessions resumed from the store.
+        self.state.record(None, controller.limits, controller.sessions.active.values(),
+                          self.store_error)
 
     def configure_station(self, settings: AgentSettings) -> None:
         """Swap in a validated station configuration between two cycles: every part that
@@ -187,8 +243,8 @@ class ControlLoop:
         if decision.budget.modes != self.state.modes:
             self.events.mode_change(self.state.modes, decision.budget.modes)
             self._last_status = float("-inf")  # systemd's STATUS= shows a new mode at once
-        self.state.decision = decision
-        self.state.modes = decision.budget.modes
+        self.state.record(decision, self.controller.limits,
+                          self.controller.sessions.active.values(), self.store_error)
         self.faults.tick()
         self.events.faults.tick()  # lasting degraded modes: a reminder every 10 minutes
         self._observe(decision)
@@ -278,6 +334,13 @@ class ControlLoop:
             if t - self._last_health >= c.health_interval_s:
                 self.events.enqueue("health", {})  # the uplink builds its health message
                 self._last_health = t
+
+    def stop_session(self, session_id: str, reason: str) -> Session:
+        """End an active session now (the API's and the cloud's command): the tracker's stop,
+        and the read model shows it gone at once. KeyError for an id that is not active."""
+        s = self.controller.sessions.stop(session_id, reason)
+        self.state.session_stopped(session_id)
+        return s
 
     @property
     def store_error(self) -> str | None:

@@ -16,8 +16,11 @@ What the loop hands over, and what goes out:
 `watch()` also sends a "change" health when a device's link, the degraded modes, the battery
 alarms or the planner's failing state change between two periodic reports.
 
+Everything it reports of the running station comes from the one read model
+(`agent.state.StationState`, given at construction): the last cycle's decision, limits in
+force and active sessions, device health, the planner's and the battery watch's status.
 `held` is the control loop's own `Decision.held` (the read model the local API and `sems`
-serve too), converted, never worked out again here.
+serve too), converted, never worked out again here. The bridge never sees the loop.
 
 Nothing here may stop the control loop: a payload that does not fit its model is logged
 once per kind and dropped (the loop also guards each call).
@@ -42,9 +45,8 @@ from agent.uplink import messages as m
 if TYPE_CHECKING:
     import sqlite_utils
 
-    from agent.config.settings import AgentSettings
-    from agent.control.loop import ControlLoop
     from agent.control.session_records import Session
+    from agent.state.station_state import ActiveSession, StationState
     from agent.uplink import Uplink
     from allocator.guidance import Hold
 
@@ -54,34 +56,30 @@ SESSION_COLUMNS = "kind, vehicle_id, fleet_id, cost_eur, discharged_kwh"
 
 
 class UplinkBridge:
-    """`UplinkHook` for the daemon. `attach(loop)` once the control loop exists (the loop is
-    built with this hook, so the two are joined in two steps)."""
+    """`UplinkHook` for the daemon, over the station's read model `state` (the loop is built
+    with this hook and records into that same state, so the state is made first)."""
 
     def __init__(
         self,
         uplink: Uplink,
-        settings: AgentSettings,
+        state: StationState,
         db: sqlite_utils.Database,
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.uplink = uplink
-        self.settings = settings
+        self.state = state
         self.db = db
         self.now = now
-        self.loop: ControlLoop | None = None
         self.published: dict[str, int] = {}
         self._failed: set[str] = set()
         self._signature: tuple[Any, ...] | None = None
-        self._disk_path = Path(settings.storage.db_path).parent
+        self._disk_path = Path(state.settings.storage.db_path).parent
         # Active sessions besides the tracker's (the API-only station's), for "updated".
         self._session_sources: list[Callable[[], Iterable[Session]]] = []
         # Connectors besides the loop's (the API-only station's), for telemetry: dicts in
-        # the shape of `AgentState.telemetry()["connectors"]`, plus their "sessionId".
+        # the shape of `StationState.telemetry()["connectors"]`, plus their "sessionId".
         self._connector_sources: list[Callable[[], Iterable[dict[str, Any]]]] = []
-
-    def attach(self, loop: ControlLoop) -> None:
-        self.loop = loop
 
     def follow_sessions(self, active: Callable[[], Iterable[Session]]) -> None:
         """Also report these active sessions with every periodic health."""
@@ -152,12 +150,9 @@ class UplinkBridge:
         )
 
     def session_updates(self) -> list[m.SessionEvent]:
-        active: list[Session] = []
-        held: dict[str, Hold] = {}
-        if self.loop is not None:
-            active.extend(self.loop.controller.sessions.active.values())
-            decision = self.loop.state.decision
-            held = dict(decision.held) if decision is not None else {}
+        active: list[ActiveSession | Session] = list(self.state.sessions)
+        decision = self.state.decision
+        held: dict[str, Hold] = dict(decision.held) if decision is not None else {}
         for source in self._session_sources:
             active.extend(source())
         return [self.session_event("updated", s.public(), held.get(s.id)) for s in active]
@@ -165,10 +160,10 @@ class UplinkBridge:
     # --- telemetry ----------------------------------------------------------------------
 
     def telemetry(self, t: dict[str, Any]) -> m.Telemetry:
-        """From `AgentState.telemetry()`, with the limit in force and the session of each
-        connector from the control loop."""
-        decision = self.loop.state.decision if self.loop is not None else None
-        limits = self.loop.controller.limits if self.loop is not None else {}
+        """From `StationState.telemetry()`, with the limit in force and the session of each
+        connector from the same read model."""
+        decision = self.state.decision
+        limits = self.state.limits
         sessions = (
             {(s.charger_id, s.connector_idx): s.id for s in decision.sessions} if decision else {}
         )
@@ -191,7 +186,7 @@ class UplinkBridge:
                 limit_kw=round(c.get("limit") or 0.0, 3), power_kw=round(c.get("power") or 0.0, 3),
                 session_id=c.get("sessionId"),
             ) for c in source())  # fmt: skip
-        st = self.settings.station
+        st = self.state.settings.station
         battery = t.get("battery")
         has_battery = st.battery is not None
         return m.Telemetry(
@@ -218,22 +213,18 @@ class UplinkBridge:
     # --- health -------------------------------------------------------------------------
 
     def health(self, reason: str) -> m.Health:
-        loop = self.loop
+        state = self.state
         devices = self.device_health()
-        cycles = planner = battery = None
-        modes: list[str] = []
-        cap = None
-        if loop is not None:
-            s = loop.stats.summary()
-            cycles = m.CycleStats(
-                count=s["cycles"], overruns=s["overruns"], p50_ms=s["cycle_ms"]["p50"],
-                p99_ms=s["cycle_ms"]["p99"], max_ms=s["cycle_ms"]["max"],
-            )  # fmt: skip
-            modes = sorted(loop.state.modes)
-            decision = loop.state.decision
-            cap = decision.power_cap_kw if decision else None
-            planner = self._planner(loop)
-            battery = self._battery(loop)
+        s = state.stats.summary()
+        cycles = m.CycleStats(
+            count=s["cycles"], overruns=s["overruns"], p50_ms=s["cycle_ms"]["p50"],
+            p99_ms=s["cycle_ms"]["p99"], max_ms=s["cycle_ms"]["max"],
+        )  # fmt: skip
+        modes = sorted(state.modes)
+        decision = state.decision
+        cap = decision.power_cap_kw if decision else None
+        planner = self._planner()
+        battery = self._battery()
         return m.Health(
             reason=reason,  # type: ignore[arg-type]
             devices=devices,
@@ -248,13 +239,12 @@ class UplinkBridge:
         )
 
     def device_health(self) -> list[m.DeviceHealth]:
-        if self.loop is None:
-            return []
-        kinds = {d.name: d.kind for d in self.settings.devices}
-        stale_after = self.settings.control.stale_after_s
+        settings = self.state.settings
+        kinds = {d.name: d.kind for d in settings.devices}
+        stale_after = settings.control.stale_after_s
         now = time.time()
         out = []
-        for name, h in sorted(self.loop.devices.health().items()):
+        for name, h in sorted(self.state.device_health().items()):
             state = link_state(h, stale_after, now)
             link = "ok" if state == "online" else state  # the MQTT contract's word
             out.append(m.DeviceHealth(
@@ -263,20 +253,22 @@ class UplinkBridge:
             ))  # fmt: skip
         return out
 
-    def _planner(self, loop: ControlLoop) -> m.PlannerHealth:
-        if loop.planner is None:
+    def _planner(self) -> m.PlannerHealth:
+        planner = self.state.energy.planner
+        if planner is None:
             return m.PlannerHealth(enabled=False)
-        p = loop.planner.status
+        p = planner.status
         return m.PlannerHealth(
             active=p.active, plans=p.plans, failures=p.failures, last_plan_at=p.last_plan_at,
             last_solve_ms=p.last_solve_ms, last_error=p.last_error,
         )  # fmt: skip
 
-    def _battery(self, loop: ControlLoop) -> m.BatteryHealth | None:
-        if loop.battery is None:
+    def _battery(self) -> m.BatteryHealth | None:
+        watch = self.state.energy.battery
+        if watch is None:
             return None
-        r = loop.battery.report(self.now())
-        snap = loop.state.snapshot
+        r = watch.report(self.now())
+        snap = self.state.snapshot
         soc = snap.battery.soc if snap is not None and snap.battery is not None else None
         return m.BatteryHealth(
             soh_pct=min(100.0, max(0.0, r["sohPct"])), alarms=[str(a) for a in r["alerts"]],
@@ -296,13 +288,11 @@ class UplinkBridge:
     def signature(self) -> tuple[Any, ...]:
         """What a "change" health is sent for (not the uplink's own connection: during an
         outage that would only fill the outbox with reports of the outage)."""
-        loop = self.loop
+        energy = self.state.energy
         links = tuple((d.id, d.link) for d in self.device_health())
-        if loop is None:
-            return (links,)
-        alarms = tuple(loop.battery.alerts) if loop.battery is not None else ()
-        failing = loop.planner.status.last_error is not None if loop.planner else False
-        return (links, tuple(sorted(loop.state.modes)), alarms, failing)
+        alarms = tuple(energy.battery.alerts) if energy.battery is not None else ()
+        failing = energy.planner.status.last_error is not None if energy.planner else False
+        return (links, tuple(sorted(self.state.modes)), alarms, failing)
 
     def check(self) -> bool:
         """Publish a "change" health if the signature moved since the last check."""

@@ -34,7 +34,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import (
     AwareDatetime,
@@ -50,6 +50,9 @@ from agent.store import signals as sig
 from agent.uplink.messages import Reply, ReplyError, envelope_json, now
 from agent.uplink.outbox import Outbox
 from agent.uplink.signing import CommandVerifier, parse_exp
+
+if TYPE_CHECKING:
+    from agent.state.station_state import StationCommands
 
 log = logging.getLogger(__name__)
 UNSEQUENCED = 0  # the seq of a refusal sent only on a v5 response topic (docs/mqtt.md)
@@ -88,6 +91,27 @@ class CommandTarget(Protocol):
         """Validate against the daemon's full model and swap it in atomically, or raise
         ValueError("field: problem") leaving the old configuration in force."""
         ...
+
+
+class StationTarget:
+    """`CommandTarget` for the daemon: cloud commands through the station's command port
+    (`agent.state.StationCommands`), never the control loop's internals."""
+
+    def __init__(self, commands: StationCommands) -> None:
+        self.commands = commands
+
+    async def stop_session(self, session_id: str, reason: str | None) -> dict[str, Any]:
+        """End the session now: no session on the connector means a target of 0 kW from
+        the next cycle, and none starts there again until the EV is unplugged."""
+        s = self.commands.stop_session(session_id, reason or "cloud")  # KeyError
+        return {
+            "sessionId": s.id, "chargerId": s.charger_id, "connectorIdx": s.connector_idx,
+            "stoppedAt": s.stopped_at, "energyKwh": round(s.energy_kwh, 4),
+            "peakKw": round(s.peak_kw, 3), "costEur": round(s.cost_eur, 4),
+        }  # fmt: skip
+
+    async def apply_station_config(self, config: sig.StationConfig) -> None:
+        await self.commands.reconfigure(config)
 
 
 # --- command models ----------------------------------------------------------------------

@@ -9,10 +9,12 @@ from hardware_sim.simulator import Simulator
 from sim_agent import STATION, agent_settings, cycles, ev
 
 from agent.control.controller import Controller
-from agent.control.devices import StationDevices
+from agent.control.devices import DeviceStatus, StationDevices
 from agent.control.loop import ControlLoop
 from agent.control.sessions import SessionTracker
+from agent.control.stats import CycleStats
 from agent.model.clock import RealClock
+from agent.state.station_state import StationState
 from agent.store import connect
 
 pytestmark = pytest.mark.timeout(60)
@@ -30,7 +32,8 @@ async def agent(sim, tmp_path, **control):
     devices = StationDevices(cfg)
     clock = RealClock()
     sessions = SessionTracker(connect(cfg.storage.db_path), clock)
-    loop = ControlLoop(cfg, devices, Controller(cfg, sessions), clock)
+    state = StationState(cfg, CycleStats(), DeviceStatus(devices))
+    loop = ControlLoop(cfg, devices, Controller(cfg, sessions), clock, state.stats, state=state)
     await loop.start()
     return loop
 

@@ -24,7 +24,8 @@ CP1_1 = ("CP1", 1)
 
 
 class TrackerTarget:
-    """The daemon's `session.stop` (agent/state/daemon_context.py): the tracker's stop."""
+    """The daemon's `session.stop` (agent/uplink/commands.py `StationTarget` over
+    agent/app/commands.py and `ControlLoop.stop_session`): the tracker's stop."""
 
     def __init__(self, tracker: SessionTracker) -> None:
         self.tracker = tracker

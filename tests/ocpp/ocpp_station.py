@@ -16,13 +16,15 @@ from sim_agent import agent_config
 
 from agent.config.ocpp import OcppChargerConfig, OcppSettings
 from agent.config.settings import AgentSettings
-from agent.control.devices import StationDevices
+from agent.control.devices import DeviceStatus, StationDevices
 from agent.control.loop import Controller, ControlLoop
 from agent.control.sessions import SessionTracker
+from agent.control.stats import CycleStats
 from agent.model.clock import RealClock
 from agent.ocpp.charger import OcppCharger
 from agent.ocpp.server import CentralSystem
 from agent.ocpp.wiring import swap_in
+from agent.state.station_state import StationState
 from agent.store import connect
 
 
@@ -106,7 +108,9 @@ async def ocpp_station(tmp_path: Path, station: dict, versions: dict[str, str], 
             for cid, ch in chargers.items():  # device name = charger id here
                 swap_in(devices, cid, cid, ch)
             clock = RealClock()
-            loop = ControlLoop(s, devices, Controller(s, SessionTracker(connect(s.storage.db_path), clock)), clock)
+            state = StationState(s, CycleStats(), DeviceStatus(devices))
+            loop = ControlLoop(s, devices, Controller(s, SessionTracker(connect(s.storage.db_path), clock)), clock,
+                               state.stats, state=state)
             cs.pace_after_cycles(loop)  # as the daemon wires it
         cps = {cid: SimChargePoint(sim, cid, f"ws://127.0.0.1:{cs.port}/ocpp/{cid}",
                                    version=versions[cid]) for cid in chargers}

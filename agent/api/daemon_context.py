@@ -1,11 +1,13 @@
-"""The local API's view of the running daemon (hardware mode): `ApiContext` over the control
-loop's state, the session tracker, the store, the cloud signals, the planner, the savings
-ledger, device health and the uplink.
+"""The local API's view of the running daemon (hardware mode): `ApiContext` over the one
+read model (`agent.state.StationState`: the last cycle's decision, limits and sessions,
+device health, the planner, battery watch and savings ledger), the store, the cloud
+signals and the uplink. It never sees the control loop: commands go through
+`StationCommands` (the daemon's is agent/app/commands.py).
 
 Sessions here come from connector states (an EV plugged in), so `create_session` and
 `report_consumption` are refused with 409 (NotSupported); `stop_session` ends a session as
 the cloud's `session.stop` does. Everything is read on the daemon's event loop between
-awaits, so a handler always sees one whole control cycle (`AgentState.decision`).
+awaits, so a handler always sees one whole control cycle (`StationState.cycle`).
 """
 
 from __future__ import annotations
@@ -40,8 +42,7 @@ from agent.store.signals import StationConfig as CloudStationConfig
 if TYPE_CHECKING:
     import sqlite_utils
 
-    from agent.config.station_config import Reconfigurer
-    from agent.control.loop import ControlLoop
+    from agent.state.station_state import StationCommands, StationState
     from agent.store.signals import Signals
     from agent.uplink import Uplink
 
@@ -49,22 +50,22 @@ if TYPE_CHECKING:
 class DaemonContext:
     def __init__(
         self,
-        loop: ControlLoop,
+        state: StationState,
+        commands: StationCommands,
         db: sqlite_utils.Database,
         clock: Clock,
         *,
         signals: Signals,
-        reconfigurer: Reconfigurer,
         uplink: Uplink | None = None,
     ) -> None:
-        self.loop = loop
+        self.state = state
+        self.commands = commands
         # ApiContext's collaborators, as plain attributes. No planner object: optimisation
         # requests run allocator.planner's LP (agent/api/optimize.py).
         self.store = db
         self.signals = signals
         self.planner: Any | None = None
         self._clock = clock
-        self.reconfigurer = reconfigurer
         self._uplink = uplink
         self._last_ack_wall: float | None = None
         self._last_published = 0
@@ -75,7 +76,7 @@ class DaemonContext:
     # --- configuration --------------------------------------------------------------------
 
     def station_config(self) -> StationConfig:
-        s = self.loop.s
+        s = self.state.settings
         return StationConfig(
             stationId=s.station.id,
             gridCapacity=s.station.grid_capacity_kw,
@@ -108,16 +109,16 @@ class DaemonContext:
             raise ApiError(str(exc)) from None
 
     def _apply_now(self, config: CloudStationConfig) -> None:
-        self.reconfigurer.apply_now(config)
+        self.commands.reconfigure_now(config)
 
     # --- live state -----------------------------------------------------------------------
 
     def station_view(self) -> StationView:
-        st = self.loop.state
-        s = self.loop.s
+        st = self.state
+        s = st.settings
         d = st.decision
         summary = st.stats.summary()
-        limits = self.loop.controller.limits
+        limits = st.limits
         if d is None:
             return StationView(
                 station_id=s.station.id, ts=iso(self.now()),
@@ -167,15 +168,16 @@ class DaemonContext:
         )
 
     def sessions(self) -> list[SessionView]:
-        d = self.loop.state.decision
-        tracker = self.loop.controller.sessions
+        st = self.state
+        d = st.decision
+        active = st.sessions
         allocations = d.allocations if d else {}
         bindings = d.binding if d else {}
         held = d.held if d else {}
-        extra = self._session_rows([s.id for s in tracker.active.values()])
+        extra = self._session_rows([s.id for s in active])
         out = []
-        for s in sorted(tracker.active.values(), key=lambda x: x.started_at):
-            limit = self.loop.controller.limits.get((s.charger_id, s.connector_idx))
+        for s in sorted(active, key=lambda x: x.started_at):
+            limit = st.limits.get((s.charger_id, s.connector_idx))
             kind, vehicle_id, fleet_id = extra.get(s.id, ("charging", None, None))
             out.append(SessionView(
                 session_id=s.id, charger_id=s.charger_id, idx=s.connector_idx,
@@ -199,10 +201,11 @@ class DaemonContext:
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     def devices(self) -> list[DeviceView]:
-        s = self.loop.s
+        st = self.state
+        s = st.settings
         now = time.time()
         out = []
-        health = self.loop.devices.health()
+        health = st.device_health()
         for dev in s.devices:
             h = health.get(dev.name)
             if h is None:
@@ -212,8 +215,8 @@ class DaemonContext:
             if endpoint.startswith("rtu://"):
                 endpoint += f"@{dev.baudrate}"
             endpoint = f"{endpoint}#{dev.unit_id}"
-            describe = getattr(self.loop.devices.by_name.get(dev.name), "describe", None)
-            ocpp = describe() if dev.protocol == "ocpp" and describe is not None else None
+            ocpp = (st.devices.describe(dev.name)
+                    if dev.protocol == "ocpp" and st.devices is not None else None)  # fmt: skip
             if ocpp is not None:
                 endpoint = f"ocpp://{ocpp['chargePointId']}"
             out.append(DeviceView(
@@ -226,11 +229,10 @@ class DaemonContext:
         return out
 
     def ocpp_log(self, charge_point_id: str, limit: int) -> list[dict[str, Any]]:
-        for dev in self.loop.devices.by_name.values():
-            cfg = getattr(dev, "cfg", None)
-            traffic = getattr(dev, "traffic", None)
-            if traffic is not None and getattr(cfg, "charge_point_id", None) == charge_point_id:
-                return traffic.tail(limit)  # type: ignore[no-any-return]
+        devices = self.state.devices
+        log = devices.ocpp_log(charge_point_id, limit) if devices is not None else None
+        if log is not None:
+            return log
         raise NotFound(f"no OCPP charger {charge_point_id!r}")
 
     def dependencies(self) -> list[DependencyState]:
@@ -238,10 +240,11 @@ class DaemonContext:
         views = self.devices()
         offline = [d.name for d in views if d.state == "offline"]
         stale = [d.name for d in views if d.state == "stale"]
-        modes = sorted(self.loop.state.modes)
-        if self.loop.state.decision is None:
+        st = self.state
+        modes = sorted(st.modes)
+        if st.decision is None:
             deps.append(DependencyState("control", "degraded", "starting"))
-        elif not self.loop.state.healthy:
+        elif not st.healthy:
             deps.append(DependencyState("control", "down", "the last control cycle failed"))
         else:
             deps.append(DependencyState("control", "degraded" if modes else "ok",
@@ -257,7 +260,7 @@ class DaemonContext:
         try:
             self.store.execute("SELECT 1").fetchone()
             # Readable but refusing writes (disk full): control goes on, records wait.
-            refused = self.loop.store_error
+            refused = st.store_error
             outbox_refused = self._uplink.store_error if self._uplink is not None else None
             if outbox_refused and not refused:
                 refused = f"outbox: {outbox_refused} (messages dropped, see outbox.dropped)"
@@ -265,7 +268,7 @@ class DaemonContext:
                         else DependencyState("store", "ok"))  # fmt: skip
         except Exception as exc:  # the health endpoint must answer when SQLite fails
             deps.append(DependencyState("store", "down", str(exc)))
-        planner = self.loop.planner
+        planner = st.energy.planner
         if planner is None:
             deps.append(DependencyState("planner", "disabled", "planner.enabled = false"))
         else:
@@ -288,15 +291,15 @@ class DaemonContext:
     # --- battery, plan and savings ----------------------------------------------------------
 
     def plan_view(self) -> dict[str, Any] | None:
-        planner = self.loop.planner
+        planner = self.state.energy.planner
         return planner.view(self.now()) if planner is not None else None
 
     def battery(self) -> dict[str, Any] | None:
-        watch = self.loop.battery
-        b = self.loop.s.station.battery
+        watch = self.state.energy.battery
+        b = self.state.settings.station.battery
         if b is None:
             return None
-        snap = self.loop.state.snapshot
+        snap = self.state.snapshot
         report = watch.report(self.now()) if watch is not None else {}
         return {
             "soc": snap.battery.soc if snap and snap.battery else None,
@@ -316,7 +319,7 @@ class DaemonContext:
     def savings(self) -> dict[str, Any] | None:
         """Today's figures from the savings ledger (agent.energy.ledger_recorder), plus the stored
         totals since the station started keeping a ledger."""
-        ledger = self.loop.ledger
+        ledger = self.state.energy.ledger
         if ledger is None:
             return None
         today = ledger.summary()
@@ -364,7 +367,7 @@ class DaemonContext:
         return float(row[0])
 
     def _base_load(self) -> float | None:
-        d = self.loop.state.decision
+        d = self.state.decision
         return round(d.budget.base_load_kw, 3) if d is not None else None
 
     # --- sessions -------------------------------------------------------------------------
@@ -380,35 +383,14 @@ class DaemonContext:
 
     def stop_session(self, session_id: str) -> None:
         try:
-            self.loop.controller.sessions.stop(session_id, "api")
+            self.commands.stop_session(session_id, "api")
         except KeyError:
             raise UnknownSession(f"unknown session id {session_id!r}") from None
 
     def _known(self, session_id: str) -> None:
-        if not any(s.id == session_id for s in self.loop.controller.sessions.active.values()):
+        if not any(s.id == session_id for s in self.state.sessions):
             raise UnknownSession(f"unknown session id {session_id!r}")
 
 
 def _iso_ts(ts: float | None) -> str | None:
     return None if ts is None else iso(datetime.fromtimestamp(ts, UTC))
-
-
-class DaemonTarget:
-    """`agent.uplink.commands.CommandTarget`: what cloud commands do to the running station."""
-
-    def __init__(self, loop: ControlLoop, reconfigurer: Reconfigurer) -> None:
-        self.loop = loop
-        self.reconfigurer = reconfigurer
-
-    async def stop_session(self, session_id: str, reason: str | None) -> dict[str, Any]:
-        """End the session now: no session on the connector means a target of 0 kW from
-        the next cycle, and none starts there again until the EV is unplugged."""
-        s = self.loop.controller.sessions.stop(session_id, reason or "cloud")  # KeyError
-        return {
-            "sessionId": s.id, "chargerId": s.charger_id, "connectorIdx": s.connector_idx,
-            "stoppedAt": s.stopped_at, "energyKwh": round(s.energy_kwh, 4),
-            "peakKw": round(s.peak_kw, 3), "costEur": round(s.cost_eur, 4),
-        }  # fmt: skip
-
-    async def apply_station_config(self, config: CloudStationConfig) -> None:
-        await self.reconfigurer.apply(config)
