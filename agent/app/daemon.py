@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.api.daemon_context import DaemonContext
 from agent.app.assembly import build_control
 from agent.app.commands import LoopCommands
 from agent.app.housekeeping import prune_signals
@@ -150,8 +151,6 @@ async def run_daemon(
         if serve_api:
             ctx: Any
             if settings.station.chargers:
-                from agent.api.daemon_context import DaemonContext
-
                 ctx = DaemonContext(state, commands, db, clock, signals=signals,
                                     uplink=cloud)  # fmt: skip
             else:
