@@ -44,8 +44,13 @@ system-deps:
 demo: install
 	$(BIN)/sems demo --seconds 60
 
+# The suite in TEST_WORKERS parallel processes (pytest-xdist): most of its time is real-time
+# simulation, not CPU (run serially: 35 min wall for 8 min of CPU on 2 cores). Tests marked
+# `alone` measure something other processes would disturb; they run after, by themselves.
+TEST_WORKERS ?= 4
 test: install system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not alone"
+	$(BIN)/python -m pytest -m alone
 
 # The whole suite with one core kept busy by a spinning process the run starts and stops
 # (tests/busy_load.py): what a loaded station or CI machine does to timing-sensitive tests.

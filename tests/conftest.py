@@ -40,7 +40,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     n = config.getoption("--busy-cores")
-    if n:
+    if n and not hasattr(config, "workerinput"):  # once per run, not once per xdist worker
         import busy_load
 
         config._busy_cores = [busy_load.start(config.getoption("--busy-max-s"))  # type: ignore[attr-defined]

@@ -84,7 +84,17 @@ async def _scenario(tmp_path, broker):
                 assert deps["devices"]["state"] == "ok" and deps["broker"]["state"] == "ok"
                 station = (await http.get("/api/v1/station")).json()
                 assert station["mode"] == "hardware" and station["uplink"]["connected"]
-                assert abs(station["grid_power_kw"] - sim.state()["gridImport"]) < 15
+                # The API shows the last cycle's meter reading while the EV still ramps (up to
+                # 50 kW): on a loaded machine that cycle can be a second or two old, so the
+                # two agree within 15 kW in some answer within 10 s, not necessarily the first.
+                gaps = []
+                for _ in range(100):
+                    station = (await http.get("/api/v1/station")).json()
+                    gaps.append(abs(station["grid_power_kw"] - sim.state()["gridImport"]))
+                    if gaps[-1] < 15:
+                        break
+                    await asyncio.sleep(0.1)
+                assert gaps[-1] < 15, gaps
 
             # The technician's CLI against the running daemon, in subprocesses.
             code, out, err = await sems("status", "--socket", str(sock))

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.ports import free_base_port
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -41,23 +41,6 @@ def doc_commands() -> list[str]:
         lines += [ln.split("  #", 1)[0].strip() for ln in block.splitlines() if ln.strip()]
     return lines
 
-
-def free_base_port(count: int = 6) -> int:
-    """A first port with `count` free ports after it on loopback (checked by binding).
-    Drawn below the kernel's ephemeral range (32768-60999 by default): a run of ports taken
-    from that range can be handed to another process's outgoing connection before the
-    simulator binds it (seen once: the simulator exited at start)."""
-    rng = random.Random()
-    for _ in range(50):
-        base = rng.randrange(20000, 32000 - count)
-        try:
-            for port in range(base, base + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise AssertionError("no run of free loopback ports")
 
 
 def sems_json(args: list[str], env: dict[str, str]) -> tuple[int, object]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_base_port
 from tests.shared_files import REFERENCE_DAY
 
 from .helpers import f32, run, tcp_client
@@ -86,9 +87,7 @@ def test_stop_command_and_toml_station_with_base_port(tmp_path: Path) -> None:
     station = tmp_path / "station.toml"
     station.write_text('[station]\nstation_id = "T9"\ngrid_capacity = 60.0\n'
                        '[[station.chargers]]\nid = "W1"\nmax_power = 11.0\n')
-    with socket.socket() as probe:  # a free port, a few above which are likely free too
-        probe.bind(("127.0.0.1", 0))
-        base = probe.getsockname()[1]
+    base = free_base_port(3)  # three consecutive free ports (parallel workers take others)
     proc, ready = start("--station", str(station), "--no-rtu", "--base-port", str(base))
     try:
         assert ready["endpoints"]["meter"]["tcp"] == f"127.0.0.1:{base}"
