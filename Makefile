@@ -44,10 +44,13 @@ system-deps:
 demo: install
 	$(BIN)/sems demo --seconds 60
 
-# The suite in TEST_WORKERS parallel processes (pytest-xdist): most of its time is real-time
-# simulation, not CPU (run serially: 35 min wall for 8 min of CPU on 2 cores). Tests marked
-# `alone` measure something other processes would disturb; they run after, by themselves.
-TEST_WORKERS ?= 4
+# The suite, then the tests marked `alone` (they measure what other processes disturb) by
+# themselves. Serial by default: `make test TEST_WORKERS=4` runs it in four pytest-xdist
+# processes, about 10 min instead of 35 (most of the time is real-time simulation, not CPU),
+# but with four on 2 cores three fault tests that run the agent, the simulator and the
+# charge points in one process each saw the grid briefly over capacity once
+# (docs/testing.md, "In parallel"); CI stays serial until that is understood.
+TEST_WORKERS ?= 0
 test: install system-deps
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not alone"
 	$(BIN)/python -m pytest -m alone
