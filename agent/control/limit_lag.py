@@ -129,9 +129,13 @@ class LimitLag:
     ) -> dict[Key, float]:
         """Per connector still following a decrease at `t`: the old limit, which the headroom
         must count instead of the new one. Connectors that followed are forgotten. A connector
-        `vacant` now (no EV plugged in) draws nothing whatever its limit: not counted, but
-        remembered, in case an EV plugs in before the time is up. `sample_ts`: per sampled
-        connector, its draw's sample time (`power_ts`), compared for equality only."""
+        `vacant` now (no EV plugged in) draws nothing, but an EV plugged in before its charger
+        applied the decrease draws under the old limit: it counts at the old limit for
+        `follow_s` (no sample has to show a draw it does not have), then not, but is
+        remembered in case an EV plugs in before the whole wait is up. (Freed at once, its
+        power went to another connector, whose decrease then came too late: 60.6 kW on 60 in
+        the OCPP storm test.) `sample_ts`: per sampled connector, its draw's sample time
+        (`power_ts`), compared for equality only."""
         stamps = sample_ts or {}
         out: dict[Key, float] = {}
         for key, low in list(self._lowered.items()):
@@ -142,10 +146,11 @@ class LimitLag:
                 fresh, baseline = _fresh(low, ts, t)
                 if baseline:
                     low = self._lowered[key] = replace(low, before=ts, checked=True)
-            followed = (fresh and low.was_above and draw is not None
+            # An EV that left draws nothing: that proves nothing of the limit in force.
+            followed = (fresh and low.was_above and draw is not None and key not in vacant
                         and draw <= low.new_kw + FOLLOW_EPS_KW)
             if t - low.since >= self._wait_s(low) or followed:
                 del self._lowered[key]
-            elif key not in vacant:
+            elif key not in vacant or t - low.since < self.follow_s:
                 out[key] = low.old_kw
         return out
