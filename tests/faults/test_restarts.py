@@ -47,9 +47,13 @@ def test_kill_9_at_random_points_never_overshoots(tmp_path):
                     conn = sc.connector("CP1", 2)
                     if conn["ev"] is None:
                         sc.ev("CP1", 2, 50.0)
+                        sc.recorder.mark("plugged CP1/2")
                     else:
                         sc.sim.unplug("CP1", 2)
-                await asyncio.sleep(rng.uniform(0.2, 2.5))
+                        sc.recorder.mark("unplugged CP1/2")
+                pause = rng.uniform(0.2, 2.5)
+                sc.recorder.mark(f"restart {i}: {pause:.2f} s then kill")
+                await asyncio.sleep(pause)
                 await sc.agent.kill()
                 sc.assert_within_capacity()
                 await restart(sc)
