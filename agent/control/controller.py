@@ -162,7 +162,14 @@ class Controller:
         # A sample taken before a decrease hides what the limit now allows above the draw:
         # the undrawn part counts it at most at the lowest limit since (limit_lag.py).
         bounds = self.lag.draw_bounds(sample_ts, t)
-        undrawn_from = {k: min(kw, bounds.get(k, kw)) for k, kw in drawing.items()}
+        # The snapshot's reads are not simultaneous: a charger answering after the meter shows
+        # an EV ramping up further than the meter's import does, and the headroom (import +
+        # what each limit allows above its draw) would hand out power the meter has not seen
+        # yet (a restart out of the chargers' comm-timeout fallback, every EV ramping back at
+        # 100 kW/s: 63 kW on a 60 kW grid). Last cycle's draw was read before this meter
+        # reading: the undrawn part counts from the lower of the two.
+        undrawn_from = {k: min(kw, bounds.get(k, kw), previous_power.get(k, kw))
+                        for k, kw in drawing.items()}  # fmt: skip
         phases = self.phases.count(snap, self.sessions.active)
         # Metered circuits: their base load, and what is held while a meter is stale. Only
         # counts from a charger's own conductors narrow the apply rule's weights; one from a

@@ -28,6 +28,7 @@ import socket
 import sqlite3
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,7 @@ class AgentProcess:
     env: dict[str, str]
     proc: asyncio.subprocess.Process | None = None
     starts: int = 0
+    mark: Callable[[str], None] = lambda what: None  # the recorder's, for start and kill
 
     async def start(self) -> None:
         self.starts += 1
@@ -108,6 +110,7 @@ class AgentProcess:
             env=self.env, cwd=ROOT, stdin=asyncio.subprocess.DEVNULL,
             stdout=self._log_file, stderr=self._log_file,
         )  # fmt: skip
+        self.mark(f"agent start {self.starts} pid {self.proc.pid}")
 
     @property
     def running(self) -> bool:
@@ -171,9 +174,51 @@ class AgentProcess:
     async def kill(self) -> None:
         assert self.proc is not None
         if self.proc.returncode is None:
+            self.mark(f"agent kill pid {self.proc.pid}")
             self.proc.kill()
             await self.proc.wait()
+            self.mark(f"agent killed pid {self.proc.pid}")
         self._log_file.close()
+
+
+class PhysicsRecorder:
+    """Every physics step of the simulator (its grid, battery and each connector's power,
+    limit in force and last written limit, TO: in its comm-timeout fallback) plus the test's
+    marks (agent start, kill) and the ticks the test's event loop was late for (the physics
+    then advanced several steps at once), so a failed capacity check can be read step by
+    step: a failing scenario leaves them in physics.tsv beside agent.log. A diagnostic only:
+    it records, it judges nothing."""
+
+    def __init__(self, sim: Simulator, maxlen: int = 60_000) -> None:
+        self.model = sim.model
+        self.rows: deque[str] = deque(maxlen=maxlen)
+        self._step = self.model._step
+        self._advance = self.model.advance
+        self.model._step = self._recorded_step  # type: ignore[method-assign]
+        self.model.advance = self._recorded_advance  # type: ignore[method-assign]
+
+    def mark(self, what: str) -> None:
+        self.rows.append(f"{time.monotonic():.3f}\t{self.model.t:.2f}\tMARK {what}")
+
+    def _recorded_advance(self, seconds: float, *args: Any) -> None:
+        if seconds > 0.15:  # a stretched tick: the test's event loop was late
+            self.rows.append(f"{time.monotonic():.3f}\t{self.model.t:.2f}\t"
+                             f"ADVANCE {seconds:.2f} s at once")  # fmt: skip
+        self._advance(seconds, *args)
+
+    def _recorded_step(self, dt: float) -> None:
+        self._step(dt)
+        m = self.model
+        conns = " ".join(
+            f"{cid}/{c.idx}:p={c.power_kw:.1f},lim={c.applied_kw:.1f},cmd={c.commanded_kw:.1f},"
+            f"ev={'-' if c.ev is None else f'{c.ev.max_kw:g}'}{',TO' if ch.timed_out else ''}"
+            for cid, ch in m.chargers.items() for c in ch.connectors
+        )  # fmt: skip
+        self.rows.append(f"{time.monotonic():.3f}\t{m.t:.2f}\tgrid={m.meter.total_kw:.1f} "
+                         f"bat={m.battery_kw:.1f} sp={m.battery_setpoint_kw:.1f} {conns}")  # fmt: skip
+
+    def dump(self, path: Path) -> None:
+        path.write_text("\n".join(self.rows) + "\n")
 
 
 @dataclass
@@ -196,6 +241,7 @@ class Scenario:
         self.sim = Simulator(dict(self.station), rtu_meter=self.rtu_meter,
                              profiles=dict(self.profiles or {}))
         await self.sim.start()
+        self.recorder = PhysicsRecorder(self.sim)
         db_path = self.dir / "agent.db"
         self.config = agent_config(
             self.sim.endpoints, db_path, rtu_meter=self.rtu_meter, battery=self.battery,
@@ -213,7 +259,8 @@ class Scenario:
             **(self.env or {}),
         }
         env = {k: v for k, v in env.items() if not k.startswith("SEMS_") or k in (self.env or {})}
-        self.agent = AgentProcess(config_path, db_path, self.dir / "agent.log", notify, env)
+        self.agent = AgentProcess(config_path, db_path, self.dir / "agent.log", notify, env,
+                                  mark=self.recorder.mark)
         self.capacity: CapacitySchedule = [(float("-inf"), float(self.station["gridCapacity"]))]
         return self
 
@@ -223,6 +270,8 @@ class Scenario:
         self.capacity.append((self.sim.model.t, kw))
 
     async def __aexit__(self, *exc: object) -> None:
+        if exc and exc[0] is not None:  # what the physics did, step by step, for the failure
+            self.recorder.dump(self.dir / "physics.tsv")
         try:
             if self.agent.proc is not None:
                 await self.agent.kill()
