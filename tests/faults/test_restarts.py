@@ -32,17 +32,23 @@ async def restart(sc: Scenario) -> None:
                       "the restarted agent's first healthy cycle")  # fmt: skip
 
 
+async def battery_helping_two_evs(sc: Scenario) -> None:
+    """28 kW of base load, a 50 kW and a 22 kW EV on a 60 kW grid: the agent running and
+    the battery discharging to help them."""
+    sc.sim.set(base_load_kw=28.0, pv_kw=0.0)
+    await sc.start_agent()
+    sc.ev("CP1", 1, 50.0)
+    sc.ev("CP2", 1, 22.0)
+    await sc.wait_for(lambda: sc.sim.state()["battery"]["power"] > 5.0, 15,
+                      "the battery helping the EVs")  # fmt: skip
+
+
 def test_kill_9_at_random_points_never_overshoots(tmp_path):
     rng = random.Random(12)
 
     async def scenario() -> None:
         async with Scenario(tmp_path, station=BATTERY_STATION, battery=True) as sc:
-            sc.sim.set(base_load_kw=28.0, pv_kw=0.0)
-            await sc.start_agent()
-            sc.ev("CP1", 1, 50.0)
-            sc.ev("CP2", 1, 22.0)
-            await sc.wait_for(lambda: sc.sim.state()["battery"]["power"] > 5.0, 15,
-                              "the battery helping the EVs")  # fmt: skip
+            await battery_helping_two_evs(sc)
             for i in range(RESTARTS):
                 if i % 10 == 5:  # a pending step: a new EV wants more than there is
                     conn = sc.connector("CP1", 2)
@@ -78,12 +84,7 @@ def test_restart_from_the_comm_timeout_fallback_never_overshoots(tmp_path):
 
     async def scenario() -> None:
         async with Scenario(tmp_path, station=BATTERY_STATION, battery=True) as sc:
-            sc.sim.set(base_load_kw=28.0, pv_kw=0.0)
-            await sc.start_agent()
-            sc.ev("CP1", 1, 50.0)
-            sc.ev("CP2", 1, 22.0)
-            await sc.wait_for(lambda: sc.sim.state()["battery"]["power"] > 5.0, 15,
-                              "the battery helping the EVs")  # fmt: skip
+            await battery_helping_two_evs(sc)
             await sc.run_for(3.0)
             sc.sim.inject("CP1", "slow", delay=0.04)
             for i in range(6):
