@@ -5,28 +5,30 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba-cache
 
-LOCK    := requirements.txt
+LOCK    := uv.lock
 UV      := uv==0.13.9
 
 .PHONY: install lock test-latest demo test test-fast test-mutants test-loaded bench lint clean system-deps
 
 install: $(STAMP)
 
-# Installs exactly the locked tree (every package pinned, every file hash-checked), so a
-# release elsewhere cannot change a fresh clone; then the project itself, without deps.
+# Installs exactly the locked tree (uv.lock: every package pinned, every file hash-checked),
+# so a release elsewhere cannot change a fresh clone; then the project itself, without deps.
+# uv (pinned) only writes the lock out as a hashed requirements list; pip installs it.
 # Re-installs only when the lock or the packaging changed: quick and idempotent otherwise.
 $(STAMP): $(LOCK) pyproject.toml setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet $(UV)
+	$(BIN)/uv export --frozen --extra dev --no-emit-project --no-header --quiet \
+		--format requirements-txt -o $(VENV)/locked-requirements.txt
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(VENV)/locked-requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 # Re-resolves the whole dependency tree within pyproject.toml's ranges, for every platform
-# (x86-64 and ARM64 stations alike). Commit the result after `make test` passes on it.
-lock:
-	$(PY) -m pip install --quiet $(UV)
-	$(PY) -m uv pip compile pyproject.toml --extra dev --generate-hashes --universal \
-		--python-version 3.11 -o $(LOCK)
+# (x86-64 and ARM64 stations alike). Commit uv.lock after `make test` passes on it.
+lock: install
+	$(BIN)/uv lock --upgrade --python 3.11
 
 # The suite on the newest releases the ranges allow, in a separate virtualenv: run it
 # weekly to see drift before it reaches the lock (and a fresh clone).
