@@ -10,6 +10,13 @@ connector's limit, which the EV follows with the charger's delay and ramp. Profi
 evaluated on the wall clock, as a real charger's clock (synchronised by BootNotification)
 would: so an agent that goes silent leaves the charger on its max profile's fallback.
 
+Phase switching (`phase_switch_pause_s`, an AC charger): a connector profile whose period
+carries a numberPhases other than the connector's count in effect switches it as the Modbus
+sim charger's `charge_phases` register does (physics `switch_phases`: charging stops for the
+pause, then a 3-phase EV draws on the first conductor only). 2.0.1 reports it in its device
+model (SmartChargingCtrlr.Phases3to1, EVSE ACPhaseSwitchingSupported); meter values carry
+Current.Import per conductor. `reject-phases` refuses any profile that would switch.
+
 Faults: `drop` (connection closed, refused for `seconds`; the charger keeps running on its
 profiles and queues transaction messages), `reject` (SetChargingProfile answered Rejected),
 `late` (each answer to the agent delayed by `seconds`), `reboot` (transactions and
@@ -60,7 +67,8 @@ class _Tx:
 class SimChargePoint:
     def __init__(self, sim: Any, charger_id: str, url: str, *, version: str = "1.6",
                  rate_units: str | None = None, password: str | None = None,
-                 ssl_context: ssl.SSLContext | None = None, voltage: float = 230.0) -> None:
+                 ssl_context: ssl.SSLContext | None = None, voltage: float = 230.0,
+                 phase_switch_pause_s: float | None = None) -> None:
         if version not in ("1.6", "2.0.1"):
             raise ValueError(f"version: {version!r} is not 1.6 or 2.0.1")
         self.sim = sim
@@ -76,6 +84,8 @@ class SimChargePoint:
         self.password = password
         self.ssl = ssl_context
         self.store = ProfileStore(spec.max_kw, voltage)
+        # Switches phases on a profile's numberPhases (simulated s of pause); None: it cannot.
+        self.phase_switch_pause_s = phase_switch_pause_s if spec.kind != "dc" else None
         self.tx: dict[int, _Tx | None] = {i: None for i in range(1, spec.connectors + 1)}
         self.register_wh = {i: 0.0 for i in self.tx}
         self.meter_interval_s = 10.0
@@ -347,14 +357,20 @@ class SimChargePoint:
             {"measurand": "Power.Active.Import", "value": round(conn.power_kw * 1000.0, 1)},
             {"measurand": "Energy.Active.Import.Register", "value": round(energy, 1)},
         ]
+        units = ["W", "Wh"]
         if conn.ev is not None:
             values.append({"measurand": "SoC", "value": round(conn.ev.soc * 100.0, 1)})
+            units.append("Percent")
+        if self.phase_switch_pause_s is not None:  # per conductor, before the rotation
+            grid = self.model.phase_kw(conn)
+            for q, p in enumerate(self.model.spec.rotation):
+                values.append({"measurand": "Current.Import", "phase": f"L{q + 1}",
+                               "value": round(abs(grid[p]) * 1000.0 / self.store.voltage, 1)})
+                units.append("A")
         if self.version == "1.6":
-            units = ("W", "Wh", "Percent")
-            values = [{**v, "value": str(v["value"]), "unit": u} for v, u in zip(values, units, strict=False)]
+            values = [{**v, "value": str(v["value"]), "unit": u} for v, u in zip(values, units, strict=True)]
         else:
-            units = ("W", "Wh", "Percent")
-            values = [{**v, "unit_of_measure": {"unit": u}} for v, u in zip(values, units, strict=False)]
+            values = [{**v, "unit_of_measure": {"unit": u}} for v, u in zip(values, units, strict=True)]
         return {"timestamp": _now_iso(), "sampled_value": values}
 
     # ---- what the agent sends -------------------------------------------------------------
@@ -373,6 +389,9 @@ class SimChargePoint:
             return "Rejected"
         if self.faults.get("reject-tx") and not profile.is_max:
             return "Rejected"  # a charger that takes only its charger-wide max profile
+        phases = self._phases_asked(connector, profile)
+        if phases is not None and self.faults.get("reject-phases"):
+            return "Rejected"
         if profile.purpose == "TxProfile":
             tx = self.tx.get(connector)
             if tx is None or tx.id != profile.transaction:
@@ -380,7 +399,27 @@ class SimChargePoint:
             if tx.first_profile_sim is None:
                 tx.first_profile_sim = self.sim.model.t
         self.store.set(profile)
+        if phases is not None and self.phase_switch_pause_s is not None:
+            self.model.switch_phases(connector, phases, self.sim.model.t,
+                                     self.phase_switch_pause_s)
         return "Accepted"
+
+    def _phases_asked(self, connector: int, profile: Any) -> int | None:
+        """The count a connector profile switches to: its first period's numberPhases where
+        that differs from the count in effect (or the one a switch under way goes to)."""
+        if profile.is_max or connector == 0 or not profile.periods:
+            return None
+        asked = profile.periods[0][2]
+        conn = self.model.connector(connector)
+        now = conn.switching[1] if conn.switching is not None else conn.phases
+        return asked if asked in (1, 3) and asked != now else None
+
+    def variable(self, component: str, name: str) -> str | None:
+        """2.0.1 device model variables it knows (per-EVSE ones alike on every EVSE)."""
+        switches = "true" if self.phase_switch_pause_s is not None else "false"
+        return {("SmartChargingCtrlr", "RateUnit"): self.rate_units,
+                ("SmartChargingCtrlr", "Phases3to1"): switches,
+                ("EVSE", "ACPhaseSwitchingSupported"): switches}.get((component, name))
 
     def composite(self, connector: int, duration: float, unit: str | None) -> dict:
         now = time.time()
@@ -398,11 +437,12 @@ class SimChargePoint:
     # ---- faults ---------------------------------------------------------------------------
     def fault(self, kind: str, seconds: float = 5.0, on: bool = True) -> None:
         """drop (for `seconds`), reject (on/off), reject-tx (on/off: connector profiles
-        only, the max profile accepted), late (answers `seconds` late; 0 off), reboot."""
+        only, the max profile accepted), reject-phases (on/off: profiles that would switch
+        phases), late (answers `seconds` late; 0 off), reboot."""
         if kind == "drop":
             self._offline_until = time.time() + seconds
             self._close()
-        elif kind in ("reject", "reject-tx"):
+        elif kind in ("reject", "reject-tx", "reject-phases"):
             self.faults[kind] = 1.0 if on else 0.0
         elif kind == "late":
             self.faults["late"] = seconds
@@ -416,7 +456,8 @@ class SimChargePoint:
             self._need_boot = True
             self._close()
         else:
-            raise ValueError(f"fault: {kind!r} is not drop, reject, reject-tx, late or reboot")
+            raise ValueError(f"fault: {kind!r} is not drop, reject, reject-tx, reject-phases, "
+                             "late or reboot")
 
     def _close(self) -> None:
         self.connected.clear()
@@ -506,8 +547,9 @@ class _Cp201(_Wire, Cp201):
         out = []
         for item in get_variable_data:
             comp, var = item["component"]["name"], item["variable"]["name"]
-            if (comp, var) == ("SmartChargingCtrlr", "RateUnit"):
-                out.append({"attribute_status": "Accepted", "attribute_value": self.sim_cp.rate_units,
+            value = self.sim_cp.variable(comp, var)
+            if value is not None:
+                out.append({"attribute_status": "Accepted", "attribute_value": value,
                             "component": item["component"], "variable": item["variable"]})
             else:
                 out.append({"attribute_status": "UnknownVariable",

@@ -36,6 +36,22 @@ class OcppDeviceSettings(_Section):
     password_file: Path | None = Field(
         None, description="security profile 1/2: basic-auth password (a credentials file)"
     )
+    # 1 <-> 3 phase switching through a profile's numberPhases (docs/ocpp.md, "Phase
+    # switching"; the switch itself is the control loop's, under [phase_switch]).
+    phase_switching: bool | None = Field(
+        None, description="the charger switches between 1 and 3 phases on a profile's "
+        "numberPhases. OCPP 1.6 has no standard key that says so: true opts in (the "
+        "installer checked the charger allows it). 2.0.1 says so itself "
+        "(SmartChargingCtrlr.Phases3to1, read at boot): None follows it, false turns it off, "
+        "true is refused by a charger that reports it cannot"
+    )
+    phase_switch_pause_s: float = Field(
+        60.0, gt=0, le=600, description="how long the charger stops charging to switch "
+        "phases: the agent holds the connector at 0 and books the old count that long. No "
+        "OCPP message reports it, hence a default on the long side: too long only delays the "
+        "raise after a switch, too short lets the agent raise the limit (and book the new "
+        "count) while the charger may still be switching; set it from the charger's manual"
+    )
     # Local controller mode: how this charger's relayed connection logs in at the CSMS.
     upstream_password_file: Path | None = Field(
         None, description="upstream security profile 1/2: the basic-auth password the CSMS "
@@ -109,6 +125,29 @@ class OcppSettings(_Section):
         10000, ge=10, description="local controller mode: charger messages kept while the "
         "CSMS is unreachable (beyond it the oldest non-transaction messages go first)"
     )
+
+
+def phase_switch_problems(devices: list[tuple[int, OcppDeviceSettings, int | None]]
+                          ) -> list[str]:  # fmt: skip
+    """For `sems config check`: each OCPP charger's phase switching against its phases and
+    its station entry's (`devices`: index, the ocpp table, the station charger's phases)."""
+    problems: list[str] = []
+    for i, d, station_phases in devices:
+        where = f"devices[{i}].ocpp"
+        if not d.phase_switching:
+            # A pause that never applies is a sign of a missing opt-in (1.6 has no other).
+            off = d.phase_switching is False or d.version == "1.6"
+            if "phase_switch_pause_s" in d.model_fields_set and off:
+                problems.append(f"{where}.phase_switch_pause_s: set but phase switching is "
+                                "off (set phase_switching = true, or remove it)")
+            continue
+        if d.phases != 3:
+            problems.append(f"{where}.phase_switching: needs phases = 3 (it has {d.phases}): "
+                            "only a 3-phase charger switches to one phase and back")
+        if station_phases is not None and station_phases != 3:
+            problems.append(f"{where}.phase_switching: its station charger has phases = "
+                            f"{station_phases}; a charger that switches is booked on 3")
+    return problems
 
 
 def upstream_problems(o: OcppSettings, devices: list[tuple[int, OcppDeviceSettings]]) -> list[str]:

@@ -29,7 +29,12 @@ from agent.config import device_check
 from agent.config.api import ApiServerSettings
 from agent.config.circuits import CircuitSettings, circuit_fallback_kw, tree_problems, tree_warnings
 from agent.config.mqtt import STATION_ID_PATTERN, MqttSettings
-from agent.config.ocpp import OcppDeviceSettings, OcppSettings, upstream_problems
+from agent.config.ocpp import (
+    OcppDeviceSettings,
+    OcppSettings,
+    phase_switch_problems,
+    upstream_problems,
+)
 from agent.config.phase_switch import PhaseSwitchSettings
 from agent.config.v2g import V2gSettings
 
@@ -418,7 +423,12 @@ def cross_check(s: AgentSettings) -> list[str]:
 
 def warnings(s: AgentSettings) -> list[str]:
     """Legal but suspicious settings (`sems config check` prints them, still ok)."""
-    return tree_warnings(s.station)
+    out = tree_warnings(s.station)
+    if not s.phase_switch.enabled:
+        out += [f"devices[{i}].ocpp.phase_switching: true, but [phase_switch] enabled is "
+                "false: the agent will not switch it" for i, d in enumerate(s.devices)
+                if d.protocol == "ocpp" and d.ocpp is not None and d.ocpp.phase_switching]
+    return out
 
 
 def _ocpp_problems(s: AgentSettings) -> list[str]:
@@ -446,6 +456,10 @@ def _ocpp_problems(s: AgentSettings) -> list[str]:
             problems.append(f"ocpp.{key}: no such file {path}")
     problems += upstream_problems(o, [(i, d.ocpp) for i, d in enumerate(s.devices)
                                       if d.ocpp is not None and d.protocol == "ocpp"])
+    phases = {ch.device: ch.phases for ch in s.station.chargers}
+    problems += phase_switch_problems([(i, d.ocpp, phases.get(d.name))
+                                       for i, d in enumerate(s.devices)
+                                       if d.ocpp is not None and d.protocol == "ocpp"])
     return problems
 
 

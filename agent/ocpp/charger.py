@@ -38,8 +38,9 @@ from agent.ocpp import profiles
 from agent.ocpp.link import Link, Traffic
 from agent.ocpp.merge import CsmsProfiles
 from agent.ocpp.pacing import Due, SendPacer
+from agent.ocpp.phases import ConnectorPhases, PhaseCaps
 from agent.ocpp.rates import from_rate, pick_unit, to_rate
-from drivers.device import DeviceError
+from drivers.device import DeviceError, NotSupported
 from drivers.devices import ChargerReading, ConnectorReading
 from drivers.health import Health, HealthTracker
 
@@ -71,6 +72,7 @@ class _Connector:
     sent_key: tuple | None = None  # (tx id, rate) of the accepted profile
     last_answer: str | None = None
     last_profile: dict | None = None
+    phases: ConnectorPhases = field(default_factory=ConnectorPhases)  # 1 <-> 3 switching
 
 
 @dataclass(slots=True)
@@ -117,7 +119,10 @@ class OcppCharger:
         self._health = HealthTracker(offline_after=1, clock=clock)
         self.info = Info(unit=cfg.rate_unit or "A")
         self.max = MaxProfileState()
-        self.conns = {i: _Connector() for i in range(1, cfg.connectors + 1)}
+        self.conns = {i: _Connector(phases=ConnectorPhases(cfg.phases, cfg.phases))
+                      for i in range(1, cfg.connectors + 1)}
+        # Phase switching (agent/ocpp/phases.py): known after set-up, None where it cannot.
+        self.phase_caps: PhaseCaps | None = None
         self.link: Link | None = None
         self.ready = False
         self.report: list[dict] = []  # 2.0.1 NotifyReport data
@@ -144,6 +149,7 @@ class OcppCharger:
         if self.link is None:
             raise DeviceError("disconnected", f"{self.cfg.charge_point_id}: not connected")
         conns = []
+        caps, now = self.phase_caps, self._clock()
         for idx, c in self.conns.items():
             energy = None
             if c.energy_kwh is not None:
@@ -154,8 +160,10 @@ class OcppCharger:
                 ev_max_kw=c.ev_max_kw, limit_kw=max(limits) if limits else None,
                 soc_pct=c.soc_pct, vehicle_id=c.id_tag if c.tx_id is not None else None,
                 transaction_id=str(c.tx_id) if c.tx_id is not None else None,
-                power_ts=c.power_ts))
-        return ChargerReading(tuple(conns), self.cfg.max_power_kw, time.time())
+                power_ts=c.power_ts, charge_phases=None if caps is None else
+                c.phases.reading(now, caps.pause_s, self._where(idx))))
+        return ChargerReading(tuple(conns), self.cfg.max_power_kw, time.time(),
+                              phase_switch_pause_s=None if caps is None else caps.pause_s)
 
     async def set_limit(self, idx: int, kw: float) -> None:
         if not 1 <= idx <= self.connectors:
@@ -165,6 +173,22 @@ class OcppCharger:
         if self.link is None:
             raise DeviceError("disconnected", f"{self.cfg.charge_point_id}: not connected")
         self.conns[idx].want = kw
+        self.pacer.request(self)
+
+    async def set_phases(self, idx: int, phases: int) -> None:
+        """Switch a connector to 1 or 3 phases: its next profile carries that numberPhases
+        (sent at once, as a decrease). Returns before the charger answers, as set_limit:
+        the count in effect (`charge_phases`) changes once it accepted and its pause has
+        passed (agent/ocpp/phases.py)."""
+        if not 1 <= idx <= self.connectors:
+            raise ValueError(f"connector {idx}: this charger has connectors 1..{self.connectors}")
+        if phases not in (1, 3):
+            raise ValueError(f"phases: {phases} is not 1 or 3")
+        if self.phase_caps is None:
+            raise NotSupported(f"{self.cfg.charge_point_id}: cannot switch phases")
+        if self.link is None:
+            raise DeviceError("disconnected", f"{self.cfg.charge_point_id}: not connected")
+        self.conns[idx].phases.request(phases)
         self.pacer.request(self)
 
     async def heartbeat(self) -> None:
@@ -225,6 +249,7 @@ class OcppCharger:
             c.tx_id = None
             c.sent_key = None
             c.in_flight = None
+            c.phases.reset(self.cfg.phases)
         self.max.dirty = True
         self.max.opened = False
 
@@ -255,6 +280,9 @@ class OcppCharger:
                 c.start_kwh = sample["energy_kwh"]
         if "soc_pct" in sample:
             c.soc_pct = sample["soc_pct"]
+        amps = [sample.get(f"current_l{n}_a") for n in (1, 2, 3)]
+        if None not in amps:
+            c.phases.observe((amps[0], amps[1], amps[2]))  # type: ignore[arg-type]
 
     def on_ev_needs(self, idx: int, ev_max_kw: float | None) -> None:
         if idx in self.conns:
@@ -303,7 +331,8 @@ class OcppCharger:
 
     def _capped(self, idx: int, kw: float) -> float:
         """The agent's limit, never above the CSMS's in local controller mode."""
-        cap = self.csms.connector_kw(idx, self.conns[idx].tx_id, self.cfg)
+        c = self.conns[idx]
+        cap = self.csms.connector_kw(idx, c.tx_id, self.cfg, phases=c.phases.want)
         return kw if cap is None else min(kw, cap)
 
     def new_transaction_id(self) -> int:
@@ -354,6 +383,9 @@ class OcppCharger:
                 await link.set_meter_interval(self.ocpp.meter_interval_s)
             except Exception as exc:
                 log.info("%s: meter interval not set: %s", self.cfg.charge_point_id, exc)
+            # After the max profile: a round trip more before it would widen the window in
+            # which a charger new to the agent draws as it likes (docs/ocpp.md).
+            self.phase_caps = await self._read_phase_caps(link)
             if self.link is not link:
                 return
             for c in self.conns.values():
@@ -364,6 +396,28 @@ class OcppCharger:
             self._wake.set()
         except Exception:
             log.exception("%s: set-up after connect failed", self.cfg.charge_point_id)
+
+    async def _read_phase_caps(self, link: Link) -> PhaseCaps | None:
+        """Whether it switches phases: 1.6 by the `phase_switching` setting alone (no
+        standard key says), 2.0.1 by SmartChargingCtrlr.Phases3to1 unless set off (docs/ocpp.md,
+        "Phase switching")."""
+        cfg = self.cfg
+        if cfg.phase_switching is False or cfg.phases != 3:
+            return None
+        try:
+            can, per_evse = await link.read_phase_switching(self.connectors)
+        except Exception as exc:
+            log.info("%s: phase switching not readable (%s)", cfg.charge_point_id, exc)
+            can, per_evse = None, frozenset()
+        if can is False and cfg.phase_switching:
+            log.warning("%s: phase_switching is set, but the charger reports Phases3to1 = "
+                        "false: not switched", cfg.charge_point_id)
+        if can is False or (can is None and not cfg.phase_switching):
+            return None
+        return PhaseCaps(cfg.phase_switch_pause_s, per_evse)
+
+    def _where(self, idx: int) -> str:
+        return f"{self.cfg.charge_point_id}/{idx}"
 
     async def _send_max(self) -> str:
         link = self.link
@@ -448,14 +502,17 @@ class OcppCharger:
             if c.want is None or self.link is None:
                 continue
             want = self._capped(idx, c.want)
-            rate = to_rate(want, self.info.unit, self.cfg)
-            key = (c.tx_id, rate)
+            phases = c.phases.want
+            rate = to_rate(want, self.info.unit, self.cfg, phases)
+            key = (c.tx_id, rate, phases)
             if key == c.sent_key:
                 continue
             # As the loop counts it: the higher of accepted and in flight (a new limit below
-            # an increase still in flight is a decrease, never held back as an increase).
+            # an increase still in flight is a decrease, never held back as an increase). A
+            # phase switch goes out as a decrease: its limit is 0, the loop waits for it.
             held = [x for x in (c.accepted, c.in_flight) if x is not None]
-            lowering = not held or want < max(held)
+            switching = c.sent_key is not None and c.sent_key[2] != phases
+            lowering = not held or want < max(held) or switching
             fresh_tx = c.sent_key is None or c.sent_key[0] != c.tx_id
             wait = c.sent_at + self.ocpp.min_interval_s - now
             if wait > 0 and not fresh_tx and not (lowering and c.last_answer == "Accepted"):
@@ -465,13 +522,15 @@ class OcppCharger:
         return todo
 
     async def _send_one(self, idx: int, rate: float, key: tuple) -> None:
-        link, c, unit = self.link, self.conns[idx], self.info.unit
+        link, c, unit, caps = self.link, self.conns[idx], self.info.unit, self.phase_caps
         if link is None:
             return
-        kw = from_rate(rate, unit, self.cfg)
+        phases = key[2]
+        kw = from_rate(rate, unit, self.cfg, phases)
         profile = profiles.connector_profile(
             link.version, idx, rate, unit, stack_level=self._stack(self.ocpp.stack_level),
-            transaction_id=key[0], number_phases=self.cfg.phases)
+            transaction_id=key[0], number_phases=phases, switching=caps is not None,
+            phase_to_use=caps is not None and idx in caps.phase_to_use)
         c.in_flight, c.sent_at, c.last_profile = kw, self._clock(), profile
         start = time.monotonic()
         try:
@@ -480,6 +539,7 @@ class OcppCharger:
             answer = "Timeout" if isinstance(exc, TimeoutError) else f"error: {exc}"
         c.in_flight = None
         c.last_answer = answer
+        c.phases.answered(phases, answer == "Accepted", self._clock(), self._where(idx))
         if answer == "Accepted":
             c.accepted, c.sent_key = kw, key
             if not self.max.opened and all(x.sent_key is not None for x in self.conns.values()):
@@ -517,7 +577,8 @@ class OcppCharger:
             "connectors": [
                 {"idx": idx, "status": c.status, "transactionId": c.tx_id, "idTag": c.id_tag,
                  "powerKw": c.power_kw, "limitKw": c.accepted, "lastAnswer": c.last_answer,
-                 "lastProfile": c.last_profile}
+                 "lastProfile": c.last_profile,
+                 "phases": c.phases.effect if self.phase_caps is not None else None}
                 for idx, c in self.conns.items()
             ],
             "traffic": self.traffic.summary(),

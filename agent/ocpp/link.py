@@ -28,6 +28,7 @@ from ocpp.charge_point import (
 from ocpp.messages import Call, MessageType, validate_payload
 
 LOG_LEN = 200  # messages kept per charger for `sems ocpp log`
+PHASES = ("L1", "L2", "L3")
 
 
 class Link(Protocol):
@@ -39,6 +40,7 @@ class Link(Protocol):
     async def set_max_profile(self, profile: dict) -> str: ...
     async def composite(self, idx: int, duration_s: int, unit: str) -> list[dict] | None: ...
     async def read_rate_unit(self) -> str | None: ...
+    async def read_phase_switching(self, evses: int) -> tuple[bool | None, frozenset[int]]: ...
     async def set_meter_interval(self, seconds: int) -> None: ...
     async def close(self) -> None: ...
 
@@ -132,9 +134,10 @@ def _number(value: Any) -> float | None:
 
 
 def parse_sampled(values: list[dict]) -> dict[str, float]:
-    """Sampled values of one meter value -> {"power_kw", "energy_kwh", "soc_pct"} where
-    present. Power and energy in W/Wh or kW/kWh (1.6 `unit`, 2.0.1 `unit_of_measure`);
-    per-phase samples are summed when no total is given. Malformed samples are skipped."""
+    """Sampled values of one meter value -> {"power_kw", "energy_kwh", "soc_pct",
+    "current_l1_a".."current_l3_a"} where present. Power and energy in W/Wh or kW/kWh
+    (1.6 `unit`, 2.0.1 `unit_of_measure`); per-phase power samples are summed when no total
+    is given. Malformed samples are skipped."""
     out: dict[str, float] = {}
     phase_power = 0.0
     phases_seen = False
@@ -159,6 +162,9 @@ def parse_sampled(values: list[dict]) -> dict[str, float]:
             out["energy_kwh"] = number * scale
         elif measurand == "SoC":
             out["soc_pct"] = number
+        elif measurand == "Current.Import" and str(v.get("phase", ""))[:2] in PHASES:
+            # per conductor, what a phase switch's count in effect is checked against
+            out[f"current_{str(v['phase'])[:2].lower()}_a"] = abs(number)
     if "power_kw" not in out and phases_seen:
         out["power_kw"] = phase_power
     return out

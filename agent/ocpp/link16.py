@@ -138,6 +138,11 @@ class Link16(TracedMixin, ChargePoint):
                 return item.get("value")
         return None
 
+    async def read_phase_switching(self, evses: int) -> tuple[bool | None, frozenset[int]]:
+        """1.6 has no standard configuration key for it: the charger's `phase_switching`
+        setting decides (OcppCharger)."""
+        return None, frozenset()
+
     async def set_meter_interval(self, seconds: int) -> None:
         await self.timed_call(call.ChangeConfiguration(key="MeterValueSampleInterval",
                                                        value=str(seconds)))

@@ -176,6 +176,32 @@ class Link201(TracedMixin, ChargePoint):
                 return r.get("attribute_value")
         return None
 
+    async def read_phase_switching(self, evses: int) -> tuple[bool | None, frozenset[int]]:
+        """(SmartChargingCtrlr.Phases3to1: it can switch from 3 to 1 phase during a
+        transaction, None when it does not say; the EVSEs whose ACPhaseSwitchingSupported is
+        true: they take phaseToUse). OCPP 2.0.1 part 2, the SmartChargingCtrlr and EVSE
+        components' variables."""
+        wanted: list[dict[str, Any]] = [{"component": {"name": "SmartChargingCtrlr"},
+                   "variable": {"name": "Phases3to1"}}]
+        wanted += [{"component": {"name": "EVSE", "evse": {"id": n}},
+                    "variable": {"name": "ACPhaseSwitchingSupported"}}
+                   for n in range(1, evses + 1)]
+        answer = await self.timed_call(call.GetVariables(get_variable_data=wanted))
+        can: bool | None = None
+        per_evse: set[int] = set()
+        for r in answer.get_variable_result:
+            if r.get("attribute_status") != "Accepted":
+                continue
+            value = str(r.get("attribute_value", "")).strip().lower() == "true"
+            name = (r.get("variable") or {}).get("name")
+            if name == "Phases3to1":
+                can = value
+            elif name == "ACPhaseSwitchingSupported" and value:
+                evse = ((r.get("component") or {}).get("evse") or {}).get("id")
+                if isinstance(evse, int):
+                    per_evse.add(evse)
+        return can, frozenset(per_evse)
+
     async def set_meter_interval(self, seconds: int) -> None:
         await self.timed_call(call.SetVariables(set_variable_data=[
             {"attribute_value": str(seconds), "component": {"name": "SampledDataCtrlr"},

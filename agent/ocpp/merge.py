@@ -35,14 +35,15 @@ class CsmsProfile:
     periods: tuple[tuple[float, float], ...]  # (start offset s, limit)
     recurring: bool
 
-    def limit_kw(self, now: float, cfg: OcppChargerConfig) -> float | None:
+    def limit_kw(self, now: float, cfg: OcppChargerConfig,
+                 phases: int | None = None) -> float | None:
         rate: float | None
         if self.recurring:
             rate = min(limit for _, limit in self.periods)
         else:
             rate = limit_at([{"startPeriod": s, "limit": v} for s, v in self.periods],
                             now - self.start)
-        return None if rate is None else from_rate(rate, self.unit, cfg)
+        return None if rate is None else from_rate(rate, self.unit, cfg, phases)
 
 
 def _epoch(text: object, default: float) -> float:
@@ -113,28 +114,30 @@ class CsmsProfiles:
                       if not (q.purpose == "TxProfile" and q.tx_id == str(tx_id))}
 
     def _top(self, candidates: list[CsmsProfile], now: float,
-             cfg: OcppChargerConfig) -> float | None:
+             cfg: OcppChargerConfig, phases: int | None = None) -> float | None:
         for p in sorted(candidates, key=lambda q: -q.stack):
-            kw = p.limit_kw(now, cfg)
+            kw = p.limit_kw(now, cfg, phases)
             if kw is not None:
                 return kw
         return None
 
     def connector_kw(self, idx: int, tx_id: str | int | None, cfg: OcppChargerConfig,
-                     now: float | None = None) -> float | None:
+                     now: float | None = None, phases: int | None = None) -> float | None:
         """The CSMS's limit on connector `idx` now (its TxProfile of the running transaction,
-        else its TxDefaultProfile, connector-specific before charger-wide); None: no limit."""
+        else its TxDefaultProfile, connector-specific before charger-wide); None: no limit.
+        `phases`: the connector's count (switched to one phase, a limit in A is a third of
+        the kW)."""
         now = time.time() if now is None else now
         ps = list(self.by_id.values())
         if tx_id is not None:
             tx = [p for p in ps if p.purpose == "TxProfile" and p.connector == idx
                   and p.tx_id in (None, str(tx_id))]
-            kw = self._top(tx, now, cfg)
+            kw = self._top(tx, now, cfg, phases)
             if kw is not None:
                 return kw
         for conn in (idx, 0):
             kw = self._top([p for p in ps if p.purpose == "TxDefaultProfile"
-                            and p.connector == conn], now, cfg)
+                            and p.connector == conn], now, cfg, phases)
             if kw is not None:
                 return kw
         return None

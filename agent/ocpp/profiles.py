@@ -26,28 +26,41 @@ def iso(t: datetime) -> str:
     return t.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _periods(*steps: tuple[int, float], number_phases: int | None) -> list[dict]:
+def _periods(*steps: tuple[int, float], number_phases: int | None,
+             phase_to_use: int | None = None) -> list[dict]:
     out = []
     for start, limit in steps:
         p: dict = {"startPeriod": start, "limit": limit}
         if number_phases is not None:
             p["numberPhases"] = number_phases
+        if phase_to_use is not None:
+            p["phaseToUse"] = phase_to_use
         out.append(p)
     return out
 
 
 def connector_profile(version: str, idx: int, limit: float, unit: str, *,
                       stack_level: int, transaction_id: str | int | None,
-                      number_phases: int | None) -> dict:
+                      number_phases: int | None, switching: bool = False,
+                      phase_to_use: bool = False) -> dict:
     """TxProfile (in a transaction) or TxDefaultProfile (without) for one connector, one
-    period from now on."""
+    period from now on.
+
+    `number_phases` goes out with a limit in A (it sets what the A are per phase of), and
+    with any unit on a charger that switches phases (`switching`): there it is the switch
+    itself (1.6 7.13 / 2.0.1 ChargingSchedulePeriodType: the phases that may be used, 3
+    when absent). `phase_to_use` (2.0.1 only, on an EVSE that reports
+    ACPhaseSwitchingSupported) pins a one-phase charge to the charger's L1, the conductor
+    the agent books it on; 2.0.1 allows it only with numberPhases = 1."""
     tx = transaction_id is not None
     profile: dict = {
         "stackLevel": stack_level,
         "chargingProfilePurpose": "TxProfile" if tx else "TxDefaultProfile",
         "chargingProfileKind": "Relative",
     }
-    periods = _periods((0, limit), number_phases=number_phases if unit == "A" else None)
+    use = 1 if phase_to_use and version != "1.6" and number_phases == 1 else None
+    periods = _periods((0, limit), number_phases=number_phases if unit == "A" or switching
+                       else None, phase_to_use=use)  # fmt: skip
     if version == "1.6":
         profile["chargingProfileId"] = (TX_PROFILE_BASE if tx else DEFAULT_PROFILE_BASE) + idx
         profile["chargingSchedule"] = {"chargingRateUnit": unit, "chargingSchedulePeriod": periods}

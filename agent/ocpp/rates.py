@@ -8,12 +8,13 @@ import math
 from agent.config.ocpp import OcppChargerConfig
 
 
-def to_rate(kw: float, unit: str, cfg: OcppChargerConfig) -> float:
-    """A limit in kW as the charger's rate unit value (W, or A per phase)."""
+def to_rate(kw: float, unit: str, cfg: OcppChargerConfig, phases: int | None = None) -> float:
+    """A limit in kW as the charger's rate unit value (W, or A per phase). `phases`: the
+    count the profile carries (a connector switched to one phase), else the charger's."""
     kw = max(0.0, kw)
     if unit == "W":
         return _floor(kw * 1000.0, cfg.power_step_w)
-    return _floor(kw * 1000.0 / (cfg.phases * cfg.voltage), cfg.current_step_a)
+    return _floor(kw * 1000.0 / ((phases or cfg.phases) * cfg.voltage), cfg.current_step_a)
 
 
 def from_rate(value: float, unit: str, cfg: OcppChargerConfig, phases: int | None = None) -> float:

@@ -84,11 +84,13 @@ async def ocpp_station(tmp_path: Path, station: dict, versions: dict[str, str], 
                        charger_cfg: dict | None = None,
                        faults: dict[str, str] | None = None,
                        each_charger: dict[str, dict] | None = None,
+                       charge_points: dict[str, dict] | None = None,
                        settings: Callable[[dict, Simulator], None] | None = None,
                        ) -> AsyncIterator[OcppStation]:
     """`faults`: charge point id -> a fault kind (SimChargePoint.fault) on before it first
-    connects. `each_charger`: charger id -> its own OcppChargerConfig settings; `settings`:
-    edits the agent's settings dict before they are built (circuits...)."""
+    connects. `each_charger`: charger id -> its own OcppChargerConfig settings;
+    `charge_points`: charger id -> SimChargePoint options; `settings`: edits the agent's
+    settings dict before they are built (circuits, [phase_switch]...)."""
     async with Simulator(station, rtu_meter=False) as sim:
         sim.set(base_load_kw=base_load_kw, pv_kw=0.0)
         ocpp_settings = OcppSettings(host="127.0.0.1", port=0, **(ocpp or {}))
@@ -113,7 +115,8 @@ async def ocpp_station(tmp_path: Path, station: dict, versions: dict[str, str], 
                                state.stats, state=state)
             cs.pace_after_cycles(loop)  # as the daemon wires it
         cps = {cid: SimChargePoint(sim, cid, f"ws://127.0.0.1:{cs.port}/ocpp/{cid}",
-                                   version=versions[cid]) for cid in chargers}
+                                   version=versions[cid], **(charge_points or {}).get(cid, {}))
+               for cid in chargers}
         st = OcppStation(sim, cs, cps, loop)
         try:
             for cid, kind in (faults or {}).items():
