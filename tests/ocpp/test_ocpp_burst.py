@@ -87,7 +87,7 @@ async def _burst(tmp_path):
                 c = ch.conns[w.idx]
                 rate = to_rate(ch._capped(w.idx, w.kw), ch.info.unit, ch.cfg)
                 busy = ch.link is None or ch.link._call_lock.locked()
-                if (c.tx_id, rate) == c.sent_key or busy:
+                if (c.tx_id, rate, c.phases.want) == c.sent_key or busy:
                     skipped += 1
                     continue
                 pending.append((w.charger_id, w.idx, rate, at))

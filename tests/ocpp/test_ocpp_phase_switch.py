@@ -94,7 +94,7 @@ async def _squeeze(st: OcppStation) -> None:
 def _judge(st: OcppStation) -> dict:
     state = st.sim.state()
     return {"sub": state["circuits"]["sub"], "trips": state["trips"],
-            "grid_peak": max(kw for _, kw in st.sim.grid_history()),
+            "grid_peak": max(kw for _, kw in st.sim.grid_history),
             "switches": [s["phases"] for s in state["chargers"]["CP1"]["phaseSwitches"]]}
 
 
