@@ -151,6 +151,8 @@ class OcppCharger:
         conns = []
         caps, now = self.phase_caps, self._clock()
         for idx, c in self.conns.items():
+            phases = None if caps is None else c.phases.reading(now, caps.pause_s,
+                                                                self._where(idx))
             energy = None
             if c.energy_kwh is not None:
                 energy = max(0.0, c.energy_kwh - (c.start_kwh or 0.0)) if c.tx_id else 0.0
@@ -160,8 +162,7 @@ class OcppCharger:
                 ev_max_kw=c.ev_max_kw, limit_kw=max(limits) if limits else None,
                 soc_pct=c.soc_pct, vehicle_id=c.id_tag if c.tx_id is not None else None,
                 transaction_id=str(c.tx_id) if c.tx_id is not None else None,
-                power_ts=c.power_ts, charge_phases=None if caps is None else
-                c.phases.reading(now, caps.pause_s, self._where(idx))))
+                power_ts=c.power_ts, charge_phases=phases))
         return ChargerReading(tuple(conns), self.cfg.max_power_kw, time.time(),
                               phase_switch_pause_s=None if caps is None else caps.pause_s)
 
