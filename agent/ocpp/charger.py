@@ -69,7 +69,7 @@ class _Connector:
     accepted: float | None = None  # kW the charger accepted last (None: unknown)
     in_flight: float | None = None
     sent_at: float = float("-inf")
-    sent_key: tuple | None = None  # (tx id, rate) of the accepted profile
+    sent_key: tuple | None = None  # (tx id, rate, phases) of the accepted profile
     last_answer: str | None = None
     last_profile: dict | None = None
     phases: ConnectorPhases = field(default_factory=ConnectorPhases)  # 1 <-> 3 switching
