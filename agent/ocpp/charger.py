@@ -162,7 +162,8 @@ class OcppCharger:
                 ev_max_kw=c.ev_max_kw, limit_kw=max(limits) if limits else None,
                 soc_pct=c.soc_pct, vehicle_id=c.id_tag if c.tx_id is not None else None,
                 transaction_id=str(c.tx_id) if c.tx_id is not None else None,
-                power_ts=c.power_ts, charge_phases=phases))
+                power_ts=c.power_ts, charge_phases=phases,
+                currents_a=None if caps is None else c.phases.currents))
         return ChargerReading(tuple(conns), self.cfg.max_power_kw, time.time(),
                               phase_switch_pause_s=None if caps is None else caps.pause_s)
 

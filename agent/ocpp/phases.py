@@ -13,8 +13,13 @@ OCPP has no phase register: a switch is a connector profile whose period carries
   leaves the old count: `want` falls back to it, so the next profile (the limit resent)
   carries the count the charger is on, and the switcher, reading the old count after the
   pause, gives the switch up (`confirm_timeout_s`) and books what it reads;
-- per-phase Current.Import meter values, where the charger sends them, overrule a count of
-  one: current on a second conductor means it charges on three whatever it accepted (a
+- per-phase Current.Import meter values, where the charger sends them, are the connector's
+  `currents_a`, from which the control loop learns the EV's phase count as from a Modbus
+  charger's conductors (agent/control/phase_learning.py): only samples taken after the last
+  switch's pause ended (a sample from before says nothing of the draw after it), so back on
+  three the EV is booked on the conductors it draws on from its first sample there, and its
+  own draw on L2 and L3 is not read as its circuit's base load. They also overrule a count
+  of one: current on a second conductor means it charges on three whatever it accepted (a
   charger that takes numberPhases without acting on it). Booked on one phase and sent A
   per phase for one, such a connector would draw three times its share.
 """
@@ -54,6 +59,7 @@ class ConnectorPhases:
         if accepted:
             if phases != self.effect:
                 self.before, self.switched_at, self.effect = self.effect, now, phases
+                self.currents = None  # a sample from before the switch says nothing after it
             return
         if phases != self.effect and self.want == phases:
             log.warning("%s: profile on %d phase(s) not accepted: stays on %d", where, phases,

@@ -101,6 +101,22 @@ def test_current_on_a_second_conductor_overrules_a_count_of_one(caplog):
     assert "draws [10.0, 9.8, 9.9] A: counted on 3" in caplog.text
 
 
+def test_the_currents_the_loop_learns_from_are_only_samples_taken_after_the_switch():
+    """Back on three, a sample from one phase (all on L1) would teach the learner a 1-phase
+    EV; only samples after the switch's pause reach the control loop as `currents_a`."""
+    p = ConnectorPhases(1, 1)
+    p.observe((15.9, 0.0, 0.0))  # on one phase
+    assert p.currents == (15.9, 0.0, 0.0)
+    p.request(3)
+    p.answered(3, True, now=0.0, where="AC1/1")
+    assert p.currents is None  # the sample on one phase says nothing of three
+    p.observe((0.0, 0.0, 0.0))  # during the pause
+    assert p.reading(5.0, 10.0, "AC1/1") == 1
+    assert p.reading(10.0, 10.0, "AC1/1") == 3 and p.currents is None  # pause over: dropped
+    p.observe((6.3, 6.2, 6.3))
+    assert p.reading(11.0, 10.0, "AC1/1") == 3 and p.currents == (6.3, 6.2, 6.3)
+
+
 def test_per_phase_currents_are_read_from_meter_values():
     sample = parse_sampled([
         {"measurand": "Current.Import", "phase": "L1", "value": "15.9", "unit": "A"},
