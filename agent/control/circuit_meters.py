@@ -34,7 +34,7 @@ the headroom its chargers' increases may use this cycle.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -111,6 +111,7 @@ def measure_circuits(
     phases: Mapping[Key, int] | None = None,
     measured_phases: Mapping[Key, int] | None = None,
     draw_bounds: Mapping[Key, float] | None = None,
+    raised: Iterable[Key] = (),
 ) -> list[CircuitMeasure]:
     """One `CircuitMeasure` per metered circuit (none when no circuit has a meter).
     `limits`: the limit in force per connector (None: unknown, counted as its fallback,
@@ -121,14 +122,22 @@ def measure_circuits(
     `measured_phases`: those of them measured on their chargers' own conductors, not
     assumed or learned from a circuit meter's step (`conductor_weights`); `draw_bounds`:
     sampled draws taken before a decrease -> the most they count as (`LimitLag.draw_bounds`:
-    both the base load and the undrawn part are then on the safe side)."""
+    both the base load and the undrawn part are then on the safe side); `raised`: sampled
+    draws taken before an increase (`LimitLag.base_draws`): the base load counts them at the
+    limit in force, not as the EV's own draw left in the base (the undrawn part keeps the
+    sample)."""
     if not snap.circuit_meters:
         return []
     lag = lagging or {}
     power = {(c.charger_id, c.idx): _counted_draw(c) for c in snap.connectors()}
     bounds = draw_bounds or {}
     power = {key: min(kw, bounds.get(key, kw)) for key, kw in power.items()}
-    ev_amps, ev_kw = ev_loads(st, power, phases)
+    base_power = dict(power)
+    for key in raised:
+        limit = limits.get(key)
+        if key in base_power and limit is not None:
+            base_power[key] = max(base_power[key], limit)
+    ev_amps, ev_kw = ev_loads(st, base_power, phases)
     index = {c.id: k for k, c in enumerate(st.circuits)}
     volts = st.voltage_v
     out: list[CircuitMeasure] = []

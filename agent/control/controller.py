@@ -170,13 +170,16 @@ class Controller:
         # reading: the undrawn part counts from the lower of the two.
         undrawn_from = {k: min(kw, bounds.get(k, kw), previous_power.get(k, kw))
                         for k, kw in drawing.items()}  # fmt: skip
+        # A sample taken before an increase hides the EV's ramp from it while the circuit
+        # meters show it: their base load counts it at its limit (limit_lag.py).
+        raised = self.lag.base_draws(sample_ts, drawing, t) - vacant
         phases = self.phases.count(snap, self.sessions.active)
         # Metered circuits: their base load, and what is held while a meter is stale. Only
         # counts from a charger's own conductors narrow the apply rule's weights; one from a
         # circuit meter's step may be wrong (phase_learning.py).
         circuits = measure_circuits(self.s.station, snap, self.limits,
                                     self.fallback_per_connector, c.period_s, lagging,
-                                    draw_bounds=bounds,
+                                    draw_bounds=bounds, raised=raised,
                                     phases=phases.booked,
                                     measured_phases=phases.narrowing())  # fmt: skip
         bases: dict[str, tuple[tuple[float, float, float], float]] = {}
@@ -485,7 +488,8 @@ class Controller:
                     self.lag.lowered(key, w.previous_kw, w.kw, drawing.get(key, 0.0), t,
                                      sampled=key in sampled)
                 else:
-                    self.lag.raised(key, w.kw)
+                    up = w.previous_kw is None or w.kw > w.previous_kw
+                    self.lag.raised(key, w.kw, t, sampled=up and key in sampled)
             else:
                 self.limits[key] = None
                 self.lag.forget([key])

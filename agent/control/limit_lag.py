@@ -27,6 +27,19 @@ is raised again: the EV stopped unseen, and its old sample would hide the power 
 lets it ramp up to (the pause rotation raises an EV again a few seconds after pausing it).
 So `draw_bounds` counts such a draw at most at the lowest limit since the decrease, until a
 sample taken after it arrives.
+
+The other way round, a sample taken before an *increase* says too little: the EV ramps up to
+its new limit unseen while every circuit meter above it already shows the draw. Subtracted
+from the meter, that stale sample made the circuit's base load read the EV's own draw (over
+OCPP a 1-phase EV raised from 0 to 6 A put 6 A into its sub-board's base for up to a sample
+interval, the allocator paused another EV for it, and so on every second; a 3-phase EV back
+on three phases was paused and switched down again). So `base_draws` counts such a draw, in
+the circuits' base load only, at the limit now in force until a sample taken after the
+increase shows the draw at it (or `follow_s` plus `sample_s`: an EV that takes less, a
+silent charger). That errs towards a lower
+base while the EV ramps: the increases it lets the allocator grant are still checked
+against each circuit's measured room, which counts the raised EV's undrawn limit from its old
+sample (agent/control/circuit_meters.py), so no phase gets more than its room.
 """
 
 from __future__ import annotations
@@ -59,11 +72,19 @@ class _Unseen:
     checked: bool = False
 
 
-def _fresh(rec: _Lowered | _Unseen, ts: float | None, t: float) -> tuple[bool, bool]:
+def _fresh(rec: _Lowered | _Unseen | _Raised, ts: float | None, t: float) -> tuple[bool, bool]:
     """(a sample taken after the decrease is in hand, take `ts` as the baseline now)."""
     if not rec.checked:
         return False, t > rec.since
     return ts is not None and ts != rec.before, False
+
+
+@dataclass(frozen=True, slots=True)
+class _Raised:
+    new_kw: float  # the limit it was raised to
+    since: float  # when the increase was acknowledged
+    before: float | None = None  # as `_Lowered.before`
+    checked: bool = False
 
 
 class LimitLag:
@@ -74,6 +95,7 @@ class LimitLag:
         self.sample_s = sample_s  # a sampled draw's interval: how much later it shows
         self._lowered: dict[Key, _Lowered] = {}
         self._unseen: dict[Key, _Unseen] = {}
+        self._raised: dict[Key, _Raised] = {}
 
     def _wait_s(self, low: _Lowered) -> float:
         return self.follow_s + (self.sample_s if low.sampled else 0.0)
@@ -94,17 +116,43 @@ class LimitLag:
             seen = self._unseen.get(key)
             self._unseen[key] = _Unseen(min(new_kw, seen.low_kw) if seen else new_kw, t)
 
-    def raised(self, key: Key, new_kw: float) -> None:
-        """An increase at or above the old limit: nothing is left to follow."""
+    def raised(self, key: Key, new_kw: float, t: float | None = None,
+               sampled: bool = False) -> None:
+        """An increase acknowledged at `t`: at or above the old limit, nothing is left to
+        follow. `sampled`: the connector's draw is a sample, which shows it only later."""
         prev = self._lowered.get(key)
         if prev is not None and new_kw >= prev.old_kw:
             del self._lowered[key]
+        if sampled and t is not None:
+            self._raised[key] = _Raised(new_kw, t)
 
     def forget(self, keys: Iterable[Key]) -> None:
         """Connectors whose limit became unknown (a failed write): nothing to remember."""
         for key in keys:
             self._lowered.pop(key, None)
             self._unseen.pop(key, None)
+            self._raised.pop(key, None)
+
+    def base_draws(self, sample_ts: Mapping[Key, float | None], drawing: Mapping[Key, float],
+                   t: float) -> frozenset[Key]:  # fmt: skip
+        """Sampled connectors raised and not seen following yet: the circuits' base load
+        counts their draw at the limit in force (see the module's docstring). Forgotten once
+        a sample taken after the increase shows the draw at the new limit, or `follow_s` +
+        `sample_s` after it (an EV that takes less than its limit, a silent charger): a
+        sample taken after the increase but before the charger and the EV followed it (their
+        delay and ramp) still hides the ramp."""
+        out: set[Key] = set()
+        for key, rec in list(self._raised.items()):
+            ts = sample_ts.get(key)
+            fresh, baseline = _fresh(rec, ts, t)
+            followed = fresh and drawing.get(key, 0.0) >= rec.new_kw - FOLLOW_EPS_KW
+            if followed or t - rec.since >= self.follow_s + self.sample_s:
+                del self._raised[key]
+                continue
+            if baseline:
+                self._raised[key] = replace(rec, before=ts, checked=True)
+            out.add(key)
+        return frozenset(out)
 
     def draw_bounds(self, sample_ts: Mapping[Key, float | None], t: float) -> dict[Key, float]:
         """Per sampled connector lowered since its last sample: the most its sampled draw may

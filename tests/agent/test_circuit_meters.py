@@ -142,3 +142,34 @@ def test_apply_grants_increases_below_a_circuit_only_out_of_its_room():
     plan = plan_writes({a: 6.0}, {a: 2.0}, {a: 2.0}, {a: 1.0}, {}, **kw,
                        circuits=[(frozenset({a, b}), 0.0)])
     assert plan.writes == () and plan.held_back_kw == 4.0
+
+
+def test_a_sample_taken_before_an_increase_leaves_the_evs_own_draw_out_of_the_base():
+    """An OCPP EV raised 0 -> 1.45 kW draws 2.1 A a phase on the sub-board's meter while its
+    meter value (taken before the increase) still says 0. Counted at its sample, its own draw
+    was the sub-board's base load (the allocator then paused another EV for it); counted at
+    the limit in force (`raised`, LimitLag.base_draws) the base is the non-EV load. The room
+    for increases still counts its whole limit as undrawn: that stays on the safe side."""
+    from agent.control.circuit_meters import measure_circuits
+
+    cfg = sub_board_settings()
+    st = SubBoard(cfg=cfg, base_kw=10.0)
+    st.plug(KEYS[0])
+    snap = st.snapshot()
+    ev_a = 1.45 * 1000 / (3 * VOLTS)
+    chargers = tuple(replace(ch, connectors=tuple(
+        replace(c, power_kw=0.0, power_ts=100.0, limit_kw=1.45) if (ch.id, c.idx) == KEYS[0]
+        else c for c in ch.connectors)) for ch in snap.chargers)  # fmt: skip
+    meter = CircuitMeterState("sub", (4.0 + ev_a, 2.0 + ev_a, 2.0 + ev_a),
+                              (8.0 + 3 * ev_a) * VOLTS / 1000)
+    snap = replace(snap, chargers=chargers, circuit_meters=(meter,))
+    limits = {KEYS[0]: 1.45, KEYS[1]: 0.0, KEYS[2]: 0.0}
+    fallback = dict.fromkeys(KEYS, 0.0)
+    stale, = measure_circuits(cfg.station, snap, limits, fallback, 1.0)
+    known, = measure_circuits(cfg.station, snap, limits, fallback, 1.0, raised={KEYS[0]})
+    assert [round(a, 2) for a in stale.base_current_a] == [round(4.0 + ev_a, 2),
+                                                          round(2.0 + ev_a, 2),
+                                                          round(2.0 + ev_a, 2)]
+    assert [round(a, 2) for a in known.base_current_a] == [4.0, 2.0, 2.0]
+    assert known.headroom_kw == stale.headroom_kw
+

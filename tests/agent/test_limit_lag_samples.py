@@ -75,3 +75,34 @@ def test_a_sample_taken_before_a_decrease_counts_at_most_at_the_lowest_limit_sin
 def test_a_modbus_draw_has_no_bound():
     lag = lowered(sampled=False)
     assert lag.draw_bounds({KEY: None}, 10.25) == {}
+
+
+def test_a_sample_taken_before_an_increase_counts_at_the_limit_in_the_base_until_a_newer_one():
+    # 0 -> 1.45 kW acknowledged at t = 10: the circuit meters show the ramp before any
+    # sample does, so the base load counts the EV at its limit, not at the old sample's 0.
+    lag = LimitLag(FOLLOW_S, SAMPLE_S)
+    lag.raised(KEY, 1.45, 10.0, sampled=True)
+    assert lag.base_draws({KEY: 100.0}, {KEY: 0.0}, 10.25) == {KEY}  # may predate it
+    assert lag.base_draws({KEY: 100.0}, {KEY: 0.0}, 10.5) == {KEY}  # the same sample again
+    # newer, but taken before the charger and the EV followed (their delay, the ramp)
+    assert lag.base_draws({KEY: 101.0}, {KEY: 0.4}, 10.75) == {KEY}
+    assert lag.base_draws({KEY: 102.0}, {KEY: 1.45}, 11.0) == frozenset()  # at its limit
+    assert lag.base_draws({KEY: 103.0}, {KEY: 0.0}, 11.25) == frozenset()  # forgotten
+
+
+def test_an_ev_below_its_raised_limit_counts_at_it_for_follow_s_plus_the_sample_interval():
+    lag = LimitLag(FOLLOW_S, SAMPLE_S)
+    lag.raised(KEY, 1.45, 10.0, sampled=True)
+    for k in range(1, 12):
+        t = 10.0 + 0.25 * k
+        held = lag.base_draws({KEY: 100.0 + k}, {KEY: 1.0}, t)  # it takes less than 1.45
+        assert held == ({KEY} if t < 10.0 + FOLLOW_S + SAMPLE_S else frozenset()), t
+
+
+def test_a_modbus_increase_or_a_forgotten_limit_counts_as_read():
+    lag = LimitLag(FOLLOW_S, SAMPLE_S)
+    lag.raised(KEY, 1.45, 10.0, sampled=False)
+    assert lag.base_draws({KEY: None}, {KEY: 0.0}, 10.25) == frozenset()
+    lag.raised(KEY, 1.45, 10.0, sampled=True)
+    lag.forget([KEY])
+    assert lag.base_draws({KEY: 100.0}, {KEY: 0.0}, 10.25) == frozenset()
