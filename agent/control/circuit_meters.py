@@ -73,16 +73,26 @@ def keys_below(st: StationSettings, circuit_id: str) -> frozenset[Key]:
 
 
 def conductor_weights(st: StationSettings, keys: frozenset[Key],
-                      measured: Mapping[Key, int] | None = None) -> list[dict[Key, float]]:
+                      measured: Mapping[Key, int] | None = None,
+                      in_amps: Mapping[Key, int] | None = None) -> list[dict[Key, float]]:
     """Per grid phase: each connector's share of a power increase that can land on that
     phase at most (1 on its charger's first conductor, 1/2 on the second, 1/3 on the third,
     through the charger's rotation). `measured`: connectors whose EV was measured on fewer
-    conductors than its charger's (agent/control/phase_learning.py): none on the others."""
+    conductors than its charger's (agent/control/phase_learning.py): none on the others.
+    `in_amps`: connectors whose limit goes out as A per phase of that many conductors (a
+    charger limited in amps, its kW converted at that count): each of those conductors
+    carries at most 1/n of it whatever the EV, so 1/n on each of them."""
     out: list[dict[Key, float]] = [{}, {}, {}]
     chargers = {ch.id: ch for ch in st.chargers}
     known = measured or {}
+    amps = in_amps or {}
     for key in keys:
         ch = chargers[key[0]]
+        if key in amps:
+            n = max(1, min(ch.phases, amps[key]))
+            for q in range(n):
+                out[int(ch.phase_rotation[2 * q + 1]) - 1][key] = 1.0 / n
+            continue
         for q in range(min(ch.phases, known.get(key, ch.phases))):
             out[int(ch.phase_rotation[2 * q + 1]) - 1][key] = 1.0 / (q + 1)
     return out
@@ -112,6 +122,7 @@ def measure_circuits(
     measured_phases: Mapping[Key, int] | None = None,
     draw_bounds: Mapping[Key, float] | None = None,
     raised: Iterable[Key] = (),
+    in_amps: Mapping[Key, int] | None = None,
 ) -> list[CircuitMeasure]:
     """One `CircuitMeasure` per metered circuit (none when no circuit has a meter).
     `limits`: the limit in force per connector (None: unknown, counted as its fallback,
@@ -125,7 +136,8 @@ def measure_circuits(
     both the base load and the undrawn part are then on the safe side); `raised`: sampled
     draws taken before an increase (`LimitLag.base_draws`): the base load counts them at the
     limit in force, not as the EV's own draw left in the base (the undrawn part keeps the
-    sample)."""
+    sample); `in_amps`: connectors limited in A per phase of that many conductors
+    (`conductor_weights`)."""
     if not snap.circuit_meters:
         return []
     lag = lagging or {}
@@ -160,7 +172,7 @@ def measure_circuits(
                    for key in keys}  # fmt: skip
         rooms: list[tuple[Mapping[Key, float], float]] = []
         if c.max_current_a is not None:
-            for p, weights in enumerate(conductor_weights(st, keys, measured_phases)):
+            for p, weights in enumerate(conductor_weights(st, keys, measured_phases, in_amps)):
                 pending = sum(w * undrawn[key] for key, w in weights.items())
                 room = (c.max_current_a - c.margin_a - measured[p]) * volts / 1000 - pending
                 rooms.append((weights, room))

@@ -181,7 +181,8 @@ class Controller:
                                     self.fallback_per_connector, c.period_s, lagging,
                                     draw_bounds=bounds, raised=raised,
                                     phases=phases.booked,
-                                    measured_phases=phases.narrowing())  # fmt: skip
+                                    measured_phases=phases.narrowing(),
+                                    in_amps=phases.in_amps)  # fmt: skip
         bases: dict[str, tuple[tuple[float, float, float], float]] = {}
         if self.s.station.circuits:
             bases = {m.circuit_id: (m.base_current_a, m.base_power_kw) for m in circuits}

@@ -16,7 +16,7 @@ the switcher, this cycle's bookings), so the controller reads as allocation and 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.config.settings import AgentSettings
 from agent.control.apply import Key
@@ -51,11 +51,14 @@ NO_FIT = Fits()
 @dataclass(frozen=True, slots=True)
 class PhaseView:
     """This cycle's counts: `counts` per session's connector, `booked` where the allocator
-    books a count other than its charger's, `learned` those booked on a measured count."""
+    books a count other than its charger's, `learned` those booked on a measured count,
+    `in_amps` those whose limit goes out as A per phase of that many conductors (a charger
+    limited in amps, no switch under way): the apply rule's weights (circuit_meters.py)."""
 
     counts: dict[Key, PhaseCount]
     booked: dict[Key, int]
     learned: frozenset[Key]
+    in_amps: dict[Key, int] = field(default_factory=dict)
 
     def narrowing(self) -> dict[Key, int]:
         """The counts the apply rule may weigh on the booked conductors only: one from a
@@ -114,6 +117,7 @@ class SessionPhases:
         counts: dict[Key, PhaseCount] = {}
         booked: dict[Key, int] = {}
         learned: set[Key] = set()
+        in_amps: dict[Key, int] = {}
         self._bookings = {}
         self._reports = set()
         for ch in snap.chargers:
@@ -148,15 +152,22 @@ class SessionPhases:
                 else:
                     count = self.learner.observe(key, x.id, conn.currents_a, cfg.phases)
                 if ch.limit_in_amps:
+                    # Back on three too: booked on three from the acknowledged switch on (A
+                    # per phase of three, each conductor carries at most a third of it). As
+                    # an EV of unknown phases (its L1 plus the start reserve) its own start
+                    # on L2 and L3 was read as base load on top of the reserve before a
+                    # sample taught its count, and it paused the others, then itself.
                     count = (PhaseCount(count.phases, count.source, cfg.phases) if count.learned
                              else PhaseCount(cfg.phases, "configured"))  # fmt: skip
+                    if not booking.hold:
+                        in_amps[key] = cfg.phases
                 counts[key] = count
                 if not ch.limit_in_amps and count.phases != cfg.phases:
                     booked[key] = count.phases
                     if count.learned:
                         learned.add(key)
         self.learner.forget(active.keys())
-        return PhaseView(counts, booked, frozenset(learned))
+        return PhaseView(counts, booked, frozenset(learned), in_amps)
 
     def min_kw(self, key: Key, view: PhaseView) -> float:
         """The connector's smallest non-zero limit: IEC 61851's minimum is per phase, so

@@ -164,7 +164,11 @@ class OcppCharger:
                 transaction_id=str(c.tx_id) if c.tx_id is not None else None,
                 power_ts=c.power_ts, charge_phases=phases,
                 currents_a=None if caps is None else c.phases.currents))
+        # A charger that switches, limited in A: each profile's limit is A per phase of the
+        # count it carries (profiles.py), so the control loop books it as a Modbus charger
+        # limited in amps (agent/control/session_phases.py `count`).
         return ChargerReading(tuple(conns), self.cfg.max_power_kw, time.time(),
+                              limit_in_amps=caps is not None and self.info.unit == "A",
                               phase_switch_pause_s=None if caps is None else caps.pause_s)
 
     async def set_limit(self, idx: int, kw: float) -> None:

@@ -173,3 +173,18 @@ def test_a_sample_taken_before_an_increase_leaves_the_evs_own_draw_out_of_the_ba
     assert [round(a, 2) for a in known.base_current_a] == [4.0, 2.0, 2.0]
     assert known.headroom_kw == stale.headroom_kw
 
+
+
+def test_a_charger_limited_in_amps_weighs_a_third_of_an_increase_on_each_conductor():
+    """Its limit goes out as A per phase of its count: of P kW each of its three conductors
+    carries at most P/3V whatever the EV, where a charger limited in kW may put P/V on its
+    first (a 1-phase EV) and P/2V on its second. One phase (a switch): all on its first."""
+    from agent.control.circuit_meters import conductor_weights
+
+    st = sub_board_settings().station
+    keys = frozenset(KEYS)
+    weights = conductor_weights(st, keys, in_amps={KEYS[0]: 3})
+    assert [w.get(KEYS[0]) for w in weights] == [1 / 3, 1 / 3, 1 / 3]
+    assert [w.get(KEYS[1]) for w in weights] == [1.0, 1 / 2, 1 / 3]  # limited in kW
+    weights = conductor_weights(st, keys, in_amps={KEYS[0]: 1})
+    assert [w.get(KEYS[0]) for w in weights] == [1.0, None, None]

@@ -50,6 +50,7 @@ class SwitchedSubBoard(Station):
 
     cfg: AgentSettings = field(default_factory=station_settings)
     phases: int = 3
+    in_amps: bool = False  # CP1's limit is A per phase of its count (OCPP in A, Alfen)
     switching: tuple[float, int] | None = None
     log: list[dict] = field(default_factory=list)
 
@@ -75,6 +76,7 @@ class SwitchedSubBoard(Station):
         snap = super().snapshot()
         chargers = tuple(
             replace(ch, phase_switch_pause_s=PAUSE_S if ch.id == "CP1" else None,
+                    limit_in_amps=self.in_amps and ch.id == "CP1",
                     connectors=tuple(replace(
                         c, currents_a=self.conductors((c.charger_id, c.idx)),
                         charge_phases=self.phases if ch.id == "CP1" else None)
@@ -179,4 +181,37 @@ def test_a_charging_3_phase_ev_switches_to_free_a_paused_one_without_waiting_its
     assert st.draw[CP1] >= 1.38 and all(st.draw[(cid, 1)] >= 1.38 for cid in SINGLES)
     st.run(10.0)  # stays on one while the four are there: no flapping
     assert [w for e in st.log for _, w in e["writes"]] == [1]
+    assert max(max(e["amps"]) for e in st.log) <= RATING_A + 1e-6
+
+
+def test_a_charger_limited_in_amps_goes_back_on_three_and_keeps_charging_there():
+    """A charger whose limit is A per phase of its count (an OCPP profile in A carries its
+    numberPhases): back on three it is booked on three from the acknowledged switch on, with
+    no start reserve (each conductor carries at most a third of its limit, whatever the EV),
+    and an increase weighs a third on each of its conductors. As an EV of unknown phases
+    its start on L2 was read as base load on top of the reserve and over OCPP it was paused
+    and stayed paused (docs/ocpp.md, "Phase switching")."""
+    st = SwitchedSubBoard(in_amps=True)
+    st.plug(CP1)
+    st.run(6.0)
+    assert st.draw[CP1] >= 4.14
+    for cid in SINGLES:
+        st.plug((cid, 1))
+    st.run(20.0)
+    assert st.phases == 1 and st.draw[CP1] >= 1.38
+    assert all(st.draw[(cid, 1)] >= 1.38 for cid in SINGLES)
+    for cid in SINGLES[1:]:
+        st.unplug((cid, 1))
+    up = len(st.log)
+    st.run(15.0)
+    writes = [(i, w) for i, e in enumerate(st.log) for _, w in e["writes"]]
+    assert [w for _, w in writes] == [1, 3], [e["cp1"] for e in st.log[up:]]
+    i, _ = writes[1]
+    # booked on three (configured: no start reserve) from before the write on
+    assert all(e["cp1"].phases == 3 and e["cp1"].source != "assumed" for e in st.log[i:])
+    assert st.phases == 3
+    # once it started on three, never paused again, and the 1-phase EV left charges too
+    started = next(j for j in range(i, len(st.log)) if st.log[j]["limit"].get(CP1, 0.0) > 0.0)
+    assert all(e["limit"].get(CP1, 0.0) >= 4.14 for e in st.log[started + 4:])
+    assert st.draw[CP1] >= 4.14 and st.draw[(SINGLES[0], 1)] >= 1.38
     assert max(max(e["amps"]) for e in st.log) <= RATING_A + 1e-6
