@@ -19,7 +19,9 @@ the headroom its chargers' increases may use this cycle.
   P/V A lands on the charger's first conductor, P/2V on its second and P/3V on its third
   (1-, 2- or 3-phase EV alike): increases and undrawn limits count on each grid phase with
   those weights through the charger's rotation, so an EV on a rotated charger can start on
-  its own phase while another phase is full. An EV measured on fewer conductors by its
+  its own phase while another phase is full. On a charger limited in amps per phase (its
+  kW converted at its n phases) each conductor carries at most P/nV: 1/n on each. An EV
+  measured on fewer conductors by its
   charger's own readings (agent/control/phase_learning.py) counts on those only (a count
   learned from a circuit meter's step does not narrow them: phase_learning.py says why):
   were it to take another one, the next reading books it (more phases are adopted at
