@@ -49,10 +49,9 @@ demo: install
 # The suite, then the tests marked `alone` (they measure what other processes disturb) by
 # themselves. Serial by default: `make test TEST_WORKERS=4` runs it in four pytest-xdist
 # processes, about 10 min instead of 35 (most of the time is real-time simulation, not CPU),
-# but with four on 2 cores three fault tests that run the agent, the simulator and the
-# charge points in one process each failed once (two were the agent's, fixed since; one
-# timeout is not explained: docs/testing.md, "In parallel"); CI stays serial until a
-# parallel run is green again.
+# With four on 2 cores three fault tests each failed once, all explained and fixed since (two
+# were the agent's, one a hang in the simulated charge point's stop(): docs/testing.md,
+# "In parallel"); since then parallel runs are green (10 min 53 s on 2026-12-07).
 TEST_WORKERS ?= 0
 test: install system-deps
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not alone"

@@ -50,6 +50,7 @@ from .ocpp_schedule import ProfileStore, from_payload
 log = logging.getLogger("hardware_sim.ocpp")
 
 TICK_S = 0.1
+STOP_TIMEOUT_S = 10.0  # stop(): how long its tasks may take to end after their cancel
 
 
 def _now_iso() -> str:
@@ -114,11 +115,27 @@ class SimChargePoint:
         self._tasks = [loop.create_task(self._connect_loop()), loop.create_task(self._tick_loop())]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        """Cancel the connection and tick tasks until they have ended (bounded).
+
+        One cancel is not always enough on Python 3.11: the `ocpp` library waits for an
+        answer with `asyncio.wait_for`, which returns the answer instead of raising when the
+        cancel lands after the answer arrived but before the waiting task resumed (CPython
+        gh-86296, fixed in 3.12). The tick task then ran on, and awaiting it never returned
+        (the OCPP lag test's 300 s timeout; docs/testing.md, "In parallel")."""
+        tasks = [task for task in self._tasks if not task.done()]
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while tasks:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=1.0)
+            tasks = [task for task in tasks if not task.done()]
+            if tasks and time.monotonic() > deadline:
+                raise RuntimeError(f"{self.id}: {len(tasks)} task(s) still running "
+                                   f"{STOP_TIMEOUT_S:g} s after stop(): {tasks}")
+        for task in self._tasks:  # collected, so none is reported as never retrieved
+            if not task.cancelled():
+                task.exception()
+        self._tasks = []
         if self._ws is not None:
             await self._ws.close()
 

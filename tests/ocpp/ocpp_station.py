@@ -65,15 +65,29 @@ class OcppStation:
         return self.sim.model.chargers[cid].connector(idx).power_kw
 
     async def close(self) -> None:
+        """Each part must end within CLOSE_S: one that does not fails the test by name,
+        never hangs it (a charge point's lost cancel once did: SimChargePoint.stop)."""
         self._stop.set()
         if self._runner is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._runner, 10)
-        for cp in self.cps.values():
-            await cp.stop()
-        await self.cs.close()
+            await _ends(self._runner, "the control loop after its stop event")
+        for cid, cp in self.cps.items():
+            await _ends(cp.stop(), f"charge point {cid}'s stop()")
+        await _ends(self.cs.close(), "the central system's close()")
         if self.loop is not None:
-            await self.loop.devices.close()
+            await _ends(self.loop.devices.close(), "the station devices' close()")
+
+
+CLOSE_S = 30.0  # generous: every part ends in well under a second when nothing is wrong
+
+
+async def _ends(aw: Any, what: str) -> None:
+    """Await `aw` for at most CLOSE_S; an AssertionError naming it if it has not ended."""
+    task = asyncio.ensure_future(aw)
+    done, _ = await asyncio.wait({task}, timeout=CLOSE_S)
+    if not done:
+        task.cancel()
+        raise AssertionError(f"{what} did not end within {CLOSE_S:g} s")
+    task.result()  # raises what it raised
 
 
 @contextlib.asynccontextmanager
