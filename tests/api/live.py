@@ -75,19 +75,37 @@ class LiveApi:
         self._thread.join(timeout=5)
 
 
+def api_station(config: StationConfig, db: Any, clock: Any, signals: Signals,
+                on_event: Any = None) -> ApiStation:
+    """The API-only station as the comparison's "old path" builds it (`SteppedApi`'s default)."""
+    return ApiStation(config, db, clock, signals=signals, on_event=on_event)
+
+
 class SteppedApi(LiveApi):
     """The API-only station on a real socket with no loop of its own: `step(n)` runs n control
     cycles and advances a manual clock by one period each, so a scenario's answers depend only
-    on its requests (the comparison in tests/api/test_api_electra_answers.py needs that)."""
+    on its requests (the comparison in tests/api/test_api_electra_answers.py needs that).
 
-    def __init__(self, tmp: Path, config: dict[str, Any], period_s: float = 0.25) -> None:
+    `make(config, db, clock, signals, on_event)` builds the station behind the API: the seam
+    where the comparison puts each implementation (its `cycle()` is one control step). Every
+    session event its hook is handed is kept in `events`; `restart()` is a SIGKILL and a new
+    station (and server) on the same store file."""
+
+    def __init__(self, tmp: Path, config: dict[str, Any], period_s: float = 0.25,
+                 make: Any = api_station) -> None:
         super().__init__(tmp, config, period_s)
         self.clock = ManualClock()
+        self.make = make
+        self.events: list[dict[str, Any]] = []
+
+    def _hook(self, kind: str, payload: dict[str, Any]) -> None:
+        self.events.append({"kind": kind, "id": payload["id"], "reason": payload.get("reason"),
+                            "charger": payload["charger_id"], "idx": payload["connector_idx"]})
 
     async def _start(self) -> None:
         db = connect(self._db_path, check_same_thread=False)
         self.db = db
-        self.station = ApiStation(self._config, db, self.clock, signals=Signals(db))
+        self.station = self.make(self._config, db, self.clock, Signals(db), self._hook)
         self.server = ApiServer(create_app(self.station),
                                 ApiServerSettings(socket_path=self.socket, tcp_port=0, token=TOKEN))
         await self.server.start()
@@ -99,10 +117,33 @@ class SteppedApi(LiveApi):
                 self.clock.advance(self.period_s)
         self.call(run)
 
+    def advance(self, seconds: float) -> None:
+        """Time passes without a control cycle (the integration and the agent both quiet)."""
+        self.call(lambda: self.clock.advance(seconds))
+
+    def restart(self, config: dict[str, Any] | None = None) -> None:
+        """As a SIGKILL and a new start: nothing flushed, the server and station replaced by
+        new ones on the same store file, with `config` (else the one the station started
+        with)."""
+        if config is not None:
+            self._config = StationConfig.model_validate(config)
+
+        async def again() -> None:
+            await self.server.stop()
+            await self._start()
+        asyncio.run_coroutine_threadsafe(again(), self._loop).result(timeout=10)
+
     def session_rows(self) -> list[dict[str, Any]]:
         """The store's session rows (status and source), oldest first."""
         return self.call(lambda: [dict(r) for r in self.db.query(
             "SELECT status, source, charger_id, connector_idx FROM sessions ORDER BY rowid")])
+
+    def stored_sessions(self) -> list[dict[str, Any]]:
+        """Every column of the store's session rows that the station decides, oldest first."""
+        return self.call(lambda: [dict(r) for r in self.db.query(
+            "SELECT id, status, source, kind, charger_id, connector_idx, started_at, stopped_at,"
+            " stop_reason, round(energy_kwh, 6) AS energy_kwh, peak_kw, vehicle_max_kw,"
+            " vehicle_id, fleet_id, limit_kw FROM sessions ORDER BY rowid")])
 
     def stop(self) -> None:
         self.http.close()
