@@ -4,8 +4,10 @@ handed out counted in the budget from the first step), announces them as resumed
 started again), stops a session whose integration went silent, and leaves no row `active`
 once its session is gone. A clean shutdown stops nothing.
 
-Real SQLite files and the real ApiStation; a restart is a new station on the same file. The
-event hook records what the daemon's uplink bridge would be handed.
+Real SQLite files and the real stations; a restart is a new station on the same file. The
+event hook records what the daemon's uplink bridge would be handed. Every test runs on the
+old `ApiStation` and on `VirtualStation` (virtual chargers under the daemon's controller,
+agent/app/virtual_station.py), which replaces it.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from agent.api.context import NewSession
 from agent.api.models import StationConfig
 from agent.app.api_station import ApiStation
+from agent.app.virtual_station import VirtualStation
 from agent.model.clock import ManualClock
 from agent.store import connect
 from agent.store.signals import PowerCap, Signals
@@ -37,10 +42,20 @@ class Hook:
         return [k for k, i, _ in self.got if i == sid]
 
 
+IMPLEMENTATION: list[type] = [ApiStation]
+
+
+@pytest.fixture(autouse=True, params=[ApiStation, VirtualStation], ids=["api_station", "virtual"])
+def implementation(request):
+    IMPLEMENTATION[0] = request.param
+    yield request.param
+    IMPLEMENTATION[0] = ApiStation
+
+
 def station(db: Path, clock: ManualClock, hook: Hook | None = None, config: StationConfig = CONFIG,
             silence_s: float = 900.0, signals: Signals | None = None) -> ApiStation:  # fmt: skip
-    return ApiStation(config, connect(db), clock, on_event=hook, silence_s=silence_s,
-                      signals=signals)  # fmt: skip
+    return IMPLEMENTATION[0](config, connect(db), clock, on_event=hook, silence_s=silence_s,
+                             signals=signals)  # fmt: skip
 
 
 def rows(db: Path) -> dict[str, tuple[str, str | None]]:

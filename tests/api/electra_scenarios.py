@@ -62,6 +62,8 @@ def fleet(**over: Any) -> dict[str, Any]:
 
 
 STATUS: Step = ("GET", "/station/status", None, None)
+# sems-edge's own view of every session: binding, energy, cost, kind, vehicle and fleet ids.
+SESSIONS: Step = ("GET", "/api/v1/station/sessions", None, None)
 
 
 def cycle(n: int) -> Step:
@@ -75,7 +77,7 @@ def fleet_lifecycle(kind: str) -> list[Step]:
         ("GET", base + "/{f}", None, None),
         ("PUT", base + "/{f}", {"end_level": 90, "max_power_kw": 50}, None),
         ("POST", base + "/{f}/start", None, None),
-        cycle(2), STATUS,
+        cycle(2), STATUS, SESSIONS,
         ("GET", base + "/{f}", None, None),
         ("POST", base + "/{f}/start", None, None),
         ("GET", base + "?vehicle_id=V1", None, None),
@@ -115,7 +117,7 @@ SCENARIOS: dict[str, tuple[dict[str, Any], list[Step]]] = {
         ("POST", "/sessions", session("CP001", 1, 80), "a"),
         ("POST", "/sessions", session("CP001", 2, 150), "b"),
         ("POST", "/sessions", session("CP002", 1, 150), "c"),
-        STATUS, cycle(1), STATUS, cycle(1), STATUS,
+        STATUS, SESSIONS, cycle(1), STATUS, cycle(1), STATUS, SESSIONS,
     ]),
     "newcomer_gets_free_headroom_then_fair_share": (TWO_SINGLE, [
         ("POST", "/sessions", session("A", 1, 100), "a"),
@@ -154,7 +156,7 @@ SCENARIOS: dict[str, tuple[dict[str, Any], list[Step]]] = {
         ("POST", "/sessions/{a}/power-update", {"consumedPower": 41}, None),
         cycle(2), STATUS,
         ("POST", "/sessions/{a}/power-update", {"consumedPower": 150}, None),
-        cycle(2), STATUS,
+        cycle(2), STATUS, SESSIONS,
         ("POST", "/sessions/nope/power-update", {"consumedPower": 3}, None),
         ("POST", "/sessions/{a}/power-update", {"consumedPower": -1}, None),
     ]),
@@ -218,7 +220,7 @@ SCENARIOS: dict[str, tuple[dict[str, Any], list[Step]]] = {
         STATUS, cycle(1), STATUS,
         report("a", 20), advance(360), report("a", 20), cycle(1), STATUS,
         report("b", 25), advance(120), report("b", 30), cycle(2), STATUS,
-        ("POST", "/sessions/{c}/stop", None, None), cycle(1), STATUS, ROWS, EVENTS,
+        ("POST", "/sessions/{c}/stop", None, None), cycle(1), STATUS, SESSIONS, ROWS, EVENTS,
     ]),
     "silence_stops_a_quiet_session": (DEPOT, [
         ("POST", "/sessions", session("DC1", 1, 40), "talking"),
@@ -233,7 +235,7 @@ SCENARIOS: dict[str, tuple[dict[str, Any], list[Step]]] = {
         ("POST", "/sessions", session("AC1", 2, 22), "b"),
         cycle(2), STATUS,
         report("a", 30), advance(360), report("a", 30), cycle(1), STATUS, ROWS,
-        advance(30), restart(), STATUS, ROWS, EVENTS,
+        advance(30), restart(), STATUS, SESSIONS, ROWS, EVENTS,
         ("POST", "/sessions", session("DC1", 2, 40), "c"),
         STATUS, cycle(1), STATUS, cycle(1), STATUS,
         report("a", 30), advance(120), report("a", 30), ROWS,

@@ -15,6 +15,7 @@ from agent.api import create_app
 from agent.api.models import StationConfig
 from agent.api.server import ApiServer, ApiServerSettings
 from agent.app.api_station import ApiStation
+from agent.app.virtual_station import VirtualStation
 from agent.model.clock import ManualClock, RealClock
 from agent.store import connect
 from agent.store.signals import Signals
@@ -79,6 +80,12 @@ def api_station(config: StationConfig, db: Any, clock: Any, signals: Signals,
                 on_event: Any = None) -> ApiStation:
     """The API-only station as the comparison's "old path" builds it (`SteppedApi`'s default)."""
     return ApiStation(config, db, clock, signals=signals, on_event=on_event)
+
+
+def virtual_station(config: StationConfig, db: Any, clock: Any, signals: Signals,
+                    on_event: Any = None) -> VirtualStation:
+    """The new path: virtual devices under the daemon's controller."""
+    return VirtualStation(config, db, clock, signals=signals, on_event=on_event)
 
 
 class SteppedApi(LiveApi):
