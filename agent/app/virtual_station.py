@@ -36,6 +36,8 @@ configuration stops every session ("config_replaced"). A clean shutdown stops no
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import math
 import uuid
@@ -45,6 +47,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlite_utils
+from pydantic import ValidationError
 
 import allocator
 from agent.api.context import (
@@ -338,7 +341,7 @@ class VirtualStation:
         self.tracker.flush()
 
     # ----- the control step -----
-    def cycle(self) -> Decision:
+    def cycle(self) -> None:
         """One control cycle: silent sessions stopped, then the controller's step (read,
         decide, write decreases before increases, commit), and what changed stored.
 
@@ -356,7 +359,17 @@ class VirtualStation:
         self._decision = decision
         self._save_limits(t0)
         self._stats.record_cycle(self._clock.monotonic() - t0, math.inf)
-        return decision
+
+    async def run(self, period_s: float, stop: asyncio.Event) -> None:
+        """Drive `cycle()` every period until `stop` is set (a loop of its own, for tests and
+        tools; the daemon steps it after each of its control cycles)."""
+        deadline = self._clock.monotonic()
+        while not stop.is_set():
+            self.cycle()
+            deadline += period_s
+            if deadline < self._clock.monotonic():  # overrun: do not try to catch up
+                deadline = self._clock.monotonic()
+            await self._clock.sleep_until(deadline)
 
     def _step(self, t: float) -> Decision:
         for name, dev in self.virtual.by_name.items():
@@ -515,3 +528,50 @@ class VirtualStation:
             vehicle_id=s.vehicle_id,
             fleet_id=api.fleet_id,
         )
+
+
+META_KEY = "api_station_config"  # the `meta` row holding the configuration last POSTed
+
+
+class StoredVirtualStation(VirtualStation):
+    """The station with API chargers as the daemon runs it: the chargers declared through
+    the local API (Electra's `POST /station/config`) are kept in the store's `meta` table, so
+    a restart serves the same chargers; the grid capacity and base load start from
+    `[station]`, the control rules (probe margins) from `[control]`."""
+
+    @classmethod
+    def open(
+        cls,
+        settings: AgentSettings,
+        db: sqlite_utils.Database,
+        clock: Clock,
+        *,
+        signals: Any | None = None,
+        uplink: Uplink | None = None,
+        on_event: EventHook | None = None,
+    ) -> StoredVirtualStation:
+        """`on_event`: the session events' hook (the daemon's uplink bridge)."""
+        st = settings.station
+        config = StationConfig(
+            stationId=st.id, gridCapacity=st.grid_capacity_kw,
+            baseLoad=st.pessimistic_base_load_kw,
+        )  # fmt: skip
+        row = db.execute("SELECT value FROM meta WHERE key = ?", [META_KEY]).fetchone()
+        if row is not None:
+            try:
+                config = StationConfig.model_validate(json.loads(row[0]))
+            except (ValueError, ValidationError) as exc:
+                log.warning("stored API station configuration ignored: %s", exc)
+        from agent.energy.tariffs import prices_at
+
+        return cls(config, db, clock, settings=settings, signals=signals, uplink=uplink,
+                   import_price=lambda ts: prices_at(settings.tariff, signals, ts)[0],
+                   on_event=on_event, silence_s=settings.api.session_silence_s)  # fmt: skip
+
+    def replace_station_config(self, config: StationConfig) -> None:
+        with self.store.conn:
+            self.store.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                [META_KEY, config.model_dump_json()],
+            )
+        super().replace_station_config(config)

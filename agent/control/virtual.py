@@ -12,7 +12,7 @@ for any charger:
   last reported over the time until the next report. The limit written to it is what the
   API answers: the integration applies it, so the connector draws what was last reported
   but never more than the limit in force (a report above it was made before the
-  integration applied it; ApiStation counted every session at its allocation the same way).
+  integration applied it; the API-only station before it counted every session at its allocation the same way).
   Until the first report nothing has measured its draw (`measured` False: 0 kW, no cap).
 - `VirtualMeter`: no meter sees these EVs, so the grid import is the configured base load
   plus what the sessions report drawing (`budget = gridCapacity - baseLoad`, as Electra's).

@@ -2,9 +2,10 @@
 test_api_fleet.py and test_api_power_caps.py) as data, and a runner that plays one against
 a stepped station and records every answer.
 
-The record is the comparison for replacing the API-only station by virtual devices under
-the daemon's controller (issue 11, "One station"): the new path must give the same answers,
-or differences that are justified. An answer is normalised so that it depends only on the
+The record (electra_answers.json, made by the old API-only station before its deletion) is
+the comparison for the station that replaced it, virtual devices under the daemon's
+controller (issue 11, "One station"): it must give the same answers, or differences that
+are justified. An answer is normalised so that it depends only on the
 requests: generated ids become "#1", "#2"... in order of first appearance, and a station's
 cycle count and cycle time (which measure the machine) are left out.
 

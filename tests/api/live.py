@@ -1,5 +1,6 @@
-"""A live local API for tests: the API-only station and its server on a real Unix socket
-(and loopback TCP with a token), running in a background thread's event loop."""
+"""A live local API for tests: the station with API chargers (`VirtualStation`: virtual
+chargers under the daemon's controller) and its server on a real Unix socket (and loopback
+TCP with a token), running in a background thread's event loop."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import httpx
 from agent.api import create_app
 from agent.api.models import StationConfig
 from agent.api.server import ApiServer, ApiServerSettings
-from agent.app.api_station import ApiStation
 from agent.app.virtual_station import VirtualStation
 from agent.model.clock import ManualClock, RealClock
 from agent.store import connect
@@ -31,7 +31,7 @@ class LiveApi:
         self._db_path = tmp / "agent.db"
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self.station: ApiStation | None = None
+        self.station: VirtualStation | None = None
         self.server: ApiServer | None = None
 
     def start(self) -> LiveApi:
@@ -43,7 +43,7 @@ class LiveApi:
 
     async def _start(self) -> None:
         db = connect(self._db_path, check_same_thread=False)
-        self.station = ApiStation(self._config, db, RealClock(), signals=Signals(db))
+        self.station = VirtualStation(self._config, db, RealClock(), signals=Signals(db))
         self.server = ApiServer(create_app(self.station),
                                 ApiServerSettings(socket_path=self.socket, tcp_port=0, token=TOKEN))
         await self.server.start()
@@ -76,20 +76,14 @@ class LiveApi:
         self._thread.join(timeout=5)
 
 
-def api_station(config: StationConfig, db: Any, clock: Any, signals: Signals,
-                on_event: Any = None) -> ApiStation:
-    """The API-only station as the comparison's "old path" builds it (`SteppedApi`'s default)."""
-    return ApiStation(config, db, clock, signals=signals, on_event=on_event)
-
-
 def virtual_station(config: StationConfig, db: Any, clock: Any, signals: Signals,
                     on_event: Any = None) -> VirtualStation:
-    """The new path: virtual devices under the daemon's controller."""
+    """The station as `SteppedApi` builds it by default."""
     return VirtualStation(config, db, clock, signals=signals, on_event=on_event)
 
 
 class SteppedApi(LiveApi):
-    """The API-only station on a real socket with no loop of its own: `step(n)` runs n control
+    """The station with API chargers on a real socket with no loop of its own: `step(n)` runs n control
     cycles and advances a manual clock by one period each, so a scenario's answers depend only
     on its requests (the comparison in tests/api/test_api_electra_answers.py needs that).
 
@@ -99,7 +93,7 @@ class SteppedApi(LiveApi):
     station (and server) on the same store file."""
 
     def __init__(self, tmp: Path, config: dict[str, Any], period_s: float = 0.25,
-                 make: Any = api_station) -> None:
+                 make: Any = virtual_station) -> None:
         super().__init__(tmp, config, period_s)
         self.clock = ManualClock()
         self.make = make

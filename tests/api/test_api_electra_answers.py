@@ -1,48 +1,43 @@
-"""Electra's API scenarios played through each implementation of the station with no
-configured chargers, every answer compared with the record in electra_answers.json (issue 11,
-"One station": the comparison the station replacing `ApiStation` must pass, or differ from
-only where the report justifies it).
+"""Electra's API scenarios played through the station with no configured chargers, every
+answer compared with the record in electra_answers.json (issue 11, "One station").
 
-The record was produced by `ApiStation` (agent/app/api_station.py), the old path: HTTP
-answers and status codes, each session's allocation and binding, the store's session rows
-(status, stop reason, energy, peak, the limit handed out) and the session events the uplink
-is handed, through session creation, consumption reports, stops, caps, several sessions,
-configuration replacement, power caps, silence and a SIGKILL-and-restart. Numbers compare to
-0.01 (kW, kWh), everything else exactly.
+The record is data produced by the old path, `ApiStation` (agent/app/api_station.py, deleted
+once the daemon ran `VirtualStation`), before its deletion: HTTP answers and status codes,
+each session's allocation and binding, the store's session rows (status, stop reason,
+energy, peak, the limit handed out) and the session events the uplink is handed, through
+session creation, consumption reports, stops, caps, several sessions, configuration
+replacement, power caps, silence and a SIGKILL-and-restart. The new path (virtual chargers
+under the daemon's controller, agent/app/virtual_station.py) gave every one of these answers
+while both existed (commit 733c253, "VirtualStation: ..."): numbers compare to 0.01 (kW, kWh),
+everything else exactly. The old code being gone, the record is not re-recorded: a change
+of answer must be justified in `JUSTIFIED` (the difference and why), so any other difference,
+or one of those going away, fails.
 
 `IMPLEMENTATIONS` is the seam: each entry builds a station from (config, store, clock,
-signals, event hook); every scenario runs through every entry. `virtual_station` is the new
-path (agent/app/virtual_station.py: virtual chargers under the daemon's controller); where
-its answers differ from the record, `JUSTIFIED` lists each difference and why, so any other
-difference (or one of these going away) fails.
-
-To re-record after a deliberate, explained change: SEMS_RECORD_ANSWERS=1 pytest this file
-(only `ApiStation`'s answers are recorded).
+signals, event hook); every scenario runs through every entry.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from api.electra_scenarios import SCENARIOS, play
-from api.live import SteppedApi, api_station, virtual_station
+from api.live import SteppedApi, virtual_station
 
 RECORD = Path(__file__).with_name("electra_answers.json")
-RECORDING = os.environ.get("SEMS_RECORD_ANSWERS") == "1"
 TOLERANCE = 0.01  # kW, kWh: the API's allocations are floored to 0.01 kW
-IMPLEMENTATIONS = {"api_station": api_station, "virtual_station": virtual_station}
+IMPLEMENTATIONS = {"virtual_station": virtual_station}
 
-JUSTIFIED: dict[str, dict[str, list[str]]] = {"api_station": {}, "virtual_station": {}}
+JUSTIFIED: dict[str, dict[str, list[str]]] = {"virtual_station": {}}
 
 
 def recorded() -> dict:
-    return json.loads(RECORD.read_text()) if RECORD.exists() else {}
+    return json.loads(RECORD.read_text())
 
 
 def differences(got: Any, want: Any, where: str = "") -> list[str]:
@@ -72,12 +67,8 @@ def test_answers_match_the_record(tmp_path, name, impl):
         got = play(station, steps)
     finally:
         station.stop()
-    if RECORDING and impl == "api_station":
-        record = recorded()
-        record[name] = got
-        RECORD.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     expected = recorded().get(name)
-    assert expected is not None, f"no record for {name!r}: run with SEMS_RECORD_ANSWERS=1"
+    assert expected is not None, f"no record for {name!r}"
     assert differences(got, expected) == JUSTIFIED[impl].get(name, [])
 
 
