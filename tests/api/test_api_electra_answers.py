@@ -84,3 +84,40 @@ def test_the_comparison_sees_a_difference():
 
 def test_every_recorded_scenario_still_exists():
     assert set(recorded()) == set(SCENARIOS)
+
+
+def allocations(answer: dict) -> list[float] | None:
+    """The allocations an answer shows for every active session, if it shows them all."""
+    if isinstance(answer.get("sessions"), dict):  # GET /station/status
+        return [s["allocatedPower"] for s in answer["sessions"].values()]
+    if isinstance(answer.get("sessions"), list) and answer["sessions"] and \
+            "allocated_kw" in answer["sessions"][0]:  # GET /api/v1/station/sessions
+        return [s["allocated_kw"] for s in answer["sessions"]]
+    return None
+
+
+def budget_of(config: dict) -> float:
+    return float(config["gridCapacity"]) - float(config.get("baseLoad") or 0.0)
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_the_allocations_never_exceed_the_budget(tmp_path, name):
+    """Every picture of all the sessions, at every step of every scenario (after creations
+    before any cycle, after resumes, across reconfigurations), fits gridCapacity - baseLoad
+    of the configuration in force (a power cap lowers it from the next cycle on)."""
+    config, steps = SCENARIOS[name]
+    station = SteppedApi(tmp_path, config).start()
+    try:
+        record = play(station, steps)
+    finally:
+        station.stop()
+    budget = budget_of(config)
+    for (method, path, body, _), entry in zip(steps, record, strict=True):
+        if method == "POST" and path == "/station/config" and entry["status"] == 200:
+            budget = budget_of(body)
+        if method == "restart" and path is not None:  # restarted with this configuration
+            budget = budget_of(path)
+        answer = entry.get("answer")
+        shown = allocations(answer) if isinstance(answer, dict) else None
+        if shown is not None:
+            assert sum(shown) <= budget + 1e-6, (entry["request"], shown, budget)
