@@ -6,8 +6,8 @@ Wiring (the daemon does this inside its own asyncio loop):
     app = create_app(ctx)                  # ctx implements agent.api.context.ApiContext
     await serve(app, ApiServerSettings(...), stop=stop_event)
 
-`agent.app.api_station.ApiStation` is the context for a station whose chargers are known only
-through this API. See docs/api.md for every endpoint.
+`agent.app.virtual_station.VirtualStation` is the context for a station whose chargers are
+known only through this API (virtual chargers under the daemon's controller). See docs/api.md for every endpoint.
 """
 
 from agent.api.app import create_app

@@ -1,6 +1,6 @@
 """What the local API needs from the running agent: the `ApiContext` Protocol.
 
-The daemon implements it over its live state (hardware mode); `agent.app.api_station.ApiStation`
+The daemon implements it over its live state (hardware mode); `agent.app.virtual_station.VirtualStation`
 implements it when chargers are known only through the API. The API never reaches into
 the control loop or the drivers directly: everything goes through these methods, so the
 same routers serve both modes and the tests can run against either.

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     import sqlite_utils
 
     from agent.api.server import ApiServer
-    from agent.app.api_station_store import StoredApiStation
+    from agent.app.virtual_station import StoredVirtualStation
     from agent.store.signals import Signals
     from agent.uplink import Uplink
     from agent.uplink.bridge import UplinkBridge
@@ -67,7 +67,8 @@ async def run_daemon(
     `StationState` (agent/state/station_state.py), made here before them all.
     `uplink` (tests): a hook to use instead; `signals`: the cloud signals to share. With
     `serve_api` the local API answers on `[api]`'s socket; a station without configured
-    chargers is driven through that API (agent/app/api_station.py) by the same loop, its
+    chargers is driven through that API: its chargers are virtual devices under a controller
+    of its own (agent/app/virtual_station.py), stepped after every control cycle, its
     sessions resumed from the store and their events sent through the same uplink hook.
     `config_path`: the settings file, re-read on SIGHUP (agent/app/config_reload.py)."""
     clock = clock or RealClock()
@@ -136,7 +137,7 @@ async def run_daemon(
     sessions = control.controller.sessions
     tasks: list[asyncio.Task[None]] = []
     api: ApiServer | None = None
-    station: StoredApiStation | None = None
+    station: StoredVirtualStation | None = None
     try:
         if central is not None:  # chargers connect from here on; limits wait for the loop
             await central.start()
@@ -211,15 +212,15 @@ def _api_station(
     cloud: Uplink | None,
     hook: UplinkHook | None,
     bridge: UplinkBridge | None,
-) -> StoredApiStation:
-    """The station without configured chargers (chargers known through the API), stepped
-    after every control cycle; its sessions resumed from the store (their `session_resumed`
-    events reach `hook` now) and reported with the tracker's on the uplink."""
-    from agent.app.api_station_store import StoredApiStation
+) -> StoredVirtualStation:
+    """The station without configured chargers (chargers known through the API, as virtual
+    devices), stepped after every control cycle; its sessions resumed from the store (their
+    `session_resumed` events reach `hook` now) and reported with the tracker's on the uplink."""
+    from agent.app.virtual_station import StoredVirtualStation
 
     on_event = hook.enqueue if hook is not None else None
-    station = StoredApiStation.open(settings, db, clock, signals=signals, uplink=cloud,
-                                    on_event=on_event)  # fmt: skip
+    station = StoredVirtualStation.open(settings, db, clock, signals=signals, uplink=cloud,
+                                        on_event=on_event)  # fmt: skip
     control.between_cycles.append(station.cycle)
     if bridge is not None:
         bridge.follow_sessions(station.active_records)
@@ -227,7 +228,7 @@ def _api_station(
     return station
 
 
-def _save_api_sessions(station: StoredApiStation) -> None:
+def _save_api_sessions(station: StoredVirtualStation) -> None:
     """Clean shutdown: the API sessions' figures saved, their rows left `active` so the next
     start resumes them (the integration has not ended them)."""
     import sqlite3

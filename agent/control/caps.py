@@ -76,6 +76,11 @@ class CapTracker:
             st.below_since = None
         return st.cap_kw
 
+    def cap(self, session_id: str) -> float | None:
+        """The session's cap in force, if any (without feeding a measurement)."""
+        st = self._state.get(session_id)
+        return st.cap_kw if st is not None else None
+
     def forget(self, keep: Iterable[str]) -> None:
         keep = set(keep)
         for sid in [s for s in self._state if s not in keep]:

@@ -202,9 +202,12 @@ class Controller:
         live = [x for x in sessions if reachable.get(x.charger_id, False)]
         caps: dict[str, float] = {}
         by_key = {cd.key: cd for cd in conns}
+        unmeasured = {(c.charger_id, c.idx) for c in snap.connectors() if not c.measured}
         for x in live:
             key = (x.charger_id, x.connector_idx)
             cd = by_key.get(key)
+            if key in unmeasured:  # no draw known yet: nothing to cap it from
+                continue
             cap = self.caps.update(
                 x.id,
                 cd.drawing_kw if cd is not None else 0.0,

@@ -132,6 +132,11 @@ class Reader:
         if pending:
             await asyncio.wait(pending, timeout=timeout)
 
+    def received(self, name: str, reading: Any, at: float) -> None:
+        """A reading taken outside `read_all` (virtual devices, read in step with the
+        cycle: agent/control/virtual.py), as if it had completed at monotonic `at`."""
+        self.latest[name] = _Latest(reading, at)
+
     async def _read_endpoint(self, names: list[str]) -> None:
         for name in names:
             start = self.clock.monotonic()
@@ -228,6 +233,7 @@ class Reader:
                         currents_a=getattr(c, "currents_a", None) if c and reading else None,
                         power_ts=getattr(c, "power_ts", None) if c else None,
                         charge_phases=getattr(c, "charge_phases", None) if c else None,
+                        measured=getattr(c, "measured", True) if c else True,
                     )
                 )
             chargers.append(ChargerState(ch.id, reading is not None, tuple(conns),

@@ -1,6 +1,7 @@
 """The store's `sessions` rows and their events, for every kind of session: the tracker's
-hardware sessions (agent.control.sessions, source 'hardware') and the API-only station's
-(agent.app.api_station, source 'api'). One row shape, one event payload (`Session.public()`
+hardware sessions (source 'hardware') and those reported through the local API by a station
+with API chargers (source 'api', agent.app.virtual_station), both kept by
+`agent.control.sessions.SessionTracker`. One row shape, one event payload (`Session.public()`
 plus a stop `reason`), and one way to the uplink: the event hook (the daemon's
 `UplinkBridge.enqueue`) is called once the row it reports is committed, so a session is
 published the same way whichever part of the agent runs it.

@@ -14,9 +14,10 @@ Cost: each kWh the session's counter adds is priced at the import price in force
 was counted (`import_price(ts)`, the ledger's tariff lookup), so a session spanning a price
 change pays each part at its own price; the sum is persisted with the energy (`cost_eur`).
 
-Ownership across a restart: the tracker resumes only the rows it wrote (`source`
-'hardware'); rows the API-only station wrote (`source` 'api', agent/app/api_station.py)
-are never adopted, whatever connector they name. A resumed session the station cannot
+Ownership across a restart: the tracker resumes only the rows of its own `source`: a
+hardware station's tracker ('hardware') never adopts the rows of sessions reported through
+the local API ('api', the tracker of a station with API chargers: agent/app/virtual_station.py),
+whatever connector they name. A resumed session the station cannot
 carry on is stopped, with its stop event, on the first cycle that shows it: its charger
 or connector is no longer configured ("charger_removed", "connector_removed", checked
 every cycle so a reconfiguration is covered too), or its connector's first fresh reading
@@ -27,8 +28,13 @@ still plugged in leaves its connector blocked (no session, 0 kW) until the EV is
 The latch is the stopped row's `latched` flag, so it survives an agent restart; the
 connector reporting A (vacant) releases it.
 
-Rows and events are written through `SessionRecords` (agent/control/session_records.py),
-shared with the API-only station: a store that refuses writes (disk full, I/O error) never
+API sessions: a station whose chargers are known through the local API (virtual chargers,
+agent/control/virtual.py) learns of a session from its integration, which names it: `begin()`
+tracks it at once under the id the API gave it (its connector reads occupied from then on),
+`reported()` books a consumption report as it arrives, and a stop on request does not latch
+the connector (the integration, not a cable, says when the next session starts there).
+
+Rows and events are written through `SessionRecords` (agent/control/session_records.py): a store that refuses writes (disk full, I/O error) never
 stops the tracking, nor the control cycle that calls it (the writes wait, in order, for a
 retry); `store_error` says why meanwhile.
 """
@@ -39,6 +45,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import sqlite_utils
 
@@ -64,10 +71,13 @@ class SessionTracker:
         on_event: EventHook | None = None,
         persist_every_s: float = 5.0,
         import_price: ImportPrice | None = None,
+        source: str = SOURCE,
     ) -> None:
+        """`source`: the rows it writes and resumes ('hardware', or 'api' for a station
+        with API chargers)."""
         self.db = db
         self.clock = clock
-        self.records = SessionRecords(db, clock, SOURCE, on_event)
+        self.records = SessionRecords(db, clock, source, on_event)
         self.persist_every_s = persist_every_s
         self.import_price = import_price
         self.started = 0
@@ -94,7 +104,13 @@ class SessionTracker:
                 last_counter_kwh=row["energy_kwh"],
                 cost_eur=row["cost_eur"],
             )
-            self.active[(s.charger_id, s.connector_idx)] = s
+            key = (s.charger_id, s.connector_idx)
+            if key in self.active:  # two active rows on one connector: the older goes on
+                log.warning("session %s on %s#%d stopped at start: connector taken by %s",
+                            s.id, *key, self.active[key].id)  # fmt: skip
+                self.records.stop(s, clock.now(), "connector_taken", clock.monotonic())
+                continue
+            self.active[key] = s
             self._unconfirmed.add(s.id)
         self.blocked |= self.records.latched_connectors()
 
@@ -187,16 +203,51 @@ class SessionTracker:
             log.warning("session %s on %s#%d stopped: %s", s.id, charger_id, idx, reason)
             self._stop(s, snap.ts, reason)
 
-    def stop(self, session_id: str, reason: str | None = None) -> Session:
+    def stop(self, session_id: str, reason: str | None = None, *, latch: bool = True) -> Session:
         """End an active session now (cloud `session.stop`, the local API). Its connector
-        gets no power (no session, target 0) and no new session until the EV is unplugged.
-        Raises KeyError for an unknown id."""
-        s = next((x for x in self.active.values() if x.id == session_id), None)
+        gets no power (no session, target 0) and, with `latch`, no new session until the EV
+        is unplugged. Raises KeyError for an unknown id."""
+        s = self.by_id(session_id)
         if s is None:
             raise KeyError(session_id)
-        key = (s.charger_id, s.connector_idx)
-        self.blocked.add(key)  # before the stop row is written: it carries the latch
+        if latch:
+            self.blocked.add((s.charger_id, s.connector_idx))  # before the stop row: it carries the latch
         self._stop(s, self.clock.now(), reason or "stopped")
+        return s
+
+    def by_id(self, session_id: str) -> Session | None:
+        return next((x for x in self.active.values() if x.id == session_id), None)
+
+    def begin(self, s: Session, **columns: Any) -> Session:
+        """Track a session its integration named (the local API's): active at once under
+        its own id, its row written (`columns`: kind, fleet_id, limit_kw...). Its connector
+        must read occupied from the next snapshot on, with the session's counter from 0."""
+        key = (s.charger_id, s.connector_idx)
+        if key in self.active:
+            raise ValueError(f"connector {key[0]}#{key[1]} has session {self.active[key].id}")
+        self.active[key] = s
+        self._last_persist[s.id] = self.clock.monotonic()
+        self.records.start(s, self.clock.now(), self.clock.monotonic(), **columns)
+        self.started += 1
+        return s
+
+    def reported(self, session_id: str, power_kw: float, counter_kwh: float,
+                 **columns: Any) -> Session:  # fmt: skip
+        """A consumption report of an API session, booked as it arrives (power, peak, the
+        energy its connector's counter now holds, costed at the price in force) and saved
+        with `columns` (e.g. the limit handed out). KeyError for an id that is not active."""
+        s = self.by_id(session_id)
+        if s is None:
+            raise KeyError(session_id)
+        now = self.clock.monotonic()
+        s.power_kw = power_kw
+        s.peak_kw = max(s.peak_kw, power_kw)
+        before = s.energy_kwh
+        s.energy_kwh = _energy(s, counter_kwh)
+        if s.energy_kwh > before and self.import_price is not None:
+            s.cost_eur += (s.energy_kwh - before) * self._price(self.clock.now())
+        self.records.persist(s, now, **columns)
+        self._last_persist[s.id] = now
         return s
 
     def _price(self, ts: datetime) -> float:

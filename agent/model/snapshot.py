@@ -36,6 +36,10 @@ class ConnectorState:
     power_ts: float | None = None
     # The phases the charger has it charge on, where it reads them (Alfen 1215): 1 or 3.
     charge_phases: int | None = None
+    # False: nothing has measured its draw yet (a virtual charger's session before its
+    # integration's first report, agent/control/virtual.py): power_kw 0 is no measurement,
+    # so no consumption cap is taken from it.
+    measured: bool = True
 
     @property
     def occupied(self) -> bool:

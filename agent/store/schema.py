@@ -164,7 +164,7 @@ def _v3_drop_meta_version(db: sqlite_utils.Database) -> None:
 def _v4_session_limit(db: sqlite_utils.Database) -> None:
     # The limit last handed out for a session: an API session's allocation, which the
     # integration keeps applying while the agent is down, so a restart counts it in the
-    # budget from the first cycle (agent.app.api_station).
+    # budget from the first cycle (agent.app.virtual_station).
     have = {row[1] for row in db.execute("PRAGMA table_info(sessions)").fetchall()}
     if "limit_kw" not in have:
         db.execute("ALTER TABLE sessions ADD COLUMN limit_kw REAL")

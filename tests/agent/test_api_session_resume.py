@@ -4,8 +4,10 @@ handed out counted in the budget from the first step), announces them as resumed
 started again), stops a session whose integration went silent, and leaves no row `active`
 once its session is gone. A clean shutdown stops nothing.
 
-Real SQLite files and the real ApiStation; a restart is a new station on the same file. The
-event hook records what the daemon's uplink bridge would be handed.
+Real SQLite files and the real `VirtualStation` (virtual chargers under the daemon's
+controller, agent/app/virtual_station.py); a restart is a new station on the same file. The
+event hook records what the daemon's uplink bridge would be handed. (These tests ran on the
+old `ApiStation` and on `VirtualStation` alike before the old one was deleted.)
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from agent.api.context import NewSession
 from agent.api.models import StationConfig
-from agent.app.api_station import ApiStation
+from agent.app.virtual_station import VirtualStation
 from agent.model.clock import ManualClock
 from agent.store import connect
 from agent.store.signals import PowerCap, Signals
@@ -38,9 +40,9 @@ class Hook:
 
 
 def station(db: Path, clock: ManualClock, hook: Hook | None = None, config: StationConfig = CONFIG,
-            silence_s: float = 900.0, signals: Signals | None = None) -> ApiStation:  # fmt: skip
-    return ApiStation(config, connect(db), clock, on_event=hook, silence_s=silence_s,
-                      signals=signals)  # fmt: skip
+            silence_s: float = 900.0, signals: Signals | None = None) -> VirtualStation:  # fmt: skip
+    return VirtualStation(config, connect(db), clock, on_event=hook, silence_s=silence_s,
+                          signals=signals)  # fmt: skip
 
 
 def rows(db: Path) -> dict[str, tuple[str, str | None]]:
@@ -48,7 +50,7 @@ def rows(db: Path) -> dict[str, tuple[str, str | None]]:
             for r in connect(db).query("SELECT * FROM sessions")}  # fmt: skip
 
 
-def total(st: ApiStation) -> float:
+def total(st: VirtualStation) -> float:
     return sum(s.allocated_kw for s in st.sessions())
 
 

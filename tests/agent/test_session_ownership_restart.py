@@ -2,7 +2,7 @@
 it wrote, on connectors the station still has, and stops with a reason (and its stop event)
 a resumed session whose connector is gone or reads vacant.
 
-Real SQLite files, the real SessionTracker and ApiStation: rows are written by the class
+Real SQLite files, the real SessionTracker and VirtualStation: rows are written by the class
 that writes them in the daemon, then a new tracker opens the same file, as after a restart.
 """
 
@@ -12,7 +12,7 @@ import json
 
 from agent.api.context import NewSession
 from agent.api.models import StationConfig
-from agent.app.api_station import ApiStation
+from agent.app.virtual_station import VirtualStation
 from agent.control.sessions import SessionTracker
 from agent.model.clock import ManualClock
 from agent.model.snapshot import ChargerState, ConnectorState, Snapshot
@@ -48,7 +48,7 @@ def api_session(db_path, clock, charger_id="CP1", idx=1) -> str:
     """A session started through the local API of an API-only station, as the daemon runs it."""
     config = StationConfig(stationId="S1", gridCapacity=60.0, baseLoad=10.0,
                            chargers=[{"id": charger_id, "maxPower": 22.0, "connectors": 2}])  # fmt: skip
-    station = ApiStation(config, connect(db_path), clock)
+    station = VirtualStation(config, connect(db_path), clock)
     view = station.create_session(NewSession(charger_id, idx, 11.0))
     station.report_consumption(view.session_id, 11.0)
     return view.session_id

@@ -2,16 +2,22 @@
 test_api_fleet.py and test_api_power_caps.py) as data, and a runner that plays one against
 a stepped station and records every answer.
 
-The record is the comparison for replacing the API-only station by virtual devices under
-the daemon's controller (issue 11, "One station"): the new path must give the same answers,
-or differences that are justified. An answer is normalised so that it depends only on the
+The record (electra_answers.json, made by the old API-only station before its deletion) is
+the comparison for the station that replaced it, virtual devices under the daemon's
+controller (issue 11, "One station"): it must give the same answers, or differences that
+are justified. An answer is normalised so that it depends only on the
 requests: generated ids become "#1", "#2"... in order of first appearance, and a station's
 cycle count and cycle time (which measure the machine) are left out.
 
 A step is one of:
 - (method, path, body-or-None, save-name-or-None): an HTTP request; `{name}` in the path is
   an id saved by an earlier step ("session.sessionId", "session_id" or "id" of its answer);
-- ("cycle", n, None, None): n control cycles.
+- ("cycle", n, None, None): n control cycles;
+- ("advance", seconds, None, None): time passes, no cycle (silence);
+- ("restart", config-or-None, None, None): a SIGKILL and a new start on the same store (with
+  that station configuration, else the scenario's own);
+- ("rows", None, None, None): the store's session rows (status, stop reason, energy, limit...);
+- ("events", None, None, None): every session event handed to the uplink hook so far.
 """
 
 from __future__ import annotations
@@ -57,6 +63,8 @@ def fleet(**over: Any) -> dict[str, Any]:
 
 
 STATUS: Step = ("GET", "/station/status", None, None)
+# sems-edge's own view of every session: binding, energy, cost, kind, vehicle and fleet ids.
+SESSIONS: Step = ("GET", "/api/v1/station/sessions", None, None)
 
 
 def cycle(n: int) -> Step:
@@ -70,7 +78,7 @@ def fleet_lifecycle(kind: str) -> list[Step]:
         ("GET", base + "/{f}", None, None),
         ("PUT", base + "/{f}", {"end_level": 90, "max_power_kw": 50}, None),
         ("POST", base + "/{f}/start", None, None),
-        cycle(2), STATUS,
+        cycle(2), STATUS, SESSIONS,
         ("GET", base + "/{f}", None, None),
         ("POST", base + "/{f}/start", None, None),
         ("GET", base + "?vehicle_id=V1", None, None),
@@ -83,6 +91,25 @@ def fleet_lifecycle(kind: str) -> list[Step]:
 
 
 CAPS = "/api/v1/grid/power-caps"
+ROWS: Step = ("rows", None, None, None)
+EVENTS: Step = ("events", None, None, None)
+# A station with a base load: the budget is gridCapacity - baseLoad = 50 kW.
+DEPOT = {"stationId": "S1", "gridCapacity": 60, "baseLoad": 10,
+         "chargers": [{"id": "DC1", "maxPower": 50, "connectors": 2},
+                      {"id": "AC1", "maxPower": 22, "connectors": 2}]}
+DEPOT_SMALLER = {**DEPOT, "chargers": [{"id": "DC1", "maxPower": 50, "connectors": 1}]}
+
+
+def advance(seconds: float) -> Step:
+    return ("advance", seconds, None, None)
+
+
+def restart(config: dict[str, Any] | None = None) -> Step:
+    return ("restart", config, None, None)
+
+
+def report(name: str, kw: float) -> Step:
+    return ("POST", "/sessions/{" + name + "}/power-update", {"consumedPower": kw}, None)
 
 SCENARIOS: dict[str, tuple[dict[str, Any], list[Step]]] = {
     "health_and_config": (ELECTRA, [("GET", "/health", None, None),
@@ -91,7 +118,7 @@ SCENARIOS: dict[str, tuple[dict[str, Any], list[Step]]] = {
         ("POST", "/sessions", session("CP001", 1, 80), "a"),
         ("POST", "/sessions", session("CP001", 2, 150), "b"),
         ("POST", "/sessions", session("CP002", 1, 150), "c"),
-        STATUS, cycle(1), STATUS, cycle(1), STATUS,
+        STATUS, SESSIONS, cycle(1), STATUS, cycle(1), STATUS, SESSIONS,
     ]),
     "newcomer_gets_free_headroom_then_fair_share": (TWO_SINGLE, [
         ("POST", "/sessions", session("A", 1, 100), "a"),
@@ -130,7 +157,7 @@ SCENARIOS: dict[str, tuple[dict[str, Any], list[Step]]] = {
         ("POST", "/sessions/{a}/power-update", {"consumedPower": 41}, None),
         cycle(2), STATUS,
         ("POST", "/sessions/{a}/power-update", {"consumedPower": 150}, None),
-        cycle(2), STATUS,
+        cycle(2), STATUS, SESSIONS,
         ("POST", "/sessions/nope/power-update", {"consumedPower": 3}, None),
         ("POST", "/sessions/{a}/power-update", {"consumedPower": -1}, None),
     ]),
@@ -187,6 +214,48 @@ SCENARIOS: dict[str, tuple[dict[str, Any], list[Step]]] = {
         ("DELETE", CAPS + "/{cap}", None, None),
         ("POST", CAPS, {"cap_kw": -1, "end": at(hours=1)}, None),
     ]),
+    "rows_events_and_energy": (DEPOT, [
+        ("POST", "/sessions", session("DC1", 1, 40), "a"),
+        ("POST", "/sessions", session("DC1", 2, 40), "b"),
+        ("POST", "/sessions", session("AC1", 1, 11), "c"),
+        STATUS, cycle(1), STATUS,
+        report("a", 20), advance(360), report("a", 20), cycle(1), STATUS,
+        report("b", 25), advance(120), report("b", 30), cycle(2), STATUS,
+        ("POST", "/sessions/{c}/stop", None, None), cycle(1), STATUS, SESSIONS, ROWS, EVENTS,
+    ]),
+    "silence_stops_a_quiet_session": (DEPOT, [
+        ("POST", "/sessions", session("DC1", 1, 40), "talking"),
+        ("POST", "/sessions", session("DC1", 2, 40), "silent"),
+        cycle(1), advance(600), report("talking", 25), cycle(1), STATUS,
+        advance(299), report("talking", 25), cycle(1), STATUS,
+        advance(1), cycle(1), STATUS, cycle(1), STATUS, ROWS, EVENTS,
+        report("silent", 10),
+    ]),
+    "restart_resumes_with_the_limit_handed_out": (DEPOT, [
+        ("POST", "/sessions", session("DC1", 1, 40), "a"),
+        ("POST", "/sessions", session("AC1", 2, 22), "b"),
+        cycle(2), STATUS,
+        report("a", 30), advance(360), report("a", 30), cycle(1), STATUS, ROWS,
+        advance(30), restart(), STATUS, SESSIONS, ROWS, EVENTS,
+        ("POST", "/sessions", session("DC1", 2, 40), "c"),
+        STATUS, cycle(1), STATUS, cycle(1), STATUS,
+        report("a", 30), advance(120), report("a", 30), ROWS,
+        advance(900), cycle(1), STATUS, ROWS, EVENTS,
+    ]),
+    "restart_on_a_smaller_station": (DEPOT, [
+        ("POST", "/sessions", session("AC1", 1, 11), "gone"),
+        ("POST", "/sessions", session("DC1", 2, 40), "fewer"),
+        ("POST", "/sessions", session("DC1", 1, 40), "kept"),
+        cycle(1), restart(DEPOT_SMALLER), STATUS, ROWS, EVENTS, cycle(2), STATUS,
+    ]),
+    "config_replace_stops_the_rows": (DEPOT, [
+        ("POST", "/sessions", session("DC1", 1, 40), "a"),
+        ("POST", "/sessions", session("AC1", 1, 11), "b"),
+        cycle(1), report("a", 30),
+        ("POST", "/station/config", DEPOT_SMALLER, None),
+        STATUS, ROWS, EVENTS,
+        ("POST", "/sessions", session("DC1", 1, 40), None), cycle(1), STATUS,
+    ]),
     "grid_and_battery_resources": (ELECTRA, [
         ("GET", "/api/v1/grid/status", None, None),
         ("GET", "/api/v1/grid/price", None, None),
@@ -199,8 +268,15 @@ SCENARIOS: dict[str, tuple[dict[str, Any], list[Step]]] = {
 
 class SteppedStation(Protocol):
     http: httpx.Client
+    events: list[dict[str, Any]]
 
     def step(self, n: int = 1) -> None: ...
+
+    def advance(self, seconds: float) -> None: ...
+
+    def restart(self, config: dict[str, Any] | None = None) -> None: ...
+
+    def stored_sessions(self) -> list[dict[str, Any]]: ...
 
 
 def _saved_id(answer: Any) -> str:
@@ -246,6 +322,20 @@ def play(station: SteppedStation, steps: list[Step]) -> list[dict[str, Any]]:
         if method == "cycle":
             station.step(what)
             record.append({"cycle": what})
+            continue
+        if method == "advance":
+            station.advance(what)
+            record.append({"advance": what})
+            continue
+        if method == "restart":
+            station.restart(what)
+            record.append({"restart": what is not None})
+            continue
+        if method == "rows":
+            record.append({"rows": ids.tree(station.stored_sessions())})
+            continue
+        if method == "events":
+            record.append({"events": ids.tree(list(station.events))})
             continue
         path = what.format(**saved)
         r = station.http.request(method, path, json=body)

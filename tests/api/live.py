@@ -1,5 +1,6 @@
-"""A live local API for tests: the API-only station and its server on a real Unix socket
-(and loopback TCP with a token), running in a background thread's event loop."""
+"""A live local API for tests: the station with API chargers (`VirtualStation`: virtual
+chargers under the daemon's controller) and its server on a real Unix socket (and loopback
+TCP with a token), running in a background thread's event loop."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import httpx
 from agent.api import create_app
 from agent.api.models import StationConfig
 from agent.api.server import ApiServer, ApiServerSettings
-from agent.app.api_station import ApiStation
+from agent.app.virtual_station import VirtualStation
 from agent.model.clock import ManualClock, RealClock
 from agent.store import connect
 from agent.store.signals import Signals
@@ -30,7 +31,7 @@ class LiveApi:
         self._db_path = tmp / "agent.db"
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self.station: ApiStation | None = None
+        self.station: VirtualStation | None = None
         self.server: ApiServer | None = None
 
     def start(self) -> LiveApi:
@@ -42,7 +43,7 @@ class LiveApi:
 
     async def _start(self) -> None:
         db = connect(self._db_path, check_same_thread=False)
-        self.station = ApiStation(self._config, db, RealClock(), signals=Signals(db))
+        self.station = VirtualStation(self._config, db, RealClock(), signals=Signals(db))
         self.server = ApiServer(create_app(self.station),
                                 ApiServerSettings(socket_path=self.socket, tcp_port=0, token=TOKEN))
         await self.server.start()
@@ -75,19 +76,37 @@ class LiveApi:
         self._thread.join(timeout=5)
 
 
-class SteppedApi(LiveApi):
-    """The API-only station on a real socket with no loop of its own: `step(n)` runs n control
-    cycles and advances a manual clock by one period each, so a scenario's answers depend only
-    on its requests (the comparison in tests/api/test_api_electra_answers.py needs that)."""
+def virtual_station(config: StationConfig, db: Any, clock: Any, signals: Signals,
+                    on_event: Any = None) -> VirtualStation:
+    """The station as `SteppedApi` builds it by default."""
+    return VirtualStation(config, db, clock, signals=signals, on_event=on_event)
 
-    def __init__(self, tmp: Path, config: dict[str, Any], period_s: float = 0.25) -> None:
+
+class SteppedApi(LiveApi):
+    """The station with API chargers on a real socket with no loop of its own: `step(n)` runs n control
+    cycles and advances a manual clock by one period each, so a scenario's answers depend only
+    on its requests (the comparison in tests/api/test_api_electra_answers.py needs that).
+
+    `make(config, db, clock, signals, on_event)` builds the station behind the API: the seam
+    where the comparison puts each implementation (its `cycle()` is one control step). Every
+    session event its hook is handed is kept in `events`; `restart()` is a SIGKILL and a new
+    station (and server) on the same store file."""
+
+    def __init__(self, tmp: Path, config: dict[str, Any], period_s: float = 0.25,
+                 make: Any = virtual_station) -> None:
         super().__init__(tmp, config, period_s)
         self.clock = ManualClock()
+        self.make = make
+        self.events: list[dict[str, Any]] = []
+
+    def _hook(self, kind: str, payload: dict[str, Any]) -> None:
+        self.events.append({"kind": kind, "id": payload["id"], "reason": payload.get("reason"),
+                            "charger": payload["charger_id"], "idx": payload["connector_idx"]})
 
     async def _start(self) -> None:
         db = connect(self._db_path, check_same_thread=False)
         self.db = db
-        self.station = ApiStation(self._config, db, self.clock, signals=Signals(db))
+        self.station = self.make(self._config, db, self.clock, Signals(db), self._hook)
         self.server = ApiServer(create_app(self.station),
                                 ApiServerSettings(socket_path=self.socket, tcp_port=0, token=TOKEN))
         await self.server.start()
@@ -99,10 +118,33 @@ class SteppedApi(LiveApi):
                 self.clock.advance(self.period_s)
         self.call(run)
 
+    def advance(self, seconds: float) -> None:
+        """Time passes without a control cycle (the integration and the agent both quiet)."""
+        self.call(lambda: self.clock.advance(seconds))
+
+    def restart(self, config: dict[str, Any] | None = None) -> None:
+        """As a SIGKILL and a new start: nothing flushed, the server and station replaced by
+        new ones on the same store file, with `config` (else the one the station started
+        with)."""
+        if config is not None:
+            self._config = StationConfig.model_validate(config)
+
+        async def again() -> None:
+            await self.server.stop()
+            await self._start()
+        asyncio.run_coroutine_threadsafe(again(), self._loop).result(timeout=10)
+
     def session_rows(self) -> list[dict[str, Any]]:
         """The store's session rows (status and source), oldest first."""
         return self.call(lambda: [dict(r) for r in self.db.query(
             "SELECT status, source, charger_id, connector_idx FROM sessions ORDER BY rowid")])
+
+    def stored_sessions(self) -> list[dict[str, Any]]:
+        """Every column of the store's session rows that the station decides, oldest first."""
+        return self.call(lambda: [dict(r) for r in self.db.query(
+            "SELECT id, status, source, kind, charger_id, connector_idx, started_at, stopped_at,"
+            " stop_reason, round(energy_kwh, 6) AS energy_kwh, peak_kw, vehicle_max_kw,"
+            " vehicle_id, fleet_id, limit_kw FROM sessions ORDER BY rowid")])
 
     def stop(self) -> None:
         self.http.close()

@@ -16,7 +16,7 @@ import pytest
 
 from agent.api.context import NewSession
 from agent.api.models import StationConfig
-from agent.app.api_station import ApiStation
+from agent.app.virtual_station import VirtualStation
 from agent.control.sessions import SessionTracker
 from agent.model.clock import ManualClock
 from agent.model.snapshot import ChargerState, ConnectorState, Snapshot
@@ -38,7 +38,7 @@ def stale_rows(db_path: Path) -> tuple[str, str]:
     (old_sid,) = (s.id for s in tracker.active.values())
     config = StationConfig(stationId="SIM1", gridCapacity=60.0, baseLoad=10.0,
                            chargers=[{"id": "CP1", "maxPower": 50.0, "connectors": 2}])  # fmt: skip
-    api = ApiStation(config, connect(db_path), clock)
+    api = VirtualStation(config, connect(db_path), clock)
     return old_sid, api.create_session(NewSession("CP1", 2, 40.0)).session_id
 
 

@@ -6,7 +6,7 @@ and restart of a real `sems run` (the same id, resumed, not started again), is p
 when it stops, and leaves no `active` row in the store.
 
 Real simulator (the meter), real Mosquitto, real daemon process. The API-only station
-(agent/app/api_station.py) writes and publishes its sessions through the tracker's
+(agent/app/virtual_station.py) writes and publishes its sessions through the tracker's
 SessionRecords and resumes its `active` rows at start.
 """
 

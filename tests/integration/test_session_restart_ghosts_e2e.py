@@ -18,7 +18,7 @@ from hardware_sim.simulator import Simulator
 
 from agent.api.context import NewSession
 from agent.api.models import StationConfig
-from agent.app.api_station import ApiStation
+from agent.app.virtual_station import VirtualStation
 from agent.control.sessions import SessionTracker
 from agent.model.clock import ManualClock
 from agent.model.snapshot import ChargerState, ConnectorState, Snapshot
@@ -45,7 +45,7 @@ def earlier_runs(db_path: Path) -> tuple[str, str, str]:
                             (charging("OLD", 1), charging("CP1", 2))))  # fmt: skip
     tracker.flush_writes(clock.monotonic())  # then killed: the rows stay 'active'
     ids = {s.charger_id: s.id for s in tracker.active.values()}
-    api_sid = ApiStation(config, connect(db_path), clock).create_session(
+    api_sid = VirtualStation(config, connect(db_path), clock).create_session(
         NewSession("CP1", 1, 40.0)).session_id
     return api_sid, ids["OLD"], ids["CP1"]
 
