@@ -51,9 +51,15 @@ def build_control(
     signals: Signals | None = None,
     solve: Solve | None = None,
     state: StationState | None = None,
+    sessions: SessionTracker | None = None,
+    energy: bool = True,
 ) -> ControlLoop:
     """`signals`: the uplink's (shared, so new cloud signals are seen at once); without it
-    the daemon reads the persisted ones from `db`. `solve`: the planner's LP (tests)."""
+    the daemon reads the persisted ones from `db`. `solve`: the planner's LP (tests).
+    `sessions`: the session tracker to use (the API-only station's, source 'api').
+    `energy` False: the controller alone, with no planner, savings ledger, battery watch or
+    V2G dispatch (the API-only station, agent/app/virtual_station.py: its virtual meter
+    measures nothing to plan or bill)."""
     if signals is None:
         from agent.store.signals import Signals
 
@@ -64,9 +70,13 @@ def build_control(
         raise ValueError("stats: the read model's own statistics are the loop's")
     emit = uplink.enqueue if uplink is not None else None
     # Each session's cost: its kWh at the import price in force (the ledger's lookup).
-    sessions = SessionTracker(
-        db, clock, emit, import_price=lambda ts: prices_at(settings.tariff, signals, ts)[0]
-    )
+    if sessions is None:
+        sessions = SessionTracker(
+            db, clock, emit, import_price=lambda ts: prices_at(settings.tariff, signals, ts)[0]
+        )
+    if not energy:
+        return ControlLoop(settings, devices, Controller(settings, sessions, signals=signals),
+                           clock, state.stats, notifier=notifier, uplink=uplink, state=state)  # fmt: skip
     battery = (
         BatteryWatch(settings.station.battery, db, signals)
         if settings.station.battery is not None

@@ -26,7 +26,6 @@ from agent.config.settings import AgentSettings, ConfigError, load
 from agent.config.station_config import Reconfigurer, overlay
 from agent.control.devices import DeviceStatus, StationDevices
 from agent.control.events import UplinkHook
-from agent.control.loop import ControlLoop
 from agent.control.stats import CycleStats
 from agent.model.clock import Clock, RealClock
 from agent.ocpp.wiring import attach_ocpp
@@ -67,9 +66,10 @@ async def run_daemon(
     `StationState` (agent/state/station_state.py), made here before them all.
     `uplink` (tests): a hook to use instead; `signals`: the cloud signals to share. With
     `serve_api` the local API answers on `[api]`'s socket; a station without configured
-    chargers is driven through that API: its chargers are virtual devices under a controller
-    of its own (agent/app/virtual_station.py), stepped after every control cycle, its
-    sessions resumed from the store and their events sent through the same uplink hook.
+    chargers is driven through that API: its chargers are virtual devices under a control
+    loop of its own (agent/app/virtual_station.py: a `ControlLoop`, run as a task beside this
+    one, which reads the grid meter for telemetry and health), its sessions resumed from
+    the store and their events sent through the same uplink hook.
     `config_path`: the settings file, re-read on SIGHUP (agent/app/config_reload.py)."""
     clock = clock or RealClock()
     stop = stop or asyncio.Event()
@@ -155,8 +155,9 @@ async def run_daemon(
                 ctx = DaemonContext(state, commands, db, clock, signals=signals,
                                     uplink=cloud)  # fmt: skip
             else:
-                ctx = station = _api_station(settings, control, db, clock, signals, cloud,
-                                             uplink, bridge)  # fmt: skip
+                ctx = station = _api_station(settings, db, clock, signals, cloud, uplink,
+                                             bridge)  # fmt: skip
+                tasks.append(asyncio.create_task(station.run(settings.control.period_s, stop)))
             api = await _start_api(settings, ctx)
         resumed = len(sessions.active) + (len(station.active_records()) if station else 0)
         notifier.ready(
@@ -205,7 +206,6 @@ def _open_store(settings: AgentSettings) -> sqlite_utils.Database:
 
 def _api_station(
     settings: AgentSettings,
-    control: ControlLoop,
     db: sqlite_utils.Database,
     clock: Clock,
     signals: Signals,
@@ -214,14 +214,14 @@ def _api_station(
     bridge: UplinkBridge | None,
 ) -> StoredVirtualStation:
     """The station without configured chargers (chargers known through the API, as virtual
-    devices), stepped after every control cycle; its sessions resumed from the store (their
-    `session_resumed` events reach `hook` now) and reported with the tracker's on the uplink."""
+    devices) under a control loop of its own (run as a task); its sessions resumed from the
+    store (their `session_resumed` events reach `hook` now) and reported with the tracker's
+    on the uplink."""
     from agent.app.virtual_station import StoredVirtualStation
 
     on_event = hook.enqueue if hook is not None else None
     station = StoredVirtualStation.open(settings, db, clock, signals=signals, uplink=cloud,
                                         on_event=on_event)  # fmt: skip
-    control.between_cycles.append(station.cycle)
     if bridge is not None:
         bridge.follow_sessions(station.active_records)
         bridge.follow_connectors(station.telemetry_connectors)

@@ -6,9 +6,10 @@ sessions and what they draw, and the allocation in each answer is the limit that
 the charger. Here the chargers of `POST /station/config` are `VirtualCharger`s and the grid
 meter a `VirtualMeter` (agent/control/virtual.py: occupancy and draw are what the
 integration reports, the limit written is what the API answers, the import is the
-configured base load plus the reported draws). One `Controller` (agent/control/controller.py)
-decides for them each cycle, with the same allocator, caps and decrease-first apply rule
-as a hardware station's, and one `SessionTracker` (source 'api') keeps their sessions.
+configured base load plus the reported draws). A `ControlLoop` assembled as the daemon's
+(agent/app/assembly.py; its `Controller`, agent/control/controller.py) cycles for them, with
+the same allocator, caps, plausibility checks, start-up gate and decrease-first apply rule as
+a hardware station's, and one `SessionTracker` (source 'api') keeps their sessions.
 
 What the API adds to the controller's rules:
 - A new session gets at once only what is free now: min(its fair share, the station's
@@ -39,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,13 +67,10 @@ from agent.api.context import (
 )
 from agent.api.models import StationConfig
 from agent.config.settings import AgentSettings, ChargerSettings
-from agent.control.controller import Controller
 from agent.control.decision import Decision
-from agent.control.devices import Reader
 from agent.control.session_records import EventHook, Session
 from agent.control.sessions import SessionTracker
-from agent.control.stats import CycleStats
-from agent.control.virtual import VirtualCharger, VirtualDevices
+from agent.control.virtual import VirtualCharger, VirtualDevices, floor2
 from agent.model.clock import Clock, iso
 
 if TYPE_CHECKING:
@@ -84,10 +81,6 @@ SOURCE = "api"  # the `sessions.source` of this station's rows, and the only one
 SILENCE_S = 900.0  # default [api] session_silence_s
 METER = "api:meter"
 
-
-def _floor2(kw: float) -> float:
-    """Round down to 0.01 kW: a limit is never rounded up past what is free."""
-    return math.floor(kw * 100 + 1e-9) / 100
 
 
 def template(config: StationConfig, *, probe_kw: float = 1.0,
@@ -157,22 +150,35 @@ class VirtualStation:
         self._clock = clock
         self._uplink = uplink
         self._silence_s = silence_s
-        self._stats = CycleStats()
         self.tracker = SessionTracker(store, clock, on_event, import_price=import_price,
                                       source=SOURCE)  # fmt: skip
         self._api: dict[str, _Api] = {}
         self._decision: Decision | None = None
-        self._configure(config)
+        self._start(config)
         self._resume()
 
-    def _configure(self, config: StationConfig) -> None:
-        """The controller, devices and reader of this configuration (at start, and when a
-        new one replaces it, once its sessions are stopped)."""
+    def _start(self, config: StationConfig) -> None:
+        """The devices and control loop of the configuration the station starts with: the
+        daemon's control loop, assembled as for a hardware station (agent/app/assembly.py),
+        over the virtual devices and this station's session tracker."""
+        from agent.app.assembly import build_control
+
         self._config = config
         self.settings = station_settings(self._base, config)
         self.virtual = VirtualDevices(self.settings, self._clock)
-        self.reader = Reader(self.virtual, self._clock, self._stats)  # type: ignore[arg-type]
-        self.controller = Controller(self.settings, self.tracker, signals=self.signals)
+        self.control = build_control(self.settings, self.store, self.virtual,  # type: ignore[arg-type]
+                                     self._clock, signals=self.signals, sessions=self.tracker,
+                                     energy=False)  # fmt: skip
+        self.controller = self.control.controller
+
+    def _configure(self, config: StationConfig) -> None:
+        """A new configuration, once its sessions are stopped: the same loop and devices,
+        with the new chargers and a controller for them."""
+        self._config = config
+        self.settings = station_settings(self._base, config)
+        self.virtual.configure(self.settings)
+        self.control.replace_station(self.settings, self.controller.for_station(self.settings))
+        self.controller = self.control.controller
         self._decision = None
 
     def now(self) -> datetime:
@@ -199,7 +205,7 @@ class VirtualStation:
 
     @property
     def cycles(self) -> int:
-        return self._stats.cycles
+        return self.control.stats.cycles
 
     # ----- ApiContext: live state -----
     def _charger(self, charger_id: str) -> VirtualCharger:
@@ -242,7 +248,7 @@ class VirtualStation:
             ev_power_kw=round(ev_power, 3),
             connectors=tuple(connectors),
             cycles=self.cycles,
-            cycle_ms=self._stats.summary()["cycle_ms"],
+            cycle_ms=self.control.stats.summary()["cycle_ms"],
             power_cap_kw=self._power_cap(),
             mode="api",
         )
@@ -292,7 +298,7 @@ class VirtualStation:
                     vehicle_id=new.vehicle_id)  # fmt: skip
         # What it may draw now: its fair share, but never more than is free at this moment.
         share, binding = self._fair_share(s)
-        limit = _floor2(max(0.0, min(share, self._station_free(), self._charger_free(charger_id))))
+        limit = floor2(max(0.0, min(share, self._station_free(), self._charger_free(charger_id))))
         self._charger(charger_id).plug(idx, s.id, vehicle_max_kw=new.vehicle_max_kw,
                                        vehicle_id=new.vehicle_id, limit_kw=limit)  # fmt: skip
         self._api[s.id] = _Api(new.kind, new.fleet_id, heard_at=t, stored_limit_kw=limit,
@@ -314,7 +320,7 @@ class VirtualStation:
         # same sample again and changes nothing: CapTracker's `sample_t`).
         cap = self.controller.caps.update(s.id, consumed_kw, limit, 0.0, t, sample_t=t)
         if cap is not None and cap < limit:  # lowering its own limit is always safe: now
-            vch.write_limit(s.connector_idx, _floor2(cap))
+            vch.write_limit(s.connector_idx, floor2(cap))
             self.controller.limits[(s.charger_id, s.connector_idx)] = conn.limit_kw
         api.stored_limit_kw = conn.limit_kw
         self.tracker.reported(s.id, consumed_kw, conn.energy_kwh, limit_kw=conn.limit_kw)
@@ -341,51 +347,37 @@ class VirtualStation:
         self.tracker.flush()
 
     # ----- the control step -----
-    def cycle(self) -> None:
-        """One control cycle: silent sessions stopped, then the controller's step (read,
-        decide, write decreases before increases, commit), and what changed stored.
-
-        A virtual charger's write cannot fail and is in force once made, so the step's
-        decreases are read back at once: when they held increases back (the apply rule
-        grants increases only out of headroom the limits in force leave), a second step
-        in the same cycle grants them out of what the decreases freed, counting every
-        session at the higher of its new limit and its reported draw."""
+    async def cycle(self) -> Decision:
+        """One control cycle: silent sessions stopped, then the control loop's cycle over
+        the virtual devices (agent/control/loop.py `cycle_now`: read, decide, write
+        decreases before increases and, in the same cycle, the increases they held back;
+        record), and what changed stored. Nothing in it is awaited: no API handler runs in
+        the middle of it."""
         t0 = self._clock.monotonic()
         self._stop_silent(t0)
-        decision = self._step(t0)
-        lowered = any(w.reason == "decrease" for w in decision.plan.writes)
-        if lowered and decision.plan.held_back_kw > 0.0:
-            decision = self._step(t0)
-        self._decision = decision
-        self._save_limits(t0)
-        self._stats.record_cycle(self._clock.monotonic() - t0, math.inf)
-
-    async def run(self, period_s: float, stop: asyncio.Event) -> None:
-        """Drive `cycle()` every period until `stop` is set (a loop of its own, for tests and
-        tools; the daemon steps it after each of its control cycles)."""
-        deadline = self._clock.monotonic()
-        while not stop.is_set():
-            self.cycle()
-            deadline += period_s
-            if deadline < self._clock.monotonic():  # overrun: do not try to catch up
-                deadline = self._clock.monotonic()
-            await self._clock.sleep_until(deadline)
-
-    def _step(self, t: float) -> Decision:
-        for name, dev in self.virtual.by_name.items():
-            self.reader.received(name, dev.reading(), t)
-        decision = self.controller.decide(self.reader.snapshot(t))
-        acks = {}
-        for w in decision.plan.writes:  # in the plan's order: decreases, then increases
-            self._charger(w.charger_id).write_limit(w.idx, _floor2(w.kw))
-            acks[(w.charger_id, w.idx)] = True
-        self.controller.commit(decision, acks, {}, None)
+        decision = await self.control.cycle()
         for s in self.tracker.active.values():  # the limits in force: what was written
             self.controller.limits[(s.charger_id, s.connector_idx)] = self._limit(s)
             api = self._api.get(s.id)
             if api is not None:
                 api.binding = decision.binding.get(s.id)
+        self._decision = decision
+        self._save_limits(t0)
         return decision
+
+    async def run(self, period_s: float, stop: asyncio.Event) -> None:
+        """Drive `cycle()` every period until `stop` is set (the daemon runs it as a task;
+        tests and tools too)."""
+        deadline = self._clock.monotonic()
+        while not stop.is_set():
+            try:
+                await self.cycle()
+            except Exception:  # as the daemon's loop: logged, and the next cycle runs
+                log.exception("API station: control cycle failed")
+            deadline += period_s
+            if deadline < self._clock.monotonic():  # overrun: do not try to catch up
+                deadline = self._clock.monotonic()
+            await self._clock.sleep_until(deadline)
 
     # ----- internals -----
     def _arrivals(self) -> list[Session]:

@@ -124,6 +124,14 @@ class Controller:
         self.under_circuits: frozenset[Key] = frozenset().union(
             *(keys_below(st, c.id) for c in st.circuits))
 
+    def for_station(self, settings: AgentSettings) -> Controller:
+        """A controller for a station whose chargers changed, with this one's session
+        tracker, signals and hooks (the arrays are sized for the chargers at construction,
+        so it is a new one: agent/control/loop.py `replace_station`)."""
+        return Controller(settings, self.sessions, signals=self.signals, guide=self.guide,
+                          interval=self.interval, battery_available=self.battery_available,
+                          v2g=self.v2g)  # fmt: skip
+
     @property
     def refresh_s(self) -> float:
         return self.s.control.comm_timeout_s * self.s.control.refresh_fraction

@@ -178,6 +178,18 @@ class ControlLoop:
             self.ledger.s = settings
         self._check_bidirectional()
 
+    def replace_station(self, settings: AgentSettings, controller: Controller) -> None:
+        """Swap in a station whose chargers changed, between two cycles: the API-only
+        station's `POST /station/config` (agent/app/virtual_station.py), once every session
+        on the old chargers is stopped. `controller`: a new one for `settings` (its arrays
+        are sized for the chargers: `Controller.for_station`); the devices re-derived
+        themselves in place (agent/control/virtual.py `VirtualDevices.configure`), so the
+        reader keeps them. The plausibility checks start afresh for the new chargers; the
+        start-up gate stays where it is (the loop has read the station already)."""
+        self.controller = controller
+        self.plausibility = Plausibility(controller.chargers)
+        self.configure_station(settings)
+
     async def start(self) -> None:
         """Give every charger its fallback limit and communication timeout, so the station
         stays under its grid capacity if the agent dies from here on."""
@@ -201,12 +213,52 @@ class ControlLoop:
                 self.controller.chargers[cid] = ch.model_copy(update={"v2g": False})
 
     async def cycle(self) -> Decision:
+        if getattr(self.devices, "instant", False):
+            return self.cycle_now()
         t0 = self.clock.monotonic()
         snap = await self._read(t0)
         decision = self._decide(snap)
         acks = await self._write(decision)
         self._record(decision, acks, t0)
         return decision
+
+    def cycle_now(self) -> Decision:
+        """The cycle of in-process devices (agent/control/virtual.py: `instant`, the
+        chargers known through the local API), whose reads and writes are calls, not I/O:
+        the same phases with nothing awaited, so nothing the event loop runs meanwhile (an
+        API handler starting a session, a consumption report) lands between the read and
+        the writes. Such a write cannot fail and is in force once made, so when this
+        cycle's decreases held increases back (the apply rule grants increases only out of
+        the headroom the limits in force leave), a second read, decide and write in the
+        same cycle grants them out of what the decreases freed."""
+        t0 = self.clock.monotonic()
+        decision = self._decide(self._read_now(t0))
+        acks = self._write_now(decision)
+        plan = decision.plan
+        if plan.held_back_kw > 0.0 and any(w.reason == "decrease" for w in plan.writes):
+            self.controller.commit(decision, acks.writes, acks.heartbeats, acks.battery_ok,
+                                   acks.phases)  # fmt: skip
+            decision = self._decide(self._read_now(t0))
+            acks = self._write_now(decision)
+        self._record(decision, acks, t0)
+        return decision
+
+    def _read_now(self, t0: float) -> Snapshot:
+        for name, dev in self.devices.by_name.items():
+            self.reader.received(name, dev.reading(), t0)
+        return self.plausibility.filter(self.reader.snapshot(t0))
+
+    def _write_now(self, decision: Decision) -> WriteAcks:
+        """The plan's writes in the safe order (decreases, then V2G ends, then increases),
+        each in force once made; heartbeats are nothing to send."""
+        chargers = self.devices.chargers
+        writes: dict[Key, bool] = {}
+        for reasons in (("decrease", "initial"), ("v2g_end",), ("increase",)):
+            for w in decision.plan.writes:
+                if w.reason in reasons:
+                    chargers[w.charger_id].write_limit(w.idx, w.kw)
+                    writes[(w.charger_id, w.idx)] = True
+        return WriteAcks(writes, dict.fromkeys(decision.heartbeats, True), None)
 
     # --- the phases of one cycle --------------------------------------------------------
 

@@ -22,6 +22,7 @@ Nothing here does I/O; the readings are made from the last reports when read.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,11 @@ from drivers.devices import ChargerReading, ConnectorReading, MeterReading
 from drivers.health import Health
 
 OCCUPIED, VACANT = "C", "A"
+
+
+def floor2(kw: float) -> float:
+    """Round down to 0.01 kW: a limit is never rounded up past what is free."""
+    return math.floor(kw * 100 + 1e-9) / 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +132,12 @@ class VirtualCharger:
         return self.reading()
 
     def write_limit(self, idx: int, kw: float) -> None:
-        """The limit the API answers from now on (synchronous: the API's own handlers)."""
+        """The limit the API answers from now on (synchronous: the API's own handlers and
+        the control loop's `cycle_now`), at the API's resolution: rounded down to 0.01 kW
+        (a limit is never rounded up past what is free)."""
         if kw < 0:
             raise ValueError(f"limit: {kw} kW must be >= 0 (API chargers do not discharge)")
-        self.connector(idx).limit_kw = kw
+        self.connector(idx).limit_kw = floor2(kw)
 
     async def set_limit(self, idx: int, kw: float) -> None:
         self.write_limit(idx, kw)
@@ -173,6 +181,14 @@ class VirtualDevices:
     `settings.station.grid_meter`; no endpoints, nothing to open or close."""
 
     def __init__(self, settings: Any, clock: Clock) -> None:
+        self._clock = clock
+        self.configure(settings)
+
+    def configure(self, settings: Any) -> None:
+        """The chargers of `settings` (at start, and in place of the old ones when a new
+        station configuration replaces them: the control loop and its reader keep this
+        object), each vacant."""
+        clock = self._clock
         self.settings = settings
         st = settings.station
         self.chargers: dict[str, Any] = {
@@ -184,6 +200,10 @@ class VirtualDevices:
         self.by_name[st.grid_meter] = self.meter
         self.endpoints: dict[str, list[str]] = {"api": list(self.by_name)}
         self.inverter = None
+
+    # Read and written by calls, not I/O: the control loop runs its cycle without awaiting
+    # anything (agent/control/loop.py `cycle_now`), and a write is in force once made.
+    instant = True
 
     def health(self) -> dict[str, Any]:
         return {name: dev.health for name, dev in self.by_name.items()}

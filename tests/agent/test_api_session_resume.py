@@ -12,6 +12,7 @@ old `ApiStation` and on `VirtualStation` alike before the old one was deleted.)
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def test_a_restart_resumes_the_same_session_with_its_energy_and_limit(tmp_path):
     before.report_consumption(sid, 30.0)
     clock.advance(360)  # 6 minutes at 30 kW: 3 kWh
     before.report_consumption(sid, 30.0)
-    before.cycle()
+    asyncio.run(before.cycle())
     (old,) = before.sessions()
     assert old.energy_kwh > 2.99 and old.allocated_kw > 0
     assert hook.kinds(sid) == ["session_started"]
@@ -119,13 +120,13 @@ def test_a_silent_integration_ends_its_session_after_the_silence(tmp_path):
     for _ in range(5):  # 50 s: both still within the silence
         clock.advance(10)
         st.report_consumption(talking, 40.0)
-        st.cycle()
+        asyncio.run(st.cycle())
     assert {s.session_id for s in st.sessions()} == {talking, silent}
     assert st.sessions()[0].allocated_kw == 25.0  # DC1's 50 kW shared
     for _ in range(2):  # 70 s since `silent` was last heard of, 10 s for `talking`
         clock.advance(10)
         st.report_consumption(talking, 40.0)
-        st.cycle()
+        asyncio.run(st.cycle())
     assert [s.session_id for s in st.sessions()] == [talking]
     assert rows(db)[silent] == ("stopped", "api_silent")
     assert ("session_stopped", silent, "api_silent") in hook.got
@@ -138,10 +139,10 @@ def test_a_resumed_session_whose_integration_never_reports_again_is_ended(tmp_pa
     sid = station(db, clock).create_session(NewSession("AC1", 1, 11.0)).session_id
     clock.advance(3600)  # the agent was down an hour: the silence counts from the restart
     after = station(db, clock, hook, silence_s=120.0)
-    after.cycle()
+    asyncio.run(after.cycle())
     assert [s.session_id for s in after.sessions()] == [sid]
     clock.advance(121)
-    after.cycle()
+    asyncio.run(after.cycle())
     assert after.sessions() == []
     assert rows(db) == {sid: ("stopped", "api_silent")}
     assert hook.kinds(sid) == ["session_resumed", "session_stopped"]
@@ -160,7 +161,7 @@ def test_allocations_never_exceed_the_budget_across_a_restart(tmp_path):
         first.report_consumption(sid, vmax)
     for _ in range(5):
         clock.advance(1)
-        first.cycle()
+        asyncio.run(first.cycle())
         seen.append(total(first))
     held = {s.session_id: s.allocated_kw for s in first.sessions()}
     assert sum(held.values()) > BUDGET - 1  # the budget is in use when the agent dies
@@ -173,7 +174,7 @@ def test_allocations_never_exceed_the_budget_across_a_restart(tmp_path):
     seen.append(total(after))
     for _ in range(5):
         clock.advance(1)
-        after.cycle()
+        asyncio.run(after.cycle())
         seen.append(total(after))
     assert max(seen) <= BUDGET + 1e-6, seen
     # The cycles did rebalance: the late session got its share (decreases first).
@@ -189,7 +190,7 @@ def test_a_cap_set_while_the_agent_was_down_is_met_by_the_first_cycle(tmp_path):
     for idx in (1, 2):
         first.create_session(NewSession("DC1", idx, 45.0))
     clock.advance(1)
-    first.cycle()
+    asyncio.run(first.cycle())
     assert total(first) > 40.0
     signals = Signals(connect(db))
     now = clock.now()
@@ -199,7 +200,7 @@ def test_a_cap_set_while_the_agent_was_down_is_met_by_the_first_cycle(tmp_path):
     assert late.allocated_kw == 0.0
     for _ in range(4):
         clock.advance(1)
-        after.cycle()
+        asyncio.run(after.cycle())
         assert total(after) <= 30.0 + 1e-6
     assert next(s for s in after.sessions() if s.session_id == late.session_id).allocated_kw > 0
 

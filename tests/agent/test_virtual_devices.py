@@ -94,3 +94,33 @@ def test_two_active_rows_on_one_connector_the_later_is_stopped_at_resume(tmp_pat
     assert [s.id for s in resumed.active.values()] == ["older"]
     rows = {r["id"]: (r["status"], r["stop_reason"]) for r in db.query("SELECT * FROM sessions")}
     assert rows == {"older": ("active", None), "later": ("stopped", "connector_taken")}
+
+
+def test_a_new_configuration_keeps_the_control_loop_and_serves_its_chargers(tmp_path):
+    """POST /station/config on the API-only station: the same control loop object (the one
+    the daemon runs) with a controller for the new chargers; the old sessions stopped, a new
+    one on a new charger granted by that loop's cycles, within gridCapacity - baseLoad."""
+    from agent.api.context import NewSession
+    from agent.app.virtual_station import VirtualStation
+
+    clock = ManualClock()
+    st = VirtualStation(CONFIG, connect(tmp_path / "agent.db"), clock)
+    loop = st.control
+    old = st.create_session(NewSession("DC1", 1, 40.0)).session_id
+    asyncio.run(st.cycle())
+    bigger = StationConfig(stationId="S1", gridCapacity=80.0, baseLoad=10.0,
+                           chargers=[{"id": "AC1", "maxPower": 22.0, "connectors": 1},
+                                     {"id": "DC2", "maxPower": 150.0, "connectors": 2}])  # fmt: skip
+    st.replace_station_config(bigger)
+    assert st.control is loop and st.controller is loop.controller
+    assert sorted(loop.controller.chargers) == ["AC1", "DC2"]
+    assert sorted(loop.devices.chargers) == ["AC1", "DC2"]  # type: ignore[attr-defined]
+    assert old not in {s.session_id for s in st.sessions()}
+    a = st.create_session(NewSession("DC2", 1, 150.0)).session_id
+    b = st.create_session(NewSession("DC2", 2, 150.0)).session_id
+    for _ in range(4):
+        asyncio.run(st.cycle())
+        clock.advance(0.25)
+        got = {s.session_id: s.allocated_kw for s in st.sessions()}
+        assert sum(got.values()) <= 70.0 + 1e-6
+    assert got == {a: 35.0, b: 35.0}  # the fair shares of 80 - 10 kW, on the new charger

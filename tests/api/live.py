@@ -112,11 +112,11 @@ class SteppedApi(LiveApi):
         await self.server.start()
 
     def step(self, n: int = 1) -> None:
-        def run() -> None:
+        async def run() -> None:
             for _ in range(n):
-                self.station.cycle()
+                await self.station.cycle()
                 self.clock.advance(self.period_s)
-        self.call(run)
+        asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=10)
 
     def advance(self, seconds: float) -> None:
         """Time passes without a control cycle (the integration and the agent both quiet)."""
