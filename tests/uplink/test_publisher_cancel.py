@@ -11,7 +11,13 @@ import aiomqtt
 import pytest
 
 from agent.uplink.publisher import Publisher
-from tests.uplink.helpers import assert_complete_in_order, collecting, open_uplink, running
+from tests.uplink.helpers import (
+    assert_complete_in_order,
+    awaiting,
+    collecting,
+    open_uplink,
+    running,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -110,18 +116,6 @@ def test_a_cancel_as_the_broker_answers_still_ends_run(mosquitto, tmp_path, answ
             await cloud.wait_for(lambda: states()[-1:] == ["offline"], WAIT_S)
 
     asyncio.run(scenario())
-
-
-def awaiting(task: asyncio.Task[None]) -> list[str]:
-    """Where a suspended task waits: its chain of awaited coroutines, innermost last."""
-    where: list[str] = []
-    coro: object = task.get_coro()
-    while coro is not None:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        if frame is not None:
-            where.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-    return where
 
 
 @pytest.mark.parametrize("hops", [0, 1, 2])
