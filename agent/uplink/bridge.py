@@ -311,8 +311,10 @@ class UplinkBridge:
                 self.check()
             except Exception:
                 log.exception("uplink: health change check failed")
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel.
             try:
-                await asyncio.wait_for(stop.wait(), every_s)
+                async with asyncio.timeout(every_s):
+                    await stop.wait()
             except TimeoutError:
                 pass
 

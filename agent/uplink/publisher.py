@@ -17,9 +17,11 @@ One session per connection:
   returns the already-finished future's outcome instead (a refused CONNACK surfaces as an
   ordinary MqttError), the loop reconnected, and the task never ended: whoever awaited the
   cancelled uplink hung. `run()` therefore checks the task's pending cancellation
-  (`Task.cancelling()`) after every failed session; the session's tasks are not a
-  TaskGroup, which on 3.11 both swallows a cancel that meets a child's error and leaves
-  that count raised.
+  (`Task.cancelling()`) after every session, and `_session()` after each of aiomqtt's
+  waits that succeeded (CONNACK, SUBACK: a cancel swallowed there went on into the drain
+  for ever); our own waits use `asyncio.timeout()`, which is right on 3.11. The session's
+  tasks are not a TaskGroup, which on 3.11 both swallows a cancel that meets a child's
+  error and leaves that count raised.
 - A row the broker rejects (ACL, quota) is parked, not deleted: it stays in the outbox
   and is retried on a connection at least PARK_RETRY_S later, while the rows behind it
   keep flowing (Mosquitto 2.0 even drops the connection after a denied QoS 1 publish, so
@@ -263,24 +265,29 @@ class Publisher:
         client = self._client()
         published_before = self.status.published
         try:
-            async with client:
-                self.status.connected = True
-                self.status.connected_since = time.monotonic()
-                self.status.last_error = None
-                log.info("uplink: connected to %s:%d", self.settings.host, self.settings.port)
-                if self.settings.tls and self.settings.tls_insecure:
-                    log.warning("uplink: tls_insecure = true: the broker's host name was not "
-                                "checked (lab only; anyone with a valid certificate can pose "
-                                "as the broker)")  # fmt: skip
-                async with asyncio.timeout(self.settings.ack_timeout_s):
-                    code = await client.publish_qos1(
-                        self.settings.topic("state"), self.state_payload("online"), retain=True
-                    )
-                if code >= 0x80:
-                    raise PublishRejected(f"state rejected: {reason_name(code)}")
-                await client.subscribe(self.settings.topic("cmd/+"), qos=1)
-                inflight: dict[int, float] = {}
+            async with client:  # aiomqtt waits for the CONNACK with wait_for: may swallow
                 try:
+                    _raise_if_cancelled()
+                    self.status.connected = True
+                    self.status.connected_since = time.monotonic()
+                    self.status.last_error = None
+                    log.info("uplink: connected to %s:%d", self.settings.host,
+                             self.settings.port)  # fmt: skip
+                    if self.settings.tls and self.settings.tls_insecure:
+                        log.warning("uplink: tls_insecure = true: the broker's host name was "
+                                    "not checked (lab only; anyone with a valid certificate "
+                                    "can pose as the broker)")  # fmt: skip
+                    async with asyncio.timeout(self.settings.ack_timeout_s):
+                        code = await client.publish_qos1(
+                            self.settings.topic("state"), self.state_payload("online"),
+                            retain=True,
+                        )
+                    if code >= 0x80:
+                        raise PublishRejected(f"state rejected: {reason_name(code)}")
+                    # SUBACK: aiomqtt's wait_for again.
+                    await client.subscribe(self.settings.topic("cmd/+"), qos=1)
+                    _raise_if_cancelled()
+                    inflight: dict[int, float] = {}
                     await _first_to_end(
                         self._drain(client, inflight),
                         self._commands(client),
@@ -293,7 +300,8 @@ class Publisher:
                             self.settings.topic("state"), self.state_payload("offline"),
                             retain=True,
                         )
-                        await asyncio.wait_for(offline, 2.0)
+                        async with asyncio.timeout(2.0):
+                            await offline
                     raise
         finally:
             client.fail_pending(aiomqtt.MqttError("disconnected"))
@@ -365,17 +373,7 @@ class Publisher:
             if len(acked) >= ACK_BATCH:
                 flush_now.set()
 
-        async def flusher() -> None:
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(flush_now.wait(), ACK_FLUSH_S)
-                flush_now.clear()
-                if acked:
-                    batch = acked[:]
-                    del acked[:]
-                    self.outbox.delete(batch)
-
-        flush_task = asyncio.create_task(flusher())
+        flush_task = asyncio.create_task(self._flusher(acked, flush_now))
         try:
             while True:
                 self._wake.clear()
@@ -403,6 +401,21 @@ class Publisher:
                 await flush_task
             if acked:  # acknowledged before the link went: never resend these
                 self.outbox.delete(acked)
+
+    async def _flusher(self, acked: list[int], flush_now: asyncio.Event) -> None:
+        """Delete acknowledged rows: when `flush_now` is set, else every ACK_FLUSH_S."""
+        while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for returns instead of raising
+            # when the cancel from _drain's finally meets flush_now being set, and this loop
+            # (and _drain's await of it) would then never end.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(ACK_FLUSH_S):
+                    await flush_now.wait()
+            flush_now.clear()
+            if acked:
+                batch = acked[:]
+                del acked[:]
+                self.outbox.delete(batch)
 
 
 def _raise_if_cancelled() -> None:

@@ -85,26 +85,58 @@ def settings(port: int, **overrides: Any) -> MqttSettings:
     return MqttSettings(**base)
 
 
+# How long a cancelled task may take to end: far above what it takes (a clean DISCONNECT,
+# a 2 s bounded offline publish), far below pytest's timeout.
+STOP_S = 30.0
+
+
+def awaiting(task: asyncio.Task[Any]) -> list[str]:
+    """Where a suspended task waits: its chain of awaited coroutines, innermost last."""
+    where: list[str] = []
+    coro: object = task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            where.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return where
+
+
+async def stop(task: asyncio.Task[Any], within: float = STOP_S) -> None:
+    """Cancel `task` and wait for it to end, at most `within` s: one that does not end (a
+    cancel swallowed, CPython gh-86296) fails here, named, instead of at pytest's timeout.
+    Its outcome is not raised (a cancelled task ends with CancelledError by design)."""
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=within)
+    if not done:
+        raise AssertionError(f"{task.get_name()} still running {within:g} s after it was "
+                             f"cancelled, in {awaiting(task)}")  # fmt: skip
+    if not task.cancelled():
+        task.exception()  # retrieved: as gather(return_exceptions=True) did
+
+
 @contextlib.asynccontextmanager
 async def running(uplink: Uplink):
-    task = asyncio.create_task(uplink.run())
+    s = uplink.publisher.settings
+    task = asyncio.create_task(uplink.run(),
+                               name=f"uplink.run() (station {s.station_id}, port {s.port})")
     try:
         yield uplink
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop(task)
 
 
 @contextlib.asynccontextmanager
 async def collecting(port: int, **kwargs: Any):
     collector = Collector(port, **kwargs)
-    task = asyncio.create_task(collector.run())
-    await asyncio.wait_for(collector.subscribed.wait(), 10)
+    task = asyncio.create_task(collector.run(),
+                               name=f"Collector.run() ({collector.client_id}, port {port})")
     try:
+        async with asyncio.timeout(10):
+            await collector.subscribed.wait()
         yield collector
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop(task)
 
 
 def assert_complete_in_order(seqs: list[int], last: int) -> None:
