@@ -27,6 +27,10 @@ Charger dynamics (documented contract for the agent):
   charges on the new count under the limit in force. On 1 phase every EV draws on the
   charger's first conductor only (6-32 A); a 1-phase EV is unaffected by the count. A
   switch asked for during the pause restarts it; asking for the count in effect does nothing.
+- An EV may pause by itself (`Ev.paused_until`, simulated s; `Simulator.pause_ev`), as EVs do
+  for cell balancing or preconditioning (IEC 61851 state C with no current asked, OCPP
+  SuspendedEV): its limit untouched, it draws nothing until then (ramping down and back up
+  at the charger's rate), then draws what its limit allows again.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ class Ev:
     # chargers): its ev_max_power register reads 0, and the agent learns only from the draw.
     announces_max: bool = True
     phases: int = 3  # draws on the charger's first `phases` conductors (1: a 1-phase EV)
+    paused_until: float = -math.inf  # simulated s: paused by itself until then (draws 0)
 
     @property
     def done(self) -> bool:
@@ -218,7 +223,9 @@ class ChargerModel:
                 conn.switching = None
                 self.switches.append({"t": now, "idx": conn.idx, "phases": conn.phases})
             limit = self.fallback_kw if self.timed_out else conn.applied_kw
-            conn.target_kw = 0.0 if conn.switching else self._target(limit, conn.ev, conn.phases)
+            paused = conn.ev is not None and now < conn.ev.paused_until
+            conn.target_kw = (0.0 if conn.switching or (paused and limit >= 0)
+                              else self._target(limit, conn.ev, conn.phases))
         total = sum(abs(c.target_kw) for c in self.connectors)
         if total > self.spec.max_kw:  # connectors share the charger's power stage
             for conn in self.connectors:

@@ -229,6 +229,16 @@ class Simulator:
                                             phases=phases))
         self._refresh()
 
+    def pause_ev(self, charger_id: str, idx: int, seconds: float) -> None:
+        """The EV on the connector pauses by itself for `seconds` (simulated): it draws
+        nothing, its limit untouched, then takes up what its limit allows again (an EV
+        balancing its cells or preconditioning; physics.py)."""
+        ev = self.model.chargers[charger_id].connector(idx).ev if charger_id in self.model.chargers else None
+        if ev is None or seconds < 0:
+            raise ValueError(f"pause_ev: no EV on {charger_id}/{idx}, or seconds < 0")
+        ev.paused_until = self.model.t + seconds
+        self._refresh()
+
     def unplug(self, charger_id: str, idx: int) -> None:
         self.model.unplug(charger_id, idx)
         self._refresh()

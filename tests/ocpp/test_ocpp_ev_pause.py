@@ -1,0 +1,110 @@
+"""An EV that pauses by itself behind its charger's stale meter value does not take a metered
+sub-board over its rating, 1.6J and 2.0.1, over loopback sockets against the simulator.
+Not fixed yet: marked xfail(strict=True) with the figures measured (below).
+
+An OCPP charger's draw is its last meter value, up to a sample interval old. An EV that
+pauses by itself (its limit untouched: cell balancing, preconditioning) shows at once on the
+circuit meter while its sample still says it draws its limit: the base load read from them
+falls by its draw, and that room was handed to the other EV. When the paused EV resumed
+under its limit, the sub-board went over (35.5 A and 36.9 A on 32 A in the phase switch test
+with CP1's EV paused by hand for 1 s).
+
+Sub-board: 32 A with 5 kW of other load (8.7 A on L1, 6.5 A on L2 and L3) feeds CP1 and CP2,
+1-phase 7.4 kW chargers on grid L2 with 1-phase EVs: they share what L2 has left (about 12 A
+each), and each wants more. CP1's EV then pauses by itself for 1.5 s, three times, 10 s apart (the
+simulator's `pause_ev`). Everything asserted is measured on the simulator's side (its
+breaker model), over a bounded run, never a timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from ocpp_station import OcppStation, ocpp_station
+
+pytestmark = pytest.mark.timeout(300)
+
+RATING_A = 32.0
+PAUSE_S = 1.5  # simulated s (time factor 1): the EV's own pause, under cap_after_s (3 s)
+PAUSES = 3
+CONTROL = {"comm_timeout_s": 10}  # limit_follow_s: the default
+ONE_PHASE = {"kind": "ac", "circuit": "sub", "phases": 1, "phaseRotation": "L2L3L1"}
+STATION = {
+    "stationId": "OC1",
+    "gridCapacity": 60.0,
+    "circuits": [{"id": "sub", "maxCurrent": RATING_A, "meter": True, "baseLoad": 5.0}],
+    "chargers": [{"id": cid, "maxPower": 7.4, **ONE_PHASE} for cid in ("CP1", "CP2")],
+}  # fmt: skip
+
+
+def _settings(cfg: dict, sim) -> None:
+    meter = sim.endpoints["circuitMeters"]["sub"]
+    cfg["devices"].append({"name": "sub-meter", "kind": "meter", "profile": meter["profile"],
+                           "unit_id": meter["unit"], "endpoint": f"tcp://{meter['tcp']}"})
+    cfg["station"]["circuits"] = [{"id": "sub", "max_current_a": RATING_A,
+                                   "meter": "sub-meter"}]
+    for ch in cfg["station"]["chargers"]:
+        ch.update(circuit="sub", phase_rotation="L2L3L1", phases=1, min_power_kw=1.38)
+
+
+def _peak(st: OcppStation) -> list[float]:
+    return [round(a, 2) for a in st.sim.state()["circuits"]["sub"]["peakCurrent"]]
+
+
+async def _run(tmp_path, version: str) -> dict:
+    versions = {c["id"]: version for c in STATION["chargers"]}
+    async with ocpp_station(tmp_path, STATION, versions, control=CONTROL,
+                            ocpp={"min_interval_s": 0.5}, base_load_kw=5.0,
+                            pessimistic_base_kw=10.0, settings=_settings,
+                            each_charger={cid: {"phases": 1} for cid in ("CP1", "CP2")}) as st:
+        assert await st.until(lambda: all(c.ready for c in st.cs.chargers.values()), 30)
+        st.run()
+        assert await st.until(lambda: all(c["limit"] == 0.0
+                                          for c in st.sim.state()["connectors"]), 30)
+        for cid in ("CP1", "CP2"):
+            await st.cps[cid].plug(1, max_kw=7.4, capacity_kwh=80.0, energy_needed_kwh=60.0,
+                                   id_tag=f"EV-{cid}", phases=1)
+        assert await st.until(lambda: all(st.power(cid, 1) >= 1.3 for cid in ("CP1", "CP2")),
+                              60), st.sim.state()["connectors"]
+        await asyncio.sleep(8.0)  # settled: both held by the sub-board
+        settled = {cid: round(st.power(cid, 1), 2) for cid in ("CP1", "CP2")}
+        before = _peak(st)
+        seen = []
+        for _ in range(PAUSES):
+            st.sim.pause_ev("CP1", 1, PAUSE_S)
+            # the pause happened: CP1 drew (almost) nothing at some point
+            assert await st.until(lambda: st.power("CP1", 1) < 0.3, 10, 0.05), \
+                st.sim.state()["connectors"]
+            seen.append(_peak(st))
+            await asyncio.sleep(10.0)
+        resumed = {cid: round(st.power(cid, 1), 2) for cid in ("CP1", "CP2")}
+        state = st.sim.state()
+        return {"sub": state["circuits"]["sub"], "trips": state["trips"], "settled": settled,
+                "resumed": resumed, "before": before,
+                "grid_peak": max(kw for _, kw in st.sim.grid_history)}
+
+
+# Not fixed yet (docs/ocpp.md, "Phase switching" -> "Not done yet"): measured on this code,
+# 1.6J 37.32 A on L2 and 3.37 s over 32 A, 2.0.1 37.32 A and 3.22 s (peak before the pauses
+# 30.92 A). A hold of the base load for a sample's age (branch stale-sample-wip,
+# agent/control/base_hold.py) passed it (30.92 A, 0 s over) but made
+# tests/ocpp/test_ocpp_relay.py fail (60 s meter values): not landed.
+@pytest.mark.xfail(strict=True, reason="an EV's own pause behind a stale sample: room granted, "
+                   "sub-board over its rating when it resumes (not fixed)")
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+def test_an_ev_pausing_by_itself_behind_a_stale_sample_keeps_the_sub_board_within_its_rating(
+        tmp_path, version):
+    r = asyncio.run(_run(tmp_path, version))
+    summary = (f"{version}: sub-board peak {[round(a, 2) for a in r['sub']['peakCurrent']]} A "
+               f"(rating {RATING_A:g}; before the pauses {r['before']}), over rating "
+               f"{r['sub']['overRatingS']:.2f} s, trips {r['trips']}; settled {r['settled']} kW, "
+               f"after the pauses {r['resumed']} kW; grid peak {r['grid_peak']:.2f} kW")
+    print(summary)
+    # the squeeze was exercised: both charged, each below its 11 kW (the sub-board binds)
+    assert all(1.3 <= kw < 7.0 for kw in r["settled"].values()), summary
+    assert not r["trips"], summary
+    assert max(r["sub"]["peakCurrent"]) <= RATING_A, summary
+    assert r["sub"]["overRatingS"] == 0.0, summary
+    # and CP1 charges again after its pauses
+    assert r["resumed"]["CP1"] >= 1.3, summary
