@@ -42,6 +42,25 @@ def make_chargers(configs: dict[str, OcppChargerConfig], ocpp: OcppSettings) -> 
     return {cid: OcppCharger(cid, c, ocpp) for cid, c in configs.items()}
 
 
+def metered_sub_board(cfg: dict, sim: Simulator, station: dict, rating_a: float,
+                      circuit: str = "sub") -> None:
+    """The agent's side of the simulator's metered sub-board (a `settings` hook of
+    `ocpp_station`): its meter as a device, the circuit at `rating_a` per phase, and every
+    charger under it with the phases and rotation `station` gives it (a 1-phase charger's
+    minimum is 6 A: 1.38 kW)."""
+    meter = sim.endpoints["circuitMeters"][circuit]
+    cfg["devices"].append({"name": f"{circuit}-meter", "kind": "meter",
+                           "profile": meter["profile"], "unit_id": meter["unit"],
+                           "endpoint": f"tcp://{meter['tcp']}"})  # fmt: skip
+    cfg["station"]["circuits"] = [{"id": circuit, "max_current_a": rating_a,
+                                   "meter": f"{circuit}-meter"}]  # fmt: skip
+    for ch in cfg["station"]["chargers"]:
+        spec = next(c for c in station["chargers"] if c["id"] == ch["id"])
+        ch.update(circuit=circuit, phase_rotation=spec.get("phaseRotation", "L1L2L3"))
+        if spec.get("phases") == 1:
+            ch.update(phases=1, min_power_kw=1.38)
+
+
 class OcppStation:
     def __init__(self, sim: Simulator, cs: CentralSystem, cps: dict[str, SimChargePoint],
                  loop: ControlLoop | None) -> None:

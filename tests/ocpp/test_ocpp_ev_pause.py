@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from ocpp_station import OcppStation, ocpp_station
+from ocpp_station import OcppStation, metered_sub_board, ocpp_station
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -39,13 +39,7 @@ STATION = {
 
 
 def _settings(cfg: dict, sim) -> None:
-    meter = sim.endpoints["circuitMeters"]["sub"]
-    cfg["devices"].append({"name": "sub-meter", "kind": "meter", "profile": meter["profile"],
-                           "unit_id": meter["unit"], "endpoint": f"tcp://{meter['tcp']}"})
-    cfg["station"]["circuits"] = [{"id": "sub", "max_current_a": RATING_A,
-                                   "meter": "sub-meter"}]
-    for ch in cfg["station"]["chargers"]:
-        ch.update(circuit="sub", phase_rotation="L2L3L1", phases=1, min_power_kw=1.38)
+    metered_sub_board(cfg, sim, STATION, RATING_A)
 
 
 def _peak(st: OcppStation) -> list[float]:

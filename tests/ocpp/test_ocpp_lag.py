@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from ocpp_station import OcppStation, ocpp_station
+from ocpp_station import OcppStation, metered_sub_board, ocpp_station
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -48,16 +48,7 @@ GRID_STATION = {
 
 
 def _sub_settings(cfg: dict, sim) -> None:
-    meter = sim.endpoints["circuitMeters"]["sub"]
-    cfg["devices"].append({"name": "sub-meter", "kind": "meter", "profile": meter["profile"],
-                           "unit_id": meter["unit"], "endpoint": f"tcp://{meter['tcp']}"})
-    cfg["station"]["circuits"] = [{"id": "sub", "max_current_a": RATING_A,
-                                   "meter": "sub-meter"}]
-    for ch in cfg["station"]["chargers"]:
-        spec = next(c for c in SUB_STATION["chargers"] if c["id"] == ch["id"])
-        ch.update(circuit="sub", phase_rotation=spec.get("phaseRotation", "L1L2L3"))
-        if spec.get("phases") == 1:
-            ch.update(phases=1, min_power_kw=1.38)
+    metered_sub_board(cfg, sim, SUB_STATION, RATING_A)
 
 
 async def _ready(st: OcppStation) -> None:
