@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba-cache
 
 LOCK    := uv.lock
-UV      := uv==0.13.9
+UV_REQ  := scripts/uv-requirements.txt
 
 .PHONY: install lock test-latest demo test test-fast test-mutants test-loaded bench lint clean system-deps
 
@@ -14,11 +14,11 @@ install: $(STAMP)
 
 # Installs exactly the locked tree (uv.lock: every package pinned, every file hash-checked),
 # so a release elsewhere cannot change a fresh clone; then the project itself, without deps.
-# uv (pinned) only writes the lock out as a hashed requirements list; pip installs it.
+# uv (pinned with its hashes, scripts/uv-requirements.txt) only writes the lock out as a hashed requirements list; pip installs it.
 # Re-installs only when the lock or the packaging changed: quick and idempotent otherwise.
-$(STAMP): $(LOCK) pyproject.toml setup.py
+$(STAMP): $(LOCK) $(UV_REQ) pyproject.toml setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet $(UV)
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(UV_REQ)
 	$(BIN)/uv export --frozen --extra dev --no-emit-project --no-header --quiet \
 		--format requirements-txt -o $(VENV)/locked-requirements.txt
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(VENV)/locked-requirements.txt
