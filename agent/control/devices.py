@@ -38,6 +38,10 @@ class _Latest:
 class StationDevices:
     """Drivers for every configured device, grouped by endpoint."""
 
+    # Reached over the network: the control loop awaits its reads and writes. A device set
+    # read and written by plain calls (agent/control/virtual.py) says True.
+    instant = False
+
     def __init__(self, settings: AgentSettings, make_device: Callable[..., Any] | None = None):
         if make_device is None:
             from drivers import make_device as make

@@ -213,7 +213,7 @@ class ControlLoop:
                 self.controller.chargers[cid] = ch.model_copy(update={"v2g": False})
 
     async def cycle(self) -> Decision:
-        if getattr(self.devices, "instant", False):
+        if self.devices.instant:
             return self.cycle_now()
         t0 = self.clock.monotonic()
         snap = await self._read(t0)
