@@ -92,6 +92,7 @@ class Controller:
         self._battery_written_at = float("-inf")
         # V2G discharges waiting for the headroom to end (apply.py): key -> since when.
         self.ends_waiting: dict[Key, float] = {}
+        self._targets: dict[Key, float] = {}  # last cycle's, for the ramp reserves
         # Limits lowered but maybe not followed yet: their old value holds back increases.
         self.lag = LimitLag(c.limit_follow_s, settings.ocpp.meter_interval_s)
         # Each session's phase count, and its 1 <-> 3 phase switch where the charger can and
@@ -195,6 +196,17 @@ class Controller:
         if self.s.station.circuits:
             bases = {m.circuit_id: (m.base_current_a, m.base_power_kw) for m in circuits}
             waiting = {k: self.min_kw[k] for k in phases.waiting()}
+            # An EV booked on fewer conductors than its charger's on a count that does not
+            # narrow the apply rule's weights (a circuit meter's step may be wrong) gets an
+            # increase only where its charger's other conductors have room too. Held back
+            # there while others fill those phases, it waited for ever below its share (a
+            # 1-phase EV on a rotated charger at 6.71 kW of 7.13, two on L1 at 2.81 of
+            # 3.56 with 6.6 A free: tests/agent/test_phase_steps.py). So the increase held
+            # back last cycle is kept free on them, as a start's reserve is.
+            for k in phases.booked.keys() - phases.narrowing().keys():
+                held_back = self._targets.get(k, 0.0) - (self.limits.get(k) or 0.0)
+                if held_back >= self.s.control.deadband_kw:  # an increase the rule asks for
+                    waiting[k] = max(waiting.get(k, 0.0), held_back)
             for cid, reserve in start_reserves(self.s.station, waiting).items():
                 base_a, base_kw = bases.get(cid, ((0.0, 0.0, 0.0), 0.0))
                 bases[cid] = (tuple(a + r for a, r in zip(base_a, reserve, strict=True)), base_kw)  # type: ignore[assignment]
@@ -274,6 +286,7 @@ class Controller:
             if self.phases.held(cd.key):  # a phase switch under way
                 cd.target_kw = 0.0
         targets = {cd.key: cd.target_kw for cd in conns}
+        self._targets = targets
 
         if snap.grid_kw is not None and snap.grid_age_s > c.period_s:
             # A reading from an earlier cycle confirms nothing: the EVs may have ramped

@@ -64,7 +64,8 @@ within its rating:
   each phase's measured room with the weights of all of its charger's conductors (1, 1/2,
   1/3), never with the learned count's (only a count from its own conductors narrows them):
   whatever its true count, what an increase puts on a phase fits its room. The price: a
-  1-phase EV learned from steps takes room on its charger's other phases while it ramps up.
+  1-phase EV learned from steps takes room on its charger's other phases while it ramps up
+  (kept free for an increase held back: the controller's ramp reserves).
   tests/agent/test_phase_steps.py fools the learner so and checks the sub-board; with the
   learned count in the weights L2 went to 33.8 A on a 32 A fuse.
 - Its minimum power scales with the learned count (1-phase: 1.38 kW), at which a 3-phase EV
