@@ -71,7 +71,7 @@ CIRCUIT_MAX_POWER, CIRCUIT_MAX_CURRENT, CIRCUIT_BASE_POWER, CIRCUIT_BASE_CURRENT
 CIRCUIT_F_ROWS = 6
 
 SCRATCH_SESSION_ROWS = 23  # the first is the binding_circuit output; one more cell each
-SCRATCH_LIMIT_ROWS = 12
+SCRATCH_LIMIT_ROWS = 13
 SCRATCH_GROUP_ROWS = 5
 SCRATCH_CIRCUIT_ROWS = 4
 BAD_CHARGER_INDEX, BAD_CIRCUIT = 1, 2
@@ -110,11 +110,12 @@ def _clamp(t, lo, hi):  # noqa: ANN001
 
 
 @njit(cache=True, inline="always")
-def _level(weight, low, high, start, end, gone, level, capacity):  # noqa: ANN001
+def _level(weight, low, high, start, end, gone, level, capacity, least_low):  # noqa: ANN001
     """The highest whole level at which a limit holds, from `level` where it holds; the caller
     knows it fills (its load with every session at its ceiling exceeds the capacity). Its moving
     sessions are [start, end) of the session rows kept in `act` order (weight 0: a session of
-    the range not on this limit's phase); gone is the load of its frozen ones.
+    the range not on this limit's phase); gone is the load of its frozen ones. least_low: the
+    smallest minimum of its moving sessions when the caller knows it (the first round), else -1.
 
     Newton steps from below, weighted, as in `kernel._fill_level`: the load is piecewise linear
     in the level and its slope only falls between two minimums, so a step to the capacity on the
@@ -125,9 +126,10 @@ def _level(weight, low, high, start, end, gone, level, capacity):  # noqa: ANN00
     low = low[start:end]
     high = high[start:end]
     if level == 0:  # the first time: below every minimum the load is flat, start there
-        least_low = NO_LIMIT
-        for k in range(end - start):
-            least_low = min(least_low, low[k] if weight[k] > 0 else NO_LIMIT)
+        if least_low < 0:
+            least_low = NO_LIMIT
+            for k in range(end - start):
+                least_low = min(least_low, low[k] if weight[k] > 0 else NO_LIMIT)
         level = max(level, least_low)  # (ceilings are not below minimums)
     while True:
         fill = gone
@@ -257,6 +259,7 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     best = scratch_l[7]  # the smallest open level on the way up from the group, per component
     best_at = scratch_l[10]  # the (first) limit there
     cells = scratch_l[11]  # the limits a round visits
+    lows = scratch_l[12]  # the smallest minimum of the limit's moving sessions, for the first round
     parent = scratch_g[0]  # the group above (the station: -1)
     start = scratch_g[1]
     end = scratch_g[2]
@@ -342,29 +345,31 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
             if 0 < session_i[SESSION_PHASES, i] < k:
                 k = session_i[SESSION_PHASES, i]
         n_phases[i] = k
-        wt[i] = 6 // k
+        w = (0x020306 >> (8 * k - 8)) & 0xFF  # 6 // k, without a division or a branch
+        wt[i] = w
+        # Loops over the three conductors, not the k drawn on, with the others weighing 0: a
+        # trip count that varies from session to session costs a mispredicted branch each.
+        # (phase[q, i] for q >= k is set, to a valid phase, and never weighs.)
         bits = 0
-        for q in range(k):
+        for q in range(3):
             p = q if dc else charger_i[ROTATION + q, j]
             phase[q, i] = p
-            bits |= 1 << p
+            bits |= (1 << p) if q < k else 0
         mask[i] = bits
         cursor[j] += 1
         # Rule 2a: a minimum that exceeds the ceiling or, alone, one of its charger's limits.
-        frozen[i] = 0
         value[i] = 0
         first[i] = -1
         lo = low[i]
         j4 = 4 * j
-        if lo > ceiling[i] or lo > capacity[j4]:
-            frozen[i] = 1
-        for q in range(k):
-            if wt[i] * lo > capacity[j4 + 1 + phase[q, i]]:
-                frozen[i] = 1
-        if not frozen[i]:
+        bad = lo > ceiling[i] or lo > capacity[j4]
+        for q in range(3):
+            bad |= q < k and w * lo > capacity[j4 + 1 + phase[q, i]]
+        frozen[i] = 1 if bad else 0
+        if not bad:
             load[j4] += lo
-            for q in range(k):
-                load[j4 + 1 + phase[q, i]] += wt[i] * lo
+            for q in range(3):
+                load[j4 + 1 + phase[q, i]] += w * lo if q < k else 0
 
     # Sessions laid out by group, so that every limit's sessions are one range of act (filtered
     # by phase): subtree sizes bottom-up, offsets top-down, then a counting sort by charger.
@@ -431,13 +436,14 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     # Rule 3: progressive filling, in rounds, over the sessions still moving. Chargers whose
     # sessions are all frozen drop out of the rounds (their limits can no longer fill).
     # (in_order is filled below, once the paused sessions are out)
-    n_act, n_live = _compact(act, in_order, n, frozen, new_at, start, end, live, 0, nc, n_groups, True)
+    n_act, n_live = _compact(act, in_order[:0], n, frozen, new_at, start, end, live, 0, nc, n_groups, True)
     for L in range(n_cells):
         level[L] = 0
         fixed[L] = 0
         dirty[L] = 1
         is_open[L] = 1 if capacity[L] != NO_LIMIT else 0
         ceilings[L] = 0
+        lows[L] = NO_LIMIT
     # A charger's phase limits share one capacity, and every session on it draws on its first
     # conductor (each of its phases with the same weight): that phase's limit holds the others'
     # sessions and loads, so its level is never above theirs and, first in the sessions' order,
@@ -458,11 +464,15 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
             in_order[3 + p, k] = wt[i] if (mask[i] >> p) & 1 else 0
         j4 = 4 * charger_of[i]
         ceilings[j4] += ceiling[i]
-        for q in range(n_phases[i]):
-            ceilings[j4 + 1 + phase[q, i]] += wt[i] * ceiling[i]
+        lows[j4] = min(lows[j4], low[i])
+        for p in range(3):  # (its weight on each grid phase, 0 on one it does not draw on)
+            ceilings[j4 + 1 + p] += in_order[3 + p, k] * ceiling[i]
+            lows[j4 + 1 + p] = min(lows[j4 + 1 + p], low[i] if in_order[3 + p, k] > 0 else NO_LIMIT)
     for g in range(top):
         for q in range(4):
             ceilings[4 * parent[g] + q] += ceilings[4 * g + q]
+            lows[4 * parent[g] + q] = min(lows[4 * parent[g] + q], lows[4 * g + q])
+    first_round = True
     while True:
         # The levels of the limits whose sessions changed: the live chargers', then the rest.
         any_open = False
@@ -484,11 +494,12 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
                 else:
                     g = L >> 2
                     level[L] = _level(in_order[2 + (L & 3)], act_low, act_high, start[g], end[g],
-                                      fixed[L], level[L], capacity[L])
+                                      fixed[L], level[L], capacity[L], lows[L] if first_round else -1)
             if is_open[L]:
                 any_open = True
         if not any_open:
             break
+        first_round = False
         # Each session's m and first limit: its charger's, then the smallest open level on the way
         # up from its charger's circuit, per component (top-down over the circuits; a tie keeps
         # the deeper group, first in rank); the session's own order (power, then conductor by
@@ -510,20 +521,25 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
             i = act[k]
             j4 = 4 * charger_of[i]
             c4 = 4 * parent[charger_of[i]]
+            k_i = n_phases[i]
             m = level[j4] if is_open[j4] else NO_LIMIT
             f = j4
-            for q in range(n_phases[i]):
-                L = j4 + 1 + phase[q, i]
-                if is_open[L] and level[L] < m:
-                    m = level[L]
-                    f = L
+            # Of its charger's phase limits only its first conductor's is open (see above).
+            L = j4 + 1 + phase[0, i]
+            if is_open[L] and level[L] < m:
+                m = level[L]
+                f = L
             if best[c4] < m:
                 m = best[c4]
                 f = best_at[c4]
-            for q in range(n_phases[i]):
+            # The three conductors, those it does not draw on at NO_LIMIT (never smaller than
+            # m, and equal only while m is NO_LIMIT, when f does not count): a fixed trip count,
+            # no mispredicted branch per session.
+            for q in range(3):
                 L = c4 + 1 + phase[q, i]
-                if best[L] < m or (best[L] == m and best_at[L] >> 2 < f >> 2):
-                    m = best[L]
+                b = best[L] if q < k_i else NO_LIMIT
+                if b < m or (b == m and best_at[L] >> 2 < f >> 2):
+                    m = b
                     f = best_at[L]
             least[i] = m
             first[i] = f if m != NO_LIMIT else -1
@@ -533,9 +549,9 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
             if m < ceiling[i]:
                 e = max(m, low[i])
                 slack[j4] = min(slack[j4], e)
-                for q in range(n_phases[i]):
+                for q in range(3):
                     L = j4 + 1 + phase[q, i]
-                    slack[L] = min(slack[L], e)
+                    slack[L] = min(slack[L], e if q < k_i else NO_LIMIT)
         for x in range(n_visit - 4):  # not the station's
             L = cells[x]
             if slack[L] != NO_LIMIT:
@@ -553,10 +569,11 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
             j4 = 4 * charger_of[i]
             load[j4] += x
             settled[j4] += ceiling[i]
-            for q in range(n_phases[i]):
+            for q in range(3):
                 L = j4 + 1 + phase[q, i]
-                load[L] += wt[i] * x
-                settled[L] += wt[i] * ceiling[i]
+                w = wt[i] if q < n_phases[i] else 0
+                load[L] += w * x
+                settled[L] += w * ceiling[i]
         for x in range(n_visit):
             L = cells[x]
             if settled[L] == 0:  # nothing frozen below, or only ceilings of 0 (at 0 since)
