@@ -93,7 +93,7 @@ def _sixths_down(amps, voltage):  # noqa: ANN001
     sixths = amps * 0.6 * voltage
     if sixths >= 6 * HUGE:
         return NO_LIMIT
-    return max(np.int64(math.floor(sixths * FINE + _SNAP)), np.int64(0))
+    return _max(np.int64(math.floor(sixths * FINE + _SNAP)), np.int64(0))
 
 
 @njit(cache=True)
@@ -101,12 +101,24 @@ def _fine(steps):  # noqa: ANN001
     """A power limit in steps at the level resolution (reference.fine)."""
     if steps >= HUGE:
         return NO_LIMIT
-    return max(steps, 0) * FINE
+    return _max(steps, 0) * FINE
 
 
-@njit(cache=True)
+# min and max of two integers, written out: numba's builtins were left as out-of-line calls in
+# this large function (perf: in _level's scalar loop, over ranges shorter than a vector).
+@njit(cache=True, inline="always")
+def _min(a, b):  # noqa: ANN001
+    return a if a <= b else b
+
+
+@njit(cache=True, inline="always")
+def _max(a, b):  # noqa: ANN001
+    return a if a >= b else b
+
+
+@njit(cache=True, inline="always")
 def _clamp(t, lo, hi):  # noqa: ANN001
-    return max(lo, min(t, hi))
+    return _max(lo, _min(t, hi))
 
 
 @njit(cache=True, inline="always")
@@ -129,8 +141,8 @@ def _level(weight, low, high, start, end, gone, level, capacity, least_low):  # 
         if least_low < 0:
             least_low = NO_LIMIT
             for k in range(end - start):
-                least_low = min(least_low, low[k] if weight[k] > 0 else NO_LIMIT)
-        level = max(level, least_low)  # (ceilings are not below minimums)
+                least_low = _min(least_low, low[k] if weight[k] > 0 else NO_LIMIT)
+        level = _max(level, least_low)  # (ceilings are not below minimums)
     while True:
         fill = gone
         slope = 0
@@ -140,10 +152,10 @@ def _level(weight, low, high, start, end, gone, level, capacity, least_low):  # 
             w = weight[k]
             lo = low[k]
             h = high[k]
-            fill += w * max(lo, min(level, h))
+            fill += w * _max(lo, _min(level, h))
             slope += w if lo <= level < h else 0
-            next_low = min(next_low, lo if lo > level and w > 0 else NO_LIMIT)
-            next_high = min(next_high, h if lo <= level < h and w > 0 else NO_LIMIT)
+            next_low = _min(next_low, lo if lo > level and w > 0 else NO_LIMIT)
+            next_high = _min(next_high, h if lo <= level < h and w > 0 else NO_LIMIT)
         if slope == 0:
             if next_low == NO_LIMIT:  # cannot happen when it fills; kept for safety
                 return NO_LIMIT
@@ -152,11 +164,11 @@ def _level(weight, low, high, start, end, gone, level, capacity, least_low):  # 
             step = (capacity - fill) // slope
             if step <= 0:
                 return level
-            if level + step < min(next_low, next_high):
+            if level + step < _min(next_low, next_high):
                 # linear up to level + step + 1, where the load exceeds the capacity: done
                 # without the pass that would confirm it
                 return level + step
-            level = min(level + step, next_low)
+            level = _min(level + step, next_low)
 
 
 @njit(cache=True)
@@ -282,7 +294,7 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
             d += 1
             k = circuit_parent[k]
         depth[c] = d
-        max_depth = max(max_depth, d)
+        max_depth = _max(max_depth, d)
     for d in range(max_depth + 2):
         count[d] = 0
     for c in range(n_circuits):
@@ -335,9 +347,9 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
         j = charger_of[i]
         vehicle = _steps_down(session_f[VEHICLE_MAX, i])
         cap = _steps_down(session_f[POWER_CAP, i])
-        ceiling[i] = min(min(vehicle, cap), HUGE) * FINE
+        ceiling[i] = _min(_min(vehicle, cap), HUGE) * FINE
         capped[i] = 1 if cap < vehicle else 0
-        low[i] = min(_steps_up(session_f[MIN_POWER, i]), HUGE + 1) * FINE if ceiling[i] > 0 else 0
+        low[i] = _min(_steps_up(session_f[MIN_POWER, i]), HUGE + 1) * FINE if ceiling[i] > 0 else 0
         dc = charger_i[CHARGER_DC, j] != 0
         k = 3
         if not dc:
@@ -437,8 +449,10 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     # sessions are all frozen drop out of the rounds (their limits can no longer fill).
     # (in_order is filled below, once the paused sessions are out)
     n_act, n_live = _compact(act, in_order[:0], n, frozen, new_at, start, end, live, 0, nc, n_groups, True)
+    # A closed limit's level is NO_LIMIT (so that the smallest level above a session needs no
+    # look at is_open); an open one's starts at 0 (_level: the first time).
     for L in range(n_cells):
-        level[L] = 0
+        level[L] = 0 if capacity[L] != NO_LIMIT else NO_LIMIT
         fixed[L] = 0
         dirty[L] = 1
         is_open[L] = 1 if capacity[L] != NO_LIMIT else 0
@@ -453,6 +467,7 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
         for p in range(3):
             if p != first_phase:
                 is_open[4 * j + 1 + p] = 0
+                level[4 * j + 1 + p] = NO_LIMIT
     # A limit fills only while its frozen load plus its moving sessions' ceilings exceed its
     # capacity: kept per limit as sessions freeze, it closes most limits without a scan.
     for k in range(n_act):
@@ -464,14 +479,14 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
             in_order[3 + p, k] = wt[i] if (mask[i] >> p) & 1 else 0
         j4 = 4 * charger_of[i]
         ceilings[j4] += ceiling[i]
-        lows[j4] = min(lows[j4], low[i])
+        lows[j4] = _min(lows[j4], low[i])
         for p in range(3):  # (its weight on each grid phase, 0 on one it does not draw on)
             ceilings[j4 + 1 + p] += in_order[3 + p, k] * ceiling[i]
-            lows[j4 + 1 + p] = min(lows[j4 + 1 + p], low[i] if in_order[3 + p, k] > 0 else NO_LIMIT)
+            lows[j4 + 1 + p] = _min(lows[j4 + 1 + p], low[i] if in_order[3 + p, k] > 0 else NO_LIMIT)
     for g in range(top):
         for q in range(4):
             ceilings[4 * parent[g] + q] += ceilings[4 * g + q]
-            lows[4 * parent[g] + q] = min(lows[4 * parent[g] + q], lows[4 * g + q])
+            lows[4 * parent[g] + q] = _min(lows[4 * parent[g] + q], lows[4 * g + q])
     first_round = True
     while True:
         # The levels of the limits whose sessions changed: the live chargers', then the rest.
@@ -522,58 +537,65 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
             j4 = 4 * charger_of[i]
             c4 = 4 * parent[charger_of[i]]
             k_i = n_phases[i]
-            m = level[j4] if is_open[j4] else NO_LIMIT
+            # Branch-free (every value loaded, then selected): which limit is smallest varies
+            # from session to session, so branches on it would be mispredicted. Closed limits
+            # are at NO_LIMIT, never smaller than m.
+            m = level[j4]
             f = j4
             # Of its charger's phase limits only its first conductor's is open (see above).
             L = j4 + 1 + phase[0, i]
-            if is_open[L] and level[L] < m:
-                m = level[L]
-                f = L
-            if best[c4] < m:
-                m = best[c4]
-                f = best_at[c4]
+            lv = level[L]
+            f = L if lv < m else f
+            m = _min(m, lv)
+            b = best[c4]
+            at = best_at[c4]
+            f = at if b < m else f
+            m = _min(m, b)
             # The three conductors, those it does not draw on at NO_LIMIT (never smaller than
-            # m, and equal only while m is NO_LIMIT, when f does not count): a fixed trip count,
-            # no mispredicted branch per session.
+            # m, and equal only while m is NO_LIMIT, when f does not count): a fixed trip count.
             for q in range(3):
                 L = c4 + 1 + phase[q, i]
                 b = best[L] if q < k_i else NO_LIMIT
-                if b < m or (b == m and best_at[L] >> 2 < f >> 2):
-                    m = b
-                    f = best_at[L]
+                at = best_at[L]
+                better = (b < m) | ((b == m) & (at >> 2 < f >> 2))
+                f = at if better else f
+                m = b if better else m
             least[i] = m
             first[i] = f if m != NO_LIMIT else -1
             # A limit is exact when each of its sessions is at the same value at its own m as at
             # the limit's level: no session with m < ceiling has max(m, minimum) below that
             # level. The smallest such bound per limit, charger by charger, then bottom-up.
-            if m < ceiling[i]:
-                e = max(m, low[i])
-                slack[j4] = min(slack[j4], e)
-                for q in range(3):
-                    L = j4 + 1 + phase[q, i]
-                    slack[L] = min(slack[L], e if q < k_i else NO_LIMIT)
+            e = _max(m, low[i]) if m < ceiling[i] else NO_LIMIT
+            slack[j4] = _min(slack[j4], e)
+            for q in range(3):
+                L = j4 + 1 + phase[q, i]
+                slack[L] = _min(slack[L], e if q < k_i else NO_LIMIT)
         for x in range(n_visit - 4):  # not the station's
             L = cells[x]
             if slack[L] != NO_LIMIT:
                 up = 4 * parent[L >> 2] + (L & 3)
-                slack[up] = min(slack[up], slack[L])
+                slack[up] = _min(slack[up], slack[L])
         # Freeze each session whose first limit is exact; its limits' frozen load, bottom-up.
         for k in range(n_act):
             i = act[k]
+            # Branch-free as above: a session that stays adds 0 (its value is not read while it
+            # moves).
             f = first[i]
-            if f < 0 or level[f] > slack[f]:
-                continue
-            frozen[i] = 1
+            fa = _max(f, 0)
+            done = (f >= 0) & (level[fa] <= slack[fa])
+            frozen[i] = 1 if done else 0
             x = _clamp(least[i], low[i], ceiling[i])
             value[i] = x
+            x = x if done else 0
+            top_x = ceiling[i] if done else 0
             j4 = 4 * charger_of[i]
             load[j4] += x
-            settled[j4] += ceiling[i]
+            settled[j4] += top_x
             for q in range(3):
                 L = j4 + 1 + phase[q, i]
                 w = wt[i] if q < n_phases[i] else 0
                 load[L] += w * x
-                settled[L] += w * ceiling[i]
+                settled[L] += w * top_x
         for x in range(n_visit):
             L = cells[x]
             if settled[L] == 0:  # nothing frozen below, or only ceilings of 0 (at 0 since)
