@@ -79,10 +79,17 @@ def test_a_minute_of_a_dead_inverter_on_a_non_modbus_port_is_at_most_five_lines(
               or "inverter" in ln or "battery" in ln]  # fmt: skip
     assert 1 <= len(during) <= 5, during
     others = [ln for ln in lines[started + 1:] if ln not in during]
+    # A loaded machine can starve the agent (a 100 ms period here) past the 1 s staleness of
+    # every reading at once: the healthy devices' degraded modes then go on and off, each an
+    # episode's lines, not a line a cycle (a fresh clone's parallel run, 2026-12-07: bms_stale
+    # and a charger's, the same code green in every run before). Those are the load's, not
+    # the fault's: bounded, not forbidden; a flood would be a line a cycle (240 here).
+    starved = [ln for ln in others if "degraded mode o" in ln and "_stale" in ln]
+    assert len(starved) <= 12, starved
     # Besides the fault: the healthy devices connecting, the start-up gate's two steps
     # (agent/control/startup.py), each once, and the stop.
     assert all("connected to" in ln or "agent stopped" in ln or "start-up: " in ln
-               for ln in others), others
+               for ln in others if ln not in starved), others
     assert sum("start-up: " in ln for ln in others) <= 2, others
     assert not [ln for ln in lines if "pymodbus" in ln or "0x" in ln], lines
 
