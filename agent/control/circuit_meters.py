@@ -36,12 +36,13 @@ the headroom its chargers' increases may use this cycle.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agent.config.circuits import ancestors
-from agent.control.tree import ev_loads
+from agent.control.tree import ev_loads, phase_shares
 from agent.model.snapshot import ConnectorState, Snapshot
 
 if TYPE_CHECKING:
@@ -62,6 +63,10 @@ class CircuitMeasure:
     # (connector -> weight, kW): per grid phase, sum(weight x increase) may not pass the kW
     # (the phase's room in A x V); with max_power_kw one more entry, every weight 1.
     rooms: tuple[tuple[Mapping[Key, float], float], ...] = ()
+    # Per room, its level: what the meter reads less the EVs' counted draws, kW (a phase's
+    # A x V), which a pause hidden behind a sample lowers (agent/control/unseen_drops.py).
+    levels: tuple[float, ...] = ()
+    drawn: tuple[Mapping[Key, float], ...] = ()  # per room, what its level subtracts per connector
 
 
 def keys_below(st: StationSettings, circuit_id: str) -> frozenset[Key]:
@@ -152,6 +157,7 @@ def measure_circuits(
         if key in base_power and limit is not None:
             base_power[key] = max(base_power[key], limit)
     ev_amps, ev_kw = ev_loads(st, base_power, phases)
+    drawn_amps, drawn_kw = ev_loads(st, power, phases) if raised else (ev_amps, ev_kw)
     index = {c.id: k for k, c in enumerate(st.circuits)}
     volts = st.voltage_v
     out: list[CircuitMeasure] = []
@@ -162,7 +168,7 @@ def measure_circuits(
         c = st.circuits[k]
         keys = keys_below(st, c.id)
         fallback_sum = sum(fallback_kw.get(key, 0.0) for key in keys)
-        outstanding = sum(max(0.0, _allowed(limits, fallback_kw, lag, key) - power.get(key, 0.0))
+        outstanding = sum(max(0.0, allowed_limit(limits, fallback_kw, lag, key) - power.get(key, 0.0))
                           for key in keys)  # fmt: skip
         if reading.currents_a is None:
             out.append(_stale(c, keys, fallback_sum, volts))
@@ -170,30 +176,41 @@ def measure_circuits(
         measured = reading.currents_a
         base = tuple(max(0.0, measured[p] - ev_amps[k][p]) for p in range(3))
         base_kw = max(0.0, reading.power_kw - ev_kw[k]) if reading.power_kw is not None else 0.0
-        undrawn = {key: max(0.0, _allowed(limits, fallback_kw, lag, key) - power.get(key, 0.0))
+        undrawn = {key: max(0.0, allowed_limit(limits, fallback_kw, lag, key) - power.get(key, 0.0))
                    for key in keys}  # fmt: skip
         rooms: list[tuple[Mapping[Key, float], float]] = []
+        levels: list[float] = []
+        drawn: list[Mapping[Key, float]] = []
         if c.max_current_a is not None:
+            chargers = {ch.id: ch for ch in st.chargers}
+            booked = phases or {}
+            shares = {key: phase_shares(chargers[key[0]], booked.get(key, 3)) for key in keys}
             for p, weights in enumerate(conductor_weights(st, keys, measured_phases, in_amps)):
                 pending = sum(w * undrawn[key] for key, w in weights.items())
                 room = (c.max_current_a - c.margin_a - measured[p]) * volts / 1000 - pending
                 rooms.append((weights, room))
+                levels.append((measured[p] - drawn_amps[k][p]) * volts / 1000)
+                drawn.append({key: power.get(key, 0.0) * shares[key][p] for key in keys})
         if c.max_power_kw is not None:
             room = 0.0
             if reading.power_kw is not None:
                 margin_kw = c.margin_a * volts / 1000
                 room = c.max_power_kw - margin_kw - reading.power_kw - outstanding
             rooms.append((dict.fromkeys(keys, 1.0), room))
-        if reading.age_s > period_s:
+            levels.append(reading.power_kw - drawn_kw[k] if reading.power_kw is not None
+                          else float("nan"))
+            drawn.append({key: power.get(key, 0.0) for key in keys})
+        if reading.age_s > period_s:  # an old reading: no increase, and no level to follow
             rooms = [(weights, 0.0) for weights, _ in rooms]
+            levels = [math.nan for _ in levels]
         rooms = [(weights, max(0.0, room)) for weights, room in rooms]
         headroom = min((room for _, room in rooms), default=float("inf"))
         out.append(CircuitMeasure(c.id, base, base_kw, False, headroom, keys,  # type: ignore[arg-type]
-                                  tuple(rooms)))
+                                  tuple(rooms), tuple(levels), tuple(drawn)))
     return out
 
 
-def _allowed(limits: Mapping[Key, float | None], fallback_kw: Mapping[Key, float],
+def allowed_limit(limits: Mapping[Key, float | None], fallback_kw: Mapping[Key, float],
              lagging: Mapping[Key, float], key: Key) -> float:  # fmt: skip
     """What the connector may draw: its limit in force (unknown: its fallback), or the old
     one while the charger may not have followed a decrease yet."""

@@ -21,7 +21,13 @@ from agent.control.apply import ApplyPlan, Key, plan_writes
 from agent.control.battery_order import ordered_setpoint
 from agent.control.budget import BudgetInputs, WindowMax, budget_inputs
 from agent.control.caps import CapTracker, PauseRotation
-from agent.control.circuit_meters import keys_below, measure_circuits, stale_keys
+from agent.control.circuit_meters import (
+    CircuitMeasure,
+    allowed_limit,
+    keys_below,
+    measure_circuits,
+    stale_keys,
+)
 from agent.control.comeback import LIMIT_EPS_KW, rewrite_fallback
 from agent.control.decision import AllocationInputs, ConnectorDecision, Decision, SessionRow
 from agent.control.held import held_by_plan
@@ -30,6 +36,7 @@ from agent.control.session_phases import SessionPhases
 from agent.control.sessions import Session, SessionTracker
 from agent.control.switch_fit import FitQuestions
 from agent.control.tree import configure_tree, set_bases, start_reserves
+from agent.control.unseen_drops import GRID, Scope, UnseenDrops, scopes
 from agent.control.v2g import V2gDispatch, V2gOrders
 from agent.model.snapshot import Snapshot
 from allocator.binding import BINDING_NAMES
@@ -95,6 +102,8 @@ class Controller:
         self._targets: dict[Key, float] = {}  # last cycle's, for the ramp reserves
         # Limits lowered but maybe not followed yet: their old value holds back increases.
         self.lag = LimitLag(c.limit_follow_s, settings.ocpp.meter_interval_s)
+        # A new sample may have been taken a cycle or two before it is read.
+        self.unseen = UnseenDrops(max(1.0, 2 * c.period_s))
         # Each session's phase count, and its 1 <-> 3 phase switch where the charger can and
         # [phase_switch] enables it (agent/control/session_phases.py).
         self.phases = SessionPhases(settings, FitQuestions(self.arrays, self._charger_index),
@@ -297,6 +306,12 @@ class Controller:
         else:  # no measurement: the safe budget's base load plus what the EVs draw
             import_kw = budget.base_load_kw + sum(drawing.values())
         current = {cd.key: cd.limit_kw for cd in conns}
+        # An EV's own pause behind its charger's sample: the fall it may hide waits for
+        # its next sample before any increase uses it (unseen_drops.py).
+        hidden = self._unseen(snap, circuits, drawing, bounds, lagging, sample_ts, vacant)
+        import_kw += hidden.get(GRID, 0.0)
+        rooms = [(weights, max(0.0, room - hidden.get((m.circuit_id, r), 0.0)))
+                 for m in circuits for r, (weights, room) in enumerate(m.rooms)]  # fmt: skip
 
         def plan_for(import_kw: float) -> ApplyPlan:
             return plan_writes(
@@ -314,7 +329,7 @@ class Controller:
                 ends_waiting=self.ends_waiting,
                 end_timeout_s=self.s.v2g.end_timeout_s,
                 lagging=lagging,
-                circuits=[room for m in circuits for room in m.rooms],
+                circuits=rooms,
                 exact_keys=self.under_circuits,
             )
 
@@ -397,6 +412,27 @@ class Controller:
                                       drawing_ts=conn.power_ts)
                 )
         return out
+
+    def _unseen(self, snap: Snapshot, circuits: list[CircuitMeasure],
+                drawing: Mapping[Key, float], bounds: Mapping[Key, float],
+                lagging: Mapping[Key, float], sample_ts: Mapping[Key, float | None],
+                vacant: set[Key]) -> dict[Scope, float]:  # fmt: skip
+        """kW per scope (GRID, or a circuit's room) the increases hold back this cycle."""
+        if not any(ts is not None for ts in sample_ts.values()):
+            return {}  # no charger reports by samples (Modbus): nothing can hide
+        counted = {k: min(kw, bounds.get(k, kw)) for k, kw in drawing.items()}
+        grid_level = None
+        if snap.grid_kw is not None and snap.grid_age_s <= self.s.control.period_s:
+            battery = snap.battery.power_kw if snap.battery is not None else snap.inverter_battery_kw
+            grid_level = (snap.grid_kw - sum(counted.values()) + (snap.pv_kw or 0.0)
+                          + (battery or 0.0))  # fmt: skip
+        rooms: dict[Scope, tuple[Mapping[Key, float], float, Mapping[Key, float]]] = {
+            (m.circuit_id, r): (weights, m.levels[r], m.drawn[r])
+            for m in circuits if not m.stale for r, (weights, _) in enumerate(m.rooms)}  # fmt: skip
+        allowed = {k: allowed_limit(self.limits, self.fallback_per_connector, lagging, k)
+                   for k in drawing}  # fmt: skip
+        return self.unseen.update(snap.t, *scopes(grid_level, rooms, counted, allowed,
+                                                  sample_ts, vacant))
 
     def _fill(
         self,

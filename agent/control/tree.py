@@ -18,7 +18,7 @@ from agent.config.circuits import ancestors
 
 if TYPE_CHECKING:
     from agent.config.circuits import CircuitSettings
-    from agent.config.settings import StationSettings
+    from agent.config.settings import ChargerSettings, StationSettings
     from allocator.arrays import StationArrays
 
 
@@ -89,6 +89,17 @@ def ev_loads(st: StationSettings, power_kw: Mapping[tuple[str, int], float],
                 amps[k][p] += per_phase[p]
             at = st.circuits[k].parent
     return amps, kw
+
+
+def phase_shares(ch: ChargerSettings, n: int) -> list[float]:
+    """The share of a connector's kW on each grid phase [L1, L2, L3], as `ev_loads` counts
+    it: 1/n on each of its charger's first n conductors (at most its phases) through the
+    rotation."""
+    n = min(n, ch.phases)
+    out = [0.0, 0.0, 0.0]
+    for q in range(n):
+        out[int(ch.phase_rotation[2 * q + 1]) - 1] += 1.0 / n
+    return out
 
 
 START_SLACK = (1.05, 0.2)  # x and + A on a start's reserve (see start_reserves)
