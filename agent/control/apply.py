@@ -9,6 +9,9 @@ Rules (DESIGN.md, step 4):
   from the safe (pessimistic) budget instead of a measurement. Headroom is shared among
   the increases in proportion to what each asks for, so a newly plugged EV ramps up over
   a few cycles instead of overshooting.
+- A fall of a meter's reading that a charger's stale sample may hide (an EV's own pause,
+  agent/control/unseen_drops.py) is not headroom until that charger's next sample: the
+  caller adds it to the import and takes it off each circuit's room.
 - Under a metered circuit (agent/control/circuit_meters.py) an increase is also granted only
   out of the headroom that circuit's meter confirms (`circuits`), shared the same way: the
   grid's share and every circuit's above the connector, the smallest wins.

@@ -12,12 +12,20 @@ grid 17.9 kW.
 So, per meter scope (the grid's kW, each metered circuit's phases and power, each in kW)
 and per sampled connector below it, the level (meter - counted draws, PV and battery
 added back) is followed from the cycle that connector's sample changed: the most it has
-been since, less what it is now, is a fall its sample may hide. Each connector hides at
-most what it counts as drawing (its sample, bounded by its limit), and the headroom for
-increases is held back by the sum. A sample taken since ends it for that connector: a
-paused EV's sample then reads ~0 and its whole limit counts as undrawn in the headroom, as
-for any EV below its limit. The reference restarts from the highest level of the last
-`lookback_s`, since a new sample may have been taken a cycle or two before it was read.
+been since, less what it is now, is a fall its sample may hide, as far as it counts as
+drawing (its sample, bounded by its limit). The headroom for increases is held back by
+the largest such fall, at most what they can hide together. A sample taken since
+ends it for that connector: a paused EV's sample then reads ~0 and its whole limit counts
+as undrawn in the headroom, as for any EV below its limit. The reference restarts from
+the highest level of the last `lookback_s`, since a new sample may have been taken a
+cycle or two before it was read.
+
+The largest fall, not the sum of each connector's: two pauses show as one fall of both
+(the oldest reference sees it whole), while a sum would count the same fall of the base
+load once per connector (ten chargers on a station with 1 kW of base-load noise would hold
+10 kW). What it misses: a rise of the base load itself in the same seconds masks as much
+of a pause; that rise is load the meter has measured, and the import it adds is
+corrected as any base-load step is (the next cycle's decreases, within the margin).
 
 Only increases wait (apply.py takes it as import): the allocator's shares are untouched,
 so no limit falls for it. It errs on the safe side: a fall of the base load itself, or the
@@ -64,23 +72,24 @@ class UnseenDrops:
         headroom for increases holds back."""
         while self._recent and self._recent[0][0] < t - self.lookback_s:
             self._recent.popleft()
-        held: dict[Scope, float] = {}
+        fall: dict[Scope, float] = {}  # the largest fall since any exposed connector's sample
+        most: dict[Scope, float] = {}  # what they can hide together: each its own fall at most
         for key, (ts, exposed) in exposure.items():
             ref = self._refs.get(key)
             if ref is None or ref.ts != ts:  # a new sample: the EV's draw is seen again
                 ref = self._refs[key] = _Ref(ts, self._reference(key, levels, exposed))
-            for scope, (most, _) in exposed.items():
+            for scope, (hides, _) in exposed.items():
                 level = levels.get(scope)
                 if level is None:  # its meter is stale: no increase there anyway
                     continue
                 high = ref.high[scope] = max(ref.high.get(scope, level), level)
-                fall = min(most, high - level)
-                if fall > 0.0:
-                    held[scope] = held.get(scope, 0.0) + fall
+                if hides > 0.0 and high > level:
+                    fall[scope] = max(fall.get(scope, 0.0), high - level)
+                    most[scope] = most.get(scope, 0.0) + min(hides, high - level)
         for key in self._refs.keys() - exposure.keys():
             del self._refs[key]
         self._recent.append((t, dict(levels), exposure))
-        return held
+        return {scope: min(f, most[scope]) for scope, f in fall.items() if f > 0.0}
 
     def _reference(self, key: Key, levels: Mapping[Scope, float],
                    exposed: Exposed) -> dict[Scope, float]:  # fmt: skip

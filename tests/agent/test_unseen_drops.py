@@ -23,14 +23,23 @@ def test_a_pause_hidden_by_a_stale_sample_is_held_until_the_next_sample_shows_it
     # base 5 kW, two EVs at 6 kW, sampled every second
     assert _step(u, 0.0, 5.0, {CP1: (0.0, 6.0), CP2: (0.0, 6.0)}) == 0.0
     assert _step(u, 0.25, 5.0, {CP1: (0.0, 6.0), CP2: (0.0, 6.0)}) == 0.0
-    # CP1's EV pauses: import falls by 6, its sample still says 6 -> the level reads -1
-    assert _step(u, 0.5, -1.0, {CP1: (0.0, 6.0), CP2: (0.0, 6.0)}) == pytest.approx(12.0)
-    # CP2's new sample: the fall is still there, and it came after... its reference
-    # restarts at the highest level of the last second (5): still held on its account
-    assert _step(u, 0.75, -1.0, {CP1: (0.0, 6.0), CP2: (0.75, 6.0)}) == pytest.approx(12.0)
+    # CP1's EV pauses: import falls by 6, its sample still says 6 -> the level reads -1:
+    # either EV could be the one (6 held once, not once per connector)
+    assert _step(u, 0.5, -1.0, {CP1: (0.0, 6.0), CP2: (0.0, 6.0)}) == pytest.approx(6.0)
+    # CP2's new sample, still 6: CP1's stale one still hides the fall
+    assert _step(u, 0.75, -1.0, {CP1: (0.0, 6.0), CP2: (0.75, 6.0)}) == pytest.approx(6.0)
     # CP1's sample shows the pause: the level is right again (5), nothing is held
     assert _step(u, 1.0, 5.0, {CP1: (1.0, 0.0), CP2: (0.75, 6.0)}) == 0.0
     assert _step(u, 1.25, 5.0, {CP1: (1.0, 0.0), CP2: (0.75, 6.0)}) == 0.0
+
+
+def test_two_pauses_are_held_whole_and_the_fall_at_most_what_the_exposed_draw():
+    u = UnseenDrops(lookback_s=1.0)
+    _step(u, 0.0, 5.0, {CP1: (0.0, 6.0), CP2: (0.0, 4.0)})
+    assert _step(u, 0.25, -1.0, {CP1: (0.0, 6.0), CP2: (0.0, 4.0)}) == pytest.approx(6.0)
+    assert _step(u, 0.5, -5.0, {CP1: (0.0, 6.0), CP2: (0.0, 4.0)}) == pytest.approx(10.0)
+    # and a fall of 20 (base load too) is held at the 10 both count as drawing
+    assert _step(u, 0.75, -15.0, {CP1: (0.0, 6.0), CP2: (0.0, 4.0)}) == pytest.approx(10.0)
 
 
 def test_each_connector_hides_at_most_what_it_counts_as_drawing():
@@ -89,3 +98,20 @@ def test_a_stale_meter_holds_nothing_there_and_a_vacant_connector_hides_nothing(
     levels, exposure = scopes(None, {("sub", 0): ({CP1: 1.0, CP2: 1.0}, 0.5, drawn)}, drawn,
                               {CP1: 7.4, CP2: 7.4}, {CP1: 0.0, CP2: 0.0}, {CP2})
     assert u.update(0.25, levels, exposure) == {("sub", 0): pytest.approx(1.5)}
+
+
+def test_a_pause_after_another_connectors_new_sample_is_held_on_top_of_the_first():
+    u = UnseenDrops(lookback_s=0.3)
+    _step(u, 0.0, 5.0, {CP1: (0.0, 6.0), CP2: (0.0, 6.0)})
+    assert _step(u, 0.25, -1.0, {CP1: (0.0, 6.0), CP2: (0.0, 6.0)}) == pytest.approx(6.0)
+    # CP2's new sample (6: its EV still draws) after CP1's pause, then CP2's EV pauses too
+    assert _step(u, 1.0, -1.0, {CP1: (0.0, 6.0), CP2: (1.0, 6.0)}) == pytest.approx(6.0)
+    assert _step(u, 1.25, -7.0, {CP1: (0.0, 6.0), CP2: (1.0, 6.0)}) == pytest.approx(12.0)
+
+
+def test_a_noisy_base_load_is_held_once_not_once_per_connector():
+    u = UnseenDrops(lookback_s=1.0)
+    ten = {(f"CP{i}", 1): (0.0, 7.0) for i in range(10)}
+    _step(u, 0.0, 5.0, ten)
+    assert _step(u, 0.25, 6.0, ten) == 0.0
+    assert _step(u, 0.5, 4.5, ten) == pytest.approx(1.5)
