@@ -102,7 +102,7 @@ async def _scenario(tmp_path):
         try:
             await wait_for(lambda: connector(sim, "CP1", 1)["power"] > 5, 20, "CP1 charging")
             assert agent.returncode is None
-            await wait_for(lambda: len(active_sessions(db_path)) == 2, 5, "2 sessions")
+            await wait_for(lambda: len(active_sessions(db_path)) == 2, 20, "2 sessions")
             before = active_sessions(db_path)
             await asyncio.sleep(1.5)  # watchdog pings (every 0.25 s at WATCHDOG_USEC=1 s)
             assert drain()[0].startswith("READY=1\nSTATUS=")
