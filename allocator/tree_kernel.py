@@ -72,7 +72,7 @@ CIRCUIT_F_ROWS = 6
 
 SCRATCH_SESSION_ROWS = 23  # the first is the binding_circuit output; one more cell each
 SCRATCH_LIMIT_ROWS = 13
-SCRATCH_GROUP_ROWS = 5
+SCRATCH_GROUP_ROWS = 6
 SCRATCH_CIRCUIT_ROWS = 4
 BAD_CHARGER_INDEX, BAD_CIRCUIT = 1, 2
 
@@ -277,6 +277,7 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     end = scratch_g[2]
     cursor = scratch_g[3]
     live = scratch_g[4]  # the chargers with moving sessions
+    open_phase = scratch_g[5]  # a charger's only phase limit that can be open (see below)
     depth = scratch_c[0]
     position = scratch_c[1]  # a circuit's place in rank order (deepest first)
     count = scratch_c[2]
@@ -341,15 +342,22 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
 
     # Sessions: ceilings, minimums, the grid phases they draw on (their charger's first k
     # conductors, rotated; DC: all three); rule 2a; rule 2b's loads on their chargers.
+    # The conversions first, in a loop of their own that reads nothing indirectly: LLVM
+    # vectorises it (perf).
+    vehicle_max = session_f[VEHICLE_MAX]
+    power_cap = session_f[POWER_CAP]
+    min_power = session_f[MIN_POWER]
+    for i in range(n):
+        vehicle = _steps_down(vehicle_max[i])
+        cap = _steps_down(power_cap[i])
+        top_i = _min(_min(vehicle, cap), HUGE) * FINE
+        ceiling[i] = top_i
+        capped[i] = 1 if cap < vehicle else 0
+        low[i] = _min(_steps_up(min_power[i]), HUGE + 1) * FINE if top_i > 0 else 0
     for g in range(n_groups):
         cursor[g] = 0
     for i in range(n):
         j = charger_of[i]
-        vehicle = _steps_down(session_f[VEHICLE_MAX, i])
-        cap = _steps_down(session_f[POWER_CAP, i])
-        ceiling[i] = _min(_min(vehicle, cap), HUGE) * FINE
-        capped[i] = 1 if cap < vehicle else 0
-        low[i] = _min(_steps_up(session_f[MIN_POWER, i]), HUGE + 1) * FINE if ceiling[i] > 0 else 0
         dc = charger_i[CHARGER_DC, j] != 0
         k = 3
         if not dc:
@@ -464,6 +472,7 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     # it wins every tie. The other two never name what binds nor decide a freeze: left closed.
     for j in range(nc):
         first_phase = 0 if charger_i[CHARGER_DC, j] != 0 else charger_i[ROTATION, j]
+        open_phase[j] = 4 * j + 1 + first_phase
         for p in range(3):
             if p != first_phase:
                 is_open[4 * j + 1 + p] = 0
@@ -488,19 +497,19 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
             ceilings[4 * parent[g] + q] += ceilings[4 * g + q]
             lows[4 * parent[g] + q] = _min(lows[4 * parent[g] + q], lows[4 * g + q])
     first_round = True
+    c0 = 4 * nc  # the circuits' and the station's limits are c0 .. n_cells - 1
     while True:
-        # The levels of the limits whose sessions changed: the live chargers', then the rest.
+        # The levels of the limits whose sessions changed: the live chargers' (the two of each
+        # that can be open), then the rest.
         any_open = False
-        n_visit = 0  # the live chargers' limits, then the circuits' and the station's
+        n_visit = 0
         for x in range(n_live):
-            for q in range(4):
-                cells[n_visit] = 4 * live[x] + q
-                n_visit += 1
-        for L in range(4 * nc, n_cells):
-            cells[n_visit] = L
-            n_visit += 1
-        for x in range(n_visit):
-            L = cells[x]
+            j = live[x]
+            cells[n_visit] = 4 * j
+            cells[n_visit + 1] = open_phase[j]
+            n_visit += 2
+        for x in range(n_visit + n_cells - c0):
+            L = cells[x] if x < n_visit else c0 + x - n_visit
             if is_open[L] and dirty[L]:
                 dirty[L] = 0
                 if fixed[L] + ceilings[L] <= capacity[L]:  # holds at every ceiling: never fills
@@ -524,6 +533,10 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
             slack[L] = NO_LIMIT
             load[L] = 0
             settled[L] = 0
+        for L in range(c0, n_cells):
+            slack[L] = NO_LIMIT
+            load[L] = 0
+            settled[L] = 0
         for g in range(top, nc - 1, -1):
             for q in range(4):
                 L = 4 * g + q
@@ -543,9 +556,9 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
             m = level[j4]
             f = j4
             # Of its charger's phase limits only its first conductor's is open (see above).
-            L = j4 + 1 + phase[0, i]
-            lv = level[L]
-            f = L if lv < m else f
+            j1 = j4 + 1 + phase[0, i]
+            lv = level[j1]
+            f = j1 if lv < m else f
             m = _min(m, lv)
             b = best[c4]
             at = best_at[c4]
@@ -564,18 +577,21 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
             first[i] = f if m != NO_LIMIT else -1
             # A limit is exact when each of its sessions is at the same value at its own m as at
             # the limit's level: no session with m < ceiling has max(m, minimum) below that
-            # level. The smallest such bound per limit, charger by charger, then bottom-up.
+            # level. The smallest such bound per limit: the charger's two open ones and its
+            # circuit's (for the closed ones of the charger, straight to the circuit), then up.
             e = _max(m, low[i]) if m < ceiling[i] else NO_LIMIT
             slack[j4] = _min(slack[j4], e)
+            slack[j1] = _min(slack[j1], e)
+            slack[c4] = _min(slack[c4], e)
             for q in range(3):
-                L = j4 + 1 + phase[q, i]
+                L = c4 + 1 + phase[q, i]
                 slack[L] = _min(slack[L], e if q < k_i else NO_LIMIT)
-        for x in range(n_visit - 4):  # not the station's
-            L = cells[x]
+        for L in range(c0, n_cells - 4):  # not the station's
             if slack[L] != NO_LIMIT:
                 up = 4 * parent[L >> 2] + (L & 3)
                 slack[up] = _min(slack[up], slack[L])
-        # Freeze each session whose first limit is exact; its limits' frozen load, bottom-up.
+        # Freeze each session whose first limit is exact; its limits' frozen load: the charger's
+        # two open ones and its circuit's, then bottom-up.
         for k in range(n_act):
             i = act[k]
             # Branch-free as above: a session that stays adds 0 (its value is not read while it
@@ -589,18 +605,30 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
             x = x if done else 0
             top_x = ceiling[i] if done else 0
             j4 = 4 * charger_of[i]
+            c4 = 4 * parent[charger_of[i]]
+            j1 = j4 + 1 + phase[0, i]
+            w = wt[i]
             load[j4] += x
             settled[j4] += top_x
+            load[j1] += w * x
+            settled[j1] += w * top_x
+            load[c4] += x
+            settled[c4] += top_x
             for q in range(3):
-                L = j4 + 1 + phase[q, i]
-                w = wt[i] if q < n_phases[i] else 0
-                load[L] += w * x
-                settled[L] += w * top_x
+                L = c4 + 1 + phase[q, i]
+                wq = w if q < n_phases[i] else 0
+                load[L] += wq * x
+                settled[L] += wq * top_x
         for x in range(n_visit):
             L = cells[x]
-            if settled[L] == 0:  # nothing frozen below, or only ceilings of 0 (at 0 since)
+            if settled[L] != 0:  # else nothing frozen below, or only ceilings of 0 (at 0 since)
+                fixed[L] += load[L]
+                ceilings[L] -= settled[L]
+                dirty[L] = 1
+        for L in range(c0, n_cells):
+            if settled[L] == 0:
                 continue
-            if x < n_visit - 4:  # not the station's
+            if L < n_cells - 4:  # not the station's
                 up = 4 * parent[L >> 2] + (L & 3)
                 load[up] += load[L]
                 settled[up] += settled[L]
