@@ -72,7 +72,7 @@ CIRCUIT_F_ROWS = 6
 
 SCRATCH_SESSION_ROWS = 23  # the first is the binding_circuit output; one more cell each
 SCRATCH_LIMIT_ROWS = 13
-SCRATCH_GROUP_ROWS = 6
+SCRATCH_GROUP_ROWS = 13
 SCRATCH_CIRCUIT_ROWS = 4
 BAD_CHARGER_INDEX, BAD_CIRCUIT = 1, 2
 
@@ -246,19 +246,20 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     low = scratch_s[1]
     frozen = scratch_s[2]  # 1: paused or frozen at value
     value = scratch_s[3]
-    least = scratch_s[4]  # m: the smallest level among a session's open limits
-    first = scratch_s[5]  # the first limit (in rank) at that level; later what froze it
-    capped = scratch_s[6]
-    heap = scratch_s[7]
-    act = scratch_s[8]  # sessions by group (each group's are act[start[g]:end[g]]), later the active only
-    new_at = scratch_s[9]
-    wt = scratch_s[10]  # weight on each of its phases: 6 // phases
-    mask = scratch_s[11]  # bit p: draws on grid phase p
-    n_phases = scratch_s[12]
-    phase = scratch_s[13:16]  # phase[q, i]: the grid phase of its conductor q
-    in_order = scratch_s[16:22]  # by act: minimum, ceiling, weight on power, on each grid phase
+    first = scratch_s[4]  # the first limit (in rank) at its smallest level; later what froze it
+    capped = scratch_s[5]
+    heap = scratch_s[6]
+    act = scratch_s[7]  # sessions by group (each group's are act[start[g]:end[g]]), later the active only
+    new_at = scratch_s[8]
+    wt = scratch_s[9]  # weight on each of its phases: 6 // phases
+    mask = scratch_s[10]  # bit p: draws on grid phase p
+    n_phases = scratch_s[11]
+    phase = scratch_s[12:15]  # phase[q, i]: the grid phase of its conductor q
+    # by act: minimum, ceiling, weight on power, on each grid phase, the phases it draws on
+    in_order = scratch_s[15:22]
     act_low = in_order[0]
     act_high = in_order[1]
+    act_k = in_order[6]
     capacity = scratch_l[0]
     level = scratch_l[1]
     is_open = scratch_l[2]
@@ -278,6 +279,9 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     cursor = scratch_g[3]
     live = scratch_g[4]  # the chargers with moving sessions
     open_phase = scratch_g[5]  # a charger's only phase limit that can be open (see below)
+    conductors = scratch_g[6]  # a charger's grid phase of conductor q at bits 2q, 2q + 1
+    m_k = scratch_g[7:10]  # per charger, for its sessions on k = q + 1 phases: m
+    f_k = scratch_g[10:13]  # and the first limit there (-1: none)
     depth = scratch_c[0]
     position = scratch_c[1]  # a circuit's place in rank order (deepest first)
     count = scratch_c[2]
@@ -473,31 +477,65 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     for j in range(nc):
         first_phase = 0 if charger_i[CHARGER_DC, j] != 0 else charger_i[ROTATION, j]
         open_phase[j] = 4 * j + 1 + first_phase
+        conductors[j] = 0b100100 if charger_i[CHARGER_DC, j] != 0 else (
+            charger_i[ROTATION, j] | charger_i[ROTATION + 1, j] << 2 | charger_i[ROTATION + 2, j] << 4)
         for p in range(3):
             if p != first_phase:
                 is_open[4 * j + 1 + p] = 0
                 level[4 * j + 1 + p] = NO_LIMIT
     # A limit fills only while its frozen load plus its moving sessions' ceilings exceed its
     # capacity: kept per limit as sessions freeze, it closes most limits without a scan.
-    for k in range(n_act):
-        i = act[k]
-        act_low[k] = low[i]
-        act_high[k] = ceiling[i]
-        in_order[2, k] = 1
-        for p in range(3):
-            in_order[3 + p, k] = wt[i] if (mask[i] >> p) & 1 else 0
-        j4 = 4 * charger_of[i]
-        ceilings[j4] += ceiling[i]
-        lows[j4] = _min(lows[j4], low[i])
-        for p in range(3):  # (its weight on each grid phase, 0 on one it does not draw on)
-            ceilings[j4 + 1 + p] += in_order[3 + p, k] * ceiling[i]
-            lows[j4 + 1 + p] = _min(lows[j4 + 1 + p], low[i] if in_order[3 + p, k] > 0 else NO_LIMIT)
-    for g in range(top):
-        for q in range(4):
-            ceilings[4 * parent[g] + q] += ceilings[4 * g + q]
-            lows[4 * parent[g] + q] = _min(lows[4 * parent[g] + q], lows[4 * g + q])
-    first_round = True
+    # Charger by charger, sums in registers: its two limits that can be open, then its
+    # circuit's (conductor q weighs on the grid phase it is wired to for the sessions drawing on
+    # more than q phases), then bottom-up over the circuits.
     c0 = 4 * nc  # the circuits' and the station's limits are c0 .. n_cells - 1
+    for x in range(n_live):
+        j = live[x]
+        j4 = 4 * j
+        c4 = 4 * parent[j]
+        j1 = open_phase[j]
+        wired = conductors[j]
+        top_p = 0
+        top_0 = 0
+        top_1 = 0
+        top_2 = 0
+        low_p = NO_LIMIT
+        low_1 = NO_LIMIT
+        low_2 = NO_LIMIT
+        for k in range(start[j], end[j]):
+            i = act[k]
+            lo = low[i]
+            hi = ceiling[i]
+            w = wt[i]
+            kk = n_phases[i]
+            act_low[k] = lo
+            act_high[k] = hi
+            act_k[k] = kk
+            in_order[2, k] = 1
+            for p in range(3):
+                in_order[3 + p, k] = w if (mask[i] >> p) & 1 else 0
+            top_p += hi
+            top_0 += w * hi
+            top_1 += w * hi if kk > 1 else 0
+            top_2 += w * hi if kk > 2 else 0
+            low_p = _min(low_p, lo)
+            low_1 = _min(low_1, lo if kk > 1 else NO_LIMIT)
+            low_2 = _min(low_2, lo if kk > 2 else NO_LIMIT)
+        ceilings[j4] = top_p
+        ceilings[j1] = top_0
+        lows[j4] = low_p
+        lows[j1] = low_p  # (every session draws on its first conductor)
+        ceilings[c4] += top_p
+        lows[c4] = _min(lows[c4], low_p)
+        for q in range(3):
+            L = c4 + 1 + ((wired >> (2 * q)) & 3)
+            ceilings[L] += top_0 if q == 0 else (top_1 if q == 1 else top_2)
+            lows[L] = _min(lows[L], low_p if q == 0 else (low_1 if q == 1 else low_2))
+    for L in range(c0, n_cells - 4):  # not the station's
+        up = 4 * parent[L >> 2] + (L & 3)
+        ceilings[up] += ceilings[L]
+        lows[up] = _min(lows[up], lows[L])
+    first_round = True
     while True:
         # The levels of the limits whose sessions changed: the live chargers' (the two of each
         # that can be open), then the rest.
@@ -524,15 +562,12 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
         if not any_open:
             break
         first_round = False
-        # Each session's m and first limit: its charger's, then the smallest open level on the way
-        # up from its charger's circuit, per component (top-down over the circuits; a tie keeps
-        # the deeper group, first in rank); the session's own order (power, then conductor by
-        # conductor) breaks a tie within a group.
-        for x in range(n_visit):
-            L = cells[x]
-            slack[L] = NO_LIMIT
-            load[L] = 0
-            settled[L] = 0
+        # Each session's m (the smallest level among its open limits) and first limit there: its
+        # charger's, then the smallest open level on the way up from its charger's circuit, per
+        # component (top-down over the circuits; a tie keeps the deeper group, first in rank);
+        # the session's own order (power, then conductor by conductor) breaks a tie within a
+        # group. They depend on the session only through the number of phases it draws on (its
+        # conductors are its charger's first k): computed per charger for k = 1, 2, 3.
         for L in range(c0, n_cells):
             slack[L] = NO_LIMIT
             load[L] = 0
@@ -545,18 +580,19 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
                 if g < top and best[4 * parent[g] + q] < best[L]:
                     best[L] = best[4 * parent[g] + q]
                     best_at[L] = best_at[4 * parent[g] + q]
-        for k in range(n_act):
-            i = act[k]
-            j4 = 4 * charger_of[i]
-            c4 = 4 * parent[charger_of[i]]
-            k_i = n_phases[i]
-            # Branch-free (every value loaded, then selected): which limit is smallest varies
-            # from session to session, so branches on it would be mispredicted. Closed limits
-            # are at NO_LIMIT, never smaller than m.
+        # A limit is exact when each of its sessions is at the same value at its own m as at the
+        # limit's level: no session with m < ceiling has max(m, minimum) below that level. The
+        # smallest such bound per limit: the charger's two open ones and its circuit's (for
+        # conductor q, the sessions with more than q phases), then bottom-up.
+        for x in range(n_live):
+            j = live[x]
+            j4 = 4 * j
+            c4 = 4 * parent[j]
+            j1 = open_phase[j]
+            wired = conductors[j]
             m = level[j4]
             f = j4
             # Of its charger's phase limits only its first conductor's is open (see above).
-            j1 = j4 + 1 + phase[0, i]
             lv = level[j1]
             f = j1 if lv < m else f
             m = _min(m, lv)
@@ -564,67 +600,104 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
             at = best_at[c4]
             f = at if b < m else f
             m = _min(m, b)
-            # The three conductors, those it does not draw on at NO_LIMIT (never smaller than
-            # m, and equal only while m is NO_LIMIT, when f does not count): a fixed trip count.
             for q in range(3):
-                L = c4 + 1 + phase[q, i]
-                b = best[L] if q < k_i else NO_LIMIT
+                L = c4 + 1 + ((wired >> (2 * q)) & 3)
+                b = best[L]
                 at = best_at[L]
                 better = (b < m) | ((b == m) & (at >> 2 < f >> 2))
                 f = at if better else f
                 m = b if better else m
-            least[i] = m
-            first[i] = f if m != NO_LIMIT else -1
-            # A limit is exact when each of its sessions is at the same value at its own m as at
-            # the limit's level: no session with m < ceiling has max(m, minimum) below that
-            # level. The smallest such bound per limit: the charger's two open ones and its
-            # circuit's (for the closed ones of the charger, straight to the circuit), then up.
-            e = _max(m, low[i]) if m < ceiling[i] else NO_LIMIT
-            slack[j4] = _min(slack[j4], e)
-            slack[j1] = _min(slack[j1], e)
-            slack[c4] = _min(slack[c4], e)
+                m_k[q, j] = m  # for the sessions on q + 1 phases
+                f_k[q, j] = f if m != NO_LIMIT else -1
+            m1 = m_k[0, j]
+            m2 = m_k[1, j]
+            m3 = m_k[2, j]
+            e1 = NO_LIMIT
+            e2 = NO_LIMIT
+            e3 = NO_LIMIT
+            for k in range(start[j], end[j]):
+                kk = act_k[k]
+                # Branch-free: the number of phases varies from session to session.
+                m = m1 if kk == 1 else (m2 if kk == 2 else m3)
+                e = _max(m, act_low[k]) if m < act_high[k] else NO_LIMIT
+                e1 = _min(e1, e if kk == 1 else NO_LIMIT)
+                e2 = _min(e2, e if kk == 2 else NO_LIMIT)
+                e3 = _min(e3, e if kk == 3 else NO_LIMIT)
+            e23 = _min(e2, e3)
+            e_all = _min(e1, e23)
+            slack[j4] = e_all
+            slack[j1] = e_all
+            slack[c4] = _min(slack[c4], e_all)
             for q in range(3):
-                L = c4 + 1 + phase[q, i]
-                slack[L] = _min(slack[L], e if q < k_i else NO_LIMIT)
+                L = c4 + 1 + ((wired >> (2 * q)) & 3)
+                slack[L] = _min(slack[L], e_all if q == 0 else (e23 if q == 1 else e3))
         for L in range(c0, n_cells - 4):  # not the station's
             if slack[L] != NO_LIMIT:
                 up = 4 * parent[L >> 2] + (L & 3)
                 slack[up] = _min(slack[up], slack[L])
-        # Freeze each session whose first limit is exact; its limits' frozen load: the charger's
-        # two open ones and its circuit's, then bottom-up.
-        for k in range(n_act):
-            i = act[k]
-            # Branch-free as above: a session that stays adds 0 (its value is not read while it
-            # moves).
-            f = first[i]
-            fa = _max(f, 0)
-            done = (f >= 0) & (level[fa] <= slack[fa])
-            frozen[i] = 1 if done else 0
-            x = _clamp(least[i], low[i], ceiling[i])
-            value[i] = x
-            x = x if done else 0
-            top_x = ceiling[i] if done else 0
-            j4 = 4 * charger_of[i]
-            c4 = 4 * parent[charger_of[i]]
-            j1 = j4 + 1 + phase[0, i]
-            w = wt[i]
-            load[j4] += x
-            settled[j4] += top_x
-            load[j1] += w * x
-            settled[j1] += w * top_x
-            load[c4] += x
-            settled[c4] += top_x
+        # Freeze each session whose first limit is exact (per charger and number of phases);
+        # its limits' frozen load: the charger's two open ones and its circuit's, then
+        # bottom-up.
+        for x in range(n_live):
+            j = live[x]
+            j4 = 4 * j
+            c4 = 4 * parent[j]
+            j1 = open_phase[j]
+            wired = conductors[j]
+            m1 = m_k[0, j]
+            m2 = m_k[1, j]
+            m3 = m_k[2, j]
+            f1 = f_k[0, j]
+            f2 = f_k[1, j]
+            f3 = f_k[2, j]
+            d1 = (f1 >= 0) & (level[_max(f1, 0)] <= slack[_max(f1, 0)])
+            d2 = (f2 >= 0) & (level[_max(f2, 0)] <= slack[_max(f2, 0)])
+            d3 = (f3 >= 0) & (level[_max(f3, 0)] <= slack[_max(f3, 0)])
+            load_p = 0
+            load_0 = 0
+            load_1 = 0
+            load_2 = 0
+            top_p = 0
+            top_0 = 0
+            top_1 = 0
+            top_2 = 0
+            for k in range(start[j], end[j]):
+                i = act[k]
+                kk = act_k[k]
+                hi = act_high[k]
+                # Branch-free as above: a session that stays adds 0 (its value is not read
+                # while it moves).
+                m = m1 if kk == 1 else (m2 if kk == 2 else m3)
+                done = d1 if kk == 1 else (d2 if kk == 2 else d3)
+                first[i] = f1 if kk == 1 else (f2 if kk == 2 else f3)
+                frozen[i] = 1 if done else 0
+                x_i = _clamp(m, act_low[k], hi)
+                value[i] = x_i
+                x_i = x_i if done else 0
+                top_x = hi if done else 0
+                w = (0x020306 >> (8 * kk - 8)) & 0xFF  # 6 // kk
+                load_p += x_i
+                top_p += top_x
+                load_0 += w * x_i
+                top_0 += w * top_x
+                load_1 += w * x_i if kk > 1 else 0
+                top_1 += w * top_x if kk > 1 else 0
+                load_2 += w * x_i if kk > 2 else 0
+                top_2 += w * top_x if kk > 2 else 0
+            if top_p != 0:  # else nothing frozen, or only ceilings of 0 (at 0 since)
+                fixed[j4] += load_p
+                ceilings[j4] -= top_p
+                dirty[j4] = 1
+            if top_0 != 0:
+                fixed[j1] += load_0
+                ceilings[j1] -= top_0
+                dirty[j1] = 1
+            load[c4] += load_p
+            settled[c4] += top_p
             for q in range(3):
-                L = c4 + 1 + phase[q, i]
-                wq = w if q < n_phases[i] else 0
-                load[L] += wq * x
-                settled[L] += wq * top_x
-        for x in range(n_visit):
-            L = cells[x]
-            if settled[L] != 0:  # else nothing frozen below, or only ceilings of 0 (at 0 since)
-                fixed[L] += load[L]
-                ceilings[L] -= settled[L]
-                dirty[L] = 1
+                L = c4 + 1 + ((wired >> (2 * q)) & 3)
+                load[L] += load_0 if q == 0 else (load_1 if q == 1 else load_2)
+                settled[L] += top_0 if q == 0 else (top_1 if q == 1 else top_2)
         for L in range(c0, n_cells):
             if settled[L] == 0:
                 continue
