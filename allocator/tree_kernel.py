@@ -70,9 +70,9 @@ CHARGER_I_ROWS = 6
 CIRCUIT_MAX_POWER, CIRCUIT_MAX_CURRENT, CIRCUIT_BASE_POWER, CIRCUIT_BASE_CURRENT = 0, 1, 2, 3
 CIRCUIT_F_ROWS = 6
 
-SCRATCH_SESSION_ROWS = 23  # the first is the binding_circuit output; one more cell each
+SCRATCH_SESSION_ROWS = 19  # the first is the binding_circuit output; one more cell each
 SCRATCH_LIMIT_ROWS = 13
-SCRATCH_GROUP_ROWS = 13
+SCRATCH_GROUP_ROWS = 14
 SCRATCH_CIRCUIT_ROWS = 4
 BAD_CHARGER_INDEX, BAD_CIRCUIT = 1, 2
 
@@ -252,11 +252,9 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     act = scratch_s[7]  # sessions by group (each group's are act[start[g]:end[g]]), later the active only
     new_at = scratch_s[8]
     wt = scratch_s[9]  # weight on each of its phases: 6 // phases
-    mask = scratch_s[10]  # bit p: draws on grid phase p
-    n_phases = scratch_s[11]
-    phase = scratch_s[12:15]  # phase[q, i]: the grid phase of its conductor q
+    n_phases = scratch_s[10]
     # by act: minimum, ceiling, weight on power, on each grid phase, the phases it draws on
-    in_order = scratch_s[15:22]
+    in_order = scratch_s[11:18]
     act_low = in_order[0]
     act_high = in_order[1]
     act_k = in_order[6]
@@ -280,6 +278,7 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     live = scratch_g[4]  # the chargers with moving sessions
     open_phase = scratch_g[5]  # a charger's only phase limit that can be open (see below)
     conductors = scratch_g[6]  # a charger's grid phase of conductor q at bits 2q, 2q + 1
+    most = scratch_g[13]  # the phases its sessions can draw on (DC: 3 + 4)
     m_k = scratch_g[7:10]  # per charger, for its sessions on k = q + 1 phases: m
     f_k = scratch_g[10:13]  # and the first limit there (-1: none)
     depth = scratch_c[0]
@@ -324,8 +323,10 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
         parent[nc + position[c]] = top if k == -1 else nc + position[k]
     parent[top] = -1
 
-    # Limits: capacities (NO_LIMIT: none) in rank order.
-    for L in range(n_cells):
+    # Limits: capacities (NO_LIMIT: none) in rank order. A charger's wiring: the grid phase of
+    # each conductor (DC: the three in order), the phase limit of its first one (see below).
+    c0 = 4 * nc  # the circuits' and the station's limits are c0 .. n_cells - 1
+    for L in range(c0, n_cells):
         capacity[L] = NO_LIMIT
         load[L] = 0
     for j in range(nc):
@@ -333,6 +334,14 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
         amps = _sixths_down(charger_current[j], voltage)
         for p in range(3):
             capacity[4 * j + 1 + p] = amps
+            load[4 * j + p] = 0
+        load[4 * j + 3] = 0
+        dc = charger_i[CHARGER_DC, j] != 0
+        wired = 0b100100 if dc else (
+            charger_i[ROTATION, j] | charger_i[ROTATION + 1, j] << 2 | charger_i[ROTATION + 2, j] << 4)
+        conductors[j] = wired
+        open_phase[j] = 4 * j + 1 + (wired & 3)
+        most[j] = 7 if dc else charger_i[CHARGER_PHASES, j]
     for c in range(n_circuits):
         b = 4 * (nc + position[c])
         mp = circuit_f[CIRCUIT_MAX_POWER, c]
@@ -360,26 +369,19 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
         low[i] = _min(_steps_up(min_power[i]), HUGE + 1) * FINE if top_i > 0 else 0
     for g in range(n_groups):
         cursor[g] = 0
+    session_phases = session_i[SESSION_PHASES]
     for i in range(n):
         j = charger_of[i]
-        dc = charger_i[CHARGER_DC, j] != 0
-        k = 3
-        if not dc:
-            k = charger_i[CHARGER_PHASES, j]
-            if 0 < session_i[SESSION_PHASES, i] < k:
-                k = session_i[SESSION_PHASES, i]
+        most_j = most[j]  # (DC: 3, whatever the EV says, marked by bit 2)
+        k = most_j & 3
+        asked = session_phases[i]
+        k = asked if (most_j < 4) & (0 < asked) & (asked < k) else k
         n_phases[i] = k
         w = (0x020306 >> (8 * k - 8)) & 0xFF  # 6 // k, without a division or a branch
         wt[i] = w
         # Loops over the three conductors, not the k drawn on, with the others weighing 0: a
         # trip count that varies from session to session costs a mispredicted branch each.
-        # (phase[q, i] for q >= k is set, to a valid phase, and never weighs.)
-        bits = 0
-        for q in range(3):
-            p = q if dc else charger_i[ROTATION + q, j]
-            phase[q, i] = p
-            bits |= (1 << p) if q < k else 0
-        mask[i] = bits
+        wired = conductors[j]
         cursor[j] += 1
         # Rule 2a: a minimum that exceeds the ceiling or, alone, one of its charger's limits.
         value[i] = 0
@@ -388,12 +390,12 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
         j4 = 4 * j
         bad = lo > ceiling[i] or lo > capacity[j4]
         for q in range(3):
-            bad |= q < k and w * lo > capacity[j4 + 1 + phase[q, i]]
+            bad |= q < k and w * lo > capacity[j4 + 1 + ((wired >> (2 * q)) & 3)]
         frozen[i] = 1 if bad else 0
         if not bad:
             load[j4] += lo
             for q in range(3):
-                load[j4 + 1 + phase[q, i]] += w * lo if q < k else 0
+                load[j4 + 1 + ((wired >> (2 * q)) & 3)] += w * lo if q < k else 0
 
     # Sessions laid out by group, so that every limit's sessions are one range of act (filtered
     # by phase): subtree sizes bottom-up, offsets top-down, then a counting sort by charger.
@@ -431,7 +433,7 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
                     continue
                 held = capacity[b] != NO_LIMIT
                 for q in range(n_phases[i]):
-                    if capacity[b + 1 + phase[q, i]] != NO_LIMIT:
+                    if capacity[b + 1 + ((conductors[charger_of[i]] >> (2 * q)) & 3)] != NO_LIMIT:
                         held = True
                 if held:
                     heap[size] = i
@@ -442,13 +444,14 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
                 size -= 1
                 weighs = load[b] > capacity[b]
                 for q in range(n_phases[i]):
-                    if load[b + 1 + phase[q, i]] > capacity[b + 1 + phase[q, i]]:
+                    L = b + 1 + ((conductors[charger_of[i]] >> (2 * q)) & 3)
+                    if load[L] > capacity[L]:
                         weighs = True
                 if not weighs:
                     continue
                 frozen[i] = 1
                 for q in range(n_phases[i] + 1):
-                    L = b if q == 0 else b + 1 + phase[q - 1, i]
+                    L = b if q == 0 else b + 1 + ((conductors[charger_of[i]] >> (2 * q - 2)) & 3)
                     was_over = load[L] > capacity[L]
                     load[L] -= low[i] if q == 0 else wt[i] * low[i]
                     if was_over and load[L] <= capacity[L]:
@@ -463,32 +466,29 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     n_act, n_live = _compact(act, in_order[:0], n, frozen, new_at, start, end, live, 0, nc, n_groups, True)
     # A closed limit's level is NO_LIMIT (so that the smallest level above a session needs no
     # look at is_open); an open one's starts at 0 (_level: the first time).
-    for L in range(n_cells):
+    # A charger's phase limits share one capacity, and every session on it draws on its first
+    # conductor (each of its phases with the same weight): that phase's limit holds the others'
+    # sessions and loads, so its level is never above theirs and, first in the sessions' order,
+    # it wins every tie. The other two never name what binds nor decide a freeze: never opened
+    # (nor read from here on). The ceilings and minimums of the two are set below.
+    for j in range(nc):
+        for L in (4 * j, open_phase[j]):
+            level[L] = 0 if capacity[L] != NO_LIMIT else NO_LIMIT
+            fixed[L] = 0
+            dirty[L] = 1
+            is_open[L] = 1 if capacity[L] != NO_LIMIT else 0
+    for L in range(c0, n_cells):
         level[L] = 0 if capacity[L] != NO_LIMIT else NO_LIMIT
         fixed[L] = 0
         dirty[L] = 1
         is_open[L] = 1 if capacity[L] != NO_LIMIT else 0
         ceilings[L] = 0
         lows[L] = NO_LIMIT
-    # A charger's phase limits share one capacity, and every session on it draws on its first
-    # conductor (each of its phases with the same weight): that phase's limit holds the others'
-    # sessions and loads, so its level is never above theirs and, first in the sessions' order,
-    # it wins every tie. The other two never name what binds nor decide a freeze: left closed.
-    for j in range(nc):
-        first_phase = 0 if charger_i[CHARGER_DC, j] != 0 else charger_i[ROTATION, j]
-        open_phase[j] = 4 * j + 1 + first_phase
-        conductors[j] = 0b100100 if charger_i[CHARGER_DC, j] != 0 else (
-            charger_i[ROTATION, j] | charger_i[ROTATION + 1, j] << 2 | charger_i[ROTATION + 2, j] << 4)
-        for p in range(3):
-            if p != first_phase:
-                is_open[4 * j + 1 + p] = 0
-                level[4 * j + 1 + p] = NO_LIMIT
     # A limit fills only while its frozen load plus its moving sessions' ceilings exceed its
     # capacity: kept per limit as sessions freeze, it closes most limits without a scan.
     # Charger by charger, sums in registers: its two limits that can be open, then its
     # circuit's (conductor q weighs on the grid phase it is wired to for the sessions drawing on
     # more than q phases), then bottom-up over the circuits.
-    c0 = 4 * nc  # the circuits' and the station's limits are c0 .. n_cells - 1
     for x in range(n_live):
         j = live[x]
         j4 = 4 * j
@@ -512,8 +512,8 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
             act_high[k] = hi
             act_k[k] = kk
             in_order[2, k] = 1
-            for p in range(3):
-                in_order[3 + p, k] = w if (mask[i] >> p) & 1 else 0
+            for q in range(3):  # (the row of grid phase p: 0 if it does not draw on it)
+                in_order[3 + ((wired >> (2 * q)) & 3), k] = w if q < kk else 0
             top_p += hi
             top_0 += w * hi
             top_1 += w * hi if kk > 1 else 0
