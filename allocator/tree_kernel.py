@@ -684,14 +684,15 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
                 top_1 += w * top_x if kk > 1 else 0
                 load_2 += w * x_i if kk > 2 else 0
                 top_2 += w * top_x if kk > 2 else 0
-            if top_p != 0:  # else nothing frozen, or only ceilings of 0 (at 0 since)
-                fixed[j4] += load_p
-                ceilings[j4] -= top_p
-                dirty[j4] = 1
-            if top_0 != 0:
-                fixed[j1] += load_0
-                ceilings[j1] -= top_0
-                dirty[j1] = 1
+            # Branch-free (whether any froze varies from charger to charger): a limit whose
+            # settled ceilings are 0 (nothing frozen, or only ceilings of 0, at 0 since) adds 0
+            # and keeps its dirty flag.
+            fixed[j4] += load_p
+            ceilings[j4] -= top_p
+            dirty[j4] |= top_p != 0
+            fixed[j1] += load_0
+            ceilings[j1] -= top_0
+            dirty[j1] |= top_0 != 0
             load[c4] += load_p
             settled[c4] += top_p
             for q in range(3):
