@@ -70,9 +70,9 @@ CHARGER_I_ROWS = 6
 CIRCUIT_MAX_POWER, CIRCUIT_MAX_CURRENT, CIRCUIT_BASE_POWER, CIRCUIT_BASE_CURRENT = 0, 1, 2, 3
 CIRCUIT_F_ROWS = 6
 
-SCRATCH_SESSION_ROWS = 23  # the first is the binding_circuit output; one more cell each
+SCRATCH_SESSION_ROWS = 19  # the first is the binding_circuit output; one more cell each
 SCRATCH_LIMIT_ROWS = 13
-SCRATCH_GROUP_ROWS = 5
+SCRATCH_GROUP_ROWS = 14
 SCRATCH_CIRCUIT_ROWS = 4
 BAD_CHARGER_INDEX, BAD_CIRCUIT = 1, 2
 
@@ -246,19 +246,18 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     low = scratch_s[1]
     frozen = scratch_s[2]  # 1: paused or frozen at value
     value = scratch_s[3]
-    least = scratch_s[4]  # m: the smallest level among a session's open limits
-    first = scratch_s[5]  # the first limit (in rank) at that level; later what froze it
-    capped = scratch_s[6]
-    heap = scratch_s[7]
-    act = scratch_s[8]  # sessions by group (each group's are act[start[g]:end[g]]), later the active only
-    new_at = scratch_s[9]
-    wt = scratch_s[10]  # weight on each of its phases: 6 // phases
-    mask = scratch_s[11]  # bit p: draws on grid phase p
-    n_phases = scratch_s[12]
-    phase = scratch_s[13:16]  # phase[q, i]: the grid phase of its conductor q
-    in_order = scratch_s[16:22]  # by act: minimum, ceiling, weight on power, on each grid phase
+    first = scratch_s[4]  # the first limit (in rank) at its smallest level; later what froze it
+    capped = scratch_s[5]
+    heap = scratch_s[6]
+    act = scratch_s[7]  # sessions by group (each group's are act[start[g]:end[g]]), later the active only
+    new_at = scratch_s[8]
+    wt = scratch_s[9]  # weight on each of its phases: 6 // phases
+    n_phases = scratch_s[10]
+    # by act: minimum, ceiling, weight on power, on each grid phase, the phases it draws on
+    in_order = scratch_s[11:18]
     act_low = in_order[0]
     act_high = in_order[1]
+    act_k = in_order[6]
     capacity = scratch_l[0]
     level = scratch_l[1]
     is_open = scratch_l[2]
@@ -277,6 +276,11 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     end = scratch_g[2]
     cursor = scratch_g[3]
     live = scratch_g[4]  # the chargers with moving sessions
+    open_phase = scratch_g[5]  # a charger's only phase limit that can be open (see below)
+    conductors = scratch_g[6]  # a charger's grid phase of conductor q at bits 2q, 2q + 1
+    most = scratch_g[13]  # the phases its sessions can draw on (DC: 3 + 4)
+    m_k = scratch_g[7:10]  # per charger, for its sessions on k = q + 1 phases: m
+    f_k = scratch_g[10:13]  # and the first limit there (-1: none)
     depth = scratch_c[0]
     position = scratch_c[1]  # a circuit's place in rank order (deepest first)
     count = scratch_c[2]
@@ -319,8 +323,10 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
         parent[nc + position[c]] = top if k == -1 else nc + position[k]
     parent[top] = -1
 
-    # Limits: capacities (NO_LIMIT: none) in rank order.
-    for L in range(n_cells):
+    # Limits: capacities (NO_LIMIT: none) in rank order. A charger's wiring: the grid phase of
+    # each conductor (DC: the three in order), the phase limit of its first one (see below).
+    c0 = 4 * nc  # the circuits' and the station's limits are c0 .. n_cells - 1
+    for L in range(c0, n_cells):
         capacity[L] = NO_LIMIT
         load[L] = 0
     for j in range(nc):
@@ -328,6 +334,14 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
         amps = _sixths_down(charger_current[j], voltage)
         for p in range(3):
             capacity[4 * j + 1 + p] = amps
+            load[4 * j + p] = 0
+        load[4 * j + 3] = 0
+        dc = charger_i[CHARGER_DC, j] != 0
+        wired = 0b100100 if dc else (
+            charger_i[ROTATION, j] | charger_i[ROTATION + 1, j] << 2 | charger_i[ROTATION + 2, j] << 4)
+        conductors[j] = wired
+        open_phase[j] = 4 * j + 1 + (wired & 3)
+        most[j] = 7 if dc else charger_i[CHARGER_PHASES, j]
     for c in range(n_circuits):
         b = 4 * (nc + position[c])
         mp = circuit_f[CIRCUIT_MAX_POWER, c]
@@ -341,33 +355,33 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
 
     # Sessions: ceilings, minimums, the grid phases they draw on (their charger's first k
     # conductors, rotated; DC: all three); rule 2a; rule 2b's loads on their chargers.
+    # The conversions first, in a loop of their own that reads nothing indirectly: LLVM
+    # vectorises it (perf).
+    vehicle_max = session_f[VEHICLE_MAX]
+    power_cap = session_f[POWER_CAP]
+    min_power = session_f[MIN_POWER]
+    for i in range(n):
+        vehicle = _steps_down(vehicle_max[i])
+        cap = _steps_down(power_cap[i])
+        top_i = _min(_min(vehicle, cap), HUGE) * FINE
+        ceiling[i] = top_i
+        capped[i] = 1 if cap < vehicle else 0
+        low[i] = _min(_steps_up(min_power[i]), HUGE + 1) * FINE if top_i > 0 else 0
     for g in range(n_groups):
         cursor[g] = 0
+    session_phases = session_i[SESSION_PHASES]
     for i in range(n):
         j = charger_of[i]
-        vehicle = _steps_down(session_f[VEHICLE_MAX, i])
-        cap = _steps_down(session_f[POWER_CAP, i])
-        ceiling[i] = _min(_min(vehicle, cap), HUGE) * FINE
-        capped[i] = 1 if cap < vehicle else 0
-        low[i] = _min(_steps_up(session_f[MIN_POWER, i]), HUGE + 1) * FINE if ceiling[i] > 0 else 0
-        dc = charger_i[CHARGER_DC, j] != 0
-        k = 3
-        if not dc:
-            k = charger_i[CHARGER_PHASES, j]
-            if 0 < session_i[SESSION_PHASES, i] < k:
-                k = session_i[SESSION_PHASES, i]
+        most_j = most[j]  # (DC: 3, whatever the EV says, marked by bit 2)
+        k = most_j & 3
+        asked = session_phases[i]
+        k = asked if (most_j < 4) & (0 < asked) & (asked < k) else k
         n_phases[i] = k
         w = (0x020306 >> (8 * k - 8)) & 0xFF  # 6 // k, without a division or a branch
         wt[i] = w
         # Loops over the three conductors, not the k drawn on, with the others weighing 0: a
         # trip count that varies from session to session costs a mispredicted branch each.
-        # (phase[q, i] for q >= k is set, to a valid phase, and never weighs.)
-        bits = 0
-        for q in range(3):
-            p = q if dc else charger_i[ROTATION + q, j]
-            phase[q, i] = p
-            bits |= (1 << p) if q < k else 0
-        mask[i] = bits
+        wired = conductors[j]
         cursor[j] += 1
         # Rule 2a: a minimum that exceeds the ceiling or, alone, one of its charger's limits.
         value[i] = 0
@@ -376,12 +390,12 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
         j4 = 4 * j
         bad = lo > ceiling[i] or lo > capacity[j4]
         for q in range(3):
-            bad |= q < k and w * lo > capacity[j4 + 1 + phase[q, i]]
+            bad |= q < k and w * lo > capacity[j4 + 1 + ((wired >> (2 * q)) & 3)]
         frozen[i] = 1 if bad else 0
         if not bad:
             load[j4] += lo
             for q in range(3):
-                load[j4 + 1 + phase[q, i]] += w * lo if q < k else 0
+                load[j4 + 1 + ((wired >> (2 * q)) & 3)] += w * lo if q < k else 0
 
     # Sessions laid out by group, so that every limit's sessions are one range of act (filtered
     # by phase): subtree sizes bottom-up, offsets top-down, then a counting sort by charger.
@@ -419,7 +433,7 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
                     continue
                 held = capacity[b] != NO_LIMIT
                 for q in range(n_phases[i]):
-                    if capacity[b + 1 + phase[q, i]] != NO_LIMIT:
+                    if capacity[b + 1 + ((conductors[charger_of[i]] >> (2 * q)) & 3)] != NO_LIMIT:
                         held = True
                 if held:
                     heap[size] = i
@@ -430,13 +444,14 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
                 size -= 1
                 weighs = load[b] > capacity[b]
                 for q in range(n_phases[i]):
-                    if load[b + 1 + phase[q, i]] > capacity[b + 1 + phase[q, i]]:
+                    L = b + 1 + ((conductors[charger_of[i]] >> (2 * q)) & 3)
+                    if load[L] > capacity[L]:
                         weighs = True
                 if not weighs:
                     continue
                 frozen[i] = 1
                 for q in range(n_phases[i] + 1):
-                    L = b if q == 0 else b + 1 + phase[q - 1, i]
+                    L = b if q == 0 else b + 1 + ((conductors[charger_of[i]] >> (2 * q - 2)) & 3)
                     was_over = load[L] > capacity[L]
                     load[L] -= low[i] if q == 0 else wt[i] * low[i]
                     if was_over and load[L] <= capacity[L]:
@@ -451,56 +466,88 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     n_act, n_live = _compact(act, in_order[:0], n, frozen, new_at, start, end, live, 0, nc, n_groups, True)
     # A closed limit's level is NO_LIMIT (so that the smallest level above a session needs no
     # look at is_open); an open one's starts at 0 (_level: the first time).
-    for L in range(n_cells):
+    # A charger's phase limits share one capacity, and every session on it draws on its first
+    # conductor (each of its phases with the same weight): that phase's limit holds the others'
+    # sessions and loads, so its level is never above theirs and, first in the sessions' order,
+    # it wins every tie. The other two never name what binds nor decide a freeze: never opened
+    # (nor read from here on). The ceilings and minimums of the two are set below.
+    for j in range(nc):
+        for L in (4 * j, open_phase[j]):
+            level[L] = 0 if capacity[L] != NO_LIMIT else NO_LIMIT
+            fixed[L] = 0
+            dirty[L] = 1
+            is_open[L] = 1 if capacity[L] != NO_LIMIT else 0
+    for L in range(c0, n_cells):
         level[L] = 0 if capacity[L] != NO_LIMIT else NO_LIMIT
         fixed[L] = 0
         dirty[L] = 1
         is_open[L] = 1 if capacity[L] != NO_LIMIT else 0
         ceilings[L] = 0
         lows[L] = NO_LIMIT
-    # A charger's phase limits share one capacity, and every session on it draws on its first
-    # conductor (each of its phases with the same weight): that phase's limit holds the others'
-    # sessions and loads, so its level is never above theirs and, first in the sessions' order,
-    # it wins every tie. The other two never name what binds nor decide a freeze: left closed.
-    for j in range(nc):
-        first_phase = 0 if charger_i[CHARGER_DC, j] != 0 else charger_i[ROTATION, j]
-        for p in range(3):
-            if p != first_phase:
-                is_open[4 * j + 1 + p] = 0
-                level[4 * j + 1 + p] = NO_LIMIT
     # A limit fills only while its frozen load plus its moving sessions' ceilings exceed its
     # capacity: kept per limit as sessions freeze, it closes most limits without a scan.
-    for k in range(n_act):
-        i = act[k]
-        act_low[k] = low[i]
-        act_high[k] = ceiling[i]
-        in_order[2, k] = 1
-        for p in range(3):
-            in_order[3 + p, k] = wt[i] if (mask[i] >> p) & 1 else 0
-        j4 = 4 * charger_of[i]
-        ceilings[j4] += ceiling[i]
-        lows[j4] = _min(lows[j4], low[i])
-        for p in range(3):  # (its weight on each grid phase, 0 on one it does not draw on)
-            ceilings[j4 + 1 + p] += in_order[3 + p, k] * ceiling[i]
-            lows[j4 + 1 + p] = _min(lows[j4 + 1 + p], low[i] if in_order[3 + p, k] > 0 else NO_LIMIT)
-    for g in range(top):
-        for q in range(4):
-            ceilings[4 * parent[g] + q] += ceilings[4 * g + q]
-            lows[4 * parent[g] + q] = _min(lows[4 * parent[g] + q], lows[4 * g + q])
+    # Charger by charger, sums in registers: its two limits that can be open, then its
+    # circuit's (conductor q weighs on the grid phase it is wired to for the sessions drawing on
+    # more than q phases), then bottom-up over the circuits.
+    for x in range(n_live):
+        j = live[x]
+        j4 = 4 * j
+        c4 = 4 * parent[j]
+        j1 = open_phase[j]
+        wired = conductors[j]
+        top_p = 0
+        top_0 = 0
+        top_1 = 0
+        top_2 = 0
+        low_p = NO_LIMIT
+        low_1 = NO_LIMIT
+        low_2 = NO_LIMIT
+        for k in range(start[j], end[j]):
+            i = act[k]
+            lo = low[i]
+            hi = ceiling[i]
+            w = wt[i]
+            kk = n_phases[i]
+            act_low[k] = lo
+            act_high[k] = hi
+            act_k[k] = kk
+            in_order[2, k] = 1
+            for q in range(3):  # (the row of grid phase p: 0 if it does not draw on it)
+                in_order[3 + ((wired >> (2 * q)) & 3), k] = w if q < kk else 0
+            top_p += hi
+            top_0 += w * hi
+            top_1 += w * hi if kk > 1 else 0
+            top_2 += w * hi if kk > 2 else 0
+            low_p = _min(low_p, lo)
+            low_1 = _min(low_1, lo if kk > 1 else NO_LIMIT)
+            low_2 = _min(low_2, lo if kk > 2 else NO_LIMIT)
+        ceilings[j4] = top_p
+        ceilings[j1] = top_0
+        lows[j4] = low_p
+        lows[j1] = low_p  # (every session draws on its first conductor)
+        ceilings[c4] += top_p
+        lows[c4] = _min(lows[c4], low_p)
+        for q in range(3):
+            L = c4 + 1 + ((wired >> (2 * q)) & 3)
+            ceilings[L] += top_0 if q == 0 else (top_1 if q == 1 else top_2)
+            lows[L] = _min(lows[L], low_p if q == 0 else (low_1 if q == 1 else low_2))
+    for L in range(c0, n_cells - 4):  # not the station's
+        up = 4 * parent[L >> 2] + (L & 3)
+        ceilings[up] += ceilings[L]
+        lows[up] = _min(lows[up], lows[L])
     first_round = True
     while True:
-        # The levels of the limits whose sessions changed: the live chargers', then the rest.
+        # The levels of the limits whose sessions changed: the live chargers' (the two of each
+        # that can be open), then the rest.
         any_open = False
-        n_visit = 0  # the live chargers' limits, then the circuits' and the station's
+        n_visit = 0
         for x in range(n_live):
-            for q in range(4):
-                cells[n_visit] = 4 * live[x] + q
-                n_visit += 1
-        for L in range(4 * nc, n_cells):
-            cells[n_visit] = L
-            n_visit += 1
-        for x in range(n_visit):
-            L = cells[x]
+            j = live[x]
+            cells[n_visit] = 4 * j
+            cells[n_visit + 1] = open_phase[j]
+            n_visit += 2
+        for x in range(n_visit + n_cells - c0):
+            L = cells[x] if x < n_visit else c0 + x - n_visit
             if is_open[L] and dirty[L]:
                 dirty[L] = 0
                 if fixed[L] + ceilings[L] <= capacity[L]:  # holds at every ceiling: never fills
@@ -515,12 +562,13 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
         if not any_open:
             break
         first_round = False
-        # Each session's m and first limit: its charger's, then the smallest open level on the way
-        # up from its charger's circuit, per component (top-down over the circuits; a tie keeps
-        # the deeper group, first in rank); the session's own order (power, then conductor by
-        # conductor) breaks a tie within a group.
-        for x in range(n_visit):
-            L = cells[x]
+        # Each session's m (the smallest level among its open limits) and first limit there: its
+        # charger's, then the smallest open level on the way up from its charger's circuit, per
+        # component (top-down over the circuits; a tie keeps the deeper group, first in rank);
+        # the session's own order (power, then conductor by conductor) breaks a tie within a
+        # group. They depend on the session only through the number of phases it draws on (its
+        # conductors are its charger's first k): computed per charger for k = 1, 2, 3.
+        for L in range(c0, n_cells):
             slack[L] = NO_LIMIT
             load[L] = 0
             settled[L] = 0
@@ -532,75 +580,129 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
                 if g < top and best[4 * parent[g] + q] < best[L]:
                     best[L] = best[4 * parent[g] + q]
                     best_at[L] = best_at[4 * parent[g] + q]
-        for k in range(n_act):
-            i = act[k]
-            j4 = 4 * charger_of[i]
-            c4 = 4 * parent[charger_of[i]]
-            k_i = n_phases[i]
-            # Branch-free (every value loaded, then selected): which limit is smallest varies
-            # from session to session, so branches on it would be mispredicted. Closed limits
-            # are at NO_LIMIT, never smaller than m.
+        # A limit is exact when each of its sessions is at the same value at its own m as at the
+        # limit's level: no session with m < ceiling has max(m, minimum) below that level. The
+        # smallest such bound per limit: the charger's two open ones and its circuit's (for
+        # conductor q, the sessions with more than q phases), then bottom-up.
+        for x in range(n_live):
+            j = live[x]
+            j4 = 4 * j
+            c4 = 4 * parent[j]
+            j1 = open_phase[j]
+            wired = conductors[j]
             m = level[j4]
             f = j4
             # Of its charger's phase limits only its first conductor's is open (see above).
-            L = j4 + 1 + phase[0, i]
-            lv = level[L]
-            f = L if lv < m else f
+            lv = level[j1]
+            f = j1 if lv < m else f
             m = _min(m, lv)
             b = best[c4]
             at = best_at[c4]
             f = at if b < m else f
             m = _min(m, b)
-            # The three conductors, those it does not draw on at NO_LIMIT (never smaller than
-            # m, and equal only while m is NO_LIMIT, when f does not count): a fixed trip count.
             for q in range(3):
-                L = c4 + 1 + phase[q, i]
-                b = best[L] if q < k_i else NO_LIMIT
+                L = c4 + 1 + ((wired >> (2 * q)) & 3)
+                b = best[L]
                 at = best_at[L]
                 better = (b < m) | ((b == m) & (at >> 2 < f >> 2))
                 f = at if better else f
                 m = b if better else m
-            least[i] = m
-            first[i] = f if m != NO_LIMIT else -1
-            # A limit is exact when each of its sessions is at the same value at its own m as at
-            # the limit's level: no session with m < ceiling has max(m, minimum) below that
-            # level. The smallest such bound per limit, charger by charger, then bottom-up.
-            e = _max(m, low[i]) if m < ceiling[i] else NO_LIMIT
-            slack[j4] = _min(slack[j4], e)
+                m_k[q, j] = m  # for the sessions on q + 1 phases
+                f_k[q, j] = f if m != NO_LIMIT else -1
+            m1 = m_k[0, j]
+            m2 = m_k[1, j]
+            m3 = m_k[2, j]
+            e1 = NO_LIMIT
+            e2 = NO_LIMIT
+            e3 = NO_LIMIT
+            for k in range(start[j], end[j]):
+                kk = act_k[k]
+                # Branch-free: the number of phases varies from session to session.
+                m = m1 if kk == 1 else (m2 if kk == 2 else m3)
+                e = _max(m, act_low[k]) if m < act_high[k] else NO_LIMIT
+                e1 = _min(e1, e if kk == 1 else NO_LIMIT)
+                e2 = _min(e2, e if kk == 2 else NO_LIMIT)
+                e3 = _min(e3, e if kk == 3 else NO_LIMIT)
+            e23 = _min(e2, e3)
+            e_all = _min(e1, e23)
+            slack[j4] = e_all
+            slack[j1] = e_all
+            slack[c4] = _min(slack[c4], e_all)
             for q in range(3):
-                L = j4 + 1 + phase[q, i]
-                slack[L] = _min(slack[L], e if q < k_i else NO_LIMIT)
-        for x in range(n_visit - 4):  # not the station's
-            L = cells[x]
+                L = c4 + 1 + ((wired >> (2 * q)) & 3)
+                slack[L] = _min(slack[L], e_all if q == 0 else (e23 if q == 1 else e3))
+        for L in range(c0, n_cells - 4):  # not the station's
             if slack[L] != NO_LIMIT:
                 up = 4 * parent[L >> 2] + (L & 3)
                 slack[up] = _min(slack[up], slack[L])
-        # Freeze each session whose first limit is exact; its limits' frozen load, bottom-up.
-        for k in range(n_act):
-            i = act[k]
-            # Branch-free as above: a session that stays adds 0 (its value is not read while it
-            # moves).
-            f = first[i]
-            fa = _max(f, 0)
-            done = (f >= 0) & (level[fa] <= slack[fa])
-            frozen[i] = 1 if done else 0
-            x = _clamp(least[i], low[i], ceiling[i])
-            value[i] = x
-            x = x if done else 0
-            top_x = ceiling[i] if done else 0
-            j4 = 4 * charger_of[i]
-            load[j4] += x
-            settled[j4] += top_x
+        # Freeze each session whose first limit is exact (per charger and number of phases);
+        # its limits' frozen load: the charger's two open ones and its circuit's, then
+        # bottom-up.
+        for x in range(n_live):
+            j = live[x]
+            j4 = 4 * j
+            c4 = 4 * parent[j]
+            j1 = open_phase[j]
+            wired = conductors[j]
+            m1 = m_k[0, j]
+            m2 = m_k[1, j]
+            m3 = m_k[2, j]
+            f1 = f_k[0, j]
+            f2 = f_k[1, j]
+            f3 = f_k[2, j]
+            d1 = (f1 >= 0) & (level[_max(f1, 0)] <= slack[_max(f1, 0)])
+            d2 = (f2 >= 0) & (level[_max(f2, 0)] <= slack[_max(f2, 0)])
+            d3 = (f3 >= 0) & (level[_max(f3, 0)] <= slack[_max(f3, 0)])
+            load_p = 0
+            load_0 = 0
+            load_1 = 0
+            load_2 = 0
+            top_p = 0
+            top_0 = 0
+            top_1 = 0
+            top_2 = 0
+            for k in range(start[j], end[j]):
+                i = act[k]
+                kk = act_k[k]
+                hi = act_high[k]
+                # Branch-free as above: a session that stays adds 0 (its value is not read
+                # while it moves).
+                m = m1 if kk == 1 else (m2 if kk == 2 else m3)
+                done = d1 if kk == 1 else (d2 if kk == 2 else d3)
+                first[i] = f1 if kk == 1 else (f2 if kk == 2 else f3)
+                frozen[i] = 1 if done else 0
+                x_i = _clamp(m, act_low[k], hi)
+                value[i] = x_i
+                x_i = x_i if done else 0
+                top_x = hi if done else 0
+                w = (0x020306 >> (8 * kk - 8)) & 0xFF  # 6 // kk
+                load_p += x_i
+                top_p += top_x
+                load_0 += w * x_i
+                top_0 += w * top_x
+                load_1 += w * x_i if kk > 1 else 0
+                top_1 += w * top_x if kk > 1 else 0
+                load_2 += w * x_i if kk > 2 else 0
+                top_2 += w * top_x if kk > 2 else 0
+            # Branch-free (whether any froze varies from charger to charger): a limit whose
+            # settled ceilings are 0 (nothing frozen, or only ceilings of 0, at 0 since) adds 0
+            # and keeps its dirty flag.
+            fixed[j4] += load_p
+            ceilings[j4] -= top_p
+            dirty[j4] |= top_p != 0
+            fixed[j1] += load_0
+            ceilings[j1] -= top_0
+            dirty[j1] |= top_0 != 0
+            load[c4] += load_p
+            settled[c4] += top_p
             for q in range(3):
-                L = j4 + 1 + phase[q, i]
-                w = wt[i] if q < n_phases[i] else 0
-                load[L] += w * x
-                settled[L] += w * top_x
-        for x in range(n_visit):
-            L = cells[x]
-            if settled[L] == 0:  # nothing frozen below, or only ceilings of 0 (at 0 since)
+                L = c4 + 1 + ((wired >> (2 * q)) & 3)
+                load[L] += load_0 if q == 0 else (load_1 if q == 1 else load_2)
+                settled[L] += top_0 if q == 0 else (top_1 if q == 1 else top_2)
+        for L in range(c0, n_cells):
+            if settled[L] == 0:
                 continue
-            if x < n_visit - 4:  # not the station's
+            if L < n_cells - 4:  # not the station's
                 up = 4 * parent[L >> 2] + (L & 3)
                 load[up] += load[L]
                 settled[up] += settled[L]
