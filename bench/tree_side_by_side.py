@@ -1,14 +1,16 @@
 """The tree kernel side by side with earlier versions of it, in one process, alternating.
 
 For the tree stations of bench/allocator.py (8 sessions under a 3-level tree, 64, 512 and 1024
-under 50 circuits), times `allocator.tree_kernel.solve_tree` against the frozen copy of the
-kernel before branch tree-kernel-speed (bench/frozen_tree_kernel_3a3f778.py) and, with
---oldest, the frozen oracle of tests/allocator (the kernel before issue 13's speed-up).
+under 50 circuits), times `allocator.tree_kernel.solve_tree` against the kernel as it was at a
+git revision (`--against`, default 3a3f778: before the per-charger passes; read with `git show`,
+so no copy of it is kept in the tree; needs a git checkout) and, with --oldest, the frozen oracle
+of tests/allocator (the kernel before issue 13's speed-up).
 Batches of calls alternate between the kernels (first one, then the other) so that a busy
 machine slows them alike; it prints the median and the fastest batch of each, and checks that
 the results are the same bit for bit.
 
     python bench/tree_side_by_side.py [--alternations 41] [--sizes 8,64,512,1024] [--oldest]
+                                      [--against REV]
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import argparse
 import importlib.util
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from types import ModuleType
@@ -48,6 +52,17 @@ def _load(name: str, path: str) -> ModuleType:
     return module
 
 
+def _at_revision(rev: str) -> ModuleType:
+    """allocator/tree_kernel.py as it was at `rev`, loaded from a temporary file."""
+    source = subprocess.run(["git", "show", f"{rev}:allocator/tree_kernel.py"], cwd=_ROOT,
+                            capture_output=True, text=True, check=True).stdout
+    name = f"tree_kernel_{rev.replace('-', '_').replace('~', '_').replace('^', '_')}"
+    path = os.path.join(tempfile.mkdtemp(prefix="tree-kernel-"), f"{name}.py")
+    with open(path, "w") as f:
+        f.write(source)
+    return _load(name, path)
+
+
 def _tree_station(sessions: int) -> dict[str, Any]:
     bench = _load("bench_allocator", os.path.join(_HERE, "allocator.py"))
     boards, subs = (2, 2) if sessions <= 8 else (7, 6)
@@ -73,8 +88,9 @@ def main() -> int:
     ap.add_argument("--alternations", type=int, default=41)
     ap.add_argument("--sizes", default="8,64,512,1024")
     ap.add_argument("--oldest", action="store_true", help="also the frozen oracle of tests/allocator")
+    ap.add_argument("--against", default="3a3f778", help="the git revision to time against")
     args = ap.parse_args()
-    before = _load("frozen_tree_kernel_3a3f778", os.path.join(_HERE, "frozen_tree_kernel_3a3f778.py"))
+    before = _at_revision(args.against)
     oldest = (_load("frozen_tree_kernel_oracle", os.path.join(_ROOT, "tests", "allocator", "frozen_tree_kernel.py"))
               if args.oldest else None)
     print(f"{'sessions':>8} {'kernel':>10} {'median us':>10} {'fastest us':>11} {'vs now':>7}  same")
@@ -84,12 +100,12 @@ def main() -> int:
         load_into(req, a)
         # each kernel its own scratch, sized as it sizes it (its first cells: binding_circuit)
         works = {"now": a._work,
-                 "3a3f778": np.zeros(before.work_size(a.max_chargers, a.max_sessions, a.max_circuits),
+                 args.against: np.zeros(before.work_size(a.max_chargers, a.max_sessions, a.max_circuits),
                                      dtype=np.int64)}
         if oldest is not None:
             works["oracle"] = np.zeros(oldest.work_size(a.max_chargers, a.max_sessions, a.max_circuits,
                                                         max(a.max_circuits - 1, 0)), dtype=np.int64)
-        solvers = {"now": tree_kernel.solve_tree, "3a3f778": before.solve_tree}
+        solvers = {"now": tree_kernel.solve_tree, args.against: before.solve_tree}
         if oldest is not None:
             solvers["oracle"] = oldest.solve_tree
         kernels = {name: _caller(solvers[name], a, works[name]) for name in works}
