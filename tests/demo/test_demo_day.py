@@ -46,7 +46,9 @@ def test_a_sub_board_day_under_the_agent_never_trips_and_serves_every_ev(tmp_pat
     print(f"{profile}: simulated {s['simulatedSeconds'] / 3600:.1f} h: sub-board peak {sub['peakA']} A "
           f"(rating {sub['ratingA']:g} A), {sub['overRatingS']} s over it, {s['trips']} trips; "
           f"{s['sessionsServed']} of {len(day['evs'])} EVs served, "
-          f"{s['simulatorEnergyKwh']} kWh for {requested:g} kWh requested")
+          f"{s['simulatorEnergyKwh']} kWh for {requested:g} kWh requested; agent {s['cycles']} "
+          f"cycles in {s['wallSeconds']:g} s, p99 {s['cycle_ms']['p99']} ms, {s['overruns']} "
+          f"overruns")  # whether a short day was a starved agent (a loaded machine) or not
     assert s["simulatedSeconds"] >= 24 * 3600 - 600  # the whole day
     assert s["trips"] == 0, s
     assert max(sub["peakA"]) <= RATING_A, sub
