@@ -157,9 +157,11 @@ def test_the_foresight_builds_one_scenario_per_group_weighted_by_its_days():
         [], [], now, 96, 0.25, None) == ([], [], [])
 
 
-def test_the_daemon_plans_with_the_replays_scenarios():
+@pytest.mark.parametrize("days", [False, True])
+def test_the_daemon_plans_with_the_replays_scenarios(days):
     """The scenarios go through the one code path (Foresight.extend) in both: the daemon's
-    first plans of a generated day equal the replay's with them on."""
+    first plans of a generated day equal the replay's with them on (groups' forecasts, or
+    their median days' own sessions)."""
     from hardware_sim.station_days import with_history
 
     from agent.energy.planning import PlannerTask
@@ -170,12 +172,14 @@ def test_the_daemon_plans_with_the_replays_scenarios():
 
     doc, hist = with_history(4, 16)
     day, history = parse_day(der._whole_minutes(doc)), [parse_day(h) for h in hist]
-    tuning = Tuning(scenarios=2)
+    tuning = Tuning(scenarios=2, scenario_days=days)
     points: list[PlanPoint] = []
     simulate(day, "planner", history=history, tuning=tuning,
              horizon_slots=round(der.HORIZON_H / day.slot_hours), on_plan=points.append)
     compared = points[:12]
     assert all(len(p.request.scenarios) == 2 for p in compared)
+    assert any("-day-" in x.session_id for p in compared for sc in p.request.scenarios
+               for x in sc.sessions) == days
     db = connect(":memory:")
     der._history_rows(db, history)
     clock = ManualClock(wall=day.start)
