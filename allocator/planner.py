@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import highspy
@@ -114,6 +114,21 @@ class BatterySpec:
 
 
 @dataclass(frozen=True)
+class Scenario:
+    """One way the rest of the horizon may go: sessions (on chargers of their own) that
+    exist in this scenario only, on top of the request's, and its probability.
+
+    A request with scenarios is one LP with a copy of the plan per scenario: each has its
+    own later slots and its own peak (the demand charge is the probability-weighted sum of
+    the scenarios' peaks), and all share the decisions of the first billing slot, the one
+    that is applied before the next re-plan (non-anticipativity)."""
+
+    weight: float  # > 0; the scenarios' weights are normalised to sum to 1
+    sessions: Sequence[SessionSpec] = ()
+    chargers: Sequence[ChargerSpec] = ()
+
+
+@dataclass(frozen=True)
 class PlanRequest:
     """Everything the planner knows; per-slot sequences all have the horizon's length."""
 
@@ -142,6 +157,9 @@ class PlanRequest:
     charging_efficiency: float = 0.95
     v2g_efficiency: float = 0.90
     unmet_penalty: float | None = None  # EUR/kWh; None: derived from prices
+    # Scenarios of what the plan cannot see yet (see `Scenario`); empty: one plan. The
+    # plan returned is the most probable scenario's, its first slot shared by all.
+    scenarios: Sequence[Scenario] = ()
 
     @property
     def slots(self) -> int:
@@ -292,6 +310,9 @@ def validate(req: PlanRequest) -> None:
         raise PlanError("grid_capacity: must be > 0 kW")
     if not (req.slot_hours > 0):
         raise PlanError("slot_hours: must be > 0")
+    for i, sc in enumerate(req.scenarios):
+        if not (math.isfinite(sc.weight) and sc.weight > 0):
+            raise PlanError(f"scenarios[{i}].weight: must be a finite number > 0")
     if not (math.isfinite(req.peak_floor) and req.peak_floor >= 0):
         raise PlanError("peak_floor: must be a finite number >= 0 kW")
     if req.first_slot_hours is not None and not (0 < req.first_slot_hours <= req.slot_hours):
@@ -396,6 +417,8 @@ class Planner:
 
     def plan(self, req: PlanRequest) -> Plan:
         validate(req)
+        if req.scenarios:
+            return self._plan_scenarios(req)
         t0 = time.perf_counter()
         m, layout = _build(req)
         t1 = time.perf_counter()
@@ -416,6 +439,90 @@ class Planner:
         if status != "Optimal":
             raise PlanError(f"planner: HiGHS returned {status}")
         return _extract(req, layout, x, obj, status, t2 - t1, t1 - t0)
+
+
+    def _plan_scenarios(self, req: PlanRequest) -> Plan:
+        """One LP over all the scenarios (see `Scenario`), in the same two stages as one
+        plan: the reserve's stage, when due, holds each scenario's own first-stage peak."""
+        reqs = [replace(req, sessions=[*req.sessions, *sc.sessions],
+                        chargers=[*req.chargers, *sc.chargers], scenarios=())
+                for sc in req.scenarios]
+        for r in reqs:
+            validate(r)
+        total = sum(sc.weight for sc in req.scenarios)
+        weights = [sc.weight / total for sc in req.scenarios]
+        real = [s.session_id for s in req.sessions]
+        t0 = time.perf_counter()
+        built = [_build(r) for r in reqs]
+        m, offsets = _joint(built, weights, real)
+        t1 = time.perf_counter()
+        status, x, obj = m.solve(_new_highs(self.time_limit))
+        t2 = time.perf_counter()
+        if status == "Optimal" and any(lay.reserve_active for _m, lay in built):
+            ta = time.perf_counter()
+            built = [_build(r, reserve=True, peak_limit=float(x[off + lay.peak]))
+                     for r, (_m, lay), off in zip(reqs, built, offsets, strict=True)]
+            m, offsets = _joint(built, weights, real)
+            tb = time.perf_counter()
+            status, x, obj = m.solve(_new_highs(self.time_limit))
+            t1 += tb - ta
+            t2 = time.perf_counter()
+        self.last_solve_seconds = t2 - t1
+        if status != "Optimal":
+            raise PlanError(f"planner: HiGHS returned {status}")
+        k = max(range(len(weights)), key=lambda i: weights[i])  # first of the most probable
+        part, lay = built[k]
+        xk = x[offsets[k]:offsets[k] + len(part.lo)]
+        return _extract(reqs[k], lay, xk, obj, status, t2 - t1, t1 - t0)
+
+
+def _joint(built: Sequence[tuple[_Model, _Layout]], weights: Sequence[float],
+           shared_sessions: Sequence[str]) -> tuple[_Model, list[int]]:
+    """The scenarios' models side by side (block diagonal, costs weighted), with the
+    decisions of the first billing slot equal in all of them: import, export, overload,
+    curtailment, battery and the shared (real) sessions' power in its sub-intervals.
+    Returns the joint model and each scenario's column offset in it."""
+    m = _Model()
+    offsets: list[int] = []
+    for (part, _lay), w in zip(built, weights, strict=True):
+        off, base = len(m.lo), len(m.index)
+        offsets.append(off)
+        m.lo.extend(part.lo)
+        m.hi.extend(part.hi)
+        m.cost.extend(c * w for c in part.cost)
+        m.index.extend(i + off for i in part.index)
+        m.value.extend(part.value)
+        m.starts.extend(st + base for st in part.starts[1:])
+        m.row_lo.extend(part.row_lo)
+        m.row_hi.extend(part.row_hi)
+    lay0 = built[0][1]
+    first = [t for t in range(len(lay0.dt)) if lay0.slot_of[t] == 0]
+
+    def shared(lay: _Layout) -> list[int]:
+        cols: list[int] = []
+        for t in first:
+            cols += [lay.imp[t], lay.exp[t], lay.over[t], lay.curtail[t]]
+            if lay.bc:
+                cols += [lay.bc[t], lay.bd[t]]
+            for sid in shared_sessions:
+                for per in (lay.charge[sid], lay.v2g[sid]):
+                    if t in per:
+                        cols.append(per[t])
+        return cols
+
+    ref = shared(lay0)
+    for (_part, lay), off in zip(built[1:], offsets[1:], strict=True):
+        # Scenarios differ only in sessions on the slot grid, so their sub-intervals are
+        # the same; anything else is a caller's error, not a plan.
+        if len(lay.dt) < len(first) or not np.allclose(lay.dt[:len(first)], lay0.dt[:len(first)]) \
+                or bool(lay.bc) != bool(lay0.bc):
+            raise PlanError("scenarios: their first slots differ (sessions off the slot grid)")
+        cols = shared(lay)
+        if len(cols) != len(ref):
+            raise PlanError("scenarios: their first slots differ (sessions off the slot grid)")
+        for a, b in zip(ref, cols, strict=True):
+            m.row([a, b + off], [1.0, -1.0], 0.0, 0.0)
+    return m, offsets
 
 
 def plan(req: PlanRequest) -> Plan:
@@ -441,6 +548,7 @@ class _Layout:
     peak_cap: np.ndarray
     slot_of: np.ndarray
     reserve_active: bool = False  # a second, reserve-holding stage is due
+    curtail: list[int] = field(default_factory=list)
 
 
 def _grid(req: PlanRequest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -685,7 +793,7 @@ def _build(req: PlanRequest, reserve: bool = False,
         m.row(cols, vals, -inf, -already / sh)
 
     layout = _Layout(dt, starts, imp, exp, over, bc, bd, benergy, peak, charge, v2g, unmet,
-                     present_by, cap, slot_of, reserve_active)
+                     present_by, cap, slot_of, reserve_active, curtail)
     return m, layout
 
 

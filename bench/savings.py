@@ -3,7 +3,8 @@ and on the reference day, against the uncontrolled counterfactual and the perfec
 optimum.
 
     .venv/bin/python bench/savings.py [--days 20] [--scenario FILE] [--json]
-        [--peak-floor FACTOR [--floor-same-day-type]] [--day-offset 1|2]
+        [--peak-floor FACTOR [--floor-same-day-type]] [--scenarios K [--scenario-days]]
+        [--day-offset 1|2]
 
 Generated days (hardware_sim.station_days): sites 1..5, four days each, every day with the
 seven days before it as history (the arrival forecast learns from their sessions, never
@@ -11,7 +12,9 @@ from the day itself). Per day: uncontrolled cost, ours, the optimum, savings, ga
 optimum, peak, unmet energy, battery start/end, failed plans; then median and worst.
 `--day-offset` 1 or 2 measures the days after the bench's own (never measured by default:
 a held-out check of anything tuned on the bench's days); `--peak-floor` plans them with a
-peak floor (`Tuning.peak_floor`, off by default; docs/planner.md).
+peak floor (`Tuning.peak_floor`, off by default; docs/planner.md), `--scenarios` with
+scenarios from history (`Tuning.scenarios`, off by default). Each day's row carries its
+plans' build + solve times (`solveS`), the summary their median and worst.
 
 Targets (issue 16): savings >= 40 % every day with as much energy delivered as
 uncontrolled; median gap <= 3 %, worst <= 8 %; battery ending at or above its start;
@@ -93,6 +96,8 @@ def day_row(day: Day, history: list[Day], tuning: Tuning | None = None) -> dict:
         else round(ours.battery_end_energy, 1),
         "failedPlans": ours.plan_failures,
         "wallS": round(ours.wall_seconds, 1),
+        # Build + solve of each plan (s): what a re-plan costs the station's computer.
+        "solveS": [round(x, 4) for x in ours.plan_solve_seconds],
     }
     # Plain numbers for JSON (numpy scalars are not serialisable).
     return {k: v.item() if hasattr(v, "item") else v for k, v in row.items()}
@@ -101,6 +106,7 @@ def day_row(day: Day, history: list[Day], tuning: Tuning | None = None) -> dict:
 def summary(rows: list[dict]) -> dict:
     sav = [r["savingsPct"] for r in rows]
     gap = [r["gapPct"] for r in rows]
+    solves = [x for r in rows for x in r.get("solveS", [])]
     return {
         "days": len(rows),
         "savingsMin": min(sav), "savingsMedian": statistics.median(sav), "savingsMax": max(sav),
@@ -113,6 +119,8 @@ def summary(rows: list[dict]) -> dict:
         "failedPlans": sum(r["failedPlans"] for r in rows),
         "unmetEnergy": round(sum(r["unmetEnergy"] for r in rows), 1),
         "optimumUnmet": round(sum(r["optimumUnmet"] for r in rows), 1),
+        "solveMedianS": statistics.median(solves) if solves else 0.0,
+        "solveMaxS": max(solves, default=0.0),
     }
 
 
@@ -167,6 +175,12 @@ def main() -> int:
     ap.add_argument("--floor-same-day-type", action="store_true",
                     help="with --peak-floor: the floor from history days of the same day "
                          "type only")
+    ap.add_argument("--scenarios", type=int, default=None, metavar="K",
+                    help="plan the generated days with Tuning.scenarios = K (history days "
+                         "in K groups; 1: the expected day alone; default: the Tuning's own)")
+    ap.add_argument("--scenario-days", action="store_true",
+                    help="with --scenarios: each group's median day's own sessions "
+                         "(Tuning.scenario_days) instead of the group's forecast")
     ap.add_argument("--day-offset", type=int, default=0, choices=(0, 1, 2),
                     help="1 or 2: every generated day that many days later (held-out days "
                          "the default bench never measures)")
@@ -175,6 +189,9 @@ def main() -> int:
     if args.peak_floor is not None:
         tuning = replace(tuning, peak_floor=args.peak_floor,
                          peak_floor_same_day_type=args.floor_same_day_type)
+    if args.scenarios is not None:
+        tuning = replace(tuning, scenarios=args.scenarios,
+                         scenario_days=args.scenario_days)
     res = measure(args.scenario)
     rows = [day_row(*generated_day(i, args.day_offset), tuning=tuning) for i in range(args.days)]
     res["days"] = rows

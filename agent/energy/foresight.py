@@ -25,7 +25,7 @@ from allocator.foresight import expected_sessions
 if TYPE_CHECKING:
     import sqlite_utils
 
-    from allocator.planner import ChargerSpec, PlanRequest, SessionSpec
+    from allocator.planner import ChargerSpec, PlanRequest, Scenario, SessionSpec
 
 # Chance per hour that an unforeseen arrival needs a kWh missing from the reserve: one such
 # surprise every two days (allocator.planner.RESERVE_RATE; repeated here so the control
@@ -75,6 +75,17 @@ class Tuning:
     # ... the median over the history days of the plan's own day type only (weekday /
     # weekend, as the arrival forecast's), all of them when there is none.
     peak_floor_same_day_type: bool = False
+    # Scenarios (issue 16): with k >= 2, the history days are split into k groups by their
+    # peak-driving load (the most short-dwell energy arriving within one hour, `_burst_kwh`),
+    # each group's days learnt as a forecast of their own, and the plan is one LP with a
+    # scenario per group (its expected sessions, weighted by the group's share of days),
+    # all sharing the first slot's decisions (allocator.planner.Scenario). 1: the expected
+    # day alone (one forecast of all days). Measured and left off (docs/planner.md
+    # "Scenarios from history"): no k and no source tried helped on the held-out days.
+    scenarios: int = 1
+    # ... with `scenario_days`, each group is its median day's own sessions (sharp: a
+    # cluster at the hour it came) instead of the group's smoothed forecast.
+    scenario_days: bool = False
 
 
 def reserve_energy(capacity: float, min_soc: float, max_soc: float, max_discharge: float,
@@ -101,6 +112,10 @@ class Foresight:
         # itself once worked out (kW), by the first plan made with this foresight.
         self.windows: list[tuple[datetime, float, Sequence[SessionRecord]]] = []
         self._floor: float | None = None
+        # Fast and slow connectors (the new-station prior), and the scenarios' forecasts
+        # with their weights once worked out (`scenario_forecasts`).
+        self.connectors = (0, 0)
+        self._groups: list[tuple[float, ArrivalForecast]] | None = None
 
     @classmethod
     def from_history(cls, tuning: Tuning, chargers: dict[str, tuple[float, int]],
@@ -119,7 +134,29 @@ class Foresight:
             return cls(tuning, None)
         made = cls(tuning, forecast, _surprise(forecast, windows))
         made.windows = list(windows)
+        made.connectors = (fast, slow)
         return made
+
+    def scenario_forecasts(self) -> list[tuple[float, ArrivalForecast]]:
+        """The scenarios' forecasts and weights (`Tuning.scenarios`): the history windows
+        grouped by `_burst_kwh` into at most k groups (`_split`), each group learnt as a
+        forecast of its own (with its share of the new-station prior), weighted by its
+        share of the windows. Empty when off or without history."""
+        k = self.tuning.scenarios
+        if self.arrivals is None or k < 2 or len(self.windows) < 2:
+            return []
+        if self._groups is None:
+            burst = [_burst_kwh(start, h, sessions) for start, h, sessions in self.windows]
+            groups = _split(burst, k)
+            prior = station_prior(*self.connectors)
+            out: list[tuple[float, ArrivalForecast]] = []
+            for members in groups:
+                f = ArrivalForecast(prior=prior, prior_days=len(members) / len(self.windows))
+                for i in members:
+                    f.observe(*self.windows[i])
+                out.append((len(members) / len(self.windows), f))
+            self._groups = out
+        return self._groups
 
     @property
     def reserve_hours(self) -> float | None:
@@ -140,13 +177,15 @@ class Foresight:
                slot0_start: datetime, slots: int, slot_hours: float,
                first_slot_hours: float | None,
                today: tuple[datetime, Sequence[SessionRecord]] | None = None,
-               ) -> tuple[list[SessionSpec], list[ChargerSpec]]:
+               ) -> tuple[list[SessionSpec], list[ChargerSpec], list[Scenario]]:
         """The plan's sessions and chargers with the expected ones added (slot 0 starts
-        at `slot0_start`, a slot boundary, and lasts `first_slot_hours` from now).
-        `today`: since when, and the sessions that arrived since (intraday scaling)."""
+        at `slot0_start`, a slot boundary, and lasts `first_slot_hours` from now), and its
+        scenarios (`Tuning.scenarios`; then the expected sessions are in the scenarios,
+        not in the sessions). `today`: since when, and the sessions that arrived since
+        (intraday scaling, the same ratio for every scenario)."""
         if self.arrivals is None:
-            return sessions, chargers
-        ahead = self.arrivals.expected(slot0_start, slots)
+            return sessions, chargers, []
+        ratio = 1.0
         k = self.tuning.intraday_kwh
         if k is not None and today is not None:
             since, arrived = today
@@ -156,11 +195,71 @@ class Foresight:
                 got = sum(r.energy_kwh for r in arrived if r.arrival < slot0_start)
                 hi = self.tuning.intraday_max
                 ratio = min(hi, max(1.0 / hi, (got + k) / (so_far + k)))
-                ahead = [replace(a, count=a.count * ratio, energy_kwh=a.energy_kwh * ratio,
-                                 energy_std_kwh=a.energy_std_kwh * ratio) for a in ahead]
-        expected, virtual = expected_sessions(ahead, slot_hours, first_slot_hours,
-                                              self.tuning.risk)
-        return sessions + expected, chargers + virtual
+
+        def ahead(forecast: ArrivalForecast) -> tuple[list[SessionSpec], list[ChargerSpec]]:
+            arrivals = forecast.expected(slot0_start, slots)
+            if ratio != 1.0:
+                arrivals = [replace(a, count=a.count * ratio, energy_kwh=a.energy_kwh * ratio,
+                                    energy_std_kwh=a.energy_std_kwh * ratio) for a in arrivals]
+            return expected_sessions(arrivals, slot_hours, first_slot_hours, self.tuning.risk)
+
+        if self.tuning.scenario_days and self.tuning.scenarios >= 2 and len(self.windows) >= 2:
+            from allocator.planner import Scenario
+
+            return sessions, chargers, [
+                Scenario(w, *self._day_sessions(win, slot0_start, slots, slot_hours,
+                                                first_slot_hours, ratio))
+                for w, win in self._medoids()]
+        groups = self.scenario_forecasts()
+        if len(groups) >= 2:
+            from allocator.planner import Scenario
+
+            return sessions, chargers, [Scenario(w, *ahead(f)) for w, f in groups]
+        expected, virtual = ahead(self.arrivals)
+        return sessions + expected, chargers + virtual, []
+
+    def _medoids(self) -> list[tuple[float, tuple[datetime, float, Sequence[SessionRecord]]]]:
+        """`Tuning.scenario_days`: per group of history windows (`_split` of `_burst_kwh`),
+        its median member (the one nearest the group's median burst), weighted by the
+        group's share of the windows."""
+        windows = self.windows
+        burst = [_burst_kwh(start, h, sessions) for start, h, sessions in windows]
+        out = []
+        for members in _split(burst, self.tuning.scenarios):
+            vals = sorted(burst[i] for i in members)
+            med = vals[len(vals) // 2]
+            pick = min(members, key=lambda i: (abs(burst[i] - med), i))
+            out.append((len(members) / len(windows), windows[pick]))
+        return out
+
+    def _day_sessions(self, window: tuple[datetime, float, Sequence[SessionRecord]],
+                      slot0_start: datetime, slots: int, slot_hours: float,
+                      first_slot_hours: float | None, ratio: float,
+                      ) -> tuple[list[SessionSpec], list[ChargerSpec]]:
+        """One history window's own sessions as a scenario of this plan: each at the same
+        time of day (the next 24 h from slot 0), on the slot grid (arriving at the start of
+        the slot it arrived in, never in slot 0; staying whole slots, at least one), on a
+        charger of its own, its energy scaled by the intraday ratio."""
+        from allocator.foresight import EXPECTED_PREFIX
+        from allocator.planner import ChargerSpec, SessionSpec
+
+        first = slot_hours if first_slot_hours is None else first_slot_hours
+        horizon = first + (slots - 1) * slot_hours
+        out_s: list[SessionSpec] = []
+        out_c: list[ChargerSpec] = []
+        for j, r in enumerate(window[2]):
+            off = ((r.arrival - slot0_start).total_seconds() / 3600.0) % 24.0
+            if off < first or off >= horizon or r.energy_kwh <= 0 or r.max_power_kw <= 0:
+                continue
+            arrival = first + math.floor((off - first) / slot_hours) * slot_hours
+            dwell = (r.departure - r.arrival).total_seconds() / 3600.0
+            departure = arrival + max(1, round(dwell / slot_hours)) * slot_hours
+            sid = f"{EXPECTED_PREFIX}-day-{j}"
+            out_c.append(ChargerSpec(sid, r.max_power_kw))
+            out_s.append(SessionSpec(sid, sid, departure_h=departure,
+                                     energy_needed=r.energy_kwh * ratio,
+                                     max_power=r.max_power_kw, arrival_h=arrival))
+        return out_s, out_c
 
     def with_peak_floor(self, request: PlanRequest, now: datetime) -> PlanRequest:
         """`request` with its `peak_floor` (Tuning.peak_floor; unchanged when off or
@@ -223,7 +322,7 @@ class Foresight:
                                             max_power=r.max_power_kw, arrival_h=max(a, 0.0)))
             plan = planner.plan(replace(
                 request, sessions=sessions, chargers=chargers, battery=battery,
-                peak_so_far=0.0, peak_floor=0.0, imported_in_first_slot=0.0))
+                peak_so_far=0.0, peak_floor=0.0, imported_in_first_slot=0.0, scenarios=()))
             peaks.append(float(plan.peak))
         return float(np.median(peaks)) if peaks else 0.0
 
@@ -252,6 +351,48 @@ def _surprise(forecast: ArrivalForecast,
         excess = np.convolve(actual - expected, np.ones(4), mode="valid")
         per_day.append(float(max(excess.max(initial=0.0), 0.0)))
     return float(np.median(per_day)) if per_day else 0.0
+
+
+def _burst_kwh(start: datetime, hours: float, sessions: Sequence[SessionRecord]) -> float:
+    """A window's peak-driving load: the most short-dwell energy (kWh; fast charging, to be
+    served at once) that arrived within one hour (four 15-minute slots) of it."""
+    import numpy as np
+
+    from allocator.forecast import LONG_DWELL_H
+
+    n = max(1, int(round(hours * 4)))
+    arrived = np.zeros(n)
+    for s in sessions:
+        k = int((s.arrival - start).total_seconds() // 900)
+        dwell = (s.departure - s.arrival).total_seconds() / 3600.0
+        if 0 <= k < n and dwell < LONG_DWELL_H:
+            arrived[k] += s.energy_kwh
+    return float(np.convolve(arrived, np.ones(4), mode="full").max(initial=0.0))
+
+
+def _split(values: Sequence[float], k: int) -> list[list[int]]:
+    """Indices of `values` in at most k groups of neighbouring values (sorted), split where
+    the sum of squared deviations from each group's mean is least (exact 1-D k-means: the
+    cut points are tried exhaustively, fine for the 28 days a station keeps); ascending."""
+    from itertools import combinations
+
+    order = sorted(range(len(values)), key=lambda i: (values[i], i))
+    v = [values[i] for i in order]
+    k = max(1, min(k, len(set(v))))
+
+    def sse(a: int, b: int) -> float:
+        part = v[a:b]
+        mean = sum(part) / len(part)
+        return sum((x - mean) ** 2 for x in part)
+
+    best: tuple[float, tuple[int, ...]] | None = None
+    for cuts in combinations(range(1, len(v)), k - 1):
+        edges = (0, *cuts, len(v))
+        cost = sum(sse(a, b) for a, b in zip(edges, edges[1:], strict=False))
+        if best is None or cost < best[0] - 1e-12:
+            best = (cost, edges)
+    edges = best[1] if best is not None else (0, len(v))
+    return [order[a:b] for a, b in zip(edges, edges[1:], strict=False)]
 
 
 def session_records(db: sqlite_utils.Database, since: datetime, now: datetime,

@@ -374,7 +374,7 @@ class PlannerTask:
         since = self._foresight[0] if self._foresight is not None else now
         today = (since, session_records(self.db, since, now, {
             ch.id: (ch.max_power_kw, ch.connectors) for ch in st.chargers}))
-        sessions, chargers = foresight.extend(
+        sessions, chargers, scenarios = foresight.extend(
             sessions, [ChargerSpec(ch.id, ch.max_power_kw) for ch in st.chargers],
             first_start, n, SLOT_H, first_h, today)
         request = PlanRequest(
@@ -394,6 +394,7 @@ class PlannerTask:
                 first_slot_hours=first_h,
             imported_in_first_slot=so_far[0] if so_far is not None else 0.0,
             v2g_efficiency=s.v2g.efficiency,
+            scenarios=scenarios,
         )
         return request, now
 

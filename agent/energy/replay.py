@@ -737,7 +737,7 @@ def _plan_request(day: Day, t: float, slot: int, active: list[_EvState], b_energ
                                        day.start + timedelta(hours=ev.departure_h),
                                        ev.energy_needed, ev.max_power)
                          for ev in day.evs if ev.arrival_h < t])
-    sessions, chargers = foresight.extend(sessions, chargers,
+    sessions, chargers, scenarios = foresight.extend(sessions, chargers,
                                           day.start + timedelta(hours=slot_start), end - slot,
                                           sh, first_h, today)
     current = ledger.intervals[slot] if len(ledger.intervals) > slot else None
@@ -750,6 +750,7 @@ def _plan_request(day: Day, t: float, slot: int, active: list[_EvState], b_energ
         peak_so_far=finished_peak, slot_hours=sh, first_slot_hours=first_h,
         imported_in_first_slot=current.import_kwh if current is not None else 0.0,
         charging_efficiency=day.charging_efficiency, v2g_efficiency=day.v2g_efficiency,
+        scenarios=scenarios,
     ), day.start + timedelta(hours=t))
 
 

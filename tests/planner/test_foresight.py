@@ -158,7 +158,7 @@ def test_a_busy_start_of_the_day_raises_the_rest_of_it_by_at_most_a_quarter():
     slot0 = d.start + timedelta(hours=3)
 
     def expected_kwh(arrived):
-        sessions, _ = fs.extend([], [], slot0, 32, 0.25, None, (d.start, arrived))
+        sessions, _, _ = fs.extend([], [], slot0, 32, 0.25, None, (d.start, arrived))
         return sum(s.energy_needed for s in sessions if is_expected(s.session_id))
 
     plain = expected_kwh([])  # nothing arrived: the lowest ratio
@@ -167,6 +167,6 @@ def test_a_busy_start_of_the_day_raises_the_rest_of_it_by_at_most_a_quarter():
                          for i in range(12)])
     assert busy / plain == pytest.approx(1.25 / 0.8, rel=1e-6)
     none = learn_arrivals(d, history, Tuning(intraday_kwh=None))
-    flat, _ = none.extend([], [], slot0, 32, 0.25, None, (d.start, []))
+    flat, _, _ = none.extend([], [], slot0, 32, 0.25, None, (d.start, []))
     assert plain == pytest.approx(0.8 * sum(s.energy_needed for s in flat
                                             if is_expected(s.session_id)), rel=1e-6)
