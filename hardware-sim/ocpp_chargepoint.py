@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ocpp.routing import on
+from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint as Cp16
 from ocpp.v16 import call as call16
 from ocpp.v16 import call_result as result16
@@ -69,7 +69,7 @@ class SimChargePoint:
     def __init__(self, sim: Any, charger_id: str, url: str, *, version: str = "1.6",
                  rate_units: str | None = None, password: str | None = None,
                  ssl_context: ssl.SSLContext | None = None, voltage: float = 230.0,
-                 phase_switch_pause_s: float | None = None) -> None:
+                 phase_switch_pause_s: float | None = None, triggers: bool = True) -> None:
         if version not in ("1.6", "2.0.1"):
             raise ValueError(f"version: {version!r} is not 1.6 or 2.0.1")
         self.sim = sim
@@ -90,6 +90,10 @@ class SimChargePoint:
         self.tx: dict[int, _Tx | None] = {i: None for i in range(1, spec.connectors + 1)}
         self.register_wh = {i: 0.0 for i in self.tx}
         self.meter_interval_s = 10.0
+        # Answers TriggerMessage "MeterValues" with a meter value at once (False: refuses it,
+        # as a charger without OCPP 1.6's RemoteTrigger profile does).
+        self.triggers = triggers
+        self.triggered = 0  # meter values sent on a trigger, for the tests
         self.cp: Any = None
         self.connected = asyncio.Event()
         self.boots = 0
@@ -113,6 +117,12 @@ class SimChargePoint:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._connect_loop()), loop.create_task(self._tick_loop())]
+
+    def spawn(self, coro: Any) -> None:
+        """A short task (a triggered meter value) that `stop` cancels with the others; done
+        ones are dropped as new ones come."""
+        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks.append(asyncio.get_running_loop().create_task(coro))
 
     async def stop(self) -> None:
         """Cancel the connection and tick tasks until they have ended (bounded).
@@ -332,17 +342,28 @@ class SimChargePoint:
                     await self._call(self._status_payload(idx, status))
         if time.time() - self._last_meter >= self.meter_interval_s:
             self._last_meter = time.time()
-            for idx, tx in self.tx.items():
-                if tx is None or tx.id == "pending":
-                    continue
-                with contextlib.suppress(Exception):
-                    if self.version == "1.6":
-                        await self._call(call16.MeterValues(
-                            connector_id=idx, transaction_id=int(tx.id),
-                            meter_value=[self._meter_value(idx)]))
-                    else:
-                        await self._call(self._tx_event("Updated", "MeterValuePeriodic", idx,
-                                                        tx, self._charging_state(idx)))
+            for idx in self.tx:
+                await self.send_meter(idx, "MeterValuePeriodic")
+
+    async def send_meter(self, idx: int, reason: str) -> None:
+        """A meter value of connector `idx` in its transaction (none without one)."""
+        tx = self.tx.get(idx)
+        if tx is None or tx.id == "pending" or self.cp is None:
+            return
+        with contextlib.suppress(Exception):
+            if self.version == "1.6":
+                await self._call(call16.MeterValues(
+                    connector_id=idx, transaction_id=int(tx.id),
+                    meter_value=[self._meter_value(idx)]))
+            else:
+                await self._call(self._tx_event("Updated", reason, idx, tx,
+                                                self._charging_state(idx)))
+
+    async def triggered_meters(self, idx: int | None) -> None:
+        """After accepting TriggerMessage "MeterValues": connector `idx`'s (all: None)."""
+        for i in [idx] if idx is not None else list(self.tx):
+            self.triggered += 1
+            await self.send_meter(i, "Trigger")
 
     def _status(self, idx: int) -> str:
         conn = self.model.connector(idx)
@@ -538,6 +559,16 @@ class _Cp16(_Wire, Cp16):
     def on_clear(self, **_: Any):
         return result16.ClearChargingProfile(status="Unknown")
 
+    @on("TriggerMessage")
+    def on_trigger(self, requested_message: str, connector_id: int | None = None):
+        ok = self.sim_cp.triggers and requested_message == "MeterValues"
+        return result16.TriggerMessage(status="Accepted" if ok else "NotImplemented")
+
+    @after("TriggerMessage")
+    async def after_trigger(self, requested_message: str, connector_id: int | None = None):
+        if self.sim_cp.triggers and requested_message == "MeterValues":
+            self.sim_cp.spawn(self.sim_cp.triggered_meters(connector_id))
+
 
 class _Cp201(_Wire, Cp201):
     def __init__(self, cp_id: str, ws: Any, sim_cp: SimChargePoint) -> None:
@@ -572,6 +603,16 @@ class _Cp201(_Wire, Cp201):
                 out.append({"attribute_status": "UnknownVariable",
                             "component": item["component"], "variable": item["variable"]})
         return result201.GetVariables(get_variable_result=out)
+
+    @on("TriggerMessage")
+    def on_trigger(self, requested_message: str, evse: dict | None = None, **_: Any):
+        ok = self.sim_cp.triggers and requested_message == "MeterValues"
+        return result201.TriggerMessage(status="Accepted" if ok else "NotImplemented")
+
+    @after("TriggerMessage")
+    async def after_trigger(self, requested_message: str, evse: dict | None = None, **_: Any):
+        if self.sim_cp.triggers and requested_message == "MeterValues":
+            self.sim_cp.spawn(self.sim_cp.triggered_meters(evse["id"] if evse else None))
 
     @on("SetVariables")
     def on_set_variables(self, set_variable_data: list, **_: Any):

@@ -382,6 +382,9 @@ class Controller:
             v2g=v2g,
             phases=phases.counts,
             phase_switches=switches,
+            # increases wait on a held fall: ask for the samples that would end it
+            samples_wanted=tuple(sorted(self.unseen.behind)) if hidden and plan.held_back_kw > 0
+            else (),
         )
 
     def _connectors(self, snap: Snapshot) -> list[ConnectorDecision]:

@@ -122,6 +122,9 @@ class Decision:
     v2g: V2gOrders = field(default_factory=V2gOrders)  # this cycle's V2G discharges
     # Each session's phase count, learned or configured (agent/control/phase_learning.py).
     phases: dict[Key, PhaseCount] = field(default_factory=dict)
+    # Connectors whose next sample would end a fall held out of the headroom
+    # (agent/control/unseen_drops.py): their chargers are asked for one where they can.
+    samples_wanted: tuple[Key, ...] = ()
     # Phase switch registers to write this cycle, after the limits (agent/control/
     # phase_switch.py): (connector, 1 or 3).
     phase_switches: tuple[tuple[Key, int], ...] = ()

@@ -62,6 +62,9 @@ class UnseenDrops:
     def __init__(self, lookback_s: float) -> None:
         self.lookback_s = lookback_s
         self._refs: dict[Key, _Ref] = {}
+        # Connectors whose stale sample may hide a fall held this cycle: whose next sample
+        # would end it (the control loop asks their chargers for one where it can).
+        self.behind: frozenset[Key] = frozenset()
         self._recent: deque[tuple[float, Mapping[Scope, float], Mapping[Key, tuple[float | None, Exposed]]]] = deque()
 
     def update(self, t: float, levels: Mapping[Scope, float],
@@ -72,6 +75,7 @@ class UnseenDrops:
         headroom for increases holds back."""
         while self._recent and self._recent[0][0] < t - self.lookback_s:
             self._recent.popleft()
+        behind: set[Key] = set()
         fall: dict[Scope, float] = {}  # the largest fall since any exposed connector's sample
         most: dict[Scope, float] = {}  # what they can hide together: each its own fall at most
         for key, (ts, exposed) in exposure.items():
@@ -86,9 +90,11 @@ class UnseenDrops:
                 if hides > 0.0 and high > level:
                     fall[scope] = max(fall.get(scope, 0.0), high - level)
                     most[scope] = most.get(scope, 0.0) + min(hides, high - level)
+                    behind.add(key)
         for key in self._refs.keys() - exposure.keys():
             del self._refs[key]
         self._recent.append((t, dict(levels), exposure))
+        self.behind = frozenset(behind)
         return {scope: min(f, most[scope]) for scope, f in fall.items() if f > 0.0}
 
     def _reference(self, key: Key, levels: Mapping[Scope, float],

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 RENEW_FRACTION = 0.4  # renew the max profile after this share of its hold time
 VERIFY_MARGIN_S = 5  # composite checked this long after the hold ends
+TRIGGER_GAP_S = 2.0  # no TriggerMessage for a connector sampled or asked more recently
 
 
 @dataclass(slots=True)
@@ -139,6 +140,8 @@ class OcppCharger:
         self._timer: asyncio.TimerHandle | None = None
         # The central system's pacer (shared by its chargers); a lone charger wakes at once.
         self.pacer = SendPacer()
+        self._triggered: dict[int, float] = {}  # connector -> when a meter value was asked
+        self._no_trigger = False  # the charger refused TriggerMessage on this connection
 
     # ---- the capability the control loop uses -------------------------------------------
     @property
@@ -197,6 +200,35 @@ class OcppCharger:
         self.conns[idx].phases.request(phases)
         self.pacer.request(self)
 
+    def request_sample(self, idx: int) -> None:
+        """Ask for a meter value of connector `idx` now (TriggerMessage "MeterValues"): the
+        control loop holds back a fall of a meter that this connector's stale sample may hide
+        until its next sample (agent/control/unseen_drops.py). Useless at a 1 s interval, so
+        only above it; not for a connector sampled or asked less than `TRIGGER_GAP_S` ago; a
+        charger that refuses once is not asked again on this connection. Returns at once:
+        the answer comes later."""
+        link, c = self.link, self.conns.get(idx)
+        if (link is None or c is None or not self.ready or self.ocpp.meter_interval_s <= 1
+                or self._no_trigger):
+            return
+        now = self._clock()
+        if now - self._triggered.get(idx, float("-inf")) < TRIGGER_GAP_S or (
+                c.power_ts is not None and time.time() - c.power_ts < TRIGGER_GAP_S):
+            return
+        self._triggered[idx] = now
+        self._spawn(self._trigger(link, idx))
+
+    async def _trigger(self, link: Link, idx: int) -> None:
+        try:
+            status = await link.trigger_meter_values(idx)
+        except Exception as exc:  # a lost answer: asked again after the gap
+            log.debug("%s: TriggerMessage MeterValues: %s", self.cfg.charge_point_id, exc)
+            return
+        if status != "Accepted" and not self._no_trigger:
+            self._no_trigger = True
+            log.info("%s: TriggerMessage MeterValues %s: not asked again on this connection",
+                     self.cfg.charge_point_id, status)
+
     async def heartbeat(self) -> None:
         if self.link is None:
             raise DeviceError("disconnected", f"{self.cfg.charge_point_id}: not connected")
@@ -235,6 +267,7 @@ class OcppCharger:
         self.link = None
         self.ready = False
         self.info.connected = False
+        self._no_trigger = False  # a charger may come back with other firmware
         for c in self.conns.values():
             c.in_flight = None
         self._health.failed("disconnected", f"{self.cfg.charge_point_id}: connection closed")

@@ -146,3 +146,8 @@ class Link16(TracedMixin, ChargePoint):
     async def set_meter_interval(self, seconds: int) -> None:
         await self.timed_call(call.ChangeConfiguration(key="MeterValueSampleInterval",
                                                        value=str(seconds)))
+
+    async def trigger_meter_values(self, idx: int) -> str:
+        answer = await self.timed_call(call.TriggerMessage(requested_message="MeterValues",
+                                                           connector_id=idx))
+        return answer.status

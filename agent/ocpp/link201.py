@@ -207,6 +207,11 @@ class Link201(TracedMixin, ChargePoint):
             {"attribute_value": str(seconds), "component": {"name": "SampledDataCtrlr"},
              "variable": {"name": "TxUpdatedInterval"}}]))
 
+    async def trigger_meter_values(self, idx: int) -> str:
+        answer = await self.timed_call(call.TriggerMessage(requested_message="MeterValues",
+                                                           evse={"id": idx}))
+        return answer.status
+
 
 def _ev_max_kw(needs: dict) -> float | None:
     dc = needs.get("dc_charging_parameters") or {}
