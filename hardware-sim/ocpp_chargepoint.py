@@ -355,6 +355,9 @@ class SimChargePoint:
                 await self._call(call16.MeterValues(
                     connector_id=idx, transaction_id=int(tx.id),
                     meter_value=[self._meter_value(idx)]))
+            elif reason == "Trigger":  # 2.0.1 F06: a triggered "MeterValues" is a MeterValuesRequest
+                await self._call(call201.MeterValues(evse_id=idx,
+                                                     meter_value=[self._meter_value(idx)]))
             else:
                 await self._call(self._tx_event("Updated", reason, idx, tx,
                                                 self._charging_state(idx)))

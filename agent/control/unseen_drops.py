@@ -32,7 +32,9 @@ so no limit falls for it. It errs on the safe side: a fall of the base load itse
 level's rise while a lowered EV's sample still shows its old draw (its draw is counted at
 the new limit from the acknowledgement: limit_lag.py `draw_bounds`) and its fall once the
 EV has followed, are held too, until each exposed connector's next sample (1 s at the
-default meter interval). Pure: time and levels come from the caller.
+default meter interval). While increases wait on it, the loop asks the connectors `behind`
+it for a sample at once where their chargers can (OCPP TriggerMessage: agent/ocpp/charger.py
+`request_sample`). Pure: time and levels come from the caller.
 """
 
 from __future__ import annotations
