@@ -102,8 +102,10 @@ class Controller:
         self._targets: dict[Key, float] = {}  # last cycle's, for the ramp reserves
         # Limits lowered but maybe not followed yet: their old value holds back increases.
         self.lag = LimitLag(c.limit_follow_s, settings.ocpp.meter_interval_s)
-        # A new sample may have been taken a cycle or two before it is read.
-        self.unseen = UnseenDrops(max(1.0, 2 * c.period_s))
+        # A new sample may have been taken a cycle or two before it is read; no longer, or
+        # the connector's own change before its sample reads as a fall (a ramp down after a
+        # decrease: 3.9 kW held for a 60 s meter interval with a 1 s look back).
+        self.unseen = UnseenDrops(2 * c.period_s)
         # Each session's phase count, and its 1 <-> 3 phase switch where the charger can and
         # [phase_switch] enables it (agent/control/session_phases.py).
         self.phases = SessionPhases(settings, FitQuestions(self.arrays, self._charger_index),
