@@ -53,9 +53,14 @@ demo: install
 # the agent's (a vacant connector's decrease, a ramp read after the meter), two were lost
 # cancels on Python 3.11 (the simulated charge point's stop(), the uplink's run(): the
 # latter the agent's) and one the phase switch test's window (docs/testing.md, "In parallel").
+# The whole simulated days (`whole_day`: a day at 360x, a simulated minute per 0.17 s) run
+# two at a time after it: inside the parallel pass one of them fell short of energy in 2 of 3
+# runs on 2026-12-07 (124.3 kWh of 137, the agent at full rate; never in 11 runs outside it,
+# busy cores and nice 15 included); not understood yet (docs/testing.md).
 TEST_WORKERS ?= 4
 test: install system-deps
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not alone"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not alone and not whole_day"
+	$(BIN)/python -m pytest -n 2 -m whole_day
 	$(BIN)/python -m pytest -m alone
 
 # The whole suite with one core kept busy by a spinning process the run starts and stops

@@ -340,6 +340,9 @@ class Demo:
         saved = None if self.demand_charge is None else round(avoided * self.demand_charge, 2)
         return {
             "sessionsServed": served,
+            # per EV (charger/connector/session): what the simulator's meter gave it, kWh
+            "sessionEnergyKwh": {f"{cid}/{idx}/{sid}": round(kwh, 2)
+                                 for (cid, idx, sid), kwh in sorted(t.session_energy.items())},
             "energyToEvsKwh": round(t.energy_kwh, 1),
             "uncontrolledPeakKw": round(w.uncontrolled_peak_kw, 1),
             "batteryMaxDischargeKw": round(w.battery_max_discharge_kw, 1),

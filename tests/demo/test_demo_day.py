@@ -25,7 +25,7 @@ SEMS = Path(sys.executable).with_name("sems")
 DAY = ROOT / "hardware-sim" / "scenarios" / "sub-board-day.json"
 RATING_A = 32.0
 
-pytestmark = pytest.mark.timeout(480)
+pytestmark = [pytest.mark.timeout(480), pytest.mark.whole_day]
 
 
 @pytest.mark.parametrize("profile", ["sim-charger-ac", "sim-charger"])
@@ -48,7 +48,7 @@ def test_a_sub_board_day_under_the_agent_never_trips_and_serves_every_ev(tmp_pat
           f"{s['sessionsServed']} of {len(day['evs'])} EVs served, "
           f"{s['simulatorEnergyKwh']} kWh for {requested:g} kWh requested; agent {s['cycles']} "
           f"cycles in {s['wallSeconds']:g} s, p99 {s['cycle_ms']['p99']} ms, {s['overruns']} "
-          f"overruns")  # whether a short day was a starved agent (a loaded machine) or not
+          f"overruns; per EV {s['sessionEnergyKwh']}")  # a short day: starved, or which EV
     assert s["simulatedSeconds"] >= 24 * 3600 - 600  # the whole day
     assert s["trips"] == 0, s
     assert max(sub["peakA"]) <= RATING_A, sub
