@@ -115,3 +115,21 @@ def test_a_noisy_base_load_is_held_once_not_once_per_connector():
     _step(u, 0.0, 5.0, ten)
     assert _step(u, 0.25, 6.0, ten) == 0.0
     assert _step(u, 0.5, 4.5, ten) == pytest.approx(1.5)
+
+
+def test_the_connectors_own_ramp_down_before_its_sample_is_no_fall_past_the_look_back():
+    # the relay test's trace at 60 s meter values: CP1 lowered from 24.4 to 20.5 kW follows
+    # at 0.25 s (the meter falls; its stale sample says 5.1); its next sample (20.5) comes at
+    # 1.0 s. The controller looks back two cycles (0.5 s): the level then, with the new
+    # sample in place, is the level now: nothing held.
+    u = UnseenDrops(lookback_s=0.5)
+    _step(u, 0.0, 24.4 - 5.1, {CP1: (0.0, 5.1)})
+    for t in (0.25, 0.5, 0.75):
+        _step(u, t, 20.5 - 5.1, {CP1: (0.0, 5.1)})
+    assert _step(u, 1.0, 0.0, {CP1: (1.0, 20.5)}) == 0.0
+    # a look back of a whole second would have taken 24.4 - 20.5 = 3.9 kW for a fall
+    u = UnseenDrops(lookback_s=1.0)
+    _step(u, 0.0, 24.4 - 5.1, {CP1: (0.0, 5.1)})
+    for t in (0.25, 0.5, 0.75):
+        _step(u, t, 20.5 - 5.1, {CP1: (0.0, 5.1)})
+    assert _step(u, 1.0, 0.0, {CP1: (1.0, 20.5)}) == pytest.approx(3.9)
