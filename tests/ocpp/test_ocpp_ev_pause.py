@@ -78,6 +78,11 @@ async def _run(tmp_path, version: str, grid: bool = False, meter_s: int = 1,
                               60), st.sim.state()["connectors"]
         await asyncio.sleep(8.0)  # settled: both held by the sub-board or the grid
         settled = {cid: round(st.power(cid, 1), 2) for cid in ("CP1", "CP2")}
+        # the squeeze: both charging below their maximum at once (polled: two EVs at their
+        # shares still go to 0 and back now and then, so one instant says little)
+        low, high = (3.0, 10.0) if grid else (1.3, 7.0)
+        squeezed = await st.until(
+            lambda: all(low <= st.power(cid, 1) < high for cid in ("CP1", "CP2")), 30)
         before = [] if grid else _peak(st)
         grid_before = max(kw for _, kw in st.sim.grid_history)
         seen = []
@@ -89,16 +94,15 @@ async def _run(tmp_path, version: str, grid: bool = False, meter_s: int = 1,
             seen.append([] if grid else _peak(st))
             await asyncio.sleep(10.0)
         resumed = {cid: round(st.power(cid, 1), 2) for cid in ("CP1", "CP2")}
-        # (at 10 s meter values two EVs on a full phase go between 0 and their minimum now and
-        # then, docs/ocpp.md: an instant's power says little there; this polls)
-        charges_again = await st.until(lambda: st.power("CP1", 1) >= 1.3, 60)
+        # CP1 charges again after its pauses (polled, as above)
+        charges_again = await st.until(lambda: st.power("CP1", 1) >= low, 60)
         state = st.sim.state()
         return {"sub": state["circuits"].get("sub"), "trips": state["trips"],
                 "settled": settled, "resumed": resumed, "before": before,
                 "grid_before": grid_before,
                 "grid_peak": max(kw for _, kw in st.sim.grid_history),
                 "triggered": {cid: cp.triggered for cid, cp in st.cps.items()},
-                "charges_again": charges_again}
+                "charges_again": charges_again, "squeezed": squeezed}
 
 
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
@@ -110,13 +114,13 @@ def test_an_ev_pausing_by_itself_behind_a_stale_sample_keeps_the_sub_board_withi
                f"{r['sub']['overRatingS']:.2f} s, trips {r['trips']}; settled {r['settled']} kW, "
                f"after the pauses {r['resumed']} kW; grid peak {r['grid_peak']:.2f} kW")
     print(summary)
-    # the squeeze was exercised: both charged, each below its 11 kW (the sub-board binds)
-    assert all(1.3 <= kw < 7.0 for kw in r["settled"].values()), summary
+    # the squeeze was exercised: both charged at once, each below its 7.4 kW (the sub-board)
+    assert r["squeezed"], summary
     assert not r["trips"], summary
     assert max(r["sub"]["peakCurrent"]) <= RATING_A, summary
     assert r["sub"]["overRatingS"] == 0.0, summary
     # and CP1 charges again after its pauses
-    assert r["resumed"]["CP1"] >= 1.3, summary
+    assert r["charges_again"], summary
 
 
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
@@ -127,10 +131,10 @@ def test_an_ev_pausing_by_itself_behind_a_stale_sample_keeps_the_grid_within_its
                f"the pauses {r['grid_before']:.2f}); settled {r['settled']} kW, after the "
                f"pauses {r['resumed']} kW")
     print(summary)
-    # the squeeze was exercised: both charged, each below its 11 kW (the grid binds)
-    assert all(3.0 <= kw < 10.0 for kw in r["settled"].values()), summary
+    # the squeeze was exercised: both charged at once, each below its 11 kW (the grid binds)
+    assert r["squeezed"], summary
     assert r["grid_peak"] <= GRID_KW, summary
-    assert r["resumed"]["CP1"] >= 3.0, summary
+    assert r["charges_again"], summary
 
 
 # Meter values every 10 s, as many real chargers insist on: the fall stays held until CP1's
