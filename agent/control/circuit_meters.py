@@ -64,7 +64,8 @@ class CircuitMeasure:
     # (the phase's room in A x V); with max_power_kw one more entry, every weight 1.
     rooms: tuple[tuple[Mapping[Key, float], float], ...] = ()
     # Per room, its level: what the meter reads less the EVs' counted draws, kW (a phase's
-    # A x V), which a pause hidden behind a sample lowers (agent/control/unseen_drops.py).
+    # A x V), which a pause hidden behind a sample lowers (agent/control/unseen_drops.py);
+    # empty when no connector reports by samples.
     levels: tuple[float, ...] = ()
     drawn: tuple[Mapping[Key, float], ...] = ()  # per room, what its level subtracts per connector
 
@@ -159,6 +160,11 @@ def measure_circuits(
     ev_amps, ev_kw = ev_loads(st, base_power, phases)
     drawn_amps, drawn_kw = ev_loads(st, power, phases) if raised else (ev_amps, ev_kw)
     index = {c.id: k for k, c in enumerate(st.circuits)}
+    chargers = {ch.id: ch for ch in st.chargers}
+    booked = phases or {}
+    # Levels are followed for sampled connectors only (unseen_drops.py): a station whose
+    # chargers are all read live (Modbus) has nothing to hide and skips them.
+    follow = any(c.power_ts is not None for c in snap.connectors())
     volts = st.voltage_v
     out: list[CircuitMeasure] = []
     for reading in snap.circuit_meters:
@@ -167,10 +173,8 @@ def measure_circuits(
             continue
         c = st.circuits[k]
         keys = keys_below(st, c.id)
-        fallback_sum = sum(fallback_kw.get(key, 0.0) for key in keys)
-        outstanding = sum(max(0.0, allowed_limit(limits, fallback_kw, lag, key) - power.get(key, 0.0))
-                          for key in keys)  # fmt: skip
         if reading.currents_a is None:
+            fallback_sum = sum(fallback_kw.get(key, 0.0) for key in keys)
             out.append(_stale(c, keys, fallback_sum, volts))
             continue
         measured = reading.currents_a
@@ -182,24 +186,25 @@ def measure_circuits(
         levels: list[float] = []
         drawn: list[Mapping[Key, float]] = []
         if c.max_current_a is not None:
-            chargers = {ch.id: ch for ch in st.chargers}
-            booked = phases or {}
-            shares = {key: phase_shares(chargers[key[0]], booked.get(key, 3)) for key in keys}
+            shares = ({key: phase_shares(chargers[key[0]], booked.get(key, 3)) for key in keys}
+                      if follow else {})  # fmt: skip
             for p, weights in enumerate(conductor_weights(st, keys, measured_phases, in_amps)):
                 pending = sum(w * undrawn[key] for key, w in weights.items())
                 room = (c.max_current_a - c.margin_a - measured[p]) * volts / 1000 - pending
                 rooms.append((weights, room))
-                levels.append((measured[p] - drawn_amps[k][p]) * volts / 1000)
-                drawn.append({key: power.get(key, 0.0) * shares[key][p] for key in keys})
+                if follow:
+                    levels.append((measured[p] - drawn_amps[k][p]) * volts / 1000)
+                    drawn.append({key: power.get(key, 0.0) * shares[key][p] for key in keys})
         if c.max_power_kw is not None:
             room = 0.0
             if reading.power_kw is not None:
                 margin_kw = c.margin_a * volts / 1000
-                room = c.max_power_kw - margin_kw - reading.power_kw - outstanding
+                room = c.max_power_kw - margin_kw - reading.power_kw - sum(undrawn.values())
             rooms.append((dict.fromkeys(keys, 1.0), room))
-            levels.append(reading.power_kw - drawn_kw[k] if reading.power_kw is not None
-                          else float("nan"))
-            drawn.append({key: power.get(key, 0.0) for key in keys})
+            if follow:
+                levels.append(reading.power_kw - drawn_kw[k] if reading.power_kw is not None
+                              else float("nan"))
+                drawn.append({key: power.get(key, 0.0) for key in keys})
         if reading.age_s > period_s:  # an old reading: no increase, and no level to follow
             rooms = [(weights, 0.0) for weights, _ in rooms]
             levels = [math.nan for _ in levels]

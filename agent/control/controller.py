@@ -188,8 +188,8 @@ class Controller:
         # yet (a restart out of the chargers' comm-timeout fallback, every EV ramping back at
         # 100 kW/s: 63 kW on a 60 kW grid). Last cycle's draw was read before this meter
         # reading: the undrawn part counts from the lower of the two.
-        undrawn_from = {k: min(kw, bounds.get(k, kw), previous_power.get(k, kw))
-                        for k, kw in drawing.items()}  # fmt: skip
+        counted = {k: min(kw, bounds.get(k, kw)) for k, kw in drawing.items()}
+        undrawn_from = {k: min(kw, previous_power.get(k, kw)) for k, kw in counted.items()}
         # A sample taken before an increase hides the EV's ramp from it while the circuit
         # meters show it: their base load counts it at its limit (limit_lag.py).
         raised = self.lag.base_draws(sample_ts, drawing, t) - vacant
@@ -310,7 +310,7 @@ class Controller:
         current = {cd.key: cd.limit_kw for cd in conns}
         # An EV's own pause behind its charger's sample: the fall it may hide waits for
         # its next sample before any increase uses it (unseen_drops.py).
-        hidden = self._unseen(snap, circuits, drawing, bounds, lagging, sample_ts, vacant)
+        hidden = self._unseen(snap, circuits, counted, lagging, sample_ts, vacant)
         import_kw += hidden.get(GRID, 0.0)
         rooms = [(weights, max(0.0, room - hidden.get((m.circuit_id, r), 0.0)))
                  for m in circuits for r, (weights, room) in enumerate(m.rooms)]  # fmt: skip
@@ -419,13 +419,13 @@ class Controller:
         return out
 
     def _unseen(self, snap: Snapshot, circuits: list[CircuitMeasure],
-                drawing: Mapping[Key, float], bounds: Mapping[Key, float],
-                lagging: Mapping[Key, float], sample_ts: Mapping[Key, float | None],
+                counted: Mapping[Key, float], lagging: Mapping[Key, float],
+                sample_ts: Mapping[Key, float | None],
                 vacant: set[Key]) -> dict[Scope, float]:  # fmt: skip
-        """kW per scope (GRID, or a circuit's room) the increases hold back this cycle."""
+        """kW per scope (GRID, or a circuit's room) the increases hold back this cycle.
+        `counted`: each connector's draw, bounded after a decrease (limit_lag.py)."""
         if not any(ts is not None for ts in sample_ts.values()):
             return {}  # no charger reports by samples (Modbus): nothing can hide
-        counted = {k: min(kw, bounds.get(k, kw)) for k, kw in drawing.items()}
         grid_level = None
         if snap.grid_kw is not None and snap.grid_age_s <= self.s.control.period_s:
             battery = snap.battery.power_kw if snap.battery is not None else snap.inverter_battery_kw
@@ -435,7 +435,7 @@ class Controller:
             (m.circuit_id, r): (weights, m.levels[r], m.drawn[r])
             for m in circuits if not m.stale for r, (weights, _) in enumerate(m.rooms)}  # fmt: skip
         allowed = {k: allowed_limit(self.limits, self.fallback_per_connector, lagging, k)
-                   for k in drawing}  # fmt: skip
+                   for k in counted}  # fmt: skip
         return self.unseen.update(snap.t, *scopes(grid_level, rooms, counted, allowed,
                                                   sample_ts, vacant))
 
