@@ -31,7 +31,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -419,27 +419,7 @@ class Planner:
         validate(req)
         if req.scenarios:
             return self._plan_scenarios(req)
-        t0 = time.perf_counter()
-        m, layout = _build(req)
-        t1 = time.perf_counter()
-        status, x, obj = m.solve(_new_highs(self.time_limit))
-        t2 = time.perf_counter()
-        if status == "Optimal" and layout.reserve_active:
-            # Second stage: hold the battery's reserve, but within the peak the first stage
-            # found worth paying for. Refilling a reserve is never a reason to raise the
-            # peak (the LP would otherwise spread a refill over many slots at a small
-            # peak increase each and call it cheap); only real sessions may raise it.
-            ta = time.perf_counter()
-            m, layout = _build(req, reserve=True, peak_limit=float(x[layout.peak]))
-            tb = time.perf_counter()
-            status, x, obj = m.solve(_new_highs(self.time_limit))
-            t1 += tb - ta
-            t2 = time.perf_counter()
-        self.last_solve_seconds = t2 - t1
-        if status != "Optimal":
-            raise PlanError(f"planner: HiGHS returned {status}")
-        return _extract(req, layout, x, obj, status, t2 - t1, t1 - t0)
-
+        return self._two_stage([req], lambda built: (built[0][0], [0]), 0)
 
     def _plan_scenarios(self, req: PlanRequest) -> Plan:
         """One LP over all the scenarios (see `Scenario`), in the same two stages as one
@@ -452,9 +432,24 @@ class Planner:
         total = sum(sc.weight for sc in req.scenarios)
         weights = [sc.weight / total for sc in req.scenarios]
         real = [s.session_id for s in req.sessions]
+        k = max(range(len(weights)), key=lambda i: weights[i])  # first of the most probable
+        return self._two_stage(reqs, lambda built: _joint(built, weights, real), k)
+
+    def _two_stage(self, reqs: Sequence[PlanRequest],
+                   combine: Callable[[list[tuple[_Model, _Layout]]], tuple[_Model, list[int]]],
+                   k: int) -> Plan:
+        """Build a model per request, `combine` them into the one LP to solve (it returns
+        that and each part's column offset in it), solve, and return the plan of part k.
+
+        Second stage, when the first one's optimum leaves a battery reserve due in any
+        part: solve again holding the reserve, but each part within the peak the first
+        stage found worth paying for. Refilling a reserve is never a reason to raise the
+        peak (the LP would otherwise spread a refill over many slots at a small peak
+        increase each and call it cheap); only real sessions may raise it. The second
+        stage's build counts as build time, not solve time."""
         t0 = time.perf_counter()
         built = [_build(r) for r in reqs]
-        m, offsets = _joint(built, weights, real)
+        m, offsets = combine(built)
         t1 = time.perf_counter()
         status, x, obj = m.solve(_new_highs(self.time_limit))
         t2 = time.perf_counter()
@@ -462,7 +457,7 @@ class Planner:
             ta = time.perf_counter()
             built = [_build(r, reserve=True, peak_limit=float(x[off + lay.peak]))
                      for r, (_m, lay), off in zip(reqs, built, offsets, strict=True)]
-            m, offsets = _joint(built, weights, real)
+            m, offsets = combine(built)
             tb = time.perf_counter()
             status, x, obj = m.solve(_new_highs(self.time_limit))
             t1 += tb - ta
@@ -470,7 +465,6 @@ class Planner:
         self.last_solve_seconds = t2 - t1
         if status != "Optimal":
             raise PlanError(f"planner: HiGHS returned {status}")
-        k = max(range(len(weights)), key=lambda i: weights[i])  # first of the most probable
         part, lay = built[k]
         xk = x[offsets[k]:offsets[k] + len(part.lo)]
         return _extract(reqs[k], lay, xk, obj, status, t2 - t1, t1 - t0)

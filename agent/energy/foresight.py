@@ -23,6 +23,7 @@ from allocator.forecast import ArrivalForecast, SessionRecord, station_prior
 from allocator.foresight import expected_sessions
 
 if TYPE_CHECKING:
+    import numpy as np
     import sqlite_utils
 
     from allocator.planner import ChargerSpec, PlanRequest, Scenario, SessionSpec
@@ -333,8 +334,6 @@ def _surprise(forecast: ArrivalForecast,
     arriving over the forecast's expectation for that hour."""
     import numpy as np
 
-    from allocator.forecast import LONG_DWELL_H
-
     per_day: list[float] = []
     for start, h, sessions in windows:
         n = int(round(h * 4))
@@ -342,12 +341,7 @@ def _surprise(forecast: ArrivalForecast,
         for a in forecast.expected(start, n):
             if not a.long_dwell:
                 expected[a.slot] += a.energy_kwh
-        actual = np.zeros(n)
-        for s in sessions:
-            k = int((s.arrival - start).total_seconds() // 900)
-            dwell = (s.departure - s.arrival).total_seconds() / 3600.0
-            if 0 <= k < n and dwell < LONG_DWELL_H:
-                actual[k] += s.energy_kwh
+        actual = _short_dwell_arrivals(start, n, sessions)
         excess = np.convolve(actual - expected, np.ones(4), mode="valid")
         per_day.append(float(max(excess.max(initial=0.0), 0.0)))
     return float(np.median(per_day)) if per_day else 0.0
@@ -358,16 +352,25 @@ def _burst_kwh(start: datetime, hours: float, sessions: Sequence[SessionRecord])
     served at once) that arrived within one hour (four 15-minute slots) of it."""
     import numpy as np
 
+    arrived = _short_dwell_arrivals(start, max(1, int(round(hours * 4))), sessions)
+    return float(np.convolve(arrived, np.ones(4), mode="full").max(initial=0.0))
+
+
+def _short_dwell_arrivals(start: datetime, n: int,
+                          sessions: Sequence[SessionRecord]) -> np.ndarray:
+    """Short-dwell energy (kWh; dwell under LONG_DWELL_H) by the 15-minute slot it arrived
+    in, over the n slots from `start`; sessions arriving outside them are left out."""
+    import numpy as np
+
     from allocator.forecast import LONG_DWELL_H
 
-    n = max(1, int(round(hours * 4)))
     arrived = np.zeros(n)
     for s in sessions:
         k = int((s.arrival - start).total_seconds() // 900)
         dwell = (s.departure - s.arrival).total_seconds() / 3600.0
         if 0 <= k < n and dwell < LONG_DWELL_H:
             arrived[k] += s.energy_kwh
-    return float(np.convolve(arrived, np.ones(4), mode="full").max(initial=0.0))
+    return arrived
 
 
 def _split(values: Sequence[float], k: int) -> list[list[int]]:
