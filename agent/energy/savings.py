@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +196,8 @@ def savings(actual: SavingsLedger, baseline: SavingsLedger) -> dict[str, float]:
 def refill_cost(
     ledger: SavingsLedger,
     short_kwh: float,
-    import_price: Sequence[float],
-    export_price: Sequence[float],
+    import_price: ArrayLike,
+    export_price: ArrayLike,
     *,
     max_charge_kw: float,
     charge_efficiency: float,
@@ -221,16 +223,17 @@ def refill_cost(
 
     from allocator.planner import ChargerSpec, PlanError, Planner, PlanRequest, SessionSpec
 
+    imp = np.asarray(import_price, dtype=float)
+    exp = np.asarray(export_price, dtype=float)
     sh = ledger.interval_hours
-    n = len(import_price)
+    n = imp.size
     net = np.zeros(n)
     for iv in ledger.intervals[:n]:
         net[iv.index] = (iv.import_kwh - iv.export_kwh) / sh
 
     def bill(sessions: list[SessionSpec]) -> float:
         p = Planner(time_limit=time_limit_s).plan(PlanRequest(
-            import_price=np.asarray(import_price, dtype=float),
-            export_price=np.asarray(export_price, dtype=float),
+            import_price=imp, export_price=exp,
             pv_power=np.maximum(-net, 0.0), base_load=np.maximum(net, 0.0),
             grid_capacity=max(grid_capacity_kw, float(net.max(initial=0.0)) + max_charge_kw),
             chargers=[ChargerSpec("refill", max_charge_kw)], sessions=sessions,
@@ -243,21 +246,23 @@ def refill_cost(
     try:
         return max(0.0, bill([refill]) - bill([]))
     except PlanError as exc:
-        bound = refill_bound(ledger, short_kwh, import_price, max_charge_kw=max_charge_kw,
+        bound = refill_bound(ledger, short_kwh, imp, max_charge_kw=max_charge_kw,
                              charge_efficiency=charge_efficiency)
         log.warning("refill LP failed (%s): charged its bound, %.2f EUR", exc, bound)
         return bound
 
 
-def refill_bound(ledger: SavingsLedger, short_kwh: float, import_price: Sequence[float], *,
+def refill_bound(ledger: SavingsLedger, short_kwh: float, import_price: ArrayLike, *,
                  max_charge_kw: float, charge_efficiency: float) -> float:
     """An upper bound of `refill_cost`: the shortfall through the losses at the day's
     dearest import price, plus the demand charge on the whole charge power (no refill
     that fits in the day can raise the peak more)."""
     if short_kwh <= 1e-6:
         return 0.0
-    dearest = max(import_price, default=0.0)
-    return (short_kwh / charge_efficiency * max(dearest, 0.0)
+    import numpy as np
+
+    dearest = float(np.max(np.asarray(import_price, dtype=float), initial=0.0))
+    return (short_kwh / charge_efficiency * dearest
             + ledger.demand_charge * max_charge_kw)
 
 
