@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 Emit = Callable[[str, dict], None]
 # A sample older than this is not integrated across (the agent was stalled or stopped).
 MAX_GAP_S = 5.0
+# HiGHS time limit of each of the refill's two LPs at midnight (`savings.refill_cost`). The
+# control loop waits for them, once a day: 11-53 ms measured (docs/planner.md); a solve
+# that hits the limit is charged `savings.refill_bound` (higher) instead.
+REFILL_TIME_LIMIT_S = 0.5
 
 
 @dataclass
@@ -441,7 +445,7 @@ class LedgerRecorder:
             # What the daemon's planner assumes for the battery (its BatterySpec default).
             charge_efficiency=BatterySpec.charge_efficiency,
             grid_capacity_kw=self.s.station.grid_capacity_kw,
-            time_limit_s=self.s.planner.solve_timeout_s)
+            time_limit_s=REFILL_TIME_LIMIT_S)
         return eur, start, end
 
     def _end_day(self) -> None:

@@ -16,10 +16,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cycle_helpers import Station, settings
 
+from agent.api.daemon_context import DaemonContext
+from agent.control.devices import DeviceStatus, StationDevices
+from agent.control.stats import CycleStats
 from agent.energy.ledger_recorder import LedgerRecorder
 from agent.energy.savings import SavingsLedger, refill_bound, refill_cost
 from agent.model.clock import ManualClock
 from agent.model.snapshot import BatteryState
+from agent.state.station_state import EnergyReadouts, StationState
 from agent.store.signals import PriceSlot, Signals, Tariff
 from agent.uplink.messages import Savings
 
@@ -125,6 +129,13 @@ def test_a_day_ending_short_pays_the_refill_through_the_recorder_at_midnight():
     assert rows[95] == pytest.approx(refill, abs=2e-3) and rows[94] is None
     # The 15-minute messages carry none of the day's fields.
     assert all("refillEur" not in p for p in sent if p["period"] == "15min")
+    # The local API's totals since the ledger began add the refill to the energy cost.
+    state = StationState(st.cfg, CycleStats(), DeviceStatus(StationDevices(st.cfg)))
+    state.energy = EnergyReadouts(ledger=rec)
+    totals = DaemonContext(state, None, st.db, st.clock, signals=Signals(st.db)).savings()
+    energy = st.db.execute("SELECT SUM(energy_cost_eur) FROM ledger WHERE policy = 'actual'"
+                           ).fetchone()[0]  # fmt: skip
+    assert totals["cost_eur"] == pytest.approx(energy + refill, abs=2e-3)
 
 
 def test_a_day_ending_above_its_start_is_not_credited_and_the_next_day_starts_there():
