@@ -163,3 +163,26 @@ def test_a_station_without_a_battery_reports_no_refill():
     assert {"refillEur", "batteryStartKwh", "batteryEndKwh"}.isdisjoint(
         k for k, v in day.items() if v is not None)  # fmt: skip
     assert day["savingsEur"] == pytest.approx(day["baselineCostEur"] - day["costEur"], abs=1e-3)
+
+
+def test_after_a_restart_the_day_starts_at_the_stored_midnight_soc():
+    """The agent stopped in the morning and started again late in the day: the billing day
+    began at the SoC stored with the day before's last interval (60 %), not at the first
+    reading after the restart (50 %), so the day's refill still counts the 8 kWh."""
+    st, rec, sent = _rig(datetime(2026, 6, 17, 23, 50, tzinfo=UTC), soc=60.0)
+    _run(st, rec, 15 * 60)  # 23:50 .. 00:05 on 06-18: row 95 of 06-17 stored at 60 %
+    rec.flush()
+    st.clock.advance(23 * 3600 + 40 * 60)  # stopped until 23:45 on 06-18
+    _set_soc(st, 50.0)
+    rec2 = LedgerRecorder(st.cfg, st.db, Signals(st.db), None, lambda kind, p: sent.append(p))
+    for _ in range(round(20 * 60 / STEP)):  # 23:45 .. 00:05 on 06-19
+        rec2.observe(st.cycle(advance=STEP, follow=True))
+    days = [p for p in sent if p["period"] == "day"]
+    assert [d["start"] for d in days] == ["2026-06-17T00:00:00.000Z", "2026-06-18T00:00:00.000Z"]
+    assert days[0]["refillEur"] == 0.0  # 06-17: 60 % to 60 %
+    second = days[1]
+    Savings.model_validate(second)
+    assert (second["batteryStartKwh"], second["batteryEndKwh"]) == (pytest.approx(48.0),
+                                                                    pytest.approx(40.0))  # fmt: skip
+    # 06-18 is all at 0.40, with room under its 30 kW peak: 8 kWh through the losses.
+    assert second["refillEur"] == pytest.approx(8.0 / ETA * 0.40, abs=2e-3)
