@@ -328,10 +328,12 @@ class DaemonContext:
             row = self.store.execute(
                 "SELECT COALESCE(SUM(import_kwh),0), COALESCE(SUM(export_kwh),0), "
                 "COALESCE(SUM(energy_cost_eur),0), COALESCE(SUM(co2_kg),0), "
-                "COALESCE(SUM(battery_discharge_kwh),0), COUNT(*) FROM ledger WHERE policy = ?",
+                "COALESCE(SUM(battery_discharge_kwh),0), COUNT(*), COALESCE(SUM(refill_eur),0)"
+                " FROM ledger WHERE policy = ?",
                 [policy],
             ).fetchone()
-            totals[policy + "_cost"] = row[2]
+            # Closed days whose battery ended short carry their refill (ledger.refill_eur).
+            totals[policy + "_cost"] = row[2] + row[6]
             if policy == "actual":
                 totals.update(import_kwh=row[0], export_kwh=row[1], co2_kg=row[3],
                               battery_discharge_kwh=row[4], intervals=row[5])  # fmt: skip

@@ -10,7 +10,9 @@ the wall clock passes its end and then:
   `SavingsLedger` (agent/energy/savings.py) and stores it (`ledger` table, policy "actual");
 - steps the counterfactual (`Counterfactual`, policy "uncontrolled") and stores it too;
 - teaches the PV and base-load forecasts (agent/energy/planning.py) the interval's averages;
-- emits a `savings` message (15min), and at midnight UTC one for the whole day.
+- emits a `savings` message (15min), and at midnight UTC one for the whole day, whose cost
+  includes refilling the battery when it ends the day below its energy at the day's start
+  (`refillEur`, `savings.refill_cost`: the replay's definition; no credit for ending above).
 Days are UTC days; the demand charge is on the day's highest interval (the `ledger` rows of
 one `period_start`). A restart the same day continues the stored rows.
 """
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.config.settings import AgentSettings
 from agent.energy.planning import SLOT, SLOT_H, Forecasts, slot_start
-from agent.energy.savings import Interval, SavingsLedger, savings, store
+from agent.energy.savings import Interval, SavingsLedger, refill_cost, savings, store
 from agent.energy.tariffs import prices_at
 from agent.model.clock import iso
 
@@ -41,6 +43,10 @@ log = logging.getLogger(__name__)
 Emit = Callable[[str, dict], None]
 # A sample older than this is not integrated across (the agent was stalled or stopped).
 MAX_GAP_S = 5.0
+# HiGHS time limit of each of the refill's two LPs at midnight (`savings.refill_cost`). The
+# control loop waits for them, once a day: 11-53 ms measured (docs/planner.md); a solve
+# that hits the limit is charged `savings.refill_bound` (higher) instead.
+REFILL_TIME_LIMIT_S = 0.5
 
 
 @dataclass
@@ -411,10 +417,51 @@ class LedgerRecorder:
         })  # fmt: skip
         log.debug("interval %s closed from %s: %.3f kWh in, %.3f out", acc.start, source, imp, exp)
 
+    def battery_kwh(self, soc_pct: float | None) -> float | None:
+        """kWh in the stationary battery at `soc_pct` (None: no battery, capacity or SoC)."""
+        b = self.s.station.battery
+        if b is None or b.capacity_kwh is None or soc_pct is None:
+            return None
+        return b.capacity_kwh * min(max(soc_pct, 0.0), 100.0) / 100.0
+
+    def refill(self, end_soc_pct: float | None) -> tuple[float | None, float | None, float | None]:
+        """(refill EUR, battery kWh when the day began, kWh at `end_soc_pct`) for today's
+        ledger: what buying the shortfall back costs at today's prices, through the losses
+        the planner assumes, on top of today's metered import (`savings.refill_cost`, the
+        replay's definition). 0 when the battery ends at or above its start (no credit);
+        None when either end or the battery is unknown."""
+        b = self.s.station.battery
+        start = self.battery_kwh(self._day_start_soc)
+        end = self.battery_kwh(end_soc_pct)
+        if b is None or start is None or end is None or self.day is None:
+            return None, start, end
+        from allocator.planner import BatterySpec
+
+        n = round(24 / SLOT_H)
+        prices = [self._prices(self.day + SLOT * k + SLOT / 2) for k in range(n)]
+        eur = refill_cost(
+            self.actual, start - end, [p[0] for p in prices], [p[1] for p in prices],
+            max_charge_kw=b.max_charge_kw,
+            # What the daemon's planner assumes for the battery (its BatterySpec default).
+            charge_efficiency=BatterySpec.charge_efficiency,
+            grid_capacity_kw=self.s.station.grid_capacity_kw,
+            time_limit_s=REFILL_TIME_LIMIT_S)
+        return eur, start, end
+
     def _end_day(self) -> None:
         assert self.day is not None
         a, b = self.actual, self.baseline
         cmp = savings(a, b)
+        try:
+            refill_eur, start_kwh, end_kwh = self.refill(self._last_soc)
+        except Exception:  # a failed account must not stop the control loop
+            log.exception("battery refill not priced")
+            refill_eur, start_kwh, end_kwh = None, None, None
+        if refill_eur is not None:
+            # The day's cost includes handing the battery back: savings are net of it.
+            cmp["cost"] += refill_eur
+            cmp["savingsEur"] -= refill_eur
+            self._store_refill(refill_eur)
         self._emit({
             "period": "day",
             "start": iso(self.day),
@@ -429,7 +476,26 @@ class LedgerRecorder:
             "savingsEur": round(cmp["savingsEur"], 4),
             "peakKw": round(a.peak_kw, 3),
             "co2Kg": round(a.co2_kg, 4),
+            "refillEur": _round(refill_eur, 4),
+            "batteryStartKwh": _round(start_kwh, 3),
+            "batteryEndKwh": _round(end_kwh, 3),
         })  # fmt: skip
+        if refill_eur is not None and refill_eur > 0:
+            log.info("billing day %s: battery ended %.1f kWh short of its start, refill %.2f EUR"
+                     " added to the day's cost", iso(self.day), (start_kwh or 0) - (end_kwh or 0),
+                     refill_eur)
+
+    def _store_refill(self, eur: float) -> None:
+        """The day's refill on its last recorded 'actual' row (`ledger.refill_eur`)."""
+        assert self.day is not None
+        try:
+            with self.db.conn:
+                self.db.execute(
+                    "UPDATE ledger SET refill_eur = ? WHERE period_start = ? AND policy = 'actual'"
+                    " AND interval = (SELECT MAX(interval) FROM ledger WHERE period_start = ?"
+                    " AND policy = 'actual')", [eur, iso(self.day), iso(self.day)])
+        except Exception:  # a full disk must not stop the control loop
+            log.exception("battery refill not stored")
 
     def _emit(self, payload: dict) -> None:
         if self.emit is None:
@@ -497,7 +563,15 @@ class LedgerRecorder:
             "costEur": round(cmp["cost"], 3),
             "baselineCostEur": round(cmp["baselineCost"], 3),
             "savingsEur": round(cmp["savingsEur"], 3),
+            # The day so far carries no refill: the rest of the day may still bring the
+            # battery back (the plan aims to); the day message charges what is still short.
+            "batteryStartKwh": _round(self.battery_kwh(self._day_start_soc), 3),
+            "batteryNowKwh": _round(self.battery_kwh(self._last_soc), 3),
         }
+
+
+def _round(x: float | None, digits: int) -> float | None:
+    return None if x is None else round(x, digits)
 
 
 def _interval(ledger: SavingsLedger, t_h: float) -> Interval:

@@ -33,6 +33,7 @@ import numpy as np
 from agent.energy.foresight import Foresight, Tuning
 from agent.energy.foresight import reserve_energy as _reserve_kwh
 from agent.energy.savings import SavingsLedger, savings_pct
+from agent.energy.savings import refill_cost as _refill_cost
 from allocator.forecast import SessionRecord
 from allocator.planner import (
     BatterySpec,
@@ -755,36 +756,17 @@ def _plan_request(day: Day, t: float, slot: int, active: list[_EvState], b_energ
 
 
 def refill_cost(day: Day, result: ReplayResult) -> float:
-    """EUR it really costs to hand the battery back with the charge the day started with:
-    the cheapest way to buy the shortfall (through the charging losses, at most the
-    battery's charge power) on top of what the day actually imported, the demand charge
-    on any higher peak included. One small LP: the day's metered import as a fixed load
-    and the refill as one flexible session; the cost is what it adds to the day's bill."""
+    """EUR it really costs to hand the battery back with the charge the day started with
+    (`agent.energy.savings.refill_cost`, the daemon's ledger uses the same): the cheapest
+    way to buy the shortfall through the charging losses on top of the day's metered
+    import, the demand charge on any higher peak included."""
     b = day.battery
     if b is None or result.battery_end_energy is None:
         return 0.0
-    short = b.soc_start * b.capacity - result.battery_end_energy
-    if short <= 1e-6:
-        return 0.0
-    sh = day.slot_hours
-    n = len(day.import_price)
-    net = np.zeros(n)
-    for i, iv in enumerate(result.ledger.intervals[:n]):
-        net[i] = (iv.import_kwh - iv.export_kwh) / sh
-
-    def bill(sessions: list[SessionSpec]) -> float:
-        p = Planner(time_limit=OPTIMUM_TIME_LIMIT_S).plan(PlanRequest(
-            import_price=day.import_price, export_price=day.export_price,
-            pv_power=np.maximum(-net, 0.0), base_load=np.maximum(net, 0.0),
-            grid_capacity=max(day.grid_capacity, float(net.max(initial=0.0)) + b.max_charge),
-            chargers=[ChargerSpec("refill", b.max_charge)], sessions=sessions,
-            demand_charge=day.demand_charge, slot_hours=sh,
-            charging_efficiency=math.sqrt(b.round_trip)))
-        return p.objective
-
-    refill = SessionSpec("refill", "refill", departure_h=n * sh, energy_needed=short,
-                         max_power=b.max_charge)
-    return max(0.0, bill([refill]) - bill([]))
+    return _refill_cost(result.ledger, b.soc_start * b.capacity - result.battery_end_energy,
+                        day.import_price, day.export_price, max_charge_kw=b.max_charge,
+                        charge_efficiency=math.sqrt(b.round_trip),
+                        grid_capacity_kw=day.grid_capacity, time_limit_s=OPTIMUM_TIME_LIMIT_S)
 
 
 def result_cost(day: Day, result: ReplayResult) -> float:

@@ -9,15 +9,25 @@ demand charge is billed once, on the period's highest interval average import.
 The same ledger fed by the counterfactual simulation (`agent.energy.replay`, policy
 `uncontrolled`: every EV at the most it can from arrival, no battery, no V2G, no price
 awareness) gives the baseline; `savings(actual, baseline)` is the published comparison.
+
+A battery that ends the billing day below the energy it began with has borrowed from the
+next day: `refill_cost` prices buying the shortfall back (the replay's result and the
+daemon's day message both add it to the day's cost). One ending above is not credited.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -181,6 +191,79 @@ def savings(actual: SavingsLedger, baseline: SavingsLedger) -> dict[str, float]:
         "savingsEur": baseline.cost - actual.cost,
         "savingsPct": savings_pct(actual.cost, baseline.cost),
     }
+
+
+def refill_cost(
+    ledger: SavingsLedger,
+    short_kwh: float,
+    import_price: ArrayLike,
+    export_price: ArrayLike,
+    *,
+    max_charge_kw: float,
+    charge_efficiency: float,
+    grid_capacity_kw: float,
+    time_limit_s: float = 60.0,
+) -> float:
+    """EUR it really costs to put `short_kwh` back into a battery after the day `ledger`
+    metered: the cheapest way to buy it (through `charge_efficiency`, at most
+    `max_charge_kw`) on top of what the day actually imported, at the day's prices
+    (`import_price`/`export_price` per ledger interval, the day's length), the demand charge
+    on any higher peak included. One small LP: the metered net import of each interval as a
+    fixed load (an interval with no row, e.g. the agent not running, as none) and the refill
+    as one flexible session; the cost is what it adds to the day's bill. The grid capacity
+    holds except where the metered load already exceeded it (room for the refill is kept
+    so the LP always has a solution).
+
+    0 when nothing is short: a battery that ends above its start is not credited (the
+    energy it holds is not money until it is used, and crediting it would reward filling
+    it at the day's end). If the LP fails, `refill_bound` (higher, never lower)."""
+    if short_kwh <= 1e-6:
+        return 0.0
+    import numpy as np
+
+    from allocator.planner import ChargerSpec, PlanError, Planner, PlanRequest, SessionSpec
+
+    imp = np.asarray(import_price, dtype=float)
+    exp = np.asarray(export_price, dtype=float)
+    sh = ledger.interval_hours
+    n = imp.size
+    net = np.zeros(n)
+    for iv in ledger.intervals[:n]:
+        net[iv.index] = (iv.import_kwh - iv.export_kwh) / sh
+
+    def bill(sessions: list[SessionSpec]) -> float:
+        p = Planner(time_limit=time_limit_s).plan(PlanRequest(
+            import_price=imp, export_price=exp,
+            pv_power=np.maximum(-net, 0.0), base_load=np.maximum(net, 0.0),
+            grid_capacity=max(grid_capacity_kw, float(net.max(initial=0.0)) + max_charge_kw),
+            chargers=[ChargerSpec("refill", max_charge_kw)], sessions=sessions,
+            demand_charge=ledger.demand_charge, slot_hours=sh,
+            charging_efficiency=charge_efficiency))
+        return p.objective
+
+    refill = SessionSpec("refill", "refill", departure_h=n * sh, energy_needed=short_kwh,
+                         max_power=max_charge_kw)
+    try:
+        return max(0.0, bill([refill]) - bill([]))
+    except PlanError as exc:
+        bound = refill_bound(ledger, short_kwh, imp, max_charge_kw=max_charge_kw,
+                             charge_efficiency=charge_efficiency)
+        log.warning("refill LP failed (%s): charged its bound, %.2f EUR", exc, bound)
+        return bound
+
+
+def refill_bound(ledger: SavingsLedger, short_kwh: float, import_price: ArrayLike, *,
+                 max_charge_kw: float, charge_efficiency: float) -> float:
+    """An upper bound of `refill_cost`: the shortfall through the losses at the day's
+    dearest import price, plus the demand charge on the whole charge power (no refill
+    that fits in the day can raise the peak more)."""
+    if short_kwh <= 1e-6:
+        return 0.0
+    import numpy as np
+
+    dearest = float(np.max(np.asarray(import_price, dtype=float), initial=0.0))
+    return (short_kwh / charge_efficiency * dearest
+            + ledger.demand_charge * max_charge_kw)
 
 
 def store(

@@ -170,12 +170,23 @@ def _v4_session_limit(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE sessions ADD COLUMN limit_kw REAL")
 
 
+def _v5_ledger_refill(db: sqlite_utils.Database) -> None:
+    # What refilling the stationary battery to the billing day's starting energy cost
+    # (agent.energy.savings.refill_cost): on the 'actual' row of the day's last recorded
+    # interval when the day closed, 0 when nothing was short; NULL on every other row, on
+    # rows written before and when the battery was unknown.
+    have = {row[1] for row in db.execute("PRAGMA table_info(ledger)").fetchall()}
+    if "refill_eur" not in have:
+        db.execute("ALTER TABLE ledger ADD COLUMN refill_eur REAL")
+
+
 # Migration n brings a database from version n-1 to n. Append only; never edit one that shipped.
 MIGRATIONS = (
     (1, "tables", _v1_tables),
     (2, "ledger interval facts, session stop reason and latch", _v2_columns),
     (3, "schema version in PRAGMA user_version only", _v3_drop_meta_version),
     (4, "session limit handed out (API sessions resume with it)", _v4_session_limit),
+    (5, "ledger: the billing day's battery refill", _v5_ledger_refill),
 )
 VERSION = MIGRATIONS[-1][0]
 

@@ -255,6 +255,15 @@ class Savings(Message):
     savings_eur: float
     peak_kw: float = Field(0.0, ge=0)
     co2_kg: float | None = None
+    # `day` only, and only with a battery whose capacity and SoC at both ends are known.
+    refill_eur: float | None = Field(
+        None, ge=0, description="day: what buying the battery's shortfall against the day's "
+        "start back costs (demand charge included); already in costEur, 0 when it ended at "
+        "or above its start (no credit)")
+    battery_start_kwh: float | None = Field(
+        None, ge=0, description="day: battery energy when the day began")
+    battery_end_kwh: float | None = Field(
+        None, ge=0, description="day: battery energy when the day ended")
 
 
 # --- state and replies -------------------------------------------------------------------

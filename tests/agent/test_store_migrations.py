@@ -53,7 +53,8 @@ def test_an_old_database_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
     db = connect(path)
     assert schema.version(db) == schema.VERSION
     assert {"stop_reason", "latched", "limit_kw"} <= _columns(db, "sessions")
-    assert {"pv_kwh", "soc_pct", "import_cap_kw", "import_price_eur_kwh"} <= _columns(db, "ledger")
+    assert {"pv_kwh", "soc_pct", "import_cap_kw", "import_price_eur_kwh",
+            "refill_eur"} <= _columns(db, "ledger")
     assert {"outbox", "events", "signals", "fleet_sessions"} <= set(db.table_names())
     row = db.execute("SELECT id, status, energy_kwh, latched FROM sessions").fetchall()
     assert row == [("s1", "active", 12.5, 0)]

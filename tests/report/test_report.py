@@ -210,6 +210,33 @@ def test_older_database_gains_the_columns_and_still_reports(tmp_path):
     assert "<td>5.0</td>" in (tmp_path / "old.html").read_text()
 
 
+def test_a_day_whose_battery_ended_short_reports_its_refill(tmp_path):
+    """Issue 16: the day's refill (charged by the recorder at midnight, stored on the day's
+    last row) is a line of the report, and the savings are net of it."""
+    cfg = settings(station={"battery": {"inverter": "inv", "bms": "bms", "max_charge_kw": 40,
+                                        "max_discharge_kw": 40, "capacity_kwh": 80}})  # fmt: skip
+    st = Station(cfg=cfg, clock=ManualClock(wall=DAY + timedelta(hours=23, minutes=30)),
+                 base_kw=25.0)  # fmt: skip
+    st.db = connect(tmp_path / "agent.db")
+    sent: list[dict] = []
+    rec = LedgerRecorder(cfg, st.db, Signals(st.db), None, lambda kind, p: sent.append(p))
+    for i in range(round(35 * 60 / STEP)):  # 23:30 .. 00:05, 60 % down to 50 % at 23:40
+        soc = 60.0 if i < 120 else 50.0
+        st.battery = BatteryState(soc=soc, max_charge_kw=40, max_discharge_kw=40, power_kw=0.0)
+        rec.observe(st.cycle(advance=STEP, follow=True))
+    st.db.conn.close()
+    day = next(p for p in sent if p["period"] == "day")
+    assert day["refillEur"] > 0
+    totals = load_day(tmp_path / "agent.db", DAY.date()).totals
+    assert totals["refillEur"] == pytest.approx(day["refillEur"], abs=1e-3)
+    assert totals["savingsEur"] == pytest.approx(
+        totals["baselineCostEur"] - totals["energyCostEur"] - totals["refillEur"])  # fmt: skip
+    done = sems("--day", "2026-06-17", "--out", str(tmp_path / "day.html"), "--db",
+                str(tmp_path / "agent.db"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "battery refill to the day&#x27;s starting energy" in (tmp_path / "day.html").read_text()
+
+
 def test_day_words():
     today = datetime(2026, 3, 1, tzinfo=UTC).date()
     assert parse_day("today", today).isoformat() == "2026-03-01"

@@ -107,7 +107,8 @@ def load_day(db_path: Path, day: date, station: str | None = None, slot_h: float
             raise NoData(f"{db_path} has no ledger table (not a station database?)")
         # Rows written before the context columns existed read as unknown (NULL).
         extra = [c if c in have else "NULL" for c in
-                 ("pv_kwh", "soc_pct", "import_cap_kw", "import_price_eur_kwh")]  # fmt: skip
+                 ("pv_kwh", "soc_pct", "import_cap_kw", "import_price_eur_kwh",
+                  "refill_eur")]  # fmt: skip
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         period = start.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         rows = conn.execute(
@@ -143,9 +144,14 @@ def load_day(db_path: Path, day: date, station: str | None = None, slot_h: float
         "co2Kg": sum(r[4] for r in rows),
         "intervals": len(rows),
     }
+    # The battery's refill to the day's starting energy, charged when the day closed (on its
+    # last row; NULL everywhere before then, on older rows and without a battery).
+    refills = [r[13] for r in rows if r[13] is not None]
+    if refills:
+        totals["refillEur"] = sum(refills)
     if baseline is not None:
         totals["baselineCostEur"] = baseline
-        totals["savingsEur"] = baseline - totals["energyCostEur"]
+        totals["savingsEur"] = baseline - totals["energyCostEur"] - totals.get("refillEur", 0.0)
     return Day(
         day=day,
         station=station,
@@ -236,8 +242,9 @@ TOTAL_ROWS = (
     ("batteryDischargeKwh", "battery discharged", "kWh", 1),
     ("peakKw", "peak 15-min import", "kW", 1),
     ("energyCostEur", "energy cost (without demand charge)", "EUR", 2),
+    ("refillEur", "battery refill to the day's starting energy", "EUR", 2),
     ("baselineCostEur", "uncontrolled counterfactual's energy cost", "EUR", 2),
-    ("savingsEur", "energy cost saved", "EUR", 2),
+    ("savingsEur", "energy cost saved (net of the refill)", "EUR", 2),
     ("co2Kg", "CO2", "kg", 1),
     ("intervals", "15-minute intervals recorded", "", 0),
 )
