@@ -85,8 +85,13 @@ def conductor_weights(st: StationSettings, keys: frozenset[Key],
                       in_amps: Mapping[Key, int] | None = None) -> list[dict[Key, float]]:
     """Per grid phase: each connector's share of a power increase that can land on that
     phase at most (1 on its charger's first conductor, 1/2 on the second, 1/3 on the third,
-    through the charger's rotation). `measured`: connectors whose EV was measured on fewer
-    conductors than its charger's (agent/control/phase_learning.py): none on the others.
+    through the charger's rotation). `measured`: connectors whose EV was measured on its
+    charger's own conductors (agent/control/phase_learning.py), on m of them: 1/m on each
+    of those, none on the others. An EV draws a power limit evenly over its phases, so a
+    measured 3-phase EV's increase is P/3V a conductor; counted 1, 1/2, 1/3 like an EV of
+    unknown phases, its increase back on three after a phase switch needed room on its
+    second conductor the allocator had given to others, and waited there for ever at 0 kW
+    (a charger taking its profiles in W: tests/ocpp/test_ocpp_phase_switch.py).
     `in_amps`: connectors whose limit goes out as A per phase of that many conductors (a
     charger limited in amps, its kW converted at that count): each of those conductors
     carries at most 1/n of it whatever the EV, so 1/n on each of them."""
@@ -101,7 +106,12 @@ def conductor_weights(st: StationSettings, keys: frozenset[Key],
             for q in range(n):
                 out[int(ch.phase_rotation[2 * q + 1]) - 1][key] = 1.0 / n
             continue
-        for q in range(min(ch.phases, known.get(key, ch.phases))):
+        if key in known:  # a power limit spreads evenly over the conductors it draws on
+            n = max(1, min(ch.phases, known[key]))
+            for q in range(n):
+                out[int(ch.phase_rotation[2 * q + 1]) - 1][key] = 1.0 / n
+            continue
+        for q in range(ch.phases):
             out[int(ch.phase_rotation[2 * q + 1]) - 1][key] = 1.0 / (q + 1)
     return out
 

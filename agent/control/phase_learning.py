@@ -201,6 +201,14 @@ class PhaseLearner:
                 track.lower = track.streak = 0
         return PhaseCount(track.phases, track.source)
 
+    def measured(self, key: Key, session_id: str) -> int | None:
+        """The count the connector's session was measured on (its charger's conductors),
+        if it has been."""
+        track = self._tracks.get(key)
+        if track is None or track.session_id != session_id or track.source != "measured":
+            return None
+        return track.phases
+
     def restart(self, key: Key) -> None:
         """Learn the connector's session anew from its next reading (its charger switched
         phases: what it showed before says nothing of what it draws now)."""

@@ -62,8 +62,13 @@ class PhaseView:
 
     def narrowing(self) -> dict[Key, int]:
         """The counts the apply rule may weigh on the booked conductors only: one from a
-        circuit meter's step may be wrong (PhaseCount.narrows)."""
-        return {k: self.booked[k] for k in self.learned if self.counts[k].narrows}
+        circuit meter's step may be wrong (PhaseCount.narrows). One measured on the charger's
+        own conductors at the count the allocator books counts too (an increase spreads
+        over them evenly: circuit_meters.py `conductor_weights`)."""
+        out = {k: n.phases for k, n in self.counts.items()
+               if n.measured and k not in self.booked and n.booked in (None, n.phases)}
+        out.update({k: self.booked[k] for k in self.learned if self.counts[k].narrows})
+        return out
 
     def waiting(self) -> frozenset[Key]:
         """Sessions booked as of unknown phases: their circuits keep a start reserve."""
@@ -139,10 +144,18 @@ class SessionPhases:
                     booked[key] = 1
                     learned.add(key)
                     continue
-                if booking.mode == "back":
-                    # Back on three it starts as an EV of unknown phases (its readings on one
-                    # phase say nothing): booked as such from before the switch on, so the
-                    # start reserve is kept for it (tree.start_reserves), and learnt anew.
+                if booking.mode == "back" and self.learner.measured(key, x.id) == cfg.phases:
+                    # Measured on all three before it was switched to one (the learner is
+                    # not asked while on one phase): a 3-phase EV, back on three as it was.
+                    # As one of unknown phases its own start on L2 and L3 was read as base
+                    # load (a charger taking W: the sub-board's L2 at 37 A of base, the
+                    # others paused, then itself; tests/ocpp/test_ocpp_phase_switch.py).
+                    count = PhaseCount(cfg.phases, "measured")
+                elif booking.mode == "back":
+                    # Back on three, never seen drawing on three, it starts as an EV of
+                    # unknown phases (its readings on one phase say nothing): booked as such
+                    # from before the switch on, so the start reserve is kept for it
+                    # (tree.start_reserves), and learnt anew.
                     self.learner.restart(key)
                     count = (PhaseCount(min(ASSUMED_PHASES, cfg.phases), "assumed")
                              if conn.currents_a is not None or stepped

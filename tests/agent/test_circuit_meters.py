@@ -188,3 +188,30 @@ def test_a_charger_limited_in_amps_weighs_a_third_of_an_increase_on_each_conduct
     assert [w.get(KEYS[1]) for w in weights] == [1.0, 1 / 2, 1 / 3]  # limited in kW
     weights = conductor_weights(st, keys, in_amps={KEYS[0]: 1})
     assert [w.get(KEYS[0]) for w in weights] == [1.0, None, None]
+
+
+def test_an_ev_measured_on_its_chargers_conductors_weighs_its_increase_evenly_on_them():
+    """A power limit spreads evenly over the phases the EV draws on: measured on all three of
+    its charger's conductors, P/3V lands on each (not P/V on the first as for an EV of
+    unknown phases: its increase back on three after a switch waited for ever for room on its
+    second conductor, tests/ocpp/test_ocpp_phase_switch.py in W); measured on two, P/2V on
+    each of those and none on the third."""
+    from agent.control.circuit_meters import conductor_weights
+    from agent.control.phase_learning import PhaseCount
+    from agent.control.session_phases import PhaseView
+
+    st = sub_board_settings().station
+    keys = frozenset(KEYS)
+    view = PhaseView(counts={KEYS[0]: PhaseCount(3, "measured"), KEYS[1]: PhaseCount(3, "stepped")},
+                     booked={}, learned=frozenset())
+    assert view.narrowing() == {KEYS[0]: 3}  # a circuit meter's step may be wrong: not it
+    weights = conductor_weights(st, keys, view.narrowing())
+    assert [w.get(KEYS[0]) for w in weights] == [1 / 3, 1 / 3, 1 / 3]
+    assert [w.get(KEYS[1]) for w in weights] == [1.0, 1 / 2, 1 / 3]
+    weights = conductor_weights(st, keys, {KEYS[0]: 2})
+    assert [w.get(KEYS[0]) for w in weights] == [1 / 2, 1 / 2, None]
+    # booked on a count of its own (a charger limited in amps keeps its configured count):
+    # not spread by the measured one
+    view = PhaseView(counts={KEYS[0]: PhaseCount(1, "measured", booked=3)}, booked={},
+                     learned=frozenset())
+    assert view.narrowing() == {}

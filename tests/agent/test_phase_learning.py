@@ -309,3 +309,20 @@ def test_sems_status_shows_each_sessions_phase_count():
         battery_power_kw=None, ev_power_kw=0.0, cycles=10, connectors=(conn(1, None, None),)))
     assert "phases" not in next(ln for ln in render(bare).splitlines()
                                 if ln.startswith("connector")).split()
+
+
+def test_the_count_a_session_was_measured_on_is_kept_for_it_alone():
+    """What a 3-phase EV switched to one phase goes back on (agent/control/session_phases.py:
+    booked on three again, not as an EV of unknown phases): only a measured count of the same
+    session, never an assumed one or another session's."""
+    learner = PhaseLearner()
+    key = ("CP1", 1)
+    learner.observe(key, "s1", None, 3)
+    assert learner.measured(key, "s1") is None  # configured: nothing measured
+    learner.observe(key, "s1", (0.0, 0.0, 0.0), 3)
+    assert learner.measured(key, "s1") is None  # assumed 1 while it does not draw
+    learner.observe(key, "s1", (6.0, 6.0, 6.0), 3)
+    assert learner.measured(key, "s1") == 3
+    assert learner.measured(key, "s2") is None
+    learner.restart(key)
+    assert learner.measured(key, "s1") is None

@@ -1,5 +1,5 @@
 """1 <-> 3 phase switching of OCPP chargers (issue 13, docs/ocpp.md "Phase switching"), 1.6J
-and 2.0.1, over real sockets against the simulator: the squeeze of
+and 2.0.1, profiles in A and in W, over real sockets against the simulator: the squeeze of
 tests/faults/test_phase_switch_sim.py with every charger on OCPP.
 
 A 32 A sub-board with 5 kW of other load on it (8.7 A on L1, 6.5 A on L2 and L3) feeds CP1,
@@ -47,12 +47,18 @@ SWITCH = {"enabled": True, "hold_s": 5.0, "min_interval_s": 10.0, "margin_a": 2.
 CONTROL = {"comm_timeout_s": 10, "limit_follow_s": 4.0}
 
 
+# What the simulated charge point advertises (1.6 ChargingScheduleAllowedChargingRateUnit,
+# 2.0.1 SmartChargingCtrlr.RateUnit) for profiles in A or in W.
+RATE_UNITS = {"1.6": {"A": "Current", "W": "Power"}, "2.0.1": {"A": "A", "W": "W"}}
+
+
 def _agent_settings(cfg: dict, sim) -> None:
     metered_sub_board(cfg, sim, STATION, RATING_A)
     cfg["phase_switch"] = SWITCH
 
 
-def _station(tmp_path, version: str, *, cp1_faults: dict | None = None):
+def _station(tmp_path, version: str, *, cp1_faults: dict | None = None, unit: str = "A"):
+    """`unit`: what CP1 takes its profiles in (A, as most AC chargers; or W)."""
     versions = {c["id"]: version for c in STATION["chargers"]}
     each = {cid: {"phases": 1} for cid in ("CP2", "CP4", "CP5", "CP6")}
     # 1.6 opts in; 2.0.1 follows its device model (the simulator says Phases3to1 = true).
@@ -61,7 +67,8 @@ def _station(tmp_path, version: str, *, cp1_faults: dict | None = None):
     return ocpp_station(tmp_path, STATION, versions, control=CONTROL,
                         ocpp={"min_interval_s": 0.5}, base_load_kw=5.0,
                         pessimistic_base_kw=10.0, each_charger=each,
-                        charge_points={"CP1": {"phase_switch_pause_s": PAUSE_S}},
+                        charge_points={"CP1": {"phase_switch_pause_s": PAUSE_S,
+                                               "rate_units": RATE_UNITS[version][unit]}},
                         settings=_agent_settings, faults=cp1_faults)
 
 
@@ -128,8 +135,8 @@ def _judge(st: OcppStation) -> dict:
             "switches": [s["phases"] for s in state["chargers"]["CP1"]["phaseSwitches"]]}
 
 
-async def _run(tmp_path, version: str) -> dict:
-    async with _station(tmp_path, version) as st:
+async def _run(tmp_path, version: str, unit: str) -> dict:
+    async with _station(tmp_path, version, unit=unit) as st:
         caps = st.cs.chargers["CP1"]
         await _squeeze(st)
         trace = _Trace(st)
@@ -175,14 +182,15 @@ async def _run(tmp_path, version: str) -> dict:
                 "now": [round(a, 1) for a in _cp1(st)["phaseCurrents"]]}
 
 
+@pytest.mark.parametrize("unit", ["A", "W"])
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
 def test_a_squeezed_3_phase_ev_on_ocpp_charges_on_one_phase_and_goes_back(tmp_path, version,
-                                                                         caplog):
+                                                                         unit, caplog):
     caplog.set_level(logging.INFO)
-    r = asyncio.run(_run(tmp_path, version))
+    r = asyncio.run(_run(tmp_path, version, unit))
     switching = [line for line in caplog.text.splitlines()
                  if "agent.control.phase_switch" in line and "CP1" in line]
-    summary = (f"{version}: switches {r['switches']}; down {r['down_after']:.1f} s after the "
+    summary = (f"{version} in {unit}: switches {r['switches']}; down {r['down_after']:.1f} s after the "
                f"squeeze, up {r['up_after']:.1f} s after room returned; on one phase "
                f"{r['on_one']}, others {r['others']} kW (lowest from 2 s on {r['lowest']}); back on "
                f"three {r['now']} A "
@@ -209,10 +217,13 @@ def test_a_squeezed_3_phase_ev_on_ocpp_charges_on_one_phase_and_goes_back(tmp_pa
     # on one phase it charged, on its charger's L1 only, and the four 1-phase EVs too
     assert r["on_one"]["power"] >= 1.38 and r["on_one"]["currents"][1:] == [0.0, 0.0], summary
     assert all(kw >= 1.3 for kw in r["others"].values()), summary
-    # the profile that held it there: A per phase on one phase (and 2.0.1's L1)
-    period = r["profile_on_one"]["chargingSchedule"]
-    period = (period[0] if version == "2.0.1" else period)["chargingSchedulePeriod"][0]
-    assert period["numberPhases"] == 1 and period["limit"] >= 6.0, summary
+    # the profile that held it there: A per phase on one phase, or W (and 2.0.1's L1)
+    schedule = r["profile_on_one"]["chargingSchedule"]
+    schedule = schedule[0] if version == "2.0.1" else schedule
+    period = schedule["chargingSchedulePeriod"][0]
+    assert schedule["chargingRateUnit"] == unit, summary
+    assert period["numberPhases"] == 1, summary
+    assert period["limit"] >= (6.0 if unit == "A" else 6.0 * 230.0), summary
     assert period.get("phaseToUse") == (1 if version == "2.0.1" else None), summary
 
 
