@@ -15,7 +15,14 @@ What counts as a step, conservatively (an ambiguous one teaches nothing):
 - The comparison runs from an anchor sample: the last one where something decisive happened
   (or the first). While no connector moves by more than `STEADY_KW` and one moves by less
   than `STEP_MIN_KW`, the anchor stays, so an EV ramping over a few readings still makes
-  one step; an anchor older than `WINDOW_S` is replaced (the base load may have drifted).
+  one step; an anchor older than `WINDOW_S` is replaced (the base load may have drifted) by
+  the sample before this one, when there is one within the window, else by this one. Not by
+  this one alone: a quiet station's anchor ages to the window every 5 s, and a step whose
+  sample came just then compared with nothing and taught nothing. The EV then stayed booked
+  as assumed (its charger's minimum, 4.14 kW) while it drew steadily, so no later step taught
+  it, and a second 1-phase EV on its phase never got its minimum beside it (the sub-board day
+  of tests/demo/test_demo_day.py: 124.57 kWh of 137, the first start of an evening lost at
+  an anchor 5.004 s old, one EV paused for 4 of its 5.5 hours).
 - Exactly one connector moved by at least `STEP_MIN_KW` and every other one by at most
   `STEADY_KW`: a step. Two connectors moving: nothing, and a new anchor.
 - The step is explained by k when every grid phase's change is within `RESIDUAL_FRACTION` of
@@ -71,6 +78,7 @@ class StepWatch:
     def __init__(self, volts: float) -> None:
         self.volts = volts
         self._anchors: dict[str, MeterSample] = {}
+        self._last: dict[str, MeterSample] = {}  # each circuit's sample before this one
 
     def observe(self, circuit_id: str, sample: MeterSample | None,
                 learnable: Mapping[Key, tuple[int, ...]]) -> dict[Key, int]:  # fmt: skip
@@ -81,11 +89,21 @@ class StepWatch:
         anchor = self._anchors.get(circuit_id)
         if sample is None:
             self._anchors.pop(circuit_id, None)
+            self._last.pop(circuit_id, None)
             return {}
-        if anchor is None or sample.t - anchor.t > WINDOW_S:
+        last = self._last.get(circuit_id)  # never older than the anchor
+        if anchor is not None and last is not None and sample.t <= last.t:
+            return {}  # the same reading again: nothing new
+        self._last[circuit_id] = sample
+        if anchor is not None and sample.t - anchor.t > WINDOW_S:
+            # Too old to compare with: the sample before this one takes its place where it
+            # is within the window, so this one is still compared (a step in it counts).
+            if last is not None and last.t > anchor.t and sample.t - last.t <= WINDOW_S:
+                anchor = self._anchors[circuit_id] = last
+            else:
+                anchor = None
+        if anchor is None:
             self._anchors[circuit_id] = sample
-            return {}
-        if sample.t <= anchor.t:  # the same reading again: nothing new
             return {}
         keys = anchor.power_kw.keys() | sample.power_kw.keys()
         moves = {key: sample.power_kw.get(key, 0.0) - anchor.power_kw.get(key, 0.0)

@@ -122,6 +122,28 @@ def test_an_anchor_older_than_the_window_is_replaced():
     assert watch.observe("sub", again, LEARNABLE) == {B: 1}
 
 
+def test_a_step_when_a_quiet_stations_anchor_reaches_the_window_still_teaches():
+    """A quiet station keeps its anchor until it is `WINDOW_S` old, so some cycle's sample
+    always finds it just past the window. A step in that very sample compared with nothing
+    and taught nothing: the EV drew on, steadily, as assumed (the sub-board day lost so the
+    first start of its evening, at an anchor 5.004 s old). The sample before it, quiet and
+    within the window, is the comparison now."""
+    watch = StepWatch(V)
+    t = 0.0
+    while t < WINDOW_S:  # quiet, one reading a cycle: the anchor stays at t = 0
+        assert watch.observe("sub", sample(t, (0.0, 0.0, 0.0)), LEARNABLE) == {}
+        t += 0.25
+    start = sample(WINDOW_S + 0.25, (amps(7.4), 0.0, 0.0), a=7.4)
+    assert watch.observe("sub", start, LEARNABLE) == {A: 1}
+    # and the next step, half a minute of quiet later, compares with the start's sample
+    t = WINDOW_S + 0.5
+    while t < 2 * WINDOW_S + 0.25:
+        assert watch.observe("sub", sample(t, (amps(7.4), 0.0, 0.0), a=7.4), LEARNABLE) == {}
+        t += 0.25
+    both = sample(t, (amps(7.4) + amps(4.0), 0.0, 0.0), a=7.4, b=4.0)
+    assert watch.observe("sub", both, LEARNABLE) == {B: 1}
+
+
 def test_a_connector_the_meter_may_not_teach_learns_nothing():
     watch = StepWatch(V)
     watch.observe("sub", sample(0.0, (0.0, 0.0, 0.0)), {B: STRAIGHT})
@@ -386,3 +408,26 @@ def test_a_one_phase_ev_on_a_rotated_charger_reaches_its_share_after_l1_is_full(
     for key in KEYS:  # each within the deadband of its share: no increase left unwritten
         assert d.targets[key] - st.draw[key] < deadband, (key, st.draw, d.targets)
     assert d.targets == pytest.approx({a: 3.56, b: 3.56, c: 7.13}, abs=0.01)
+
+
+@pytest.mark.parametrize("quiet_cycles", range(23))
+def test_a_second_one_phase_ev_starts_whatever_the_first_ones_start_meets_the_window(
+        quiet_cycles):
+    """The sub-board day under load (tests/demo/test_demo_day.py[sim-charger], 124.57 kWh of
+    137): the first EV's start came in the cycle where the quiet station's anchor passed the
+    meter's 5 s window, so nothing was learned; the EV drew 7.13 kW steadily, booked as
+    assumed at its charger's 4.14 kW minimum, and the second 1-phase EV on L1 never got a
+    4.14 kW minimum beside it (paused for 4 simulated hours). Every phase of the start
+    against the window (the anchor is replaced every 21 cycles here): both are learned and
+    share L1."""
+    st = SteppedSubBoard(cfg=sub_board(), base_kw=10.0, ev_max={KEYS[0]: 7.4, KEYS[1]: 7.4})
+    st.step(quiet_cycles + 1)
+    st.plug(KEYS[0])
+    seen = st.step(20)
+    st.plug(KEYS[1])
+    seen += st.step(20)
+    d = st.cycle()
+    assert max(max(a) for a in seen) <= RATING_A - MARGIN_A + 1e-6
+    share = (RATING_A - MARGIN_A) * VOLTS / 1000 / 2
+    assert st.draw[KEYS[1]] == pytest.approx(share, abs=0.3), st.draw
+    assert d.phases[KEYS[0]].words() == "1-phase (circuit meter step)"
