@@ -14,11 +14,13 @@ take more than an equal share of L2.
 
 Before the pause the bench waits (at most READY_S) until CP1's last sample, as the agent
 holds it, shows CP1 drawing ("hidden": the pause is then behind a stale sample) and is
-AGES_S[i] old (within AGE_WINDOW_S): 2.5, 5 or 7.5 s by repetition, the same for both modes (a pause right after
-a sample would meet the agent's 2 s gap between a sample and a trigger, agent/ocpp/
-charger.py TRIGGER_GAP_S; one just before the next sample would show no difference). Per run,
-all times in simulated seconds (time factor 1) from the pause, polled every
-POLL_S on the simulator's side unless said otherwise:
+AGES_S[i] old (within AGE_WINDOW_S): 2.5, 5 or 7.5 s by repetition, the same for both
+modes (a pause right after a sample would meet the agent's 2 s gap between a sample and a
+trigger, agent/ocpp/charger.py TRIGGER_GAP_S; one just before the next sample would show
+no difference). With 10 s samples the squeeze sends both EVs to 0 and back now and then
+(docs/ocpp.md), and a sample taken at 0 would show the pause at once. Per run, all times
+in simulated seconds (time factor 1) from the pause, polled every POLL_S on the
+simulator's side unless said otherwise:
 - sample: CP1's first MeterValues (or TransactionEvent) frame sent after the pause;
 - held / released: the agent first holds a fall behind CP1's sample, and first no longer
   (agent side: its `unseen.behind`);
@@ -29,7 +31,8 @@ POLL_S on the simulator's side unless said otherwise:
 - the sub-board's peak current per phase over the whole run (the breaker model).
 
 N repetitions per version, triggers answered / refused alternating first. A time that did
-not happen within the pause (and AFTER_S after it) is None (a "-" in the table) and left out of the median.
+not happen within the pause (and AFTER_S after it) is None (a "-" in the table) and left
+out of the median.
 
     python bench/ocpp_trigger.py [--runs 3] [--versions 1.6,2.0.1] [--pause-s 25] [--json]
 """
@@ -132,9 +135,11 @@ async def run_case(version: str, triggers: bool, pause_s: float, age_s: float) -
                     "hiddenAtPause": ready, "sampleAgeS": age,
                     "thresholdKw": round(threshold, 2),
                     **{f"{k}S": v for k, v in at.items()},
-                    "triggerMessages": trig, "meterOnTrigger": {cid: cp.triggered for cid, cp in st.cps.items()},
+                    "triggerMessages": trig,
+                    "meterOnTrigger": {cid: cp.triggered for cid, cp in st.cps.items()},
                     "subPeakA": peak(st), "ratingA": RATING_A,
-                    "overRatingS": round(sub["overRatingS"], 2), "trips": len(state["trips"])}  # fmt: skip
+                    "overRatingS": round(sub["overRatingS"], 2),
+                    "trips": len(state["trips"])}  # fmt: skip
 
 
 def _med(xs: list[float | None]) -> float | None:
@@ -180,7 +185,8 @@ def _cell(x: dict[str, Any]) -> str:
 
 
 def table(rows: list[dict[str, Any]], pause_s: float) -> str:
-    head = ["version", "triggers", "runs", "hidden", "CP1 sample s", "held s", "released s", "CP1 capped s",
+    head = ["version", "triggers", "runs", "hidden", "CP1 sample s", "held s", "released s",
+            "CP1 capped s",
             "CP2 increase s", "TriggerMessages", "sub peak A", "over rating s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -188,7 +194,8 @@ def table(rows: list[dict[str, Any]], pause_s: float) -> str:
         lines.append("| " + " | ".join([
             r["version"], "answered" if r["triggers"] else "refused", str(r["runs"]),
             str(r["hiddenAtPause"]),
-            _cell(r["sampleS"]), _cell(r["heldS"]), _cell(r["releasedS"]), _cell(r["capS"]), _cell(r["increaseS"]),
+            _cell(r["sampleS"]), _cell(r["heldS"]), _cell(r["releasedS"]), _cell(r["capS"]),
+            _cell(r["increaseS"]),
             f"{tm['median']:g} / {tm['max']:g}", f"{r['subPeakA']:.2f}",
             f"{r['overRatingS']:.2f}"]) + " |")
     lines.append(f"Median / max over runs, simulated s from CP1's EV pausing ({pause_s:g} s) "
