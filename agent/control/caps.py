@@ -2,7 +2,8 @@
 
 Caps: a session that draws clearly less than its limit (by more than the probe margin, for
 `cap_after_s`) is capped at its draw plus the margin, so the allocator hands the rest to
-others. The cap follows the draw down; once the session draws up to its cap again, the cap
+others (where the draw is a sample, the next sample below caps it: asked for at once,
+`samples_wanted`). The cap follows the draw down; once the session draws up to its cap again, the cap
 lifts and the next allocation offers it its full share, so no EV is starved by a stale
 measurement. Caps never go below the session's minimum power: a cap under it would pause
 the session for good.
@@ -24,6 +25,7 @@ class _CapState:
     cap_kw: float | None = None
     last_sample: float | None = None  # the sample last fed, where samples are timestamped
     last_kw: float | None = None  # the draw of the observation before this one
+    asked: float | None = None  # the sample after which a new one was last wanted
 
 
 class CapTracker:
@@ -75,6 +77,20 @@ class CapTracker:
         else:
             st.below_since = None
         return st.cap_kw
+
+    def samples_wanted(self, t: float) -> list[str]:
+        """Sessions whose cap waits only on a new sample: timestamped samples (OCPP meter
+        values), below the limit since `cap_after_s` ago by the last one, not capped yet.
+        Asked for now (TriggerMessage), the sample caps them a cycle or two later instead of
+        at the next periodic one, up to a meter interval later (bench/ocpp_trigger.py). Each
+        session once per sample: a lost or refused request waits for the periodic one."""
+        out = []
+        for sid, st in self._state.items():
+            if (st.cap_kw is None and st.below_since is not None and st.last_sample is not None
+                    and t - st.below_since >= self.cap_after_s and st.asked != st.last_sample):
+                st.asked = st.last_sample
+                out.append(sid)
+        return out
 
     def cap(self, session_id: str) -> float | None:
         """The session's cap in force, if any (without feeding a measurement)."""

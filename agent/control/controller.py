@@ -255,6 +255,9 @@ class Controller:
         self.caps.forget(x.id for x in live)
         order = self.rotation.order([x.id for x in live], t)
         by_id = {x.id: x for x in live}
+        # a cap that waits only on the next sample: asked for (below, with the held falls')
+        cap_samples = {(by_id[sid].charger_id, by_id[sid].connector_idx)
+                       for sid in self.caps.samples_wanted(t) if sid in by_id}
 
         # The station's ceiling: grid capacity and a demand-response cap in force (obeyed
         # from this cycle on, plan or no plan), less the margin the apply step keeps free;
@@ -384,9 +387,10 @@ class Controller:
             v2g=v2g,
             phases=phases.counts,
             phase_switches=switches,
-            # increases wait on a held fall: ask for the samples that would end it
-            samples_wanted=tuple(sorted(self.unseen.behind)) if hidden and plan.held_back_kw > 0
-            else (),
+            # increases wait on a held fall: ask for the samples that would end it; and for
+            # those that would cap a session drawing less than its limit (caps.py)
+            samples_wanted=tuple(sorted(cap_samples | (
+                self.unseen.behind if hidden and plan.held_back_kw > 0 else frozenset()))),
         )
 
     def _connectors(self, snap: Snapshot) -> list[ConnectorDecision]:

@@ -73,3 +73,48 @@ def test_a_charger_that_has_sent_no_sample_is_one_observation_of_nothing():
     caps = feed(CapTracker(0.3, 0.0, cap_after_s=1.0), [(0.0, 0.0), (30.0, 11.0)],
                 limit_kw=11.0, seconds=40.0)
     assert all(c is None for c in caps)
+
+
+def wanted(tracker: CapTracker, samples: list[tuple[float, float]], limit_kw: float,
+           seconds: float) -> list[tuple[float, float | None, list[str]]]:
+    """As `feed`, with each cycle's `samples_wanted` after its update: (t, cap, wanted)."""
+    out, t = [], 0.0
+    while t < seconds:
+        at, kw = [s for s in samples if s[0] <= t][-1]
+        cap = tracker.update("s1", kw, limit_kw, 0.0, t, sample_t=at)
+        out.append((t, cap, tracker.samples_wanted(t)))
+        t += PERIOD
+    return out
+
+
+def test_a_cap_waiting_only_on_the_next_sample_asks_for_it_once():
+    # 10 kW under a 40 kW limit from its first sample on; samples every 10 s. After
+    # cap_after_s the cap needs only a newer sample: wanted once, not every cycle.
+    cycles = wanted(CapTracker(0.3, 0.0, cap_after_s=3.0), [(0.0, 10.0), (10.0, 10.0)],
+                    limit_kw=40.0, seconds=11.0)
+    asked = [t for t, _, w in cycles if w == ["s1"]]
+    assert asked == [3.0]
+    assert all(c is None for t, c, _ in cycles if t < 10.0)
+    assert cycles[-1][1] == 10.3  # the next sample caps it, and nothing more is wanted
+    assert all(w == [] for t, _, w in cycles if t >= 10.0)
+
+
+def test_a_sample_asked_for_and_answered_caps_at_once():
+    # The asked-for sample arrives at 3.5 s (a triggered meter value): capped then, not at 10 s.
+    cycles = wanted(CapTracker(0.3, 0.0, cap_after_s=3.0), [(0.0, 10.0), (3.5, 10.0)],
+                    limit_kw=40.0, seconds=5.0)
+    first_cap = next(t for t, c, _ in cycles if c is not None)
+    assert first_cap == 3.5
+
+
+def test_no_sample_is_wanted_for_a_draw_at_its_limit_a_ramp_or_a_modbus_charger():
+    at_limit = wanted(CapTracker(0.3, 0.0, cap_after_s=1.0), [(0.0, 40.0)], 40.0, 5.0)
+    assert all(w == [] for _, _, w in at_limit)
+    # each sample higher than the last: an EV ramping up, its clock starts again each time
+    ramp = wanted(CapTracker(0.3, 0.0, cap_after_s=3.0),
+                  [(0.0, 1.0), (2.0, 5.0), (4.0, 9.0), (6.0, 13.0)], 40.0, 8.0)
+    assert [t for t, _, w in ramp if w] == []
+    modbus = CapTracker(0.3, 0.0, cap_after_s=1.0)  # every read a new draw: no sample times
+    for i in range(8):
+        modbus.update("s1", 10.0, 40.0, 0.0, i * PERIOD)
+        assert modbus.samples_wanted(i * PERIOD) == []

@@ -13,7 +13,8 @@ paused by hand for 1 s), and the grid likewise (17.9 kW on 17).
 Sub-board: 32 A with 5 kW of other load (8.7 A on L1, 6.5 A on L2 and L3) feeds CP1 and CP2,
 1-phase 7.4 kW chargers on grid L2 with 1-phase EVs: they share what L2 has left (about 12 A
 each), and each wants more. Grid: 17 kW with 5 kW of base load feeds two 11 kW three-phase
-chargers, no circuit: they share about 12 kW. In each, CP1's EV then pauses by itself for
+chargers, no circuit: they share about 12 kW (the station: ev_pause_station.py, shared with
+bench/ocpp_trigger.py). In each, CP1's EV then pauses by itself for
 1.5 s, three times, 10 s apart (the simulator's `pause_ev`). Everything asserted is
 measured on the simulator's side (its breaker model and grid meter), over a bounded run,
 never a timing.
@@ -24,66 +25,19 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from ocpp_station import OcppStation, metered_sub_board, ocpp_station
+from ev_pause_station import GRID_KW, RATING_A, peak, squeezed_station
 
 pytestmark = pytest.mark.timeout(300)
 
-RATING_A = 32.0
 PAUSE_S = 1.5  # simulated s (time factor 1): the EV's own pause, under cap_after_s (3 s)
 PAUSES = 3
-CONTROL = {"comm_timeout_s": 10}  # limit_follow_s: the default
-ONE_PHASE = {"kind": "ac", "circuit": "sub", "phases": 1, "phaseRotation": "L2L3L1"}
-STATION = {
-    "stationId": "OC1",
-    "gridCapacity": 60.0,
-    "circuits": [{"id": "sub", "maxCurrent": RATING_A, "meter": True, "baseLoad": 5.0}],
-    "chargers": [{"id": cid, "maxPower": 7.4, **ONE_PHASE} for cid in ("CP1", "CP2")],
-}  # fmt: skip
-GRID_KW = 17.0
-GRID_STATION = {
-    "stationId": "OC2",
-    "gridCapacity": GRID_KW,
-    "chargers": [{"id": cid, "maxPower": 11.0, "kind": "ac"} for cid in ("CP1", "CP2")],
-}  # fmt: skip
-
-
-def _settings(cfg: dict, sim) -> None:
-    metered_sub_board(cfg, sim, STATION, RATING_A)
-
-
-def _peak(st: OcppStation) -> list[float]:
-    return [round(a, 2) for a in st.sim.state()["circuits"]["sub"]["peakCurrent"]]
 
 
 async def _run(tmp_path, version: str, grid: bool = False, meter_s: int = 1,
                triggers: bool = True) -> dict:
-    station = GRID_STATION if grid else STATION
-    versions = {c["id"]: version for c in station["chargers"]}
-    ev_kw, phases = (11.0, 3) if grid else (7.4, 1)
-    sub_board = {} if grid else {
-        "settings": _settings, "each_charger": {cid: {"phases": 1} for cid in ("CP1", "CP2")}}
-    async with ocpp_station(tmp_path, station, versions, control=CONTROL,
-                            ocpp={"min_interval_s": 0.5, "meter_interval_s": meter_s},
-                            base_load_kw=5.0, pessimistic_base_kw=10.0,
-                            charge_points={cid: {"triggers": triggers} for cid in versions},
-                            **sub_board) as st:
-        assert await st.until(lambda: all(c.ready for c in st.cs.chargers.values()), 30)
-        st.run()
-        assert await st.until(lambda: all(c["limit"] == 0.0
-                                          for c in st.sim.state()["connectors"]), 30)
-        for cid in ("CP1", "CP2"):
-            await st.cps[cid].plug(1, max_kw=ev_kw, capacity_kwh=80.0, energy_needed_kwh=60.0,
-                                   id_tag=f"EV-{cid}", phases=phases)
-        assert await st.until(lambda: all(st.power(cid, 1) >= 1.3 for cid in ("CP1", "CP2")),
-                              60), st.sim.state()["connectors"]
-        await asyncio.sleep(8.0)  # settled: both held by the sub-board or the grid
-        settled = {cid: round(st.power(cid, 1), 2) for cid in ("CP1", "CP2")}
-        # the squeeze: both charging below their maximum at once (polled: two EVs at their
-        # shares still go to 0 and back now and then, so one instant says little)
-        low, high = (3.0, 10.0) if grid else (1.3, 7.0)
-        squeezed = await st.until(
-            lambda: all(low <= st.power(cid, 1) < high for cid in ("CP1", "CP2")), 30)
-        before = [] if grid else _peak(st)
+    async with squeezed_station(tmp_path, version, grid, meter_s, triggers) as sq:
+        st, low = sq.st, sq.low
+        before = [] if grid else peak(st)
         grid_before = max(kw for _, kw in st.sim.grid_history)
         seen = []
         for _ in range(PAUSES):
@@ -91,18 +45,18 @@ async def _run(tmp_path, version: str, grid: bool = False, meter_s: int = 1,
             # the pause happened: CP1 drew (almost) nothing at some point
             assert await st.until(lambda: st.power("CP1", 1) < 0.3, 10, 0.05), \
                 st.sim.state()["connectors"]
-            seen.append([] if grid else _peak(st))
+            seen.append([] if grid else peak(st))
             await asyncio.sleep(10.0)
         resumed = {cid: round(st.power(cid, 1), 2) for cid in ("CP1", "CP2")}
         # CP1 charges again after its pauses (polled, as above)
         charges_again = await st.until(lambda: st.power("CP1", 1) >= low, 60)
         state = st.sim.state()
         return {"sub": state["circuits"].get("sub"), "trips": state["trips"],
-                "settled": settled, "resumed": resumed, "before": before,
+                "settled": sq.settled, "resumed": resumed, "before": before,
                 "grid_before": grid_before,
                 "grid_peak": max(kw for _, kw in st.sim.grid_history),
                 "triggered": {cid: cp.triggered for cid, cp in st.cps.items()},
-                "charges_again": charges_again, "squeezed": squeezed}
+                "charges_again": charges_again, "squeezed": sq.squeezed}
 
 
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
