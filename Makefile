@@ -38,7 +38,9 @@ test-latest: system-deps
 	NUMBA_CACHE_DIR=$(CURDIR)/.numba-cache-latest .venv-latest/bin/python -m pytest
 
 # Debian packages the tests need: Mosquitto (real broker), openssl (TLS test certificates),
-# systemd-analyze (unit verification). Installed with apt-get as root, otherwise explained.
+# systemd-analyze (unit verification). Installed with apt-get as root, otherwise explained;
+# at the versions in scripts/debian-packages.lock where the mirror still has them (Debian
+# stable replaces them only with security fixes; the script warns when it must).
 system-deps:
 	@bash scripts/system-deps.sh
 
