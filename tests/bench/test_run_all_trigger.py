@@ -20,12 +20,11 @@ ANSWERED: dict[str, Any] = {
     "meterOnTrigger": {"CP1": 7, "CP2": 9}, "subPeakA": [8.7, 30.92, 6.52], "ratingA": 32.0,
     "overRatingS": 0.0, "trips": 0,
 }  # fmt: skip
+# the same pause with triggers refused: only what differs
 REFUSED: dict[str, Any] = {
-    "version": "1.6", "triggers": False, "squeezed": True, "hiddenAtPause": True,
-    "sampleAgeS": 2.54, "thresholdKw": 3.23, "sampleS": 7.6, "heldS": 0.0, "releasedS": 7.71,
+    **ANSWERED, "triggers": False, "sampleAgeS": 2.54, "sampleS": 7.6, "releasedS": 7.71,
     "capS": 17.8, "increaseS": 20.3, "triggerMessages": {"CP1": 0, "CP2": 0},
-    "meterOnTrigger": {"CP1": 0, "CP2": 0}, "subPeakA": [8.7, 30.92, 6.52], "ratingA": 32.0,
-    "overRatingS": 0.0, "trips": 0,
+    "meterOnTrigger": {"CP1": 0, "CP2": 0},
 }  # fmt: skip
 
 
