@@ -2,7 +2,8 @@
 
 At midnight UTC the ledger recorder builds the day's `savings` message at once (sums of
 the day's intervals, cheap) and, when the battery ended the day below its start, hands
-the refill's two small LPs (`savings.refill_cost`) to one worker thread the recorder owns:
+the refill's two small LPs (`savings.refill_cost`) to one worker thread the recorder owns
+(started with the recorder when the station has a battery):
 11-53 ms on the control loop before, which the loop no longer waits for. The message (and
 the day's last `ledger` row's `refill_eur`) is completed on the loop's thread by a later
 cycle that finds the pricing done (`settle(wait=False)` each cycle), so the SQLite
@@ -19,11 +20,13 @@ writes, so the next day's intervals cannot mix in.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime
+from queue import SimpleQueue
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -44,40 +47,73 @@ class DayClose:
     start_kwh: float | None
     end_kwh: float | None
     refill_eur: float | None = None  # known at once: 0 (nothing short) or None (unknown)
-    bound: float = 0.0  # charged if the pricing fails or is not done in time
+    # The pricing (`savings.refill_cost`), for the worker, and `savings.refill_bound`,
+    # charged if the pricing fails or is not done in time.
+    job: Callable[[], float] | None = None
+    bound: Callable[[], float] = lambda: 0.0
     future: Future[float] | None = None
 
+    def start(self, worker: RefillWorker) -> None:
+        """Hand the pricing to the worker (once)."""
+        if self.job is not None and self.future is None:
+            self.future = worker.submit(self.job)
+
     def ready(self) -> bool:
-        return self.future is None or self.future.done()
+        return self.job is None or (self.future is not None and self.future.done())
 
     def result(self, wait_s: float) -> float | None:
         """The refill in EUR: the LP's, else the bound (failed, or not done in `wait_s`)."""
-        if self.future is None:
+        if self.job is None:
             return self.refill_eur
         try:
+            assert self.future is not None, "result() before start()"
             return self.future.result(timeout=wait_s)
         except FutureTimeout:
+            bound = self.bound()
             log.warning("battery refill of %s not priced within %.1f s: charged its bound,"
-                        " %.2f EUR", self.day.date(), wait_s, self.bound)
+                        " %.2f EUR", self.day.date(), wait_s, bound)
         except Exception:
+            bound = self.bound()
             log.exception("battery refill of %s not priced: charged its bound, %.2f EUR",
-                          self.day.date(), self.bound)
-        return self.bound
+                          self.day.date(), bound)
+        return bound
 
 
 class RefillWorker:
-    """One worker thread, started at the first refill to price and stopped by `close()`
-    (a later refill starts it again)."""
+    """One worker thread (a daemon thread: it never holds a shutdown, `flush` waits for the
+    day's pricing instead). `start()` ahead of the first refill: starting a thread waits
+    for it to run, and a thread started at midnight would take the interpreter lock from
+    the rest of that cycle (5 ms measured). `close()` ends it; a later `submit` starts it
+    again."""
 
     def __init__(self) -> None:
-        self._pool: ThreadPoolExecutor | None = None
+        self._queue: SimpleQueue[tuple[Callable[[], float], Future[float]] | None] | None = None
 
-    def submit(self, fn: Callable[..., float], *args: Any, **kwargs: Any) -> Future[float]:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sems-refill")
-        return self._pool.submit(fn, *args, **kwargs)
+    def start(self) -> None:
+        if self._queue is None:
+            self._queue = SimpleQueue()
+            threading.Thread(target=_work, args=(self._queue,), name="sems-refill",
+                             daemon=True).start()  # fmt: skip
+
+    def submit(self, fn: Callable[[], float]) -> Future[float]:
+        self.start()
+        assert self._queue is not None
+        future: Future[float] = Future()
+        self._queue.put((fn, future))
+        return future
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-            self._pool = None
+        if self._queue is not None:
+            self._queue.put(None)
+            self._queue = None
+
+
+def _work(queue: SimpleQueue[tuple[Callable[[], float], Future[float]] | None]) -> None:
+    while (item := queue.get()) is not None:
+        fn, future = item
+        if not future.set_running_or_notify_cancel():
+            continue
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # the loop's side logs it and charges the bound
+            future.set_exception(exc)

@@ -205,6 +205,8 @@ class LedgerRecorder:
         # The day closed at midnight whose message waits for its refill's pricing.
         self._closing: DayClose | None = None
         self._refill_worker = RefillWorker()
+        if settings.station.battery is not None:
+            self._refill_worker.start()  # idle until a day ends short (day_close.py)
 
     def _new_ledger(self) -> SavingsLedger:
         return SavingsLedger(self.s.tariff.demand_charge_eur_kw, SLOT_H)
@@ -268,6 +270,8 @@ class LedgerRecorder:
         live = {x.id for x in decision.sessions}
         for sid in [s for s in self._session_energy if s not in live]:
             del self._session_energy[sid]
+        if self._closing is not None:  # the day's pricing, once this cycle is done with
+            self._closing.start(self._refill_worker)
 
     def _integrate(self, acc: _Acc, decision: Decision, dt_h: float) -> None:
         snap = decision.snapshot
@@ -483,20 +487,17 @@ class LedgerRecorder:
         if short <= 1e-6:
             close.refill_eur = 0.0
             return
-        from allocator.planner import BatterySpec
-
         n = round(24 / SLOT_H)
         prices = [self._prices(self.day + SLOT * k + SLOT / 2) for k in range(n)]
         imp, exp = [p[0] for p in prices], [p[1] for p in prices]
-        # What the daemon's planner assumes for the battery (its BatterySpec default).
-        eta = BatterySpec.charge_efficiency
-        close.bound = refill_bound(self.actual, short, imp, max_charge_kw=bat.max_charge_kw,
-                                   charge_efficiency=eta)  # fmt: skip
         # The day's own ledger: no longer written once the next day records into a new one.
-        close.future = self._refill_worker.submit(
-            refill_cost, self.actual, short, imp, exp, max_charge_kw=bat.max_charge_kw,
-            charge_efficiency=eta, grid_capacity_kw=self.s.station.grid_capacity_kw,
-            time_limit_s=REFILL_TIME_LIMIT_S)
+        ledger, max_kw, grid_kw = self.actual, bat.max_charge_kw, self.s.station.grid_capacity_kw
+        close.job = lambda: _refill_eur(ledger, short, imp, exp, max_charge_kw=max_kw,
+                                        grid_capacity_kw=grid_kw)  # fmt: skip
+        # Only if the pricing fails or is late (its efficiency needs the LP's module, which
+        # the loop does not import for it: 40-350 ms when no planner loaded it).
+        close.bound = lambda: refill_bound(ledger, short, imp, max_charge_kw=max_kw,
+                                           charge_efficiency=_charge_efficiency())
 
     def _end_day(self) -> None:
         assert self.day is not None
@@ -506,16 +507,22 @@ class LedgerRecorder:
             self._price_refill(close, self._last_soc)
         except Exception:  # a failed account must not stop the control loop
             log.exception("battery refill not priced")
-            close.start_kwh = close.end_kwh = close.refill_eur = close.future = None
+            close.start_kwh = close.end_kwh = close.refill_eur = close.job = None
             close.payload["batteryStartKwh"] = close.payload["batteryEndKwh"] = None
         self._closing = close
         self._settle(wait=False)  # nothing to price: out at once
+        # Else the pricing starts as observe() returns: a worker started now would take
+        # the interpreter lock from the rest of this observe() (5 ms switches measured).
 
     def _settle(self, wait: bool) -> None:
         """Emit the closed day's message once its refill is priced; `wait`: now, waiting
         for the pricing at most `SETTLE_WAIT_S` (else its bound is charged)."""
         close = self._closing
-        if close is None or (not wait and not close.ready()):
+        if close is None:
+            return
+        if wait:
+            close.start(self._refill_worker)
+        elif not close.ready():
             return
         self._closing = None
         refill_eur = close.result(SETTLE_WAIT_S)
@@ -622,6 +629,22 @@ class LedgerRecorder:
             "batteryStartKwh": _round(self.battery_kwh(self._day_start_soc), 3),
             "batteryNowKwh": _round(self.battery_kwh(self._last_soc), 3),
         }
+
+
+def _charge_efficiency() -> float:
+    """What the daemon's planner assumes for the battery (its BatterySpec default)."""
+    from allocator.planner import BatterySpec
+
+    return BatterySpec.charge_efficiency
+
+
+def _refill_eur(ledger: SavingsLedger, short_kwh: float, import_price: list[float],
+                export_price: list[float], *, max_charge_kw: float,
+                grid_capacity_kw: float) -> float:
+    """The refill's LPs, in the recorder's worker thread (agent/energy/day_close.py)."""
+    return refill_cost(ledger, short_kwh, import_price, export_price,
+                       max_charge_kw=max_charge_kw, charge_efficiency=_charge_efficiency(),
+                       grid_capacity_kw=grid_capacity_kw, time_limit_s=REFILL_TIME_LIMIT_S)
 
 
 def _round(x: float | None, digits: int) -> float | None:
