@@ -65,17 +65,21 @@ class DayClose:
         """The refill in EUR: the LP's, else the bound (failed, or not done in `wait_s`)."""
         if self.job is None:
             return self.refill_eur
+        failure: BaseException | None = None
         try:
             assert self.future is not None, "result() before start()"
             return self.future.result(timeout=wait_s)
         except FutureTimeout:
+            why = f"not priced within {wait_s:.1f} s"
+        except Exception as exc:
+            why, failure = "not priced", exc
+        try:
             bound = self.bound()
-            log.warning("battery refill of %s not priced within %.1f s: charged its bound,"
-                        " %.2f EUR", self.day.date(), wait_s, bound)
-        except Exception:
-            bound = self.bound()
-            log.exception("battery refill of %s not priced: charged its bound, %.2f EUR",
-                          self.day.date(), bound)
+        except Exception:  # the message still goes out, its refill unknown
+            log.exception("battery refill of %s %s, nor bounded", self.day.date(), why)
+            return None
+        log.warning("battery refill of %s %s: charged its bound, %.2f EUR", self.day.date(),
+                    why, bound, exc_info=failure)
         return bound
 
 
