@@ -12,7 +12,8 @@ the wall clock passes its end and then:
 - teaches the PV and base-load forecasts (agent/energy/planning.py) the interval's averages;
 - emits a `savings` message (15min), and at midnight UTC one for the whole day, whose cost
   includes refilling the battery when it ends the day below its energy at the day's start
-  (`refillEur`, `savings.refill_cost`: the replay's definition; no credit for ending above).
+  (`refillEur`, `savings.refill_cost`: the replay's definition; no credit for ending above),
+  priced in a worker thread and emitted by a later cycle (agent/energy/day_close.py).
 Days are UTC days; the demand charge is on the day's highest interval (the `ledger` rows of
 one `period_start`). A restart the same day continues the stored rows.
 """
@@ -22,13 +23,22 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from agent.config.settings import AgentSettings
+from agent.energy.day_close import REFILL_TIME_LIMIT_S, SETTLE_WAIT_S, DayClose, RefillWorker
 from agent.energy.planning import SLOT, SLOT_H, Forecasts, slot_start
-from agent.energy.savings import Interval, SavingsLedger, refill_cost, savings, store
+from agent.energy.savings import (
+    Interval,
+    SavingsLedger,
+    refill_bound,
+    refill_cost,
+    savings,
+    store,
+)
 from agent.energy.tariffs import prices_at
 from agent.model.clock import iso
 
@@ -43,10 +53,6 @@ log = logging.getLogger(__name__)
 Emit = Callable[[str, dict], None]
 # A sample older than this is not integrated across (the agent was stalled or stopped).
 MAX_GAP_S = 5.0
-# HiGHS time limit of each of the refill's two LPs at midnight (`savings.refill_cost`). The
-# control loop waits for them, once a day: 11-53 ms measured (docs/planner.md); a solve
-# that hits the limit is charged `savings.refill_bound` (higher) instead.
-REFILL_TIME_LIMIT_S = 0.5
 
 
 @dataclass
@@ -196,6 +202,11 @@ class LedgerRecorder:
         # day's first): the planner hands the battery back at least this full at midnight.
         self._day_start_soc: float | None = None
         self._last_soc: float | None = None
+        # The day closed at midnight whose message waits for its refill's pricing.
+        self._closing: DayClose | None = None
+        self._refill_worker = RefillWorker()
+        if settings.station.battery is not None:
+            self._refill_worker.start()  # idle until a day ends short (day_close.py)
 
     def _new_ledger(self) -> SavingsLedger:
         return SavingsLedger(self.s.tariff.demand_charge_eur_kw, SLOT_H)
@@ -203,6 +214,8 @@ class LedgerRecorder:
     # --- every cycle ----------------------------------------------------------------------
 
     def observe(self, decision: Decision) -> None:
+        if self._closing is not None:
+            self._settle(wait=False)
         snap = decision.snapshot
         ts = snap.ts
         if self._acc is None:
@@ -257,6 +270,8 @@ class LedgerRecorder:
         live = {x.id for x in decision.sessions}
         for sid in [s for s in self._session_energy if s not in live]:
             del self._session_energy[sid]
+        if self._closing is not None:  # the day's pricing, once this cycle is done with
+            self._closing.start(self._refill_worker)
 
     def _integrate(self, acc: _Acc, decision: Decision, dt_h: float) -> None:
         snap = decision.snapshot
@@ -337,8 +352,12 @@ class LedgerRecorder:
         return prices_at(self.s.tariff, self.signals, t)
 
     def flush(self) -> None:
-        """Shutdown: store the running interval's part so far (no message). After a restart
-        the same day, the rest of the interval adds to the stored row."""
+        """Shutdown: the closed day's message, its refill priced (waited for, at most
+        `SETTLE_WAIT_S`, else its bound), then the running interval's part so far stored (no
+        message). After a restart the same day, the rest of the interval adds to the
+        stored row."""
+        self._settle(wait=True)
+        self._refill_worker.close()
         if self._acc is not None:
             self._close(self._acc, publish=False)
             self._acc = None
@@ -399,6 +418,7 @@ class LedgerRecorder:
         self._day_pv_kwh += acc.pv_kwh
         if not publish:
             return
+        self._settle(wait=True)  # the day before's message first (long done by 00:15)
         self._emit({
             "period": "15min",
             "start": iso(acc.start),
@@ -424,45 +444,12 @@ class LedgerRecorder:
             return None
         return b.capacity_kwh * min(max(soc_pct, 0.0), 100.0) / 100.0
 
-    def refill(self, end_soc_pct: float | None) -> tuple[float | None, float | None, float | None]:
-        """(refill EUR, battery kWh when the day began, kWh at `end_soc_pct`) for today's
-        ledger: what buying the shortfall back costs at today's prices, through the losses
-        the planner assumes, on top of today's metered import (`savings.refill_cost`, the
-        replay's definition). 0 when the battery ends at or above its start (no credit);
-        None when either end or the battery is unknown."""
-        b = self.s.station.battery
-        start = self.battery_kwh(self._day_start_soc)
-        end = self.battery_kwh(end_soc_pct)
-        if b is None or start is None or end is None or self.day is None:
-            return None, start, end
-        from allocator.planner import BatterySpec
-
-        n = round(24 / SLOT_H)
-        prices = [self._prices(self.day + SLOT * k + SLOT / 2) for k in range(n)]
-        eur = refill_cost(
-            self.actual, start - end, [p[0] for p in prices], [p[1] for p in prices],
-            max_charge_kw=b.max_charge_kw,
-            # What the daemon's planner assumes for the battery (its BatterySpec default).
-            charge_efficiency=BatterySpec.charge_efficiency,
-            grid_capacity_kw=self.s.station.grid_capacity_kw,
-            time_limit_s=REFILL_TIME_LIMIT_S)
-        return eur, start, end
-
-    def _end_day(self) -> None:
+    def _close_day(self) -> DayClose:
+        """Today's day message (its refill to come: `_price_refill`)."""
         assert self.day is not None
         a, b = self.actual, self.baseline
         cmp = savings(a, b)
-        try:
-            refill_eur, start_kwh, end_kwh = self.refill(self._last_soc)
-        except Exception:  # a failed account must not stop the control loop
-            log.exception("battery refill not priced")
-            refill_eur, start_kwh, end_kwh = None, None, None
-        if refill_eur is not None:
-            # The day's cost includes handing the battery back: savings are net of it.
-            cmp["cost"] += refill_eur
-            cmp["savingsEur"] -= refill_eur
-            self._store_refill(refill_eur)
-        self._emit({
+        return DayClose(self.day, {
             "period": "day",
             "start": iso(self.day),
             "end": iso(self.day + timedelta(days=1)),
@@ -471,29 +458,103 @@ class LedgerRecorder:
             "evKwh": round(sum(a.session_energy().values()), 4),
             "pvKwh": round(self._day_pv_kwh, 4),
             "batteryDischargeKwh": round(sum(iv.battery_discharge_kwh for iv in a.intervals), 4),
-            "costEur": round(cmp["cost"], 4),
+            "costEur": cmp["cost"],  # the refill not yet in: `_settle` adds it
             "baselineCostEur": round(cmp["baselineCost"], 4),
-            "savingsEur": round(cmp["savingsEur"], 4),
+            "savingsEur": cmp["savingsEur"],
             "peakKw": round(a.peak_kw, 3),
             "co2Kg": round(a.co2_kg, 4),
-            "refillEur": _round(refill_eur, 4),
-            "batteryStartKwh": _round(start_kwh, 3),
-            "batteryEndKwh": _round(end_kwh, 3),
-        })  # fmt: skip
+            "refillEur": None,
+            "batteryStartKwh": None,
+            "batteryEndKwh": None,
+        }, None, None)  # fmt: skip
+
+    def _price_refill(self, close: DayClose, end_soc_pct: float | None) -> None:
+        """The day's refill when the battery ended it (at `end_soc_pct`) below its start:
+        what buying the shortfall back costs at today's prices, through the losses the
+        planner assumes, on top of today's metered import (`savings.refill_cost`, the
+        replay's definition), handed to the worker thread. 0 when the battery ends at or
+        above its start (no credit); None when either end or the battery is unknown."""
+        assert self.day is not None
+        bat = self.s.station.battery
+        start = self.battery_kwh(self._day_start_soc)
+        end = self.battery_kwh(end_soc_pct)
+        if bat is None or start is None or end is None:
+            return
+        close.start_kwh, close.end_kwh = start, end
+        close.payload["batteryStartKwh"] = round(start, 3)
+        close.payload["batteryEndKwh"] = round(end, 3)
+        short = start - end
+        if short <= 1e-6:
+            close.refill_eur = 0.0
+            return
+        n = round(24 / SLOT_H)
+        prices = [self._prices(self.day + SLOT * k + SLOT / 2) for k in range(n)]
+        imp, exp = [p[0] for p in prices], [p[1] for p in prices]
+        # The day's own ledger: no longer written once the next day records into a new one.
+        ledger, max_kw, grid_kw = self.actual, bat.max_charge_kw, self.s.station.grid_capacity_kw
+        close.job = lambda: _refill_eur(ledger, short, imp, exp, max_charge_kw=max_kw,
+                                        grid_capacity_kw=grid_kw)  # fmt: skip
+        # Only if the pricing fails or is late (its efficiency needs the LP's module, which
+        # the loop does not import for it: 40-350 ms when no planner loaded it).
+        close.bound = lambda: refill_bound(ledger, short, imp, max_charge_kw=max_kw,
+                                           charge_efficiency=_charge_efficiency())
+
+    def _end_day(self) -> None:
+        assert self.day is not None
+        self._settle(wait=True)  # a day still pending goes out first
+        close = self._close_day()
+        try:
+            self._price_refill(close, self._last_soc)
+        except Exception:  # a failed account must not stop the control loop
+            log.exception("battery refill not priced")
+            close.start_kwh = close.end_kwh = close.refill_eur = close.job = None
+            close.payload["batteryStartKwh"] = close.payload["batteryEndKwh"] = None
+        self._closing = close
+        self._settle(wait=False)  # nothing to price: out at once
+        # Else the pricing starts as observe() returns: a worker started now would take
+        # the interpreter lock from the rest of this observe() (5 ms switches measured).
+
+    def _settle(self, wait: bool) -> None:
+        """Emit the closed day's message once its refill is priced; `wait`: now, waiting
+        for the pricing at most `SETTLE_WAIT_S` (else its bound is charged)."""
+        close = self._closing
+        if close is None:
+            return
+        if wait:
+            close.start(self._refill_worker)
+        elif not close.ready():
+            return
+        self._closing = None
+        refill_eur = close.result(SETTLE_WAIT_S)
+        msg = close.payload
+        if refill_eur is not None:
+            # The day's cost includes handing the battery back: savings are net of it.
+            msg["costEur"] += refill_eur
+            msg["savingsEur"] -= refill_eur
+            self._store_refill(close.day, refill_eur)
+        msg["costEur"] = round(msg["costEur"], 4)
+        msg["savingsEur"] = round(msg["savingsEur"], 4)
+        msg["refillEur"] = _round(refill_eur, 4)
+        self._emit(msg)
         if refill_eur is not None and refill_eur > 0:
             log.info("billing day %s: battery ended %.1f kWh short of its start, refill %.2f EUR"
-                     " added to the day's cost", iso(self.day), (start_kwh or 0) - (end_kwh or 0),
-                     refill_eur)
+                     " added to the day's cost", iso(close.day),
+                     (close.start_kwh or 0) - (close.end_kwh or 0), refill_eur)
 
-    def _store_refill(self, eur: float) -> None:
+    @property
+    def pending_refill(self) -> Future[float] | None:
+        """The closed day's refill still being priced, or None (nothing pending)."""
+        close = self._closing
+        return close.future if close is not None else None
+
+    def _store_refill(self, day: datetime, eur: float) -> None:
         """The day's refill on its last recorded 'actual' row (`ledger.refill_eur`)."""
-        assert self.day is not None
         try:
             with self.db.conn:
                 self.db.execute(
                     "UPDATE ledger SET refill_eur = ? WHERE period_start = ? AND policy = 'actual'"
                     " AND interval = (SELECT MAX(interval) FROM ledger WHERE period_start = ?"
-                    " AND policy = 'actual')", [eur, iso(self.day), iso(self.day)])
+                    " AND policy = 'actual')", [eur, iso(day), iso(day)])
         except Exception:  # a full disk must not stop the control loop
             log.exception("battery refill not stored")
 
@@ -568,6 +629,22 @@ class LedgerRecorder:
             "batteryStartKwh": _round(self.battery_kwh(self._day_start_soc), 3),
             "batteryNowKwh": _round(self.battery_kwh(self._last_soc), 3),
         }
+
+
+def _charge_efficiency() -> float:
+    """What the daemon's planner assumes for the battery (its BatterySpec default)."""
+    from allocator.planner import BatterySpec
+
+    return BatterySpec.charge_efficiency
+
+
+def _refill_eur(ledger: SavingsLedger, short_kwh: float, import_price: list[float],
+                export_price: list[float], *, max_charge_kw: float,
+                grid_capacity_kw: float) -> float:
+    """The refill's LPs, in the recorder's worker thread (agent/energy/day_close.py)."""
+    return refill_cost(ledger, short_kwh, import_price, export_price,
+                       max_charge_kw=max_charge_kw, charge_efficiency=_charge_efficiency(),
+                       grid_capacity_kw=grid_capacity_kw, time_limit_s=REFILL_TIME_LIMIT_S)
 
 
 def _round(x: float | None, digits: int) -> float | None:

@@ -6,11 +6,17 @@ above is not credited. The refill is the replay's definition (`savings.refill_co
 The recorder tests run the real control cycle (cycle_helpers.Station) into the real
 `LedgerRecorder` across midnight UTC, with an injected clock: no sleeping. The battery's SoC
 is what its BMS reports; the test station sets it, it does not integrate it.
+
+The refill is priced in the recorder's worker thread, not in the midnight cycle
+(agent/energy/day_close.py): the tests wait for that pricing (`pending_refill`) and run one
+more cycle, which emits the day's message; the gated tests hold the worker on an event to
+see what the loop does meanwhile (nothing is timed).
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,6 +25,7 @@ from cycle_helpers import Station, settings
 from agent.api.daemon_context import DaemonContext
 from agent.control.devices import DeviceStatus, StationDevices
 from agent.control.stats import CycleStats
+from agent.energy import ledger_recorder
 from agent.energy.ledger_recorder import LedgerRecorder
 from agent.energy.savings import SavingsLedger, refill_bound, refill_cost
 from agent.model.clock import ManualClock
@@ -90,6 +97,15 @@ def _run(st, rec, seconds):
         rec.observe(st.cycle(advance=STEP, follow=True))
 
 
+def _settled(st, rec):
+    """The worker's pricing done, then one more cycle: the one that emits the day."""
+    pending = rec.pending_refill
+    if pending is not None:
+        pending.result(timeout=60)
+    _run(st, rec, STEP)
+    assert rec.pending_refill is None
+
+
 def _set_soc(st, soc):
     st.battery = BatteryState(soc=soc, max_charge_kw=40.0, max_discharge_kw=40.0, power_kw=0.0)
 
@@ -111,6 +127,7 @@ def test_a_day_ending_short_pays_the_refill_through_the_recorder_at_midnight():
     _run(st, rec, 10 * 60)  # the day began (first reading) at 60 %: 48 kWh
     _set_soc(st, 50.0)  # the battery was spent: 40 kWh
     _run(st, rec, 25 * 60)  # across midnight
+    _settled(st, rec)
     day = _day_message(sent)
     assert (day["batteryStartKwh"], day["batteryEndKwh"]) == (pytest.approx(48.0),
                                                               pytest.approx(40.0))  # fmt: skip
@@ -143,6 +160,7 @@ def test_a_day_ending_above_its_start_is_not_credited_and_the_next_day_starts_th
     _run(st, rec, 10 * 60)
     _set_soc(st, 75.0)  # ends 12 kWh above its start
     _run(st, rec, 25 * 60)
+    assert rec.pending_refill is None  # nothing short: nothing to price, out at midnight
     day = _day_message(sent)
     assert (day["batteryStartKwh"], day["batteryEndKwh"]) == (pytest.approx(48.0),
                                                               pytest.approx(60.0))  # fmt: skip
@@ -177,6 +195,7 @@ def test_after_a_restart_the_day_starts_at_the_stored_midnight_soc():
     rec2 = LedgerRecorder(st.cfg, st.db, Signals(st.db), None, lambda kind, p: sent.append(p))
     for _ in range(round(20 * 60 / STEP)):  # 23:45 .. 00:05 on 06-19
         rec2.observe(st.cycle(advance=STEP, follow=True))
+    _settled(st, rec2)
     days = [p for p in sent if p["period"] == "day"]
     assert [d["start"] for d in days] == ["2026-06-17T00:00:00.000Z", "2026-06-18T00:00:00.000Z"]
     assert days[0]["refillEur"] == 0.0  # 06-17: 60 % to 60 %
@@ -186,3 +205,108 @@ def test_after_a_restart_the_day_starts_at_the_stored_midnight_soc():
                                                                     pytest.approx(40.0))  # fmt: skip
     # 06-18 is all at 0.40, with room under its 30 kW peak: 8 kWh through the losses.
     assert second["refillEur"] == pytest.approx(8.0 / ETA * 0.40, abs=2e-3)
+
+
+def _gated(monkeypatch, fail: bool = False):
+    """The recorder's `refill_cost` held until the returned event is set (at most 5 s, so
+    that the pre-change code, which priced in the midnight cycle, fails rather than hangs),
+    then the real one (or a failure)."""
+    gate = threading.Event()
+    real = ledger_recorder.refill_cost
+
+    def held(*args, **kwargs):
+        gate.wait(timeout=5.0)
+        if fail:
+            raise RuntimeError("highspy gone")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ledger_recorder, "refill_cost", held)
+    return gate
+
+
+# 06-17 as the short-day rig meters it (48 -> 40 kWh): the LP's refill and its bound
+# (8 kWh through the losses at the dearest 0.40, and 10 EUR/kW on the 40 kW charge power).
+REFILL = 7.5 * 0.10 + (8.0 / ETA - 7.5) * 0.40
+BOUND = 8.0 / ETA * 0.40 + 10.0 * 40.0
+
+
+def _from_last_interval(sent):
+    """The messages' periods from 06-17's last interval (23:45) on, in emission order."""
+    first = next(i for i, p in enumerate(sent) if p["start"] == "2026-06-17T23:45:00.000Z")
+    return [p["period"] for p in sent[first:]]
+
+
+def _short_day_to_midnight(st, rec):
+    _run(st, rec, 10 * 60)  # 23:30 .. 23:40 at 60 %
+    _set_soc(st, 50.0)
+    _run(st, rec, 20 * 60)  # .. 24:00, the last cycle at midnight
+
+
+def test_the_midnight_cycle_leaves_the_refill_to_the_worker_and_a_later_cycle_emits_it(
+        monkeypatch):
+    gate = _gated(monkeypatch)
+    st, rec, sent = _rig(datetime(2026, 6, 17, 23, 30, tzinfo=UTC), soc=60.0)
+    try:
+        _short_day_to_midnight(st, rec)
+        assert st.clock.now() == datetime(2026, 6, 18, tzinfo=UTC)
+        assert [p for p in sent if p["period"] == "day"] == []  # priced off the loop
+        _run(st, rec, 10 * 60)  # the loop goes on: 120 cycles while the pricing is held
+        assert [p for p in sent if p["period"] == "day"] == []
+        assert rec.pending_refill is not None and not rec.pending_refill.done()
+        # The day's row waits for its refill; today's rows are today's (not yet closed).
+        rows = st.db.query("SELECT refill_eur FROM ledger WHERE policy = 'actual'"
+                           " AND period_start = '2026-06-17T00:00:00.000Z' AND interval = 95")
+        assert [r["refill_eur"] for r in rows] == [None]
+    finally:
+        gate.set()
+    _settled(st, rec)
+    day = _day_message(sent)
+    assert day["refillEur"] == pytest.approx(REFILL, abs=2e-3)
+    assert day["costEur"] == pytest.approx(ENERGY_EUR + DEMAND_EUR + REFILL, abs=2e-3)
+    row = st.db.execute("SELECT refill_eur FROM ledger WHERE policy = 'actual' AND"
+                        " period_start = '2026-06-17T00:00:00.000Z' AND interval = 95").fetchone()
+    assert row[0] == pytest.approx(REFILL, abs=2e-3)
+    # Emitted once, before the next day's first interval.
+    _run(st, rec, 10 * 60)
+    assert _from_last_interval(sent) == ["15min", "day", "15min"]
+    _day_message(sent)
+
+
+def test_the_next_interval_waits_for_the_day_before_it(monkeypatch):
+    """The next day's first 15-minute message never goes out before the day's: a pricing
+    still running at 00:15 is waited for there (never in practice: 11-53 ms)."""
+    gate = _gated(monkeypatch)
+    st, rec, sent = _rig(datetime(2026, 6, 17, 23, 30, tzinfo=UTC), soc=60.0)
+    _short_day_to_midnight(st, rec)
+    threading.Timer(0.2, gate.set).start()  # held until the 00:15 close is waiting
+    _run(st, rec, 16 * 60)
+    assert _from_last_interval(sent) == ["15min", "day", "15min"]
+    assert _day_message(sent)["refillEur"] == pytest.approx(REFILL, abs=2e-3)
+
+
+def test_stopped_right_after_midnight_the_flush_emits_the_day_with_its_refill(monkeypatch):
+    gate = _gated(monkeypatch)
+    st, rec, sent = _rig(datetime(2026, 6, 17, 23, 30, tzinfo=UTC), soc=60.0)
+    _short_day_to_midnight(st, rec)
+    assert [p for p in sent if p["period"] == "day"] == []
+    threading.Timer(0.2, gate.set).start()  # the pricing finishes while flush waits
+    rec.flush()  # shutdown, the first cycle after midnight
+    assert _day_message(sent)["refillEur"] == pytest.approx(REFILL, abs=2e-3)
+    assert rec.pending_refill is None
+
+
+@pytest.mark.parametrize("how", ["not done by shutdown", "failed"])
+def test_a_refill_not_priced_is_charged_its_bound(monkeypatch, how):
+    gate = _gated(monkeypatch, fail=how == "failed")
+    if how == "failed":
+        gate.set()
+    monkeypatch.setattr(ledger_recorder, "SETTLE_WAIT_S", 0.2, raising=False)
+    st, rec, sent = _rig(datetime(2026, 6, 17, 23, 30, tzinfo=UTC), soc=60.0)
+    try:
+        _short_day_to_midnight(st, rec)
+        rec.flush()
+    finally:
+        gate.set()
+    day = _day_message(sent)
+    assert day["refillEur"] == pytest.approx(BOUND, abs=2e-3)
+    assert day["costEur"] == pytest.approx(ENERGY_EUR + DEMAND_EUR + BOUND, abs=2e-3)

@@ -211,8 +211,8 @@ def test_older_database_gains_the_columns_and_still_reports(tmp_path):
 
 
 def test_a_day_whose_battery_ended_short_reports_its_refill(tmp_path):
-    """Issue 16: the day's refill (charged by the recorder at midnight, stored on the day's
-    last row) is a line of the report, and the savings are net of it."""
+    """Issue 16: the day's refill (charged by the recorder after midnight, stored on the
+    day's last row) is a line of the report, and the savings are net of it."""
     cfg = settings(station={"battery": {"inverter": "inv", "bms": "bms", "max_charge_kw": 40,
                                         "max_discharge_kw": 40, "capacity_kwh": 80}})  # fmt: skip
     st = Station(cfg=cfg, clock=ManualClock(wall=DAY + timedelta(hours=23, minutes=30)),
@@ -224,6 +224,7 @@ def test_a_day_whose_battery_ended_short_reports_its_refill(tmp_path):
         soc = 60.0 if i < 120 else 50.0
         st.battery = BatteryState(soc=soc, max_charge_kw=40, max_discharge_kw=40, power_kw=0.0)
         rec.observe(st.cycle(advance=STEP, follow=True))
+    rec.flush()  # stopped at 00:05: the day's refill, priced off the loop, is stored by then
     st.db.conn.close()
     day = next(p for p in sent if p["period"] == "day")
     assert day["refillEur"] > 0
