@@ -34,12 +34,20 @@ from the meter, that stale sample made the circuit's base load read the EV's own
 OCPP a 1-phase EV raised from 0 to 6 A put 6 A into its sub-board's base for up to a sample
 interval, the allocator paused another EV for it, and so on every second; a 3-phase EV back
 on three phases was paused and switched down again). So `base_draws` counts such a draw, in
-the circuits' base load only, at the limit now in force until a sample taken after the
-increase shows the draw at it (or `follow_s` plus `sample_s`: an EV that takes less, a
-silent charger). That errs towards a lower
-base while the EV ramps: the increases it lets the allocator grant are still checked
+the circuits' base load only, at the limit now in force until a sample shows it: one taken
+after the increase showing the draw at the limit, or any sample taken `follow_s` after the
+increase (the EV had the time to follow: what it reads is what the EV takes). Not a fixed
+time: a charger may send its samples far less often than the agent asks (10 s where 1 s was
+asked), and a sample taken while the EV was paused still read 0 after its ramp; let go
+after `follow_s` plus the 1 s asked, the base counted the EV's draw as other load, the room
+fell below two minimums and two squeezed EVs were paused and restarted every 5-20 s
+(docs/ocpp.md). Only a charger silent for longer than twice its longest recent gap between
+samples (at least `sample_s`) after `follow_s` is let go without one. That errs towards a
+lower base while the EV ramps: the increases it lets the allocator grant are still checked
 against each circuit's measured room, which counts the raised EV's undrawn limit from its old
-sample (agent/control/circuit_meters.py), so no phase gets more than its room.
+sample (agent/control/circuit_meters.py), so no phase gets more than its room. Decreases keep
+their `follow_s` plus `sample_s`: sized on the observed interval too, their old limits held
+the room longer and the squeeze's restarts came later, not fewer (docs/ocpp.md).
 """
 
 from __future__ import annotations
@@ -85,6 +93,20 @@ class _Raised:
     since: float  # when the increase was acknowledged
     before: float | None = None  # as `_Lowered.before`
     checked: bool = False
+    # as `before`, at the first check `follow_s` after the increase: a sample differing from
+    # it was taken once the EV could have followed
+    followed_before: float | None = None
+    followed_checked: bool = False
+
+
+GAPS = 4  # a connector's interval: the longest of its last GAPS gaps between new samples
+
+
+@dataclass(slots=True)
+class _Gaps:
+    ts: float | None  # the sample in hand
+    at: float  # when it was first seen (the caller's clock)
+    gaps: list[float]
 
 
 class LimitLag:
@@ -96,6 +118,7 @@ class LimitLag:
         self._lowered: dict[Key, _Lowered] = {}
         self._unseen: dict[Key, _Unseen] = {}
         self._raised: dict[Key, _Raised] = {}
+        self._gaps: dict[Key, _Gaps] = {}
 
     def _wait_s(self, low: _Lowered) -> float:
         return self.follow_s + (self.sample_s if low.sampled else 0.0)
@@ -133,24 +156,46 @@ class LimitLag:
             self._unseen.pop(key, None)
             self._raised.pop(key, None)
 
+    def _interval(self, key: Key, ts: float | None, t: float) -> float:
+        """The connector's sample interval as seen: the longest of its last GAPS gaps
+        between new samples (caller's clock, first seen), at least `sample_s`."""
+        g = self._gaps.get(key)
+        if g is None:
+            self._gaps[key] = g = _Gaps(ts, t, [])
+        elif ts != g.ts:
+            g.gaps = [*g.gaps[-(GAPS - 1):], t - g.at]
+            g.ts, g.at = ts, t
+        return max([self.sample_s, *g.gaps])
+
     def base_draws(self, sample_ts: Mapping[Key, float | None], drawing: Mapping[Key, float],
                    t: float) -> frozenset[Key]:  # fmt: skip
         """Sampled connectors raised and not seen following yet: the circuits' base load
         counts their draw at the limit in force (see the module's docstring). Forgotten once
-        a sample taken after the increase shows the draw at the new limit, or `follow_s` +
-        `sample_s` after it (an EV that takes less than its limit, a silent charger): a
-        sample taken after the increase but before the charger and the EV followed it (their
-        delay and ramp) still hides the ramp."""
+        a sample taken after the increase shows the draw at the new limit, or once any sample
+        taken `follow_s` after it is in hand (an EV that takes less than its limit): one
+        taken before the charger and the EV followed (their delay and ramp) still hides the
+        ramp. A charger silent for `follow_s` plus twice its interval is let go."""
+        for key in [k for k in self._gaps if k not in sample_ts]:
+            del self._gaps[key]
+        intervals = {key: self._interval(key, ts, t) for key, ts in sample_ts.items()
+                     if ts is not None}  # fmt: skip
         out: set[Key] = set()
         for key, rec in list(self._raised.items()):
             ts = sample_ts.get(key)
             fresh, baseline = _fresh(rec, ts, t)
             followed = fresh and drawing.get(key, 0.0) >= rec.new_kw - FOLLOW_EPS_KW
-            if followed or t - rec.since >= self.follow_s + self.sample_s:
+            after = False  # a sample taken `follow_s` after the increase is in hand
+            if rec.followed_checked:
+                after = ts is not None and ts != rec.followed_before
+            elif t > rec.since + self.follow_s:
+                rec = replace(rec, followed_before=ts, followed_checked=True)
+            silent = t - rec.since >= self.follow_s + 2 * intervals.get(key, self.sample_s)
+            if followed or after or silent:
                 del self._raised[key]
                 continue
             if baseline:
-                self._raised[key] = replace(rec, before=ts, checked=True)
+                rec = replace(rec, before=ts, checked=True)
+            self._raised[key] = rec
             out.add(key)
         return frozenset(out)
 

@@ -90,13 +90,44 @@ def test_a_sample_taken_before_an_increase_counts_at_the_limit_in_the_base_until
     assert lag.base_draws({KEY: 103.0}, {KEY: 0.0}, 11.25) == frozenset()  # forgotten
 
 
-def test_an_ev_below_its_raised_limit_counts_at_it_for_follow_s_plus_the_sample_interval():
+def test_an_ev_below_its_raised_limit_counts_at_it_until_a_sample_taken_follow_s_after():
+    # A new sample every cycle: the one in hand at the first cycle after 10 + FOLLOW_S (t =
+    # 11.75) may predate that; the next one (t = 12) was taken once the EV could follow, and
+    # what it reads (1.0, below the limit) is what the EV takes.
     lag = LimitLag(FOLLOW_S, SAMPLE_S)
     lag.raised(KEY, 1.45, 10.0, sampled=True)
     for k in range(1, 12):
         t = 10.0 + 0.25 * k
         held = lag.base_draws({KEY: 100.0 + k}, {KEY: 1.0}, t)  # it takes less than 1.45
-        assert held == ({KEY} if t < 10.0 + FOLLOW_S + SAMPLE_S else frozenset()), t
+        assert held == ({KEY} if t < 12.0 else frozenset()), t
+
+
+def test_with_10_s_samples_a_raise_counts_at_its_limit_until_the_next_one_not_for_the_asked_1_s():
+    # The agent asked for 1 s samples (SAMPLE_S); the charger sends one every 10 s, the last
+    # at t = 9.5, taken while the EV was paused (0 kW). Raised at t = 10: the old rule let go
+    # at 10 + FOLLOW_S + SAMPLE_S = 12.5, and the EV's ramp then read as the circuit's base
+    # load until t = 19.5. Now it counts at its limit until that sample.
+    lag = LimitLag(FOLLOW_S, SAMPLE_S)
+    for k in range(4):  # the interval as seen: samples at -20.5, -10.5, -0.5, 9.5
+        lag.base_draws({KEY: 1000.0 + k}, {KEY: 0.0}, -20.5 + 10.0 * k)
+    lag.raised(KEY, 1.45, 10.0, sampled=True)
+    for k in range(1, 40):
+        t = 10.0 + 0.25 * k
+        ts, kw = (1004.0, 1.45) if t >= 19.5 else (1003.0, 0.0)
+        held = lag.base_draws({KEY: ts}, {KEY: kw}, t)
+        assert held == ({KEY} if t < 19.5 else frozenset()), t
+
+
+def test_a_silent_charger_is_let_go_after_follow_s_plus_twice_its_interval():
+    lag = LimitLag(FOLLOW_S, SAMPLE_S)
+    for k in range(3):  # samples 4 s apart, the last at t = 8
+        lag.base_draws({KEY: 1000.0 + k}, {KEY: 0.0}, 8.0 * k / 2)
+    lag.raised(KEY, 1.45, 10.0, sampled=True)
+    for k in range(1, 80):
+        t = 10.0 + 0.25 * k
+        held = lag.base_draws({KEY: 1002.0}, {KEY: 0.0}, t)  # no sample after t = 4
+        # its interval as seen grows with the silence only once a sample ends it
+        assert held == ({KEY} if t < 10.0 + FOLLOW_S + 2 * 4.0 else frozenset()), t
 
 
 def test_a_modbus_increase_or_a_forgotten_limit_counts_as_read():
