@@ -41,13 +41,18 @@ time: a charger may send its samples far less often than the agent asks (10 s wh
 asked), and a sample taken while the EV was paused still read 0 after its ramp; let go
 after `follow_s` plus the 1 s asked, the base counted the EV's draw as other load, the room
 fell below two minimums and two squeezed EVs were paused and restarted every 5-20 s
-(docs/ocpp.md). Only a charger silent for longer than twice its longest recent gap between
-samples (at least `sample_s`) after `follow_s` is let go without one. That errs towards a
-lower base while the EV ramps: the increases it lets the allocator grant are still checked
+(docs/ocpp.md). Nor a bound on the connector's interval as seen: at a session's start its
+first samples come about 1 s apart (the transaction's own messages), and a bound of
+`follow_s` plus twice that let both squeezed EVs go 3.7 s after their raise, before their
+next 10 s sample, and the allocator paused both for 2.5 s. So a charger that sends no sample keeps its EV
+counted at its limit. That errs towards a lower base while the EV ramps or takes less than
+its limit (by its undrawn part): the increases it lets the allocator grant are still checked
 against each circuit's measured room, which counts the raised EV's undrawn limit from its old
-sample (agent/control/circuit_meters.py), so no phase gets more than its room. Decreases keep
-their `follow_s` plus `sample_s`: sized on the observed interval too, their old limits held
-the room longer and the squeeze's restarts came later, not fewer (docs/ocpp.md).
+sample (agent/control/circuit_meters.py), so no phase gets more than its room; an EV that
+then ramps up to its limit is a base-load step of that much, followed by the next cycle's
+decreases as any other. Decreases keep their `follow_s` plus `sample_s`: sized on the
+observed interval too, their old limits held the room longer and the squeeze's restarts came
+later, not fewer (docs/ocpp.md).
 """
 
 from __future__ import annotations
@@ -99,16 +104,6 @@ class _Raised:
     followed_checked: bool = False
 
 
-GAPS = 4  # a connector's interval: the longest of its last GAPS gaps between new samples
-
-
-@dataclass(slots=True)
-class _Gaps:
-    ts: float | None  # the sample in hand
-    at: float  # when it was first seen (the caller's clock)
-    gaps: list[float]
-
-
 class LimitLag:
     """Connectors lowered less than `follow_s` ago, and what they may still draw."""
 
@@ -118,7 +113,6 @@ class LimitLag:
         self._lowered: dict[Key, _Lowered] = {}
         self._unseen: dict[Key, _Unseen] = {}
         self._raised: dict[Key, _Raised] = {}
-        self._gaps: dict[Key, _Gaps] = {}
 
     def _wait_s(self, low: _Lowered) -> float:
         return self.follow_s + (self.sample_s if low.sampled else 0.0)
@@ -156,17 +150,6 @@ class LimitLag:
             self._unseen.pop(key, None)
             self._raised.pop(key, None)
 
-    def _interval(self, key: Key, ts: float | None, t: float) -> float:
-        """The connector's sample interval as seen: the longest of its last GAPS gaps
-        between new samples (caller's clock, first seen), at least `sample_s`."""
-        g = self._gaps.get(key)
-        if g is None:
-            self._gaps[key] = g = _Gaps(ts, t, [])
-        elif ts != g.ts:
-            g.gaps = [*g.gaps[-(GAPS - 1):], t - g.at]
-            g.ts, g.at = ts, t
-        return max([self.sample_s, *g.gaps])
-
     def base_draws(self, sample_ts: Mapping[Key, float | None], drawing: Mapping[Key, float],
                    t: float) -> frozenset[Key]:  # fmt: skip
         """Sampled connectors raised and not seen following yet: the circuits' base load
@@ -174,11 +157,7 @@ class LimitLag:
         a sample taken after the increase shows the draw at the new limit, or once any sample
         taken `follow_s` after it is in hand (an EV that takes less than its limit): one
         taken before the charger and the EV followed (their delay and ramp) still hides the
-        ramp. A charger silent for `follow_s` plus twice its interval is let go."""
-        for key in [k for k in self._gaps if k not in sample_ts]:
-            del self._gaps[key]
-        intervals = {key: self._interval(key, ts, t) for key, ts in sample_ts.items()
-                     if ts is not None}  # fmt: skip
+        ramp. No time limit: a charger sending no sample keeps its EV counted at its limit."""
         out: set[Key] = set()
         for key, rec in list(self._raised.items()):
             ts = sample_ts.get(key)
@@ -189,8 +168,7 @@ class LimitLag:
                 after = ts is not None and ts != rec.followed_before
             elif t > rec.since + self.follow_s:
                 rec = replace(rec, followed_before=ts, followed_checked=True)
-            silent = t - rec.since >= self.follow_s + 2 * intervals.get(key, self.sample_s)
-            if followed or after or silent:
+            if followed or after:
                 del self._raised[key]
                 continue
             if baseline:
