@@ -17,8 +17,12 @@ holds it, shows CP1 drawing ("hidden": the pause is then behind a stale sample) 
 AGES_S[i] old (within AGE_WINDOW_S): 2.5, 5 or 7.5 s by repetition, the same for both
 modes (a pause right after a sample would meet the agent's 2 s gap between a sample and a
 trigger, agent/ocpp/charger.py TRIGGER_GAP_S; one just before the next sample would show
-no difference). With 10 s samples the squeeze sends both EVs to 0 and back now and then
-(docs/ocpp.md), and a sample taken at 0 would show the pause at once. Per run, all times
+no difference). That CP1's sample shows it drawing is the premise (a sample taken at 0
+would show the pause at once); before limit_lag.py waited for a sample to prove a raise,
+the squeeze sent both EVs to 0 and back now and then with 10 s samples and the check was
+needed to skip those. Since, neither EV stops in the squeeze (tests/ocpp/
+test_ocpp_squeeze_interval.py: 0 of 192 quarter seconds), so any sample of CP1 shows it
+drawing: a guard, no longer a workaround. Per run, all times
 in simulated seconds (time factor 1) from the pause, polled every POLL_S on the
 simulator's side unless said otherwise:
 - sample: CP1's first MeterValues (or TransactionEvent) frame sent after the pause;
@@ -103,9 +107,9 @@ async def run_case(version: str, triggers: bool, pause_s: float, age_s: float) -
                 return (age_s <= age < age_s + AGE_WINDOW_S
                         and (agent_cp1.power_kw or 0.0) >= sq.low and st.power("CP1", 1) >= sq.low)
 
-            # The pause must fall behind a sample that shows CP1 drawing: the squeeze itself
-            # sends both EVs to 0 and back now and then with 10 s samples (docs/ocpp.md), and
-            # a sample taken at 0 would show the pause at once.
+            # The pause must fall behind a sample that shows CP1 drawing: a sample taken at 0
+            # would show the pause at once (a guard: the squeeze no longer goes to 0 and back
+            # with 10 s samples, docs/ocpp.md).
             ready = await st.until(hidden, READY_S, POLL_S)
             age = round(time.time() - (agent_cp1.power_ts or 0.0), 2)
             sent0 = _meter_frames(cp1.sent)

@@ -34,12 +34,25 @@ from the meter, that stale sample made the circuit's base load read the EV's own
 OCPP a 1-phase EV raised from 0 to 6 A put 6 A into its sub-board's base for up to a sample
 interval, the allocator paused another EV for it, and so on every second; a 3-phase EV back
 on three phases was paused and switched down again). So `base_draws` counts such a draw, in
-the circuits' base load only, at the limit now in force until a sample taken after the
-increase shows the draw at it (or `follow_s` plus `sample_s`: an EV that takes less, a
-silent charger). That errs towards a lower
-base while the EV ramps: the increases it lets the allocator grant are still checked
+the circuits' base load only, at the limit now in force until a sample shows it: one taken
+after the increase showing the draw at the limit, or any sample taken `follow_s` after the
+increase (the EV had the time to follow: what it reads is what the EV takes). Not a fixed
+time: a charger may send its samples far less often than the agent asks (10 s where 1 s was
+asked), and a sample taken while the EV was paused still read 0 after its ramp; let go
+after `follow_s` plus the 1 s asked, the base counted the EV's draw as other load, the room
+fell below two minimums and two squeezed EVs were paused and restarted every 5-20 s
+(docs/ocpp.md). Nor a bound on the connector's interval as seen: at a session's start its
+first samples come about 1 s apart (the transaction's own messages), and a bound of
+`follow_s` plus twice that let both squeezed EVs go 3.7 s after their raise, before their
+next 10 s sample, and the allocator paused both for 2.5 s. So a charger that sends no sample keeps its EV
+counted at its limit. That errs towards a lower base while the EV ramps or takes less than
+its limit (by its undrawn part): the increases it lets the allocator grant are still checked
 against each circuit's measured room, which counts the raised EV's undrawn limit from its old
-sample (agent/control/circuit_meters.py), so no phase gets more than its room.
+sample (agent/control/circuit_meters.py), so no phase gets more than its room; an EV that
+then ramps up to its limit is a base-load step of that much, followed by the next cycle's
+decreases as any other. Decreases keep their `follow_s` plus `sample_s`: sized on the
+observed interval too, their old limits held the room longer and the squeeze's restarts came
+later, not fewer (docs/ocpp.md).
 """
 
 from __future__ import annotations
@@ -85,6 +98,10 @@ class _Raised:
     since: float  # when the increase was acknowledged
     before: float | None = None  # as `_Lowered.before`
     checked: bool = False
+    # as `before`, at the first check `follow_s` after the increase: a sample differing from
+    # it was taken once the EV could have followed
+    followed_before: float | None = None
+    followed_checked: bool = False
 
 
 class LimitLag:
@@ -137,20 +154,26 @@ class LimitLag:
                    t: float) -> frozenset[Key]:  # fmt: skip
         """Sampled connectors raised and not seen following yet: the circuits' base load
         counts their draw at the limit in force (see the module's docstring). Forgotten once
-        a sample taken after the increase shows the draw at the new limit, or `follow_s` +
-        `sample_s` after it (an EV that takes less than its limit, a silent charger): a
-        sample taken after the increase but before the charger and the EV followed it (their
-        delay and ramp) still hides the ramp."""
+        a sample taken after the increase shows the draw at the new limit, or once any sample
+        taken `follow_s` after it is in hand (an EV that takes less than its limit): one
+        taken before the charger and the EV followed (their delay and ramp) still hides the
+        ramp. No time limit: a charger sending no sample keeps its EV counted at its limit."""
         out: set[Key] = set()
         for key, rec in list(self._raised.items()):
             ts = sample_ts.get(key)
             fresh, baseline = _fresh(rec, ts, t)
             followed = fresh and drawing.get(key, 0.0) >= rec.new_kw - FOLLOW_EPS_KW
-            if followed or t - rec.since >= self.follow_s + self.sample_s:
+            after = False  # a sample taken `follow_s` after the increase is in hand
+            if rec.followed_checked:
+                after = ts is not None and ts != rec.followed_before
+            elif t > rec.since + self.follow_s:
+                rec = replace(rec, followed_before=ts, followed_checked=True)
+            if followed or after:
                 del self._raised[key]
                 continue
             if baseline:
-                self._raised[key] = replace(rec, before=ts, checked=True)
+                rec = replace(rec, before=ts, checked=True)
+            self._raised[key] = rec
             out.add(key)
         return frozenset(out)
 

@@ -90,13 +90,43 @@ def test_a_sample_taken_before_an_increase_counts_at_the_limit_in_the_base_until
     assert lag.base_draws({KEY: 103.0}, {KEY: 0.0}, 11.25) == frozenset()  # forgotten
 
 
-def test_an_ev_below_its_raised_limit_counts_at_it_for_follow_s_plus_the_sample_interval():
+def test_an_ev_below_its_raised_limit_counts_at_it_until_a_sample_taken_follow_s_after():
+    # A new sample every cycle: the one in hand at the first cycle after 10 + FOLLOW_S (t =
+    # 11.75) may predate that; the next one (t = 12) was taken once the EV could follow, and
+    # what it reads (1.0, below the limit) is what the EV takes.
     lag = LimitLag(FOLLOW_S, SAMPLE_S)
     lag.raised(KEY, 1.45, 10.0, sampled=True)
     for k in range(1, 12):
         t = 10.0 + 0.25 * k
         held = lag.base_draws({KEY: 100.0 + k}, {KEY: 1.0}, t)  # it takes less than 1.45
-        assert held == ({KEY} if t < 10.0 + FOLLOW_S + SAMPLE_S else frozenset()), t
+        assert held == ({KEY} if t < 12.0 else frozenset()), t
+
+
+def test_with_10_s_samples_a_raise_counts_at_its_limit_until_the_next_one_not_for_the_asked_1_s():
+    # The agent asked for 1 s samples (SAMPLE_S); the charger sends one every 10 s, the last
+    # at t = 9.5, taken while the EV was paused (0 kW). Raised at t = 10: the old rule let go
+    # at 10 + FOLLOW_S + SAMPLE_S = 12.5, and the EV's ramp then read as the circuit's base
+    # load until t = 19.5. Now it counts at its limit until that sample.
+    lag = LimitLag(FOLLOW_S, SAMPLE_S)
+    lag.base_draws({KEY: 1003.0}, {KEY: 0.0}, 9.5)
+    lag.raised(KEY, 1.45, 10.0, sampled=True)
+    for k in range(1, 40):
+        t = 10.0 + 0.25 * k
+        ts, kw = (1004.0, 1.45) if t >= 19.5 else (1003.0, 0.0)
+        held = lag.base_draws({KEY: ts}, {KEY: kw}, t)
+        assert held == ({KEY} if t < 19.5 else frozenset()), t
+
+
+def test_a_charger_sending_no_sample_keeps_its_raised_ev_counted_at_its_limit():
+    # At a session's start its first samples came 1.1 s apart; a bound on that interval let
+    # go 3.7 s after the raise, before the next 10 s sample. No sample, no time limit.
+    lag = LimitLag(FOLLOW_S, SAMPLE_S)
+    lag.base_draws({KEY: 1000.0}, {KEY: 0.0}, 8.9)
+    lag.base_draws({KEY: 1001.0}, {KEY: 0.0}, 10.0)
+    lag.raised(KEY, 1.45, 10.0, sampled=True)
+    for k in range(1, 240):  # a minute
+        assert lag.base_draws({KEY: 1001.0}, {KEY: 0.0}, 10.0 + 0.25 * k) == {KEY}
+    assert lag.base_draws({KEY: 1002.0}, {KEY: 0.0}, 70.25) == frozenset()  # it takes nothing
 
 
 def test_a_modbus_increase_or_a_forgotten_limit_counts_as_read():

@@ -45,7 +45,7 @@ def peak(st: OcppStation) -> list[float]:
 class Squeezed:
     st: OcppStation
     grid: bool
-    settled: dict[str, float]  # kW per charger 8 s after both charged
+    settled: dict[str, float]  # kW per charger `settle_s` after both charged
     squeezed: bool  # both charged below their maximum at once (polled)
     low: float  # kW: a charging EV draws at least this in the squeeze ...
     high: float  # ... and less than this
@@ -58,11 +58,16 @@ def _settings(cfg: dict, sim) -> None:
 
 @contextlib.asynccontextmanager
 async def squeezed_station(tmp_path: Path, version: str, grid: bool = False, meter_s: int = 1,
-                           triggers: bool = True) -> AsyncIterator[Squeezed]:
+                           triggers: bool = True,
+                           loop_knows_interval: bool = False,
+                           settle_s: float = 8.0) -> AsyncIterator[Squeezed]:
     """The station with its control loop running, both EVs plugged and charging, settled and
     squeezed (asserted: their chargers ready, both charging). `meter_s`: the meter value
     interval the agent asks; `triggers`: whether the charge points answer TriggerMessage
-    "MeterValues" (False: they refuse it, as a charger without 1.6's RemoteTrigger)."""
+    "MeterValues" (False: they refuse it, as a charger without 1.6's RemoteTrigger);
+    `loop_knows_interval`: the control loop's [ocpp] says `meter_s` too (False: it says the
+    default 1 s, as for a charger that keeps a longer interval than the one asked);
+    `settle_s`: waited after both first charged, before `settled` is read."""
     station = GRID_STATION if grid else STATION
     versions = {c["id"]: version for c in station["chargers"]}
     ev_kw, phases = (11.0, 3) if grid else (7.4, 1)
@@ -72,6 +77,7 @@ async def squeezed_station(tmp_path: Path, version: str, grid: bool = False, met
                             ocpp={"min_interval_s": 0.5, "meter_interval_s": meter_s},
                             base_load_kw=BASE_LOAD_KW, pessimistic_base_kw=10.0,
                             charge_points={cid: {"triggers": triggers} for cid in versions},
+                            loop_knows_ocpp=loop_knows_interval,
                             **sub_board) as st:
         assert await st.until(lambda: all(c.ready for c in st.cs.chargers.values()), 30)
         st.run()
@@ -82,7 +88,7 @@ async def squeezed_station(tmp_path: Path, version: str, grid: bool = False, met
                                    id_tag=f"EV-{cid}", phases=phases)
         assert await st.until(lambda: all(st.power(cid, 1) >= 1.3 for cid in ("CP1", "CP2")),
                               60), st.sim.state()["connectors"]
-        await asyncio.sleep(8.0)  # settled: both held by the sub-board or the grid
+        await asyncio.sleep(settle_s)  # settled: both held by the sub-board or the grid
         settled = {cid: round(st.power(cid, 1), 2) for cid in ("CP1", "CP2")}
         # the squeeze: both charging below their maximum at once (polled: two EVs at their
         # shares still go to 0 and back now and then, so one instant says little)

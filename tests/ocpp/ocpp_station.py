@@ -119,11 +119,15 @@ async def ocpp_station(tmp_path: Path, station: dict, versions: dict[str, str], 
                        each_charger: dict[str, dict] | None = None,
                        charge_points: dict[str, dict] | None = None,
                        settings: Callable[[dict, Simulator], None] | None = None,
+                       loop_knows_ocpp: bool = False,
                        ) -> AsyncIterator[OcppStation]:
     """`faults`: charge point id -> a fault kind (SimChargePoint.fault) on before it first
     connects. `each_charger`: charger id -> its own OcppChargerConfig settings;
     `charge_points`: charger id -> SimChargePoint options; `settings`: edits the agent's
-    settings dict before they are built (circuits, [phase_switch]...)."""
+    settings dict before they are built (circuits, [phase_switch]...). `loop_knows_ocpp`:
+    the control loop is given `ocpp` too (as the daemon does: one [ocpp] for both), not the
+    defaults (its `meter_interval_s` then says 1 s whatever the central system asked: the
+    case of a charger that keeps a longer interval than the one asked)."""
     async with Simulator(station, rtu_meter=False) as sim:
         sim.set(base_load_kw=base_load_kw, pv_kw=0.0)
         ocpp_settings = OcppSettings(host="127.0.0.1", port=0, **(ocpp or {}))
@@ -136,6 +140,8 @@ async def ocpp_station(tmp_path: Path, station: dict, versions: dict[str, str], 
             cfg = agent_config(sim.endpoints, tmp_path / "agent.db", control=control or {})
             cfg["station"]["grid_capacity_kw"] = station["gridCapacity"]
             cfg["station"]["pessimistic_base_load_kw"] = pessimistic_base_kw
+            if loop_knows_ocpp:
+                cfg["ocpp"] = {"host": "127.0.0.1", "port": 0, **(ocpp or {})}
             if settings is not None:
                 settings(cfg, sim)
             s = AgentSettings(**cfg)
