@@ -370,6 +370,7 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     for g in range(n_groups):
         cursor[g] = 0
     session_phases = session_i[SESSION_PHASES]
+    n_frozen = 0  # by rule 2a or 2b: none (the usual case) and the compaction below is skipped
     for i in range(n):
         j = charger_of[i]
         most_j = most[j]  # (DC: 3, whatever the EV says, marked by bit 2)
@@ -392,6 +393,7 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
         for q in range(3):
             bad |= q < k and w * lo > capacity[j4 + 1 + ((wired >> (2 * q)) & 3)]
         frozen[i] = 1 if bad else 0
+        n_frozen += bad
         if not bad:
             load[j4] += lo
             for q in range(3):
@@ -450,6 +452,7 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
                 if not weighs:
                     continue
                 frozen[i] = 1
+                n_frozen += 1
                 for q in range(n_phases[i] + 1):
                     L = b if q == 0 else b + 1 + ((conductors[charger_of[i]] >> (2 * q - 2)) & 3)
                     was_over = load[L] > capacity[L]
@@ -463,7 +466,14 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     # Rule 3: progressive filling, in rounds, over the sessions still moving. Chargers whose
     # sessions are all frozen drop out of the rounds (their limits can no longer fill).
     # (in_order is filled below, once the paused sessions are out)
-    n_act, n_live = _compact(act, in_order[:0], n, frozen, new_at, start, end, live, 0, nc, n_groups, True)
+    if n_frozen > 0:
+        n_act, n_live = _compact(act, in_order[:0], n, frozen, new_at, start, end, live, 0, nc, n_groups, True)
+    else:  # act and the ranges stay; the live chargers: those with sessions
+        n_act = n
+        n_live = 0
+        for j in range(nc):
+            live[n_live] = j
+            n_live += end[j] > start[j]
     # A closed limit's level is NO_LIMIT (so that the smallest level above a session needs no
     # look at is_open); an open one's starts at 0 (_level: the first time).
     # A charger's phase limits share one capacity, and every session on it draws on its first
