@@ -253,11 +253,12 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     new_at = scratch_s[8]
     wt = scratch_s[9]  # weight on each of its phases: 6 // phases
     n_phases = scratch_s[10]
-    # by act: minimum, ceiling, weight on power, on each grid phase, the phases it draws on
+    # by act: minimum, ceiling, weight on each grid phase, the phases it draws on; then the
+    # weight on power, 1 for all, which the compactions need not move (the last row)
     in_order = scratch_s[11:18]
     act_low = in_order[0]
     act_high = in_order[1]
-    act_k = in_order[6]
+    act_k = in_order[5]
     capacity = scratch_l[0]
     level = scratch_l[1]
     is_open = scratch_l[2]
@@ -370,6 +371,7 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     for g in range(n_groups):
         cursor[g] = 0
     session_phases = session_i[SESSION_PHASES]
+    n_frozen = 0  # by rule 2a or 2b: none (the usual case) and the compaction below is skipped
     for i in range(n):
         j = charger_of[i]
         most_j = most[j]  # (DC: 3, whatever the EV says, marked by bit 2)
@@ -392,6 +394,7 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
         for q in range(3):
             bad |= q < k and w * lo > capacity[j4 + 1 + ((wired >> (2 * q)) & 3)]
         frozen[i] = 1 if bad else 0
+        n_frozen += bad
         if not bad:
             load[j4] += lo
             for q in range(3):
@@ -450,6 +453,7 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
                 if not weighs:
                     continue
                 frozen[i] = 1
+                n_frozen += 1
                 for q in range(n_phases[i] + 1):
                     L = b if q == 0 else b + 1 + ((conductors[charger_of[i]] >> (2 * q - 2)) & 3)
                     was_over = load[L] > capacity[L]
@@ -463,7 +467,14 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
     # Rule 3: progressive filling, in rounds, over the sessions still moving. Chargers whose
     # sessions are all frozen drop out of the rounds (their limits can no longer fill).
     # (in_order is filled below, once the paused sessions are out)
-    n_act, n_live = _compact(act, in_order[:0], n, frozen, new_at, start, end, live, 0, nc, n_groups, True)
+    if n_frozen > 0:
+        n_act, n_live = _compact(act, in_order[:0], n, frozen, new_at, start, end, live, 0, nc, n_groups, True)
+    else:  # act and the ranges stay; the live chargers: those with sessions
+        n_act = n
+        n_live = 0
+        for j in range(nc):
+            live[n_live] = j
+            n_live += end[j] > start[j]
     # A closed limit's level is NO_LIMIT (so that the smallest level above a session needs no
     # look at is_open); an open one's starts at 0 (_level: the first time).
     # A charger's phase limits share one capacity, and every session on it draws on its first
@@ -511,9 +522,8 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
             act_low[k] = lo
             act_high[k] = hi
             act_k[k] = kk
-            in_order[2, k] = 1
             for q in range(3):  # (the row of grid phase p: 0 if it does not draw on it)
-                in_order[3 + ((wired >> (2 * q)) & 3), k] = w if q < kk else 0
+                in_order[2 + ((wired >> (2 * q)) & 3), k] = w if q < kk else 0
             top_p += hi
             top_0 += w * hi
             top_1 += w * hi if kk > 1 else 0
@@ -535,6 +545,7 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
         up = 4 * parent[L >> 2] + (L & 3)
         ceilings[up] += ceilings[L]
         lows[up] = _min(lows[up], lows[L])
+    in_order[6, :n_act] = 1
     first_round = True
     while True:
         # The levels of the limits whose sessions changed: the live chargers' (the two of each
@@ -555,8 +566,9 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
                     level[L] = NO_LIMIT
                 else:
                     g = L >> 2
-                    level[L] = _level(in_order[2 + (L & 3)], act_low, act_high, start[g], end[g],
-                                      fixed[L], level[L], capacity[L], lows[L] if first_round else -1)
+                    weight = in_order[6 if (L & 3) == 0 else 1 + (L & 3)]
+                    level[L] = _level(weight, act_low, act_high, start[g], end[g], fixed[L],
+                                      level[L], capacity[L], lows[L] if first_round else -1)
             if is_open[L]:
                 any_open = True
         if not any_open:
@@ -709,7 +721,7 @@ def solve_tree(station, n_chargers, charger_f, charger_i, n_circuits, circuit_f,
             fixed[L] += load[L]
             ceilings[L] -= settled[L]
             dirty[L] = 1
-        n_act, n_live = _compact(act, in_order, n_act, frozen, new_at, start, end, live, n_live, nc, n_groups,
+        n_act, n_live = _compact(act, in_order[:6], n_act, frozen, new_at, start, end, live, n_live, nc, n_groups,
                                  False)
 
     ev_total = 0
