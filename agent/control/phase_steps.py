@@ -32,11 +32,15 @@ What counts as a step, conservatively (an ambiguous one teaches nothing):
   assumed) with the grid phases it draws on. When every mover but one is among them, each
   known one's change dP' is taken off the meter's change as dP' / (k' V) on its k' phases,
   and the rest is the other mover's step, explained as a lone step is. What is taken off
-  carries its own error (the mains voltage off the configured one, a power reading a little
-  late), in proportion to dP': so the known movers together may move by at most
-  `KNOWN_MAX_RATIO` times the step, where a 5 % error stays within the tenth below. The
-  sub-board day's S06 (tests/demo/test_demo_day.py): its start came in the cycle of the
-  learned CP1's decrease that made room for it, and it stayed assumed for 3.5 hours.
+  carries its own error (the mains voltage off the configured one, a power reading taken
+  before or after the meter's), in proportion to dP' and even over the known mover's
+  phases: no even offset turns one count's pattern into another's (any two differ on two
+  phases or more, not evenly), so it can hide the right count, not name a wrong one; and
+  the known movers together may move by at most `KNOWN_MAX_RATIO` times the step, where a
+  5 % error stays within the tenth below. The sub-board day's S06 (tests/demo/
+  test_demo_day.py): its start came in the cycle of the learned CP1's decrease that made
+  room for it (1.5 kW, a hair under a step: the anchor stayed), and it stayed assumed for
+  3.5 hours.
 - The step is explained by k when every grid phase's change is within `RESIDUAL_FRACTION` of
   the step's current (dP / V) of dP / (k V) on the k phases and of 0 on the others. A base
   load moving at the same time, a power factor far from 1 or a meter on the wrong feeder
