@@ -547,6 +547,31 @@ def test_a_second_one_phase_ev_starts_whatever_the_first_ones_start_meets_the_wi
     assert d.phases[KEYS[0]].words() == "1-phase (circuit meter step)"
 
 
+@hsettings(max_examples=500, deadline=None)
+@given(st_.sampled_from([(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]),
+       st_.integers(1, 3), st_.floats(1.5, 11.0),
+       st_.sampled_from([(0, 1, 2), (1, 2, 0), (2, 0, 1), (0, 2, 1)]), st_.integers(1, 3),
+       st_.floats(-1.0, 1.0))
+def test_an_error_in_what_a_known_mover_is_taken_off_never_names_a_wrong_count(
+        rotation, k, kw, known_rotation, known_k, error):
+    """What is taken off for the known mover may be off in proportion to its change (the
+    mains voltage, a power reading taken before or after the meter's): an offset even over
+    its phases, of any size. It can hide the true count, never name another (docs/
+    allocation.md: any two counts differ by more than an even offset on some phase)."""
+    change = [10.0, 10.0, 10.0]
+    for p in rotation[:k]:
+        change[p] += amps(kw) / k
+    other = -1.5 * kw  # the known mover's change: as counted, plus the offset
+    for p in known_rotation[:known_k]:
+        change[p] += amps(other) / known_k + error * amps(kw)
+    watch = StepWatch(V)
+    before = {A: 20.0, C: 0.0}
+    watch.observe("sub", MeterSample(0.0, (10.0, 10.0, 10.0), before),
+                  {C: rotation}, {A: known_rotation[:known_k]})  # fmt: skip
+    after = MeterSample(0.25, tuple(change), {A: 20.0 + other, C: kw})  # type: ignore[arg-type]
+    assert watch.observe("sub", after, {C: rotation}, {A: known_rotation[:known_k]}) in (
+        {C: k}, {})
+
 def test_an_ev_starting_as_a_learned_one_makes_room_for_it_is_learned():
     """The sub-board day's S06: CP1's 1-phase EV, learned from its step, fills L1; a 1-phase
     EV plugs in on CP3 (rotated: its L1 on grid L2, its L3 on grid L1). Booked as assumed,
