@@ -213,10 +213,21 @@ class Controller:
             # there while others fill those phases, it waited for ever below its share (a
             # 1-phase EV on a rotated charger at 6.71 kW of 7.13, two on L1 at 2.81 of
             # 3.56 with 6.6 A free: tests/agent/test_phase_steps.py). So the increase held
-            # back last cycle is kept free on them, as a start's reserve is.
+            # back last cycle is kept free on them, as a start's reserve is. So is what a cap
+            # leaves above its draw (the apply rule counts it there too): a 1-phase EV capped
+            # at 4.14 kW drawing 3 kW on a rotated charger held 1.65 A of L1 (its third
+            # conductor) that the allocator handed to two EVs on L1, and the second one's
+            # start never fitted (tests/agent/test_phase_learning.py, once its step taught).
+            # Only a cap's: an EV still ramping to its limit draws it soon.
             for k in phases.booked.keys() - phases.narrowing().keys():
                 held_back = self._targets.get(k, 0.0) - (self.limits.get(k) or 0.0)
-                if held_back >= self.s.control.deadband_kw:  # an increase the rule asks for
+                if held_back < self.s.control.deadband_kw:  # no increase the rule asks for
+                    held_back = 0.0
+                cap = self.caps.cap(self.sessions.active[k].id)
+                if cap is not None:
+                    allowed = allowed_limit(self.limits, self.fallback_per_connector, lagging, k)
+                    held_back += max(0.0, min(allowed, cap) - counted.get(k, 0.0))
+                if held_back >= self.s.control.deadband_kw:
                     waiting[k] = max(waiting.get(k, 0.0), held_back)
             for cid, reserve in start_reserves(self.s.station, waiting).items():
                 base_a, base_kw = bases.get(cid, ((0.0, 0.0, 0.0), 0.0))

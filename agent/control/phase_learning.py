@@ -70,7 +70,7 @@ within its rating:
   learned count in the weights L2 went to 33.8 A on a 32 A fuse.
 - Its minimum power scales with the learned count (1-phase: 1.38 kW), at which a 3-phase EV
   may stop charging: less energy, not an overload; its stop is a step on three phases, which
-  teaches three (adopted at once) unless another EV moves with it.
+  teaches three (adopted at once) unless another EV of unknown phases moves with it.
 """
 
 from __future__ import annotations

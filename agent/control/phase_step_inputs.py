@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from agent.config.circuits import ancestors
 from agent.control.circuit_meters import keys_below
+from agent.control.phase_learning import PhaseCount
 from agent.control.phase_steps import Key, MeterSample
 from agent.model.snapshot import Snapshot
 
@@ -33,10 +34,32 @@ def step_taught(st: StationSettings) -> dict[str, dict[Key, tuple[int, ...]]]:
         metered = [c for c in above if c.meter is not None]
         if not metered or any(c.meter is None for c in above if c.max_current_a is not None):
             continue
-        grid_phases = tuple(int(ch.phase_rotation[2 * q + 1]) - 1 for q in range(ch.phases))
+        grid_phases = conductor_phases(ch.phase_rotation, ch.phases)
         for c in metered:
             for i in range(1, ch.connectors + 1):
                 out.setdefault(c.id, {})[(ch.id, i)] = grid_phases
+    return out
+
+
+def conductor_phases(rotation: str, conductors: int) -> tuple[int, ...]:
+    """The grid phases (0-based) of a charger's first `conductors` conductors, L1 first."""
+    return tuple(int(rotation[2 * q + 1]) - 1 for q in range(conductors))
+
+
+def known_phases(st: StationSettings, counts: Mapping[Key, PhaseCount]
+                 ) -> dict[Key, tuple[int, ...]]:  # fmt: skip
+    """The connectors whose EV's phases are known, from last cycle's counts -> the grid
+    phases it draws on: measured on its charger's conductors, learned from a meter's step,
+    switched to one phase, or on a 1-phase charger. Not one merely assumed (nor one
+    configured on three: its EV may draw on one): a step beside it teaches nothing."""
+    chargers = {ch.id: ch for ch in st.chargers}
+    out: dict[Key, tuple[int, ...]] = {}
+    for key, count in counts.items():
+        ch = chargers.get(key[0])
+        if ch is None:
+            continue
+        if count.learned or count.source == "switched" or ch.phases == 1:
+            out[key] = conductor_phases(ch.phase_rotation, min(count.phases, ch.phases))
     return out
 
 

@@ -24,7 +24,23 @@ What counts as a step, conservatively (an ambiguous one teaches nothing):
   of tests/demo/test_demo_day.py: 124.57 kWh of 137, the first start of an evening lost at
   an anchor 5.004 s old, one EV paused for 4 of its 5.5 hours).
 - Exactly one connector moved by at least `STEP_MIN_KW` and every other one by at most
-  `STEADY_KW`: a step. Two connectors moving: nothing, and a new anchor.
+  `STEADY_KW`: a step. Two connectors moving: a new anchor, and nothing learned unless all
+  of them but one have a known phase count (below).
+- Beside movers of known phases: the caller names the connectors whose EV's phases are
+  known (measured on its charger's conductors, learned from a step, switched to one phase,
+  or a 1-phase charger: agent/control/phase_step_inputs.py `known_phases`; never one merely
+  assumed) with the grid phases it draws on. When every mover but one is among them, each
+  known one's change dP' is taken off the meter's change as dP' / (k' V) on its k' phases,
+  and the rest is the other mover's step, explained as a lone step is. What is taken off
+  carries its own error (the mains voltage off the configured one, a power reading taken
+  before or after the meter's), in proportion to dP' and even over the known mover's
+  phases: no even offset turns one count's pattern into another's (any two differ on two
+  phases or more, not evenly), so it can hide the right count, not name a wrong one; and
+  the known movers together may move by at most `KNOWN_MAX_RATIO` times the step, where a
+  5 % error stays within the tenth below. The sub-board day's S06 (tests/demo/
+  test_demo_day.py): its start came in the cycle of the learned CP1's decrease that made
+  room for it (1.5 kW, a hair under a step: the anchor stayed), and it stayed assumed for
+  3.5 hours.
 - The step is explained by k when every grid phase's change is within `RESIDUAL_FRACTION` of
   the step's current (dP / V) of dP / (k V) on the k phases and of 0 on the others. A base
   load moving at the same time, a power factor far from 1 or a meter on the wrong feeder
@@ -45,6 +61,7 @@ STEP_MIN_KW = 1.5  # a clear step: 6.5 A on one phase, far above meter noise
 STEADY_KW = 0.15  # what another connector may move by during a step (< 0.7 A)
 RESIDUAL_FRACTION = 0.1  # of the step's current, per grid phase
 WINDOW_S = 5.0  # an EV follows a new pilot within seconds (IEC 61851-1: 5 s)
+KNOWN_MAX_RATIO = 2.0  # what movers of known phases may move together, per kW of the step
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +98,13 @@ class StepWatch:
         self._last: dict[str, MeterSample] = {}  # each circuit's sample before this one
 
     def observe(self, circuit_id: str, sample: MeterSample | None,
-                learnable: Mapping[Key, tuple[int, ...]]) -> dict[Key, int]:  # fmt: skip
+                learnable: Mapping[Key, tuple[int, ...]],
+                known: Mapping[Key, tuple[int, ...]] | None = None) -> dict[Key, int]:  # fmt: skip
         """This cycle's sample of the circuit (None: not fresh) -> {connector: phase count}
         for a step this sample completes. `learnable`: the connectors whose phase count the
         meter may teach (agent/control/phase_step_inputs.py) -> the grid phases of their
-        charger's conductors; every connector in the sample counts as a mover."""
+        charger's conductors; every connector in the sample counts as a mover. `known`: the
+        connectors whose EV's phases are known -> the grid phases it draws on."""
         anchor = self._anchors.get(circuit_id)
         if sample is None:
             self._anchors.pop(circuit_id, None)
@@ -112,9 +131,18 @@ class StepWatch:
         if not moving or (len(moving) == 1 and abs(moves[moving[0]]) < STEP_MIN_KW):
             return {}  # nothing decisive yet: a ramp may still become a step
         self._anchors[circuit_id] = sample
-        if len(moving) > 1 or moving[0] not in learnable:
+        known = known or {}
+        unknown = moving if len(moving) == 1 else [m for m in moving if m not in known]
+        if len(unknown) != 1 or unknown[0] not in learnable:
             return {}
-        key = moving[0]
-        change = tuple(sample.currents_a[p] - anchor.currents_a[p] for p in range(3))
-        k = explained_phases(moves[key], change, learnable[key], self.volts)  # type: ignore[arg-type]
+        key = unknown[0]
+        others = [m for m in moving if m != key]
+        if others and (abs(moves[key]) < STEP_MIN_KW or
+                       sum(abs(moves[m]) for m in others) > KNOWN_MAX_RATIO * abs(moves[key])):
+            return {}
+        change = [sample.currents_a[p] - anchor.currents_a[p] for p in range(3)]
+        for m in others:  # what the known movers' change put on their phases
+            for p in known[m]:
+                change[p] -= moves[m] * 1000 / (len(known[m]) * self.volts)
+        k = explained_phases(moves[key], tuple(change), learnable[key], self.volts)  # type: ignore[arg-type]
         return {key: k} if k is not None else {}

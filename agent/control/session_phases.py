@@ -22,7 +22,7 @@ from agent.config.settings import AgentSettings
 from agent.control.apply import Key
 from agent.control.decision import AllocationInputs, SessionRow
 from agent.control.phase_learning import ASSUMED_PHASES, PhaseCount, PhaseLearner
-from agent.control.phase_step_inputs import metered_keys, step_samples, step_taught
+from agent.control.phase_step_inputs import known_phases, metered_keys, step_samples, step_taught
 from agent.control.phase_steps import StepWatch
 from agent.control.phase_switch import NATIVE, Booking, Observation, PhaseSwitcher, SwitchRules
 from agent.control.sessions import Session
@@ -95,6 +95,8 @@ class SessionPhases:
         self._reports: set[Key] = set()  # connectors whose charger reports its conductors
         self._commanded: tuple[tuple[Key, int], ...] = ()
         self._relief_asked = float("-inf")  # when the last round of relief questions was
+        # last cycle's counts with their sessions: the steps' movers of known phases
+        self._last_counts: dict[Key, tuple[str, PhaseCount]] = {}
         self.configure(settings)
 
     def configure(self, settings: AgentSettings) -> None:
@@ -115,9 +117,13 @@ class SessionPhases:
         conversion at the learned count too)."""
         self._t = snap.t
         steps: dict[Key, int] = {}
+        # Known as of last cycle, for the session still there (a new one is not known yet).
+        known = known_phases(self.s.station, {
+            key: count for key, (sid, count) in self._last_counts.items()
+            if key in active and active[key].id == sid})  # fmt: skip
         for cid, sample in step_samples(self.metered_keys, snap, self.s.control.period_s).items():
             taught = self.step_taught.get(cid, {})
-            for key, k in self.step_watch.observe(cid, sample, taught).items():
+            for key, k in self.step_watch.observe(cid, sample, taught, known).items():
                 steps[key] = max(k, steps.get(key, 0))  # two meters: more is adopted at once
         counts: dict[Key, PhaseCount] = {}
         booked: dict[Key, int] = {}
@@ -180,6 +186,7 @@ class SessionPhases:
                     if count.learned:
                         learned.add(key)
         self.learner.forget(active.keys())
+        self._last_counts = {key: (active[key].id, n) for key, n in counts.items()}
         return PhaseView(counts, booked, frozenset(learned), in_amps)
 
     def min_kw(self, key: Key, view: PhaseView) -> float:

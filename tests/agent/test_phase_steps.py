@@ -15,7 +15,13 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st_
 
 from agent.control.phase_learning import DROP_CYCLES, PhaseLearner
-from agent.control.phase_steps import WINDOW_S, MeterSample, StepWatch, explained_phases
+from agent.control.phase_steps import (
+    KNOWN_MAX_RATIO,
+    WINDOW_S,
+    MeterSample,
+    StepWatch,
+    explained_phases,
+)
 from tests.agent.test_phase_learning import KEYS, VOLTS, PhasedSubBoard, sub_board
 
 V = 230.0
@@ -155,6 +161,114 @@ def test_each_circuit_keeps_its_own_anchor():
     watch.observe("sub", sample(0.0, (0.0, 0.0, 0.0)), LEARNABLE)
     watch.observe("other", None, LEARNABLE)
     assert watch.observe("sub", sample(0.25, (amps(7.4), 0.0, 0.0), a=7.4), LEARNABLE) == {A: 1}
+
+
+# ---- two movers, all but one of a known phase count ------------------------------------
+# The sub-board day's S06 (docs/testing.md): CP3's EV starts in the cycle where CP1, learned
+# 1-phase on L1, decreases to make room for it. CP1's change is subtracted as its known
+# count puts it on the grid phases; the rest is CP3's step, explained as a lone one is.
+KNOWN_A = {A: (0,)}  # CP1's EV learned 1-phase: its charger's L1, grid L1
+
+
+def test_a_step_beside_a_mover_of_known_phases_teaches_its_count():
+    watch = StepWatch(V)
+    watch.observe("sub", sample(0.0, (amps(7.13), 0.0, 0.0), a=7.13), LEARNABLE, KNOWN_A)
+    # CP1 down by 1.5 kW on L1, CP3 (rotated: its L1 on grid L2) up by 7.13 kW on one phase
+    moved = (amps(5.63), amps(7.13), 0.0)
+    assert watch.observe("sub", sample(0.25, moved, a=5.63, c=7.13), LEARNABLE,
+                         KNOWN_A) == {C: 1}  # fmt: skip
+
+
+def test_a_three_phase_step_beside_a_mover_of_known_phases_teaches_three():
+    watch = StepWatch(V)
+    watch.observe("sub", sample(0.0, (amps(7.13), 0.0, 0.0), a=7.13), LEARNABLE, KNOWN_A)
+    third = amps(6.0) / 3  # CP3 at 6 kW on its three conductors, CP1 down by 2 kW
+    moved = (amps(5.13) + third, third, third)
+    assert watch.observe("sub", sample(0.25, moved, a=5.13, c=6.0), LEARNABLE,
+                         KNOWN_A) == {C: 3}  # fmt: skip
+
+
+def test_two_movers_of_unknown_phases_teach_nothing():
+    watch = StepWatch(V)
+    watch.observe("sub", sample(0.0, (amps(7.13), 0.0, 0.0), a=7.13), LEARNABLE)
+    moved = (amps(5.63), amps(7.13), 0.0)
+    assert watch.observe("sub", sample(0.25, moved, a=5.63, c=7.13), LEARNABLE) == {}
+
+
+def test_a_base_load_moving_beside_two_movers_teaches_nothing():
+    watch = StepWatch(V)
+    watch.observe("sub", sample(0.0, (amps(7.13), 0.0, 5.0), a=7.13), LEARNABLE, KNOWN_A)
+    # as above, and a 4 A load on L3 off at the same instant: 4 A > a tenth of 31 A
+    moved = (amps(5.63), amps(7.13), 1.0)
+    assert watch.observe("sub", sample(0.25, moved, a=5.63, c=7.13), LEARNABLE,
+                         KNOWN_A) == {}  # fmt: skip
+
+
+def test_a_known_mover_on_the_wrong_phases_leaves_no_count():
+    """CP1's EV taken as 1-phase on L1 but really on three: the residual is off by its
+    change's two thirds on L1 and a third on L2 and L3, and no count of CP3 explains it."""
+    watch = StepWatch(V)
+    watch.observe("sub", sample(0.0, (amps(7.13) / 3,) * 3, a=7.13), LEARNABLE, KNOWN_A)
+    cp1 = amps(4.13) / 3  # CP1 (3-phase) down by 3 kW; CP3 up by 7.13 kW on grid L2
+    moved = (cp1, cp1 + amps(7.13), cp1)
+    assert watch.observe("sub", sample(0.25, moved, a=4.13, c=7.13), LEARNABLE,
+                         KNOWN_A) == {}  # fmt: skip
+
+
+def test_two_unknown_movers_beside_a_known_one_teach_nothing():
+    watch = StepWatch(V)
+    watch.observe("sub", sample(0.0, (amps(7.13), 0.0, 0.0), a=7.13), LEARNABLE, KNOWN_A)
+    moved = (amps(5.63) + amps(2.0), amps(7.13), 0.0)
+    assert watch.observe("sub", sample(0.25, moved, a=5.63, b=2.0, c=7.13), LEARNABLE,
+                         KNOWN_A) == {}  # fmt: skip
+
+
+def test_a_known_mover_moving_far_more_than_the_step_teaches_nothing():
+    """What is subtracted carries its own error (the mains voltage off the configured, a
+    charger's power reading late): beyond `KNOWN_MAX_RATIO` of the step it could reach a
+    third of the step's current, where a wrong count fits."""
+    watch = StepWatch(V)
+    watch.observe("sub", sample(0.0, (amps(7.13), 0.0, 0.0), a=7.13), LEARNABLE, KNOWN_A)
+    small = 7.13 - 1.6 - KNOWN_MAX_RATIO * 1.6  # CP1 down by more than twice CP3's 1.6 kW
+    moved = (amps(small), amps(1.6), 0.0)
+    assert watch.observe("sub", sample(0.25, moved, a=small, c=1.6), LEARNABLE,
+                         KNOWN_A) == {}  # fmt: skip
+
+
+def test_a_known_mover_alone_is_a_step_as_before():
+    """A connector of known phases moving alone is compared as any lone step is (a learned
+    EV's stop on three phases teaches three)."""
+    watch = StepWatch(V)
+    watch.observe("sub", sample(0.0, (amps(7.13), 0.0, 0.0), a=7.13), LEARNABLE, KNOWN_A)
+    assert watch.observe("sub", sample(0.25, (0.0, 0.0, 0.0), a=0.0), LEARNABLE,
+                         KNOWN_A) == {A: 1}  # fmt: skip
+
+
+@hsettings(max_examples=500, deadline=None)
+@given(st_.sampled_from([(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]),
+       st_.integers(1, 3), st_.floats(1.5, 11.0), st_.booleans(),
+       st_.sampled_from([(0, 1, 2), (1, 2, 0), (2, 0, 1)]), st_.integers(1, 3),
+       st_.floats(0.2, 1.99), st_.booleans(),
+       st_.lists(st_.floats(-0.09, 0.09), min_size=3, max_size=3))
+def test_a_step_beside_a_known_mover_names_its_true_count_and_no_other(
+        rotation, k, kw, down, known_rotation, known_k, ratio, known_down, noise):
+    """Any rotation and count of the unknown mover and of the known one (moving by up to
+    `KNOWN_MAX_RATIO` times the step, either way), each phase off by up to 9 % of the step's
+    current: the unknown mover's true count."""
+    step = -kw if down else kw
+    other = (-ratio if known_down else ratio) * kw
+    change = [0.0, 0.0, 0.0]
+    for p in rotation[:k]:
+        change[p] += amps(step) / k
+    for p in known_rotation[:known_k]:
+        change[p] += amps(other) / known_k
+    change = [10.0 + a + n * amps(kw) for a, n in zip(change, noise, strict=True)]
+    watch = StepWatch(V)
+    before = {A: 8.0, C: 8.0}
+    watch.observe("sub", MeterSample(0.0, (10.0, 10.0, 10.0), before),
+                  {C: rotation}, {A: known_rotation[:known_k]})  # fmt: skip
+    after = MeterSample(0.25, tuple(change), {A: 8.0 + other, C: 8.0 + step})  # type: ignore[arg-type]
+    assert watch.observe("sub", after, {C: rotation}, {A: known_rotation[:known_k]}) == {C: k}
 
 
 # ---- the learner's rules for circuit meter steps ---------------------------------------
@@ -431,3 +545,76 @@ def test_a_second_one_phase_ev_starts_whatever_the_first_ones_start_meets_the_wi
     share = (RATING_A - MARGIN_A) * VOLTS / 1000 / 2
     assert st.draw[KEYS[1]] == pytest.approx(share, abs=0.3), st.draw
     assert d.phases[KEYS[0]].words() == "1-phase (circuit meter step)"
+
+
+@hsettings(max_examples=500, deadline=None)
+@given(st_.sampled_from([(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]),
+       st_.integers(1, 3), st_.floats(1.5, 11.0),
+       st_.sampled_from([(0, 1, 2), (1, 2, 0), (2, 0, 1), (0, 2, 1)]), st_.integers(1, 3),
+       st_.floats(-1.0, 1.0))
+def test_an_error_in_what_a_known_mover_is_taken_off_never_names_a_wrong_count(
+        rotation, k, kw, known_rotation, known_k, error):
+    """What is taken off for the known mover may be off in proportion to its change (the
+    mains voltage, a power reading taken before or after the meter's): an offset even over
+    its phases, of any size. It can hide the true count, never name another (docs/
+    allocation.md: any two counts differ by more than an even offset on some phase)."""
+    change = [10.0, 10.0, 10.0]
+    for p in rotation[:k]:
+        change[p] += amps(kw) / k
+    other = -1.5 * kw  # the known mover's change: as counted, plus the offset
+    for p in known_rotation[:known_k]:
+        change[p] += amps(other) / known_k + error * amps(kw)
+    watch = StepWatch(V)
+    before = {A: 20.0, C: 0.0}
+    watch.observe("sub", MeterSample(0.0, (10.0, 10.0, 10.0), before),
+                  {C: rotation}, {A: known_rotation[:known_k]})  # fmt: skip
+    after = MeterSample(0.25, tuple(change), {A: 20.0 + other, C: kw})  # type: ignore[arg-type]
+    assert watch.observe("sub", after, {C: rotation}, {A: known_rotation[:known_k]}) in (
+        {C: k}, {})
+
+def test_an_ev_starting_as_a_learned_one_makes_room_for_it_is_learned():
+    """The sub-board day's S06: CP1's 1-phase EV, learned from its step, fills L1; a 1-phase
+    EV plugs in on CP3 (rotated: its L1 on grid L2, its L3 on grid L1). Booked as assumed,
+    it has a start reserve on L1: CP1 goes down by 1.5 kW (a hair less: not yet a step, the
+    anchor stays) and on, as CP3 starts, in the same sample: two movers. Without CP1's known
+    count subtracted nothing was learned, CP3 stayed assumed and its reserve held CP1 at
+    5.63 kW (L1 at 24.5 A of 31) for as long as CP3 drew; with it, CP3 is learned in the
+    cycle after its start and CP1 gets L1 back."""
+    a, _b, c = KEYS
+    st = SteppedSubBoard(cfg=sub_board(), base_kw=10.0, ev_max={a: 7.4, c: 7.4})
+    st.plug(a)
+    seen = st.step(20)
+    assert st.cycle().phases[a].words() == "1-phase (circuit meter step)"
+    st.plug(c)
+    seen += st.step(2)  # CP1 down, then CP1 further down and CP3 up
+    assert st.cycle().phases[c].words() == "1-phase (circuit meter step)"
+    seen += st.step(20)
+    d = st.cycle()
+    assert max(max(x) for x in seen) <= RATING_A - MARGIN_A + 1e-6, max(seen, key=max)
+    share = (RATING_A - MARGIN_A) * VOLTS / 1000
+    assert {a: d.targets[a], c: d.targets[c]} == pytest.approx({a: share, c: share}, abs=0.01)
+    for key in (a, c):  # each within the deadband of its share: no increase left unwritten
+        assert d.targets[key] - st.draw[key] < st.cfg.control.deadband_kw, (key, st.draw)
+
+
+def test_only_counts_from_a_measurement_or_the_wiring_are_known():
+    """The movers whose change is taken off a step: measured on the charger's conductors,
+    learned from a step, switched to one phase, or on a 1-phase charger; each on the grid
+    phases of its charger's first k conductors. One merely assumed (or configured on three:
+    its EV may draw on one) is not: a step beside it teaches nothing."""
+    from agent.config.settings import AgentSettings
+    from agent.control.phase_learning import PhaseCount
+    from agent.control.phase_step_inputs import known_phases
+
+    base = sub_board()
+    st = base.station.model_dump()
+    st["chargers"].append({**st["chargers"][0], "id": "CP4", "phases": 1,
+                           "phase_rotation": "L3L1L2"})  # fmt: skip
+    cfg = AgentSettings(**{**base.model_dump(), "station": st}).station
+    counts = {("CP1", 1): PhaseCount(1, "stepped"), ("CP2", 1): PhaseCount(1, "assumed"),
+              ("CP3", 1): PhaseCount(3, "measured"), ("CP4", 1): PhaseCount(1, "configured")}
+    assert known_phases(cfg, counts) == {("CP1", 1): (0,), ("CP3", 1): (1, 2, 0),
+                                         ("CP4", 1): (2,)}  # fmt: skip
+    counts = {("CP1", 1): PhaseCount(3, "configured"), ("CP2", 1): PhaseCount(1, "switched"),
+              ("CP3", 1): PhaseCount(1, "switching"), ("CP4", 1): PhaseCount(1, "assumed")}
+    assert known_phases(cfg, counts) == {("CP2", 1): (0,), ("CP4", 1): (2,)}
