@@ -13,13 +13,11 @@ that renames them needs this file updated (it stops with the line it did not fin
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import sys
 import tempfile
 import time
-from types import ModuleType
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
@@ -31,15 +29,7 @@ import numpy as np  # noqa: E402
 
 from allocator.arrays import StationArrays  # noqa: E402
 from allocator.request import load_into, parse_request  # noqa: E402
-
-
-def _load(name: str, path: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # (numba's cache imports it by name)
-    spec.loader.exec_module(module)
-    return module
+from bench.tree_side_by_side import _load  # noqa: E402  (a frozen copy loaded by its path)
 
 
 def _cuts(src: list[str], setup: bool) -> dict[str, list[tuple[int, str]]]:
