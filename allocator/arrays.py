@@ -216,18 +216,16 @@ class StationArrays:
 
     def _follow_setpoint(self, setpoint: float) -> None:
         """Rule 5 with the plan's setpoint, after the kernel (battery.py), as the reference."""
-        s = self.station
+        k = kernel
+        s = self.station.tolist()  # plain floats: numpy scalars are slower one by one
         # The EVs' total in whole steps, as the reference sums it (allocations are steps / 100).
-        ev_kw = round(float(self.allocation[: self.n_sessions].sum()) * kernel.STEPS_PER_KW) / kernel.STEPS_PER_KW
-        net = s[kernel.BASE_LOAD] + ev_kw - s[kernel.PV_POWER]
+        ev_kw = round(float(self.allocation[: self.n_sessions].sum()) * k.STEPS_PER_KW) / k.STEPS_PER_KW
         battery = follow_setpoint(
-            float(s[kernel.OUT_BATTERY_POWER]), setpoint, net_kw=float(net),
-            grid_capacity=float(s[kernel.GRID_CAPACITY]),
-            max_discharge=float(s[kernel.BATTERY_MAX_DISCHARGE]),
-            max_charge=float(s[kernel.BATTERY_MAX_CHARGE]),
-            soc=float(s[kernel.BATTERY_SOC]), min_soc=float(s[kernel.BATTERY_MIN_SOC]))
-        s[kernel.OUT_BATTERY_POWER] = battery
-        s[kernel.OUT_GRID_POWER] = s[kernel.BASE_LOAD] + ev_kw - s[kernel.PV_POWER] - battery
+            s[k.OUT_BATTERY_POWER], setpoint, net_kw=s[k.BASE_LOAD] + ev_kw - s[k.PV_POWER],
+            grid_capacity=s[k.GRID_CAPACITY], max_discharge=s[k.BATTERY_MAX_DISCHARGE],
+            max_charge=s[k.BATTERY_MAX_CHARGE], soc=s[k.BATTERY_SOC], min_soc=s[k.BATTERY_MIN_SOC])
+        self.station[k.OUT_BATTERY_POWER] = battery
+        self.station[k.OUT_GRID_POWER] = s[k.BASE_LOAD] + ev_kw - s[k.PV_POWER] - battery
 
     def _solve_tree(self) -> None:
         if not 0 <= self.n_circuits <= self.max_circuits:
