@@ -47,6 +47,7 @@ import math
 import numpy as np
 
 from allocator import kernel, tree_kernel
+from allocator.battery import follow_setpoint
 from allocator.binding import BINDING_NAMES
 
 __all__ = ["BINDING_NAMES", "StationArrays"]
@@ -109,11 +110,14 @@ class StationArrays:
         self.binding = np.zeros(max_sessions, dtype=np.int8)
         self._scratch_s = np.zeros((kernel.SCRATCH_SESSION_ROWS, max_sessions), dtype=np.int64)
         self._scratch_c = np.zeros((kernel.SCRATCH_CHARGER_ROWS, max_chargers + 1), dtype=np.int64)
+        self.battery_setpoint: float | None = None  # the plan's battery power (battery.py)
 
     def set_station(self, *, grid_capacity: float, base_load: float = 0.0, pv_power: float = 0.0,
                     battery_max_discharge: float = 0.0, battery_max_charge: float = 0.0,
-                    battery_soc: float = 0.0, battery_min_soc: float = 0.0) -> None:
-        """Station scalars in kW (soc in %); a station without battery leaves the battery at 0."""
+                    battery_soc: float = 0.0, battery_min_soc: float = 0.0,
+                    battery_setpoint: float | None = None) -> None:
+        """Station scalars in kW (soc in %); a station without battery leaves the battery at 0.
+        `battery_setpoint`: the plan's battery power (> 0 discharge), None without a plan."""
         s = self.station
         s[kernel.GRID_CAPACITY] = _kw(grid_capacity, "grid_capacity")
         s[kernel.BASE_LOAD] = _kw(base_load, "base_load")
@@ -122,6 +126,9 @@ class StationArrays:
         s[kernel.BATTERY_MAX_CHARGE] = _kw(battery_max_charge, "battery_max_charge")
         s[kernel.BATTERY_SOC] = _kw(battery_soc, "battery_soc")
         s[kernel.BATTERY_MIN_SOC] = _kw(battery_min_soc, "battery_min_soc")
+        if battery_setpoint is not None and not math.isfinite(battery_setpoint):
+            raise ValueError(f"battery_setpoint: must be finite, got {battery_setpoint}")
+        self.battery_setpoint = battery_setpoint
 
     @property
     def voltage(self) -> float:
@@ -198,12 +205,27 @@ class StationArrays:
                              f"capacity {self.max_chargers}, {self.max_sessions}")
         if self.tree:
             self._solve_tree()
-            return
-        status = kernel.solve(self.station, self.n_chargers, self.charger_max, self.n_sessions,
-                              self._session_f, self._session_i, self.allocation, self.binding,
-                              self._scratch_s, self._scratch_c)
-        if status == kernel.BAD_CHARGER_INDEX:
-            raise ValueError(f"session_charger: an index is outside 0..{self.n_chargers - 1}")
+        else:
+            status = kernel.solve(self.station, self.n_chargers, self.charger_max, self.n_sessions,
+                                  self._session_f, self._session_i, self.allocation, self.binding,
+                                  self._scratch_s, self._scratch_c)
+            if status == kernel.BAD_CHARGER_INDEX:
+                raise ValueError(f"session_charger: an index is outside 0..{self.n_chargers - 1}")
+        if self.battery_setpoint is not None:
+            self._follow_setpoint(self.battery_setpoint)
+
+    def _follow_setpoint(self, setpoint: float) -> None:
+        """Rule 5 with the plan's setpoint, after the kernel (battery.py), as the reference."""
+        k = kernel
+        s = self.station.tolist()  # plain floats: numpy scalars are slower one by one
+        # The EVs' total in whole steps, as the reference sums it (allocations are steps / 100).
+        ev_kw = round(float(self.allocation[: self.n_sessions].sum()) * k.STEPS_PER_KW) / k.STEPS_PER_KW
+        battery = follow_setpoint(
+            s[k.OUT_BATTERY_POWER], setpoint, net_kw=s[k.BASE_LOAD] + ev_kw - s[k.PV_POWER],
+            grid_capacity=s[k.GRID_CAPACITY], max_discharge=s[k.BATTERY_MAX_DISCHARGE],
+            max_charge=s[k.BATTERY_MAX_CHARGE], soc=s[k.BATTERY_SOC], min_soc=s[k.BATTERY_MIN_SOC])
+        self.station[k.OUT_BATTERY_POWER] = battery
+        self.station[k.OUT_GRID_POWER] = s[k.BASE_LOAD] + ev_kw - s[k.PV_POWER] - battery
 
     def _solve_tree(self) -> None:
         if not 0 <= self.n_circuits <= self.max_circuits:

@@ -859,7 +859,9 @@ def apply_plan(request: Mapping[str, Any], plan: Plan, hours: float, *,
       the cap is what keeps that average at the planned peak: an EV arriving mid-slot may
       draw above the average for the part of the slot it is there;
     - the battery block is narrowed to the planned direction: a discharge setpoint caps
-      `maxDischargePower` (and forbids charging), a charge setpoint caps `maxChargePower`.
+      `maxDischargePower` (and forbids charging), a charge setpoint caps `maxChargePower`;
+      the plan's power is the block's `setpoint`, which rule 5 follows (allocator/battery.py:
+      charging from the grid in the room the EVs leave, discharging up to the net load).
     Sessions the plan does not know (arrived since) pass through unchanged.
     With `window_h` > 0 (a control step that long), every target is the plan's time
     average over [hours, hours + window_h] instead of its value at `hours`.
@@ -881,7 +883,8 @@ def apply_plan(request: Mapping[str, Any], plan: Plan, hours: float, *,
     if batt is not None:
         charge, discharge = g.battery_limits(float(batt["maxChargePower"]),
                                              float(batt["maxDischargePower"]))
-        out["battery"] = {**batt, "maxChargePower": charge, "maxDischargePower": discharge}
+        out["battery"] = {**batt, "maxChargePower": charge, "maxDischargePower": discharge,
+                          "setpoint": g.battery_kw}
     return out
 
 

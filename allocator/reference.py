@@ -60,6 +60,10 @@ Rules, in order:
    its available discharge), charges from PV surplus beyond base load and EVs (up to
    maxChargePower, not when soc is 100), never from the grid. The battery setpoint is in kW,
    not steps. gridPower = baseLoad + sum(EV) - pvPower - batteryPower.
+   With a planned `setpoint` (battery.py): discharge = max(the above, min(setpoint,
+   maxDischargePower, net load)) above minSoc, the net load baseLoad + EVs - pvPower so it
+   never exports; charge = max(the above, min(-setpoint, maxChargePower, gridCapacity - net
+   load)) below soc 100 and when not discharging: from the grid, in the room the EVs left.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from allocator.battery import follow_setpoint
 from allocator.request import Request, Session, parse_request, result_dict
 
 STEPS_PER_KW = 100  # results are exact to 0.01 kW
@@ -282,6 +287,11 @@ def allocate_request(req: Request) -> dict[str, Any]:
     if battery and battery.soc < 100:
         charge = min(battery.max_charge_power, max(0.0, req.pv_power - req.base_load - ev_kw))
     battery_power = discharge - charge
+    if battery and battery.setpoint is not None:  # the plan's setpoint (battery.py)
+        battery_power = follow_setpoint(
+            battery_power, battery.setpoint, net_kw=req.base_load + ev_kw - req.pv_power,
+            grid_capacity=req.grid_capacity, max_discharge=battery.max_discharge_power,
+            max_charge=battery.max_charge_power, soc=battery.soc, min_soc=battery.min_soc)
     grid_power = req.base_load + ev_kw - req.pv_power - battery_power
 
     return result_dict(req, [x / STEPS_PER_KW for x in allocation], binding,

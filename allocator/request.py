@@ -3,7 +3,7 @@
 The contract (DESIGN.md, "Allocation"), all powers in kW:
 
     {"stationId"?, "gridCapacity", "baseLoad"?, "pvPower"?,
-     "battery"?: {"maxDischargePower", "maxChargePower", "soc", "minSoc"},
+     "battery"?: {"maxDischargePower", "maxChargePower", "soc", "minSoc", "setpoint"?},
      "chargers": [{"id", "maxPower", "connectors"}],
      "sessions"?: [{"sessionId", "connectorId": {"chargerId", "idx"}, "vehicleMaxPower",
                     "powerCap"?, "minPower"?, "priority"?}]}
@@ -18,7 +18,8 @@ The electrical tree (all optional; a request without it is unchanged), currents 
     sessions gain "phases"?: 1 | 2 | 3
 
 Sessions are listed in arrival order. `soc` and `minSoc` are percentages (0..100), as the
-battery profiles report them. `priority` is any finite number, default 0; higher numbers are
+battery profiles report them. The battery's optional `setpoint` is a plan's battery power in
+kW (> 0 discharge, < 0 charge, from the grid if need be; rule 5 in reference.py). `priority` is any finite number, default 0; higher numbers are
 more important (lower ones pause first). Unknown fields are rejected so that a misspelt
 optional field (say "powercap") cannot be silently ignored.
 
@@ -51,6 +52,7 @@ class Battery:
     max_charge_power: float
     soc: float
     min_soc: float
+    setpoint: float | None = None  # the plan's battery power, kW (> 0 discharge)
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ class Request:
 
 _TOP_FIELDS = {"stationId", "gridCapacity", "baseLoad", "pvPower", "battery", "chargers", "sessions",
                "voltage", "circuits"}
-_BATTERY_FIELDS = {"maxDischargePower", "maxChargePower", "soc", "minSoc"}
+_BATTERY_FIELDS = {"maxDischargePower", "maxChargePower", "soc", "minSoc", "setpoint"}
 _CHARGER_TREE_FIELDS = {"circuit", "phases", "phaseRotation", "maxCurrent", "dc"}
 _CHARGER_FIELDS = {"id", "maxPower", "connectors"} | _CHARGER_TREE_FIELDS
 _SESSION_FIELDS = {"sessionId", "connectorId", "vehicleMaxPower", "powerCap", "minPower", "priority",
@@ -208,6 +210,7 @@ def _battery(value: Any, path: str) -> Battery:
         max_charge_power=field("maxChargePower", minimum=0),
         soc=field("soc", minimum=0, maximum=100),
         min_soc=field("minSoc", minimum=0, maximum=100),
+        setpoint=None if obj.get("setpoint") is None else field("setpoint"),
     )
 
 
@@ -399,6 +402,7 @@ def load_into(request: Request, arrays: StationArrays) -> None:
         battery_max_charge=battery.max_charge_power if battery else 0.0,
         battery_soc=battery.soc if battery else 0.0,
         battery_min_soc=battery.min_soc if battery else 0.0,
+        battery_setpoint=battery.setpoint if battery else None,
     )
     arrays.n_chargers = len(request.chargers)
     arrays.charger_max[: arrays.n_chargers] = [c.max_power for c in request.chargers]

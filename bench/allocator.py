@@ -5,6 +5,7 @@ power caps and minimums, battery and PV; the grid is short so charger and statio
 bind): median microseconds per call of
   kernel     StationArrays.solve() on pre-filled arrays (what the control loop pays per cycle,
              numba dispatch included),
+  +setpoint  the same with a plan's battery setpoint (rule 5's follow-up in Python, battery.py),
   api        allocate(request dict): validation, conversion to arrays, solve, result dict,
   reference  allocate_reference(request dict), the plain-Python specification,
 and reference/kernel. Also the first call's time in a fresh process (compile or cache load)
@@ -161,9 +162,13 @@ def measure(quick: bool) -> dict[str, Any]:
         arrays = StationArrays(len(request["chargers"]), n)
         load_into(parse_request(request), arrays)
         kernel_us = median_us(arrays.solve, budget)
+        arrays.battery_setpoint = -20.0  # a plan charging the battery (allocator/battery.py)
+        setpoint_us = median_us(arrays.solve, budget)
+        arrays.battery_setpoint = None
         api_us = median_us(lambda r=request: allocate(r), budget)
         reference_us = median_us(lambda r=request: allocate_reference(r), budget)
-        rows.append({"sessions": n, "kernel_us": round(kernel_us, 2), "api_us": round(api_us, 1),
+        rows.append({"sessions": n, "kernel_us": round(kernel_us, 2),
+                     "setpoint_us": round(setpoint_us, 2), "api_us": round(api_us, 1),
                      "reference_us": round(reference_us, 1),
                      "ratio": round(reference_us / kernel_us, 1)})
     trees = []
@@ -192,9 +197,10 @@ def main() -> int:
     if args.json:
         print(json.dumps(out))
         return 0
-    print(f"{'sessions':>8} {'kernel us':>10} {'api us':>10} {'reference us':>13} {'ratio':>8}")
+    print(f"{'sessions':>8} {'kernel us':>10} {'+setpoint':>10} {'api us':>10} {'reference us':>13} "
+          f"{'ratio':>8}")
     for r in out["rows"]:
-        print(f"{r['sessions']:>8} {r['kernel_us']:>10.2f} {r['api_us']:>10.1f} "
+        print(f"{r['sessions']:>8} {r['kernel_us']:>10.2f} {r['setpoint_us']:>10.2f} {r['api_us']:>10.1f} "
               f"{r['reference_us']:>13.1f} {r['ratio']:>7.0f}x")
     print()
     print(f"{'tree':>8} {'circuits':>9} {'kernel us':>10} {'reference us':>13} {'ratio':>8}")

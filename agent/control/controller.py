@@ -293,6 +293,8 @@ class Controller:
                             phases.booked, min_kw)
         self.arrays.solve()
         allocations, binding = self._answer(inputs)
+        # Read before the phase what-ifs below re-solve the same arrays with other rows.
+        battery_kw, alloc_grid_kw = self.arrays.battery_power, self.arrays.grid_power
         fits = self.phases.what_ifs(inputs, allocations, binding, phases, bases)
         held_by = held_by_plan(guidance, inputs.sessions, allocations, binding,
                             plan_lowered_grid=grid < safe_grid - 1e-6, guarded=v2g.guarded)
@@ -349,7 +351,6 @@ class Controller:
                 exact_keys=self.under_circuits,
             )
 
-        battery_kw = self.arrays.battery_power
         # The battery giving less raises the import: it goes first out of the headroom,
         # the EVs' increases share what is left (agent/control/battery_order.py). A drop
         # already ordered but not yet followed (the battery still gives more than its
@@ -383,7 +384,7 @@ class Controller:
             allocations=allocations,
             binding=binding,
             battery_kw=battery_kw,
-            grid_kw=round(self.arrays.grid_power, 6) + 0.0,
+            grid_kw=round(alloc_grid_kw, 6) + 0.0,
             connectors=tuple(conns),
             targets=targets,
             plan=plan,
@@ -470,8 +471,11 @@ class Controller:
         grid = max(0.0, grid_kw)
         b = budget.battery
         if b is not None and guidance is not None:
+            # The plan's direction narrows the limits; its power is the setpoint rule 5
+            # follows (charging from the grid only in the room left after the EVs).
             charge, discharge = guidance.battery_limits(b["maxChargePower"], b["maxDischargePower"])
-            b = {**b, "maxChargePower": charge, "maxDischargePower": discharge}
+            b = {**b, "maxChargePower": charge, "maxDischargePower": discharge,
+                 "setpoint": guidance.battery_kw}
         a.set_station(
             grid_capacity=grid,
             base_load=budget.base_load_kw,
@@ -480,6 +484,7 @@ class Controller:
             battery_max_charge=b["maxChargePower"] if b else 0.0,
             battery_soc=b["soc"] if b else 0.0,
             battery_min_soc=b["minSoc"] if b else 0.0,
+            battery_setpoint=b.get("setpoint") if b else None,
         )
         rows = []
         for row, x in enumerate(ordered):

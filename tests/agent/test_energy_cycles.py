@@ -6,6 +6,7 @@ Station (cycle_helpers): grid 100 kW, margin 2 kW, CP1 50 kW x 2, CP2 50 kW x 1.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -176,3 +177,49 @@ def test_battery_watch_alerts_cycles_and_maintenance():
     watch.persist()  # throughput survives a restart
     again = BatteryWatch(cfg.station.battery, db, signals)
     assert again.health.throughput_kwh == pytest.approx(watch.health.throughput_kwh)
+
+
+def test_the_battery_follows_a_planned_grid_charge_in_the_room_the_evs_leave():
+    """Issue 16 (the refill branch's daemon day: 473 kWh planned charge, 75 done, PV only):
+    cheap now, dear later, the plan charges the battery at its 40 kW from the grid; the
+    setpoint written is the plan's, less what the EVs and base load leave under the cap."""
+    req = PlanRequest(
+        import_price=[0.10, 0.10, 0.40, 0.40], export_price=[0.0] * 4, pv_power=[0.0] * 4,
+        base_load=[30.0] * 4, grid_capacity=100.0,
+        chargers=[ChargerSpec("CP1", 50.0), ChargerSpec("CP2", 50.0)], sessions=[],
+        battery=BatterySpec(capacity=80.0, energy=20.0, max_charge_power=40.0,
+                            max_discharge_power=40.0, min_soc=0.1),
+        demand_charge=0.0,
+    )  # fmt: skip
+    plan = Planner().plan(req)
+    guide = guidance_at(plan, 0.1)
+    assert guide.battery_kw == pytest.approx(-40.0)
+    st = Station(cfg=settings(station={"battery": BATTERY}), base_kw=30.0,
+                 hooks={"guide": lambda ts: guide})
+    st.battery = BatteryState(soc=25.0, max_charge_kw=40.0, max_discharge_kw=40.0, power_kw=0.0)
+    st.plug(CP2_1, draw=12.0)  # not in the plan: passes through, comes first; capped
+    setpoints = []
+    for _ in range(12):
+        d = st.cycle()
+        if d.battery_setpoint_kw is not None:  # the battery follows its setpoint
+            st.battery = replace(st.battery, power_kw=d.battery_setpoint_kw)
+        setpoints.append(st.battery.power_kw)
+        assert st.grid_kw() <= 100.0
+    ev_kw = sum(d.allocations.values())
+    # the allocator's gridCapacity (the plan's import cap, under the capacity less the
+    # headroom margin) less the base load and the EVs
+    cap = d.request["gridCapacity"]
+    assert cap <= 98.0
+    room = cap - 30.0 - ev_kw
+    assert d.battery_kw == pytest.approx(-max(0.0, min(40.0, room)))
+    assert -40.0 < d.battery_kw < -10.0  # a part of the plan's charge
+    assert st.battery.power_kw == pytest.approx(d.battery_kw, abs=0.5)  # the deadband
+    st.unplug(CP2_1)  # the EV leaves: the plan's 40 kW fit
+    for _ in range(12):
+        d = st.cycle()
+        if d.battery_setpoint_kw is not None:
+            st.battery = replace(st.battery, power_kw=d.battery_setpoint_kw)
+        assert st.grid_kw() <= 100.0
+    print("battery power per cycle:", setpoints, "then", st.battery.power_kw)
+    assert st.battery.power_kw == pytest.approx(-40.0)
+    assert d.battery_kw == pytest.approx(-40.0)

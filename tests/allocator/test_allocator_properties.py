@@ -58,6 +58,8 @@ def stations(draw: st.DrawFn) -> dict[str, Any]:
         request["battery"] = {"maxDischargePower": draw(kw(200)), "maxChargePower": draw(kw(200)),
                               "soc": draw(st.sampled_from([0, 5, 10, 50, 99.5, 100])),
                               "minSoc": draw(st.sampled_from([0, 10, 20]))}
+        if draw(st.booleans()):  # a plan's setpoint: > 0 discharge, < 0 charge
+            request["battery"]["setpoint"] = draw(st.one_of(kw(250), kw(250).map(lambda x: -x)))
     return request
 
 
@@ -95,8 +97,13 @@ def check_limits(request: dict[str, Any], result: dict[str, Any]) -> None:
     else:
         assert -battery["maxChargePower"] - GRID_TOL <= bat
         assert bat <= (battery["maxDischargePower"] if battery["soc"] > battery["minSoc"] else 0) + GRID_TOL
-        if bat < 0:  # charging only from PV surplus: never imports to charge
-            assert result["gridPower"] <= GRID_TOL
+        if battery.get("setpoint") is None:
+            if bat < 0:  # charging only from PV surplus: never imports to charge
+                assert result["gridPower"] <= GRID_TOL
+        elif bat > 0:  # discharging to the plan never exports
+            assert result["gridPower"] >= -GRID_TOL
+        elif bat < -GRID_TOL and result["gridPower"] > GRID_TOL:  # charging from the grid
+            assert bat >= battery["setpoint"] - GRID_TOL, "charges more than planned"
     if budget(request) >= 0:
         assert result["gridPower"] <= request["gridCapacity"] + GRID_TOL
     expected_grid = (request.get("baseLoad", 0) + total - request.get("pvPower", 0) - bat)

@@ -144,6 +144,10 @@ def test_apply_plan_narrows_the_allocator_request():
     assert later["sessions"][0]["powerCap"] == pytest.approx(10.0, abs=1e-6)
     assert later["sessions"][0]["priority"] == 1
     assert now["gridCapacity"] <= 100.0
+    # the plan's battery power is the setpoint rule 5 follows (not only a limit)
+    for hours, request_out in ((0.5, now), (2.5, later)):
+        assert request_out["battery"]["setpoint"] == pytest.approx(
+            float(p.battery_power[p.slot_at(hours)]))
 
 
 def test_bad_input_names_the_field():
