@@ -182,6 +182,10 @@ class PlannerTask:
         self._current: _Current | None = None
         self._wake = asyncio.Event()
         self._reasons: list[str] = []
+        # Monotonic times the next signal poll and periodic re-plan are due (`step`); None:
+        # at once (start-up).
+        self._next_poll: float | None = None
+        self._next_plan: float | None = None
         self._session_ids: frozenset[str] = frozenset()
         self._sessions: tuple[Session, ...] = ()
         self.configure_station(settings)
@@ -261,23 +265,26 @@ class PlannerTask:
     # --- the task -------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        p = self.s.planner
-        next_plan = self.clock.monotonic()  # plan at once on start
-        next_poll = self.clock.monotonic()
         self.trigger("start")
         while not stop.is_set():
-            now = self.clock.monotonic()
-            if now >= next_poll:
-                next_poll = now + p.signal_poll_s
-                self._poll_signals()
-            if self._wake.is_set() or now >= next_plan:
-                reason = ", ".join(dict.fromkeys(self._reasons)) or "periodic"
-                self._reasons.clear()
-                self._wake.clear()
-                await self.replan(reason)
-                next_plan = self.clock.monotonic() + p.replan_s
-            timeout = max(0.0, min(next_plan, next_poll) - self.clock.monotonic())
+            timeout = await self.step()
             await _wait_any((self._wake, stop), timeout)
+
+    async def step(self) -> float:
+        """One turn of `run`: poll the signals and re-plan when due (or triggered); the
+        seconds until the next is due. A test on an injected clock calls it as `run` does."""
+        p = self.s.planner
+        now = self.clock.monotonic()
+        if self._next_poll is None or now >= self._next_poll:
+            self._next_poll = now + p.signal_poll_s
+            self._poll_signals()
+        if self._wake.is_set() or self._next_plan is None or now >= self._next_plan:
+            reason = ", ".join(dict.fromkeys(self._reasons)) or "periodic"
+            self._reasons.clear()
+            self._wake.clear()
+            await self.replan(reason)
+            self._next_plan = self.clock.monotonic() + p.replan_s
+        return max(0.0, min(self._next_plan, self._next_poll) - self.clock.monotonic())
 
     async def replan(self, reason: str) -> None:
         """Build the request, solve it off the event loop, install the plan (or drop it)."""

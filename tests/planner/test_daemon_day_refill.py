@@ -171,25 +171,13 @@ async def _day(tmp_path, seed: int, k: int, step_s: float = STEP_S) -> DayRun:  
         planner, ledger = loop.planner, loop.ledger
         assert planner is not None and ledger is not None
         await loop.start()
-        p = cfg.planner
-        next_plan = next_poll = clock.monotonic()
         planner.trigger("start")
         run = DayRun(doc, midnight, sent, [], [], 0, 0)
         h = step_s / 3600.0
         try:
             end = midnight + timedelta(days=1, minutes=5)
             while clock.now() < end:
-                # PlannerTask.run's steps, on the injected clock.
-                now = clock.monotonic()
-                if now >= next_poll:
-                    next_poll = now + p.signal_poll_s
-                    planner._poll_signals()
-                if planner._wake.is_set() or now >= next_plan:
-                    reason = ", ".join(dict.fromkeys(planner._reasons)) or "periodic"
-                    planner._reasons.clear()
-                    planner._wake.clear()
-                    await planner.replan(reason)
-                    next_plan = clock.monotonic() + p.replan_s
+                await planner.step()  # PlannerTask.run's turn, on the injected clock
                 guide = planner.guidance(clock.now())  # what this step is planned to do
                 sim.advance(step_s, max_substep=0.25)
                 clock.advance(step_s)
