@@ -2,6 +2,8 @@
 
 - Grid meter fresh: the base load (everything but the EVs) is measured as
   grid import - EV power + PV + battery discharge, and remembered for `base_load_window_s`.
+  A charger's sampled draw (OCPP meter values) counts as at a circuit meter
+  (agent/control/counted_draws.py).
 - Grid meter stale: the safe budget assumes the highest base load seen recently or the
   configured pessimistic value, whichever is higher, and counts on no PV or battery (their
   output may drop unseen).
@@ -18,6 +20,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from agent.control.counted_draws import CountedDraws
 from agent.control.grid_sign import contradiction
 from agent.model.snapshot import Snapshot
 
@@ -63,6 +66,7 @@ def budget_inputs(
     battery_cfg: tuple[float, float, float] | None,  # (min_soc, max_charge_kw, max_discharge_kw)
     *,
     pv_expected: bool = False,  # a PV inverter is configured: an unknown PV is not 0 kW
+    draws: CountedDraws | None = None,  # agent/control/counted_draws.py; None: as read
 ) -> BudgetInputs:
     modes: set[str] = set()
     reserved = 0.0
@@ -71,9 +75,11 @@ def budget_inputs(
     steady_draw = 0.0  # the lower of this and the last cycle's draw, per connector
     for ch in snap.chargers:
         if ch.reachable:
-            reachable_draw += sum(c.power_kw for c in ch.connectors)
-            steady_draw += sum(min(c.power_kw, last_power.get((ch.id, c.idx), c.power_kw))
-                               for c in ch.connectors)
+            for c in ch.connectors:
+                key = (ch.id, c.idx)
+                drawn = draws.drawn.get(key, c.power_kw) if draws else c.power_kw
+                reachable_draw += draws.base.get(key, drawn) if draws else drawn
+                steady_draw += min(drawn, last_power.get(key, drawn))
             continue
         modes.add(f"charger_unreachable:{ch.id}")
         for c in ch.connectors:

@@ -6,7 +6,7 @@ the headroom its chargers' increases may use this cycle.
   counts where the chargers report per-conductor currents), never below 0; its
   base power likewise. This is the grid meter's rule for power (agent/control/budget.py),
   per circuit and phase. A connector whose power is a sample older than the read (OCPP
-  meter values) counts at most at its limit in force (`_counted_draw`).
+  meter values) counts as agent/control/counted_draws.py says, as at the grid meter.
 - Stale meter (no reading within `stale_after_s`, or a map without per-phase currents): that
   circuit alone degrades (mode `circuit_meter_stale:<id>`). Its base is its
   `pessimistic_base_a` when configured, else its rating minus the fallbacks of the chargers
@@ -37,13 +37,14 @@ the headroom its chargers' increases may use this cycle.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agent.config.circuits import ancestors
+from agent.control.counted_draws import CountedDraws, counted_draws
 from agent.control.tree import ev_loads, phase_shares
-from agent.model.snapshot import ConnectorState, Snapshot
+from agent.model.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from agent.config.settings import StationSettings
@@ -116,19 +117,6 @@ def conductor_weights(st: StationSettings, keys: frozenset[Key],
     return out
 
 
-def _counted_draw(c: ConnectorState) -> float:
-    """What a connector counts as drawing here. A charger whose power is a sample taken
-    before the read (OCPP meter values, `power_ts` set) may still report an EV that its
-    lowered limit has stopped: subtracted from the meter, that draw made the circuit's base
-    load read 0 and its room too large (over OCPP a 32 A sub-board reached 37 A, the agent
-    handing the room of four stopped EVs back to them). So such a sample counts at most at
-    the limit in force: an error on the safe side (base load too high, undrawn limit too
-    large) for the sample's age."""
-    if c.power_ts is not None and c.limit_kw is not None:
-        return min(c.power_kw, max(0.0, c.limit_kw))
-    return c.power_kw
-
-
 def measure_circuits(
     st: StationSettings,
     snap: Snapshot,
@@ -138,8 +126,7 @@ def measure_circuits(
     lagging: Mapping[Key, float] | None = None,
     phases: Mapping[Key, int] | None = None,
     measured_phases: Mapping[Key, int] | None = None,
-    draw_bounds: Mapping[Key, float] | None = None,
-    raised: Iterable[Key] = (),
+    draws: CountedDraws | None = None,
     in_amps: Mapping[Key, int] | None = None,
 ) -> list[CircuitMeasure]:
     """One `CircuitMeasure` per metered circuit (none when no circuit has a meter).
@@ -149,26 +136,17 @@ def measure_circuits(
     (`LimitLag.still_allowed`, the same record the grid rule counts); `phases`: sessions'
     booked phase counts, where they differ from their chargers' (tree.py `ev_loads`);
     `measured_phases`: those of them measured on their chargers' own conductors, not
-    assumed or learned from a circuit meter's step (`conductor_weights`); `draw_bounds`:
-    sampled draws taken before a decrease -> the most they count as (`LimitLag.draw_bounds`:
-    both the base load and the undrawn part are then on the safe side); `raised`: sampled
-    draws taken before an increase (`LimitLag.base_draws`): the base load counts them at the
-    limit in force, not as the EV's own draw left in the base (the undrawn part keeps the
-    sample); `in_amps`: connectors limited in A per phase of that many conductors
-    (`conductor_weights`)."""
+    assumed or learned from a circuit meter's step (`conductor_weights`); `draws`: what
+    each connector counts as drawing, the same as at the grid meter (counted_draws.py;
+    None: its rule without the limit lag's records); `in_amps`: connectors limited in A per
+    phase of that many conductors (`conductor_weights`)."""
     if not snap.circuit_meters:
         return []
     lag = lagging or {}
-    power = {(c.charger_id, c.idx): _counted_draw(c) for c in snap.connectors()}
-    bounds = draw_bounds or {}
-    power = {key: min(kw, bounds.get(key, kw)) for key, kw in power.items()}
-    base_power = dict(power)
-    for key in raised:
-        limit = limits.get(key)
-        if key in base_power and limit is not None:
-            base_power[key] = max(base_power[key], limit)
+    draws = draws or counted_draws(snap, limits)
+    power, base_power = draws.drawn, draws.base
     ev_amps, ev_kw = ev_loads(st, base_power, phases)
-    drawn_amps, drawn_kw = ev_loads(st, power, phases) if raised else (ev_amps, ev_kw)
+    drawn_amps, drawn_kw = ev_loads(st, power, phases) if base_power != power else (ev_amps, ev_kw)
     index = {c.id: k for k, c in enumerate(st.circuits)}
     chargers = {ch.id: ch for ch in st.chargers}
     booked = phases or {}

@@ -29,6 +29,7 @@ from agent.control.circuit_meters import (
     stale_keys,
 )
 from agent.control.comeback import LIMIT_EPS_KW, rewrite_fallback
+from agent.control.counted_draws import counted_draws
 from agent.control.decision import AllocationInputs, ConnectorDecision, Decision, SessionRow
 from agent.control.held import held_by_plan
 from agent.control.limit_lag import LimitLag
@@ -161,15 +162,6 @@ class Controller:
         battery_available = (
             self.battery_available(snap.ts) if self.battery_available is not None else True
         )
-        budget = budget_inputs(
-            snap,
-            self.base_history,
-            self.s.station.pessimistic_base_load_kw,
-            self.limits,
-            previous_power,
-            self._battery_cfg if battery_available else None,
-            pv_expected=self.s.station.pv_inverter is not None,
-        )
         # Limits lowered but maybe not followed yet count at their old value in the grid's
         # headroom and in every metered circuit's (limit_lag.py): asked once per cycle.
         drawing = {cd.key: cd.drawing_kw for cd in conns}
@@ -193,13 +185,25 @@ class Controller:
         # A sample taken before an increase hides the EV's ramp from it while the circuit
         # meters show it: their base load counts it at its limit (limit_lag.py).
         raised = self.lag.base_draws(sample_ts, drawing, t) - vacant
+        # The grid meter and every circuit meter split their readings with the same draws.
+        draws = counted_draws(snap, self.limits, bounds, raised)
+        budget = budget_inputs(
+            snap,
+            self.base_history,
+            self.s.station.pessimistic_base_load_kw,
+            self.limits,
+            previous_power,
+            self._battery_cfg if battery_available else None,
+            pv_expected=self.s.station.pv_inverter is not None,
+            draws=draws,
+        )
         phases = self.phases.count(snap, self.sessions.active)
         # Metered circuits: their base load, and what is held while a meter is stale. Only
         # counts from a charger's own conductors narrow the apply rule's weights; one from a
         # circuit meter's step may be wrong (phase_learning.py).
         circuits = measure_circuits(self.s.station, snap, self.limits,
                                     self.fallback_per_connector, c.period_s, lagging,
-                                    draw_bounds=bounds, raised=raised,
+                                    draws=draws,
                                     phases=phases.booked,
                                     measured_phases=phases.narrowing(),
                                     in_amps=phases.in_amps)  # fmt: skip

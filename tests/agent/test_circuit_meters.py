@@ -151,6 +151,7 @@ def test_a_sample_taken_before_an_increase_leaves_the_evs_own_draw_out_of_the_ba
     the limit in force (`raised`, LimitLag.base_draws) the base is the non-EV load. The room
     for increases still counts its whole limit as undrawn: that stays on the safe side."""
     from agent.control.circuit_meters import measure_circuits
+    from agent.control.counted_draws import counted_draws
 
     cfg = sub_board_settings()
     st = SubBoard(cfg=cfg, base_kw=10.0)
@@ -166,7 +167,8 @@ def test_a_sample_taken_before_an_increase_leaves_the_evs_own_draw_out_of_the_ba
     limits = {KEYS[0]: 1.45, KEYS[1]: 0.0, KEYS[2]: 0.0}
     fallback = dict.fromkeys(KEYS, 0.0)
     stale, = measure_circuits(cfg.station, snap, limits, fallback, 1.0)
-    known, = measure_circuits(cfg.station, snap, limits, fallback, 1.0, raised={KEYS[0]})
+    known, = measure_circuits(cfg.station, snap, limits, fallback, 1.0,
+                              draws=counted_draws(snap, limits, raised={KEYS[0]}))
     assert [round(a, 2) for a in stale.base_current_a] == [round(4.0 + ev_a, 2),
                                                           round(2.0 + ev_a, 2),
                                                           round(2.0 + ev_a, 2)]

@@ -1,0 +1,106 @@
+"""The grid meter's base load with a charger whose draw is a sample (OCPP meter values), cycle
+by cycle: the draw counts as at a circuit meter (agent/control/counted_draws.py).
+
+Found over OCPP with meter values once a minute (tests/ocpp/test_ocpp_relay.py, CI of
+2026-12-07): the agent raised an EV, the grid meter showed its ramp while its sample still
+showed the old draw, the ramp read as base load and the limit came down again; the EV's next
+sample, taken before it followed that decrease, then read more than the grid meter and the
+meter was judged implausible: the safe budget held a 60 kW station's only EV at 24 kW until
+the sample after, a minute later, and so on every minute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from agent.model.snapshot import Snapshot
+from tests.agent.cycle_helpers import Station, settings
+
+KEY = ("CP1", 1)
+CAPACITY = 60.0
+
+
+def one_charger_station() -> SampledStation:
+    cfg = settings(
+        station={"grid_capacity_kw": CAPACITY, "pessimistic_base_load_kw": 15.0,
+                 "chargers": [{"id": "CP1", "device": "cp1", "max_power_kw": 150.0,
+                               "connectors": 1}]},
+        control={"headroom_margin_kw": 0.0, "deadband_kw": 0.2, "cap_after_s": 3600.0,
+                 "probe_margin_kw": 0.3, "probe_margin_fraction": 0.0})
+    return SampledStation(cfg=cfg, base_kw=0.0)
+
+
+@dataclass
+class SampledStation(Station):
+    """The charger reports `sample` (kW, its time) as the connector's draw, not `draw`: the
+    simulator's physics is `draw`, what the grid meter adds up."""
+
+    sample: dict[tuple[str, int], tuple[float, float]] = field(default_factory=dict)
+
+    def snapshot(self) -> Snapshot:
+        snap = super().snapshot()
+        chargers = tuple(replace(ch, connectors=tuple(
+            replace(c, power_kw=self.sample[(ch.id, c.idx)][0],
+                    power_ts=self.sample[(ch.id, c.idx)][1])
+            if (ch.id, c.idx) in self.sample else c for c in ch.connectors))
+            for ch in snap.chargers)  # fmt: skip
+        return replace(snap, chargers=chargers)
+
+
+def settle(st: SampledStation, kw: float, cycles: int = 40) -> None:
+    """The EV takes its limit up to `kw` and a fresh sample shows it every cycle."""
+    for k in range(cycles):
+        st.cycle()
+        st.draw[KEY] = min(kw, st.limits[KEY])
+        st.sample[KEY] = (st.draw[KEY], 1000.0 + k)
+
+
+def test_an_ev_raised_before_its_sample_shows_it_keeps_its_limit():
+    st = one_charger_station()
+    st.plug(KEY)
+    st.base_kw = 35.0
+    settle(st, 150.0)
+    assert 24.0 <= st.limits[KEY] <= 25.0  # 60 - 35, less the probe's margin
+    st.base_kw = 0.0  # the rest of the station switches off: the agent raises the EV
+    limits, imports = [], []
+    for k in range(40):  # 10 s, no periodic sample (one a minute): only the meter shows
+        # the EV's ramp. The charger answers the agent's request for a sample (OCPP
+        # TriggerMessage) with one taken before the EV follows the cycle's write.
+        d = st.cycle()
+        if KEY in d.samples_wanted:
+            st.sample[KEY] = (st.draw[KEY], 2000.0 + k)
+        st.draw[KEY] = st.limits[KEY]
+        limits.append(st.limits[KEY])
+        imports.append(st.grid_kw())
+    assert max(imports) <= CAPACITY + 1e-6
+    # Raised step by step (each increase waits while the last one's undrawn part, counted
+    # from the old sample, fills the headroom), never lowered: with the ramp read as base
+    # load it went 35, 50, then down to 45.
+    assert all(b >= a for a, b in zip(limits, limits[1:], strict=False)), limits
+    assert limits[-1] >= 45.0, limits
+
+
+def test_a_sample_taken_before_a_decrease_was_followed_does_not_make_the_meter_implausible():
+    st = one_charger_station()
+    st.plug(KEY)
+    settle(st, 150.0)
+    assert st.limits[KEY] >= CAPACITY - 1.0
+    st.base_kw = 30.0  # a base-load step: the EV is lowered
+    d = st.cycle()
+    assert st.limits[KEY] <= 31.0
+    st.base_kw = 0.0  # and gone again
+    # The charger's next sample was taken before the EV followed: it reads the old draw.
+    st.sample[KEY] = (st.draw[KEY], 2000.0)
+    st.draw[KEY] = st.limits[KEY]
+    modes, limits, imports = set(), [], []
+    for k in range(40):  # 10 s, no periodic sample (one a minute)
+        d = st.cycle()
+        if KEY in d.samples_wanted:  # as above
+            st.sample[KEY] = (st.draw[KEY], 3000.0 + k)
+        st.draw[KEY] = st.limits[KEY]
+        modes |= d.budget.modes
+        limits.append(st.limits[KEY])
+        imports.append(st.grid_kw())
+    assert "grid_meter_implausible" not in modes
+    assert max(imports) <= CAPACITY + 1e-6
+    assert limits[-1] >= CAPACITY - 1.0, limits
