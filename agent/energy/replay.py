@@ -520,7 +520,10 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
             plan = None  # the last plan ran out: plain fair sharing until one succeeds
         request = _allocator_request(day, slot, active, step_h, t)
         v2g: dict[str, float] = {}
-        b_set = 0.0
+        if plan is not None and use_battery and b is not None:
+            # As the daemon: the battery block, which apply_plan narrows to the plan's
+            # direction and gives the plan's setpoint for rule 5 to follow.
+            request["battery"] = _battery_block(b, b_energy, step_h, eta_b)
         if plan is not None:
             current = ledger.intervals[slot].import_kwh if len(ledger.intervals) > slot else 0.0
             # The step follows the plan's average over the step, not its value at the
@@ -529,7 +532,6 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
             request = apply_plan(request, plan, at, interval_import_kwh=current,
                                  interval_remaining_h=(slot + 1) * sh - t, window_h=step_h)
             v2g = v2g_setpoints(plan, at, step_h)
-            b_set = plan.mean_over(plan.battery_power, at, step_h)
         # V2G vehicles that discharge are not charging this step: the allocator sees them
         # at zero so their charger's share goes to others.
         for s in request["sessions"]:
@@ -547,16 +549,15 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
                 energy_cap = s.v2g_available(day.v2g_min_soc) * day.v2g_efficiency
                 v2g_kw[sid] = min(limit, energy_cap / max(present_h, 1e-12))
                 v2g_supply += v2g_kw[sid] * max(0.0, present_h / step_h)
-        request["gridCapacity"] += v2g_supply
+        # As the daemon (Controller._fill): a supply like PV, so rule 5 never exports it.
+        request["pvPower"] += v2g_supply
         b_max = 0.0
-        if use_battery and b is not None:
-            b_set = _battery_feasible(b, b_set, b_energy, step_h, eta_b)
+        if use_battery and b is not None and plan is None:
+            # Fair sharing: the allocator may count on the battery's full discharge
+            # headroom, which holds the grid capacity (below).
             b_max = _battery_feasible(b, b.max_discharge, b_energy, step_h, eta_b)
-            # The allocator may count on the battery's full discharge headroom: the plan
-            # is in slot averages, so an EV there for part of a slot (or a burst inside it)
-            # is covered by the battery rather than by importing above the planned peak.
             request["gridCapacity"] = request["gridCapacity"] + b_max
-        import_cap = request["gridCapacity"] - b_max - v2g_supply
+        import_cap = request["gridCapacity"] - b_max
         result = allocate(request)
         allocations: dict[str, float] = result["allocations"]
         powers: dict[str, float] = {}
@@ -580,17 +581,23 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
         if peaks:
             for cid, amps in circuit_currents(day, drawn, ev_by_id).items():
                 peaks[cid] = [max(a, b) for a, b in zip(peaks[cid], amps, strict=True)]
+        b_set = 0.0
         if use_battery and b is not None:
-            # Follow the plan's setpoint, discharging more only for what would otherwise be
-            # imported above the cap (and charging less for the same reason).
-            load = day.base_load[slot] - day.pv[slot] + sum(powers.values())
-            b_set = min(max(b_set, load - import_cap), b_max)
+            if plan is not None:
+                # Rule 5 with the plan's setpoint (allocator/battery.py), as the daemon. The
+                # result is rounded to 1e-6 kW: held to the block's limits, so the SoC never
+                # steps past its window by that hair (the next plan would start outside it).
+                blk = request["battery"]
+                b_set = min(max(float(result["batteryPower"]), -blk["maxChargePower"]),
+                            blk["maxDischargePower"])
+            else:
+                # Discharge only what would otherwise be imported above the capacity.
+                load = day.base_load[slot] - day.pv[slot] + sum(powers.values())
+                b_set = min(max(0.0, load - import_cap), b_max)
             if b_set >= 0:
                 b_energy -= b_set * step_h / eta_b
             else:
                 b_energy += -b_set * step_h * eta_b
-        else:
-            b_set = 0.0
         grid = day.base_load[slot] - day.pv[slot] + sum(powers.values()) - b_set
         # PV beyond the export limit is curtailed, not exported.
         grid = max(grid, -day.grid_capacity)
@@ -630,10 +637,22 @@ def _battery_feasible(b: Battery, setpoint: float, energy: float, step_h: float,
     return -min(-setpoint, b.max_charge, room)
 
 
+def _battery_block(b: Battery, energy: float, step_h: float, eta: float) -> dict[str, float]:
+    """The allocator's battery object for one step: its limits clamped to what the SoC
+    window allows over the step (`_battery_feasible`), soc and minSoc in %."""
+    return {
+        "soc": min(100.0, max(0.0, 100.0 * energy / b.capacity)),
+        "minSoc": 100.0 * b.min_soc,
+        "maxDischargePower": _battery_feasible(b, b.max_discharge, energy, step_h, eta),
+        "maxChargePower": -_battery_feasible(b, -b.max_charge, energy, step_h, eta),
+    }
+
+
 def _allocator_request(day: Day, slot: int, active: list[_EvState], step_h: float,
                        t: float) -> dict[str, Any]:
-    """The step's allocator request, without a battery block: the replay dispatches the
-    battery itself and hands the allocator its discharge headroom as grid capacity."""
+    """The step's allocator request, without a battery block (`_battery_block` adds it
+    under a plan; without one the replay hands the allocator the battery's discharge
+    headroom as grid capacity)."""
     sessions = []
     for s in active:
         present_h = min(t + step_h, s.ev.departure_h) - max(t, s.ev.arrival_h)

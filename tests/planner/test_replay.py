@@ -125,6 +125,9 @@ def test_allocations_stay_within_limits_when_following_the_plan():
         for c in request["chargers"]:
             assert per_charger.get(c["id"], 0.0) <= c["maxPower"] + 1e-6
         budget = request["gridCapacity"] - request.get("baseLoad", 0) + request.get("pvPower", 0)
+        batt = request.get("battery")  # rule 1: the battery's discharge limit, above minSoc
+        if batt is not None and batt["soc"] > batt["minSoc"]:
+            budget += batt["maxDischargePower"]
         assert sum(alloc.values()) <= max(budget, 0.0) + 1e-6
         return result
 
