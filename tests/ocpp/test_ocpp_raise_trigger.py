@@ -57,8 +57,10 @@ async def _run(tmp_path, version: str) -> dict:
         assert await st.until(lambda: agent_cp.ready)
         st.run()
         await cp.plug(1, max_kw=150.0, energy_needed_kwh=200.0, capacity_kwh=300.0)
-        # The EV at 0 (no room) and a sample from its transaction in the agent's hands.
-        assert await st.until(lambda: agent_cp.conns[1].power_ts not in (None, 0.0), timeout=30)
+        # The EV at 0 (no room) and a sample from its transaction in the agent's hands: the
+        # first periodic one, up to an interval after the plug (the transaction's own
+        # messages carry no power; 30 s was too short once in the whole directory's run).
+        assert await st.until(lambda: agent_cp.conns[1].power_ts not in (None, 0.0), timeout=75)
         # Then the next periodic meter value: the steps start with most of an interval ahead.
         seen = agent_cp.conns[1].power_ts
         assert await st.until(lambda: agent_cp.conns[1].power_ts != seen, timeout=75)
