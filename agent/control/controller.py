@@ -32,7 +32,7 @@ from agent.control.comeback import LIMIT_EPS_KW, rewrite_fallback
 from agent.control.counted_draws import counted_draws
 from agent.control.decision import AllocationInputs, ConnectorDecision, Decision, SessionRow
 from agent.control.held import held_by_plan
-from agent.control.limit_lag import LimitLag
+from agent.control.limit_lag import FOLLOW_EPS_KW, LimitLag
 from agent.control.session_phases import SessionPhases
 from agent.control.sessions import Session, SessionTracker
 from agent.control.switch_fit import FitQuestions
@@ -404,9 +404,11 @@ class Controller:
             phases=phases.counts,
             phase_switches=switches,
             # increases wait on a held fall: ask for the samples that would end it; and for
-            # those that would cap a session drawing less than its limit (caps.py)
+            # those that would cap a session drawing less than its limit (caps.py); and for
+            # raises not shown yet whose undrawn part holds them back
             samples_wanted=tuple(sorted(cap_samples | (
-                self.unseen.behind if hidden and plan.held_back_kw > 0 else frozenset()))),
+                self.unseen.behind if hidden and plan.held_back_kw > 0 else frozenset())
+                | _unproven_raises(plan, raised, current, lagging, undrawn_from))),
         )
 
     def _connectors(self, snap: Snapshot) -> list[ConnectorDecision]:
@@ -593,3 +595,27 @@ class Controller:
         if self.v2g is not None:  # the discharge before the stop row, as they were counted
             self.v2g.flush_writes(t)
         self.sessions.flush_writes(t)
+
+
+def _unproven_raises(plan: ApplyPlan, raised: frozenset[Key],
+                     current: Mapping[Key, float | None], lagging: Mapping[Key, float],
+                     undrawn_from: Mapping[Key, float]) -> frozenset[Key]:
+    """Sampled connectors raised but not shown following yet (limit_lag.py `base_draws`)
+    whose undrawn part (limit - counted draw) the headroom counts, when increases are held
+    back this cycle: the EV most likely draws its new limit already, but its sample is up
+    to a meter interval old, so the power stays "undrawn" and the increases wait for the
+    next periodic sample (a raise from 35 to 50 kW with a 60 s interval held at 50 of 60
+    for up to 60 s). Their sample, asked now, ends that wait; they are never counted as
+    drawn without one. The same held-back figure covers a circuit's room (apply.py counts
+    the undrawn part there too), so a circuit's hold asks as well."""
+    if plan.held_back_kw <= 0.0:
+        return frozenset()
+    out = set()
+    for key in raised:
+        cur = current.get(key)
+        if cur is None:
+            continue
+        allowed = max(cur, lagging.get(key, cur))
+        if allowed - undrawn_from.get(key, 0.0) > FOLLOW_EPS_KW:
+            out.add(key)
+    return frozenset(out)

@@ -123,7 +123,9 @@ class Decision:
     # Each session's phase count, learned or configured (agent/control/phase_learning.py).
     phases: dict[Key, PhaseCount] = field(default_factory=dict)
     # Connectors whose next sample would end a fall held out of the headroom
-    # (agent/control/unseen_drops.py): their chargers are asked for one where they can.
+    # (agent/control/unseen_drops.py), a cap's wait (caps.py) or an unproven raise's undrawn
+    # part holding back increases (controller.py `_unproven_raises`): their chargers are
+    # asked for one where they can.
     samples_wanted: tuple[Key, ...] = ()
     # Phase switch registers to write this cycle, after the limits (agent/control/
     # phase_switch.py): (connector, 1 or 3).

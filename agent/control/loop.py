@@ -290,7 +290,8 @@ class ControlLoop:
 
     def _ask_samples(self, keys: tuple[Key, ...]) -> None:
         """Ask chargers that can (OCPP: TriggerMessage) for a meter value now: a fall held
-        out of the headroom until their next sample ends sooner (unseen_drops.py)."""
+        out of the headroom until their next sample ends sooner (unseen_drops.py), and so
+        does a raise's undrawn part counted from an old sample (controller.py)."""
         for cid, idx in keys:
             ask = getattr(self.devices.chargers.get(cid), "request_sample", None)
             if ask is None:

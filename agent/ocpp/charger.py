@@ -203,7 +203,8 @@ class OcppCharger:
     def request_sample(self, idx: int) -> None:
         """Ask for a meter value of connector `idx` now (TriggerMessage "MeterValues"): the
         control loop holds back a fall of a meter that this connector's stale sample may hide
-        until its next sample (agent/control/unseen_drops.py). Useless at a 1 s interval, so
+        until its next sample (agent/control/unseen_drops.py), and counts a raise it has not
+        seen followed as undrawn until then (agent/control/controller.py). Useless at a 1 s interval, so
         only above it; not for a connector sampled or asked less than `TRIGGER_GAP_S` ago; a
         charger that refuses once is not asked again on this connection. Returns at once:
         the answer comes later."""

@@ -104,3 +104,32 @@ def test_a_sample_taken_before_a_decrease_was_followed_does_not_make_the_meter_i
     assert "grid_meter_implausible" not in modes
     assert max(imports) <= CAPACITY + 1e-6
     assert limits[-1] >= CAPACITY - 1.0, limits
+
+
+def test_an_ev_raised_before_its_sample_shows_it_gets_its_share_once_the_agent_asks():
+    # As above, cycle by cycle: an increase held back by a raise's undrawn part (counted
+    # from the old sample) asks for that connector's sample (controller.py
+    # `_unproven_raises`). Before, nothing asked: 35, 35, 50, 50, ... the limit stayed at 50
+    # of 60 for the whole 10 s, waiting for the periodic sample a minute later.
+    st = one_charger_station()
+    st.plug(KEY)
+    st.base_kw = 35.0
+    settle(st, 150.0)
+    st.base_kw = 0.0
+    limits, imports, seen = [], [], []
+    for k in range(40):
+        d = st.cycle()
+        seen.append(st.sample[KEY][0])  # the draw the agent knew this cycle
+        if KEY in d.samples_wanted:  # answered, taken before the EV follows this write
+            st.sample[KEY] = (st.draw[KEY], 2000.0 + k)
+        st.draw[KEY] = st.limits[KEY]
+        limits.append(st.limits[KEY])
+        imports.append(st.grid_kw())
+    assert max(imports) <= CAPACITY + 1e-6
+    assert all(b >= a for a, b in zip(limits, limits[1:], strict=False)), limits
+    # The share (60 kW, no margin here) within 3 s (12 cycles): 35, 35, 50, 50, 50, 60.
+    first = next((k for k, v in enumerate(limits) if v >= CAPACITY - 0.5), None)
+    assert first is not None and first < 12, limits
+    # Not by counting the raise as drawn: the last step came once a sample showed the EV
+    # at the limit before it.
+    assert seen[first] >= limits[first - 1] - 0.1, (limits, seen)
