@@ -405,10 +405,12 @@ class Controller:
             phase_switches=switches,
             # increases wait on a held fall: ask for the samples that would end it; and for
             # those that would cap a session drawing less than its limit (caps.py); and for
-            # raises not shown yet whose undrawn part holds them back
+            # raises not shown yet whose undrawn part holds them back, or whose EV had the
+            # time to follow (counted at its limit in the base loads meanwhile: limit_lag.py)
             samples_wanted=tuple(sorted(cap_samples | (
                 self.unseen.behind if hidden and plan.held_back_kw > 0 else frozenset())
-                | _unproven_raises(plan, raised, current, lagging, undrawn_from))),
+                | _unproven_raises(plan, raised, current, lagging, undrawn_from)
+                | (self.lag.overdue() & raised))),
         )
 
     def _connectors(self, snap: Snapshot) -> list[ConnectorDecision]:

@@ -177,6 +177,15 @@ class LimitLag:
             out.add(key)
         return frozenset(out)
 
+    def overdue(self) -> frozenset[Key]:
+        """Connectors `base_draws` still counts at their limit `follow_s` after the increase
+        (as of its last call): the EV had the time to follow, and only a sample ends it.
+        Until one comes, the grid's and the circuits' base loads count the EV at its limit:
+        a rise of the base load in those seconds, while the EV takes less, goes unseen. The
+        loop asks these for a sample where their chargers can (TriggerMessage), so that lasts
+        a round trip, not up to a meter interval."""
+        return frozenset(k for k, rec in self._raised.items() if rec.followed_checked)
+
     def draw_bounds(self, sample_ts: Mapping[Key, float | None], t: float) -> dict[Key, float]:
         """Per sampled connector lowered since its last sample: the most its sampled draw may
         count as (the lowest limit since), as far as power its limit allows above the draw

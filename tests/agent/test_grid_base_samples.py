@@ -20,10 +20,10 @@ KEY = ("CP1", 1)
 CAPACITY = 60.0
 
 
-def one_charger_station() -> SampledStation:
+def one_charger_station(max_power_kw: float = 150.0) -> SampledStation:
     cfg = settings(
         station={"grid_capacity_kw": CAPACITY, "pessimistic_base_load_kw": 15.0,
-                 "chargers": [{"id": "CP1", "device": "cp1", "max_power_kw": 150.0,
+                 "chargers": [{"id": "CP1", "device": "cp1", "max_power_kw": max_power_kw,
                                "connectors": 1}]},
         control={"headroom_margin_kw": 0.0, "deadband_kw": 0.2, "cap_after_s": 3600.0,
                  "probe_margin_kw": 0.3, "probe_margin_fraction": 0.0})
@@ -133,3 +133,31 @@ def test_an_ev_raised_before_its_sample_shows_it_gets_its_share_once_the_agent_a
     # Not by counting the raise as drawn: the last step came once a sample showed the EV
     # at the limit before it.
     assert seen[first] >= limits[first - 1] - 0.1, (limits, seen)
+
+
+def test_a_raise_not_shown_follow_s_later_asks_for_a_sample_until_one_shows_it():
+    # A raise that holds nothing back (the charger's 30 kW is the EV's whole share): the EV
+    # counts at its limit in the base load until a sample shows it, so a base-load rise in
+    # those seconds would go unseen; once it had `follow_s` to follow (1.5 s), its sample is
+    # asked for (limit_lag.py `overdue`). Before, nothing asked: up to a meter interval.
+    st = one_charger_station(max_power_kw=30.0)
+    st.base_kw = 40.0
+    st.plug(KEY)
+    settle(st, 150.0)
+    assert st.limits[KEY] <= 20.0
+    st.base_kw = 0.0
+    asked, raised_at = [], None
+    for k in range(24):  # 6 s
+        d = st.cycle()
+        if raised_at is None and st.limits[KEY] > 20.0:
+            raised_at = k
+        if KEY in d.samples_wanted:  # answered, taken before the EV follows this write
+            asked.append(k)
+            st.sample[KEY] = (st.draw[KEY], 3000.0 + k)
+        st.draw[KEY] = min(30.0, st.limits[KEY])
+    assert raised_at is not None and st.limits[KEY] >= 29.5
+    follow_cycles = st.cfg.control.limit_follow_s / 0.25
+    late = [k for k in asked if k > raised_at + follow_cycles]
+    assert late, (raised_at, asked)
+    # Answered once (the EV at its limit): the raise is shown, nothing more is asked.
+    assert asked[-1] == late[0], (raised_at, asked)
