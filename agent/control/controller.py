@@ -409,7 +409,9 @@ class Controller:
             # time to follow (counted at its limit in the base loads meanwhile: limit_lag.py)
             samples_wanted=tuple(sorted(cap_samples | (
                 self.unseen.behind if hidden and plan.held_back_kw > 0 else frozenset())
-                | _unproven_raises(plan, raised, current, lagging, undrawn_from)
+                | _unproven_raises(plan, {k: allowed_limit(self.limits,
+                                                         self.fallback_per_connector, lagging, k)
+                                           for k in raised}, undrawn_from)
                 | (self.lag.overdue() & raised))),
         )
 
@@ -599,11 +601,11 @@ class Controller:
         self.sessions.flush_writes(t)
 
 
-def _unproven_raises(plan: ApplyPlan, raised: frozenset[Key],
-                     current: Mapping[Key, float | None], lagging: Mapping[Key, float],
+def _unproven_raises(plan: ApplyPlan, allowed: Mapping[Key, float],
                      undrawn_from: Mapping[Key, float]) -> frozenset[Key]:
-    """Sampled connectors raised but not shown following yet (limit_lag.py `base_draws`)
-    whose undrawn part (limit - counted draw) the headroom counts, when increases are held
+    """Of the sampled connectors raised but not shown following yet (limit_lag.py
+    `base_draws`; `allowed`: what each may draw, circuit_meters.py `allowed_limit`), those
+    whose undrawn part (allowed - counted draw) the headroom counts, when increases are held
     back this cycle: the EV most likely draws its new limit already, but its sample is up
     to a meter interval old, so the power stays "undrawn" and the increases wait for the
     next periodic sample (a raise from 35 to 50 kW with a 60 s interval held at 50 of 60
@@ -612,12 +614,5 @@ def _unproven_raises(plan: ApplyPlan, raised: frozenset[Key],
     the undrawn part there too), so a circuit's hold asks as well."""
     if plan.held_back_kw <= 0.0:
         return frozenset()
-    out = set()
-    for key in raised:
-        cur = current.get(key)
-        if cur is None:
-            continue
-        allowed = max(cur, lagging.get(key, cur))
-        if allowed - undrawn_from.get(key, 0.0) > FOLLOW_EPS_KW:
-            out.add(key)
-    return frozenset(out)
+    return frozenset(k for k, kw in allowed.items()
+                     if kw - undrawn_from.get(k, 0.0) > FOLLOW_EPS_KW)
