@@ -686,19 +686,16 @@ def reserve_energy(b: Battery, hours: float | None) -> float:
 
 def _steps(day: Day, per_slot: int) -> list[tuple[float, float, int]]:
     """(start h, length h, slot) of every simulation step: `per_slot` equal steps per slot,
-    split where a connector changes EV inside a step (one leaves, the next plugs in), so
-    no step ever holds two sessions on one connector (the allocator refuses that, as a
-    real connector cannot serve two EVs at once)."""
+    split at every arrival and departure inside a step, so each step holds an EV for all of
+    it or not at all. The daemon's 250 ms cycle has no partial steps: an EV leaving 30 s
+    into a 60 s step would otherwise keep its share for the whole step in the allocator's
+    eyes while drawing half of it, and the EVs that stay lose that power. It also means no
+    step holds two sessions on one connector (the allocator refuses that)."""
     sh = day.slot_hours
     step_h = sh / per_slot
-    last: dict[tuple[str, int], float] = {}
     cuts: set[float] = set()
     for ev in day.evs:  # sorted by arrival
-        conn = (ev.charger_id, ev.idx)
-        prev = last.get(conn)
-        if prev is not None and ev.arrival_h < math.ceil(prev / step_h - 1e-9) * step_h:
-            cuts.update((prev, ev.arrival_h))
-        last[conn] = ev.departure_h
+        cuts.update((ev.arrival_h, ev.departure_h))
     out: list[tuple[float, float, int]] = []
     for k in range(per_slot * len(day.import_price)):
         t0, t1 = k * step_h, (k + 1) * step_h
