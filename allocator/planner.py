@@ -43,6 +43,10 @@ from allocator.guidance import guidance_at
 # Charging earlier is preferred when two slots cost the same: the planner cannot see future
 # arrivals, so capacity freed now is worth a little. Small enough never to outweigh a price.
 _EARLY_EPS = 1e-5
+# Between two EVs, the one whose departure is nearer charges first when the cost is the same
+# (earliest deadline first): a plan that feeds the long stays first and the short ones late
+# has no slack left when the next re-plan sees an arrival, and the short stay leaves short.
+_URGENT_EPS = 1e-4
 
 
 # Per-slot values: a list or a numpy array.
@@ -714,6 +718,10 @@ def _build(req: PlanRequest, reserve: bool = False,
         present_by[s.session_id] = present
         pmax = min(s.max_power, chargers[s.charger_id])
         slots = [t for t in range(n) if present[t] > 1e-9]
+        # Urgency: how far into its own stay each slot is (0 at its first slot, 1 at its
+        # departure), so a tie between two EVs in one slot goes to the one leaving sooner.
+        first_h = max(starts[slots[0]], s.arrival_h) if slots else 0.0
+        window = max(s.departure_h - first_h, sh)
         charge[s.session_id] = {}
         v2g[s.session_id] = {}
         horizon_end = ends[-1]
@@ -727,7 +735,8 @@ def _build(req: PlanRequest, reserve: bool = False,
         delivered_vals: list[float] = []
         prev_e: int | None = None
         for t in slots:
-            c = m.col(0.0, pmax * present[t], _EARLY_EPS * (1 + starts[t] / sh))
+            c = m.col(0.0, pmax * present[t], _EARLY_EPS * (1 + starts[t] / sh)
+                      + _URGENT_EPS * max(0.0, starts[t] - first_h) / window)
             charge[s.session_id][t] = c
             per_slot_ev[t].append((c, -1.0))
             per_charger.setdefault((s.charger_id, t), []).append(c)
