@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from cycle_helpers import Station
 
-from agent.control.apply import plan_writes
+from agent.control.apply import Write, plan_writes
 
 CP1_1, CP1_2, CP2_1 = ("CP1", 1), ("CP1", 2), ("CP2", 1)
 KEYS = (CP1_1, CP1_2, CP2_1)
@@ -59,3 +59,29 @@ def test_under_a_circuit_every_decrease_is_written():
     # The grid has room, so CP2's 0.1 kW is skipped; the circuit's rating is not measured.
     assert [(w.charger_id, w.idx, w.kw) for w in plan.writes] == [
         ("CP1", 1, 3.4), ("CP1", 2, 3.4)]
+
+
+def small_plan(targets, current, import_kw):
+    return plan_writes(targets, current, dict(current), {}, {}, import_kw=import_kw,
+                       capacity_kw=100.0, margin_kw=2.0, deadband_kw=0.5)  # fmt: skip
+
+
+def test_what_the_larger_decreases_free_counts_before_the_small_ones():
+    current = {CP1_1: 20.0, CP1_2: 20.0, CP2_1: 20.0}
+    targets = {CP1_1: 15.0, CP1_2: 19.7, CP2_1: 19.6}
+    # 5.3 kW over; CP1/1's decrease frees 5, so 0.3 is left: CP2/1's 0.4 covers it.
+    plan = small_plan(targets, current, import_kw=103.3)
+    assert plan.writes == (Write("CP1", 1, 15.0, 20.0, "decrease"),
+                           Write("CP2", 1, 19.6, 20.0, "decrease"))
+
+
+def test_a_small_v2g_deepening_counts_by_what_it_lowers_the_import():
+    # CP1/1 discharges 0.2 kW deeper (from 0: its limit in force), CP2/1 is lowered 0.3 kW.
+    current = {CP1_1: 0.0, CP2_1: 10.0}
+    plan = small_plan({CP1_1: -0.2, CP2_1: 9.7}, current, import_kw=98.25)
+    # 0.25 kW over: the larger, CP2/1's 0.3, covers it alone.
+    assert plan.writes == (Write("CP2", 1, 9.7, 10.0, "decrease"),)
+    # 0.6 kW over: a deepening of 0.4 first, then 0.2 is still missing: both.
+    plan = small_plan({CP1_1: -0.4, CP2_1: 9.7}, current, import_kw=98.6)
+    assert plan.writes == (Write("CP1", 1, -0.4, 0.0, "decrease"),
+                           Write("CP2", 1, 9.7, 10.0, "decrease"))
