@@ -97,7 +97,8 @@ async def _scenario(st, csms, version):
     for row in trace:
         print(" ", row)
     assert peak <= STATION["gridCapacity"], (peak, trace)
-    assert fair_at is not None, trace
+    # 3.0-8.0 s measured: CP1's raise waits for CP2's sample (10 s apart, asked for).
+    assert fair_at is not None and fair_at <= 30.0, trace
     # Fair and staying so: each within 0.5 kW of the fair share for the last 10 s.
     tail = [r for r in trace if r[0] >= fair_at]
     assert all(abs(x - FAIR_KW) <= 0.5 for r in tail for x in r[3:5]), tail
