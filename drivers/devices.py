@@ -86,6 +86,9 @@ class ConnectorReading:
     power_ts: float | None = None
     # The phases the connector charges on where the map has them (Alfen 1215): 1 or 3.
     charge_phases: int | None = None
+    # A limit above the agent's, in force now (an operator CSMS's profile in OCPP local
+    # controller mode): the connector takes no more than this whatever the agent writes.
+    cap_kw: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,8 @@ class ChargerReading:
     limit_in_amps: bool = False
     # It switches between 1 and 3 phases (`set_phases`), pausing this long to do it.
     phase_switch_pause_s: float | None = None
+    # The whole charger's limit above the agent's (a CSMS's max profile), as cap_kw.
+    cap_kw: float | None = None
 
 
 class _Capability(ModbusDevice):

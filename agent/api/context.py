@@ -106,6 +106,8 @@ class ConnectorView:
     # Its session's phase count and where it comes from: "1-phase (measured)" learned from
     # the charger's per-conductor currents, "3-phase (configured)" the charger's own.
     phases: str | None = None
+    # The operator CSMS's limit on it in force (OCPP local controller mode), or None.
+    csms_cap_kw: float | None = None
 
 
 @dataclass(frozen=True)

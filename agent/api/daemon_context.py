@@ -142,6 +142,7 @@ class DaemonContext:
                 binding=bindings.get(x.id) if x and x.id in allocations else None,
                 held=d.held[x.id].as_dict() if x and x.id in d.held else None,
                 phases=d.phases[key].words() if x and key in d.phases else None,
+                csms_cap_kw=c.cap_kw,
             ))  # fmt: skip
         booked = {r.key: r.phases for r in d.inputs.sessions if r.phases}
         return StationView(

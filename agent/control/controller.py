@@ -249,22 +249,27 @@ class Controller:
         caps: dict[str, float] = {}
         by_key = {cd.key: cd for cd in conns}
         unmeasured = {(c.charger_id, c.idx) for c in snap.connectors() if not c.measured}
+        min_kw = {key: self.phases.min_kw(key, phases) for key in self.min_kw}
+        above = {(cs.charger_id, cs.idx): cs.cap_kw for cs in snap.connectors()
+                 if cs.cap_kw is not None}
         for x in live:
             key = (x.charger_id, x.connector_idx)
             cd = by_key.get(key)
-            if key in unmeasured:  # no draw known yet: nothing to cap it from
-                continue
-            cap = self.caps.update(
-                x.id,
-                cd.drawing_kw if cd is not None else 0.0,
-                (cd.limit_kw if cd is not None else None) or 0.0,
-                self.min_kw[key],
-                t,
-                sample_t=cd.drawing_ts if cd is not None else None,
-            )
-            if key in held:  # its circuit's meter is stale: no more than its fallback
-                fallback = self.fallback_per_connector[key]
-                cap = fallback if cap is None else min(cap, fallback)
+            cap = None
+            if key not in unmeasured:  # no draw known yet: nothing to cap it from
+                cap = self.caps.update(
+                    x.id,
+                    cd.drawing_kw if cd is not None else 0.0,
+                    (cd.limit_kw if cd is not None else None) or 0.0,
+                    self.min_kw[key],
+                    t,
+                    sample_t=cd.drawing_ts if cd is not None else None,
+                )
+                if key in held:  # its circuit's meter is stale: no more than its fallback
+                    fallback = self.fallback_per_connector[key]
+                    cap = fallback if cap is None else min(cap, fallback)
+            if key in above:
+                cap = _above(cap, above[key], min_kw[key])
             if cap is not None:
                 caps[x.id] = cap
         self.caps.forget(x.id for x in live)
@@ -292,9 +297,9 @@ class Controller:
             if self.v2g is not None
             else V2gOrders()
         )
-        min_kw = {key: self.phases.min_kw(key, phases) for key in self.min_kw}
         inputs = self._fill(budget, grid, [by_id[sid] for sid in order], caps, guidance, v2g,
-                            phases.booked, min_kw)
+                            phases.booked, min_kw,
+                            {ch.id: ch.cap_kw for ch in snap.chargers if ch.cap_kw is not None})
         self.arrays.solve()
         allocations, binding = self._answer(inputs)
         # Read before the phase what-ifs below re-solve the same arrays with other rows.
@@ -475,9 +480,18 @@ class Controller:
         v2g: V2gOrders,
         booked: Mapping[Key, int],
         min_kw: Mapping[Key, float],
+        charger_above: Mapping[str, float] | None = None,
     ) -> AllocationInputs:
-        """Write this cycle's inputs into the kernel's arrays (no request dict, no parsing)."""
+        """Write this cycle's inputs into the kernel's arrays (no request dict, no parsing).
+        `charger_above`: charger id -> a limit on the whole charger above the agent's (a
+        CSMS's max profile), its maxPower while in force."""
         a = self.arrays
+        chargers = self._charger_rows
+        if charger_above:
+            chargers = tuple((cid, min(kw, max(0.0, charger_above.get(cid, kw))), n)
+                             for cid, kw, n in chargers)
+        for j, (_, kw, _) in enumerate(chargers):
+            a.charger_max[j] = kw
         grid = max(0.0, grid_kw)
         b = budget.battery
         if b is not None and guidance is not None:
@@ -529,7 +543,7 @@ class Controller:
             base_load_kw=budget.base_load_kw,
             pv_kw=budget.pv_kw,
             battery=b,
-            chargers=self._charger_rows,
+            chargers=chargers,
             sessions=tuple(rows),
             v2g_supply_kw=v2g.supply_kw,
         )
@@ -616,3 +630,16 @@ def _unproven_raises(plan: ApplyPlan, allowed: Mapping[Key, float],
         return frozenset()
     return frozenset(k for k, kw in allowed.items()
                      if kw - undrawn_from.get(k, 0.0) > FOLLOW_EPS_KW)
+
+
+def _above(cap: float | None, above_kw: float, min_kw: float) -> float:
+    """A session's cap with a limit above the agent's (an operator CSMS's, OCPP local
+    controller mode: the charger applies it whatever the agent writes). As a cap it leaves
+    the rest to the others, and its lifting is an increase like any other (headroom-checked,
+    LimitLag), not a jump the loop sees as base load. One between 0 and the minimum counts
+    at the minimum: the charger holds the EV there by itself, and the allocator pausing it
+    would take away what the CSMS lets it draw."""
+    kw = max(0.0, above_kw)
+    if 0.0 < kw < min_kw:
+        kw = min_kw
+    return kw if cap is None else min(cap, kw)

@@ -238,11 +238,13 @@ class Reader:
                         power_ts=getattr(c, "power_ts", None) if c else None,
                         charge_phases=getattr(c, "charge_phases", None) if c else None,
                         measured=getattr(c, "measured", True) if c else True,
+                        cap_kw=getattr(c, "cap_kw", None) if c else None,
                     )
                 )
             chargers.append(ChargerState(ch.id, reading is not None, tuple(conns),
                                          getattr(source, "limit_in_amps", False),
-                                         getattr(source, "phase_switch_pause_s", None)))
+                                         getattr(source, "phase_switch_pause_s", None),
+                                         getattr(source, "cap_kw", None)))
         circuit_meters = []
         for c in st.circuits:
             if c.meter is None:

@@ -40,6 +40,9 @@ class ConnectorState:
     # integration's first report, agent/control/virtual.py): power_kw 0 is no measurement,
     # so no consumption cap is taken from it.
     measured: bool = True
+    # A limit above the agent's in force now (an operator CSMS's, OCPP local controller
+    # mode): the allocator gives the session no more (controller.py), the rest to others.
+    cap_kw: float | None = None
 
     @property
     def occupied(self) -> bool:
@@ -54,6 +57,7 @@ class ChargerState:
     limit_in_amps: bool = False  # its limit is A per phase, converted at its phases
     # It switches between 1 and 3 phases, pausing this long (agent/control/phase_switch.py).
     phase_switch_pause_s: float | None = None
+    cap_kw: float | None = None  # the charger's limit above the agent's (a CSMS max profile)
 
 
 @dataclass(frozen=True, slots=True)

@@ -153,6 +153,9 @@ class OcppCharger:
             raise DeviceError("disconnected", f"{self.cfg.charge_point_id}: not connected")
         conns = []
         caps, now = self.phase_caps, self._clock()
+        # Local controller mode: the CSMS's limits in force, as _capped applies them, so the
+        # control loop allocates what they leave to the others (docs/ocpp.md).
+        relayed = bool(self.ocpp.upstream)
         for idx, c in self.conns.items():
             phases = None if caps is None else c.phases.reading(now, caps.pause_s,
                                                                 self._where(idx))
@@ -166,13 +169,15 @@ class OcppCharger:
                 soc_pct=c.soc_pct, vehicle_id=c.id_tag if c.tx_id is not None else None,
                 transaction_id=str(c.tx_id) if c.tx_id is not None else None,
                 power_ts=c.power_ts, charge_phases=phases,
-                currents_a=None if caps is None else c.phases.currents))
+                currents_a=None if caps is None else c.phases.currents,
+                cap_kw=self._csms_kw(idx) if relayed else None))
         # A charger that switches, limited in A: each profile's limit is A per phase of the
         # count it carries (profiles.py), so the control loop books it as a Modbus charger
         # limited in amps (agent/control/session_phases.py `count`).
         return ChargerReading(tuple(conns), self.cfg.max_power_kw, time.time(),
                               limit_in_amps=caps is not None and self.info.unit == "A",
-                              phase_switch_pause_s=None if caps is None else caps.pause_s)
+                              phase_switch_pause_s=None if caps is None else caps.pause_s,
+                              cap_kw=self.csms.max_kw(self.cfg) if relayed else None)
 
     async def set_limit(self, idx: int, kw: float) -> None:
         if not 1 <= idx <= self.connectors:
@@ -369,10 +374,14 @@ class OcppCharger:
     def _stack(self, own: int) -> int:
         return self.ocpp.relay_stack_level if self.ocpp.upstream else own
 
+    def _csms_kw(self, idx: int) -> float | None:
+        """The CSMS's limit on connector `idx` now (local controller mode), None: none."""
+        c = self.conns[idx]
+        return self.csms.connector_kw(idx, c.tx_id, self.cfg, phases=c.phases.want)
+
     def _capped(self, idx: int, kw: float) -> float:
         """The agent's limit, never above the CSMS's in local controller mode."""
-        c = self.conns[idx]
-        cap = self.csms.connector_kw(idx, c.tx_id, self.cfg, phases=c.phases.want)
+        cap = self._csms_kw(idx)
         return kw if cap is None else min(kw, cap)
 
     def new_transaction_id(self) -> int:

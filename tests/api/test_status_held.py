@@ -85,3 +85,18 @@ def test_every_reason_reads_as_words():
     # a time more than half a day ahead on another day carries its date
     far = datetime(2026, 6, 19, 6, 30, tzinfo=UTC)
     assert say(replace(PRICE, departure=far)).endswith("42 kWh due by 06-19 06:30")
+
+
+def test_status_says_the_csms_holds_a_session():
+    """OCPP local controller mode: a session capped at the CSMS's limit is held by the CSMS; a
+    cap below it (its measured draw) keeps the cap's words."""
+    def at(idx: int, limit: float, csms: float | None) -> ConnectorView:
+        return replace(conn(idx, f"aaaaaaaa-{idx}", "cap", None), limit_kw=limit,
+                       csms_cap_kw=csms)
+
+    st = station(at(1, 25.0, 25.0), at(2, 12.3, 25.0), at(3, 12.3, None))
+    rows = {ln.split()[0]: ln for ln in render(st).splitlines() if ln.startswith("CP1#")}
+    assert rows["CP1#1"].endswith("held by the CSMS at 25 kW")
+    assert rows["CP1#2"].endswith("draws less than offered: capped near its draw")
+    assert rows["CP1#3"].endswith("draws less than offered: capped near its draw")
+    assert st["connectors"][0]["csms_cap_kw"] == 25.0

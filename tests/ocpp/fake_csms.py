@@ -16,8 +16,10 @@ from typing import Any
 
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as Cp16
+from ocpp.v16 import call as call16
 from ocpp.v16 import call_result as r16
 from ocpp.v201 import ChargePoint as Cp201
+from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as r201
 from websockets.asyncio.server import Server, serve
 
@@ -163,3 +165,19 @@ class FakeCsms:
     def answers(self, cp_id: str) -> list[str]:
         """Ids of the answers (CallResult / CallError) it received."""
         return [json.loads(r)[1] for r in self.received.get(cp_id, []) if json.loads(r)[0] != 2]
+
+
+def csms_profile(version: str, tx_id: str, watts: float, profile_id: int = 7) -> object:
+    """The CSMS's TxProfile for transaction `tx_id` on connector/EVSE 1: `watts` from now on."""
+    period = [{"start_period": 0, "limit": watts}]
+    if version == "1.6":
+        return call16.SetChargingProfile(connector_id=1, cs_charging_profiles={
+            "charging_profile_id": profile_id, "stack_level": 1, "transaction_id": int(tx_id),
+            "charging_profile_purpose": "TxProfile", "charging_profile_kind": "Relative",
+            "charging_schedule": {"charging_rate_unit": "W",
+                                  "charging_schedule_period": period}})
+    return call201.SetChargingProfile(evse_id=1, charging_profile={
+        "id": profile_id, "stack_level": 1, "transaction_id": tx_id,
+        "charging_profile_purpose": "TxProfile", "charging_profile_kind": "Relative",
+        "charging_schedule": [{"id": profile_id, "charging_rate_unit": "W",
+                               "charging_schedule_period": period}]})

@@ -23,9 +23,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from fake_csms import FakeCsms
-from ocpp.v16 import call as call16
-from ocpp.v201 import call as call201
+from fake_csms import FakeCsms, csms_profile
 from ocpp_station import ocpp_station
 
 STATION = {"stationId": "LC1", "gridCapacity": 60.0, "chargers": [
@@ -45,21 +43,6 @@ OCPP = {"min_interval_s": 0.2, "meter_interval_s": 60}
 OUTAGE_S = float(os.environ.get("SEMS_OCPP_OUTAGE_S", "60"))
 pytestmark = pytest.mark.timeout(180 + 2 * OUTAGE_S)
 AGENT_KW = 40.0  # well above the CSMS's 25 kW below, and below the station's 60 kW
-
-
-def csms_profile(version: str, tx_id: str, watts: float, profile_id: int = 7) -> object:
-    period = [{"start_period": 0, "limit": watts}]
-    if version == "1.6":
-        return call16.SetChargingProfile(connector_id=1, cs_charging_profiles={
-            "charging_profile_id": profile_id, "stack_level": 1, "transaction_id": int(tx_id),
-            "charging_profile_purpose": "TxProfile", "charging_profile_kind": "Relative",
-            "charging_schedule": {"charging_rate_unit": "W",
-                                  "charging_schedule_period": period}})
-    return call201.SetChargingProfile(evse_id=1, charging_profile={
-        "id": profile_id, "stack_level": 1, "transaction_id": tx_id,
-        "charging_profile_purpose": "TxProfile", "charging_profile_kind": "Relative",
-        "charging_schedule": [{"id": profile_id, "charging_rate_unit": "W",
-                               "charging_schedule_period": period}]})
 
 
 def _frames(raws: list[str]) -> list[list]:

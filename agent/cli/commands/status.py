@@ -25,6 +25,9 @@ def why(binding: str | None, c: dict[str, Any], st: dict[str, Any]) -> str:
     """What limits a connector's session, in words (the allocator's binding limit)."""
     if not binding or not c.get("session_id"):
         return ""
+    csms = c.get("csms_cap_kw")
+    if binding == "cap" and csms is not None and c["limit_kw"] >= csms - 0.05:
+        return f"held by the CSMS at {csms:g} kW"  # OCPP local controller mode
     cap = st.get("power_cap_kw")
     grid = (f"a {cap:g} kW cap" if cap is not None else
             f"the {st['grid_capacity_kw']:g} kW grid connection")
