@@ -181,3 +181,18 @@ def csms_profile(version: str, tx_id: str, watts: float, profile_id: int = 7) ->
         "charging_profile_purpose": "TxProfile", "charging_profile_kind": "Relative",
         "charging_schedule": [{"id": profile_id, "charging_rate_unit": "W",
                                "charging_schedule_period": period}]})
+
+
+@contextlib.asynccontextmanager
+async def csms_with_password(tmp_path: Any, password: str = "csms-secret") -> Any:
+    """A started FakeCsms asking basic auth, and the agent's password file for it (mode 0600:
+    a group-readable secret is refused, agent/config/secrets.py); stopped on exit."""
+    csms = FakeCsms(password=password)
+    await csms.start()
+    pw = tmp_path / "upstream-password"
+    pw.write_text(password + "\n")
+    pw.chmod(0o600)
+    try:
+        yield csms, pw
+    finally:
+        await csms.stop()

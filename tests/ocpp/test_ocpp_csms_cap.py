@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from fake_csms import FakeCsms, csms_profile
+from fake_csms import csms_profile, csms_with_password
 from ocpp_station import ocpp_station
 
 STATION = {"stationId": "LC2", "gridCapacity": 60.0, "chargers": [
@@ -40,18 +40,11 @@ def test_csms_limit_reaches_the_allocator(tmp_path, version):
 
 
 async def _run(tmp_path, version):
-    csms = FakeCsms(password="csms-secret")
-    await csms.start()
-    pw = tmp_path / "upstream-password"
-    pw.write_text("csms-secret\n")
-    pw.chmod(0o600)
-    try:
-        async with ocpp_station(tmp_path, STATION, {"CP1": version, "CP2": version},
-                                control=CONTROL, ocpp={**OCPP, "upstream": csms.url},
-                                charger_cfg={"upstream_password_file": pw}) as st:
-            await _scenario(st, csms, version)
-    finally:
-        await csms.stop()
+    async with csms_with_password(tmp_path) as (csms, pw), ocpp_station(
+            tmp_path, STATION, {"CP1": version, "CP2": version}, control=CONTROL,
+            ocpp={**OCPP, "upstream": csms.url},
+            charger_cfg={"upstream_password_file": pw}) as st:
+        await _scenario(st, csms, version)
 
 
 async def _scenario(st, csms, version):

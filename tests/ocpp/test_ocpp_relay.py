@@ -23,7 +23,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from fake_csms import FakeCsms, csms_profile
+from fake_csms import FakeCsms, csms_profile, csms_with_password
 from ocpp_station import ocpp_station
 
 STATION = {"stationId": "LC1", "gridCapacity": 60.0, "chargers": [
@@ -62,18 +62,11 @@ def test_relay_passes_everything_once_in_order_and_merges_limits(tmp_path, versi
 
 
 async def _relay(tmp_path, version):
-    csms = FakeCsms(password="csms-secret")
-    await csms.start()
-    pw = tmp_path / "upstream-password"
-    pw.write_text("csms-secret\n")
-    pw.chmod(0o600)  # a group-readable secret is refused (agent/config/secrets.py)
-    try:
-        async with ocpp_station(tmp_path, STATION, {"CP1": version}, control=CONTROL,
-                                ocpp={**OCPP, "upstream": csms.url},
-                                charger_cfg={"upstream_password_file": pw}) as st:
-            await _scenario(st, csms, version)
-    finally:
-        await csms.stop()
+    async with csms_with_password(tmp_path) as (csms, pw), ocpp_station(
+            tmp_path, STATION, {"CP1": version}, control=CONTROL,
+            ocpp={**OCPP, "upstream": csms.url},
+            charger_cfg={"upstream_password_file": pw}) as st:
+        await _scenario(st, csms, version)
 
 
 async def _scenario(st, csms, version):
