@@ -16,11 +16,13 @@ Rules (DESIGN.md, step 4):
   out of the headroom that circuit's meter confirms (`circuits`), shared the same way: the
   grid's share and every circuit's above the connector, the smallest wins.
 - A connector at 0 is not started below its minimum power (the EV would not charge).
-- Changes under the deadband are not written; a stop (to 0) always is. A decrease under it
-  is skipped only while the limits in force still fit with the old value: when the grid's
-  headroom is negative (import plus what the limits allow above the draw exceeds capacity
-  less margin), the skipped decreases are written largest first until they cover the
-  deficit (fewest writes that restore the fit); under a circuit (`exact_keys`) every
+- Changes under the deadband are not written; a stop (to 0) always is. An increase under it
+  is, once it has been wanted for `control.deadband_hold_s` (`due`, agent/control/
+  residues.py), like any increase: only out of the headroom the meters confirm, and not
+  partly. A decrease under it is skipped only while the limits in force still fit with the
+  old value: when the grid's headroom is negative (import plus what the limits allow above
+  the draw exceeds capacity less margin), the skipped decreases are written largest first
+  until they cover the deficit (fewest writes that restore the fit); under a circuit (`exact_keys`) every
   decrease is written, as its per-phase rating is not measured here (an unmetered
   sub-board has no meter margin to absorb it).
 - V2G (targets < 0, agent/control/v2g.py): deepening a discharge lowers the import, so it is
@@ -40,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -91,6 +93,7 @@ def plan_writes(
     lagging: Mapping[Key, float] | None = None,
     circuits: Sequence[tuple[frozenset[Key] | Mapping[Key, float], float]] = (),
     exact_keys: frozenset[Key] = frozenset(),
+    due: Container[Key] = frozenset(),
 ) -> ApplyPlan:
     """`import_kw`: the measured grid import (or the safe-budget estimate when stale).
     `current`: limit in force per connector (None: unknown, e.g. first cycle).
@@ -105,7 +108,8 @@ def plan_writes(
     the share of its increase that counts (one phase of a circuit: agent/control/
     circuit_meters.py weighs an EV's conductors 1, 1/2, 1/3).
     `exact_keys`: connectors whose decreases are written whatever their size (those under a
-    circuit: its rating binds the limits in force, not a measurement)."""
+    circuit: its rating binds the limits in force, not a measurement).
+    `due`: connectors whose increase is asked for whatever its size (residues.py)."""
     rooms = [(keys if isinstance(keys, Mapping) else dict.fromkeys(keys, 1.0), room)
              for keys, room in circuits]  # fmt: skip
     decreases: list[Write] = []
@@ -137,7 +141,7 @@ def plan_writes(
             # What the import rises by: from what the EV gives now (it may give less than
             # its limit) to the new limit.
             ends.append((key, end, cur, max(0.0, end - max(cur, drawing.get(key, cur)))))
-        elif target - cur >= deadband_kw:
+        elif target - cur >= deadband_kw or (key in due and target > cur):
             wants.append((key, target, cur))
 
     # Decreases free power only once the EV follows, so they add no headroom this cycle.
