@@ -164,31 +164,40 @@ def plan_writes(
                     shares[key] = min(shares[key], max(0.0, room) / asked_here)
     increases: list[Write] = []
     granted: dict[Key, float] = {}
-    deferred: list[tuple[Key, float]] = []
+    deferred: list[tuple[Key, float, float]] = []  # (key, target, limit in force)
     metered = frozenset(k for weights, _ in rooms for k, w in weights.items() if w > 0.0)
     for key, target, cur in wants:
         assert cur is not None
         new = cur + (target - cur) * shares[key]
         if cur == 0.0 and new < min_kw.get(key, 0.0):
             if key in metered:
-                deferred.append((key, target))
+                deferred.append((key, target, cur))
             continue  # would be below the EV's minimum: wait for more headroom
         if new - cur < deadband_kw and new < target:
+            if key in due:  # a residue shared out is a step under the deadband: whole, below
+                deferred.append((key, target, cur))
             continue
         granted[key] = new - cur
         increases.append(Write(key[0], key[1], round(new, 3), cur, "increase"))
-    # A circuit's room shared out leaves each start below its minimum: start them one by one
-    # in arrival order instead, each whole, while the room lasts (else none would ever start).
-    for key, target in deferred:
-        left = [headroom - sum(granted.values())] + [
+    # A room shared out leaves each start below its minimum (each due residue short of its
+    # target): grant them one by one in arrival order instead, each whole, while the room
+    # lasts (else none would ever be written: two residues under one sub-board's phase).
+    for key, target, cur in deferred:
+        left = min([headroom - sum(granted.values())] + [
             (room - sum(weights.get(k, 0.0) * v for k, v in granted.items())) / weights[key]
             for weights, room in rooms if weights.get(key, 0.0) > 0.0
-        ]
-        new = min(target, *left)
-        if new >= min_kw.get(key, 0.0) and new > 0.0:
+        ])
+        if cur == 0.0:  # a start: up to the room, at least the EV's minimum
+            new = min(target, left)
+            if new < min_kw.get(key, 0.0) or new <= 0.0:
+                continue
             new = math.floor(new * 1000.0) / 1000.0  # never above the room
-            granted[key] = new
-            increases.append(Write(key[0], key[1], new, 0.0, "increase"))
+        elif target - cur <= left:  # a due residue: whole or not at all
+            new = target
+        else:
+            continue
+        granted[key] = new - cur
+        increases.append(Write(key[0], key[1], new, cur, "increase"))
     granted_total = sum(granted.values())
     return ApplyPlan(
         writes=tuple(decreases + v2g_ends + increases),

@@ -148,3 +148,21 @@ def test_a_due_residue_is_granted_whole_or_not_at_all():
     # Not due: the same 0.4 kW stays unwritten whatever the headroom.
     assert plan_writes(targets, cur, dict(cur), {}, {}, import_kw=50.0,
                        **{**kw, "due": frozenset()}).writes == ()  # fmt: skip
+
+
+def test_due_residues_short_of_a_shared_room_are_written_one_by_one():
+    # Two residues under one metered phase (circuit_meters.py rooms) with 0.5 kW of room:
+    # shared out, each step would be under the deadband and neither ever written (S05 and
+    # S06 under the sub-board day's L1); whole, in order, the first fits and is written.
+    a, b = KEYS[0], KEYS[2]
+    cur = {a: 3.15, b: 6.65}
+    targets = {a: 3.55, b: 6.95}
+    plan = plan_writes(targets, cur, dict(cur), {}, {}, import_kw=50.0, capacity_kw=100.0,
+                       margin_kw=2.0, deadband_kw=0.5, due=frozenset((a, b)),
+                       circuits=[({a: 1.0, b: 1.0}, 0.5)])  # fmt: skip
+    assert [(w.charger_id, w.idx, w.kw) for w in plan.writes] == [("CP1", 1, 3.55)]
+    # 0.35 kW: too little for the first's 0.4, enough for the second's 0.3, written whole.
+    plan = plan_writes(targets, cur, dict(cur), {}, {}, import_kw=50.0, capacity_kw=100.0,
+                       margin_kw=2.0, deadband_kw=0.5, due=frozenset((a, b)),
+                       circuits=[({a: 1.0, b: 1.0}, 0.35)])  # fmt: skip
+    assert [(w.charger_id, w.idx, w.kw) for w in plan.writes] == [("CP2", 1, 6.95)]
