@@ -129,6 +129,7 @@ class Connector:
     pending: list[tuple[float, float]] = field(default_factory=list)  # (apply at, kW)
     phases: int = 3  # the conductors it charges on now (a phase switch changes it)
     switching: tuple[float, int] | None = None  # (takes effect at, phases): paused until then
+    limit_writes: int = 0  # limits written to it (what the deadband saves: docs/testing.md)
 
     @property
     def state(self) -> str:
@@ -174,6 +175,7 @@ class ChargerModel:
             for c in self.connectors:
                 c.applied_kw = min(c.applied_kw, self.fallback_kw)
         conn.commanded_kw = kw
+        conn.limit_writes += 1
         conn.pending.append((now + self.delay_s, kw))
         self.heartbeat(now)
 

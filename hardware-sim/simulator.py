@@ -307,6 +307,7 @@ class Simulator:
                     "power": conn.power_kw, "target": conn.target_kw,
                     "limit": charger.fallback_kw if charger.timed_out else conn.applied_kw,
                     "commandedLimit": conn.commanded_kw,
+                    "limitWrites": conn.limit_writes,
                     "sessionEnergy": conn.session_energy_kwh,
                     "dischargedEnergy": conn.discharged_kwh,
                     "ev": None if ev is None else {

@@ -187,6 +187,14 @@ class ControlSettings(_Section):
     deadband_kw: float = Field(
         0.5, ge=0, description="limit changes smaller than this are not written"
     )
+    # 30 s: evcc's loop interval (it writes such residues at its next loop); at most one
+    # extra write per connector per 30 s, and a residue waits < 0.5 kW x 30 s = 4.2 Wh.
+    deadband_hold_s: float = Field(
+        30.0,
+        ge=0,
+        description="an increase under deadband_kw wanted this long is written anyway "
+        "(out of confirmed headroom, as any increase); 0: never",
+    )
     headroom_margin_kw: float = Field(
         2.0, ge=0, description="kept free below the grid capacity when granting increases"
     )

@@ -16,11 +16,13 @@ Rules (DESIGN.md, step 4):
   out of the headroom that circuit's meter confirms (`circuits`), shared the same way: the
   grid's share and every circuit's above the connector, the smallest wins.
 - A connector at 0 is not started below its minimum power (the EV would not charge).
-- Changes under the deadband are not written; a stop (to 0) always is. A decrease under it
-  is skipped only while the limits in force still fit with the old value: when the grid's
-  headroom is negative (import plus what the limits allow above the draw exceeds capacity
-  less margin), the skipped decreases are written largest first until they cover the
-  deficit (fewest writes that restore the fit); under a circuit (`exact_keys`) every
+- Changes under the deadband are not written; a stop (to 0) always is. An increase under it
+  is, once it has been wanted for `control.deadband_hold_s` (`due`, agent/control/
+  residues.py), like any increase: only out of the headroom the meters confirm, and not
+  partly. A decrease under it is skipped only while the limits in force still fit with the
+  old value: when the grid's headroom is negative (import plus what the limits allow above
+  the draw exceeds capacity less margin), the skipped decreases are written largest first
+  until they cover the deficit (fewest writes that restore the fit); under a circuit (`exact_keys`) every
   decrease is written, as its per-phase rating is not measured here (an unmetered
   sub-board has no meter margin to absorb it).
 - V2G (targets < 0, agent/control/v2g.py): deepening a discharge lowers the import, so it is
@@ -40,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -91,6 +93,7 @@ def plan_writes(
     lagging: Mapping[Key, float] | None = None,
     circuits: Sequence[tuple[frozenset[Key] | Mapping[Key, float], float]] = (),
     exact_keys: frozenset[Key] = frozenset(),
+    due: Container[Key] = frozenset(),
 ) -> ApplyPlan:
     """`import_kw`: the measured grid import (or the safe-budget estimate when stale).
     `current`: limit in force per connector (None: unknown, e.g. first cycle).
@@ -105,7 +108,8 @@ def plan_writes(
     the share of its increase that counts (one phase of a circuit: agent/control/
     circuit_meters.py weighs an EV's conductors 1, 1/2, 1/3).
     `exact_keys`: connectors whose decreases are written whatever their size (those under a
-    circuit: its rating binds the limits in force, not a measurement)."""
+    circuit: its rating binds the limits in force, not a measurement).
+    `due`: connectors whose increase is asked for whatever its size (residues.py)."""
     rooms = [(keys if isinstance(keys, Mapping) else dict.fromkeys(keys, 1.0), room)
              for keys, room in circuits]  # fmt: skip
     decreases: list[Write] = []
@@ -137,7 +141,7 @@ def plan_writes(
             # What the import rises by: from what the EV gives now (it may give less than
             # its limit) to the new limit.
             ends.append((key, end, cur, max(0.0, end - max(cur, drawing.get(key, cur)))))
-        elif target - cur >= deadband_kw:
+        elif target - cur >= deadband_kw or (key in due and target > cur):
             wants.append((key, target, cur))
 
     # Decreases free power only once the EV follows, so they add no headroom this cycle.
@@ -160,31 +164,40 @@ def plan_writes(
                     shares[key] = min(shares[key], max(0.0, room) / asked_here)
     increases: list[Write] = []
     granted: dict[Key, float] = {}
-    deferred: list[tuple[Key, float]] = []
+    deferred: list[tuple[Key, float, float]] = []  # (key, target, limit in force)
     metered = frozenset(k for weights, _ in rooms for k, w in weights.items() if w > 0.0)
     for key, target, cur in wants:
         assert cur is not None
         new = cur + (target - cur) * shares[key]
         if cur == 0.0 and new < min_kw.get(key, 0.0):
             if key in metered:
-                deferred.append((key, target))
+                deferred.append((key, target, cur))
             continue  # would be below the EV's minimum: wait for more headroom
         if new - cur < deadband_kw and new < target:
+            if key in due:  # a residue shared out is a step under the deadband: whole, below
+                deferred.append((key, target, cur))
             continue
         granted[key] = new - cur
         increases.append(Write(key[0], key[1], round(new, 3), cur, "increase"))
-    # A circuit's room shared out leaves each start below its minimum: start them one by one
-    # in arrival order instead, each whole, while the room lasts (else none would ever start).
-    for key, target in deferred:
-        left = [headroom - sum(granted.values())] + [
+    # A room shared out leaves each start below its minimum (each due residue short of its
+    # target): grant them one by one in arrival order instead, each whole, while the room
+    # lasts (else none would ever be written: two residues under one sub-board's phase).
+    for key, target, cur in deferred:
+        left = min([headroom - sum(granted.values())] + [
             (room - sum(weights.get(k, 0.0) * v for k, v in granted.items())) / weights[key]
             for weights, room in rooms if weights.get(key, 0.0) > 0.0
-        ]
-        new = min(target, *left)
-        if new >= min_kw.get(key, 0.0) and new > 0.0:
+        ])
+        if cur == 0.0:  # a start: up to the room, at least the EV's minimum
+            new = min(target, left)
+            if new < min_kw.get(key, 0.0) or new <= 0.0:
+                continue
             new = math.floor(new * 1000.0) / 1000.0  # never above the room
-            granted[key] = new
-            increases.append(Write(key[0], key[1], new, 0.0, "increase"))
+        elif target - cur <= left:  # a due residue: whole or not at all
+            new = target
+        else:
+            continue
+        granted[key] = new - cur
+        increases.append(Write(key[0], key[1], new, cur, "increase"))
     granted_total = sum(granted.values())
     return ApplyPlan(
         writes=tuple(decreases + v2g_ends + increases),

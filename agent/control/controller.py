@@ -33,6 +33,7 @@ from agent.control.counted_draws import counted_draws
 from agent.control.decision import AllocationInputs, ConnectorDecision, Decision, SessionRow
 from agent.control.held import held_by_plan
 from agent.control.limit_lag import FOLLOW_EPS_KW, LimitLag
+from agent.control.residues import Residues
 from agent.control.session_phases import SessionPhases
 from agent.control.sessions import Session, SessionTracker
 from agent.control.switch_fit import FitQuestions
@@ -103,6 +104,8 @@ class Controller:
         self._targets: dict[Key, float] = {}  # last cycle's, for the ramp reserves
         # Limits lowered but maybe not followed yet: their old value holds back increases.
         self.lag = LimitLag(c.limit_follow_s, settings.ocpp.meter_interval_s)
+        # Increases under the deadband wanted long enough are written anyway (residues.py).
+        self.residues = Residues(c.deadband_hold_s)
         # A new sample may have been taken a cycle or two before it is read; no longer, or
         # the connector's own change before its sample reads as a fall (a ramp down after a
         # decrease: 3.9 kW held for a 60 s meter interval with a 1 s look back).
@@ -123,6 +126,7 @@ class Controller:
         if hasattr(self, "lag"):  # a swap, not the start
             self.lag.follow_s = settings.control.limit_follow_s
             self.lag.sample_s = settings.ocpp.meter_interval_s
+            self.residues.hold_s = settings.control.deadband_hold_s
             self.phases.configure(settings)
         self.chargers = {ch.id: ch for ch in st.chargers}
         self._charger_rows = tuple((ch.id, ch.max_power_kw, ch.connectors) for ch in st.chargers)
@@ -333,6 +337,7 @@ class Controller:
         else:  # no measurement: the safe budget's base load plus what the EVs draw
             import_kw = budget.base_load_kw + sum(drawing.values())
         current = {cd.key: cd.limit_kw for cd in conns}
+        due = self.residues.due(targets, current, t)
         # An EV's own pause behind its charger's sample: the fall it may hide waits for
         # its next sample before any increase uses it (unseen_drops.py).
         hidden = self._unseen(snap, circuits, counted, lagging, sample_ts, vacant)
@@ -358,6 +363,7 @@ class Controller:
                 lagging=lagging,
                 circuits=rooms,
                 exact_keys=self.under_circuits,
+                due=due,
             )
 
         # The battery giving less raises the import: it goes first out of the headroom,

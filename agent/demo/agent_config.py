@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 
 COMM_TIMEOUT_WALL_S = 10.0  # the chargers' communication timeout, in real seconds
 REFRESH_WALL_S = 4.0  # limits are rewritten this often (real seconds)
+# An increase under the deadband is written once wanted this long, in the station's time:
+# at 360x the default 30 s would be 3 simulated hours, a whole session (S05's residue on the
+# sub-board day: docs/testing.md).
+DEADBAND_HOLD_SIM_S = 30.0
 
 
 def build_agent_config(
@@ -91,6 +95,7 @@ def build_agent_config(
             "period_s": 0.25,  # real time: the demo accelerates the station, not the agent
             "comm_timeout_s": comm_timeout,
             "refresh_fraction": min(0.5, REFRESH_WALL_S / comm_timeout),
+            "deadband_hold_s": DEADBAND_HOLD_SIM_S / time_factor,
         },
         # The planner plans in wall-clock hours; at 60x its plan would be stale within
         # seconds. The demo shows the real-time allocator, which is the safety authority.

@@ -60,6 +60,7 @@ class Truth:
     # per grid phase, simulated seconds above the rating), and every trip it logged.
     circuits: dict[str, dict[str, Any]] = field(default_factory=dict)
     trips: list[dict[str, Any]] = field(default_factory=list)
+    limit_writes: int = 0  # limits the agent wrote, all connectors (the deadband's saving)
 
     def add(self, state: dict[str, Any]) -> None:
         self.capacity_kw = float(state["gridCapacity"])
@@ -80,6 +81,7 @@ class Truth:
                                   "peakA": [round(float(a), 2) for a in c["peakCurrent"]],
                                   "overRatingS": round(float(c["overRatingS"]), 1)}
         self.trips = list(state.get("trips") or [])
+        self.limit_writes = sum(int(c.get("limitWrites", 0)) for c in state["connectors"])
         self.samples += 1
         self.last = state
 

@@ -321,6 +321,7 @@ class Demo:
             # The electrical tree, on the simulator's breakers (empty: the station has none).
             "circuits": t.circuits,
             "trips": len(t.trips),
+            "limitWrites": t.limit_writes,
             "sessionsStarted": self.agent_probe.view.started,
             "sessionsStopped": self.agent_probe.view.stopped,
             "energyDeliveredKwh": round(self.agent_probe.view.energy_kwh, 2),

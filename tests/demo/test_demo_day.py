@@ -45,7 +45,7 @@ def test_a_sub_board_day_under_the_agent_never_trips_and_serves_every_ev(tmp_pat
     sub = s["circuits"]["sub"]
     print(f"{profile}: simulated {s['simulatedSeconds'] / 3600:.1f} h: sub-board peak {sub['peakA']} A "
           f"(rating {sub['ratingA']:g} A), {sub['overRatingS']} s over it, {s['trips']} trips; "
-          f"{s['sessionsServed']} of {len(day['evs'])} EVs served, "
+          f"{s['limitWrites']} limit writes, {s['sessionsServed']} of {len(day['evs'])} EVs served, "
           f"{s['simulatorEnergyKwh']} kWh for {requested:g} kWh requested; agent {s['cycles']} "
           f"cycles in {s['wallSeconds']:g} s, p99 {s['cycle_ms']['p99']} ms, {s['overruns']} "
           f"overruns; per EV {s['sessionEnergyKwh']}")  # a short day: starved, or which EV
