@@ -67,3 +67,27 @@ def test_a_connector_with_no_weight_on_a_room_is_neither_held_by_it_nor_started_
              circuits=[({A: 1.0, B: 0.0}, 1.0)])
     assert Write("B", 1, 8.0, 2.0, "increase") in p.writes
     assert Write("A", 1, 3.0, 2.0, "increase") in p.writes
+
+
+def residues_plan(targets, current, *, import_kw, circuits=(), min_kw=None):
+    """Due residues (agent/control/residues.py): every connector already charging is due."""
+    return plan_writes(targets, current, dict(current), min_kw or {}, {}, import_kw=import_kw,
+                       capacity_kw=100.0, margin_kw=0.0, deadband_kw=0.5, circuits=circuits,
+                       due=frozenset(k for k, kw in current.items() if kw > 0.0))  # fmt: skip
+
+
+def test_due_residues_short_of_the_headroom_are_granted_one_by_one_each_whole():
+    # Headroom 0.5 for three residues of 0.25: shared, 1/6 kW each (under the deadband),
+    # so one by one: A and B whole (0.25 + 0.25 fill it exactly), C waits.
+    p = residues_plan({A: 10.25, B: 10.25, C: 10.25}, {A: 10.0, B: 10.0, C: 10.0},
+                      import_kw=99.5)
+    assert p.writes == (Write("A", 1, 10.25, 10.0, "increase"),
+                        Write("B", 1, 10.25, 10.0, "increase"))
+
+
+def test_a_start_that_does_not_fit_does_not_hold_back_a_residue_after_it():
+    # B starts from 0 (min 6) under a room; A's residue is due. Headroom 0.5: B's start
+    # does not fit, A's 0.25 does.
+    p = residues_plan({B: 10.0, A: 10.25}, {A: 10.0, B: 0.0}, import_kw=99.5,
+                      circuits=[(frozenset({B}), 30.0)], min_kw={B: 6.0})
+    assert p.writes == (Write("A", 1, 10.25, 10.0, "increase"),)
