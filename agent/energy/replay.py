@@ -518,7 +518,7 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
                 next_replan = t + replan_minutes / 60.0
         if plan is not None and t - plan_origin >= _horizon_h(plan) - 1e-9:
             plan = None  # the last plan ran out: plain fair sharing until one succeeds
-        request = _allocator_request(day, slot, active, step_h, t)
+        request = _allocator_request(day, slot, active, step_h)
         v2g: dict[str, float] = {}
         if plan is not None and use_battery and b is not None:
             # As the daemon: the battery block, which apply_plan narrows to the plan's
@@ -544,11 +544,10 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
         for s in active:
             sid = s.ev.session_id
             if sid in v2g and s.ev.v2g:
-                present_h = min(t + step_h, s.ev.departure_h) - max(t, s.ev.arrival_h)
                 limit = min(v2g[sid], day.v2g_max_power, day.chargers[s.ev.charger_id][0])
                 energy_cap = s.v2g_available(day.v2g_min_soc) * day.v2g_efficiency
-                v2g_kw[sid] = min(limit, energy_cap / max(present_h, 1e-12))
-                v2g_supply += v2g_kw[sid] * max(0.0, present_h / step_h)
+                v2g_kw[sid] = min(limit, energy_cap / step_h)
+                v2g_supply += v2g_kw[sid]
         # As the daemon (Controller._fill): a supply like PV, so rule 5 never exports it.
         request["pvPower"] += v2g_supply
         b_max = 0.0
@@ -560,24 +559,23 @@ def simulate(day: Day, policy: str = "planner", *, step_s: float = 60.0,
         import_cap = request["gridCapacity"] - b_max
         result = allocate(request)
         allocations: dict[str, float] = result["allocations"]
+        # Every active EV is there for the whole step (`_steps` cuts at arrivals and
+        # departures): a step's powers hold throughout it.
         powers: dict[str, float] = {}
         drawn: dict[str, float] = {}
         for s in active:
             sid = s.ev.session_id
-            present_h = min(t + step_h, s.ev.departure_h) - max(t, s.ev.arrival_h)
-            frac = max(0.0, present_h / step_h)
             if sid in v2g_kw:
                 kw = v2g_kw[sid]
-                s.stored -= kw * present_h / day.v2g_efficiency
-                s.v2g_out += kw * present_h
-                powers[sid] = -kw * frac
+                s.stored -= kw * step_h / day.v2g_efficiency
+                s.v2g_out += kw * step_h
+                powers[sid] = -kw
                 continue
             kw = max(0.0, float(allocations.get(sid, 0.0)))
             # The vehicle takes no more than its remaining need (it stops when full).
-            kw = min(kw, s.headroom() / (day.charging_efficiency * max(present_h, 1e-12)))
-            s.stored += kw * present_h * day.charging_efficiency
-            powers[sid] = kw * frac
-            drawn[sid] = kw  # while it is there (powers: the step's average)
+            kw = min(kw, s.headroom() / (day.charging_efficiency * step_h))
+            s.stored += kw * step_h * day.charging_efficiency
+            powers[sid] = drawn[sid] = kw
         if peaks:
             for cid, amps in circuit_currents(day, drawn, ev_by_id).items():
                 peaks[cid] = [max(a, b) for a, b in zip(peaks[cid], amps, strict=True)]
@@ -648,16 +646,15 @@ def _battery_block(b: Battery, energy: float, step_h: float, eta: float) -> dict
     }
 
 
-def _allocator_request(day: Day, slot: int, active: list[_EvState], step_h: float,
-                       t: float) -> dict[str, Any]:
+def _allocator_request(day: Day, slot: int, active: list[_EvState],
+                       step_h: float) -> dict[str, Any]:
     """The step's allocator request, without a battery block (`_battery_block` adds it
     under a plan; without one the replay hands the allocator the battery's discharge
     headroom as grid capacity)."""
     sessions = []
     for s in active:
-        present_h = min(t + step_h, s.ev.departure_h) - max(t, s.ev.arrival_h)
         # A vehicle near its target draws only what completes it (what a real EV does).
-        need_kw = s.headroom() / (day.charging_efficiency * max(present_h, 1e-12))
+        need_kw = s.headroom() / (day.charging_efficiency * step_h)
         sessions.append({
             "sessionId": s.ev.session_id,
             "connectorId": {"chargerId": s.ev.charger_id, "idx": s.ev.idx},
